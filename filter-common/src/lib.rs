@@ -1,0 +1,182 @@
+//! Types and constants the XDP program and the `sipwall` tool must agree on:
+//! the reasons a packet is counted under, map names, map value layouts and
+//! the limits of each map. Everything here is `no_std` and `repr(C)` without
+//! padding, so both sides read the same bytes.
+#![no_std]
+
+/// Why a packet got its verdict; the index of its slot in the counters map.
+///
+/// The kernel side only ever writes these as constants: a reason is never
+/// built from packet bytes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    SipAllowed = 0,
+    SipDenied = 1,
+    RtpAllowed = 2,
+    Fragment = 3,
+    Other = 4,
+    NonIp = 5,
+    Malformed = 6,
+}
+
+/// Number of reasons, the size of the counters map.
+pub const REASON_COUNT: u32 = 7;
+
+impl Reason {
+    /// Every reason, in the order SPEC §5 lists them in `stats --json`.
+    pub const ALL: [Reason; REASON_COUNT as usize] = [
+        Reason::SipAllowed,
+        Reason::SipDenied,
+        Reason::RtpAllowed,
+        Reason::Fragment,
+        Reason::Other,
+        Reason::NonIp,
+        Reason::Malformed,
+    ];
+
+    /// The counter's name as it appears in JSON, metrics and tests.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::SipAllowed => "sip_allowed",
+            Reason::SipDenied => "sip_denied",
+            Reason::RtpAllowed => "rtp_allowed",
+            Reason::Fragment => "fragment",
+            Reason::Other => "other",
+            Reason::NonIp => "non_ip",
+            Reason::Malformed => "malformed",
+        }
+    }
+
+    /// Whether guard mode drops packets counted under this reason.
+    pub const fn drops(self) -> bool {
+        matches!(self, Reason::SipDenied | Reason::Malformed)
+    }
+
+    pub fn from_index(index: u32) -> Option<Reason> {
+        Reason::ALL.get(index as usize).copied()
+    }
+
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// Packets and bytes (frame length) counted under one reason, on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Number of 64-bit words in the signalling-port bitmap (one bit per port).
+pub const PORT_WORDS: usize = 65536 / 64;
+
+/// `Policy::flags`: count DROP decisions but pass the packet.
+pub const FLAG_DRY_RUN: u32 = 1;
+/// `Policy::flags`: log denied sources through aya-log, rate limited.
+pub const FLAG_LOG_DENIED: u32 = 2;
+
+/// Everything the program decides by, apart from the allowlists.
+///
+/// Two of these live in the policy map, one per generation; the active
+/// generation (see [`maps::ACTIVE`]) names which one and which pair of
+/// allowlist tries a packet uses, so a whole new policy is swapped in with a
+/// single 4-byte write.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// First and last UDP port of the RTP range, inclusive.
+    pub rtp_first: u16,
+    pub rtp_last: u16,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Bit `p % 64` of word `p / 64` is set when port `p` is a signalling port.
+    pub sig_ports: [u64; PORT_WORDS],
+}
+
+impl Policy {
+    pub const fn empty() -> Policy {
+        Policy {
+            rtp_first: 0,
+            rtp_last: 0,
+            flags: 0,
+            sig_ports: [0; PORT_WORDS],
+        }
+    }
+
+    pub fn set_sig_port(&mut self, port: u16) {
+        self.sig_ports[(port >> 6) as usize] |= 1 << (port & 63);
+    }
+
+    #[inline(always)]
+    pub fn is_sig_port(&self, port: u16) -> bool {
+        self.sig_ports[(port >> 6) as usize] & (1 << (port & 63)) != 0
+    }
+
+    #[inline(always)]
+    pub fn is_rtp_port(&self, port: u16) -> bool {
+        port >= self.rtp_first && port <= self.rtp_last
+    }
+}
+
+/// Key of the denied-sources map: an IPv6 address, IPv4 as `::ffff:a.b.c.d`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    pub addr: [u8; 16],
+}
+
+/// Per-CPU state of the kernel's log rate limiter (token bucket).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogBucket {
+    /// Time of the last refill, `bpf_ktime_get_ns`.
+    pub refilled_ns: u64,
+    /// Log records that may still be sent before the next refill.
+    pub tokens: u64,
+}
+
+/// Log records each CPU may send per second when `FLAG_LOG_DENIED` is set.
+pub const LOG_RATE_PER_SEC: u64 = 10;
+
+/// Map names (as the ELF object names them) and their sizes.
+pub mod maps {
+    /// Per-CPU array of [`crate::Counter`], indexed by [`crate::Reason`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// Array of one u32: the active generation, 0 or 1.
+    pub const ACTIVE: &str = "ACTIVE";
+    /// Array of two [`crate::Policy`], one per generation.
+    pub const POLICY: &str = "POLICY";
+    /// IPv4 allowlist tries of generation 0 and 1.
+    pub const ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
+    /// IPv6 allowlist tries of generation 0 and 1.
+    pub const ALLOW_V6: [&str; 2] = ["ALLOW_V6_0", "ALLOW_V6_1"];
+    /// Per-CPU LRU hash of [`crate::SourceKey`] → [`crate::Counter`].
+    pub const DENIED: &str = "DENIED";
+    /// Per-CPU array of one [`crate::LogBucket`].
+    pub const LOG_BUCKET: &str = "LOG_BUCKET";
+
+    /// Entries each IPv4 allowlist trie can hold.
+    pub const ALLOW_V4_MAX: u32 = 131_072;
+    /// Entries each IPv6 allowlist trie can hold.
+    pub const ALLOW_V6_MAX: u32 = 131_072;
+    /// Denied sources remembered (least recently seen are evicted).
+    pub const DENIED_MAX: u32 = 16_384;
+}
+
+/// How many IPv6 extension headers the parser walks before it gives up and
+/// counts the packet as malformed.
+pub const MAX_IPV6_EXT_HEADERS: u32 = 8;
+/// How many VLAN tags the parser walks; a frame with more is malformed.
+pub const MAX_VLAN_TAGS: u32 = 2;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C), without padding, and valid for any bit pattern.
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::Policy {}
+    unsafe impl aya::Pod for super::SourceKey {}
+    unsafe impl aya::Pod for super::LogBucket {}
+}

@@ -1,0 +1,115 @@
+//! sipwall's XDP program: parse, decide, count, and return the verdict.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod parse;
+mod policy;
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
+use filter_common::{
+    Counter, Policy, Reason, SourceKey, FLAG_DRY_RUN, FLAG_LOG_DENIED, LOG_RATE_PER_SEC,
+};
+
+use crate::{
+    maps::{ACTIVE, COUNTERS, DENIED, LOG_BUCKET, POLICY},
+    parse::{Parsed, Source},
+};
+
+#[xdp]
+pub fn sipwall(ctx: XdpContext) -> u32 {
+    let generation = match ACTIVE.get(0) {
+        Some(g) => *g & 1,
+        None => 0,
+    };
+    // Array lookups with an index below max_entries always succeed; the
+    // branch only satisfies the verifier.
+    let Some(policy) = POLICY.get(generation) else {
+        return xdp_action::XDP_PASS;
+    };
+    let parsed = parse::parse(&ctx);
+    let reason = policy::decide(&parsed, policy, generation);
+    record(&ctx, policy, &parsed, reason)
+}
+
+/// The one exit: count the decision, remember denied sources, and turn the
+/// reason into a verdict (a DROP passes in dry-run).
+#[inline(always)]
+fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    if let Some(c) = COUNTERS.get_ptr_mut(reason as u32) {
+        // Per-CPU slot: no other CPU writes it, no atomics needed.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    }
+    if reason == Reason::SipDenied {
+        if let Parsed::Ports { src, .. } = parsed {
+            count_denied(ctx, policy, src, bytes);
+        }
+    }
+    if reason.drops() && policy.flags & FLAG_DRY_RUN == 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+#[inline(always)]
+fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
+    let key = SourceKey {
+        addr: match src {
+            Source::V4(a) => [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+            ],
+            Source::V6(a) => *a,
+        },
+    };
+    match DENIED.get_ptr_mut(&key) {
+        Some(c) => unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        },
+        None => {
+            let first = Counter { packets: 1, bytes };
+            let _ = DENIED.insert(&key, &first, 0);
+        }
+    }
+    if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
+        aya_log_ebpf::info!(ctx, "sipwall: denied signalling from {:i}", key.addr);
+    }
+}
+
+/// Token bucket per CPU: at most `LOG_RATE_PER_SEC` records a second, so a
+/// flood of denied packets cannot become a flood of log records.
+#[inline(always)]
+fn take_log_token() -> bool {
+    let Some(b) = LOG_BUCKET.get_ptr_mut(0) else {
+        return false;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    unsafe {
+        if now.wrapping_sub((*b).refilled_ns) >= 1_000_000_000 {
+            (*b).refilled_ns = now;
+            (*b).tokens = LOG_RATE_PER_SEC;
+        }
+        if (*b).tokens == 0 {
+            return false;
+        }
+        (*b).tokens -= 1;
+    }
+    true
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

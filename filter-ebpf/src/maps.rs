@@ -1,0 +1,47 @@
+//! Every map the program uses. Userspace finds them by these names (see
+//! `filter_common::maps`) and pins them, so counters and allowlists outlive
+//! both the tool and a program upgrade.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+};
+use filter_common::{
+    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
+    Counter, LogBucket, Policy, SourceKey, REASON_COUNT,
+};
+
+/// Packets and bytes per reason, per CPU.
+#[map]
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+/// The active generation (0 or 1): which `POLICY` entry and which pair of
+/// allowlist tries packets are judged by. Userspace fills the other
+/// generation, then flips this one word.
+#[map]
+pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Ports, RTP range and flags of each generation.
+#[map]
+pub static POLICY: Array<Policy> = Array::with_max_entries(2, 0);
+
+/// IPv4 signalling allowlist of generation 0 (longest-prefix match).
+#[map]
+pub static ALLOW_V4_0: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(ALLOW_V4_MAX, 0);
+/// IPv4 signalling allowlist of generation 1.
+#[map]
+pub static ALLOW_V4_1: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(ALLOW_V4_MAX, 0);
+/// IPv6 signalling allowlist of generation 0.
+#[map]
+pub static ALLOW_V6_0: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V6_MAX, 0);
+/// IPv6 signalling allowlist of generation 1.
+#[map]
+pub static ALLOW_V6_1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V6_MAX, 0);
+
+/// Denied signalling sources, per address, least recently seen evicted.
+#[map]
+pub static DENIED: LruPerCpuHashMap<SourceKey, Counter> =
+    LruPerCpuHashMap::with_max_entries(DENIED_MAX, 0);
+
+/// Token bucket that limits how many denied sources each CPU logs.
+#[map]
+pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,308 @@
+//! The configuration file (SPEC §3): TOML, every field defaulted to the
+//! provider's published values, validated strictly. Every error names the
+//! line and the problem; nothing is applied from a file with any error.
+use std::path::Path;
+
+use anyhow::Result;
+use ipnet::IpNet;
+use serde::{de::Error as _, Deserialize, Deserializer};
+
+use crate::{
+    cidr::parse_cidr,
+    error::UsageError,
+    ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ConfigFile {
+    signalling: Signalling,
+    media: Media,
+    policy: PolicySection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Signalling {
+    allow: Vec<Cidr>,
+    ports: Vec<SigPort>,
+}
+
+impl Default for Signalling {
+    fn default() -> Self {
+        Signalling {
+            allow: Ruleset::default().allow.into_iter().map(Cidr).collect(),
+            ports: DEFAULT_SIG_PORTS.iter().map(|&p| SigPort(p)).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Media {
+    rtp_ports: PortRange,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            rtp_ports: PortRange(DEFAULT_RTP.0, DEFAULT_RTP.1),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct PolicySection {
+    mode: Mode,
+    dry_run: bool,
+    /// Log denied sources from the kernel (rate limited); opt-in.
+    log_denied: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    #[default]
+    Guard,
+}
+
+struct Cidr(IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_cidr(&text).map(Cidr).map_err(D::Error::custom)
+    }
+}
+
+struct SigPort(u16);
+
+impl<'de> Deserialize<'de> for SigPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        port_number(n).map(SigPort).map_err(D::Error::custom)
+    }
+}
+
+fn port_number(n: i64) -> Result<u16, String> {
+    match u16::try_from(n) {
+        Ok(0) => Err("port 0 is not a port".into()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("port {n} is out of range (1-65535)")),
+    }
+}
+
+/// `"40000-60000"`, or `"5004"` for a single port.
+struct PortRange(u16, u16);
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_port_range(&text).map_err(D::Error::custom)
+    }
+}
+
+fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let one = |s: &str| -> Result<u16, String> {
+        let s = s.trim();
+        let n: i64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} in port range {text:?} is not a number"))?;
+        port_number(n)
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => {
+            let p = one(text)?;
+            (p, p)
+        }
+    };
+    if first > last {
+        return Err(format!(
+            "port range {text:?} starts after it ends ({first} > {last})"
+        ));
+    }
+    Ok(PortRange(first, last))
+}
+
+/// Parses configuration text; `origin` names it in error messages.
+pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
+    if text.trim().is_empty() {
+        // Most likely a file caught while being written: refusing it keeps
+        // the running policy. No file at all means the defaults.
+        return Err(UsageError(format!(
+            "{origin}: the configuration file is empty (remove -c to use the defaults)"
+        )));
+    }
+    let file: ConfigFile = toml::from_str(text)
+        .map_err(|e| UsageError(format!("{origin}: {}", e.to_string().trim_end())))?;
+    if file.signalling.ports.is_empty() {
+        return Err(UsageError(format!(
+            "{origin}: [signalling] ports is empty: at least one signalling port is needed"
+        )));
+    }
+    let Mode::Guard = file.policy.mode;
+    Ruleset {
+        allow: file.signalling.allow.into_iter().map(|c| c.0).collect(),
+        sig_ports: file.signalling.ports.into_iter().map(|p| p.0).collect(),
+        rtp: (file.media.rtp_ports.0, file.media.rtp_ports.1),
+        dry_run: file.policy.dry_run,
+        log_denied: file.policy.log_denied,
+    }
+    .normalise()
+    .map_err(|e| UsageError(format!("{origin}: {e}")))
+}
+
+/// Loads the ruleset from `path`, or the defaults when there is none.
+pub fn load(path: Option<&Path>) -> Result<Ruleset> {
+    let Some(path) = path else {
+        return Ok(Ruleset::default());
+    };
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| UsageError(format!("{origin}: cannot read the configuration file: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| UsageError(format!("{origin}: not a text file (invalid UTF-8)")))?;
+    Ok(parse(&text, &origin)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Ruleset {
+        parse(text, "test.toml").unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text, "test.toml") {
+            Ok(r) => panic!("{text:?} was accepted as {r:?}"),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_providers_values() {
+        let r = ok("# nothing set\n");
+        assert_eq!(r, Ruleset::default());
+        assert_eq!(
+            r.allow.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ["44.229.228.186/32", "44.238.177.138/32"]
+        );
+        assert_eq!(r.sig_ports, [5060, 5061]);
+        assert_eq!(r.rtp, (40000, 60000));
+        assert!(!r.dry_run && !r.log_denied);
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let r = ok(r#"
+[signalling]
+allow = ["198.51.100.0/24", "2001:db8:5::/48", "198.51.100.0/24", "192.0.2.7"]
+ports = [5080, 5060, 5080]
+
+[media]
+rtp_ports = "10000-20000"
+
+[policy]
+mode = "guard"
+dry_run = true
+log_denied = true
+"#);
+        let allow: Vec<String> = r.allow.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            allow,
+            ["192.0.2.7/32", "198.51.100.0/24", "2001:db8:5::/48"]
+        );
+        assert_eq!(r.sig_ports, [5060, 5080]);
+        assert_eq!(r.rtp, (10000, 20000));
+        assert!(r.dry_run && r.log_denied);
+    }
+
+    #[test]
+    fn single_port_rtp_range() {
+        assert_eq!(ok("[media]\nrtp_ports = \"5004\"\n").rtp, (5004, 5004));
+    }
+
+    #[test]
+    fn invalid_files_name_line_and_problem() {
+        // (file, the line the error must name, words the message must contain)
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "[signalling]\nallow = [\"44.229.228.186/33\"]\n",
+                2,
+                "longer than 32",
+            ),
+            (
+                "[signalling]\nallow = [\"not-an-ip\"]\n",
+                2,
+                "not an IP address",
+            ),
+            (
+                "[signalling]\nallow = [\"44.229.228.186/24\"]\n",
+                2,
+                "host bits",
+            ),
+            (
+                "[signalling]\nallow = [\"::ffff:1.2.3.4\"]\n",
+                2,
+                "IPv4-mapped",
+            ),
+            ("[signalling]\nports = [0]\n", 2, "port 0"),
+            ("[signalling]\nports = [70000]\n", 2, "out of range"),
+            ("[signalling]\nports = [-1]\n", 2, "out of range"),
+            (
+                "\n[signalling]\nports = []\n",
+                0,
+                "at least one signalling port",
+            ),
+            (
+                "[media]\nrtp_ports = \"60000-40000\"\n",
+                2,
+                "starts after it ends",
+            ),
+            ("[media]\nrtp_ports = \"0-100\"\n", 2, "port 0"),
+            ("[media]\nrtp_ports = \"a-b\"\n", 2, "not a number"),
+            ("[media]\nrtp_ports = 40000\n", 2, "string"),
+            ("[policy]\nmode = \"block\"\n", 2, "unknown variant"),
+            ("[policy]\ndry_run = \"yes\"\n", 2, "boolean"),
+            ("[policy]\ndryrun = true\n", 2, "unknown field"),
+            ("[sigalling]\nallow = []\n", 1, "unknown field"),
+            ("[signalling\n", 1, "invalid table header"),
+            ("allow = [\"1.2.3.4\"]\n", 1, "unknown field"),
+        ];
+        for (text, line, says) in cases {
+            let msg = err(text);
+            assert!(msg.contains(says), "{text:?}: {msg}");
+            assert!(msg.starts_with("test.toml"), "{text:?}: {msg}");
+            if *line > 0 {
+                assert!(
+                    msg.contains(&format!("line {line}")),
+                    "{text:?} should name line {line}: {msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_binary_files_are_refused() {
+        assert!(err("").contains("empty"));
+        assert!(err("  \n\n").contains("empty"));
+        let dir = std::env::temp_dir().join(format!("sipwall-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("binary.toml");
+        std::fs::write(&bin, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+        let e = load(Some(&bin)).unwrap_err().to_string();
+        assert!(e.contains("not a text file"), "{e}");
+        let missing = dir.join("missing.toml");
+        let e = load(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_file_means_defaults() {
+        assert_eq!(load(None).unwrap(), Ruleset::default());
+    }
+}

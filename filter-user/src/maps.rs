@@ -1,0 +1,194 @@
+//! Handles on the program's maps, and the two operations that give them
+//! meaning: installing a ruleset atomically and reading it back.
+//!
+//! Atomic swap: the allowlist tries and the policy exist twice, one copy per
+//! generation. A packet reads the active generation once and is judged by
+//! that copy only. `install` rewrites the inactive copy completely and then
+//! flips the active generation with one 4-byte array write, so a packet sees
+//! the old ruleset or the new one, never a mix; an interrupted install
+//! leaves only the inactive copy half-written, and the next install rewrites
+//! it from scratch.
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    Ebpf,
+};
+use filter_common::{maps as names, Counter, Policy, Reason, SourceKey, REASON_COUNT};
+use ipnet::IpNet;
+
+use crate::ruleset::Ruleset;
+
+type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
+
+pub struct Maps {
+    pub counters: PerCpuArray<MapData, Counter>,
+    pub active: Array<MapData, u32>,
+    pub policy: Array<MapData, Policy>,
+    pub allow_v4: [Trie<4>; 2],
+    pub allow_v6: [Trie<16>; 2],
+    pub denied: PerCpuHashMap<MapData, SourceKey, Counter>,
+}
+
+/// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
+pub type CounterSet = [Counter; REASON_COUNT as usize];
+
+impl Maps {
+    /// Takes the maps out of a loaded object (the program keeps using them).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
+        Maps::build(|name| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("the program has no map {name}"))
+        })
+    }
+
+    /// Opens the maps pinned in `dir` by a running attachment.
+    pub fn open_pinned(dir: &Path) -> Result<Maps> {
+        Maps::build(|name| {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening the pinned map {}", path.display()))?;
+            Map::from_map_data(data)
+                .with_context(|| format!("{} is not a map sipwall knows", path.display()))
+        })
+    }
+
+    fn build(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
+        fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(map: Map, name: &str) -> Result<T> {
+            T::try_from(map).with_context(|| format!("map {name} has an unexpected type or layout"))
+        }
+        let mut one = |name: &str| -> Result<Map> { get(name) };
+        Ok(Maps {
+            counters: typed(one(names::COUNTERS)?, names::COUNTERS)?,
+            active: typed(one(names::ACTIVE)?, names::ACTIVE)?,
+            policy: typed(one(names::POLICY)?, names::POLICY)?,
+            allow_v4: [
+                typed(one(names::ALLOW_V4[0])?, names::ALLOW_V4[0])?,
+                typed(one(names::ALLOW_V4[1])?, names::ALLOW_V4[1])?,
+            ],
+            allow_v6: [
+                typed(one(names::ALLOW_V6[0])?, names::ALLOW_V6[0])?,
+                typed(one(names::ALLOW_V6[1])?, names::ALLOW_V6[1])?,
+            ],
+            denied: typed(one(names::DENIED)?, names::DENIED)?,
+        })
+    }
+
+    /// The generation packets are judged by now (0 or 1).
+    pub fn active_generation(&self) -> Result<u32> {
+        Ok(self
+            .active
+            .get(&0, 0)
+            .context("reading the active generation")?
+            & 1)
+    }
+
+    /// The ruleset packets are judged by now.
+    pub fn read_ruleset(&self) -> Result<Ruleset> {
+        let g = self.active_generation()?;
+        let policy = self.policy.get(&g, 0).context("reading the policy")?;
+        Ok(Ruleset::from_parts(&policy, self.read_allowlist(g)?))
+    }
+
+    /// The allowlist of generation `g`, sorted.
+    pub fn read_allowlist(&self, g: u32) -> Result<Vec<IpNet>> {
+        let mut nets = Vec::new();
+        for key in self.allow_v4[g as usize].keys() {
+            let key = key.context("reading the IPv4 allowlist")?;
+            nets.push(net(
+                IpAddr::V4(Ipv4Addr::from(key.data())),
+                key.prefix_len(),
+            )?);
+        }
+        for key in self.allow_v6[g as usize].keys() {
+            let key = key.context("reading the IPv6 allowlist")?;
+            nets.push(net(
+                IpAddr::V6(Ipv6Addr::from(key.data())),
+                key.prefix_len(),
+            )?);
+        }
+        nets.sort();
+        Ok(nets)
+    }
+
+    /// Makes `ruleset` the one packets are judged by, atomically (see the
+    /// module comment). Returns the new active generation.
+    pub fn install(&mut self, ruleset: &Ruleset) -> Result<u32> {
+        let next = 1 - self.active_generation()?;
+        let n = next as usize;
+        clear(&mut self.allow_v4[n]).context("clearing the inactive IPv4 allowlist")?;
+        clear(&mut self.allow_v6[n]).context("clearing the inactive IPv6 allowlist")?;
+        for (addr, len) in ruleset.v4() {
+            self.allow_v4[n]
+                .insert(&Key::new(len.into(), addr.octets()), 1, 0)
+                .with_context(|| format!("adding {addr}/{len} to the IPv4 allowlist"))?;
+        }
+        for (addr, len) in ruleset.v6() {
+            self.allow_v6[n]
+                .insert(&Key::new(len.into(), addr.octets()), 1, 0)
+                .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
+        }
+        self.policy
+            .set(next, ruleset.policy(), 0)
+            .context("writing the policy")?;
+        self.active
+            .set(0, next, 0)
+            .context("switching to the new generation")?;
+        Ok(next)
+    }
+
+    /// Counters per reason, summed over CPUs.
+    pub fn counters(&self) -> Result<CounterSet> {
+        let mut out = CounterSet::default();
+        for reason in Reason::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(reason as u32), 0)
+                .with_context(|| format!("reading the {} counter", reason.name()))?;
+            for c in per_cpu.iter() {
+                out[reason as usize].packets += c.packets;
+                out[reason as usize].bytes += c.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Denied sources with their counters summed over CPUs, most packets
+    /// first.
+    pub fn denied_sources(&self) -> Result<Vec<(IpAddr, Counter)>> {
+        let mut out = Vec::new();
+        for item in self.denied.iter() {
+            let (key, per_cpu) = item.context("reading the denied-sources map")?;
+            let mut sum = Counter::default();
+            for c in per_cpu.iter() {
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+            let v6 = Ipv6Addr::from(key.addr);
+            let addr = match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            };
+            out.push((addr, sum));
+        }
+        out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+}
+
+fn net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
+    IpNet::new(addr, prefix_len as u8)
+        .with_context(|| format!("bad prefix {addr}/{prefix_len} in the allowlist map"))
+}
+
+fn clear<const N: usize>(trie: &mut Trie<N>) -> Result<()> {
+    let keys: Vec<Key<[u8; N]>> = trie.keys().collect::<Result<_, _>>()?;
+    for key in keys {
+        trie.remove(&key)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The embedded XDP program and how it is loaded: with private maps (pcap
+//! replay, tests) or with maps pinned in a directory, reused if they exist,
+//! so that allowlists and counters survive the tool and program upgrades.
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use aya::{programs::Xdp, Ebpf, EbpfLoader};
+use filter_common::maps;
+
+/// The object built from filter-ebpf by build.rs.
+pub static PROGRAM_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-xdp"));
+
+/// Name of the XDP function in the object.
+pub const PROGRAM_NAME: &str = "sipwall";
+
+/// Every map the program has, by the names the object gives them.
+pub const MAP_NAMES: [&str; 9] = [
+    maps::COUNTERS,
+    maps::ACTIVE,
+    maps::POLICY,
+    maps::ALLOW_V4[0],
+    maps::ALLOW_V4[1],
+    maps::ALLOW_V6[0],
+    maps::ALLOW_V6[1],
+    maps::DENIED,
+    maps::LOG_BUCKET,
+];
+
+/// Loads the program into the kernel (it passes the verifier here). With
+/// `pin_dir`, each map is taken from `pin_dir/NAME` or created and pinned
+/// there.
+pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    if let Some(dir) = pin_dir {
+        for name in MAP_NAMES {
+            loader.map_pin_path(name, dir.join(name));
+        }
+    }
+    let mut ebpf = loader.load(PROGRAM_OBJECT).with_context(|| match pin_dir {
+        Some(dir) => format!(
+            "loading the XDP program with the maps pinned in {} (pins from an incompatible sipwall version? `sipwall detach` removes them)",
+            dir.display()
+        ),
+        None => "loading the XDP program".to_string(),
+    })?;
+    program_mut(&mut ebpf)?
+        .load()
+        .context("the kernel's verifier refused the XDP program")?;
+    Ok(ebpf)
+}
+
+pub fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(PROGRAM_NAME)
+        .context("the object has no sipwall program")?
+        .try_into()?)
+}
+
+pub fn program(ebpf: &Ebpf) -> Result<&Xdp> {
+    Ok(ebpf
+        .program(PROGRAM_NAME)
+        .context("the object has no sipwall program")?
+        .try_into()?)
+}
