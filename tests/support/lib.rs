@@ -1,1 +1,1 @@
-
+//! Helpers shared by sipwall's tests and benchmarks.

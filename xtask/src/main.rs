@@ -1,1 +1,99 @@
-fn main() {}
+//! Project tasks cargo cannot do alone: install the eBPF toolchain pieces and
+//! test dependencies, run the test suite as root, the demo, the benchmarks
+//! and the long fuzz run.
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (skips what is there).
+    Setup,
+    /// Set up, build, and run the whole test suite.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`: test-name filters).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run `sipwall demo` on a throw-away lab.
+    Demo,
+    /// Set up and run the benchmarks (`target/bench.json` gets the figures).
+    Bench {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The long differential fuzz run of the kernel program.
+    Fuzz {
+        /// Packets per configuration.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Seed (random when left out; printed for replay).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Args::parse().task {
+        Task::Setup => setup::all(),
+        Task::Test { args } => {
+            setup::all()?;
+            cargo(&["build", "--workspace", "--bins"])?;
+            let mut test = vec!["test", "--workspace"];
+            test.extend(args.iter().map(String::as_str));
+            cargo(&test)
+        }
+        Task::Demo => {
+            setup::all()?;
+            cargo(&["build", "--release", "-p", "filter-user"])?;
+            run(Command::new("target/release/sipwall").arg("demo"))
+        }
+        Task::Bench { args } => {
+            setup::all()?;
+            let mut bench = vec!["run", "--release", "-p", "sipwall-tests", "--bin", "bench", "--"];
+            bench.extend(args.iter().map(String::as_str));
+            cargo(&["build", "--release", "-p", "filter-user"])?;
+            cargo(&bench)
+        }
+        Task::Fuzz { packets, seed } => {
+            setup::all()?;
+            let mut cmd = cargo_cmd(&[
+                "test", "--release", "-p", "sipwall-tests", "--test", "differential", "--",
+                "--nocapture",
+            ]);
+            cmd.env("SIPWALL_FUZZ_PACKETS", packets.to_string());
+            if let Some(seed) = seed {
+                cmd.env("SIPWALL_FUZZ_SEED", seed.to_string());
+            }
+            run(&mut cmd)
+        }
+    }
+}
+
+fn cargo_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).env("PATH", setup::path_with_cargo_bin());
+    cmd
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run(&mut cargo_cmd(args))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
