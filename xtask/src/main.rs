@@ -48,8 +48,8 @@ fn main() -> Result<()> {
         Task::Setup => setup::all(),
         Task::Test { args } => {
             setup::all()?;
-            cargo(&["build", "--workspace", "--bins"])?;
-            let mut test = vec!["test", "--workspace"];
+            cargo(&["build", "--bins"])?;
+            let mut test = vec!["test"];
             test.extend(args.iter().map(String::as_str));
             cargo(&test)
         }
