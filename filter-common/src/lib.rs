@@ -179,4 +179,26 @@ mod pod {
     unsafe impl aya::Pod for super::Policy {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::LogBucket {}
+    unsafe impl aya::Pod for super::AttachInfo {}
 }
+
+/// What userspace records about an attachment, in the pinned `INFO` map
+/// (bpffs holds no plain files). Never read by the XDP program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachInfo {
+    /// [`ATTACH_MAGIC`]: these pins are sipwall's.
+    pub magic: u32,
+    /// [`PIN_LAYOUT_VERSION`] of the sipwall that made the pins.
+    pub layout_version: u32,
+    pub ifindex: u32,
+    /// 1 native, 2 skb, 3 hw.
+    pub mode: u32,
+    /// Seconds since the epoch of the first attach.
+    pub attached_at: u64,
+}
+
+pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
+/// Bumped whenever a map's layout changes; pins of another version are
+/// refused rather than misread.
+pub const PIN_LAYOUT_VERSION: u32 = 1;

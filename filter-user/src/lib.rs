@@ -1,5 +1,8 @@
 //! sipwall's userspace: configuration, loading and pinning the XDP program,
-//! allowlist updates, counters and pcap replay. `main.rs` only dispatches.
+//! allowlist updates, counters, metrics and pcap replay. `main.rs` only
+//! dispatches through `commands`.
+pub mod allow;
+pub mod attach;
 pub mod check;
 pub mod cidr;
 pub mod cli;
@@ -7,7 +10,12 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod maps;
+pub mod metrics;
+pub mod pins;
 pub mod privileges;
 pub mod program;
 pub mod ruleset;
 pub mod runner;
+pub mod service;
+pub mod stats;
+pub mod status;
