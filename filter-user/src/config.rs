@@ -302,6 +302,14 @@ log_denied = true
     }
 
     #[test]
+    fn shipped_example_is_the_defaults() {
+        assert_eq!(
+            ok(include_str!("../../dist/sipwall.toml")),
+            Ruleset::default()
+        );
+    }
+
+    #[test]
     fn no_file_means_defaults() {
         assert_eq!(load(None).unwrap(), Ruleset::default());
     }
