@@ -112,7 +112,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             .run()
         }
-        Command::Demo => anyhow::bail!("demo: not wired yet"),
+        Command::Demo => crate::demo::run(),
     }
 }
 
