@@ -1,1 +1,3 @@
 //! Helpers shared by sipwall's tests and benchmarks.
+pub mod netns;
+pub mod sipp;
