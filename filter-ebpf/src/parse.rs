@@ -160,23 +160,20 @@ fn parse_ipv6(pkt: &Packet, off: usize) -> Parsed {
                 };
                 (h[1] as usize + 2) * 4
             }
-            IPPROTO_FRAGMENT => {
-                let Some(h) = pkt.bytes_at::<4>(cur) else {
-                    return Parsed::Malformed;
-                };
-                if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
-                    return Parsed::Fragment;
-                }
-                8
-            }
+            IPPROTO_FRAGMENT => 8,
             _ => return parse_l4(pkt, next, cur, end, Source::V6(src)),
         };
+        // The whole header must fit before any of it is believed, the
+        // fragment header's offset included.
         if cur + len > end {
             return Parsed::Malformed;
         }
-        let Some(h) = pkt.bytes_at::<2>(cur) else {
+        let Some(h) = pkt.bytes_at::<4>(cur) else {
             return Parsed::Malformed;
         };
+        if next == IPPROTO_FRAGMENT && u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+            return Parsed::Fragment;
+        }
         next = h[0];
         cur += len;
         if cur > MAX_L4_OFFSET {

@@ -1,0 +1,459 @@
+//! `sipwall check --pcap`: the real binary replaying captures through the
+//! real program. Captures are written here (pcap-file), by scapy, and
+//! converted by editcap, to show the reader takes what other tools write;
+//! broken captures and configurations must fail with a clear message and
+//! exit status 2. Needs root (CAP_BPF) and `cargo build -p filter-user`.
+use std::{
+    borrow::Cow,
+    fs::File,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use pcap_file::{
+    pcap::{PcapHeader, PcapPacket, PcapWriter},
+    pcapng::{
+        blocks::{
+            enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
+        },
+        PcapNgWriter,
+    },
+    DataLink,
+};
+use serde_json::Value;
+use sipwall_tests::packet::{Frame, PROTO_UDP};
+
+const PROVIDER_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+/// A directory of its own for one test, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sipwall-check-pcap-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sipwall_bin() -> PathBuf {
+    let bin = match std::env::var_os("SIPWALL_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/check_pcap-HASH -> target/<profile>/sipwall
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .join("sipwall")
+        }
+    };
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p filter-user` first or set SIPWALL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn sipwall(args: &[&str]) -> Run {
+    let out = Command::new(sipwall_bin())
+        .args(args)
+        .output()
+        .expect("running sipwall");
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+/// `check --json`: (verdict, reason, len) per packet, indexes checked.
+fn check_json(pcap: &Path, config: Option<&Path>) -> Vec<(String, String, u64)> {
+    let mut args = vec!["check", "--pcap", path_str(pcap), "--json"];
+    if let Some(c) = config {
+        args.extend(["-c", path_str(c)]);
+    }
+    let run = sipwall(&args);
+    assert_eq!(run.status, 0, "sipwall {args:?} failed: {}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("check --json printed invalid JSON ({e}): {}", run.stdout));
+    let packets = json["packets"].as_array().expect("a packets array");
+    packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            assert_eq!(p["index"], i, "packet {i} has index {}", p["index"]);
+            (
+                p["verdict"].as_str().expect("verdict").to_string(),
+                p["reason"].as_str().unwrap_or("null").to_string(),
+                p["len"].as_u64().expect("len"),
+            )
+        })
+        .collect()
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>], datalink: DataLink) {
+    let file = File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = PcapHeader {
+        datalink,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(file, header).expect("pcap header");
+    for (i, f) in frames.iter().enumerate() {
+        let ts = Duration::from_millis(1_700_000_000_000 + i as u64);
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+            .expect("pcap packet");
+    }
+}
+
+fn write_pcapng(path: &Path, frames: &[Vec<u8>], linktype: DataLink) {
+    let file = File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut w = PcapNgWriter::new(file).expect("pcapng section");
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype,
+        snaplen: 0xffff,
+        options: vec![],
+    })
+    .expect("pcapng interface");
+    for (i, f) in frames.iter().enumerate() {
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_millis(1_700_000_000_000 + i as u64),
+            original_len: f.len() as u32,
+            data: Cow::Borrowed(f),
+            options: vec![],
+        })
+        .expect("pcapng packet");
+    }
+}
+
+/// One frame per outcome; (frame, verdict, reason) with the reason `null`
+/// for a frame the kernel cannot run.
+#[rustfmt::skip]
+fn sample() -> Vec<(Vec<u8>, &'static str, &'static str)> {
+    let to_host = |src| Frame::ipv4(src, HOST);
+    vec![
+        (to_host(PROVIDER_A).udp(5060, 5060).payload(b"OPTIONS sip:host SIP/2.0\r\n\r\n").build(), "pass", "sip_allowed"),
+        (to_host(STRANGER).udp(5060, 5060).build(), "drop", "sip_denied"),
+        (to_host(STRANGER).udp(50000, 40000).payload(&[0x80; 172]).build(), "pass", "rtp_allowed"),
+        (to_host(STRANGER).raw(PROTO_UDP, &[0; 32]).fragment(185, false).build(), "pass", "fragment"),
+        (to_host(STRANGER).icmp_echo().build(), "pass", "other"),
+        (Frame::arp(STRANGER, HOST).build(), "pass", "non_ip"),
+        (to_host(PROVIDER_A).udp(5060, 5060).cut_to(14 + 20 + 5).build(), "drop", "malformed"),
+        // Shorter than an Ethernet header: BPF_PROG_TEST_RUN refuses it.
+        (vec![0xff; 10], "error", "null"),
+    ]
+}
+
+/// The human summary line `check` prints for [`sample`].
+const SAMPLE_SUMMARY: &str = "8 packets: 5 pass, 2 drop, 1 not run (sip_allowed 1, sip_denied 1, rtp_allowed 1, fragment 1, other 1, non_ip 1, malformed 1)";
+
+fn sample_frames() -> Vec<Vec<u8>> {
+    sample().into_iter().map(|(f, _, _)| f).collect()
+}
+
+/// Asserts `check --json` of a capture of [`sample`] gives the expected
+/// verdict, reason and length per packet.
+fn assert_sample(label: &str, pcap: &Path) {
+    let got = check_json(pcap, None);
+    let want: Vec<(String, String, u64)> = sample()
+        .into_iter()
+        .map(|(f, v, r)| (v.to_string(), r.to_string(), f.len() as u64))
+        .collect();
+    assert_eq!(got, want, "{label}: per-packet verdict, reason, length");
+}
+
+#[test]
+fn json_and_text_for_a_pcap_written_here() {
+    let dir = TempDir::new();
+    let pcap = dir.join("sample.pcap");
+    write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
+    assert_sample("pcap-file pcap", &pcap);
+
+    // The raw JSON keeps the SPEC §5 shape.
+    let run = sipwall(&["check", "--pcap", path_str(&pcap), "--json"]);
+    let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(json["packets"][0]["index"], 0);
+    assert_eq!(json["packets"][0]["verdict"], "pass");
+    assert_eq!(json["packets"][0]["reason"], "sip_allowed");
+    assert_eq!(json["packets"][1]["verdict"], "drop");
+    assert_eq!(json["packets"][1]["reason"], "sip_denied");
+    assert!(json["packets"][7]["reason"].is_null());
+
+    let run = sipwall(&["check", "--pcap", path_str(&pcap)]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    for (i, (frame, verdict, reason)) in sample().iter().enumerate() {
+        let line = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(&i.to_string()))
+            .unwrap_or_else(|| panic!("no line for packet {i}:\n{}", run.stdout));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if *verdict == "error" {
+            assert_eq!(words[1], "error", "{line}");
+            assert!(line.contains("shorter than an Ethernet header"), "{line}");
+        } else {
+            assert_eq!(
+                words[1..4],
+                [*verdict, *reason, &frame.len().to_string()],
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(
+        lines.last().copied(),
+        Some(SAMPLE_SUMMARY),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_configuration_changes_the_verdicts() {
+    let dir = TempDir::new();
+    let pcap = dir.join("sample.pcap");
+    write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
+    let config = dir.join("sipwall.toml");
+    // The stranger becomes the allowlisted source; provider A does not.
+    std::fs::write(
+        &config,
+        "[signalling]\nallow = [\"203.0.113.9/32\"]\n\n[media]\nrtp_ports = \"40001-40002\"\n",
+    )
+    .unwrap();
+    let got: Vec<(String, String)> = check_json(&pcap, Some(&config))
+        .into_iter()
+        .map(|(v, r, _)| (v, r))
+        .collect();
+    let want = [
+        ("drop", "sip_denied"),  // provider A, no longer allowlisted
+        ("pass", "sip_allowed"), // the stranger, now allowlisted
+        ("pass", "other"),       // 40000 is outside the new RTP range
+        ("pass", "fragment"),
+        ("pass", "other"),
+        ("pass", "non_ip"),
+        ("drop", "malformed"),
+        ("error", "null"),
+    ]
+    .map(|(v, r)| (v.to_string(), r.to_string()));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn pcapng_written_here() {
+    let dir = TempDir::new();
+    let pcapng = dir.join("sample.pcapng");
+    write_pcapng(&pcapng, &sample_frames(), DataLink::ETHERNET);
+    assert_sample("pcap-file pcapng", &pcapng);
+}
+
+#[test]
+fn captures_converted_by_editcap() {
+    if Command::new("editcap").arg("-h").output().is_err() {
+        eprintln!("SKIPPED: editcap (wireshark-common) is not installed");
+        return;
+    }
+    let dir = TempDir::new();
+    let pcap = dir.join("sample.pcap");
+    write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
+    for format in ["pcapng", "nsecpcap", "pcap"] {
+        let out = dir.join(&format!("converted.{format}"));
+        let run = Command::new("editcap")
+            .args(["-F", format, path_str(&pcap), path_str(&out)])
+            .output()
+            .expect("running editcap");
+        assert!(
+            run.status.success(),
+            "editcap -F {format}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_sample(&format!("editcap -F {format}"), &out);
+    }
+}
+
+/// Packets built by scapy, with the verdict and reason each must get.
+#[rustfmt::skip]
+const SCAPY_PACKETS: &[(&str, &str, &str)] = &[
+    ("IP(src=A, dst=H)/UDP(sport=5060, dport=5060)/Raw(b'OPTIONS sip:h SIP/2.0')", "pass", "sip_allowed"),
+    ("Dot1AD(vlan=1)/Dot1Q(vlan=2)/IP(src=S, dst=H)/UDP(sport=5060, dport=5060)", "drop", "sip_denied"),
+    ("Dot1Q(vlan=10)/IP(src=B, dst=H)/TCP(dport=5061, flags='S')", "pass", "sip_allowed"),
+    ("IP(src=S, dst=H, options=[IPOption_RR()])/UDP(dport=5060)", "drop", "sip_denied"),
+    ("IP(src=S, dst=H, ihl=4)/UDP(dport=5060)", "drop", "malformed"),
+    ("IPv6(src=S6, dst=H6)/IPv6ExtHdrHopByHop()/IPv6ExtHdrFragment(offset=100, m=1)/UDP(dport=5060)", "pass", "fragment"),
+    ("IPv6(src=S6, dst=H6)/IPv6ExtHdrRouting()/IPv6ExtHdrDestOpt()/UDP(dport=40000)", "pass", "rtp_allowed"),
+    ("IPv6(src=S6, dst=H6)/SCTP(dport=5061)", "drop", "sip_denied"),
+    ("ARP(psrc=S, pdst=H)", "pass", "non_ip"),
+    ("IP(src=S, dst=H)/ICMP()", "pass", "other"),
+    ("IP(src=S, dst=H, frag=185, proto=17)/Raw(b'x' * 16)", "pass", "fragment"),
+];
+
+#[test]
+fn captures_written_by_scapy() {
+    // Debian's scapy lives in the system python, not in a pyenv one.
+    let python = "/usr/bin/python3";
+    let dir = TempDir::new();
+    let pcap = dir.join("scapy.pcap");
+    let pcapng = dir.join("scapy.pcapng");
+    let packets: Vec<String> = SCAPY_PACKETS
+        .iter()
+        .map(|(p, _, _)| format!("E/{p}"))
+        .collect();
+    let script = format!(
+        "import sys\n\
+         from scapy.all import *\n\
+         E = Ether(dst='02:00:00:00:00:01', src='02:00:00:00:00:02')\n\
+         A, B, S, H = '44.229.228.186', '44.238.177.138', '203.0.113.9', '192.0.2.10'\n\
+         S6, H6 = '2001:db8::9', '2001:db8::10'\n\
+         pkts = [{}]\n\
+         wrpcap(sys.argv[1], pkts)\n\
+         wrpcapng(sys.argv[2], pkts)\n",
+        packets.join(", ")
+    );
+    let run = Command::new(python)
+        .args(["-c", &script, path_str(&pcap), path_str(&pcapng)])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (install python3-scapy: cargo xtask setup)"));
+    assert!(
+        run.status.success(),
+        "scapy failed (install python3-scapy: cargo xtask setup): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for file in [&pcap, &pcapng] {
+        let got = check_json(file, None);
+        assert_eq!(got.len(), SCAPY_PACKETS.len(), "{}", file.display());
+        for ((packet, verdict, reason), (gv, gr, _)) in SCAPY_PACKETS.iter().zip(&got) {
+            assert_eq!(
+                (gv.as_str(), gr.as_str()),
+                (*verdict, *reason),
+                "{}: {packet}",
+                file.display()
+            );
+        }
+    }
+}
+
+/// Runs `check` expecting failure: exit 2, nothing on stdout, and a message
+/// on stderr that contains every one of `says`. Returns the message.
+fn assert_refused(label: &str, args: &[&str], says: &[&str]) -> String {
+    let run = sipwall(args);
+    assert_eq!(
+        run.status, 2,
+        "{label}: exit status; stderr: {}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{label}: printed {}", run.stdout);
+    assert!(
+        run.stderr.starts_with("sipwall: "),
+        "{label}: {}",
+        run.stderr
+    );
+    for s in says {
+        assert!(
+            run.stderr.contains(s),
+            "{label}: {s:?} not in {}",
+            run.stderr
+        );
+    }
+    run.stderr
+}
+
+#[test]
+fn broken_captures_are_refused_with_exit_2() {
+    let dir = TempDir::new();
+    let frames = sample_frames();
+    let good = dir.join("good.pcap");
+    write_pcap(&good, &frames, DataLink::ETHERNET);
+    let bytes = std::fs::read(&good).unwrap();
+
+    let truncated = dir.join("truncated.pcap");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 3]).unwrap();
+    let header_only_half = dir.join("half-header.pcap");
+    std::fs::write(&header_only_half, &bytes[..12]).unwrap();
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "INVITE sip:bob@example.com SIP/2.0\r\n").unwrap();
+    let empty = dir.join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let raw_ip = dir.join("raw-ip.pcap");
+    // LINKTYPE_RAW (101): packets start with the IP header.
+    write_pcap(&raw_ip, &[frames[0][14..].to_vec()], DataLink::RAW);
+    let raw_ipng = dir.join("raw-ip.pcapng");
+    write_pcapng(&raw_ipng, &[frames[0][14..].to_vec()], DataLink::RAW);
+    let missing = dir.join("missing.pcap");
+
+    #[rustfmt::skip]
+    let cases: &[(&str, &Path, &[&str])] = &[
+        ("truncated pcap", &truncated, &["packet 7", "cut short or corrupt"]),
+        ("pcap header cut in half", &header_only_half, &["not a valid pcap file"]),
+        ("text file", &text, &["not a pcap or pcapng file"]),
+        ("empty file", &empty, &["too short to be a capture file"]),
+        ("LINKTYPE_RAW pcap", &raw_ip, &["link type", "RAW", "only Ethernet"]),
+        ("LINKTYPE_RAW pcapng", &raw_ipng, &["link type", "RAW", "only Ethernet"]),
+        ("missing file", &missing, &["cannot open"]),
+    ];
+    for (label, file, says) in cases {
+        let name = path_str(file);
+        let mut says = says.to_vec();
+        says.push(name);
+        for json in [false, true] {
+            let mut args = vec!["check", "--pcap", name];
+            args.extend(json.then_some("--json"));
+            let msg = assert_refused(label, &args, &says);
+            assert_eq!(msg.lines().count(), 1, "{label}: one line: {msg}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_exit_2_naming_the_line() {
+    let dir = TempDir::new();
+    let pcap = dir.join("sample.pcap");
+    write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("port 0", "[signalling]\nallow = [\"192.0.2.1/32\"]\nports = [5060, 0]\n", &["line 3", "port 0"]),
+        ("bad CIDR", "# sipwall\n[signalling]\nallow = [\"192.0.2.300/32\"]\n", &["line 3", "192.0.2.300"]),
+        ("reversed RTP range", "[media]\nrtp_ports = \"60000-40000\"\n", &["line 2", "starts after it ends"]),
+        ("unknown key", "[policy]\ndry_run = true\nmode = \"guard\"\nverbose = true\n", &["line 4", "unknown field"]),
+    ];
+    for (label, text, says) in cases {
+        let config = dir.join("bad.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut says = says.to_vec();
+        says.push(path_str(&config));
+        assert_refused(
+            label,
+            &["check", "--pcap", path_str(&pcap), "-c", path_str(&config)],
+            &says,
+        );
+    }
+}

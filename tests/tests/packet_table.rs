@@ -1,0 +1,533 @@
+//! Built packets through the real XDP program (BPF_PROG_TEST_RUN via
+//! `sipwall::runner::Runner`), one table row per case of SPEC §2 and of the
+//! parsing decisions. Each row asserts the verdict, that exactly its reason's
+//! counter moved by one packet and by the frame's length in bytes (no other
+//! counter moved), and that the denied-sources map counted the source for
+//! `sip_denied` and nothing otherwise. Needs root (CAP_BPF).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use filter_common::{
+    Counter,
+    Reason::{self, *},
+};
+use ipnet::IpNet;
+use sipwall::{
+    config,
+    ruleset::Ruleset,
+    runner::{Runner, Verdict},
+};
+use sipwall_tests::packet::{
+    Ext, Frame, Net, L4, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
+};
+
+const PASS: Verdict = Verdict::Pass;
+const DROP: Verdict = Verdict::Drop;
+
+/// The provider's signalling addresses (SPEC §1) and their neighbours.
+const PROVIDER_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
+const PROVIDER_B: Ipv4Addr = Ipv4Addr::new(44, 238, 177, 138);
+const BELOW_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 185);
+const ABOVE_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 187);
+const BELOW_B: Ipv4Addr = Ipv4Addr::new(44, 238, 177, 137);
+const ABOVE_B: Ipv4Addr = Ipv4Addr::new(44, 238, 177, 139);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+/// The protected host.
+const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().expect("test IPv6 address")
+}
+
+fn host6() -> Ipv6Addr {
+    v6("2001:db8::10")
+}
+
+fn stranger6() -> Ipv6Addr {
+    v6("2001:db8:bad::9")
+}
+
+/// An IPv4 packet to the host.
+fn ip4(src: Ipv4Addr) -> Frame {
+    Frame::ipv4(src, HOST)
+}
+
+/// An IPv6 packet to the host.
+fn ip6(src: Ipv6Addr) -> Frame {
+    Frame::ipv6(src, host6())
+}
+
+/// The first four bytes of a UDP header (ports 5060 -> 5060).
+const UDP_PORTS_ONLY: [u8; 4] = [0x13, 0xc4, 0x13, 0xc4];
+
+struct Case {
+    why: &'static str,
+    verdict: Verdict,
+    reason: Reason,
+    frame: Frame,
+}
+
+fn case(verdict: Verdict, reason: Reason, why: &'static str, frame: Frame) -> Case {
+    Case {
+        why,
+        verdict,
+        reason,
+        frame,
+    }
+}
+
+/// Eight extension headers of every walked kind (the most the parser walks).
+fn eight_ext(f: Frame) -> Frame {
+    f.ext(Ext::HopByHop { len: 0 })
+        .ext(Ext::DestOpts { len: 1 })
+        .ext(Ext::Routing { len: 0 })
+        .ext(Ext::Fragment {
+            offset: 0,
+            more: false,
+        })
+        .ext(Ext::Ah { len: 4 })
+        .ext(Ext::DestOpts { len: 0 })
+        .ext(Ext::Routing { len: 2 })
+        .ext(Ext::DestOpts { len: 0 })
+}
+
+/// Hop-by-hop, destination options, routing and a first fragment header.
+fn common_chain(f: Frame) -> Frame {
+    f.ext(Ext::HopByHop { len: 0 })
+        .ext(Ext::DestOpts { len: 0 })
+        .ext(Ext::Routing { len: 2 })
+        .ext(Ext::Fragment {
+            offset: 0,
+            more: true,
+        })
+}
+
+/// The default ruleset's table: the provider's values (SPEC §1, §2).
+#[rustfmt::skip]
+fn default_table() -> Vec<Case> {
+    let sip = b"OPTIONS sip:host SIP/2.0\r\n\r\n";
+    vec![
+        // --- §2 row 1: not IP -> non_ip ---
+        case(PASS, NonIp, "ARP request", Frame::arp(STRANGER, HOST)),
+        case(PASS, NonIp, "LLDP announcement", Frame::lldp()),
+        case(PASS, NonIp, "ARP inside an 802.1Q tag", Frame::arp(STRANGER, HOST).vlan(TPID_8021Q, 5)),
+        case(PASS, NonIp, "unknown ethertype 0x88B5", Frame::ethertype(0x88b5, vec![0; 46])),
+        case(PASS, NonIp, "802.3 length field instead of an ethertype (LLC)", Frame::ethertype(46, vec![0x42; 46])),
+        // --- §2 row 3: signalling from the allowlist -> sip_allowed ---
+        case(PASS, SipAllowed, "provider A, UDP 5060", ip4(PROVIDER_A).udp(5060, 5060).payload(sip)),
+        case(PASS, SipAllowed, "provider B, UDP 5060", ip4(PROVIDER_B).udp(5060, 5060).payload(sip)),
+        case(PASS, SipAllowed, "provider A, UDP 5061", ip4(PROVIDER_A).udp(5061, 5061)),
+        case(PASS, SipAllowed, "provider B, UDP 5061", ip4(PROVIDER_B).udp(40123, 5061)),
+        case(PASS, SipAllowed, "provider A, TCP 5060", ip4(PROVIDER_A).tcp(40000, 5060)),
+        case(PASS, SipAllowed, "provider B, TCP 5061 (TLS)", ip4(PROVIDER_B).tcp(40001, 5061)),
+        case(PASS, SipAllowed, "provider A, SCTP 5060", ip4(PROVIDER_A).sctp(5060, 5060)),
+        case(PASS, SipAllowed, "provider B, SCTP 5061", ip4(PROVIDER_B).sctp(5061, 5061)),
+        case(PASS, SipAllowed, "provider, minimal UDP padded to 60 bytes: bytes count the padding", ip4(PROVIDER_A).udp(5060, 5060).pad_to(60)),
+        case(PASS, SipAllowed, "provider, total length beyond the frame but UDP header complete: judged by ports", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.total_len = Some(1500))),
+        // --- §2 row 4: signalling from anyone else -> sip_denied ---
+        case(DROP, SipDenied, "stranger, UDP 5060", ip4(STRANGER).udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "stranger, UDP 5061", ip4(STRANGER).udp(5061, 5061)),
+        case(DROP, SipDenied, "stranger, TCP 5060", ip4(STRANGER).tcp(33000, 5060)),
+        case(DROP, SipDenied, "stranger, TCP 5061", ip4(STRANGER).tcp(33000, 5061)),
+        case(DROP, SipDenied, "stranger, SCTP 5060", ip4(STRANGER).sctp(5060, 5060)),
+        case(DROP, SipDenied, "stranger, SCTP 5061", ip4(STRANGER).sctp(5061, 5061)),
+        case(DROP, SipDenied, ".185, one below provider A: /32 only", ip4(BELOW_A).udp(5060, 5060)),
+        case(DROP, SipDenied, ".187, one above provider A: /32 only", ip4(ABOVE_A).udp(5060, 5060)),
+        case(DROP, SipDenied, ".137, one below provider B: /32 only", ip4(BELOW_B).tcp(5060, 5061)),
+        case(DROP, SipDenied, ".139, one above provider B: /32 only", ip4(ABOVE_B).sctp(5060, 5060)),
+        case(DROP, SipDenied, "provider address as destination, stranger as source: source decides", Frame::ipv4(STRANGER, PROVIDER_A).udp(5060, 5060)),
+        case(DROP, SipDenied, "stranger with DF set, offset 0: not a fragment", ip4(STRANGER).udp(5060, 5060).ip4(|h| h.dont_fragment = true)),
+        // --- §2 row 5: RTP range (UDP only) ---
+        case(PASS, Other, "UDP 39999, one below the RTP range", ip4(STRANGER).udp(50000, 39999)),
+        case(PASS, RtpAllowed, "UDP 40000, first RTP port, any source", ip4(STRANGER).udp(50000, 40000)),
+        case(PASS, RtpAllowed, "UDP 50000, inside the RTP range", ip4(STRANGER).udp(50000, 50000).payload(&[0x80; 172])),
+        case(PASS, RtpAllowed, "UDP 60000, last RTP port", ip4(STRANGER).udp(50000, 60000)),
+        case(PASS, Other, "UDP 60001, one above the RTP range", ip4(STRANGER).udp(50000, 60001)),
+        case(PASS, Other, "TCP to an RTP port: RTP is UDP only", ip4(STRANGER).tcp(50000, 40000)),
+        case(PASS, Other, "SCTP to an RTP port: RTP is UDP only", ip4(STRANGER).sctp(50000, 50000)),
+        // --- §2 row 7: everything else -> other ---
+        case(PASS, Other, "UDP 5059: not a signalling port", ip4(STRANGER).udp(5060, 5059)),
+        case(PASS, Other, "UDP 5062: not a signalling port", ip4(STRANGER).udp(5060, 5062)),
+        case(PASS, Other, "source port 5060 to an ephemeral port: only the destination port counts", ip4(STRANGER).udp(5060, 33333)),
+        case(PASS, Other, "SSH", ip4(STRANGER).tcp(33000, 22)),
+        case(PASS, Other, "DNS reply", ip4(STRANGER).udp(53, 33333).payload(&[0; 40])),
+        case(PASS, Other, "ICMP echo request", ip4(STRANGER).icmp_echo()),
+        case(PASS, Other, "ESP: no ports to read", ip4(STRANGER).raw(PROTO_ESP, &[0; 24])),
+        case(PASS, Other, "IPv4 with nothing after the header (protocol 59)", ip4(STRANGER)),
+        // --- VLAN tags ---
+        case(PASS, SipAllowed, "one 802.1Q tag, provider", ip4(PROVIDER_A).vlan(TPID_8021Q, 10).udp(5060, 5060)),
+        case(DROP, SipDenied, "one 802.1Q tag, stranger", ip4(STRANGER).vlan(TPID_8021Q, 10).udp(5060, 5060)),
+        case(PASS, SipAllowed, "one 802.1ad tag, provider", ip4(PROVIDER_B).vlan(TPID_8021AD, 10).tcp(1024, 5061)),
+        case(DROP, SipDenied, "one 802.1ad tag, stranger", ip4(STRANGER).vlan(TPID_8021AD, 10).tcp(1024, 5061)),
+        case(PASS, SipAllowed, "QinQ 802.1ad + 802.1Q, provider", ip4(PROVIDER_A).vlan(TPID_8021AD, 100).vlan(TPID_8021Q, 10).sctp(5060, 5060)),
+        case(DROP, SipDenied, "QinQ 802.1ad + 802.1Q, stranger", ip4(STRANGER).vlan(TPID_8021AD, 100).vlan(TPID_8021Q, 10).udp(5060, 5060)),
+        case(DROP, SipDenied, "two 802.1Q tags, stranger", ip4(STRANGER).vlan(TPID_8021Q, 100).vlan(TPID_8021Q, 10).udp(5060, 5061)),
+        case(PASS, RtpAllowed, "mixed order 802.1Q + 802.1ad, RTP", ip4(STRANGER).vlan(TPID_8021Q, 100).vlan(TPID_8021AD, 10).udp(50000, 40000)),
+        case(DROP, SipDenied, "two tags around IPv6", ip6(stranger6()).vlan(TPID_8021AD, 100).vlan(TPID_8021Q, 10).udp(5060, 5060)),
+        case(DROP, Malformed, "a third tag, even around provider traffic: more than the parser walks", ip4(PROVIDER_A).vlan(TPID_8021AD, 1).vlan(TPID_8021Q, 2).vlan(TPID_8021Q, 3).udp(5060, 5060)),
+        case(DROP, Malformed, "a third tag around RTP", ip4(STRANGER).vlan(TPID_8021Q, 1).vlan(TPID_8021Q, 2).vlan(TPID_8021AD, 3).udp(50000, 50000)),
+        case(DROP, Malformed, "802.1Q tag cut after its TCI (16-byte frame)", Frame::ethertype(TPID_8021Q, vec![0, 10])),
+        case(DROP, Malformed, "second tag cut after its TCI", Frame::ethertype(TPID_8021Q, vec![0, 20]).vlan(TPID_8021AD, 10)),
+        case(DROP, Malformed, "802.1Q tag then IPv4 ethertype and nothing else", ip4(PROVIDER_A).vlan(TPID_8021Q, 10).udp(5060, 5060).cut_to(18)),
+        // --- IPv4 header length and options ---
+        case(PASS, SipAllowed, "IHL 6 (4 option bytes), provider", ip4(PROVIDER_A).ipv4_options(4).udp(5060, 5060)),
+        case(DROP, SipDenied, "IHL 6 (4 option bytes), stranger", ip4(STRANGER).ipv4_options(4).udp(5060, 5060)),
+        case(PASS, SipAllowed, "IHL 15 (40 option bytes), provider over TCP", ip4(PROVIDER_B).ipv4_options(40).tcp(1024, 5060)),
+        case(DROP, SipDenied, "IHL 15 (40 option bytes), stranger: ports read after the options", ip4(STRANGER).ipv4_options(40).udp(5060, 5060)),
+        case(PASS, RtpAllowed, "IHL 15, RTP", ip4(STRANGER).ipv4_options(40).udp(50000, 40000)),
+        case(DROP, Malformed, "IHL 4, even from the provider", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.ihl = Some(4))),
+        case(DROP, Malformed, "IHL 0", ip4(STRANGER).udp(50000, 50000).ip4(|h| h.ihl = Some(0))),
+        case(DROP, Malformed, "IHL 15 but only 28 bytes of IP in the frame: header beyond the packet", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| { h.ihl = Some(15); h.total_len = Some(68) })),
+        case(DROP, Malformed, "IHL 6, frame ends after 22 header bytes", ip4(PROVIDER_A).ipv4_options(4).udp(5060, 5060).cut_to(14 + 22)),
+        case(DROP, Malformed, "IPv4 header cut at 19 bytes", ip4(PROVIDER_A).udp(5060, 5060).cut_to(14 + 19)),
+        case(DROP, Malformed, "14-byte frame: Ethernet header naming IPv4, nothing else", ip4(PROVIDER_A).cut_to(14)),
+        case(DROP, Malformed, "version nibble 6 under the IPv4 ethertype", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.version = 6)),
+        case(DROP, Malformed, "version nibble 0 under the IPv4 ethertype", ip4(STRANGER).udp(50000, 50000).ip4(|h| h.version = 0)),
+        case(DROP, Malformed, "total length 19, shorter than the header", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.total_len = Some(19))),
+        case(DROP, Malformed, "total length 0", ip4(STRANGER).udp(50000, 50000).ip4(|h| h.total_len = Some(0))),
+        case(DROP, Malformed, "IHL 6, total length 20: shorter than the 24-byte header", ip4(PROVIDER_A).ipv4_options(4).udp(5060, 5060).ip4(|h| h.total_len = Some(20))),
+        // --- transport headers cut short or invalid ---
+        case(DROP, Malformed, "UDP header cut at 7 bytes", ip4(PROVIDER_A).udp(5060, 5060).cut_to(14 + 20 + 7)),
+        case(DROP, Malformed, "TCP header cut at 19 bytes", ip4(PROVIDER_A).tcp(5060, 5060).cut_to(14 + 20 + 19)),
+        case(DROP, Malformed, "SCTP header cut at 11 bytes", ip4(PROVIDER_A).sctp(5060, 5060).cut_to(14 + 20 + 11)),
+        case(DROP, Malformed, "UDP to RTP cut at 4 bytes: malformed whatever the port", ip4(STRANGER).udp(50000, 50000).cut_to(14 + 20 + 4)),
+        case(DROP, Malformed, "total length leaves 4 UDP bytes, Ethernet padding follows: padding is not header", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.total_len = Some(24)).pad_to(60)),
+        case(DROP, Malformed, "total length leaves 16 TCP bytes, Ethernet padding follows", ip4(PROVIDER_A).tcp(5060, 5060).ip4(|h| h.total_len = Some(36)).pad_to(64)),
+        case(DROP, Malformed, "total length leaves 8 SCTP bytes, Ethernet padding follows", ip4(PROVIDER_A).sctp(5060, 5060).ip4(|h| h.total_len = Some(28)).pad_to(60)),
+        case(DROP, Malformed, "TCP data offset 4 (< 5)", ip4(PROVIDER_A).tcp(1024, 5060).l4(|l| set_doff(l, 4))),
+        case(DROP, Malformed, "TCP data offset 0, to a non-signalling port", ip4(STRANGER).tcp(1024, 22).l4(|l| set_doff(l, 0))),
+        case(DROP, Malformed, "TCP data offset 15, header beyond the packet", ip4(PROVIDER_A).tcp(1024, 5060).l4(|l| set_doff(l, 15))),
+        case(DROP, Malformed, "TCP data offset 8, options would be link padding", ip4(PROVIDER_A).tcp(1024, 5060).l4(|l| set_doff(l, 8)).pad_to(80)),
+        case(PASS, SipAllowed, "TCP data offset 6 with an MSS option, provider", ip4(PROVIDER_A).tcp(1024, 5061).l4(|l| set_tcp_options(l, &[2, 4, 0x05, 0xb4]))),
+        case(DROP, SipDenied, "TCP data offset 6 with an MSS option, stranger", ip4(STRANGER).tcp(1024, 5061).l4(|l| set_tcp_options(l, &[2, 4, 0x05, 0xb4]))),
+        // --- IPv4 fragments ---
+        case(PASS, SipAllowed, "first fragment (MF, offset 0) from the provider: judged by ports", ip4(PROVIDER_A).udp(5060, 5060).payload(sip).fragment(0, true)),
+        case(DROP, SipDenied, "first fragment from a stranger to 5060", ip4(STRANGER).udp(5060, 5060).payload(sip).fragment(0, true)),
+        case(DROP, SipDenied, "first fragment from a stranger to TCP 5061", ip4(STRANGER).tcp(1024, 5061).fragment(0, true)),
+        case(PASS, RtpAllowed, "first fragment to RTP", ip4(STRANGER).udp(50000, 50000).payload(&[0x80; 64]).fragment(0, true)),
+        case(DROP, Malformed, "first fragment with only 4 bytes of UDP", ip4(PROVIDER_A).raw(PROTO_UDP, &UDP_PORTS_ONLY).fragment(0, true)),
+        case(DROP, Malformed, "first fragment with only 12 bytes of TCP", ip4(PROVIDER_A).raw(PROTO_TCP, &[0x13, 0xc4, 0x13, 0xc4, 0, 0, 0, 1, 0, 0, 0, 0]).fragment(0, true)),
+        case(PASS, Fragment, "non-first fragment (offset 185, MF) 'to' 5060 from a stranger: no L4 header to read", ip4(STRANGER).udp(5060, 5060).payload(sip).fragment(185, true)),
+        case(PASS, Fragment, "last fragment (offset 370, no MF)", ip4(STRANGER).raw(PROTO_UDP, b"rest of an INVITE").fragment(370, false)),
+        case(PASS, Fragment, "non-first fragment of one byte: no L4 header expected", ip4(STRANGER).raw(PROTO_UDP, &[0x42]).fragment(1, false)),
+        case(DROP, Malformed, "non-first fragment with IHL 4: the IP header is checked first", ip4(STRANGER).raw(PROTO_UDP, &[0; 16]).fragment(185, true).ip4(|h| h.ihl = Some(4))),
+        // --- IPv6 ---
+        case(DROP, SipDenied, "IPv6 UDP 5060: the default allowlist has no IPv6", ip6(stranger6()).udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "IPv6 TCP 5061", ip6(stranger6()).tcp(1024, 5061)),
+        case(DROP, SipDenied, "IPv6 SCTP 5060", ip6(stranger6()).sctp(5060, 5060)),
+        case(PASS, RtpAllowed, "IPv6 UDP 40000", ip6(stranger6()).udp(50000, 40000)),
+        case(PASS, RtpAllowed, "IPv6 UDP 60000", ip6(stranger6()).udp(50000, 60000)),
+        case(PASS, Other, "IPv6 UDP 60001", ip6(stranger6()).udp(50000, 60001)),
+        case(PASS, Other, "IPv6 TCP to an RTP port", ip6(stranger6()).tcp(50000, 50000)),
+        case(PASS, Other, "ICMPv6 echo request", ip6(stranger6()).icmp_echo()),
+        case(PASS, Other, "IPv6 no next header (59)", ip6(stranger6())),
+        case(DROP, SipDenied, "hop-by-hop + dest opts + routing + first fragment, then UDP 5060", common_chain(ip6(stranger6())).udp(5060, 5060).payload(sip)),
+        case(PASS, RtpAllowed, "hop-by-hop + dest opts + routing + first fragment, then UDP RTP", common_chain(ip6(stranger6())).udp(50000, 50000)),
+        case(DROP, SipDenied, "AH before UDP 5060", ip6(stranger6()).ext(Ext::Ah { len: 4 }).udp(5060, 5060)),
+        case(PASS, RtpAllowed, "AH before UDP RTP", ip6(stranger6()).ext(Ext::Ah { len: 4 }).udp(50000, 40000)),
+        case(DROP, SipDenied, "exactly 8 extension headers, then UDP 5060: parsed to the ports", eight_ext(ip6(stranger6())).udp(5060, 5060)),
+        case(PASS, RtpAllowed, "exactly 8 extension headers, then UDP RTP", eight_ext(ip6(stranger6())).udp(50000, 50000)),
+        case(DROP, Malformed, "9 extension headers, even to RTP: longer than the parser walks", eight_ext(ip6(stranger6())).ext(Ext::DestOpts { len: 0 }).udp(50000, 50000)),
+        case(PASS, Fragment, "IPv6 non-first fragment 'to' 5060 from a stranger", ip6(stranger6()).ext(Ext::Fragment { offset: 185, more: true }).udp(5060, 5060)),
+        case(PASS, Fragment, "IPv6 last fragment after hop-by-hop", ip6(stranger6()).ext(Ext::HopByHop { len: 0 }).ext(Ext::Fragment { offset: 370, more: false }).raw(PROTO_UDP, b"rest")),
+        case(DROP, SipDenied, "IPv6 atomic fragment (offset 0, no M): judged by ports", ip6(stranger6()).ext(Ext::Fragment { offset: 0, more: false }).udp(5060, 5060)),
+        case(DROP, Malformed, "IPv6 first fragment with only 4 bytes of UDP", ip6(stranger6()).ext(Ext::Fragment { offset: 0, more: true }).raw(PROTO_UDP, &UDP_PORTS_ONLY)),
+        case(DROP, Malformed, "hop-by-hop of 16 bytes, frame ends after 8 of them", ip6(stranger6()).ext(Ext::HopByHop { len: 1 }).udp(50000, 50000).cut_to(14 + 40 + 8)),
+        case(DROP, Malformed, "hop-by-hop of 16 bytes past a payload length of 8 (padding follows)", ip6(stranger6()).ext(Ext::HopByHop { len: 1 }).udp(50000, 50000).ip6(|h| h.payload_len = Some(8))),
+        case(DROP, Malformed, "non-first fragment header cut to 4 bytes", ip6(stranger6()).ext(Ext::Fragment { offset: 185, more: true }).cut_to(14 + 40 + 4)),
+        case(DROP, Malformed, "non-first fragment header past the payload length", ip6(stranger6()).ext(Ext::Fragment { offset: 185, more: true }).raw(PROTO_UDP, &[0; 16]).ip6(|h| h.payload_len = Some(4))),
+        case(DROP, Malformed, "UDP header beyond a payload length of 4, padding follows", ip6(stranger6()).udp(50000, 50000).ip6(|h| h.payload_len = Some(4)).pad_to(80)),
+        case(DROP, Malformed, "IPv6 TCP data offset 3", ip6(stranger6()).tcp(1024, 5060).l4(|l| set_doff(l, 3))),
+        case(DROP, Malformed, "IPv6 header cut at 39 bytes", ip6(stranger6()).udp(5060, 5060).cut_to(14 + 39)),
+        case(DROP, Malformed, "14-byte frame naming IPv6", ip6(stranger6()).cut_to(14)),
+        case(DROP, Malformed, "version nibble 4 under the IPv6 ethertype", ip6(stranger6()).udp(50000, 50000).ip6(|h| h.version = 4)),
+    ]
+}
+
+fn set_doff(l4: &mut L4, words: u8) {
+    match l4 {
+        L4::Tcp { data_offset, .. } => *data_offset = Some(words),
+        other => panic!("set_doff on {other:?}"),
+    }
+}
+
+fn set_tcp_options(l4: &mut L4, bytes: &[u8]) {
+    match l4 {
+        L4::Tcp { options, .. } => *options = bytes.to_vec(),
+        other => panic!("set_tcp_options on {other:?}"),
+    }
+}
+
+// --- a custom ruleset: other prefixes, ports and RTP range ---
+
+const CUSTOM_TOML: &str = r#"
+[signalling]
+allow = ["198.51.100.64/26", "192.0.2.77/32", "2001:db8:1:2::/64"]
+ports = [5080]
+
+[media]
+rtp_ports = "10000-10999"
+"#;
+
+fn custom_ruleset() -> Ruleset {
+    Ruleset {
+        allow: ["198.51.100.64/26", "192.0.2.77/32", "2001:db8:1:2::/64"]
+            .iter()
+            .map(|s| s.parse::<IpNet>().unwrap())
+            .collect(),
+        sig_ports: vec![5080],
+        rtp: (10000, 10999),
+        dry_run: false,
+        log_denied: false,
+    }
+    .normalise()
+    .expect("custom ruleset")
+}
+
+#[rustfmt::skip]
+fn custom_table() -> Vec<Case> {
+    let v4 = |a, b, c, d| ip4(Ipv4Addr::new(a, b, c, d));
+    let first6 = v6("2001:db8:1:2::");
+    let last6 = v6("2001:db8:1:2:ffff:ffff:ffff:ffff");
+    vec![
+        case(PASS, SipAllowed, "198.51.100.64, first address of the /26", v4(198, 51, 100, 64).udp(5080, 5080)),
+        case(PASS, SipAllowed, "198.51.100.127, last address of the /26, TCP", v4(198, 51, 100, 127).tcp(1024, 5080)),
+        case(DROP, SipDenied, "198.51.100.63, one below the /26", v4(198, 51, 100, 63).udp(5080, 5080)),
+        case(DROP, SipDenied, "198.51.100.128, one above the /26", v4(198, 51, 100, 128).sctp(5080, 5080)),
+        case(PASS, SipAllowed, "192.0.2.77, the /32, SCTP", v4(192, 0, 2, 77).sctp(5080, 5080)),
+        case(DROP, SipDenied, "192.0.2.76, one below the /32", v4(192, 0, 2, 76).udp(5080, 5080)),
+        case(DROP, SipDenied, "192.0.2.78, one above the /32", v4(192, 0, 2, 78).udp(5080, 5080)),
+        case(DROP, SipDenied, "provider A is not in this allowlist", ip4(PROVIDER_A).udp(5080, 5080)),
+        case(PASS, Other, "UDP 5060 is not policed here, even from a stranger", ip4(STRANGER).udp(5060, 5060)),
+        case(PASS, Other, "TCP 5061 is not policed here", ip4(STRANGER).tcp(1024, 5061)),
+        case(PASS, Other, "UDP 5081: not a signalling port", ip4(STRANGER).udp(5080, 5081)),
+        case(PASS, Other, "UDP 9999, one below this RTP range", ip4(STRANGER).udp(1, 9999)),
+        case(PASS, RtpAllowed, "UDP 10000, first RTP port", ip4(STRANGER).udp(1, 10000)),
+        case(PASS, RtpAllowed, "UDP 10999, last RTP port", ip4(STRANGER).udp(1, 10999)),
+        case(PASS, Other, "UDP 11000, one above this RTP range", ip4(STRANGER).udp(1, 11000)),
+        case(PASS, Other, "UDP 40000: the default RTP range no longer applies", ip4(STRANGER).udp(1, 40000)),
+        case(PASS, SipAllowed, "2001:db8:1:2::, first address of the /64", ip6(first6).udp(5080, 5080)),
+        case(PASS, SipAllowed, "2001:db8:1:2:ffff:ffff:ffff:ffff, last address of the /64", ip6(last6).tcp(1024, 5080)),
+        case(DROP, SipDenied, "2001:db8:1:1:ffff:ffff:ffff:ffff, one below the /64", ip6(v6("2001:db8:1:1:ffff:ffff:ffff:ffff")).udp(5080, 5080)),
+        case(DROP, SipDenied, "2001:db8:1:3::, one above the /64", ip6(v6("2001:db8:1:3::")).sctp(5080, 5080)),
+        case(PASS, SipAllowed, "allowlisted IPv6 behind hop-by-hop + dest opts + routing + fragment", common_chain(ip6(first6)).udp(5080, 5080)),
+        case(DROP, SipDenied, "stranger IPv6 behind the same chain", common_chain(ip6(stranger6())).udp(5080, 5080)),
+        case(PASS, SipAllowed, "allowlisted IPv6 behind AH", ip6(last6).ext(Ext::Ah { len: 4 }).udp(5080, 5080)),
+        case(PASS, SipAllowed, "allowlisted IPv6 behind 8 extension headers", eight_ext(ip6(last6)).udp(5080, 5080)),
+        case(PASS, SipAllowed, "allowlisted IPv4 with IHL 15 in QinQ", v4(198, 51, 100, 100).ipv4_options(40).vlan(TPID_8021AD, 1).vlan(TPID_8021Q, 2).udp(5080, 5080)),
+        case(PASS, Fragment, "non-first fragment 'to' 5080 from a stranger", ip4(STRANGER).udp(5080, 5080).fragment(10, true)),
+        case(DROP, Malformed, "malformed stays malformed: UDP cut short from an allowlisted source", v4(198, 51, 100, 64).udp(5080, 5080).cut_to(14 + 20 + 6)),
+    ]
+}
+
+// --- running rows ---
+
+/// The frame's source address, for the denied-sources map.
+fn source(frame: &Frame) -> Option<IpAddr> {
+    match &frame.net {
+        Net::V4(h) => Some(h.src.into()),
+        Net::V6(h) => Some(h.src.into()),
+        Net::Other { .. } => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs one frame and checks verdict, counters and the denied-sources map.
+fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
+    let frame = c.frame.build();
+    let len = frame.len() as u64;
+    let denied_before = runner.maps.denied_sources().map_err(|e| format!("{e:#}"))?;
+    let out = runner.run(&frame).map_err(|e| format!("{e:#}"))?;
+    let denied_after = runner.maps.denied_sources().map_err(|e| format!("{e:#}"))?;
+    let want = vec![(
+        c.reason,
+        Counter {
+            packets: 1,
+            bytes: len,
+        },
+    )];
+    if out.verdict != verdict || out.moved != want {
+        return Err(format!(
+            "got {:?} with counters {:?}, want {verdict:?} with {want:?}; frame {}",
+            out.verdict,
+            out.moved,
+            hex(&frame)
+        ));
+    }
+    let denied_moved: Vec<_> = denied_after
+        .iter()
+        .filter(|(addr, after)| {
+            let before = denied_before
+                .iter()
+                .find(|(a, _)| a == addr)
+                .map_or(Counter::default(), |(_, c)| *c);
+            before != *after
+        })
+        .map(|(addr, after)| {
+            let before = denied_before
+                .iter()
+                .find(|(a, _)| a == addr)
+                .map_or(Counter::default(), |(_, c)| *c);
+            (
+                *addr,
+                Counter {
+                    packets: after.packets - before.packets,
+                    bytes: after.bytes - before.bytes,
+                },
+            )
+        })
+        .collect();
+    let want_denied = match (c.reason, source(&c.frame)) {
+        (SipDenied, Some(src)) => vec![(
+            src,
+            Counter {
+                packets: 1,
+                bytes: len,
+            },
+        )],
+        _ => vec![],
+    };
+    if denied_moved != want_denied {
+        return Err(format!(
+            "denied sources moved {denied_moved:?}, want {want_denied:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs every row, then fails naming every row that did not hold.
+fn run_table(label: &str, runner: &Runner, table: &[Case], verdict: impl Fn(&Case) -> Verdict) {
+    let failures: Vec<String> = table
+        .iter()
+        .filter_map(|c| {
+            check(runner, c, verdict(c))
+                .err()
+                .map(|e| format!("[{label}] {}: {e}", c.why))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
+}
+
+fn runner(ruleset: &Ruleset) -> Runner {
+    Runner::new(ruleset).unwrap_or_else(|e| panic!("loading the program (run as root): {e:#}"))
+}
+
+#[test]
+fn default_ruleset_table() {
+    let table = default_table();
+    // Every reason of SPEC §2 appears, with both verdicts.
+    for reason in Reason::ALL {
+        assert!(
+            table.iter().any(|c| c.reason == reason),
+            "no row for {}",
+            reason.name()
+        );
+    }
+    run_table("default", &runner(&Ruleset::default()), &table, |c| {
+        c.verdict
+    });
+}
+
+#[test]
+fn custom_ruleset_table_built_directly_and_from_toml() {
+    let direct = custom_ruleset();
+    let parsed = config::parse(CUSTOM_TOML, "custom.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        parsed, direct,
+        "the TOML text and the direct ruleset differ"
+    );
+    let table = custom_table();
+    run_table("custom, direct", &runner(&direct), &table, |c| c.verdict);
+    run_table("custom, from TOML", &runner(&parsed), &table, |c| c.verdict);
+}
+
+#[test]
+fn dry_run_passes_every_drop_with_the_same_counters() {
+    let table = default_table();
+    assert!(table.iter().any(|c| c.verdict == DROP));
+    let dry = Ruleset {
+        dry_run: true,
+        ..Ruleset::default()
+    };
+    let from_toml =
+        config::parse("[policy]\ndry_run = true\n", "dry.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_toml, dry);
+    run_table("dry run", &runner(&dry), &table, |_| PASS);
+}
+
+#[test]
+fn installing_a_ruleset_swaps_the_verdict_on_the_same_runner() {
+    let mut runner = runner(&Ruleset::default());
+    let guest = Ipv4Addr::new(198, 51, 100, 7);
+    let from_guest = || ip4(guest).udp(5060, 5060);
+    let from_provider = || ip4(PROVIDER_A).udp(5060, 5060);
+    let guest_only = Ruleset {
+        allow: vec!["198.51.100.7/32".parse().unwrap()],
+        ..Ruleset::default()
+    };
+    let ports_5080 = Ruleset {
+        sig_ports: vec![5080],
+        ..Ruleset::default()
+    };
+    let dry = Ruleset {
+        dry_run: true,
+        ..Ruleset::default()
+    };
+    let defaults = Ruleset::default();
+    // (ruleset installed before the step, frame, verdict, reason, why)
+    #[rustfmt::skip]
+    let steps: Vec<(Option<&Ruleset>, Frame, Verdict, Reason, &str)> = vec![
+        (None, from_guest(), DROP, SipDenied, "defaults: guest is a stranger"),
+        (None, from_provider(), PASS, SipAllowed, "defaults: provider allowed"),
+        (Some(&guest_only), from_guest(), PASS, SipAllowed, "guest-only allowlist: guest allowed"),
+        (None, from_provider(), DROP, SipDenied, "guest-only allowlist: provider now denied"),
+        (Some(&ports_5080), from_guest(), PASS, Other, "signalling on 5080 only: 5060 not policed"),
+        (None, ip4(guest).udp(5060, 5080), DROP, SipDenied, "signalling on 5080 only: guest denied there"),
+        (Some(&dry), from_guest(), PASS, SipDenied, "dry run: counted as denied, passed"),
+        (Some(&defaults), from_guest(), DROP, SipDenied, "defaults again: dropped"),
+        (None, from_provider(), PASS, SipAllowed, "defaults again: provider allowed"),
+    ];
+    let mut generation = runner.maps.active_generation().unwrap();
+    for (install, frame, verdict, reason, why) in steps {
+        if let Some(ruleset) = install {
+            runner
+                .install(ruleset)
+                .unwrap_or_else(|e| panic!("{why}: {e:#}"));
+            let now = runner.maps.active_generation().unwrap();
+            assert_ne!(now, generation, "{why}: install must flip the generation");
+            assert_eq!(&runner.maps.read_ruleset().unwrap(), ruleset, "{why}");
+            generation = now;
+        }
+        let c = case(verdict, reason, why, frame);
+        check(&runner, &c, verdict).unwrap_or_else(|e| panic!("{why}: {e}"));
+    }
+}
+
+#[test]
+fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
+    // BPF_PROG_TEST_RUN refuses XDP input shorter than ETH_HLEN with EINVAL,
+    // so such frames never reach the program (and a NIC never delivers
+    // them). The Runner returns the error; no counter moves.
+    let runner = runner(&Ruleset::default());
+    let before = runner.maps.counters().unwrap();
+    for len in [0, 1, 13] {
+        let frame = ip4(PROVIDER_A).udp(5060, 5060).cut_to(len).build();
+        assert_eq!(frame.len(), len);
+        assert!(
+            runner.run(&frame).is_err(),
+            "a {len}-byte frame was run by the kernel"
+        );
+    }
+    assert_eq!(runner.maps.counters().unwrap(), before, "counters moved");
+    // Fourteen bytes is the smallest frame that runs: malformed, dropped.
+    let c = case(DROP, Malformed, "14 bytes", ip4(PROVIDER_A).cut_to(14));
+    check(&runner, &c, DROP).unwrap_or_else(|e| panic!("14 bytes: {e}"));
+}
