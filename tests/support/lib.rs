@@ -1,4 +1,6 @@
 //! Helpers shared by sipwall's tests and benchmarks.
+pub mod generator;
+pub mod reference;
 pub mod packet;
 pub mod netns;
 pub mod sipp;

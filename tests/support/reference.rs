@@ -1,0 +1,305 @@
+//! An independent userspace model of the ingress policy (SPEC §2), written
+//! from the contract and the parsing decisions the project settled on, not
+//! from the kernel code. The differential test runs random frames through
+//! both and requires the same verdict and reason.
+//!
+//! It works on byte slices with plain index arithmetic: every header is
+//! taken as a sub-slice, and a slice that is too short is the "truncated"
+//! case. The limits below are written out here on purpose rather than taken
+//! from filter-common, so a change there shows up as a disagreement.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use filter_common::Reason;
+use sipwall::{ruleset::Ruleset, runner::Verdict};
+
+/// VLAN tags walked before the IP header; a further tag is malformed.
+pub const VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked; a further one is malformed.
+pub const IPV6_EXT_HEADERS: usize = 8;
+
+const ETH_HEADER: usize = 14;
+const TPID_8021Q: u16 = 0x8100;
+const TPID_8021AD: u16 = 0x88A8;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+
+const PROTO_HOP_BY_HOP: u8 = 0;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_ROUTING: u8 = 43;
+const PROTO_FRAGMENT: u8 = 44;
+const PROTO_AH: u8 = 51;
+const PROTO_DEST_OPTS: u8 = 60;
+const PROTO_SCTP: u8 = 132;
+
+/// The model's answer for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub verdict: Verdict,
+    pub reason: Reason,
+}
+
+/// Verdict and reason for `frame` under `rules`.
+pub fn judge(frame: &[u8], rules: &Ruleset) -> Expected {
+    let reason = classify(frame, rules);
+    let verdict = if reason.drops() && !rules.dry_run {
+        Verdict::Drop
+    } else {
+        Verdict::Pass
+    };
+    Expected { verdict, reason }
+}
+
+/// The counter `frame` is recorded under.
+pub fn classify(frame: &[u8], rules: &Ruleset) -> Reason {
+    match classify_inner(frame, rules) {
+        Ok(reason) | Err(reason) => reason,
+    }
+}
+
+/// `Err` carries an early decision (malformed, fragment); `Ok` the one
+/// reached after the whole walk.
+fn classify_inner(frame: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
+    if frame.len() < ETH_HEADER {
+        return Err(Reason::Malformed);
+    }
+    let mut ethertype = be16(frame, 12)?;
+    let mut at = ETH_HEADER;
+    let mut tags = 0;
+    while ethertype == TPID_8021Q || ethertype == TPID_8021AD {
+        if tags == VLAN_TAGS {
+            // A third tag: skipping it could hide IP behind a stack the
+            // walk never reaches, so it is refused rather than passed.
+            return Err(Reason::Malformed);
+        }
+        // The tag is the TCI (2 bytes) and the inner ethertype (2 bytes).
+        ethertype = be16(frame, at + 2)?;
+        at += 4;
+        tags += 1;
+    }
+    let l3 = &frame[at..];
+    match ethertype {
+        ETHERTYPE_IPV4 => ipv4(l3, rules),
+        ETHERTYPE_IPV6 => ipv6(l3, rules),
+        _ => Ok(Reason::NonIp),
+    }
+}
+
+fn ipv4(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
+    let fixed = take(ip, 0, 20)?;
+    if fixed[0] >> 4 != 4 {
+        return Err(Reason::Malformed);
+    }
+    let header_len = usize::from(fixed[0] & 0x0f) * 4;
+    if header_len < 20 || header_len > ip.len() {
+        return Err(Reason::Malformed);
+    }
+    let total_len = usize::from(be16(fixed, 2)?);
+    if total_len < header_len {
+        return Err(Reason::Malformed);
+    }
+    if be16(fixed, 6)? & 0x1fff != 0 {
+        return Err(Reason::Fragment);
+    }
+    let src = IpAddr::V4(Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]));
+    // Bytes past the total length are link padding, not L4.
+    let l4 = &ip[header_len..total_len.min(ip.len())];
+    transport(fixed[9], l4, src, rules)
+}
+
+fn ipv6(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
+    let fixed = take(ip, 0, 40)?;
+    if fixed[0] >> 4 != 6 {
+        return Err(Reason::Malformed);
+    }
+    let payload_len = usize::from(be16(fixed, 4)?);
+    let end = (40 + payload_len).min(ip.len());
+    // Everything from here on must lie within the payload length.
+    let payload = &ip[..end];
+    let src: [u8; 16] = fixed[8..24].try_into().expect("16 bytes");
+    let src = IpAddr::V6(Ipv6Addr::from(src));
+
+    let mut next = fixed[6];
+    let mut at = 40;
+    for _ in 0..IPV6_EXT_HEADERS {
+        let len = match next {
+            PROTO_HOP_BY_HOP | PROTO_ROUTING | PROTO_DEST_OPTS => {
+                (usize::from(take(payload, at, 2)?[1]) + 1) * 8
+            }
+            PROTO_AH => (usize::from(take(payload, at, 2)?[1]) + 2) * 4,
+            PROTO_FRAGMENT => 8,
+            _ => break,
+        };
+        let header = take(payload, at, len)?;
+        if next == PROTO_FRAGMENT && be16(header, 2)? & 0xfff8 != 0 {
+            return Err(Reason::Fragment);
+        }
+        next = header[0];
+        at += len;
+    }
+    if is_extension_header(next) {
+        return Err(Reason::Malformed);
+    }
+    transport(next, &payload[at..], src, rules)
+}
+
+fn is_extension_header(proto: u8) -> bool {
+    matches!(
+        proto,
+        PROTO_HOP_BY_HOP | PROTO_ROUTING | PROTO_FRAGMENT | PROTO_AH | PROTO_DEST_OPTS
+    )
+}
+
+/// `l4` holds the bytes from the transport header to the end of the IP
+/// payload (or of the frame, when that comes first).
+fn transport(proto: u8, l4: &[u8], src: IpAddr, rules: &Ruleset) -> Result<Reason, Reason> {
+    match proto {
+        PROTO_UDP => {
+            take(l4, 0, 8)?;
+        }
+        PROTO_TCP => {
+            let header = take(l4, 0, 20)?;
+            let data_offset = usize::from(header[12] >> 4) * 4;
+            if data_offset < 20 {
+                return Err(Reason::Malformed);
+            }
+            take(l4, 0, data_offset)?;
+        }
+        PROTO_SCTP => {
+            take(l4, 0, 12)?;
+        }
+        _ => return Ok(Reason::Other),
+    }
+    // UDP, TCP and SCTP all start with source port, destination port.
+    let dport = be16(l4, 2)?;
+    if rules.sig_ports.contains(&dport) {
+        let allowed = rules.allow.iter().any(|net| net.contains(&src));
+        return Ok(if allowed {
+            Reason::SipAllowed
+        } else {
+            Reason::SipDenied
+        });
+    }
+    if proto == PROTO_UDP && rules.rtp.0 <= dport && dport <= rules.rtp.1 {
+        return Ok(Reason::RtpAllowed);
+    }
+    Ok(Reason::Other)
+}
+
+/// `len` bytes of `bytes` from `at`, or malformed when they are not all there.
+fn take(bytes: &[u8], at: usize, len: usize) -> Result<&[u8], Reason> {
+    bytes.get(at..at + len).ok_or(Reason::Malformed)
+}
+
+fn be16(bytes: &[u8], at: usize) -> Result<u16, Reason> {
+    let b = take(bytes, at, 2)?;
+    Ok(u16::from_be_bytes([b[0], b[1]]))
+}
+
+#[cfg(test)]
+mod tests {
+    //! A few hand-built frames, so the model is not only checked against
+    //! the kernel it is meant to check.
+    use super::*;
+
+    fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn udp4(src: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, PROTO_UDP, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&[192, 0, 2, 1]);
+        ip.extend_from_slice(&[0x13, 0xc4]);
+        ip.extend_from_slice(&dport.to_be_bytes());
+        ip.extend_from_slice(&[0, 8, 0, 0]);
+        ip
+    }
+
+    /// IPv6 from 2001:db8::1 with `payload_len` and `rest` after the
+    /// fixed header, the first next header being `next`.
+    fn ip6(payload_len: u16, next: u8, rest: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&payload_len.to_be_bytes());
+        ip.extend_from_slice(&[next, 64]);
+        ip.extend_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+        ip.extend_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).octets());
+        ip.extend_from_slice(rest);
+        ip
+    }
+
+    #[test]
+    fn table() {
+        let rules = Ruleset::default();
+        let provider = [44, 229, 228, 186];
+        let stranger = [203, 0, 113, 9];
+        let mut first_fragment = udp4(stranger, 5060);
+        first_fragment[6] = 0x20; // more fragments, offset 0
+        let mut later_fragment = udp4(stranger, 5060);
+        later_fragment[7] = 1; // offset 8 bytes
+        let mut short_total = udp4(provider, 5060);
+        short_total[3] = 27; // UDP header cut by the total length
+                             // Fragment header: next header UDP, offset 8 bytes.
+        let later6 = [PROTO_UDP, 0, 0x00, 0x08, 1, 2, 3, 4];
+        let cases: [(&str, Vec<u8>, Reason); 12] = [
+            (
+                "IPv6 later fragment",
+                eth(0x86dd, &ip6(8, PROTO_FRAGMENT, &later6)),
+                Reason::Fragment,
+            ),
+            (
+                "IPv6 fragment header past the payload length",
+                eth(0x86dd, &ip6(0, PROTO_FRAGMENT, &later6)),
+                Reason::Malformed,
+            ),
+            (
+                "IPv6 fragment header cut by the end of the frame",
+                eth(0x86dd, &ip6(8, PROTO_FRAGMENT, &later6[..4])),
+                Reason::Malformed,
+            ),
+            ("ARP", eth(0x0806, &[0; 28]), Reason::NonIp),
+            (
+                "SIP from the provider",
+                eth(0x0800, &udp4(provider, 5060)),
+                Reason::SipAllowed,
+            ),
+            (
+                "SIP from elsewhere",
+                eth(0x0800, &udp4(stranger, 5061)),
+                Reason::SipDenied,
+            ),
+            (
+                "RTP",
+                eth(0x0800, &udp4(stranger, 40000)),
+                Reason::RtpAllowed,
+            ),
+            ("DNS", eth(0x0800, &udp4(stranger, 53)), Reason::Other),
+            (
+                "first fragment by its ports",
+                eth(0x0800, &first_fragment),
+                Reason::SipDenied,
+            ),
+            (
+                "later fragment",
+                eth(0x0800, &later_fragment),
+                Reason::Fragment,
+            ),
+            (
+                "UDP header past the total length",
+                eth(0x0800, &short_total),
+                Reason::Malformed,
+            ),
+            (
+                "three VLAN tags",
+                eth(0x8100, &[0, 1, 0x81, 0, 0, 2, 0x81, 0, 0, 3, 8, 0]),
+                Reason::Malformed,
+            ),
+        ];
+        for (why, frame, want) in cases {
+            assert_eq!(classify(&frame, &rules), want, "{why}");
+        }
+    }
+}
