@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
     ops::Deref,
     path::PathBuf,
-    process::Output,
+    process::{Command, Output},
 };
 
 use serde_json::Value;
@@ -63,10 +63,14 @@ impl TestLab {
         TestLab { lab, bin }
     }
 
+    /// The command `sipwall --bpffs <lab's> ARGS` in the PBX, to spawn.
+    pub fn sipwall_command(&self, args: &[&str]) -> Command {
+        self.lab.sipwall(&self.bin, args)
+    }
+
     /// `sipwall --bpffs <lab's> ARGS` in the PBX, whatever its exit status.
     pub fn sipwall(&self, args: &[&str]) -> Output {
-        self.lab
-            .sipwall(&self.bin, args)
+        self.sipwall_command(args)
             .output()
             .unwrap_or_else(|e| panic!("running sipwall {args:?}: {e}"))
     }

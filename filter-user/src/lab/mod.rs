@@ -127,6 +127,7 @@ impl Lab {
     pub fn new(tag: &str) -> Result<Lab> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        sweep_stale(tag);
         let base = format!("{tag}-{}-{n}", std::process::id());
         let mut lab = Lab {
             dir: PathBuf::from("/run").join(&base),
@@ -276,6 +277,11 @@ impl Lab {
             ip(&["netns", "add", &ns])?;
             self.namespaces.push(ns);
             self.ip(host, &["link", "set", "lo", "up"])?;
+            // No duplicate address detection: addresses (link-local ones
+            // included, which neighbour discovery uses) work at once.
+            for conf in ["default", "all"] {
+                self.sysctl(host, &format!("net/ipv6/conf/{conf}/accept_dad"), "0")?;
+            }
         }
         // One veth pair per host, router side named after the host.
         for (host, router_end, host_end) in [
@@ -452,6 +458,38 @@ impl Drop for Lab {
                 eprintln!("lab cleanup: removing {}: {e}", self.dir.display());
             }
         }
+    }
+}
+
+/// Removes what labs of this tag left behind when their process died
+/// without unwinding (SIGKILL, a CI timeout): namespaces and /run folders
+/// named `<tag>-<pid>-…` whose pid no longer runs.
+fn sweep_stale(tag: &str) {
+    let stale = |name: &str| {
+        name.strip_prefix(tag)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|pid| !Path::new("/proc").join(pid).exists())
+    };
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| stale(n))
+            .collect()
+    };
+    for ns in names("/run/netns") {
+        let _ = ip(&["netns", "del", &ns]);
+    }
+    for dir in names("/run") {
+        let dir = Path::new("/run").join(dir);
+        if let Ok(target) = CString::new(dir.join("bpffs").as_os_str().as_bytes()) {
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

@@ -17,8 +17,19 @@ use super::{Host, Lab};
 
 /// A UDP socket bound to `bind` inside a host's namespace.
 pub fn udp_socket(lab: &Lab, host: Host, bind: SocketAddr) -> Result<UdpSocket> {
-    lab.in_ns(host, || UdpSocket::bind(bind))?
-        .with_context(|| format!("binding UDP {bind} in {}", host.name()))
+    // A port just closed may still be held for a moment by a child process
+    // forked elsewhere in this process, until its exec closes the copy.
+    let end = Instant::now() + Duration::from_secs(2);
+    loop {
+        match lab.in_ns(host, || UdpSocket::bind(bind))? {
+            Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            result => {
+                return result.with_context(|| format!("binding UDP {bind} in {}", host.name()))
+            }
+        }
+    }
 }
 
 /// Length of the Ethernet frame carrying a UDP datagram of `payload` bytes
