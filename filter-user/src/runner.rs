@@ -80,6 +80,15 @@ impl Runner {
         Ok(Runner { ebpf, maps })
     }
 
+    /// Loads a second copy of the program on the maps pinned in `dir` by a
+    /// running attachment: frames run through it are judged by the live
+    /// policy (and counted on the live counters). Nothing is installed.
+    pub fn from_pins(dir: &std::path::Path) -> Result<Runner> {
+        let mut ebpf = program::load(Some(dir))?;
+        let maps = Maps::take(&mut ebpf)?;
+        Ok(Runner { ebpf, maps })
+    }
+
     /// Installs another ruleset (the atomic swap a live filter uses).
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<()> {
         self.maps.install(ruleset).map(|_| ())
