@@ -137,6 +137,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
     }
     let file: ConfigFile = toml::from_str(text)
         .map_err(|e| UsageError(format!("{origin}: {}", e.to_string().trim_end())))?;
+    if let Some((name, line)) = empty_section(text) {
+        let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
+        return Err(UsageError(format!(
+            "{origin}:{at} section [{name}] is empty (a file caught while being written?): set its keys or remove it"
+        )));
+    }
     if file.signalling.ports.is_empty() {
         return Err(UsageError(format!(
             "{origin}: [signalling] ports is empty: at least one signalling port is needed"
@@ -152,6 +158,27 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
     }
     .normalise()
     .map_err(|e| UsageError(format!("{origin}: {e}")))
+}
+
+/// The first section with nothing in it, and the line of its header. It is
+/// refused: a file cut right after a header (caught while being written)
+/// looks like that, and would otherwise silently mean that section's
+/// defaults.
+fn empty_section(text: &str) -> Option<(String, Option<usize>)> {
+    let table: toml::Table = text.parse().ok()?;
+    let name = table
+        .iter()
+        .find(|(_, v)| v.as_table().is_some_and(|t| t.is_empty()))?
+        .0
+        .clone();
+    let line = text.lines().position(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        l.strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .map(str::trim)
+            == Some(name.as_str())
+    });
+    Some((name, line.map(|i| i + 1)))
 }
 
 /// Loads the ruleset from `path`, or the defaults when there is none.
@@ -271,6 +298,13 @@ log_denied = true
             ("[sigalling]\nallow = []\n", 1, "unknown field"),
             ("[signalling\n", 1, "invalid table header"),
             ("allow = [\"1.2.3.4\"]\n", 1, "unknown field"),
+            ("[signalling]\n", 1, "section [signalling] is empty"),
+            (
+                "[signalling]\nports = [5060]\n\n[media] # cut here\n",
+                4,
+                "section [media] is empty",
+            ),
+            ("media = {}\n", 0, "section [media] is empty"),
         ];
         for (text, line, says) in cases {
             let msg = err(text);
