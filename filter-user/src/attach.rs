@@ -16,7 +16,7 @@ use aya::{
     programs::{links::FdLink, links::PinnedLink, xdp::XdpLink, XdpMode},
     Ebpf,
 };
-use filter_common::{AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
+use filter_common::{maps as map_names, AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
 
 use crate::{
     cli::AttachMode,
@@ -49,6 +49,9 @@ pub struct Attached {
     pub program_id: u32,
     /// Whether an existing sipwall attachment was upgraded in place.
     pub replaced: bool,
+    /// Whether the allowlist was kept from the pinned maps (rather than
+    /// taken from the ruleset given).
+    pub kept_allowlist: bool,
 }
 
 /// What the interface has attached now, according to the kernel.
@@ -71,6 +74,8 @@ pub fn attach(
     let ifindex = if_index(iface)?;
     let _lock = root.lock()?;
     let dir = root.iface_dir(iface);
+    // An empty folder is no attachment.
+    let existed = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
     let had_pins = dir.join(INFO_PIN).exists();
     if had_pins {
         pins::read_info(&dir)?;
@@ -100,12 +105,41 @@ pub fn attach(
         let _ = std::fs::remove_file(dir.join(LINK_PIN));
     }
 
+    // Maps whose pins were removed by hand are created afresh by the load
+    // below: what they held is gone, so an allowlist read back from them
+    // would be empty or stale.
+    let missing: Vec<&str> = if existed {
+        program::MAP_NAMES
+            .into_iter()
+            .filter(|name| !dir.join(name).exists())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let policy_maps_intact = !missing.iter().any(|name| {
+        [map_names::ACTIVE, map_names::POLICY].contains(name)
+            || map_names::ALLOW_V4.contains(name)
+            || map_names::ALLOW_V6.contains(name)
+    });
+    let keep = keep_allowlist && existed && policy_maps_intact;
+    if !missing.is_empty() {
+        eprintln!(
+            "sipwall: the pins of {iface} were incomplete (missing {}): recreated them{}",
+            missing.join(", "),
+            if keep_allowlist && !keep {
+                "; the allowlist could not be kept, the configuration's is installed"
+            } else {
+                ""
+            }
+        );
+    }
+
     let result = (|| {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut ebpf = program::load(Some(&dir))?;
         let mut maps = Maps::take(&mut ebpf)?;
         let mut ruleset = ruleset.clone();
-        if keep_allowlist && had_pins {
+        if keep {
             ruleset.allow = maps.read_ruleset()?.allow;
         }
         maps.install(&ruleset)?;
@@ -137,9 +171,10 @@ pub fn attach(
             mode,
             program_id,
             replaced: upgrade.is_some(),
+            kept_allowlist: keep,
         })
     })();
-    if result.is_err() && !had_pins {
+    if result.is_err() && !existed {
         // Leave nothing half-made behind.
         let _ = pins::remove_dir(&dir);
     }
@@ -241,6 +276,7 @@ pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
 }
 
 pub fn if_index(iface: &str) -> Result<u32> {
+    pins::check_iface_name(iface)?;
     let c = std::ffi::CString::new(iface)
         .map_err(|_| UsageError(format!("bad interface name {iface:?}")))?;
     // SAFETY: valid C string.

@@ -66,6 +66,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Allow { action } => allow_cmd(&root, action),
         Command::Stats { iface, json, watch } => {
+            let watch = watch.map(watch_interval).transpose()?;
             require_root()?;
             let ifaces = match iface {
                 Some(i) => vec![root.resolve(Some(&i))?],
@@ -80,8 +81,12 @@ pub fn run(cli: Cli) -> Result<()> {
             stats_cmd(&root, &ifaces, json, watch)
         }
         Command::Top { iface, n, json } => {
+            if n == 0 {
+                return Err(UsageError("-n 0: nothing to show; give at least 1".into()).into());
+            }
             require_root()?;
             let iface = root.resolve(iface.as_deref())?;
+            pins::read_info(&root.iface_dir(&iface))?;
             let maps = Maps::open_pinned(&root.iface_dir(&iface))?;
             let mut sources = maps.denied_sources()?;
             sources.truncate(n);
@@ -137,11 +142,16 @@ fn attach_cmd(
     let live = attached.maps.read_ruleset()?;
     if attached.replaced {
         println!(
-            "replaced the sipwall program on {iface} in place ({} mode, program id {}); allowlist and counters kept",
+            "replaced the sipwall program on {iface} in place ({} mode, program id {}); {}",
             mode_name(attached.mode),
-            attached.program_id
+            attached.program_id,
+            if attached.kept_allowlist {
+                "allowlist and counters kept"
+            } else {
+                "allowlist installed from the configuration"
+            }
         );
-        if config_path.is_some() && live.allow != ruleset.allow {
+        if attached.kept_allowlist && config_path.is_some() && live.allow != ruleset.allow {
             eprintln!(
                 "sipwall: note: the live allowlist ({} entries) was kept; the file's [signalling] allow differs: apply it with `sipwall allow replace`",
                 live.allow.len()
@@ -194,7 +204,20 @@ fn allow_cmd(root: &PinRoot, action: AllowAction) -> Result<()> {
     Ok(())
 }
 
-fn stats_cmd(root: &PinRoot, ifaces: &[String], json: bool, watch: Option<f64>) -> Result<()> {
+/// `--watch SECS`, refused unless it is a sane interval (a zero sleep
+/// would spin; a huge one does not fit a Duration).
+fn watch_interval(secs: f64) -> Result<Duration, UsageError> {
+    const MIN: f64 = 0.01;
+    const MAX: f64 = 86_400.0;
+    if !(MIN..=MAX).contains(&secs) {
+        return Err(UsageError(format!(
+            "--watch {secs}: the interval must be a number of seconds from {MIN} to {MAX}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn stats_cmd(root: &PinRoot, ifaces: &[String], json: bool, watch: Option<Duration>) -> Result<()> {
     let read = || -> Result<Vec<IfaceCounters>> {
         ifaces
             .iter()
@@ -211,7 +234,7 @@ fn stats_cmd(root: &PinRoot, ifaces: &[String], json: bool, watch: Option<f64>) 
             })
             .collect()
     };
-    let Some(secs) = watch else {
+    let Some(interval) = watch else {
         let now = read()?;
         if json {
             println!("{}", stats::to_json(&now));
@@ -220,16 +243,10 @@ fn stats_cmd(root: &PinRoot, ifaces: &[String], json: bool, watch: Option<f64>) 
         }
         return Ok(());
     };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(UsageError(format!(
-            "--watch {secs}: the interval must be a positive number of seconds"
-        ))
-        .into());
-    }
     let mut prev = read()?;
     let mut last = std::time::Instant::now();
     loop {
-        std::thread::sleep(Duration::from_secs_f64(secs));
+        std::thread::sleep(interval);
         let now = read()?;
         let elapsed = last.elapsed().as_secs_f64();
         last = std::time::Instant::now();
@@ -242,7 +259,7 @@ fn stats_cmd(root: &PinRoot, ifaces: &[String], json: bool, watch: Option<f64>) 
                 "\x1b[H\x1b[2J{}",
                 stats::to_text(&now, Some((&prev, elapsed)))
             );
-            println!("\nevery {secs}s; Ctrl-C to stop");
+            println!("\nevery {}s; Ctrl-C to stop", interval.as_secs_f64());
         }
         prev = now;
     }

@@ -51,7 +51,12 @@ impl Maps {
         Maps::build(|name| {
             let path = dir.join(name);
             let data = MapData::from_pin(&path)
-                .with_context(|| format!("opening the pinned map {}", path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "opening the pinned map {} (sipwall's pins are damaged: attaching again recreates them)",
+                        path.display()
+                    )
+                })?;
             Map::from_map_data(data)
                 .with_context(|| format!("{} is not a map sipwall knows", path.display()))
         })

@@ -37,6 +37,13 @@ impl PinRoot {
         self.root.join(iface)
     }
 
+    /// Whether `iface` has pins here: its `INFO` map or its link (a folder
+    /// missing one of them is damaged, not absent).
+    fn has_pins(&self, iface: &str) -> bool {
+        let dir = self.iface_dir(iface);
+        dir.join(INFO_PIN).exists() || dir.join(LINK_PIN).exists()
+    }
+
     /// Makes sure the root exists on a bpffs, mounting one if needed: on
     /// `/sys/fs/bpf` when the root is below that unmounted standard place,
     /// else on the root itself.
@@ -53,6 +60,14 @@ impl PinRoot {
                 return create_dir(&self.root);
             }
         }
+        // Never hide files: a mistyped --bpffs must not mount over them.
+        if std::fs::read_dir(&self.root).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(UsageError(format!(
+                "{} is not on bpffs and is not empty: sipwall will not mount bpffs over it (check --bpffs / SIPWALL_BPFFS)",
+                self.root.display()
+            ))
+            .into());
+        }
         create_dir(&self.root)?;
         mount_bpffs(&self.root)
     }
@@ -66,8 +81,8 @@ impl PinRoot {
         };
         let mut out: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join(INFO_PIN).exists() || e.path().join(LINK_PIN).exists())
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| self.has_pins(name))
             .collect();
         out.sort();
         Ok(out)
@@ -77,7 +92,8 @@ impl PinRoot {
     /// attached.
     pub fn resolve(&self, given: Option<&str>) -> Result<String> {
         if let Some(iface) = given {
-            if !self.iface_dir(iface).join(INFO_PIN).exists() {
+            check_iface_name(iface)?;
+            if !self.has_pins(iface) {
                 bail!(
                     "sipwall is not attached to {iface} (no pins in {}); attach it with `sipwall attach -i {iface}`",
                     self.iface_dir(iface).display()
@@ -117,6 +133,25 @@ impl PinRoot {
         }
         Ok(RootLock { _dir: dir })
     }
+}
+
+/// Refuses what cannot be a Linux interface name (the kernel's rules:
+/// 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white space). The name
+/// becomes a folder under the pin root, so this also keeps paths inside it.
+pub fn check_iface_name(name: &str) -> Result<(), UsageError> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(UsageError(format!(
+            "{name:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces; `ip link` lists the interfaces)"
+        )));
+    }
+    Ok(())
 }
 
 /// Holds the lock on the pin root; closing the file releases it.
@@ -163,7 +198,7 @@ pub fn read_info(dir: &Path) -> Result<AttachInfo> {
     let path = dir.join(INFO_PIN);
     let data = MapData::from_pin(&path).with_context(|| {
         format!(
-            "opening {} (sipwall's pins are damaged; `sipwall detach` removes them)",
+            "opening {} (sipwall's pins are damaged: attaching again recreates them, `sipwall detach` removes them)",
             path.display()
         )
     })?;

@@ -32,19 +32,23 @@ pub fn gather(root: &PinRoot, iface: &str) -> IfaceStatus {
         ruleset: None,
         problems: Vec::new(),
     };
+    // Without a readable INFO map the maps are not read (they may be of
+    // another layout), but what the kernel runs is still told.
     let info = match pins::read_info(&dir) {
-        Ok(info) => info,
+        Ok(info) => Some(info),
         Err(e) => {
             st.problems.push(format!("{e:#}"));
-            return st;
+            None
         }
     };
-    st.mode = mode_name(info.mode);
-    match Maps::open_pinned(&dir).and_then(|m| m.read_ruleset()) {
-        Ok(r) => st.ruleset = Some(r),
-        Err(e) => st.problems.push(format!(
-            "{e:#}; `sipwall detach -i {iface}` and attach again"
-        )),
+    if let Some(info) = &info {
+        st.mode = mode_name(info.mode);
+        match Maps::open_pinned(&dir).and_then(|m| m.read_ruleset()) {
+            Ok(r) => st.ruleset = Some(r),
+            Err(e) => st.problems.push(format!(
+                "{e:#}; `sipwall attach -i {iface}` recreates missing pins, `sipwall detach -i {iface}` removes damaged ones"
+            )),
+        }
     }
     let link_prog = link_program(&dir.join(LINK_PIN));
     st.program_id = link_prog;
@@ -53,14 +57,19 @@ pub fn gather(root: &PinRoot, iface: &str) -> IfaceStatus {
             "interface {iface} no longer exists; its pins remain: `sipwall detach -i {iface}` removes them, or attach again when it is back"
         )),
         Ok(index) => {
-            if index != info.ifindex {
+            if let Some(info) = info.filter(|i| i.ifindex != index) {
                 st.problems.push(format!(
                     "{iface} was deleted and created again (index {} then, {index} now)",
                     info.ifindex
                 ));
             }
             match (iface_xdp(iface), link_prog) {
-                (Ok(Some(now)), Some(ours)) if now.program_id == ours => st.attached = true,
+                (Ok(Some(now)), Some(ours)) if now.program_id == ours => {
+                    st.attached = true;
+                    if info.is_none() {
+                        st.mode = mode_name(now.mode);
+                    }
+                }
                 (Ok(Some(now)), _) => st.problems.push(format!(
                     "{iface} runs another XDP program (id {}), not sipwall's",
                     now.program_id
