@@ -11,6 +11,12 @@ use filter_common::maps;
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-xdp"));
 
+/// Helper programs for `cargo xtask bench` (empty PASS floor, plain
+/// XDP_DROP, live-frames traffic generators), built from filter-ebpf's
+/// `sipwall-bench-xdp` binary. Never loaded by sipwall itself.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-bench-xdp"));
+
 /// Name of the XDP function in the object.
 pub const PROGRAM_NAME: &str = "sipwall";
 

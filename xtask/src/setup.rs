@@ -9,11 +9,13 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 /// Debian packages: sipp for real SIP calls, nftables for the comparison
-/// benchmark, iproute2 for namespaces, scapy and tshark for captures
-/// written by other tools, curl to scrape metrics, bpftool for debugging.
+/// benchmark, ethtool to turn on GRO (NAPI) on the benchmark's veth,
+/// iproute2 for namespaces, scapy and tshark for captures written by other
+/// tools, curl to scrape metrics, bpftool for debugging.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
+    "ethtool",
     "iproute2",
     "python3-scapy",
     "tshark",

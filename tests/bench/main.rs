@@ -1,0 +1,183 @@
+//! `cargo xtask bench`: what sipwall costs, measured side by side in one run.
+//!
+//! - Tier 1: the program's own cost per packet class (BPF_PROG_TEST_RUN)
+//!   against an empty XDP program, at three allowlist sizes.
+//! - Tier 2: packets per second through network namespaces and a veth, with
+//!   traffic from XDP live frames, against no filter, nftables and XDP_DROP.
+//! - Tier 3: allowlist update latency, and replaces under a flood.
+//!
+//! Prints a table (figures beside their targets) and writes JSON. Not a
+//! test: nothing fails on time, but counters that disagree with the packets
+//! sent abort the run, since the figure would be meaningless.
+//!
+//! Usage: `bench [--tiers 1,2,3] [--quick] [--json PATH]`.
+mod allowlists;
+mod progs;
+mod receivers;
+mod report;
+mod testbed;
+mod tier1;
+mod tier2;
+mod tier3;
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+
+/// How much work each measurement does; `--quick` is for trying the bench
+/// out, not for figures.
+#[derive(Clone, Copy)]
+pub struct Scale {
+    /// BPF_PROG_TEST_RUN repeat of one tier-1 sample.
+    pub repeat: u32,
+    /// Samples per tier-1 figure (the median is reported).
+    pub samples: usize,
+    /// Rounds over all receivers in tier 2.
+    pub rounds: usize,
+    /// Seconds one tier-2 sample should last.
+    pub seconds: f64,
+    /// Replaces during the tier-3 flood.
+    pub replaces: usize,
+}
+
+const FULL: Scale = Scale {
+    repeat: 1_000_000,
+    samples: 5,
+    rounds: 5,
+    seconds: 0.6,
+    replaces: 1_000,
+};
+
+const QUICK: Scale = Scale {
+    repeat: 100_000,
+    samples: 3,
+    rounds: 1,
+    seconds: 0.1,
+    replaces: 100,
+};
+
+/// Prints a progress line on stderr.
+pub fn progress(msg: impl std::fmt::Display) {
+    eprintln!("bench: {msg}");
+}
+
+struct Args {
+    tiers: Vec<u8>,
+    scale: Scale,
+    json: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        tiers: vec![1, 2, 3],
+        scale: FULL,
+        json: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench.json"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => args.scale = QUICK,
+            "--tiers" => {
+                let list = it.next().context("--tiers needs a list such as 1,3")?;
+                args.tiers = list
+                    .split(',')
+                    .map(|t| t.trim().parse().with_context(|| format!("bad tier {t:?}")))
+                    .collect::<Result<_>>()?;
+            }
+            "--json" => args.json = it.next().context("--json needs a path")?.into(),
+            "-h" | "--help" => {
+                println!("usage: bench [--tiers 1,2,3] [--quick] [--json PATH]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let root = unsafe { libc::geteuid() } == 0;
+    testbed::install_signal_handlers();
+    let started = Instant::now();
+    let mut out = report::Report::new();
+    let env = environment();
+    out.line(format!(
+        "sipwall benchmarks — {} CPUs, kernel {}, {}",
+        env["cpus"],
+        env["kernel"].as_str().unwrap_or("?"),
+        env["cpu"].as_str().unwrap_or("?")
+    ));
+    let mut json = serde_json::Map::new();
+    json.insert("environment".into(), env);
+    if args.tiers.contains(&1) {
+        let t1 = tier1::run(args.scale).context(
+            "tier 1 loads XDP programs, which needs CAP_BPF and CAP_NET_ADMIN: run the bench as root",
+        )?;
+        t1.print(&mut out);
+        json.insert("tier1".into(), t1.to_json());
+    }
+    let lab_tiers: Vec<u8> = [2, 3]
+        .into_iter()
+        .filter(|t| args.tiers.contains(t))
+        .collect();
+    if !lab_tiers.is_empty() && !root {
+        for t in lab_tiers {
+            let msg = format!("tier {t} skipped: it builds network namespaces, which needs root");
+            progress(&msg);
+            out.line(format!("\n{msg}"));
+            json.insert(format!("tier{t}"), json!({ "skipped": msg }));
+        }
+    } else if !lab_tiers.is_empty() {
+        let bench_lab = testbed::Testbed::new()?;
+        if args.tiers.contains(&2) {
+            match &bench_lab.live {
+                Ok(()) => {
+                    let t2 = tier2::run(&bench_lab, args.scale)?;
+                    t2.print(&mut out);
+                    json.insert("tier2".into(), t2.to_json());
+                }
+                Err(why) => {
+                    let msg = format!("tier 2 skipped: {why}");
+                    progress(&msg);
+                    out.line(format!("\n{msg}"));
+                    json.insert("tier2".into(), json!({ "skipped": why }));
+                }
+            }
+        }
+        if args.tiers.contains(&3) {
+            let t3 = tier3::run(&bench_lab, args.scale)?;
+            t3.print(&mut out);
+            json.insert("tier3".into(), t3.to_json());
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    json.insert("seconds".into(), json!(secs));
+    out.line(format!("\n(total {secs:.0} s)"));
+    print!("{}", out.text());
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    progress(format!("figures written to {}", args.json.display()));
+    Ok(())
+}
+
+/// What the figures were measured on.
+fn environment() -> serde_json::Value {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    json!({ "kernel": kernel.trim(), "cpu": cpu, "cpus": cpus })
+}

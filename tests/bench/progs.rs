@@ -1,0 +1,98 @@
+//! The helper programs of `filter-ebpf/src/bin/bench-progs.rs` (embedded in
+//! the sipwall library as `BENCH_OBJECT`) and the two ways the bench runs
+//! XDP programs: timed BPF_PROG_TEST_RUN and live frames.
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    maps::Array,
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    Ebpf,
+};
+use sipwall::program::BENCH_OBJECT;
+
+/// Returns XDP_PASS and nothing else: the floor.
+pub const PASS: &str = "bench_pass";
+/// Returns XDP_DROP and nothing else.
+pub const DROP: &str = "bench_drop";
+/// Live-frames generators (see the eBPF source for what each sends).
+pub const GEN_SAME: &str = "bench_gen_same";
+pub const GEN_FLOOD: &str = "bench_gen_flood";
+pub const GEN_MIX: &str = "bench_gen_mix";
+
+const ALL: [&str; 5] = [PASS, DROP, GEN_SAME, GEN_FLOOD, GEN_MIX];
+
+/// Frames per live-frames batch (the kernel's default).
+const LIVE_BATCH: u32 = 64;
+
+pub struct BenchProgs {
+    ebpf: Ebpf,
+}
+
+impl BenchProgs {
+    /// Loads every helper program (with private maps).
+    pub fn load() -> Result<BenchProgs> {
+        let mut ebpf = Ebpf::load(BENCH_OBJECT).context("loading the bench programs")?;
+        for name in ALL {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("the bench object has no program {name}"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the verifier refused {name}"))?;
+        }
+        Ok(BenchProgs { ebpf })
+    }
+
+    pub fn xdp(&self, name: &str) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?)
+    }
+
+    pub fn xdp_mut(&mut self, name: &str) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?)
+    }
+
+    /// Sets the interface (index, in the namespace the generators run in)
+    /// the generators send to.
+    pub fn set_target(&mut self, ifindex: u32) -> Result<()> {
+        let mut target: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("GEN_TARGET")
+                .context("the bench object has no GEN_TARGET map")?,
+        )?;
+        target.set(0, ifindex, 0).context("writing GEN_TARGET")?;
+        Ok(())
+    }
+}
+
+/// Runs `frame` through `prog` `repeat` times in the kernel; returns the
+/// action and the mean nanoseconds per run.
+pub fn time(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<(u32, f64)> {
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.repeat = repeat;
+    let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
+    Ok((r.return_value, r.duration.as_nanos() as f64))
+}
+
+/// Feeds `count` copies of `frame` to a generator in live-frames mode: what
+/// it redirects leaves through a real interface. Must run on a thread in
+/// the namespace of that interface. Returns the wall time of the run.
+pub fn live(prog: &Xdp, frame: &[u8], count: u32) -> Result<Duration> {
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.repeat = count;
+    opts.attrs = TestRunAttrs::new().xdp_live_frames(LIVE_BATCH);
+    let started = Instant::now();
+    prog.test_run(opts)
+        .context("BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES")?;
+    Ok(started.elapsed())
+}

@@ -1,0 +1,160 @@
+//! The kernel path the throughput and update benchmarks run on: sipwall's
+//! lab (network namespaces, removed on drop, even after a panic or Ctrl-C),
+//! of which two hosts are used. The generators run in the router's
+//! namespace and send live frames out of its veth towards the PBX; the
+//! receiver under test sits on the PBX's end, `wan0`.
+//!
+//! ```text
+//!  router ns: live frames -> veth "pbx" ====> veth "wan0" (receiver) pbx ns
+//! ```
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context as _, Result};
+use sipwall::lab::{self, Host, Lab, PBX, PBX_IFACE};
+use sipwall_tests::packet::Frame;
+
+use crate::progs::{self, BenchProgs, GEN_SAME};
+
+/// The router's end of the veth pair towards the PBX.
+const ROUTER_IFACE: &str = "pbx";
+
+pub struct Testbed {
+    pub lab: Lab,
+    pub gen: BenchProgs,
+    /// Why live frames cannot be used here, if they cannot.
+    pub live: Result<(), String>,
+    router_mac: [u8; 6],
+    pbx_mac: [u8; 6],
+}
+
+impl Testbed {
+    pub fn new() -> Result<Testbed> {
+        crate::progress("building the lab (network namespaces, veth)");
+        let lab = Lab::new("swbench")?;
+        let mut gen = BenchProgs::load()?;
+        let ifindex = lab.in_ns(Host::Router, || sipwall::attach::if_index(ROUTER_IFACE))??;
+        gen.set_target(ifindex)?;
+        let router_mac = mac(&lab, Host::Router, ROUTER_IFACE)?;
+        let pbx_mac = mac(&lab, Host::Pbx, PBX_IFACE)?;
+        let mut bed = Testbed {
+            lab,
+            gen,
+            live: Ok(()),
+            router_mac,
+            pbx_mac,
+        };
+        bed.live = bed.enable_live();
+        Ok(bed)
+    }
+
+    /// A veth receives redirected frames only when it runs NAPI: with an
+    /// XDP program attached, or with GRO on. GRO stays on for every
+    /// receiver, so all see the same interface. Then one frame is sent to
+    /// find out whether the kernel has live frames at all.
+    fn enable_live(&self) -> Result<(), String> {
+        let out = self
+            .lab
+            .output(Host::Pbx, &["ethtool", "-K", PBX_IFACE, "gro", "on"])
+            .map_err(|e| format!("{e:#}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`ethtool -K {PBX_IFACE} gro on` failed ({}); `cargo xtask setup` installs ethtool",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let frame = self.sip_frame(lab::PROVIDER[0], 60);
+        let before = self.rx_packets().map_err(|e| format!("{e:#}"))?;
+        self.send(GEN_SAME, &frame, 1)
+            .map_err(|e| format!("this kernel has no usable XDP live frames ({e:#})"))?;
+        std::thread::sleep(Duration::from_millis(50));
+        let after = self.rx_packets().map_err(|e| format!("{e:#}"))?;
+        if after < before + 1 {
+            return Err(format!(
+                "a live frame sent out of the router's veth did not arrive on {PBX_IFACE}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A UDP frame from `src` to the PBX's port 5060, addressed to `wan0`,
+    /// `len` bytes long (at least 42).
+    pub fn sip_frame(&self, src: Ipv4Addr, len: usize) -> Vec<u8> {
+        let mut f = Frame::ipv4(src, PBX)
+            .udp(5060, 5060)
+            .payload(&vec![b'x'; len.saturating_sub(42)]);
+        f.src_mac = self.router_mac;
+        f.dst_mac = self.pbx_mac;
+        f.build()
+    }
+
+    /// Sends `count` live frames made from `frame` by generator `prog`;
+    /// returns the wall time.
+    pub fn send(&self, prog: &str, frame: &[u8], count: u32) -> Result<Duration> {
+        let xdp = self.gen.xdp(prog)?;
+        self.lab
+            .in_ns(Host::Router, || progs::live(xdp, frame, count))?
+    }
+
+    /// Packets `wan0` has received (the veth counts every frame it takes in,
+    /// whatever XDP then does with it).
+    pub fn rx_packets(&self) -> Result<u64> {
+        let table = self
+            .lab
+            .in_ns(Host::Pbx, || {
+                std::fs::read_to_string("/proc/thread-self/net/dev")
+            })?
+            .context("reading /proc/net/dev of the PBX")?;
+        for line in table.lines() {
+            if let Some((name, rest)) = line.split_once(':') {
+                if name.trim() == PBX_IFACE {
+                    let fields: Vec<&str> = rest.split_whitespace().collect();
+                    return fields
+                        .get(1)
+                        .and_then(|p| p.parse().ok())
+                        .context("bad line in /proc/net/dev");
+                }
+            }
+        }
+        bail!("{PBX_IFACE} is not in the PBX's /proc/net/dev")
+    }
+
+    /// The lab's private bpffs, where sipwall pins its attachment.
+    pub fn bpffs(&self) -> PathBuf {
+        self.lab.bpffs()
+    }
+}
+
+fn mac(lab: &Lab, host: Host, iface: &str) -> Result<[u8; 6]> {
+    let out = lab.exec(host, &["ip", "-json", "link", "show", "dev", iface])?;
+    let links: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -json link`")?;
+    let text = links[0]["address"]
+        .as_str()
+        .with_context(|| format!("{iface} has no MAC address"))?;
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(':').enumerate().take(6) {
+        mac[i] = u8::from_str_radix(part, 16).with_context(|| format!("bad MAC {text}"))?;
+    }
+    Ok(mac)
+}
+
+/// Ctrl-C and SIGTERM ask the lab to stop: the run ends at the next step
+/// and every namespace and mount is removed on the way out.
+pub fn install_signal_handlers() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        lab::request_stop();
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
+/// Fails when Ctrl-C was pressed; called between measurements.
+pub fn check_stop() -> Result<()> {
+    lab::check_stop()
+}

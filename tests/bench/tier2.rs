@@ -1,0 +1,297 @@
+//! Tier 2: packets per second on the kernel path. Live frames leave the
+//! router's veth and arrive, through native veth XDP, on the PBX's `wan0`,
+//! where each receiver in turn judges them. Receivers are interleaved round
+//! by round, the median of the rounds is reported, and every run checks
+//! that the receiver counted exactly the frames sent.
+//!
+//! The generator and the receiver share a CPU (veth processes redirected
+//! frames in NAPI on the sending CPU), so a rate is 1 / (generator cost +
+//! receiver cost): the generator's constant share narrows every ratio, and
+//! a ratio measured here understates the gap between receivers.
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Result};
+use serde_json::{json, Value};
+use sipwall::lab::PROVIDER;
+
+use crate::{
+    progress,
+    progs::{GEN_FLOOD, GEN_MIX},
+    receivers::{self, Receiver, Seen},
+    report::{median, verdict, Report},
+    testbed::{check_stop, Testbed},
+    Scale,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mix {
+    /// UDP to 5060 from 482 non-allowlisted sources, 60-byte frames.
+    Flood,
+    /// 15/16 RTP from 482 sources to even ports of 40000-59998, 1/16 SIP
+    /// from the provider; 214-byte frames (G.711, 20 ms).
+    Trunk,
+}
+
+impl Mix {
+    const ALL: [Mix; 2] = [Mix::Flood, Mix::Trunk];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Flood => "SIP flood (482 denied sources, 60 B)",
+            Mix::Trunk => "trunk mix (15/16 RTP, 1/16 allowed SIP, 214 B)",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Mix::Flood => "sip_flood",
+            Mix::Trunk => "trunk_mix",
+        }
+    }
+
+    fn generator(self) -> &'static str {
+        match self {
+            Mix::Flood => GEN_FLOOD,
+            Mix::Trunk => GEN_MIX,
+        }
+    }
+
+    fn frame_len(self) -> usize {
+        match self {
+            Mix::Flood => 60,
+            Mix::Trunk => 214,
+        }
+    }
+
+    /// Checks a filter's counters against what this mix is made of.
+    fn check(self, r: Receiver, seen: &Seen, sent: u64) -> Result<()> {
+        if !matches!(
+            r,
+            Receiver::Nftables | Receiver::SipwallNative | Receiver::SipwallSkb
+        ) {
+            return Ok(());
+        }
+        match self {
+            Mix::Flood => ensure!(
+                seen.get("sip_denied") == sent,
+                "{}: a flood of {sent} denied SIP packets, but {:?} counted",
+                r.name(),
+                seen.judged
+            ),
+            Mix::Trunk => {
+                let sip = seen.get("sip_allowed");
+                ensure!(
+                    seen.get("sip_denied") == 0
+                        && sip * 16 + 16 >= sent
+                        && sip * 16 <= sent + 16
+                        && seen.get("rtp_allowed") + sip == sent,
+                    "{}: {sent} packets of the trunk mix (1/16 allowed SIP, the rest RTP), but {:?} counted",
+                    r.name(),
+                    seen.judged
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Frames sent to calibrate each receiver before its first sample.
+const WARMUP: u32 = 20_000;
+
+pub struct Tier2 {
+    /// Mpps samples per (mix, receiver).
+    samples: BTreeMap<(Mix, usize), Vec<f64>>,
+    frames: u64,
+}
+
+pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier2> {
+    let mut t = Tier2 {
+        samples: BTreeMap::new(),
+        frames: 0,
+    };
+    let mut counts: BTreeMap<(Mix, usize), u32> = BTreeMap::new();
+    let n = Receiver::ALL.len();
+    for round in 0..scale.rounds {
+        // Rotate the order so that no receiver always runs first.
+        for i in 0..n {
+            let ri = (i + round) % n;
+            let r = Receiver::ALL[ri];
+            check_stop()?;
+            let installed = receivers::install(bed, r)?;
+            for mix in Mix::ALL {
+                let frame = bed.sip_frame(PROVIDER[0], mix.frame_len());
+                let count = match counts.get(&(mix, ri)) {
+                    Some(c) => *c,
+                    None => {
+                        let rate = measure(bed, &installed, r, mix, &frame, WARMUP)?;
+                        let c = (rate * 1e6 * scale.seconds).clamp(1e5, 5e7) as u32;
+                        counts.insert((mix, ri), c);
+                        c
+                    }
+                };
+                let rate = measure(bed, &installed, r, mix, &frame, count)?;
+                t.frames += u64::from(count);
+                progress(format!(
+                    "tier 2 round {}/{}: {:<26} {:<10} {:>6.2} Mpps ({count} frames)",
+                    round + 1,
+                    scale.rounds,
+                    r.name(),
+                    mix.key(),
+                    rate
+                ));
+                t.samples.entry((mix, ri)).or_default().push(rate);
+            }
+            installed.remove(bed)?;
+        }
+    }
+    Ok(t)
+}
+
+/// Sends `count` frames of `mix` to the installed receiver, checks that it
+/// judged all of them as the mix demands, and returns the rate in Mpps.
+fn measure(
+    bed: &Testbed,
+    installed: &receivers::Installed,
+    r: Receiver,
+    mix: Mix,
+    frame: &[u8],
+    count: u32,
+) -> Result<f64> {
+    let before = installed.snapshot(bed)?;
+    let wall = bed.send(mix.generator(), frame, count)?;
+    // Let NAPI finish what is still queued before the counters are read.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let after = installed.snapshot(bed)?;
+    let seen = receivers::seen(&before, &after);
+    receivers::check_all_seen(r, &seen, u64::from(count))?;
+    mix.check(r, &seen, u64::from(count))?;
+    Ok(f64::from(count) / wall.as_secs_f64() / 1e6)
+}
+
+impl Tier2 {
+    fn mpps(&self, mix: Mix, r: Receiver) -> f64 {
+        let ri = Receiver::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        self.samples
+            .get(&(mix, ri))
+            .map(|s| median(s))
+            .unwrap_or(f64::NAN)
+    }
+
+    /// The range of the samples, to show how much the rounds disagree.
+    fn spread(&self, mix: Mix, r: Receiver) -> String {
+        let ri = Receiver::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        let s = self.samples.get(&(mix, ri)).cloned().unwrap_or_default();
+        let min = s.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = s.iter().copied().fold(0.0, f64::max);
+        format!("({min:.2}-{max:.2})")
+    }
+
+    pub fn print(&self, out: &mut Report) {
+        out.line("");
+        out.line("Tier 2 — throughput on the kernel path (veth, native XDP; live-frames generator on the same CPU), Mpps, median of rounds");
+        let header = [
+            "receiver",
+            "SIP flood",
+            "(min-max)",
+            "trunk mix",
+            "(min-max)",
+        ];
+        let rows: Vec<Vec<String>> = Receiver::ALL
+            .iter()
+            .map(|&r| {
+                let mut row = vec![r.name().to_string()];
+                for mix in Mix::ALL {
+                    row.push(format!("{:.2}", self.mpps(mix, r)));
+                    row.push(self.spread(mix, r));
+                }
+                row
+            })
+            .collect();
+        out.table(&header, &rows);
+        out.line("");
+        let header = ["ratio", "SIP flood", "trunk mix", "target (flood)", ""];
+        let mut rows = Vec::new();
+        for (name, a, b, target) in [
+            (
+                "sipwall native / nftables",
+                Receiver::SipwallNative,
+                Receiver::Nftables,
+                Some(2.5),
+            ),
+            (
+                "sipwall native / XDP_DROP",
+                Receiver::SipwallNative,
+                Receiver::XdpDrop,
+                Some(0.95),
+            ),
+            (
+                "sipwall skb / nftables",
+                Receiver::SipwallSkb,
+                Receiver::Nftables,
+                None,
+            ),
+            (
+                "sipwall native / no filter",
+                Receiver::SipwallNative,
+                Receiver::NoFilter,
+                None,
+            ),
+        ] {
+            let flood = self.mpps(Mix::Flood, a) / self.mpps(Mix::Flood, b);
+            let trunk = self.mpps(Mix::Trunk, a) / self.mpps(Mix::Trunk, b);
+            let (t, v) = match target {
+                Some(t) => (format!(">= {t:.2}"), verdict(flood >= t).to_string()),
+                None => (String::new(), String::new()),
+            };
+            rows.push(vec![
+                name.to_string(),
+                format!("{flood:.2}x"),
+                format!("{trunk:.2}x"),
+                t,
+                v,
+            ]);
+        }
+        out.table(&header, &rows);
+        out.line(format!(
+            "({} frames sent; every run checked: each frame arrived and each filter counted it under the expected reason)",
+            self.frames
+        ));
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut mixes = serde_json::Map::new();
+        for mix in Mix::ALL {
+            let mut recv = serde_json::Map::new();
+            for (ri, r) in Receiver::ALL.iter().enumerate() {
+                recv.insert(
+                    r.key().into(),
+                    json!({
+                        "mpps": self.mpps(mix, *r),
+                        "samples_mpps": self.samples.get(&(mix, ri)).cloned().unwrap_or_default(),
+                    }),
+                );
+            }
+            let ratio = |a, b| self.mpps(mix, a) / self.mpps(mix, b);
+            mixes.insert(
+                mix.key().into(),
+                json!({
+                    "description": mix.name(),
+                    "frame_bytes": mix.frame_len(),
+                    "receivers": recv,
+                    "ratios": {
+                        "sipwall_native_over_nftables": ratio(Receiver::SipwallNative, Receiver::Nftables),
+                        "sipwall_native_over_xdp_drop": ratio(Receiver::SipwallNative, Receiver::XdpDrop),
+                        "sipwall_skb_over_nftables": ratio(Receiver::SipwallSkb, Receiver::Nftables),
+                        "sipwall_native_over_no_filter": ratio(Receiver::SipwallNative, Receiver::NoFilter),
+                    },
+                }),
+            );
+        }
+        json!({
+            "unit": "Mpps (median of rounds, wall time of the live-frames run)",
+            "mixes": mixes,
+            "frames_sent": self.frames,
+            "targets": { "sipwall_native_over_nftables_flood": 2.5, "sipwall_native_over_xdp_drop_flood": 0.95 },
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! Tier 3: the allowlist as it changes, on a filter attached in the lab
+//! the way `sipwall attach` does it. Updates go through
+//! `sipwall::allow::apply`, the code behind `sipwall allow add|del|replace`
+//! (lock, open the pins, read, install a new generation): the latency an
+//! operator sees, less process start-up and file parsing.
+//!
+//! Then the swap is put under load: while live frames flood the PBX with
+//! SIP from an allowlisted source, the allowlist is replaced again and
+//! again with two sets that both allow that source (by different
+//! prefixes). Not one packet of the flood may be denied.
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context as _, Result};
+use filter_common::Reason;
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use sipwall::{
+    allow::{self, Change},
+    lab::{PBX_IFACE, PROVIDER},
+    pins::PinRoot,
+};
+
+use crate::{
+    allowlists::allowlist,
+    progress,
+    progs::GEN_SAME,
+    receivers::{self, Installed, Receiver, BACKGROUND},
+    report::{median, verdict, Report},
+    testbed::{check_stop, Testbed},
+    Scale,
+};
+
+/// Entries of the big replace.
+const BIG: usize = 10_000;
+/// Entries of each of the two sets swapped under the flood.
+const FLOOD_SET: usize = 1_000;
+/// Samples of each latency.
+const SAMPLES: usize = 7;
+/// Frames per live-frames call of the flood.
+const CHUNK: u32 = 100_000;
+
+/// One latency figure: milliseconds per operation.
+struct Latency {
+    name: String,
+    key: &'static str,
+    samples_ms: Vec<f64>,
+}
+
+struct Flood {
+    replaces: usize,
+    frames: u64,
+    allowed: u64,
+    denied: u64,
+    replace_ms: Vec<f64>,
+    seconds: f64,
+}
+
+pub struct Tier3 {
+    latencies: Vec<Latency>,
+    flood: Result<Flood, String>,
+}
+
+pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier3> {
+    check_stop()?;
+    progress("tier 3: attaching sipwall (native) in the lab");
+    let installed = receivers::install(bed, Receiver::SipwallNative)?;
+    let root = PinRoot::new(&bed.bpffs());
+    let apply = |change: Change| -> Result<Duration> {
+        let started = Instant::now();
+        allow::apply(&root, PBX_IFACE, change, false).context("changing the allowlist")?;
+        Ok(started.elapsed())
+    };
+    let extra = IpNet::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 32)?;
+    let mut latencies = Vec::new();
+
+    progress("tier 3: add/del of one entry, list of 2");
+    let (add, del) = add_del(&apply, extra)?;
+    latencies.push(Latency {
+        name: "add one entry (list of 2)".into(),
+        key: "add_one_of_2",
+        samples_ms: add,
+    });
+    latencies.push(Latency {
+        name: "del one entry (list of 2)".into(),
+        key: "del_one_of_2",
+        samples_ms: del,
+    });
+
+    progress(format!("tier 3: replace of {BIG} entries"));
+    let sets = [allowlist(BIG, 31), allowlist(BIG, 32)];
+    let mut replace = Vec::new();
+    apply(Change::Replace(sets[1].clone()))?;
+    for i in 0..SAMPLES {
+        check_stop()?;
+        replace.push(ms(apply(Change::Replace(sets[i % 2].clone()))?));
+    }
+    latencies.push(Latency {
+        name: format!("replace, {BIG} entries"),
+        key: "replace_10000",
+        samples_ms: replace,
+    });
+
+    progress(format!("tier 3: add/del of one entry, list of {BIG}"));
+    let (add, del) = add_del(&apply, extra)?;
+    latencies.push(Latency {
+        name: format!("add one entry (list of {BIG})"),
+        key: "add_one_of_10000",
+        samples_ms: add,
+    });
+    latencies.push(Latency {
+        name: format!("del one entry (list of {BIG})"),
+        key: "del_one_of_10000",
+        samples_ms: del,
+    });
+
+    let flood = match &bed.live {
+        Ok(()) => Ok(flood(bed, &installed, &apply, scale.replaces)?),
+        Err(why) => {
+            progress(format!("tier 3: flood under replaces skipped: {why}"));
+            Err(why.clone())
+        }
+    };
+    installed.remove(bed)?;
+    Ok(Tier3 { latencies, flood })
+}
+
+/// Adds `net`, then deletes it, `SAMPLES` times; the latencies of each.
+fn add_del(
+    apply: &impl Fn(Change) -> Result<Duration>,
+    net: IpNet,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    for _ in 0..SAMPLES {
+        check_stop()?;
+        add.push(ms(apply(Change::Add(vec![net]))?));
+        del.push(ms(apply(Change::Del(vec![net]))?));
+    }
+    Ok((add, del))
+}
+
+fn flood(
+    bed: &Testbed,
+    installed: &Installed,
+    apply: &(impl Fn(Change) -> Result<Duration> + Sync),
+    replaces: usize,
+) -> Result<Flood> {
+    let source = PROVIDER[0];
+    // Two sets that allow the source by different prefixes (/32 and /24),
+    // so each swap also changes how the lookup finds it.
+    let a = allowlist(FLOOD_SET, 41);
+    let by_24 = IpNet::new(IpAddr::V4(source), 24)?.trunc();
+    let by_32 = IpNet::new(IpAddr::V4(source), 32)?;
+    let mut b: Vec<IpNet> = allowlist(FLOOD_SET, 42)
+        .into_iter()
+        .filter(|n| *n != by_32)
+        .collect();
+    b.push(by_24);
+    apply(Change::Replace(a.clone()))?;
+    let frame = bed.sip_frame(source, 60);
+    progress(format!(
+        "tier 3: flood of allowlisted SIP from {source} while the allowlist is replaced {replaces} times ({FLOOD_SET} entries each)"
+    ));
+    let before = installed.snapshot(bed)?;
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (sent, replace_ms) = std::thread::scope(|s| -> Result<(u64, Vec<f64>)> {
+        let sender = s.spawn(|| -> Result<u64> {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                bed.send(GEN_SAME, &frame, CHUNK)?;
+                sent += u64::from(CHUNK);
+            }
+            Ok(sent)
+        });
+        let swaps = (|| -> Result<Vec<f64>> {
+            let mut times = Vec::with_capacity(replaces);
+            for i in 0..replaces {
+                if i % 100 == 0 {
+                    check_stop()?;
+                }
+                let set = if i % 2 == 0 { &b } else { &a };
+                times.push(ms(apply(Change::Replace(set.clone()))?));
+            }
+            Ok(times)
+        })();
+        stop.store(true, Ordering::SeqCst);
+        let sent = sender
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        Ok((sent, swaps?))
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(20));
+    let after = installed.snapshot(bed)?;
+    let seen = receivers::seen(&before, &after);
+    ensure!(
+        seen.rx >= sent && seen.rx <= sent + BACKGROUND,
+        "flood under replaces: {sent} frames sent, {} arrived",
+        seen.rx
+    );
+    let allowed = seen.get(Reason::SipAllowed.name());
+    let denied = seen.get(Reason::SipDenied.name());
+    ensure!(
+        allowed + denied == sent,
+        "flood under replaces: {sent} SIP frames sent, but sipwall counted {:?}",
+        seen.judged
+    );
+    Ok(Flood {
+        replaces,
+        frames: sent,
+        allowed,
+        denied,
+        replace_ms,
+        seconds,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl Tier3 {
+    pub fn print(&self, out: &mut Report) {
+        out.line("");
+        out.line(format!(
+            "Tier 3 — the allowlist as it changes (sipwall::allow::apply, the path of `sipwall allow`), ms, median of {SAMPLES}"
+        ));
+        let mut rows: Vec<Vec<String>> = self
+            .latencies
+            .iter()
+            .map(|l| vec![l.name.clone(), format!("{:.2}", median(&l.samples_ms))])
+            .collect();
+        if let Ok(f) = &self.flood {
+            rows.push(vec![
+                format!(
+                    "replace, {FLOOD_SET} entries (under the flood, median of {})",
+                    f.replaces
+                ),
+                format!("{:.2}", median(&f.replace_ms)),
+            ]);
+        }
+        out.table(&["operation", "ms"], &rows);
+        match &self.flood {
+            Ok(f) => {
+                out.line("");
+                out.table(
+                    &["flood under replaces", "figure", "target", ""],
+                    &[
+                        vec![
+                            format!(
+                                "{} replaces in {:.1} s, SIP frames from an allowlisted source",
+                                f.replaces, f.seconds
+                            ),
+                            f.frames.to_string(),
+                            String::new(),
+                            String::new(),
+                        ],
+                        vec![
+                            "counted sip_allowed".into(),
+                            f.allowed.to_string(),
+                            f.frames.to_string(),
+                            verdict(f.allowed == f.frames).into(),
+                        ],
+                        vec![
+                            "counted sip_denied".into(),
+                            f.denied.to_string(),
+                            "0".into(),
+                            verdict(f.denied == 0).into(),
+                        ],
+                    ],
+                );
+            }
+            Err(why) => out.line(format!("flood under replaces skipped: {why}")),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut lat = serde_json::Map::new();
+        for l in &self.latencies {
+            lat.insert(
+                l.key.into(),
+                json!({ "description": l.name, "median_ms": median(&l.samples_ms), "samples_ms": l.samples_ms }),
+            );
+        }
+        let flood = match &self.flood {
+            Ok(f) => json!({
+                "replaces": f.replaces,
+                "set_entries": FLOOD_SET,
+                "seconds": f.seconds,
+                "frames": f.frames,
+                "sip_allowed": f.allowed,
+                "sip_denied": f.denied,
+                "target_sip_denied": 0,
+                "replace_median_ms": median(&f.replace_ms),
+            }),
+            Err(why) => json!({ "skipped": why }),
+        };
+        json!({ "latency": lat, "flood_under_replaces": flood })
+    }
+}
