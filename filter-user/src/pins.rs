@@ -172,7 +172,8 @@ fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))
 }
 
-fn mount_bpffs(path: &Path) -> Result<()> {
+/// Mounts a new bpffs instance on `path` (created if missing).
+pub fn mount_bpffs(path: &Path) -> Result<()> {
     create_dir(path)?;
     let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
     // SAFETY: valid C strings; no data argument.

@@ -251,22 +251,7 @@ impl Lab {
     }
 
     fn mount_bpffs(&mut self) -> Result<()> {
-        let bpffs = self.bpffs();
-        std::fs::create_dir_all(&bpffs).with_context(|| format!("creating {}", bpffs.display()))?;
-        let target = CString::new(bpffs.as_os_str().as_bytes())?;
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                target.as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("mounting bpffs on {} (needs root)", bpffs.display()));
-        }
+        crate::pins::mount_bpffs(&self.bpffs()).context("mounting the lab's bpffs (needs root)")?;
         self.bpffs_mounted = true;
         Ok(())
     }
