@@ -3,4 +3,5 @@ pub mod generator;
 pub mod reference;
 pub mod packet;
 pub mod netns;
+pub mod operate;
 pub mod sipp;
