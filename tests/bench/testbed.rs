@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use sipwall::lab::{self, Host, Lab, PBX, PBX_IFACE};
 use sipwall_tests::packet::Frame;
 
-use crate::progs::{self, BenchProgs, GEN_SAME};
+use crate::progs::{self, BenchProgs, LiveRun, GEN_SAME};
 
 /// The router's end of the veth pair towards the PBX.
 const ROUTER_IFACE: &str = "pbx";
@@ -87,9 +87,8 @@ impl Testbed {
         f.build()
     }
 
-    /// Sends `count` live frames made from `frame` by generator `prog`;
-    /// returns the wall time.
-    pub fn send(&self, prog: &str, frame: &[u8], count: u32) -> Result<Duration> {
+    /// Sends `count` live frames made from `frame` by generator `prog`.
+    pub fn send(&self, prog: &str, frame: &[u8], count: u32) -> Result<LiveRun> {
         let xdp = self.gen.xdp(prog)?;
         self.lab
             .in_ns(Host::Router, || progs::live(xdp, frame, count))?
