@@ -79,7 +79,12 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
         }
     }
     if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
-        aya_log_ebpf::info!(ctx, "sipwall: denied signalling from {:i}", key.addr);
+        match src {
+            Source::V4(a) => {
+                aya_log_ebpf::info!(ctx, "denied signalling from {:i}", u32::from_be_bytes(*a))
+            }
+            Source::V6(a) => aya_log_ebpf::info!(ctx, "denied signalling from {:i}", *a),
+        }
     }
 }
 

@@ -1,0 +1,514 @@
+//! The `run` service and the live views, with real traffic in a lab:
+//! SIGHUP reloads (a changed file changes the policy, a broken one keeps
+//! it), metrics scraped with curl parse as Prometheus text and equal
+//! `stats`, the kernel's denied-source log is opt-in and rate limited, and
+//! `stats --watch` redraws in place with per-second rates.
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use filter_common::LOG_RATE_PER_SEC;
+use sipwall_tests::netns::{
+    traffic::{self, Sink, Stream},
+    Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
+};
+
+const METRICS_PORT: u16 = 9464;
+
+/// A `sipwall run` in the lab's PBX, stopped with SIGTERM when dropped.
+struct Service {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Service {
+    fn start(lab: &TestLab, config: &Path) -> Service {
+        let stderr = lab.dir().join(format!(
+            "run-{}.stderr",
+            config.file_stem().unwrap().to_string_lossy()
+        ));
+        let child = lab
+            .sipwall_command(&[
+                "run",
+                "-i",
+                PBX_IFACE,
+                "--mode",
+                "native",
+                "-c",
+                config.to_str().unwrap(),
+                "--metrics",
+                &format!("127.0.0.1:{METRICS_PORT}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("creating the service's stderr file"))
+            .spawn()
+            .expect("starting sipwall run");
+        let mut service = Service { child, stderr };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while lab.xdp_prog_id().is_none()
+            || !lab
+                .is_bound(Host::Pbx, "tcp", METRICS_PORT)
+                .unwrap_or(false)
+        {
+            if let Some(status) = service.child.try_wait().unwrap() {
+                panic!("sipwall run exited early ({status}): {}", service.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipwall run did not attach and listen within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Sends SIGHUP and waits until the service has logged one more reload
+    /// outcome.
+    fn reload(&self) -> String {
+        let outcomes = |log: &str| log.lines().filter(|l| l.contains("SIGHUP")).count();
+        let before = outcomes(&self.log());
+        self.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if outcomes(&log) > before {
+                return log
+                    .lines()
+                    .filter(|l| l.contains("SIGHUP"))
+                    .last()
+                    .unwrap()
+                    .to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged after SIGHUP: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status and everything the service wrote.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(Instant::now() < deadline, "sipwall run ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes a configuration file the way an operator should: a temporary
+/// file renamed over the old one.
+fn write_config(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Sends `n` SIP datagrams from the outsider to the PBX and returns how many
+/// arrived.
+fn outsider_sip(lab: &TestLab, n: u64) -> u64 {
+    let rx = lab.udp(Host::Pbx, IpAddr::V4(PBX), 5060);
+    let tx = lab.udp(Host::Outsider, IpAddr::V4(OUTSIDER), 0);
+    traffic::send(&tx, SocketAddr::new(IpAddr::V4(PBX), 5060), n, 32).unwrap();
+    traffic::count(&rx, Duration::from_millis(400)).unwrap()
+}
+
+fn allowlist_config(lab: &TestLab, name: &str, allow: &[&str], log_denied: bool) -> PathBuf {
+    let path = lab.dir().join(format!("{name}.toml"));
+    let list: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
+    write_config(
+        &path,
+        &format!(
+            "[signalling]\nallow = [{}]\n\n[policy]\nlog_denied = {log_denied}\n",
+            list.join(", ")
+        ),
+    );
+    path
+}
+
+#[test]
+fn sighup_applies_a_changed_file_and_refuses_a_broken_one() {
+    let lab = TestLab::new();
+    let provider = format!("{}/32", PROVIDER[0]);
+    let config = allowlist_config(&lab, "sipwall", &[&provider], false);
+    let service = Service::start(&lab, &config);
+    assert_eq!(lab.allowlist(), [provider.clone()]);
+    assert_eq!(outsider_sip(&lab, 5), 0, "the outsider is denied at first");
+
+    // A changed, valid file: the outsider's prefix is allowed at once.
+    let both = ["198.51.100.0/24", &provider, "203.0.113.0/24"];
+    write_config(&config, &format!("[signalling]\nallow = {both:?}\n"));
+    let outcome = service.reload();
+    assert!(outcome.contains("reloaded"), "{outcome}");
+    assert_eq!(
+        lab.allowlist(),
+        ["44.229.228.186/32", "198.51.100.0/24", "203.0.113.0/24"]
+    );
+    assert_eq!(
+        outsider_sip(&lab, 5),
+        5,
+        "after the reload the outsider is allowed"
+    );
+
+    // Broken files of every kind: the running policy stays.
+    let allowed_now = lab.allowlist();
+    for (why, text) in [
+        ("a bad CIDR", "[signalling]\nallow = [\"203.0.113.0/33\"]\n"),
+        ("an unknown key", "[signalling]\nallow = []\nextra = 1\n"),
+        ("an empty file (caught while being written)", ""),
+        ("a file cut mid-line", "[signalling]\nallow = [\"203.0.1"),
+        (
+            "an empty allowlist without --force",
+            "[signalling]\nallow = []\n",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let outcome = service.reload();
+        assert!(
+            outcome.contains("kept the running policy"),
+            "{why}: {outcome}"
+        );
+        assert_eq!(lab.allowlist(), allowed_now, "{why}: the allowlist changed");
+        assert_eq!(outsider_sip(&lab, 3), 3, "{why}: the policy changed");
+    }
+    let (status, log) = service.stop();
+    assert!(status.success(), "sipwall run exited {status}: {log}");
+    assert_eq!(lab.xdp_prog_id(), None, "SIGTERM left the program attached");
+}
+
+/// One sample line of the exposition: name, labels, value.
+fn parse_sample(line: &str) -> (String, BTreeMap<String, String>, f64) {
+    let (series, value) = line
+        .rsplit_once(' ')
+        .unwrap_or_else(|| panic!("no value: {line:?}"));
+    let value: f64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("bad value: {line:?}"));
+    let (name, labels) = match series.split_once('{') {
+        Some((name, rest)) => {
+            let body = rest
+                .strip_suffix('}')
+                .unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
+            let labels = body
+                .split(',')
+                .map(|kv| {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad label {kv:?} in {line:?}"));
+                    let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+                    (
+                        k.to_string(),
+                        v.unwrap_or_else(|| panic!("unquoted label in {line:?}"))
+                            .to_string(),
+                    )
+                })
+                .collect();
+            (name, labels)
+        }
+        None => (series, BTreeMap::new()),
+    };
+    assert!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(),
+        "bad metric name in {line:?}"
+    );
+    (name.to_string(), labels, value)
+}
+
+#[test]
+fn metrics_scraped_with_curl_are_prometheus_text_equal_to_stats() {
+    let lab = TestLab::new();
+    let config = allowlist_config(
+        &lab,
+        "sipwall",
+        &["44.229.228.186/32", "44.238.177.138/32", "2001:db8:9::/48"],
+        false,
+    );
+    let service = Service::start(&lab, &config);
+    assert_eq!(outsider_sip(&lab, 7), 0);
+    let rtp_rx = lab.udp(Host::Pbx, IpAddr::V4(PBX), 40002);
+    let rtp_tx = lab.udp(Host::Outsider, IpAddr::V4(OUTSIDER), 0);
+    traffic::send(&rtp_tx, SocketAddr::new(IpAddr::V4(PBX), 40002), 11, 100).unwrap();
+    assert_eq!(
+        traffic::count(&rtp_rx, Duration::from_millis(400)).unwrap(),
+        11
+    );
+
+    let curl = |path: &str| {
+        lab.exec(
+            Host::Pbx,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-w",
+                "\n%{http_code} %{content_type}",
+                &format!("http://127.0.0.1:{METRICS_PORT}{path}"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("curl {path}: {e:#}"))
+    };
+    // Stable counters (sip and rtp) must match exactly; the others may
+    // move between the two reads with neighbour discovery.
+    let stats = lab.counters();
+    let out = curl("/metrics");
+    let (body, status) = out.trim_end().rsplit_once('\n').unwrap();
+    assert!(
+        status.starts_with("200 text/plain; version=0.0.4"),
+        "status line: {status}"
+    );
+
+    let mut types = BTreeMap::new();
+    let mut samples = Vec::new();
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            types.insert(name.to_string(), kind.to_string());
+        } else if line.starts_with("# HELP ") {
+            continue;
+        } else {
+            assert!(!line.starts_with('#'), "unknown comment {line:?}");
+            let sample = parse_sample(line);
+            assert!(
+                types.contains_key(&sample.0),
+                "sample before its # TYPE: {line}"
+            );
+            samples.push(sample);
+        }
+    }
+    assert_eq!(types["sipwall_packets_total"], "counter");
+    assert_eq!(types["sipwall_bytes_total"], "counter");
+    assert_eq!(types["sipwall_allowlist_entries"], "gauge");
+    assert_eq!(types["sipwall_attached"], "gauge");
+    let find = |name: &str, want: &[(&str, &str)]| -> f64 {
+        let hits: Vec<f64> = samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && want
+                        .iter()
+                        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.2)
+            .collect();
+        assert_eq!(hits.len(), 1, "{name} {want:?}: {hits:?} in\n{body}");
+        hits[0]
+    };
+    for reason in [
+        "sip_allowed",
+        "sip_denied",
+        "rtp_allowed",
+        "fragment",
+        "other",
+        "non_ip",
+        "malformed",
+    ] {
+        let labels = [("iface", PBX_IFACE), ("reason", reason)];
+        let (p, b) = (
+            find("sipwall_packets_total", &labels),
+            find("sipwall_bytes_total", &labels),
+        );
+        if [
+            "sip_allowed",
+            "sip_denied",
+            "rtp_allowed",
+            "malformed",
+            "fragment",
+        ]
+        .contains(&reason)
+        {
+            assert_eq!(
+                p as u64, stats[reason].packets,
+                "{reason} packets: metrics vs stats"
+            );
+            assert_eq!(
+                b as u64, stats[reason].bytes,
+                "{reason} bytes: metrics vs stats"
+            );
+        } else {
+            assert!(
+                p as u64 >= stats[reason].packets,
+                "{reason}: metrics behind stats"
+            );
+        }
+    }
+    assert_eq!(stats["sip_denied"].packets, 7);
+    assert_eq!(stats["rtp_allowed"].packets, 11);
+    assert_eq!(
+        find(
+            "sipwall_allowlist_entries",
+            &[("iface", PBX_IFACE), ("family", "ipv4")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        find(
+            "sipwall_allowlist_entries",
+            &[("iface", PBX_IFACE), ("family", "ipv6")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        find(
+            "sipwall_attached",
+            &[("iface", PBX_IFACE), ("mode", "native")]
+        ),
+        1.0
+    );
+
+    let other = curl("/nothing-here");
+    assert!(
+        other
+            .trim_end()
+            .ends_with(|c: char| c.is_ascii_alphabetic())
+            && other.contains("\n404 "),
+        "{other}"
+    );
+    let (status, log) = service.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// Floods the PBX's signalling port from the outsider for about a second
+/// while `run` is up; returns the service's log lines about denied sources.
+fn flood_and_collect_logs(lab: &TestLab, log_denied: bool) -> (Vec<String>, u64, f64) {
+    let config = allowlist_config(
+        lab,
+        if log_denied { "logged" } else { "quiet" },
+        &["44.229.228.186/32"],
+        log_denied,
+    );
+    let service = Service::start(lab, &config);
+    let tx = lab.udp(Host::Outsider, IpAddr::V4(OUTSIDER), 0);
+    let started = Instant::now();
+    let flood = 3000;
+    traffic::send(&tx, SocketAddr::new(IpAddr::V4(PBX), 5060), flood, 16).unwrap();
+    let denied = lab.counters()["sip_denied"].packets;
+    // Let the service drain what the kernel wrote.
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = service.stop();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(status.success(), "{log}");
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("denied signalling from"))
+        .map(String::from)
+        .collect();
+    assert_eq!(denied, flood, "every flood packet is denied");
+    (lines, denied, elapsed)
+}
+
+#[test]
+fn denied_source_log_is_opt_in_and_rate_limited_in_the_kernel() {
+    let lab = TestLab::new();
+    let (quiet, _, _) = flood_and_collect_logs(&lab, false);
+    assert!(
+        quiet.is_empty(),
+        "log_denied = false must log nothing: {quiet:?}"
+    );
+
+    let (logged, denied, secs) = flood_and_collect_logs(&lab, true);
+    assert!(
+        !logged.is_empty(),
+        "log_denied = true logged nothing for {denied} denied packets"
+    );
+    for line in &logged {
+        assert!(
+            line.contains(&OUTSIDER.to_string()),
+            "the log names the source: {line}"
+        );
+    }
+    // Each CPU may log LOG_RATE_PER_SEC records a second (its bucket starts
+    // full), over the seconds the flood and the drain lasted.
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u64;
+    let bound = LOG_RATE_PER_SEC * cpus * (secs.ceil() as u64 + 1);
+    assert!(
+        (logged.len() as u64) <= bound,
+        "{} log lines for {denied} denied packets in {secs:.1} s; the kernel limit allows at most {bound}",
+        logged.len()
+    );
+    eprintln!(
+        "{denied} denied packets gave {} log lines in {secs:.1} s (limit {bound})",
+        logged.len()
+    );
+}
+
+#[test]
+fn stats_watch_redraws_in_place_with_rates() {
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    let rx = lab.udp(Host::Pbx, IpAddr::V4(PBX), 41000);
+    let sink = Sink::start(rx).unwrap();
+    let stream = Stream::start(
+        lab.udp(Host::Outsider, IpAddr::V4(OUTSIDER), 0),
+        SocketAddr::new(IpAddr::V4(PBX), 41000),
+        400,
+    );
+    let mut watch = lab
+        .sipwall_command(&["stats", "-i", PBX_IFACE, "--watch", "0.3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let sent = stream.stop().unwrap();
+    assert!(
+        sink.wait_for(sent, Duration::from_secs(2)) == sent,
+        "RTP lost"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<&str> = text
+        .split("\x1b[H\x1b[2J")
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert!(
+        frames.len() >= 3,
+        "expected at least 3 redraws in 1.6 s at 0.3 s: {text:?}"
+    );
+    let last = frames[frames.len() - 2];
+    assert!(last.contains("packets/s"), "no rate column: {last}");
+    let rtp = last
+        .lines()
+        .find(|l| l.trim_start().starts_with("rtp_allowed"))
+        .expect("rtp_allowed row");
+    let cols: Vec<&str> = rtp.split_whitespace().collect();
+    let rate: f64 = cols[4]
+        .parse()
+        .unwrap_or_else(|_| panic!("rate column of {rtp:?}"));
+    // 400 datagrams a second stream in; allow for a noisy machine.
+    assert!(
+        (100.0..=1200.0).contains(&rate),
+        "rtp_allowed rate {rate}/s while streaming 400/s: {rtp}"
+    );
+}
