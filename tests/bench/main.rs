@@ -20,7 +20,10 @@ mod tier1;
 mod tier2;
 mod tier3;
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::{bail, Context as _, Result};
 use serde_json::json;
@@ -72,7 +75,11 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         tiers: vec![1, 2, 3],
         scale: FULL,
-        json: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench.json"),
+        // The workspace's target/, whatever CARGO_TARGET_DIR says.
+        json: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("target/bench.json"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {

@@ -259,7 +259,7 @@ impl Tier1 {
             .collect();
         out.table(&header, &rows);
         out.line(format!(
-            "(floor: an empty XDP program on the same frame; own = sipwall - floor; floor..ratio with the provider's 2 prefixes; 1,000 and 100,000: sipwall's ns with that many prefixes, IPv4 and IPv6 of mixed lengths; growth target <= {SCALE_TARGET_NS:.0} ns)"
+            "(the kernel reports whole ns per run; floor: an empty XDP program on the same frame; own = sipwall - floor; floor..ratio with the provider's 2 prefixes; 1,000 and 100,000: sipwall's ns with that many prefixes, IPv4 and IPv6 of mixed lengths; growth target <= {SCALE_TARGET_NS:.0} ns)"
         ));
     }
 
