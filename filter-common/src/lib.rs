@@ -92,6 +92,16 @@ pub struct Policy {
     pub rtp_last: u16,
     /// `FLAG_*` bits.
     pub flags: u32,
+    /// Prefixes used in `v4_inline`, or [`INLINE_NONE`] when the IPv4
+    /// allowlist is too long to be inline and the trie decides.
+    pub v4_inline_len: u32,
+    /// Same for `v6_inline`.
+    pub v6_inline_len: u32,
+    /// Short IPv4 allowlist: (network, mask) as host-order u32.
+    pub v4_inline: [[u32; 2]; INLINE_PREFIXES],
+    /// Short IPv6 allowlist: (network high, network low, mask high, mask
+    /// low) as host-order u64.
+    pub v6_inline: [[u64; 4]; INLINE_PREFIXES],
     /// Bit `p % 64` of word `p / 64` is set when port `p` is a signalling port.
     pub sig_ports: [u64; PORT_WORDS],
 }
@@ -102,6 +112,10 @@ impl Policy {
             rtp_first: 0,
             rtp_last: 0,
             flags: 0,
+            v4_inline_len: INLINE_NONE,
+            v6_inline_len: INLINE_NONE,
+            v4_inline: [[0; 2]; INLINE_PREFIXES],
+            v6_inline: [[0; 4]; INLINE_PREFIXES],
             sig_ports: [0; PORT_WORDS],
         }
     }
@@ -120,6 +134,24 @@ impl Policy {
         port >= self.rtp_first && port <= self.rtp_last
     }
 }
+
+/// Allowlists of at most this many prefixes per family are kept in the
+/// policy itself and matched by comparison, without a trie lookup.
+pub const INLINE_PREFIXES: usize = 8;
+/// `Policy::v4_inline_len` when the allowlist is not inline.
+pub const INLINE_NONE: u32 = u32::MAX;
+
+/// One slot of the per-CPU cache of denied sources in front of `DENIED`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeniedSlot {
+    pub addr: [u8; 16],
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Slots of the denied-source cache (a power of two).
+pub const DENIED_CACHE_SLOTS: u32 = 4096;
 
 /// Key of the denied-sources map: an IPv6 address, IPv4 as `::ffff:a.b.c.d`.
 #[repr(C)]
@@ -157,6 +189,8 @@ pub mod maps {
     pub const DENIED: &str = "DENIED";
     /// Per-CPU array of one [`crate::LogBucket`].
     pub const LOG_BUCKET: &str = "LOG_BUCKET";
+    /// Per-CPU array of [`crate::DeniedSlot`].
+    pub const DENIED_CACHE: &str = "DENIED_CACHE";
 
     /// Entries each IPv4 allowlist trie can hold.
     pub const ALLOW_V4_MAX: u32 = 131_072;
@@ -179,6 +213,7 @@ mod pod {
     unsafe impl aya::Pod for super::Policy {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::LogBucket {}
+    unsafe impl aya::Pod for super::DeniedSlot {}
     unsafe impl aya::Pod for super::AttachInfo {}
 }
 
@@ -201,4 +236,4 @@ pub struct AttachInfo {
 pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// Bumped whenever a map's layout changes; pins of another version are
 /// refused rather than misread.
-pub const PIN_LAYOUT_VERSION: u32 = 1;
+pub const PIN_LAYOUT_VERSION: u32 = 2;

@@ -10,11 +10,12 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use filter_common::{
-    Counter, Policy, Reason, SourceKey, FLAG_DRY_RUN, FLAG_LOG_DENIED, LOG_RATE_PER_SEC,
+    Counter, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, FLAG_DRY_RUN, FLAG_LOG_DENIED,
+    LOG_RATE_PER_SEC,
 };
 
 use crate::{
-    maps::{ACTIVE, COUNTERS, DENIED, LOG_BUCKET, POLICY},
+    maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, LOG_BUCKET, POLICY},
     parse::{Parsed, Source},
 };
 
@@ -68,15 +69,35 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
             Source::V6(a) => *a,
         },
     };
-    match DENIED.get_ptr_mut(&key) {
-        Some(c) => unsafe {
-            (*c).packets += 1;
-            (*c).bytes += bytes;
-        },
-        None => {
-            let first = Counter { packets: 1, bytes };
-            let _ = DENIED.insert(&key, &first, 0);
+    // A source that keeps sending stays in its cache slot and costs an
+    // array access; a new one pushes the slot's old source into DENIED.
+    let word = |i: usize| {
+        u32::from_ne_bytes([
+            key.addr[i],
+            key.addr[i + 1],
+            key.addr[i + 2],
+            key.addr[i + 3],
+        ])
+    };
+    let hash = (word(0) ^ word(4) ^ word(8) ^ word(12)).wrapping_mul(0x9e37_79b9);
+    let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
+    match DENIED_CACHE.get_ptr_mut(slot) {
+        Some(s) => {
+            // SAFETY: per-CPU slot, no other CPU writes it.
+            let s = unsafe { &mut *s };
+            if s.packets != 0 && s.addr == key.addr {
+                s.packets += 1;
+                s.bytes += bytes;
+            } else {
+                if s.packets != 0 {
+                    add_denied(&SourceKey { addr: s.addr }, s.packets, s.bytes);
+                }
+                s.addr = key.addr;
+                s.packets = 1;
+                s.bytes = bytes;
+            }
         }
+        None => add_denied(&key, 1, bytes),
     }
     if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
         match src {
@@ -84,6 +105,21 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
                 aya_log_ebpf::info!(ctx, "denied signalling from {:i}", u32::from_be_bytes(*a))
             }
             Source::V6(a) => aya_log_ebpf::info!(ctx, "denied signalling from {:i}", *a),
+        }
+    }
+}
+
+/// Adds to a source's counters in the LRU map of denied sources.
+#[inline(always)]
+fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
+    match DENIED.get_ptr_mut(key) {
+        Some(c) => unsafe {
+            (*c).packets += packets;
+            (*c).bytes += bytes;
+        },
+        None => {
+            let first = Counter { packets, bytes };
+            let _ = DENIED.insert(key, &first, 0);
         }
     }
 }

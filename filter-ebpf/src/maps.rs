@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
-    Counter, LogBucket, Policy, SourceKey, REASON_COUNT,
+    Counter, DeniedSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, REASON_COUNT,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -40,8 +40,16 @@ pub static ALLOW_V6_1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V
 /// Denied signalling sources, per address, least recently seen evicted.
 #[map]
 pub static DENIED: LruPerCpuHashMap<SourceKey, Counter> =
-    LruPerCpuHashMap::with_max_entries(DENIED_MAX, 0);
+    LruPerCpuHashMap::with_max_entries(DENIED_MAX, 2);
 
 /// Token bucket that limits how many denied sources each CPU logs.
 #[map]
 pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU direct-mapped cache in front of `DENIED`: a denied packet from a
+/// source in its slot costs an array access instead of a hash lookup. A
+/// source that takes the slot of another flushes that one into `DENIED`.
+/// Userspace adds both when it reports denied sources.
+#[map]
+pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
+    PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);

@@ -1,5 +1,5 @@
 //! The decision table of SPEC §2: what a parsed packet is counted as.
-use filter_common::{Policy, Reason};
+use filter_common::{Policy, Reason, INLINE_PREFIXES};
 
 use crate::{
     maps::{ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1},
@@ -16,7 +16,7 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
         Parsed::OtherProto => Reason::Other,
         Parsed::Ports { proto, src, dport } => {
             if policy.is_sig_port(*dport) {
-                if allowlisted(src, generation) {
+                if allowlisted(src, policy, generation) {
                     Reason::SipAllowed
                 } else {
                     Reason::SipDenied
@@ -32,8 +32,31 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
 
 /// Longest-prefix match of the source in the active generation's allowlist.
 #[inline(always)]
-fn allowlisted(src: &Source, generation: u32) -> bool {
+fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
     match src {
+        Source::V4(addr) if policy.v4_inline_len as usize <= INLINE_PREFIXES => {
+            let a = u32::from_be_bytes(*addr);
+            let n = policy.v4_inline_len as usize;
+            for i in 0..INLINE_PREFIXES {
+                if i < n && a & policy.v4_inline[i][1] == policy.v4_inline[i][0] {
+                    return true;
+                }
+            }
+            false
+        }
+        Source::V6(addr) if policy.v6_inline_len as usize <= INLINE_PREFIXES => {
+            let b = *addr;
+            let hi = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let lo = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+            let n = policy.v6_inline_len as usize;
+            for i in 0..INLINE_PREFIXES {
+                let p = &policy.v6_inline[i];
+                if i < n && hi & p[2] == p[0] && lo & p[3] == p[1] {
+                    return true;
+                }
+            }
+            false
+        }
         Source::V4(addr) => {
             let key = Key::new(32, *addr);
             let trie = if generation == 0 {

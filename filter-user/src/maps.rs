@@ -18,7 +18,7 @@ use aya::{
     maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
-use filter_common::{maps as names, Counter, Policy, Reason, SourceKey, REASON_COUNT};
+use filter_common::{maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, REASON_COUNT};
 use ipnet::IpNet;
 
 use crate::ruleset::Ruleset;
@@ -32,6 +32,7 @@ pub struct Maps {
     pub allow_v4: [Trie<4>; 2],
     pub allow_v6: [Trie<16>; 2],
     pub denied: PerCpuHashMap<MapData, SourceKey, Counter>,
+    pub denied_cache: PerCpuArray<MapData, DeniedSlot>,
 }
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
@@ -80,6 +81,7 @@ impl Maps {
                 typed(one(names::ALLOW_V6[1])?, names::ALLOW_V6[1])?,
             ],
             denied: typed(one(names::DENIED)?, names::DENIED)?,
+            denied_cache: typed(one(names::DENIED_CACHE)?, names::DENIED_CACHE)?,
         })
     }
 
@@ -179,6 +181,30 @@ impl Maps {
                 None => IpAddr::V6(v6),
             };
             out.push((addr, sum));
+        }
+        let mut cached: std::collections::HashMap<[u8; 16], Counter> = Default::default();
+        for slot in 0..filter_common::DENIED_CACHE_SLOTS {
+            for s in self.denied_cache.get(&slot, 0)?.iter() {
+                if s.packets != 0 {
+                    let c = cached.entry(s.addr).or_default();
+                    c.packets += s.packets;
+                    c.bytes += s.bytes;
+                }
+            }
+        }
+        for (addr, c) in cached {
+            let v6 = Ipv6Addr::from(addr);
+            let addr = match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            };
+            match out.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, sum)) => {
+                    sum.packets += c.packets;
+                    sum.bytes += c.bytes;
+                }
+                None => out.push((addr, c)),
+            }
         }
         out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
         Ok(out)

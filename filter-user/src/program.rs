@@ -21,7 +21,7 @@ pub static BENCH_OBJECT: &[u8] =
 pub const PROGRAM_NAME: &str = "sipwall";
 
 /// Every map the program has, by the names the object gives them.
-pub const MAP_NAMES: [&str; 9] = [
+pub const MAP_NAMES: [&str; 10] = [
     maps::COUNTERS,
     maps::ACTIVE,
     maps::POLICY,
@@ -31,6 +31,7 @@ pub const MAP_NAMES: [&str; 9] = [
     maps::ALLOW_V6[1],
     maps::DENIED,
     maps::LOG_BUCKET,
+    maps::DENIED_CACHE,
 ];
 
 /// Loads the program into the kernel (it passes the verifier here). With

@@ -80,6 +80,36 @@ impl Ruleset {
         if self.log_denied {
             p.flags |= FLAG_LOG_DENIED;
         }
+        let v4: Vec<_> = self.v4().collect();
+        if v4.len() <= filter_common::INLINE_PREFIXES {
+            p.v4_inline_len = v4.len() as u32;
+            for (i, (a, len)) in v4.iter().enumerate() {
+                let mask = if *len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(*len))
+                };
+                p.v4_inline[i] = [u32::from(*a) & mask, mask];
+            }
+        }
+        let v6: Vec<_> = self.v6().collect();
+        if v6.len() <= filter_common::INLINE_PREFIXES {
+            p.v6_inline_len = v6.len() as u32;
+            for (i, (a, len)) in v6.iter().enumerate() {
+                let mask: u128 = if *len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(*len))
+                };
+                let net = u128::from(*a) & mask;
+                p.v6_inline[i] = [
+                    (net >> 64) as u64,
+                    net as u64,
+                    (mask >> 64) as u64,
+                    mask as u64,
+                ];
+            }
+        }
         p
     }
 

@@ -125,6 +125,25 @@ fn configs() -> Vec<Config> {
         rtp: (5000, 5100),
         ..custom.clone()
     };
+    // More prefixes per family than the policy holds inline: the LPM tries
+    // decide. Nested at several lengths, both families.
+    let mut long_allow = custom.allow.clone();
+    for n in 0..24u8 {
+        long_allow.push(
+            format!("198.18.{n}.0/{}", 24 + n % 9)
+                .parse()
+                .expect("filler v4"),
+        );
+        long_allow.push(
+            format!("2001:db8:7:{n:x}00::/{}", 56 + n % 9)
+                .parse()
+                .expect("filler v6"),
+        );
+    }
+    let long = Ruleset {
+        allow: long_allow,
+        ..custom.clone()
+    };
     let dry_run = Ruleset {
         allow: nets(&["44.229.228.186/32", "44.238.177.138/32", "2001:db8::/32"]),
         dry_run: true,
@@ -134,6 +153,7 @@ fn configs() -> Vec<Config> {
         ("defaults", Ruleset::default()),
         ("custom", custom),
         ("custom, RTP range moved", moved),
+        ("custom, allowlists too long to be inline", long),
         ("dry run", dry_run),
     ]
     .into_iter()

@@ -449,6 +449,37 @@ fn custom_ruleset_table_built_directly_and_from_toml() {
     run_table("custom, from TOML", &runner(&parsed), &table, |c| c.verdict);
 }
 
+/// `ruleset` with unrelated prefixes added until each family is too long to
+/// be matched inline in the policy, so the LPM tries decide.
+fn with_filler(ruleset: &Ruleset) -> Ruleset {
+    let mut r = ruleset.clone();
+    for n in 0..=filter_common::INLINE_PREFIXES as u8 {
+        r.allow.push(format!("100.64.{n}.0/24").parse().unwrap());
+        r.allow
+            .push(format!("2001:db8:ff:{n}::/64").parse().unwrap());
+    }
+    r.normalise().expect("ruleset with filler")
+}
+
+#[test]
+fn long_allowlists_are_matched_by_the_tries() {
+    let default_long = with_filler(&Ruleset::default());
+    assert!(default_long.v4().count() > filter_common::INLINE_PREFIXES);
+    assert!(default_long.v6().count() > filter_common::INLINE_PREFIXES);
+    run_table(
+        "default + filler",
+        &runner(&default_long),
+        &default_table(),
+        |c| c.verdict,
+    );
+    run_table(
+        "custom + filler",
+        &runner(&with_filler(&custom_ruleset())),
+        &custom_table(),
+        |c| c.verdict,
+    );
+}
+
 #[test]
 fn dry_run_passes_every_drop_with_the_same_counters() {
     let table = default_table();
