@@ -141,6 +141,32 @@ pub const INLINE_PREFIXES: usize = 8;
 /// `Policy::v4_inline_len` when the allowlist is not inline.
 pub const INLINE_NONE: u32 = u32::MAX;
 
+/// The IPv4 direct table: two bits per /24 network, [`V4_NONE`],
+/// [`V4_FULL`] (a prefix of /24 or shorter covers it) or [`V4_PARTIAL`]
+/// (prefixes longer than /24 cover some of its hosts: see `V4_HOSTS`), 32
+/// networks a word. Each generation has its own half of the map, so the
+/// lookup costs the same whatever the allowlist's size.
+pub const V4_DIRECT_WORDS: u32 = 1 << 19;
+pub const V4_NONE: u64 = 0;
+pub const V4_FULL: u64 = 1;
+pub const V4_PARTIAL: u64 = 2;
+
+/// Key of `V4_HOSTS`: a /24 network (the address >> 8) of one generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostsKey {
+    pub generation: u32,
+    pub net24: u32,
+}
+
+/// The allowed hosts of a partially allowed /24: bit `h % 64` of word
+/// `h / 64` for host byte `h`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostBits {
+    pub bits: [u64; 4],
+}
+
 /// One slot of the per-CPU cache of denied sources in front of `DENIED`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,6 +215,11 @@ pub mod maps {
     pub const DENIED: &str = "DENIED";
     /// Per-CPU array of one [`crate::LogBucket`].
     pub const LOG_BUCKET: &str = "LOG_BUCKET";
+    /// Array of u64, two halves of [`crate::V4_DIRECT_WORDS`] (one per
+    /// generation), memory-mappable so userspace writes a half at once.
+    pub const V4_DIRECT: &str = "V4_DIRECT";
+    /// Hash of [`crate::HostsKey`] → [`crate::HostBits`].
+    pub const V4_HOSTS: &str = "V4_HOSTS";
     /// Per-CPU array of [`crate::DeniedSlot`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
 
@@ -214,6 +245,8 @@ mod pod {
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::LogBucket {}
     unsafe impl aya::Pod for super::DeniedSlot {}
+    unsafe impl aya::Pod for super::HostsKey {}
+    unsafe impl aya::Pod for super::HostBits {}
     unsafe impl aya::Pod for super::AttachInfo {}
 }
 
@@ -236,4 +269,4 @@ pub struct AttachInfo {
 pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// Bumped whenever a map's layout changes; pins of another version are
 /// refused rather than misread.
-pub const PIN_LAYOUT_VERSION: u32 = 2;
+pub const PIN_LAYOUT_VERSION: u32 = 3;

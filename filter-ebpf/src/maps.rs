@@ -2,12 +2,14 @@
 //! `filter_common::maps`) and pins them, so counters and allowlists outlive
 //! both the tool and a program upgrade.
 use aya_ebpf::{
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
-    Counter, DeniedSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, REASON_COUNT,
+    Counter, DeniedSlot, HostBits, HostsKey, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS,
+    REASON_COUNT, V4_DIRECT_WORDS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -24,10 +26,24 @@ pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static POLICY: Array<Policy> = Array::with_max_entries(2, 0);
 
-/// IPv4 signalling allowlist of generation 0 (longest-prefix match).
+/// IPv4 allowlist as the program reads it when it is too long to be inline:
+/// two bits per /24 network, one half per generation (see
+/// `filter_common::V4_DIRECT_WORDS`). Userspace maps it and writes the
+/// inactive half in one go.
+#[map]
+pub static V4_DIRECT: Array<u64> =
+    Array::with_max_entries(2 * V4_DIRECT_WORDS, BPF_F_MMAPABLE as u32);
+
+/// Allowed hosts of the /24 networks the direct table marks partial.
+#[map]
+pub static V4_HOSTS: HashMap<HostsKey, HostBits> =
+    HashMap::with_max_entries(2 * ALLOW_V4_MAX, BPF_F_NO_PREALLOC as u32);
+
+/// IPv4 signalling allowlist of generation 0, as userspace wrote it (the
+/// record `allow list` reads back; packets are judged by `V4_DIRECT`).
 #[map]
 pub static ALLOW_V4_0: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(ALLOW_V4_MAX, 0);
-/// IPv4 signalling allowlist of generation 1.
+/// IPv4 signalling allowlist of generation 1, as userspace wrote it.
 #[map]
 pub static ALLOW_V4_1: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(ALLOW_V4_MAX, 0);
 /// IPv6 signalling allowlist of generation 0.

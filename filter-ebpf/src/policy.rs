@@ -1,8 +1,10 @@
 //! The decision table of SPEC §2: what a parsed packet is counted as.
-use filter_common::{Policy, Reason, INLINE_PREFIXES};
+use filter_common::{
+    HostsKey, Policy, Reason, INLINE_PREFIXES, V4_DIRECT_WORDS, V4_FULL, V4_PARTIAL,
+};
 
 use crate::{
-    maps::{ALLOW_V4_0, ALLOW_V4_1, ALLOW_V6_0, ALLOW_V6_1},
+    maps::{ALLOW_V6_0, ALLOW_V6_1, V4_DIRECT, V4_HOSTS},
     parse::{Parsed, Source, IPPROTO_UDP},
 };
 use aya_ebpf::maps::lpm_trie::Key;
@@ -57,15 +59,7 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
             }
             false
         }
-        Source::V4(addr) => {
-            let key = Key::new(32, *addr);
-            let trie = if generation == 0 {
-                &ALLOW_V4_0
-            } else {
-                &ALLOW_V4_1
-            };
-            trie.get(&key).is_some()
-        }
+        Source::V4(addr) => direct_v4(u32::from_be_bytes(*addr), generation),
         Source::V6(addr) => {
             let key = Key::new(128, *addr);
             let trie = if generation == 0 {
@@ -75,5 +69,32 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
             };
             trie.get(&key).is_some()
         }
+    }
+}
+
+/// IPv4 lookup in the direct table: one array word names the /24 as not,
+/// fully or partly allowed; only a partly allowed one costs a hash lookup.
+#[inline(always)]
+fn direct_v4(addr: u32, generation: u32) -> bool {
+    let net24 = addr >> 8;
+    let index = generation * V4_DIRECT_WORDS + (net24 >> 5);
+    let Some(word) = V4_DIRECT.get(index) else {
+        return false;
+    };
+    match (*word >> ((net24 & 31) * 2)) & 3 {
+        V4_FULL => true,
+        V4_PARTIAL => {
+            let key = HostsKey { generation, net24 };
+            // SAFETY: the value is only read, and a generation's entries
+            // are never changed while it is active.
+            match unsafe { V4_HOSTS.get(&key) } {
+                Some(hosts) => {
+                    let host = addr & 255;
+                    hosts.bits[(host >> 6) as usize] >> (host & 63) & 1 != 0
+                }
+                None => false,
+            }
+        }
+        _ => false,
     }
 }

@@ -270,9 +270,23 @@ pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
             dir.display()
         );
     }
+    let ours = open_link(&dir.join(LINK_PIN)).map(|(_, prog)| prog);
     // Unpinning the link drops the last reference to it: the program
     // leaves the interface. The maps go with their pins.
-    pins::remove_dir(&dir)
+    pins::remove_dir(&dir)?;
+    // The kernel releases the link from a work queue: wait until the
+    // interface no longer runs the program, so that "detached" is true
+    // when this returns.
+    if let Some(prog) = ours {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while iface_xdp(iface).is_ok_and(|x| x.is_some_and(|x| x.program_id == prog)) {
+            if std::time::Instant::now() > deadline {
+                bail!("removed the pins of {iface}, but after 5 s the kernel still runs program {prog} on it");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    Ok(())
 }
 
 pub fn if_index(iface: &str) -> Result<u32> {

@@ -21,3 +21,4 @@ pub mod runner;
 pub mod service;
 pub mod stats;
 pub mod status;
+pub mod v4table;

@@ -7,7 +7,9 @@
 //! flips the active generation with one 4-byte array write, so a packet sees
 //! the old ruleset or the new one, never a mix; an interrupted install
 //! leaves only the inactive copy half-written, and the next install rewrites
-//! it from scratch.
+//! it from scratch. The IPv4 direct table (see `v4table.rs`) is part of the
+//! generation: one half of `V4_DIRECT` and the `V4_HOSTS` entries of that
+//! generation.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
@@ -15,13 +17,16 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
-use filter_common::{maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, REASON_COUNT};
+use filter_common::{
+    maps as names, Counter, DeniedSlot, HostBits, HostsKey, Policy, Reason, SourceKey,
+    REASON_COUNT, V4_DIRECT_WORDS,
+};
 use ipnet::IpNet;
 
-use crate::ruleset::Ruleset;
+use crate::{ruleset::Ruleset, v4table::V4Table};
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
 
@@ -33,6 +38,9 @@ pub struct Maps {
     pub allow_v6: [Trie<16>; 2],
     pub denied: PerCpuHashMap<MapData, SourceKey, Counter>,
     pub denied_cache: PerCpuArray<MapData, DeniedSlot>,
+    /// The direct table, written through a memory mapping.
+    pub v4_direct: MapData,
+    pub v4_hosts: HashMap<MapData, HostsKey, HostBits>,
 }
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
@@ -82,6 +90,11 @@ impl Maps {
             ],
             denied: typed(one(names::DENIED)?, names::DENIED)?,
             denied_cache: typed(one(names::DENIED_CACHE)?, names::DENIED_CACHE)?,
+            v4_direct: match one(names::V4_DIRECT)? {
+                Map::Array(data) => data,
+                _ => anyhow::bail!("map {} is not an array", names::V4_DIRECT),
+            },
+            v4_hosts: typed(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
         })
     }
 
@@ -139,6 +152,7 @@ impl Maps {
                 .insert(&Key::new(len.into(), addr.octets()), 1, 0)
                 .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
         }
+        self.write_v4_table(next, &V4Table::build(ruleset.v4()))?;
         self.policy
             .set(next, ruleset.policy(), 0)
             .context("writing the policy")?;
@@ -146,6 +160,37 @@ impl Maps {
             .set(0, next, 0)
             .context("switching to the new generation")?;
         Ok(next)
+    }
+
+    /// Writes generation `g`'s half of the direct table and its host maps.
+    fn write_v4_table(&mut self, g: u32, table: &V4Table) -> Result<()> {
+        let stale: Vec<HostsKey> = self
+            .v4_hosts
+            .keys()
+            .filter(|k| !matches!(k, Ok(k) if k.generation != g))
+            .collect::<Result<_, _>>()
+            .context("reading the IPv4 host maps")?;
+        for key in stale {
+            self.v4_hosts
+                .remove(&key)
+                .context("clearing an IPv4 host map")?;
+        }
+        for (&net24, bits) in &table.hosts {
+            self.v4_hosts
+                .insert(
+                    HostsKey {
+                        generation: g,
+                        net24,
+                    },
+                    bits,
+                    0,
+                )
+                .context("writing an IPv4 host map")?;
+        }
+        let mut direct = MappedWords::new(&self.v4_direct, 2 * V4_DIRECT_WORDS as usize)?;
+        let half = V4_DIRECT_WORDS as usize * g as usize;
+        direct.words()[half..half + V4_DIRECT_WORDS as usize].copy_from_slice(&table.words);
+        Ok(())
     }
 
     /// Counters per reason, summed over CPUs.
@@ -222,4 +267,49 @@ fn clear<const N: usize>(trie: &mut Trie<N>) -> Result<()> {
         trie.remove(&key)?;
     }
     Ok(())
+}
+
+/// A shared, writable mapping of a BPF array of u64 (created with
+/// BPF_F_MMAPABLE), unmapped on drop.
+struct MappedWords {
+    ptr: *mut u64,
+    len: usize,
+}
+
+impl MappedWords {
+    fn new(map: &MapData, len: usize) -> Result<MappedWords> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a fresh shared mapping of the whole array; the kernel
+        // checks the length against the map.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mapping the IPv4 direct table");
+        }
+        Ok(MappedWords {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn words(&mut self) -> &mut [u64] {
+        // SAFETY: the mapping is `len` u64s long and lives as long as self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for MappedWords {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len * 8) };
+    }
 }

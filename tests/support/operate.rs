@@ -148,6 +148,20 @@ pub fn xdp_prog(lab: &TestLab, iface: &str) -> Option<u64> {
     json[0]["xdp"]["prog"]["id"].as_u64()
 }
 
+/// The XDP program on `iface` once the kernel has settled: a link whose
+/// last reference went away (its pin removed by hand) is released from a
+/// work queue, a moment later.
+pub fn xdp_prog_after_release(lab: &TestLab, iface: &str) -> Option<u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let prog = xdp_prog(lab, iface);
+        if prog.is_none() || std::time::Instant::now() > deadline {
+            return prog;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The name `ip link` gives the XDP program on `iface`.
 pub fn xdp_prog_name(lab: &TestLab, iface: &str) -> Option<String> {
     let out = lab

@@ -21,7 +21,10 @@ use serde_json::Value;
 use sipwall::runner::{Runner, Verdict};
 use sipwall_tests::{
     netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX6, PBX_IFACE, PROVIDER},
-    operate::{bench_v4, big_rcvbuf, doc_v6, sipwall, waits_for_flock, write_list, xdp_prog, Run},
+    operate::{
+        bench_v4, big_rcvbuf, doc_v6, sipwall, waits_for_flock, write_list, xdp_prog,
+        xdp_prog_after_release, Run,
+    },
     packet::Frame,
 };
 
@@ -426,7 +429,11 @@ fn pins_removed_by_hand() {
     // and status says nothing is attached.
     lab.attach(&[]);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(xdp_prog(&lab, IFACE), None, "the filter outlived its pins");
+    assert_eq!(
+        xdp_prog_after_release(&lab, IFACE),
+        None,
+        "the filter outlived its pins"
+    );
     let run = sipwall(&lab, &["status"]);
     assert!(
         run.ok("status").contains("not attached to any interface"),
@@ -440,7 +447,11 @@ fn pins_removed_by_hand() {
     // attach puts it back with the allowlist.
     sipwall(&lab, &["allow", "add", "198.51.100.7"]).ok("allow add");
     std::fs::remove_file(dir.join("link")).unwrap();
-    assert_eq!(xdp_prog(&lab, IFACE), None, "the link outlived its pin");
+    assert_eq!(
+        xdp_prog_after_release(&lab, IFACE),
+        None,
+        "the link outlived its pin"
+    );
     let (attached, problems) = iface_status(&lab);
     assert!(!attached, "status claims a filter without its link");
     for says in ["NOT filtering", "link is missing"] {
