@@ -97,6 +97,9 @@ pub struct Policy {
     pub v4_inline_len: u32,
     /// Same for `v6_inline`.
     pub v6_inline_len: u32,
+    /// CLOCK_MONOTONIC time at which userspace made this generation active
+    /// (see `filter-user`'s `maps::install`). Not read by the program.
+    pub installed_ns: u64,
     /// Short IPv4 allowlist: (network, mask) as host-order u32.
     pub v4_inline: [[u32; 2]; INLINE_PREFIXES],
     /// Short IPv6 allowlist: (network high, network low, mask high, mask
@@ -114,6 +117,7 @@ impl Policy {
             flags: 0,
             v4_inline_len: INLINE_NONE,
             v6_inline_len: INLINE_NONE,
+            installed_ns: 0,
             v4_inline: [[0; 2]; INLINE_PREFIXES],
             v6_inline: [[0; 4]; INLINE_PREFIXES],
             sig_ports: [0; PORT_WORDS],

@@ -25,14 +25,14 @@ struct ConfigFile {
 #[serde(deny_unknown_fields, default)]
 struct Signalling {
     allow: Vec<Cidr>,
-    ports: Vec<SigPort>,
+    ports: SigPorts,
 }
 
 impl Default for Signalling {
     fn default() -> Self {
         Signalling {
             allow: Ruleset::default().allow.into_iter().map(Cidr).collect(),
-            ports: DEFAULT_SIG_PORTS.iter().map(|&p| SigPort(p)).collect(),
+            ports: SigPorts(DEFAULT_SIG_PORTS.to_vec()),
         }
     }
 }
@@ -76,12 +76,23 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
-struct SigPort(u16);
+/// The signalling ports: at least one, each 1-65535.
+struct SigPorts(Vec<u16>);
 
-impl<'de> Deserialize<'de> for SigPort {
+impl<'de> Deserialize<'de> for SigPorts {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        port_number(n).map(SigPort).map_err(D::Error::custom)
+        let numbers = Vec::<i64>::deserialize(d)?;
+        if numbers.is_empty() {
+            return Err(D::Error::custom(
+                "ports is empty: at least one signalling port is needed",
+            ));
+        }
+        numbers
+            .into_iter()
+            .map(port_number)
+            .collect::<Result<_, _>>()
+            .map(SigPorts)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -143,15 +154,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
             "{origin}:{at} section [{name}] is empty (a file caught while being written?): set its keys or remove it"
         )));
     }
-    if file.signalling.ports.is_empty() {
-        return Err(UsageError(format!(
-            "{origin}: [signalling] ports is empty: at least one signalling port is needed"
-        )));
-    }
     let Mode::Guard = file.policy.mode;
     Ruleset {
         allow: file.signalling.allow.into_iter().map(|c| c.0).collect(),
-        sig_ports: file.signalling.ports.into_iter().map(|p| p.0).collect(),
+        sig_ports: file.signalling.ports.0,
         rtp: (file.media.rtp_ports.0, file.media.rtp_ports.1),
         dry_run: file.policy.dry_run,
         log_denied: file.policy.log_denied,
@@ -281,7 +287,7 @@ log_denied = true
             ("[signalling]\nports = [-1]\n", 2, "out of range"),
             (
                 "\n[signalling]\nports = []\n",
-                0,
+                3,
                 "at least one signalling port",
             ),
             (

@@ -1,7 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use sipwall::{cli::Cli, commands, error::exit_status};
+use sipwall::{
+    cli::{Cli, Command},
+    commands,
+    error::exit_status,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -12,6 +16,13 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if !matches!(cli.command, Command::Run { .. }) {
+        // Like other command-line tools, end quietly when the reader of our
+        // output goes away (`sipwall stats --watch 1 | head`). The service
+        // keeps Rust's default and survives a closed stderr.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

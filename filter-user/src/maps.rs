@@ -138,7 +138,21 @@ impl Maps {
     /// Makes `ruleset` the one packets are judged by, atomically (see the
     /// module comment). Returns the new active generation.
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<u32> {
-        let next = 1 - self.active_generation()?;
+        let active = self.active_generation()?;
+        let next = 1 - active;
+        // A packet that read the active generation just before the last
+        // flip may still be judged by the generation about to be rewritten:
+        // give such packets (each takes well under a microsecond) a
+        // millisecond to finish when that flip was that recent.
+        let since = monotonic_ns().saturating_sub(
+            self.policy
+                .get(&active, 0)
+                .context("reading the policy")?
+                .installed_ns,
+        );
+        if since < RETIRE_GRACE_NS {
+            std::thread::sleep(std::time::Duration::from_nanos(RETIRE_GRACE_NS - since));
+        }
         let n = next as usize;
         clear(&mut self.allow_v4[n]).context("clearing the inactive IPv4 allowlist")?;
         clear(&mut self.allow_v6[n]).context("clearing the inactive IPv6 allowlist")?;
@@ -153,8 +167,10 @@ impl Maps {
                 .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
         }
         self.write_v4_table(next, &V4Table::build(ruleset.v4()))?;
+        let mut policy = ruleset.policy();
+        policy.installed_ns = monotonic_ns();
         self.policy
-            .set(next, ruleset.policy(), 0)
+            .set(next, policy, 0)
             .context("writing the policy")?;
         self.active
             .set(0, next, 0)
@@ -267,6 +283,20 @@ fn clear<const N: usize>(trie: &mut Trie<N>) -> Result<()> {
         trie.remove(&key)?;
     }
     Ok(())
+}
+
+/// How long a retired generation is left alone after the flip.
+const RETIRE_GRACE_NS: u64 = 1_000_000;
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A shared, writable mapping of a BPF array of u64 (created with

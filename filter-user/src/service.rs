@@ -56,6 +56,11 @@ impl Service {
             Some(addr) => Some(metrics::bind(addr).await?),
             None => None,
         };
+        // Handlers first: a SIGHUP or SIGTERM during start-up is then acted
+        // on in the loop below rather than killing a half-started service.
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         let mut attached = attach::attach(&root, &self.iface, &ruleset, self.mode, false)?;
         eprintln!(
             "sipwall: filtering {} in {} mode (program id {}); {}",
@@ -87,9 +92,6 @@ impl Service {
             Err(e) => eprintln!("sipwall: kernel log records unavailable: {e}"),
         }
         let mut maps = attached.maps;
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
         let mut metrics_task = listener.map(|listener| {
             let root_path = self.root.clone();
             let iface = self.iface.clone();

@@ -56,11 +56,19 @@ fn main() -> Result<()> {
         Task::Demo => {
             setup::all()?;
             cargo(&["build", "--release", "-p", "filter-user"])?;
-            run(Command::new("target/release/sipwall").arg("demo"))
+            run(Command::new(target_dir().join("release/sipwall")).arg("demo"))
         }
         Task::Bench { args } => {
             setup::all()?;
-            let mut bench = vec!["run", "--release", "-p", "sipwall-tests", "--bin", "bench", "--"];
+            let mut bench = vec![
+                "run",
+                "--release",
+                "-p",
+                "sipwall-tests",
+                "--bin",
+                "bench",
+                "--",
+            ];
             bench.extend(args.iter().map(String::as_str));
             cargo(&["build", "--release", "-p", "filter-user"])?;
             cargo(&bench)
@@ -68,7 +76,13 @@ fn main() -> Result<()> {
         Task::Fuzz { packets, seed } => {
             setup::all()?;
             let mut cmd = cargo_cmd(&[
-                "test", "--release", "-p", "sipwall-tests", "--test", "differential", "--",
+                "test",
+                "--release",
+                "-p",
+                "sipwall-tests",
+                "--test",
+                "differential",
+                "--",
                 "--nocapture",
             ]);
             cmd.env("SIPWALL_FUZZ_PACKETS", packets.to_string());
@@ -80,9 +94,23 @@ fn main() -> Result<()> {
     }
 }
 
+/// Cargo's target directory, wherever xtask is run from.
+fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => dir.into(),
+        None => workspace_root().join("target"),
+    }
+}
+
+fn workspace_root() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
 fn cargo_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args).env("PATH", setup::path_with_cargo_bin());
+    cmd.args(args)
+        .current_dir(workspace_root())
+        .env("PATH", setup::path_with_cargo_bin());
     cmd
 }
 

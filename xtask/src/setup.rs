@@ -164,7 +164,10 @@ fn packages() -> Result<()> {
             missing.join(" ")
         );
     }
-    step("apt-get update", Command::new("apt-get").args(["update", "-q"]))?;
+    step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-q"]),
+    )?;
     step(
         &format!("installing {}", missing.join(" ")),
         Command::new("apt-get")
