@@ -100,6 +100,8 @@ pub struct Policy {
     /// CLOCK_MONOTONIC time at which userspace made this generation active
     /// (see `filter-user`'s `maps::install`). Not read by the program.
     pub installed_ns: u64,
+    /// Seeds of [`host_slots`] for this generation's `V4_HOSTS` half.
+    pub v4_seeds: [u32; 2],
     /// Short IPv4 allowlist: (network, mask) as host-order u32.
     pub v4_inline: [[u32; 2]; INLINE_PREFIXES],
     /// Short IPv6 allowlist: (network high, network low, mask high, mask
@@ -118,6 +120,7 @@ impl Policy {
             v4_inline_len: INLINE_NONE,
             v6_inline_len: INLINE_NONE,
             installed_ns: 0,
+            v4_seeds: [0; 2],
             v4_inline: [[0; 2]; INLINE_PREFIXES],
             v6_inline: [[0; 4]; INLINE_PREFIXES],
             sig_ports: [0; PORT_WORDS],
@@ -147,7 +150,7 @@ pub const INLINE_NONE: u32 = u32::MAX;
 
 /// The IPv4 direct table: two bits per /24 network, [`V4_NONE`],
 /// [`V4_FULL`] (a prefix of /24 or shorter covers it) or [`V4_PARTIAL`]
-/// (prefixes longer than /24 cover some of its hosts: see `V4_HOSTS`), 32
+/// (prefixes longer than /24 cover some of its hosts: see [`HostSlot`]), 32
 /// networks a word. Each generation has its own half of the map, so the
 /// lookup costs the same whatever the allowlist's size.
 pub const V4_DIRECT_WORDS: u32 = 1 << 19;
@@ -155,20 +158,33 @@ pub const V4_NONE: u64 = 0;
 pub const V4_FULL: u64 = 1;
 pub const V4_PARTIAL: u64 = 2;
 
-/// Key of `V4_HOSTS`: a /24 network (the address >> 8) of one generation.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HostsKey {
-    pub generation: u32,
-    pub net24: u32,
-}
-
-/// The allowed hosts of a partially allowed /24: bit `h % 64` of word
-/// `h / 64` for host byte `h`.
+/// The allowed hosts of a partially allowed /24 network, in a slot of the
+/// `V4_HOSTS` array. Each network has two candidate slots
+/// ([`host_slots`]); userspace places every network in one of its two
+/// (cuckoo hashing) with seeds it keeps in the generation's [`Policy`], so
+/// the program finds it in at most two array reads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostBits {
+pub struct HostSlot {
+    /// The /24 network (address >> 8) plus one; 0 marks an empty slot.
+    pub net24_plus_one: u32,
+    pub reserved: u32,
+    /// Bit `h % 64` of word `h / 64` is set when host byte `h` is allowed.
     pub bits: [u64; 4],
+}
+
+/// Slots of `V4_HOSTS` per generation: twice the most partial networks an
+/// allowlist can have, so cuckoo placement always finds room.
+pub const V4_HOST_SLOTS: u32 = 1 << 18;
+
+/// The two candidate slots of a /24 network, within one generation.
+#[inline(always)]
+pub fn host_slots(net24: u32, seeds: [u32; 2]) -> [u32; 2] {
+    let shift = 32 - V4_HOST_SLOTS.trailing_zeros();
+    [
+        (net24 ^ seeds[0]).wrapping_mul(0x9e37_79b1) >> shift,
+        (net24 ^ seeds[1]).wrapping_mul(0x85eb_ca77) >> shift,
+    ]
 }
 
 /// One slot of the per-CPU cache of denied sources in front of `DENIED`.
@@ -222,7 +238,8 @@ pub mod maps {
     /// Array of u64, two halves of [`crate::V4_DIRECT_WORDS`] (one per
     /// generation), memory-mappable so userspace writes a half at once.
     pub const V4_DIRECT: &str = "V4_DIRECT";
-    /// Hash of [`crate::HostsKey`] → [`crate::HostBits`].
+    /// Array of [`crate::HostSlot`], two halves of
+    /// [`crate::V4_HOST_SLOTS`], memory-mappable like `V4_DIRECT`.
     pub const V4_HOSTS: &str = "V4_HOSTS";
     /// Per-CPU array of [`crate::DeniedSlot`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
@@ -249,8 +266,7 @@ mod pod {
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::LogBucket {}
     unsafe impl aya::Pod for super::DeniedSlot {}
-    unsafe impl aya::Pod for super::HostsKey {}
-    unsafe impl aya::Pod for super::HostBits {}
+    unsafe impl aya::Pod for super::HostSlot {}
     unsafe impl aya::Pod for super::AttachInfo {}
 }
 

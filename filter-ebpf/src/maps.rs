@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
-    Counter, DeniedSlot, HostBits, HostsKey, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS,
-    REASON_COUNT, V4_DIRECT_WORDS,
+    Counter, DeniedSlot, HostSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, REASON_COUNT,
+    V4_DIRECT_WORDS, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -34,10 +34,11 @@ pub static POLICY: Array<Policy> = Array::with_max_entries(2, 0);
 pub static V4_DIRECT: Array<u64> =
     Array::with_max_entries(2 * V4_DIRECT_WORDS, BPF_F_MMAPABLE as u32);
 
-/// Allowed hosts of the /24 networks the direct table marks partial.
+/// Allowed hosts of the /24 networks the direct table marks partial, one
+/// half per generation, placed by userspace (see `filter_common::HostSlot`).
 #[map]
-pub static V4_HOSTS: HashMap<HostsKey, HostBits> =
-    HashMap::with_max_entries(2 * ALLOW_V4_MAX, BPF_F_NO_PREALLOC as u32);
+pub static V4_HOSTS: Array<HostSlot> =
+    Array::with_max_entries(2 * V4_HOST_SLOTS, BPF_F_MMAPABLE as u32);
 
 /// IPv4 signalling allowlist of generation 0, as userspace wrote it (the
 /// record `allow list` reads back; packets are judged by `V4_DIRECT`).

@@ -1,6 +1,7 @@
 //! The decision table of SPEC §2: what a parsed packet is counted as.
 use filter_common::{
-    HostsKey, Policy, Reason, INLINE_PREFIXES, V4_DIRECT_WORDS, V4_FULL, V4_PARTIAL,
+    host_slots, Policy, Reason, INLINE_PREFIXES, V4_DIRECT_WORDS, V4_FULL, V4_HOST_SLOTS,
+    V4_PARTIAL,
 };
 
 use crate::{
@@ -59,7 +60,7 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
             }
             false
         }
-        Source::V4(addr) => direct_v4(u32::from_be_bytes(*addr), generation),
+        Source::V4(addr) => direct_v4(u32::from_be_bytes(*addr), policy, generation),
         Source::V6(addr) => {
             let key = Key::new(128, *addr);
             let trie = if generation == 0 {
@@ -73,9 +74,11 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
 }
 
 /// IPv4 lookup in the direct table: one array word names the /24 as not,
-/// fully or partly allowed; only a partly allowed one costs a hash lookup.
+/// fully or partly allowed; a partly allowed one is found in one of its two
+/// host slots. No hash map, no trie: the cost does not depend on the
+/// allowlist's size.
 #[inline(always)]
-fn direct_v4(addr: u32, generation: u32) -> bool {
+fn direct_v4(addr: u32, policy: &Policy, generation: u32) -> bool {
     let net24 = addr >> 8;
     let index = generation * V4_DIRECT_WORDS + (net24 >> 5);
     let Some(word) = V4_DIRECT.get(index) else {
@@ -84,16 +87,15 @@ fn direct_v4(addr: u32, generation: u32) -> bool {
     match (*word >> ((net24 & 31) * 2)) & 3 {
         V4_FULL => true,
         V4_PARTIAL => {
-            let key = HostsKey { generation, net24 };
-            // SAFETY: the value is only read, and a generation's entries
-            // are never changed while it is active.
-            match unsafe { V4_HOSTS.get(&key) } {
-                Some(hosts) => {
-                    let host = addr & 255;
-                    hosts.bits[(host >> 6) as usize] >> (host & 63) & 1 != 0
+            let host = addr & 255;
+            for slot in host_slots(net24, policy.v4_seeds) {
+                if let Some(s) = V4_HOSTS.get(generation * V4_HOST_SLOTS + slot) {
+                    if s.net24_plus_one == net24 + 1 {
+                        return s.bits[(host >> 6) as usize] >> (host & 63) & 1 != 0;
+                    }
                 }
-                None => false,
             }
+            false
         }
         _ => false,
     }

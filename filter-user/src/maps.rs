@@ -17,12 +17,12 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, HostBits, HostsKey, Policy, Reason, SourceKey,
-    REASON_COUNT, V4_DIRECT_WORDS,
+    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, REASON_COUNT, V4_DIRECT_WORDS,
+    V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -40,7 +40,8 @@ pub struct Maps {
     pub denied_cache: PerCpuArray<MapData, DeniedSlot>,
     /// The direct table, written through a memory mapping.
     pub v4_direct: MapData,
-    pub v4_hosts: HashMap<MapData, HostsKey, HostBits>,
+    /// The host slots, written the same way.
+    pub v4_hosts: MapData,
 }
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
@@ -94,7 +95,10 @@ impl Maps {
                 Map::Array(data) => data,
                 _ => anyhow::bail!("map {} is not an array", names::V4_DIRECT),
             },
-            v4_hosts: typed(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
+            v4_hosts: match one(names::V4_HOSTS)? {
+                Map::Array(data) => data,
+                _ => anyhow::bail!("map {} is not an array", names::V4_HOSTS),
+            },
         })
     }
 
@@ -166,8 +170,13 @@ impl Maps {
                 .insert(&Key::new(len.into(), addr.octets()), 1, 0)
                 .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
         }
-        self.write_v4_table(next, &V4Table::build(ruleset.v4()))?;
+        let table = V4Table::build(ruleset.v4())?;
+        write_half(&self.v4_direct, V4_DIRECT_WORDS, next, &table.words)
+            .context("writing the IPv4 direct table")?;
+        write_half(&self.v4_hosts, V4_HOST_SLOTS, next, &table.slots)
+            .context("writing the IPv4 host slots")?;
         let mut policy = ruleset.policy();
+        policy.v4_seeds = table.seeds;
         policy.installed_ns = monotonic_ns();
         self.policy
             .set(next, policy, 0)
@@ -176,37 +185,6 @@ impl Maps {
             .set(0, next, 0)
             .context("switching to the new generation")?;
         Ok(next)
-    }
-
-    /// Writes generation `g`'s half of the direct table and its host maps.
-    fn write_v4_table(&mut self, g: u32, table: &V4Table) -> Result<()> {
-        let stale: Vec<HostsKey> = self
-            .v4_hosts
-            .keys()
-            .filter(|k| !matches!(k, Ok(k) if k.generation != g))
-            .collect::<Result<_, _>>()
-            .context("reading the IPv4 host maps")?;
-        for key in stale {
-            self.v4_hosts
-                .remove(&key)
-                .context("clearing an IPv4 host map")?;
-        }
-        for (&net24, bits) in &table.hosts {
-            self.v4_hosts
-                .insert(
-                    HostsKey {
-                        generation: g,
-                        net24,
-                    },
-                    bits,
-                    0,
-                )
-                .context("writing an IPv4 host map")?;
-        }
-        let mut direct = MappedWords::new(&self.v4_direct, 2 * V4_DIRECT_WORDS as usize)?;
-        let half = V4_DIRECT_WORDS as usize * g as usize;
-        direct.words()[half..half + V4_DIRECT_WORDS as usize].copy_from_slice(&table.words);
-        Ok(())
     }
 
     /// Counters per reason, summed over CPUs.
@@ -299,47 +277,39 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// A shared, writable mapping of a BPF array of u64 (created with
-/// BPF_F_MMAPABLE), unmapped on drop.
-struct MappedWords {
-    ptr: *mut u64,
-    len: usize,
-}
-
-impl MappedWords {
-    fn new(map: &MapData, len: usize) -> Result<MappedWords> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
-        let fd = map.fd().as_fd().as_raw_fd();
-        // SAFETY: a fresh shared mapping of the whole array; the kernel
-        // checks the length against the map.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len * 8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mapping the IPv4 direct table");
-        }
-        Ok(MappedWords {
-            ptr: ptr.cast(),
+/// Writes `values` over generation `g`'s half of a memory-mappable BPF
+/// array of `2 * half` elements of `T`.
+fn write_half<T: Copy>(map: &MapData, half: u32, g: u32, values: &[T]) -> Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let (half, g) = (half as usize, g as usize);
+    anyhow::ensure!(
+        values.len() == half,
+        "{} values for a half of {half}",
+        values.len()
+    );
+    let len = 2 * half * std::mem::size_of::<T>();
+    // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
+    // a length beyond the map.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
             len,
-        })
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mapping the array");
     }
-
-    fn words(&mut self) -> &mut [u64] {
-        // SAFETY: the mapping is `len` u64s long and lives as long as self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    // SAFETY: the mapping holds 2 * half elements of T (repr(C), no
+    // padding); the half written is in bounds and not read concurrently by
+    // the program (it is the inactive generation).
+    unsafe {
+        let elems = std::slice::from_raw_parts_mut(ptr.cast::<T>(), 2 * half);
+        elems[g * half..(g + 1) * half].copy_from_slice(values);
+        libc::munmap(ptr, len);
     }
-}
-
-impl Drop for MappedWords {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped.
-        unsafe { libc::munmap(self.ptr.cast(), self.len * 8) };
-    }
+    Ok(())
 }

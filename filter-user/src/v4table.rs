@@ -1,25 +1,31 @@
 //! Builds the IPv4 direct table the program judges long allowlists by:
 //! two bits per /24 network (none, full, partial) plus a 256-bit host map
-//! for each partial /24. See `filter_common::V4_DIRECT_WORDS`.
+//! for each partial /24, placed in one of its two slots by cuckoo hashing.
+//! See `filter_common::V4_DIRECT_WORDS` and `filter_common::HostSlot`.
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use filter_common::{HostBits, V4_DIRECT_WORDS, V4_FULL, V4_PARTIAL};
+use anyhow::{bail, Result};
+use filter_common::{host_slots, HostSlot, V4_DIRECT_WORDS, V4_FULL, V4_HOST_SLOTS, V4_PARTIAL};
 
-/// One generation's half of the direct table and its partial networks.
+/// One generation's half of the direct table and of the host slots.
 pub struct V4Table {
     /// `V4_DIRECT_WORDS` words, 32 networks each.
     pub words: Vec<u64>,
-    /// Host maps of the networks marked partial, by /24 (address >> 8).
-    pub hosts: BTreeMap<u32, HostBits>,
+    /// `V4_HOST_SLOTS` slots holding the host maps of the partial networks.
+    pub slots: Vec<HostSlot>,
+    /// The seeds the slots were placed with (they go in the policy).
+    pub seeds: [u32; 2],
+    /// How many networks are partial.
+    pub partial: usize,
 }
 
 /// Every 2-bit slot of a word set to `V4_FULL`.
 const ALL_FULL: u64 = 0x5555_5555_5555_5555;
 
 impl V4Table {
-    pub fn build(prefixes: impl Iterator<Item = (Ipv4Addr, u8)>) -> V4Table {
+    pub fn build(prefixes: impl Iterator<Item = (Ipv4Addr, u8)>) -> Result<V4Table> {
         let mut words = vec![0u64; V4_DIRECT_WORDS as usize];
-        let mut hosts: BTreeMap<u32, HostBits> = BTreeMap::new();
+        let mut hosts: BTreeMap<u32, [u64; 4]> = BTreeMap::new();
         for (addr, len) in prefixes {
             let addr = u32::from(addr);
             if len <= 24 {
@@ -35,7 +41,7 @@ impl V4Table {
                 }
             } else {
                 let first = addr & 255;
-                let bits = &mut hosts.entry(addr >> 8).or_default().bits;
+                let bits = hosts.entry(addr >> 8).or_default();
                 for host in first..first + (1u32 << (32 - len)) {
                     bits[(host / 64) as usize] |= 1 << (host % 64);
                 }
@@ -46,7 +52,13 @@ impl V4Table {
         for &net in hosts.keys() {
             set(&mut words, net, V4_PARTIAL);
         }
-        V4Table { words, hosts }
+        let (seeds, slots) = place(&hosts)?;
+        Ok(V4Table {
+            words,
+            slots,
+            seeds,
+            partial: hosts.len(),
+        })
     }
 
     /// Whether `addr` is allowed, read the way the XDP program reads it.
@@ -54,13 +66,74 @@ impl V4Table {
         let addr = u32::from(addr);
         match state(&self.words, addr >> 8) {
             V4_FULL => true,
-            V4_PARTIAL => self.hosts.get(&(addr >> 8)).is_some_and(|h| {
-                let host = addr & 255;
-                h.bits[(host / 64) as usize] >> (host % 64) & 1 != 0
-            }),
+            V4_PARTIAL => {
+                let net24 = addr >> 8;
+                host_slots(net24, self.seeds)
+                    .into_iter()
+                    .map(|i| &self.slots[i as usize])
+                    .find(|s| s.net24_plus_one == net24 + 1)
+                    .is_some_and(|s| {
+                        let host = addr & 255;
+                        s.bits[(host / 64) as usize] >> (host % 64) & 1 != 0
+                    })
+            }
             _ => false,
         }
     }
+}
+
+/// Cuckoo placement: every network goes in one of its two slots, moving
+/// others to their alternative slot when both are taken. At most half the
+/// slots are ever used, where placement all but always succeeds; if it
+/// does not, other seeds are tried.
+fn place(hosts: &BTreeMap<u32, [u64; 4]>) -> Result<([u32; 2], Vec<HostSlot>)> {
+    if hosts.len() > V4_HOST_SLOTS as usize / 2 {
+        bail!(
+            "the IPv4 allowlist has {} partially allowed /24 networks; at most {} fit",
+            hosts.len(),
+            V4_HOST_SLOTS / 2
+        );
+    }
+    let mut state = 0x5157_5741_4c4c_u64; // a fixed start: placement is reproducible
+    for _ in 0..64 {
+        let seeds = [splitmix(&mut state) as u32, splitmix(&mut state) as u32];
+        let mut slots = vec![HostSlot::default(); V4_HOST_SLOTS as usize];
+        let placed = hosts.iter().all(|(&net24, bits)| {
+            let item = HostSlot {
+                net24_plus_one: net24 + 1,
+                reserved: 0,
+                bits: *bits,
+            };
+            insert(&mut slots, seeds, item)
+        });
+        if placed {
+            return Ok((seeds, slots));
+        }
+    }
+    bail!("could not place the IPv4 host maps (cuckoo hashing failed with 64 seed pairs)")
+}
+
+/// Puts `item` in one of its two slots, moving the occupant of a taken slot
+/// to its other slot, and so on; false when that goes on too long.
+fn insert(slots: &mut [HostSlot], seeds: [u32; 2], mut item: HostSlot) -> bool {
+    let mut at = host_slots(item.net24_plus_one - 1, seeds)[0];
+    for _ in 0..512 {
+        std::mem::swap(&mut slots[at as usize], &mut item);
+        if item.net24_plus_one == 0 {
+            return true;
+        }
+        let [a, b] = host_slots(item.net24_plus_one - 1, seeds);
+        at = if a == at { b } else { a };
+    }
+    false
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn state(words: &[u64], net: u32) -> u64 {
@@ -83,6 +156,7 @@ mod tests {
             let n: Ipv4Net = c.parse().unwrap();
             (n.network(), n.prefix_len())
         }))
+        .unwrap()
     }
 
     fn allowed(t: &V4Table, a: &str) -> bool {
@@ -125,15 +199,31 @@ mod tests {
             assert_eq!(allowed(&t, addr), want, "{addr}");
         }
         // Only the /32 and the /26 need host maps.
-        assert_eq!(t.hosts.len(), 2);
+        assert_eq!(t.partial, 2);
     }
 
     #[test]
     fn a_host_inside_a_covered_network_needs_no_host_map() {
         let t = table(&["192.0.2.0/24", "192.0.2.7/32", "0.0.0.0/0"]);
-        assert!(t.hosts.is_empty());
+        assert_eq!(t.partial, 0);
         assert!(allowed(&t, "1.2.3.4") && allowed(&t, "255.255.255.255"));
         assert!(t.words.iter().all(|&w| w == ALL_FULL));
+    }
+
+    #[test]
+    fn the_most_partial_networks_allowed_are_all_placed() {
+        // Every /24 of 10.0.0.0/15 minus its first host: 512 partial
+        // networks here; and the limit itself, 131,072 /32s in distinct /24s.
+        for count in [512u32, filter_common::V4_HOST_SLOTS / 2] {
+            let prefixes = (0..count).map(|i| (Ipv4Addr::from((10u32 << 24) + (i << 8) + 7), 32));
+            let t = V4Table::build(prefixes).unwrap();
+            assert_eq!(t.partial, count as usize);
+            for i in (0..count).step_by(97) {
+                let net = (10u32 << 24) + (i << 8);
+                assert!(t.allows(Ipv4Addr::from(net + 7)), "10.x /24 #{i}: host 7");
+                assert!(!t.allows(Ipv4Addr::from(net + 8)), "10.x /24 #{i}: host 8");
+            }
+        }
     }
 
     #[test]
