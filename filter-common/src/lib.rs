@@ -148,15 +148,18 @@ pub const INLINE_PREFIXES: usize = 8;
 /// `Policy::v4_inline_len` when the allowlist is not inline.
 pub const INLINE_NONE: u32 = u32::MAX;
 
-/// The IPv4 direct table: two bits per /24 network, [`V4_NONE`],
-/// [`V4_FULL`] (a prefix of /24 or shorter covers it) or [`V4_PARTIAL`]
-/// (prefixes longer than /24 cover some of its hosts: see [`HostSlot`]), 32
-/// networks a word. Each generation has its own half of the map, so the
-/// lookup costs the same whatever the allowlist's size.
-pub const V4_DIRECT_WORDS: u32 = 1 << 19;
-pub const V4_NONE: u64 = 0;
-pub const V4_FULL: u64 = 1;
-pub const V4_PARTIAL: u64 = 2;
+/// The direct tables: two bits for each value of an address's first 24
+/// bits (an IPv4 /24 network; an IPv6 /24), [`DIRECT_NONE`], [`DIRECT_FULL`]
+/// (a prefix of /24 or shorter covers it) or [`DIRECT_PARTIAL`] (longer
+/// prefixes cover part of it: for IPv4 its host map decides, see
+/// [`HostSlot`]; for IPv6 the trie), 32 a word. Each generation has its own
+/// half of the map. IPv4 lookups cost the same whatever the allowlist's
+/// size; IPv6 sources outside every allowed /24 are denied at the same
+/// cost.
+pub const DIRECT_WORDS: u32 = 1 << 19;
+pub const DIRECT_NONE: u64 = 0;
+pub const DIRECT_FULL: u64 = 1;
+pub const DIRECT_PARTIAL: u64 = 2;
 
 /// The allowed hosts of a partially allowed /24 network, in a slot of the
 /// `V4_HOSTS` array. Each network has two candidate slots
@@ -235,9 +238,11 @@ pub mod maps {
     pub const DENIED: &str = "DENIED";
     /// Per-CPU array of one [`crate::LogBucket`].
     pub const LOG_BUCKET: &str = "LOG_BUCKET";
-    /// Array of u64, two halves of [`crate::V4_DIRECT_WORDS`] (one per
+    /// Array of u64, two halves of [`crate::DIRECT_WORDS`] (one per
     /// generation), memory-mappable so userspace writes a half at once.
     pub const V4_DIRECT: &str = "V4_DIRECT";
+    /// The IPv6 direct table, laid out like `V4_DIRECT`.
+    pub const V6_DIRECT: &str = "V6_DIRECT";
     /// Array of [`crate::HostSlot`], two halves of
     /// [`crate::V4_HOST_SLOTS`], memory-mappable like `V4_DIRECT`.
     pub const V4_HOSTS: &str = "V4_HOSTS";

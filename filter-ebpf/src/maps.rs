@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
-    Counter, DeniedSlot, HostSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, REASON_COUNT,
-    V4_DIRECT_WORDS, V4_HOST_SLOTS,
+    Counter, DeniedSlot, HostSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, DIRECT_WORDS,
+    REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -28,11 +28,15 @@ pub static POLICY: Array<Policy> = Array::with_max_entries(2, 0);
 
 /// IPv4 allowlist as the program reads it when it is too long to be inline:
 /// two bits per /24 network, one half per generation (see
-/// `filter_common::V4_DIRECT_WORDS`). Userspace maps it and writes the
+/// `filter_common::DIRECT_WORDS`). Userspace maps it and writes the
 /// inactive half in one go.
 #[map]
-pub static V4_DIRECT: Array<u64> =
-    Array::with_max_entries(2 * V4_DIRECT_WORDS, BPF_F_MMAPABLE as u32);
+pub static V4_DIRECT: Array<u64> = Array::with_max_entries(2 * DIRECT_WORDS, BPF_F_MMAPABLE as u32);
+
+/// IPv6 allowlist by the first 24 bits of the source, laid out like
+/// `V4_DIRECT`: a partial entry sends the lookup on to the trie.
+#[map]
+pub static V6_DIRECT: Array<u64> = Array::with_max_entries(2 * DIRECT_WORDS, BPF_F_MMAPABLE as u32);
 
 /// Allowed hosts of the /24 networks the direct table marks partial, one
 /// half per generation, placed by userspace (see `filter_common::HostSlot`).

@@ -1,14 +1,14 @@
 //! The decision table of SPEC §2: what a parsed packet is counted as.
 use filter_common::{
-    host_slots, Policy, Reason, INLINE_PREFIXES, V4_DIRECT_WORDS, V4_FULL, V4_HOST_SLOTS,
-    V4_PARTIAL,
+    host_slots, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
+    INLINE_PREFIXES, V4_HOST_SLOTS,
 };
 
 use crate::{
-    maps::{ALLOW_V6_0, ALLOW_V6_1, V4_DIRECT, V4_HOSTS},
+    maps::{ALLOW_V6_0, ALLOW_V6_1, V4_DIRECT, V4_HOSTS, V6_DIRECT},
     parse::{Parsed, Source, IPPROTO_UDP},
 };
-use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::maps::{lpm_trie::Key, Array};
 
 #[inline(always)]
 pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
@@ -62,6 +62,12 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
         }
         Source::V4(addr) => direct_v4(u32::from_be_bytes(*addr), policy, generation),
         Source::V6(addr) => {
+            let top = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
+            match direct_state(&V6_DIRECT, top, generation) {
+                DIRECT_FULL => return true,
+                DIRECT_PARTIAL => {}
+                _ => return false,
+            }
             let key = Key::new(128, *addr);
             let trie = if generation == 0 {
                 &ALLOW_V6_0
@@ -80,13 +86,9 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
 #[inline(always)]
 fn direct_v4(addr: u32, policy: &Policy, generation: u32) -> bool {
     let net24 = addr >> 8;
-    let index = generation * V4_DIRECT_WORDS + (net24 >> 5);
-    let Some(word) = V4_DIRECT.get(index) else {
-        return false;
-    };
-    match (*word >> ((net24 & 31) * 2)) & 3 {
-        V4_FULL => true,
-        V4_PARTIAL => {
+    match direct_state(&V4_DIRECT, net24, generation) {
+        DIRECT_FULL => true,
+        DIRECT_PARTIAL => {
             let host = addr & 255;
             for slot in host_slots(net24, policy.v4_seeds) {
                 if let Some(s) = V4_HOSTS.get(generation * V4_HOST_SLOTS + slot) {
@@ -98,5 +100,15 @@ fn direct_v4(addr: u32, policy: &Policy, generation: u32) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+/// The 2-bit state of `top24` (an address's first 24 bits) in a direct
+/// table's half of `generation`.
+#[inline(always)]
+fn direct_state(table: &Array<u64>, top24: u32, generation: u32) -> u64 {
+    match table.get(generation * DIRECT_WORDS + (top24 >> 5)) {
+        Some(word) => (*word >> ((top24 & 31) * 2)) & 3,
+        None => DIRECT_NONE,
     }
 }

@@ -7,7 +7,7 @@
 //! flips the active generation with one 4-byte array write, so a packet sees
 //! the old ruleset or the new one, never a mix; an interrupted install
 //! leaves only the inactive copy half-written, and the next install rewrites
-//! it from scratch. The IPv4 direct table (see `v4table.rs`) is part of the
+//! it from scratch. The IPv4 direct table (see `direct.rs`) is part of the
 //! generation: one half of `V4_DIRECT` and the `V4_HOSTS` entries of that
 //! generation.
 use std::{
@@ -21,12 +21,15 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, REASON_COUNT, V4_DIRECT_WORDS,
+    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, REASON_COUNT,
     V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
-use crate::{ruleset::Ruleset, v4table::V4Table};
+use crate::{
+    direct::{self, V4Table},
+    ruleset::Ruleset,
+};
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
 
@@ -42,6 +45,7 @@ pub struct Maps {
     pub v4_direct: MapData,
     /// The host slots, written the same way.
     pub v4_hosts: MapData,
+    pub v6_direct: MapData,
 }
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
@@ -91,14 +95,9 @@ impl Maps {
             ],
             denied: typed(one(names::DENIED)?, names::DENIED)?,
             denied_cache: typed(one(names::DENIED_CACHE)?, names::DENIED_CACHE)?,
-            v4_direct: match one(names::V4_DIRECT)? {
-                Map::Array(data) => data,
-                _ => anyhow::bail!("map {} is not an array", names::V4_DIRECT),
-            },
-            v4_hosts: match one(names::V4_HOSTS)? {
-                Map::Array(data) => data,
-                _ => anyhow::bail!("map {} is not an array", names::V4_HOSTS),
-            },
+            v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
+            v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
+            v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
         })
     }
 
@@ -171,10 +170,17 @@ impl Maps {
                 .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
         }
         let table = V4Table::build(ruleset.v4())?;
-        write_half(&self.v4_direct, V4_DIRECT_WORDS, next, &table.words)
+        write_half(&self.v4_direct, DIRECT_WORDS, next, &table.words)
             .context("writing the IPv4 direct table")?;
         write_half(&self.v4_hosts, V4_HOST_SLOTS, next, &table.slots)
             .context("writing the IPv4 host slots")?;
+        write_half(
+            &self.v6_direct,
+            DIRECT_WORDS,
+            next,
+            &direct::v6_direct(ruleset.v6()),
+        )
+        .context("writing the IPv6 direct table")?;
         let mut policy = ruleset.policy();
         policy.v4_seeds = table.seeds;
         policy.installed_ns = monotonic_ns();
@@ -275,6 +281,15 @@ fn monotonic_ns() -> u64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The raw handle of an array map (the direct tables are written through
+/// a memory mapping, not element by element).
+fn array_data(map: Map, name: &str) -> Result<MapData> {
+    match map {
+        Map::Array(data) => Ok(data),
+        _ => anyhow::bail!("map {name} is not an array"),
+    }
 }
 
 /// Writes `values` over generation `g`'s half of a memory-mappable BPF

@@ -21,7 +21,7 @@ pub static BENCH_OBJECT: &[u8] =
 pub const PROGRAM_NAME: &str = "sipwall";
 
 /// Every map the program has, by the names the object gives them.
-pub const MAP_NAMES: [&str; 12] = [
+pub const MAP_NAMES: [&str; 13] = [
     maps::COUNTERS,
     maps::ACTIVE,
     maps::POLICY,
@@ -34,6 +34,7 @@ pub const MAP_NAMES: [&str; 12] = [
     maps::DENIED_CACHE,
     maps::V4_DIRECT,
     maps::V4_HOSTS,
+    maps::V6_DIRECT,
 ];
 
 /// Loads the program into the kernel (it passes the verifier here). With

@@ -140,6 +140,13 @@ fn configs() -> Vec<Config> {
                 .expect("filler v6"),
         );
     }
+    // Prefixes of /24 and shorter fill whole entries of the direct tables.
+    long_allow.extend(nets(&[
+        "100.64.0.0/10",
+        "192.0.2.0/24",
+        "2c0f:f000::/20",
+        "3f00::/8",
+    ]));
     let long = Ruleset {
         allow: long_allow,
         ..custom.clone()

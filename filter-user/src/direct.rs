@@ -1,15 +1,21 @@
-//! Builds the IPv4 direct table the program judges long allowlists by:
-//! two bits per /24 network (none, full, partial) plus a 256-bit host map
-//! for each partial /24, placed in one of its two slots by cuckoo hashing.
-//! See `filter_common::V4_DIRECT_WORDS` and `filter_common::HostSlot`.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+//! Builds the direct tables the program judges long allowlists by (see
+//! `filter_common::DIRECT_WORDS`): two bits per /24 (none, full, partial);
+//! for IPv4 a 256-bit host map for each partial /24, placed in one of its
+//! two slots by cuckoo hashing (`filter_common::HostSlot`); for IPv6 a
+//! partial /24 leaves the decision to the trie.
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::{bail, Result};
-use filter_common::{host_slots, HostSlot, V4_DIRECT_WORDS, V4_FULL, V4_HOST_SLOTS, V4_PARTIAL};
+use filter_common::{
+    host_slots, HostSlot, DIRECT_FULL, DIRECT_PARTIAL, DIRECT_WORDS, V4_HOST_SLOTS,
+};
 
 /// One generation's half of the direct table and of the host slots.
 pub struct V4Table {
-    /// `V4_DIRECT_WORDS` words, 32 networks each.
+    /// `DIRECT_WORDS` words, 32 networks each.
     pub words: Vec<u64>,
     /// `V4_HOST_SLOTS` slots holding the host maps of the partial networks.
     pub slots: Vec<HostSlot>,
@@ -19,26 +25,17 @@ pub struct V4Table {
     pub partial: usize,
 }
 
-/// Every 2-bit slot of a word set to `V4_FULL`.
+/// Every 2-bit slot of a word set to `DIRECT_FULL`.
 const ALL_FULL: u64 = 0x5555_5555_5555_5555;
 
 impl V4Table {
     pub fn build(prefixes: impl Iterator<Item = (Ipv4Addr, u8)>) -> Result<V4Table> {
-        let mut words = vec![0u64; V4_DIRECT_WORDS as usize];
+        let mut words = vec![0u64; DIRECT_WORDS as usize];
         let mut hosts: BTreeMap<u32, [u64; 4]> = BTreeMap::new();
         for (addr, len) in prefixes {
             let addr = u32::from(addr);
             if len <= 24 {
-                let first = (addr >> 8) as usize;
-                let count = 1usize << (24 - len);
-                if count >= 32 {
-                    // Whole words: `first` is a multiple of 32 here.
-                    words[first / 32..(first + count) / 32].fill(ALL_FULL);
-                } else {
-                    for net in first..first + count {
-                        set(&mut words, net as u32, V4_FULL);
-                    }
-                }
+                mark_full(&mut words, addr >> 8, len);
             } else {
                 let first = addr & 255;
                 let bits = hosts.entry(addr >> 8).or_default();
@@ -48,9 +45,9 @@ impl V4Table {
             }
         }
         // A network covered whole needs no host map.
-        hosts.retain(|&net, _| state(&words, net) != V4_FULL);
+        hosts.retain(|&net, _| state(&words, net) != DIRECT_FULL);
         for &net in hosts.keys() {
-            set(&mut words, net, V4_PARTIAL);
+            set(&mut words, net, DIRECT_PARTIAL);
         }
         let (seeds, slots) = place(&hosts)?;
         Ok(V4Table {
@@ -65,8 +62,8 @@ impl V4Table {
     pub fn allows(&self, addr: Ipv4Addr) -> bool {
         let addr = u32::from(addr);
         match state(&self.words, addr >> 8) {
-            V4_FULL => true,
-            V4_PARTIAL => {
+            DIRECT_FULL => true,
+            DIRECT_PARTIAL => {
                 let net24 = addr >> 8;
                 host_slots(net24, self.seeds)
                     .into_iter()
@@ -78,6 +75,40 @@ impl V4Table {
                     })
             }
             _ => false,
+        }
+    }
+}
+
+/// The IPv6 direct table, by the first 24 bits of the address.
+pub fn v6_direct(prefixes: impl Iterator<Item = (Ipv6Addr, u8)>) -> Vec<u64> {
+    let mut words = vec![0u64; DIRECT_WORDS as usize];
+    let mut partial = Vec::new();
+    for (addr, len) in prefixes {
+        let top = (u128::from(addr) >> 104) as u32;
+        if len <= 24 {
+            mark_full(&mut words, top, len);
+        } else {
+            partial.push(top);
+        }
+    }
+    for top in partial {
+        if state(&words, top) != DIRECT_FULL {
+            set(&mut words, top, DIRECT_PARTIAL);
+        }
+    }
+    words
+}
+
+/// Marks the /24s a prefix of `len` bits (at most 24) starting at /24
+/// number `first` covers as full.
+fn mark_full(words: &mut [u64], first: u32, len: u8) {
+    let (first, count) = (first as usize, 1usize << (24 - len));
+    if count >= 32 {
+        // Whole words: `first` is a multiple of 32 here.
+        words[first / 32..(first + count) / 32].fill(ALL_FULL);
+    } else {
+        for top in first..first + count {
+            set(words, top as u32, DIRECT_FULL);
         }
     }
 }
@@ -149,6 +180,7 @@ fn set(words: &mut [u64], net: u32, value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use filter_common::DIRECT_NONE;
     use ipnet::Ipv4Net;
 
     fn table(cidrs: &[&str]) -> V4Table {
@@ -224,6 +256,27 @@ mod tests {
                 assert!(!t.allows(Ipv4Addr::from(net + 8)), "10.x /24 #{i}: host 8");
             }
         }
+    }
+
+    #[test]
+    fn v6_table_is_full_partial_or_none_by_the_first_24_bits() {
+        let prefixes = ["2001:db8::/32", "2a00::/16", "2c0f:f000::/20"].map(|c| {
+            let n: ipnet::Ipv6Net = c.parse().unwrap();
+            (n.network(), n.prefix_len())
+        });
+        let words = v6_direct(prefixes.into_iter());
+        let top = |a: &str| (u128::from(a.parse::<Ipv6Addr>().unwrap()) >> 104) as u32;
+        assert_eq!(state(&words, top("2001:db8::1")), DIRECT_PARTIAL);
+        assert_eq!(
+            state(&words, top("2001:db9::1")),
+            DIRECT_PARTIAL,
+            "same first 24 bits"
+        );
+        assert_eq!(state(&words, top("2001:e00::1")), DIRECT_NONE);
+        assert_eq!(state(&words, top("2a00:ffff::1")), DIRECT_FULL);
+        assert_eq!(state(&words, top("2a01::1")), DIRECT_NONE);
+        assert_eq!(state(&words, top("2c0f:ffff::1")), DIRECT_FULL);
+        assert_eq!(state(&words, top("2c0f:efff::1")), DIRECT_NONE);
     }
 
     #[test]
