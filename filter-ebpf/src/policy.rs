@@ -41,7 +41,10 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
             let a = u32::from_be_bytes(*addr);
             let n = policy.v4_inline_len as usize;
             for i in 0..INLINE_PREFIXES {
-                if i < n && a & policy.v4_inline[i][1] == policy.v4_inline[i][0] {
+                if i >= n {
+                    break;
+                }
+                if a & policy.v4_inline[i][1] == policy.v4_inline[i][0] {
                     return true;
                 }
             }
@@ -53,8 +56,11 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
             let lo = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
             let n = policy.v6_inline_len as usize;
             for i in 0..INLINE_PREFIXES {
+                if i >= n {
+                    break;
+                }
                 let p = &policy.v6_inline[i];
-                if i < n && hi & p[2] == p[0] && lo & p[3] == p[1] {
+                if hi & p[2] == p[0] && lo & p[3] == p[1] {
                     return true;
                 }
             }

@@ -21,8 +21,8 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, REASON_COUNT,
-    V4_HOST_SLOTS,
+    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, INLINE_NONE,
+    REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -169,20 +169,23 @@ impl Maps {
                 .insert(&Key::new(len.into(), addr.octets()), 1, 0)
                 .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
         }
-        let table = V4Table::build(ruleset.v4())?;
-        write_half(&self.v4_direct, DIRECT_WORDS, next, &table.words)
-            .context("writing the IPv4 direct table")?;
-        write_half(&self.v4_hosts, V4_HOST_SLOTS, next, &table.slots)
-            .context("writing the IPv4 host slots")?;
-        write_half(
-            &self.v6_direct,
-            DIRECT_WORDS,
-            next,
-            &direct::v6_direct(ruleset.v6()),
-        )
-        .context("writing the IPv6 direct table")?;
         let mut policy = ruleset.policy();
-        policy.v4_seeds = table.seeds;
+        // The program reads a family's direct table only when its list is
+        // too long to be inline in the policy (`v4_inline_len` and
+        // `v6_inline_len` say which): short lists skip writing megabytes.
+        if policy.v4_inline_len == INLINE_NONE {
+            let table = V4Table::build(ruleset.v4())?;
+            write_half(&self.v4_direct, DIRECT_WORDS, next, &table.words)
+                .context("writing the IPv4 direct table")?;
+            write_half(&self.v4_hosts, V4_HOST_SLOTS, next, &table.slots)
+                .context("writing the IPv4 host slots")?;
+            policy.v4_seeds = table.seeds;
+        }
+        if policy.v6_inline_len == INLINE_NONE {
+            let words = direct::v6_direct(ruleset.v6());
+            write_half(&self.v6_direct, DIRECT_WORDS, next, &words)
+                .context("writing the IPv6 direct table")?;
+        }
         policy.installed_ns = monotonic_ns();
         self.policy
             .set(next, policy, 0)
