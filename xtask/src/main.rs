@@ -22,14 +22,14 @@ enum Task {
     /// Set up, build, and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (after `--`: test-name filters).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Set up, build, and run `sipwall demo` on a throw-away lab.
     Demo,
     /// Set up and run the benchmarks (`target/bench.json` gets the figures).
     Bench {
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// The long differential fuzz run of the kernel program.
