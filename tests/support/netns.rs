@@ -56,6 +56,12 @@ impl Deref for TestLab {
     }
 }
 
+impl Default for TestLab {
+    fn default() -> Self {
+        TestLab::new()
+    }
+}
+
 impl TestLab {
     pub fn new() -> TestLab {
         let bin = sipwall_bin();

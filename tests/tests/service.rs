@@ -87,8 +87,7 @@ impl Service {
             if outcomes(&log) > before {
                 return log
                     .lines()
-                    .filter(|l| l.contains("SIGHUP"))
-                    .last()
+                    .rfind(|l| l.contains("SIGHUP"))
                     .unwrap()
                     .to_string();
             }
@@ -159,7 +158,7 @@ fn sighup_applies_a_changed_file_and_refuses_a_broken_one() {
     let provider = format!("{}/32", PROVIDER[0]);
     let config = allowlist_config(&lab, "sipwall", &[&provider], false);
     let service = Service::start(&lab, &config);
-    assert_eq!(lab.allowlist(), [provider.clone()]);
+    assert_eq!(lab.allowlist(), std::slice::from_ref(&provider));
     assert_eq!(outsider_sip(&lab, 5), 0, "the outsider is denied at first");
 
     // A changed, valid file: the outsider's prefix is allowed at once.

@@ -220,8 +220,8 @@ pub fn call(lab: &Lab, host: Host, src: IpAddr, transport: Transport, calls: u32
     // A message the caller sends has a `<n>_<name>_Sent` column; its
     // retransmissions are in `<n>_<name>_Retrans` beside it.
     let messages_sent = counts
-        .iter()
-        .filter_map(|(k, _)| k.strip_suffix("_Sent"))
+        .keys()
+        .filter_map(|k| k.strip_suffix("_Sent"))
         .map(|m| field(&counts, &format!("{m}_Sent")) + field(&counts, &format!("{m}_Retrans")))
         .sum();
     Ok(Calls {
@@ -241,7 +241,7 @@ fn last_row(path: &Path) -> HashMap<String, String> {
         return HashMap::new();
     };
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let (Some(header), Some(last)) = (lines.next(), lines.last()) else {
+    let (Some(header), Some(last)) = (lines.next(), lines.next_back()) else {
         return HashMap::new();
     };
     header
