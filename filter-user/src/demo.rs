@@ -37,7 +37,7 @@ pub fn run() -> Result<()> {
     require_root()?;
     sipp::find()?;
     let exe = std::env::current_exe().context("locating the sipwall binary")?;
-    install_signal_handlers();
+    lab::stop_on_signals();
 
     println!("sipwall demo: a throw-away lab of network namespaces; this host's own interfaces are not touched.");
     step("building the lab");
@@ -251,20 +251,4 @@ fn sipwall(lab: &Lab, exe: &Path, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Ctrl-C and SIGTERM ask the lab to stop; the demo then unwinds through its
-/// cleanup instead of dying with the namespaces in place.
-fn install_signal_handlers() {
-    extern "C" fn on_signal(_: libc::c_int) {
-        lab::request_stop();
-    }
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
 }

@@ -106,7 +106,7 @@ fn parse_args() -> Result<Args> {
 fn main() -> Result<()> {
     let args = parse_args()?;
     let root = unsafe { libc::geteuid() } == 0;
-    testbed::install_signal_handlers();
+    sipwall::lab::stop_on_signals();
     let started = Instant::now();
     let mut out = report::Report::new();
     let env = environment();

@@ -136,23 +136,6 @@ fn mac(lab: &Lab, host: Host, iface: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
-/// Ctrl-C and SIGTERM ask the lab to stop: the run ends at the next step
-/// and every namespace and mount is removed on the way out.
-pub fn install_signal_handlers() {
-    extern "C" fn on_signal(_: libc::c_int) {
-        lab::request_stop();
-    }
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
-}
-
 /// Fails when Ctrl-C was pressed; called between measurements.
 pub fn check_stop() -> Result<()> {
     lab::check_stop()

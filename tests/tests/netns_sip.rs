@@ -1,14 +1,13 @@
 //! Real traffic between network namespaces through the filter attached
 //! natively to the PBX's veth: sipp calls from the provider and from an
 //! outsider, exact UDP datagram counts against the counters, live allowlist
-//! changes under load, the filter outliving the tool, re-attach, detach and
-//! the `run` service. Each test builds its own lab (see `sipwall::lab`).
+//! changes under load, the filter outliving the tool, re-attach and detach
+//! (the `run` service has its own file, service.rs). Each test builds its
+//! own lab (see `sipwall::lab`).
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
-    process::Stdio,
-    time::{Duration, Instant},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -398,104 +397,4 @@ fn filter_outlives_the_tool_survives_reattach_and_detaches() {
     );
     let got = send_and_count(&lab, Host::Outsider, v4(OUTSIDER), sip, 10, 64);
     assert_eq!(got, 10, "after detach nothing is filtered");
-}
-
-/// `GET /metrics` from inside the PBX's namespace.
-fn scrape(lab: &TestLab, port: u16) -> String {
-    lab.in_ns(Host::Pbx, || -> std::io::Result<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        Ok(text)
-    })
-    .expect("entering the PBX")
-    .unwrap_or_else(|e| panic!("scraping metrics: {e}"))
-}
-
-fn metric(text: &str, name: &str, reason: &str) -> Option<u64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            l.contains(&format!("reason=\"{reason}\""))
-                && l.contains(&format!("iface=\"{PBX_IFACE}\""))
-        })
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-#[test]
-fn run_service_filters_serves_metrics_and_detaches_on_sigterm() {
-    let lab = TestLab::new();
-    const PORT: u16 = 9464;
-    let log = lab.dir().join("run.stderr");
-    let mut service = lab
-        .sipwall_command(&[
-            "run",
-            "-i",
-            PBX_IFACE,
-            "--mode",
-            "native",
-            "--metrics",
-            &format!("127.0.0.1:{PORT}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("service log"))
-        .spawn()
-        .expect("starting sipwall run");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while lab.xdp_prog_id().is_none() || !lab.is_bound(Host::Pbx, "tcp", PORT).unwrap_or(false) {
-        if let Some(status) = service.try_wait().expect("try_wait") {
-            panic!(
-                "sipwall run exited early ({status}): {:?}",
-                service.wait_with_output()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sipwall run did not attach and listen within 15 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    warm_up(&lab);
-    let sip = SocketAddr::new(v4(PBX), 5060);
-    let before = lab.counters();
-    assert_eq!(
-        send_and_count(&lab, Host::Outsider, v4(OUTSIDER), sip, 15, 64),
-        0,
-        "run: outsider refused"
-    );
-    let denied = get(&lab.counters(), "sip_denied").packets;
-    assert_eq!(
-        denied,
-        get(&before, "sip_denied").packets + 15,
-        "run: sip_denied"
-    );
-    let text = scrape(&lab, PORT);
-    assert_eq!(
-        metric(&text, "sipwall_packets_total", "sip_denied"),
-        Some(denied),
-        "metrics:\n{text}"
-    );
-
-    unsafe { libc::kill(service.id() as libc::pid_t, libc::SIGTERM) };
-    let end = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = service.try_wait().expect("try_wait") {
-            break s;
-        }
-        assert!(Instant::now() < end, "sipwall run ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "sipwall run exited {status} on SIGTERM");
-    assert_eq!(
-        lab.xdp_prog_id(),
-        None,
-        "sipwall run left its program attached"
-    );
-    assert_eq!(
-        send_and_count(&lab, Host::Outsider, v4(OUTSIDER), sip, 5, 64),
-        5,
-        "after the service stopped nothing is filtered"
-    );
 }

@@ -77,6 +77,24 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Makes Ctrl-C and SIGTERM ask the lab to stop: whatever runs on it ends
+/// at its next step and unwinds through the lab's cleanup instead of dying
+/// with the namespaces in place.
+pub fn stop_on_signals() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        request_stop();
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
 /// Fails when a stop was requested; call between steps.
 pub fn check_stop() -> Result<()> {
     if stop_requested() {
