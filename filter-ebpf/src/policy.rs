@@ -51,6 +51,10 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
             false
         }
         Source::V6(addr) if policy.v6_inline_len as usize <= INLINE_PREFIXES => {
+            if policy.v6_inline_len == 0 {
+                // The usual case: no IPv6 allowlist at all.
+                return false;
+            }
             let b = *addr;
             let hi = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
             let lo = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
