@@ -162,10 +162,11 @@ pub const DIRECT_FULL: u64 = 1;
 pub const DIRECT_PARTIAL: u64 = 2;
 
 /// The allowed hosts of a partially allowed /24 network, in a slot of the
-/// `V4_HOSTS` array. Each network has two candidate slots
-/// ([`host_slots`]); userspace places every network in one of its two
-/// (cuckoo hashing) with seeds it keeps in the generation's [`Policy`], so
-/// the program finds it in at most two array reads.
+/// `V4_HOSTS` array. Each network has two candidate buckets of
+/// [`HOST_BUCKET_SLOTS`] slots ([`host_buckets`]); userspace places every
+/// network in a free slot of one of them (cuckoo hashing) with seeds it
+/// keeps in the generation's [`Policy`], so the program finds it in at most
+/// four array reads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostSlot {
@@ -177,17 +178,30 @@ pub struct HostSlot {
 }
 
 /// Slots of `V4_HOSTS` per generation: twice the most partial networks an
-/// allowlist can have, so cuckoo placement always finds room.
+/// allowlist can have. With two buckets of two slots per network, cuckoo
+/// placement works up to about 90% full; half full leaves a wide margin.
 pub const V4_HOST_SLOTS: u32 = 1 << 18;
+/// Slots per bucket.
+pub const HOST_BUCKET_SLOTS: u32 = 2;
 
-/// The two candidate slots of a /24 network, within one generation.
+/// The two candidate buckets of a /24 network within one generation, as
+/// indices of their first slot. The seeds pass through a full mixer, so
+/// other seeds give other placements even for evenly spaced networks.
 #[inline(always)]
-pub fn host_slots(net24: u32, seeds: [u32; 2]) -> [u32; 2] {
-    let shift = 32 - V4_HOST_SLOTS.trailing_zeros();
-    [
-        (net24 ^ seeds[0]).wrapping_mul(0x9e37_79b1) >> shift,
-        (net24 ^ seeds[1]).wrapping_mul(0x85eb_ca77) >> shift,
-    ]
+pub fn host_buckets(net24: u32, seeds: [u32; 2]) -> [u32; 2] {
+    let buckets_log2 = (V4_HOST_SLOTS / HOST_BUCKET_SLOTS).trailing_zeros();
+    let bucket = |seed: u32| (mix32(net24 ^ seed) >> (32 - buckets_log2)) * HOST_BUCKET_SLOTS;
+    [bucket(seeds[0]), bucket(seeds[1])]
+}
+
+/// MurmurHash3's finaliser: every input bit affects every output bit.
+#[inline(always)]
+fn mix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// One slot of the per-CPU cache of denied sources in front of `DENIED`.

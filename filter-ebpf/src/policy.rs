@@ -1,7 +1,7 @@
 //! The decision table of SPEC §2: what a parsed packet is counted as.
 use filter_common::{
-    host_slots, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
-    INLINE_PREFIXES, V4_HOST_SLOTS,
+    host_buckets, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
+    HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
 };
 
 use crate::{
@@ -90,8 +90,8 @@ fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
 }
 
 /// IPv4 lookup in the direct table: one array word names the /24 as not,
-/// fully or partly allowed; a partly allowed one is found in one of its two
-/// host slots. No hash map, no trie: the cost does not depend on the
+/// fully or partly allowed; a partly allowed one is found in one of the
+/// slots of its two host buckets. No hash map, no trie: the cost does not depend on the
 /// allowlist's size.
 #[inline(always)]
 fn direct_v4(addr: u32, policy: &Policy, generation: u32) -> bool {
@@ -100,10 +100,13 @@ fn direct_v4(addr: u32, policy: &Policy, generation: u32) -> bool {
         DIRECT_FULL => true,
         DIRECT_PARTIAL => {
             let host = addr & 255;
-            for slot in host_slots(net24, policy.v4_seeds) {
-                if let Some(s) = V4_HOSTS.get(generation * V4_HOST_SLOTS + slot) {
-                    if s.net24_plus_one == net24 + 1 {
-                        return s.bits[(host >> 6) as usize] >> (host & 63) & 1 != 0;
+            for bucket in host_buckets(net24, policy.v4_seeds) {
+                for j in 0..HOST_BUCKET_SLOTS {
+                    let index = generation * V4_HOST_SLOTS + bucket + j;
+                    if let Some(s) = V4_HOSTS.get(index) {
+                        if s.net24_plus_one == net24 + 1 {
+                            return s.bits[(host >> 6) as usize] >> (host & 63) & 1 != 0;
+                        }
                     }
                 }
             }

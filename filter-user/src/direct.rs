@@ -1,7 +1,7 @@
 //! Builds the direct tables the program judges long allowlists by (see
 //! `filter_common::DIRECT_WORDS`): two bits per /24 (none, full, partial);
 //! for IPv4 a 256-bit host map for each partial /24, placed in one of its
-//! two slots by cuckoo hashing (`filter_common::HostSlot`); for IPv6 a
+//! two buckets by cuckoo hashing (`filter_common::HostSlot`); for IPv6 a
 //! partial /24 leaves the decision to the trie.
 use std::{
     collections::BTreeMap,
@@ -10,7 +10,8 @@ use std::{
 
 use anyhow::{bail, Result};
 use filter_common::{
-    host_slots, HostSlot, DIRECT_FULL, DIRECT_PARTIAL, DIRECT_WORDS, V4_HOST_SLOTS,
+    host_buckets, HostSlot, DIRECT_FULL, DIRECT_PARTIAL, DIRECT_WORDS, HOST_BUCKET_SLOTS,
+    V4_HOST_SLOTS,
 };
 
 /// One generation's half of the direct table and of the host slots.
@@ -58,6 +59,16 @@ impl V4Table {
         })
     }
 
+    /// The slot network `net24`'s host map is in, found the way the XDP
+    /// program finds it.
+    pub fn slot_of(&self, net24: u32) -> Option<usize> {
+        host_buckets(net24, self.seeds)
+            .into_iter()
+            .flat_map(|b| b..b + HOST_BUCKET_SLOTS)
+            .map(|i| i as usize)
+            .find(|&i| self.slots[i].net24_plus_one == net24 + 1)
+    }
+
     /// Whether `addr` is allowed, read the way the XDP program reads it.
     pub fn allows(&self, addr: Ipv4Addr) -> bool {
         let addr = u32::from(addr);
@@ -65,10 +76,8 @@ impl V4Table {
             DIRECT_FULL => true,
             DIRECT_PARTIAL => {
                 let net24 = addr >> 8;
-                host_slots(net24, self.seeds)
-                    .into_iter()
-                    .map(|i| &self.slots[i as usize])
-                    .find(|s| s.net24_plus_one == net24 + 1)
+                self.slot_of(net24)
+                    .map(|i| &self.slots[i])
                     .is_some_and(|s| {
                         let host = addr & 255;
                         s.bits[(host / 64) as usize] >> (host % 64) & 1 != 0
@@ -113,10 +122,11 @@ fn mark_full(words: &mut [u64], first: u32, len: u8) {
     }
 }
 
-/// Cuckoo placement: every network goes in one of its two slots, moving
-/// others to their alternative slot when both are taken. At most half the
-/// slots are ever used, where placement all but always succeeds; if it
-/// does not, other seeds are tried.
+/// Cuckoo placement: every network goes in a free slot of one of its two
+/// buckets; when all four are taken, it takes one and the network pushed
+/// out moves to its other bucket, and so on. At most half the slots are
+/// ever used, far below where this fails; should it fail, other seeds are
+/// tried.
 fn place(hosts: &BTreeMap<u32, [u64; 4]>) -> Result<([u32; 2], Vec<HostSlot>)> {
     if hosts.len() > V4_HOST_SLOTS as usize / 2 {
         bail!(
@@ -126,7 +136,7 @@ fn place(hosts: &BTreeMap<u32, [u64; 4]>) -> Result<([u32; 2], Vec<HostSlot>)> {
         );
     }
     let mut state = 0x5157_5741_4c4c_u64; // a fixed start: placement is reproducible
-    for _ in 0..64 {
+    for _ in 0..16 {
         let seeds = [splitmix(&mut state) as u32, splitmix(&mut state) as u32];
         let mut slots = vec![HostSlot::default(); V4_HOST_SLOTS as usize];
         let placed = hosts.iter().all(|(&net24, bits)| {
@@ -135,26 +145,38 @@ fn place(hosts: &BTreeMap<u32, [u64; 4]>) -> Result<([u32; 2], Vec<HostSlot>)> {
                 reserved: 0,
                 bits: *bits,
             };
-            insert(&mut slots, seeds, item)
+            insert(&mut slots, seeds, item, &mut state)
         });
         if placed {
             return Ok((seeds, slots));
         }
     }
-    bail!("could not place the IPv4 host maps (cuckoo hashing failed with 64 seed pairs)")
+    bail!("could not place the IPv4 host maps (cuckoo hashing failed with 16 seed pairs)")
 }
 
-/// Puts `item` in one of its two slots, moving the occupant of a taken slot
-/// to its other slot, and so on; false when that goes on too long.
-fn insert(slots: &mut [HostSlot], seeds: [u32; 2], mut item: HostSlot) -> bool {
-    let mut at = host_slots(item.net24_plus_one - 1, seeds)[0];
-    for _ in 0..512 {
-        std::mem::swap(&mut slots[at as usize], &mut item);
-        if item.net24_plus_one == 0 {
+/// Puts `item` in a free slot of one of its buckets, pushing others on to
+/// their other bucket when needed; false when that goes on too long.
+fn insert(slots: &mut [HostSlot], seeds: [u32; 2], mut item: HostSlot, rng: &mut u64) -> bool {
+    let mut from = None;
+    for _ in 0..1000 {
+        let buckets = host_buckets(item.net24_plus_one - 1, seeds);
+        let free = buckets
+            .into_iter()
+            .flat_map(|b| b..b + HOST_BUCKET_SLOTS)
+            .find(|&i| slots[i as usize].net24_plus_one == 0);
+        if let Some(i) = free {
+            slots[i as usize] = item;
             return true;
         }
-        let [a, b] = host_slots(item.net24_plus_one - 1, seeds);
-        at = if a == at { b } else { a };
+        // Evict from the bucket the item did not just come from.
+        let bucket = match from {
+            Some(b) if b == buckets[0] => buckets[1],
+            Some(_) => buckets[0],
+            None => buckets[(splitmix(rng) & 1) as usize],
+        };
+        let victim = bucket + (splitmix(rng) as u32 % HOST_BUCKET_SLOTS);
+        std::mem::swap(&mut slots[victim as usize], &mut item);
+        from = Some(bucket);
     }
     false
 }
@@ -277,6 +299,23 @@ mod tests {
         assert_eq!(state(&words, top("2a01::1")), DIRECT_NONE);
         assert_eq!(state(&words, top("2c0f:ffff::1")), DIRECT_FULL);
         assert_eq!(state(&words, top("2c0f:efff::1")), DIRECT_NONE);
+    }
+
+    #[test]
+    fn evenly_spaced_networks_are_placed_too() {
+        // /32s 128 /24s apart, up to the limit: a weak hash put these in
+        // the same few slots whatever the seeds.
+        for (stride, count) in [(128u32, 131_072u32), (3, 120_000), (96, 100_000)] {
+            let prefixes =
+                (0..count).map(|i| (Ipv4Addr::from(i.wrapping_mul(stride) << 8 | 1), 32));
+            let t = V4Table::build(prefixes).unwrap_or_else(|e| panic!("stride {stride}: {e}"));
+            assert_eq!(t.partial, count as usize);
+            for i in (0..count).step_by(1013) {
+                let net = i.wrapping_mul(stride) << 8;
+                assert!(t.allows(Ipv4Addr::from(net | 1)), "stride {stride}, #{i}");
+                assert!(!t.allows(Ipv4Addr::from(net | 2)), "stride {stride}, #{i}");
+            }
+        }
     }
 
     #[test]

@@ -562,3 +562,76 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
     let c = case(DROP, Malformed, "14 bytes", ip4(PROVIDER_A).cut_to(14));
     check(&runner, &c, DROP).unwrap_or_else(|e| panic!("14 bytes: {e}"));
 }
+
+/// The IPv4 host maps of partly allowed /24s sit in one of four slots (two
+/// buckets of two, placed by cuckoo hashing): the program must find them
+/// in each. Enough partial /24s that every position is taken by some.
+#[test]
+fn host_maps_are_found_in_every_slot_of_both_buckets() {
+    use filter_common::{host_buckets, HOST_BUCKET_SLOTS};
+    use sipwall::direct::V4Table;
+    use std::collections::BTreeMap;
+
+    let nets: Vec<u32> = (0..60_000u32).map(|i| (11 << 16) | i).collect();
+    let ruleset = Ruleset {
+        allow: nets
+            .iter()
+            .map(|n| {
+                format!("{}/32", Ipv4Addr::from(n << 8 | 9))
+                    .parse()
+                    .unwrap()
+            })
+            .collect(),
+        ..Ruleset::default()
+    }
+    .normalise()
+    .unwrap();
+    // The same deterministic placement the install below makes.
+    let table = V4Table::build(ruleset.v4()).unwrap();
+    let mut by_position: BTreeMap<(usize, u32), Vec<u32>> = BTreeMap::new();
+    for &net in &nets {
+        let slot = table.slot_of(net).expect("every network placed") as u32;
+        let buckets = host_buckets(net, table.seeds);
+        let bucket = buckets
+            .iter()
+            .position(|&b| (b..b + HOST_BUCKET_SLOTS).contains(&slot))
+            .unwrap();
+        by_position
+            .entry((bucket, slot - buckets[bucket]))
+            .or_default()
+            .push(net);
+    }
+    assert_eq!(
+        by_position.len(),
+        4,
+        "not every slot position is used: {:?}",
+        by_position.keys()
+    );
+
+    let runner = runner(&ruleset);
+    let mut table_rows = Vec::new();
+    for ((bucket, slot), nets) in &by_position {
+        for &net in nets.iter().take(3) {
+            let why: &'static str = Box::leak(
+                format!("host map in bucket {bucket}, slot {slot}: the listed host")
+                    .into_boxed_str(),
+            );
+            table_rows.push(case(
+                PASS,
+                SipAllowed,
+                why,
+                ip4(Ipv4Addr::from(net << 8 | 9)).udp(5060, 5060),
+            ));
+            let why: &'static str = Box::leak(
+                format!("host map in bucket {bucket}, slot {slot}: its neighbour").into_boxed_str(),
+            );
+            table_rows.push(case(
+                DROP,
+                SipDenied,
+                why,
+                ip4(Ipv4Addr::from(net << 8 | 10)).udp(5060, 5060),
+            ));
+        }
+    }
+    run_table("host map positions", &runner, &table_rows, |c| c.verdict);
+}
