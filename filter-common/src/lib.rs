@@ -93,7 +93,7 @@ pub struct Policy {
     /// `FLAG_*` bits.
     pub flags: u32,
     /// Prefixes used in `v4_inline`, or [`INLINE_NONE`] when the IPv4
-    /// allowlist is too long to be inline and the trie decides.
+    /// allowlist is too long to be inline and the direct table decides.
     pub v4_inline_len: u32,
     /// Same for `v6_inline`.
     pub v6_inline_len: u32,
@@ -183,6 +183,10 @@ pub struct HostSlot {
 pub const V4_HOST_SLOTS: u32 = 1 << 18;
 /// Slots per bucket.
 pub const HOST_BUCKET_SLOTS: u32 = 2;
+
+// Userspace writes `V4_HOSTS` through a memory mapping: its elements must
+// be laid out back to back, as the kernel lays out 8-byte-rounded values.
+const _: () = assert!(core::mem::size_of::<HostSlot>() % 8 == 0);
 
 /// The two candidate buckets of a /24 network within one generation, as
 /// indices of their first slot. The seeds pass through a full mixer, so

@@ -2,9 +2,9 @@
 //! `filter_common::maps`) and pins them, so counters and allowlists outlive
 //! both the tool and a program upgrade.
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, LpmTrie, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},

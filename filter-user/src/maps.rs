@@ -215,45 +215,44 @@ impl Maps {
     /// Denied sources with their counters summed over CPUs, most packets
     /// first.
     pub fn denied_sources(&self) -> Result<Vec<(IpAddr, Counter)>> {
-        let mut out = Vec::new();
+        // The LRU map and the per-CPU cache in front of it (a source's
+        // counts may be in both), summed by address.
+        let mut sums: std::collections::HashMap<[u8; 16], Counter> = Default::default();
+        let mut add = |addr: [u8; 16], c: &Counter| {
+            let sum = sums.entry(addr).or_default();
+            sum.packets += c.packets;
+            sum.bytes += c.bytes;
+        };
         for item in self.denied.iter() {
             let (key, per_cpu) = item.context("reading the denied-sources map")?;
-            let mut sum = Counter::default();
-            for c in per_cpu.iter() {
-                sum.packets += c.packets;
-                sum.bytes += c.bytes;
-            }
-            let v6 = Ipv6Addr::from(key.addr);
-            let addr = match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            };
-            out.push((addr, sum));
+            per_cpu.iter().for_each(|c| add(key.addr, c));
         }
-        let mut cached: std::collections::HashMap<[u8; 16], Counter> = Default::default();
         for slot in 0..filter_common::DENIED_CACHE_SLOTS {
-            for s in self.denied_cache.get(&slot, 0)?.iter() {
-                if s.packets != 0 {
-                    let c = cached.entry(s.addr).or_default();
-                    c.packets += s.packets;
-                    c.bytes += s.bytes;
-                }
+            let per_cpu = self
+                .denied_cache
+                .get(&slot, 0)
+                .context("reading the denied-sources cache")?;
+            for s in per_cpu.iter().filter(|s| s.packets != 0) {
+                add(
+                    s.addr,
+                    &Counter {
+                        packets: s.packets,
+                        bytes: s.bytes,
+                    },
+                );
             }
         }
-        for (addr, c) in cached {
-            let v6 = Ipv6Addr::from(addr);
-            let addr = match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            };
-            match out.iter_mut().find(|(a, _)| *a == addr) {
-                Some((_, sum)) => {
-                    sum.packets += c.packets;
-                    sum.bytes += c.bytes;
-                }
-                None => out.push((addr, c)),
-            }
-        }
+        let mut out: Vec<(IpAddr, Counter)> = sums
+            .into_iter()
+            .map(|(addr, c)| {
+                let v6 = Ipv6Addr::from(addr);
+                let addr = match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                };
+                (addr, c)
+            })
+            .collect();
         out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
         Ok(out)
     }

@@ -145,7 +145,7 @@ impl Ruleset {
     }
 }
 
-/// Refuses allowlists larger than the tries, before anything is written.
+/// Refuses allowlists larger than the maps hold, before anything is written.
 pub fn check_allow_fits(allow: &[IpNet]) -> Result<(), UsageError> {
     let v4 = allow.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
     let v6 = allow.len() - v4;

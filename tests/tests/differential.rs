@@ -125,8 +125,8 @@ fn configs() -> Vec<Config> {
         rtp: (5000, 5100),
         ..custom.clone()
     };
-    // More prefixes per family than the policy holds inline: the LPM tries
-    // decide. Nested at several lengths, both families.
+    // More prefixes per family than the policy holds inline: the direct
+    // tables (and for IPv6 the trie behind them) decide. Nested at several lengths, both families.
     let mut long_allow = custom.allow.clone();
     for n in 0..24u8 {
         long_allow.push(

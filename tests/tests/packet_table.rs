@@ -450,7 +450,7 @@ fn custom_ruleset_table_built_directly_and_from_toml() {
 }
 
 /// `ruleset` with unrelated prefixes added until each family is too long to
-/// be matched inline in the policy, so the LPM tries decide.
+/// be matched inline in the policy, so the direct tables decide.
 fn with_filler(ruleset: &Ruleset) -> Ruleset {
     let mut r = ruleset.clone();
     for n in 0..=filter_common::INLINE_PREFIXES as u8 {
@@ -462,7 +462,7 @@ fn with_filler(ruleset: &Ruleset) -> Ruleset {
 }
 
 #[test]
-fn long_allowlists_are_matched_by_the_tries() {
+fn long_allowlists_are_matched_by_the_direct_tables() {
     let default_long = with_filler(&Ruleset::default());
     assert!(default_long.v4().count() > filter_common::INLINE_PREFIXES);
     assert!(default_long.v6().count() > filter_common::INLINE_PREFIXES);
