@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pins;
 pub mod privileges;
 pub mod program;
+pub mod rcu;
 pub mod ruleset;
 pub mod runner;
 pub mod service;

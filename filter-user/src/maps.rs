@@ -1,15 +1,15 @@
 //! Handles on the program's maps, and the two operations that give them
 //! meaning: installing a ruleset atomically and reading it back.
 //!
-//! Atomic swap: the allowlist tries and the policy exist twice, one copy per
-//! generation. A packet reads the active generation once and is judged by
-//! that copy only. `install` rewrites the inactive copy completely and then
-//! flips the active generation with one 4-byte array write, so a packet sees
-//! the old ruleset or the new one, never a mix; an interrupted install
-//! leaves only the inactive copy half-written, and the next install rewrites
-//! it from scratch. The IPv4 direct table (see `direct.rs`) is part of the
-//! generation: one half of `V4_DIRECT` and the `V4_HOSTS` entries of that
-//! generation.
+//! Atomic swap: the policy record, the allowlist tries and one half of each
+//! direct table (see `direct.rs`) exist once per generation. A packet reads
+//! the active generation once and is judged by that copy only. `install`
+//! rewrites the inactive copy completely, flips the active generation with
+//! one 4-byte array write, and waits for the packets already running on the
+//! old copy to finish (an RCU grace period), so a packet sees the old
+//! ruleset or the new one, never a mix, and the old copy is free to be
+//! rewritten next time. An interrupted install leaves only the inactive
+//! copy half-written, and the next install rewrites it from scratch.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
@@ -46,6 +46,8 @@ pub struct Maps {
     /// The host slots, written the same way.
     pub v4_hosts: MapData,
     pub v6_direct: MapData,
+    /// `installed_ns` of the last flip this handle waited out.
+    settled_ns: u64,
 }
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
@@ -98,6 +100,7 @@ impl Maps {
             v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
+            settled_ns: 0,
         })
     }
 
@@ -143,18 +146,18 @@ impl Maps {
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<u32> {
         let active = self.active_generation()?;
         let next = 1 - active;
-        // A packet that read the active generation just before the last
-        // flip may still be judged by the generation about to be rewritten:
-        // give such packets (each takes well under a microsecond) a
-        // millisecond to finish when that flip was that recent.
-        let since = monotonic_ns().saturating_sub(
-            self.policy
-                .get(&active, 0)
-                .context("reading the policy")?
-                .installed_ns,
-        );
-        if since < RETIRE_GRACE_NS {
-            std::thread::sleep(std::time::Duration::from_nanos(RETIRE_GRACE_NS - since));
+        // A packet that read the active word just before the last flip may
+        // still be judged by the generation about to be rewritten. The
+        // install that flipped waited for such packets to finish; if it was
+        // killed before it could, and that was less than a second ago, wait
+        // here.
+        let previous = self
+            .policy
+            .get(&active, 0)
+            .context("reading the policy")?
+            .installed_ns;
+        if previous != self.settled_ns && monotonic_ns().saturating_sub(previous) < 1_000_000_000 {
+            wait_for_packets_in_flight();
         }
         let n = next as usize;
         clear(&mut self.allow_v4[n]).context("clearing the inactive IPv4 allowlist")?;
@@ -193,6 +196,11 @@ impl Maps {
         self.active
             .set(0, next, 0)
             .context("switching to the new generation")?;
+        // From here on no packet starts on the old generation; once those
+        // already running finish, it is free to be rewritten, and the new
+        // ruleset is the only one in force when this returns.
+        wait_for_packets_in_flight();
+        self.settled_ns = policy.installed_ns;
         Ok(next)
     }
 
@@ -271,8 +279,18 @@ fn clear<const N: usize>(trie: &mut Trie<N>) -> Result<()> {
     Ok(())
 }
 
-/// How long a retired generation is left alone after the flip.
-const RETIRE_GRACE_NS: u64 = 1_000_000;
+/// Waits for every XDP program run in progress to finish (an RCU grace
+/// period, see `rcu.rs`); where the kernel will not do that, waits 10 ms,
+/// a thousand times what a packet takes.
+fn wait_for_packets_in_flight() {
+    if let Err(e) = crate::rcu::wait_for_running_programs() {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!("sipwall: cannot wait for an RCU grace period ({e}); waiting 10 ms instead")
+        });
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
 fn monotonic_ns() -> u64 {
