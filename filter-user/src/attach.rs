@@ -266,7 +266,7 @@ pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
     let dir = root.iface_dir(iface);
     if !dir.exists() {
         bail!(
-            "sipwall is not attached to {iface} (no pins in {})",
+            "the filter is not attached to {iface} (no pins in {})",
             dir.display()
         );
     }

@@ -95,7 +95,7 @@ impl PinRoot {
             check_iface_name(iface)?;
             if !self.has_pins(iface) {
                 bail!(
-                    "sipwall is not attached to {iface} (no pins in {}); attach it with `sipwall attach -i {iface}`",
+                    "the filter is not attached to {iface} (no pins in {}); attach it with `sipwall attach -i {iface}`",
                     self.iface_dir(iface).display()
                 );
             }
@@ -105,7 +105,7 @@ impl PinRoot {
         match attached.as_slice() {
             [one] => Ok(one.clone()),
             [] => bail!(
-                "sipwall is not attached to any interface (no pins under {}); attach it with `sipwall attach -i IFACE`",
+                "the filter is not attached to any interface (no pins under {}); attach it with `sipwall attach -i IFACE`",
                 self.root.display()
             ),
             many => Err(UsageError(format!(
