@@ -278,6 +278,9 @@ pub mod maps {
 /// How many IPv6 extension headers the parser walks before it gives up and
 /// counts the packet as malformed.
 pub const MAX_IPV6_EXT_HEADERS: u32 = 8;
+/// How many IPsec AH headers the parser walks after an IPv4 header; a
+/// packet with more is malformed.
+pub const MAX_IPV4_AH_HEADERS: u32 = 2;
 /// How many VLAN tags the parser walks; a frame with more is malformed.
 pub const MAX_VLAN_TAGS: u32 = 2;
 

@@ -2,7 +2,7 @@
 //! headers) and the ports of UDP, TCP and SCTP. Every read is bounds-checked
 //! against the packet's end; nothing assumes a fixed header length.
 use aya_ebpf::programs::XdpContext;
-use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
+use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -126,7 +126,29 @@ fn parse_ipv4(pkt: &Packet, off: usize) -> Parsed {
     let src = Source::V4([hdr[12], hdr[13], hdr[14], hdr[15]]);
     // Bytes past the IP total length are link padding, not transport header.
     let end = min(pkt.len, off + total_len);
-    parse_l4(pkt, hdr[9], off + hdr_len, end, src)
+    let mut proto = hdr[9];
+    let mut cur = off + hdr_len;
+    // IPsec AH (transport mode) sits between the IPv4 header and the
+    // transport header: walk it as IPv6's chain walks it, so that ports
+    // behind it are judged too.
+    for _ in 0..MAX_IPV4_AH_HEADERS {
+        if proto != IPPROTO_AH {
+            return parse_l4(pkt, proto, cur, end, src);
+        }
+        let Some(ah) = pkt.bytes_at::<2>(cur) else {
+            return Parsed::Malformed;
+        };
+        let len = (ah[1] as usize + 2) * 4;
+        if cur + len > end {
+            return Parsed::Malformed;
+        }
+        proto = ah[0];
+        cur += len;
+    }
+    if proto == IPPROTO_AH {
+        return Parsed::Malformed;
+    }
+    parse_l4(pkt, proto, cur, end, src)
 }
 
 #[inline(always)]

@@ -221,6 +221,12 @@ impl Build<'_> {
     fn ipv4(&mut self) -> Vec<u8> {
         let proto = self.proto(1);
         let l4 = self.transport(proto);
+        // Sometimes IPsec AH headers (one to three) before the transport.
+        let (proto, l4) = if self.rng.percent(8) {
+            self.behind_ipv4_ah(proto, l4)
+        } else {
+            (proto, l4)
+        };
         let r = &mut self.rng;
         let options = if r.percent(75) {
             0
@@ -407,6 +413,25 @@ impl Build<'_> {
     }
 
     /// Transport header and payload; sometimes the header is cut short.
+    /// Wraps `l4` of protocol `proto` in 1-3 AH headers of random length.
+    fn behind_ipv4_ah(&mut self, proto: u8, l4: Vec<u8>) -> (u8, Vec<u8>) {
+        let count = self.rng.range(1, 3);
+        let mut out = Vec::new();
+        for i in 0..count {
+            let next = if i + 1 == count { proto } else { 51 };
+            let len_field = self.rng.range(1, 4) as u8;
+            let mut ah = vec![0u8; (usize::from(len_field) + 2) * 4];
+            ah[0] = next;
+            ah[1] = len_field;
+            for b in &mut ah[2..] {
+                *b = self.rng.u16() as u8;
+            }
+            out.extend_from_slice(&ah);
+        }
+        out.extend_from_slice(&l4);
+        (51, out)
+    }
+
     fn transport(&mut self, proto: u8) -> Vec<u8> {
         let sport = self.source_port();
         let dport = self.destination_port();

@@ -103,8 +103,22 @@ fn ipv4(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
     }
     let src = IpAddr::V4(Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]));
     // Bytes past the total length are link padding, not L4.
-    let l4 = &ip[header_len..total_len.min(ip.len())];
-    transport(fixed[9], l4, src, rules)
+    let mut l4 = &ip[header_len..total_len.min(ip.len())];
+    // Up to two IPsec AH headers (README: parsing) come before the ports.
+    let mut proto = fixed[9];
+    let mut walked = 0;
+    while proto == PROTO_AH {
+        if walked == 2 {
+            return Err(Reason::Malformed);
+        }
+        let ah = take(l4, 0, 2)?;
+        let len = (usize::from(ah[1]) + 2) * 4;
+        take(l4, 0, len)?;
+        proto = ah[0];
+        l4 = &l4[len..];
+        walked += 1;
+    }
+    transport(proto, l4, src, rules)
 }
 
 fn ipv6(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {

@@ -56,6 +56,24 @@ fn ip6(src: Ipv6Addr) -> Frame {
     Frame::ipv6(src, host6())
 }
 
+/// IPsec AH's protocol number.
+const PROTO_AH: u8 = 51;
+
+/// A whole UDP header, ports 5060 -> 5060.
+const UDP_5060: [u8; 8] = [0x13, 0xc4, 0x13, 0xc4, 0, 8, 0, 0];
+
+/// `n` AH headers of 12 bytes each, chained, then `inner` (UDP).
+fn behind_ah(n: usize, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let next = if i + 1 == n { PROTO_UDP } else { PROTO_AH };
+        // next header, length (in 4-byte words, minus 2), reserved, SPI, sequence
+        out.extend_from_slice(&[next, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
+    }
+    out.extend_from_slice(inner);
+    out
+}
+
 /// The first four bytes of a UDP header (ports 5060 -> 5060).
 const UDP_PORTS_ONLY: [u8; 4] = [0x13, 0xc4, 0x13, 0xc4];
 
@@ -222,6 +240,12 @@ fn default_table() -> Vec<Case> {
         case(PASS, Other, "IPv6 no next header (59)", ip6(stranger6())),
         case(DROP, SipDenied, "hop-by-hop + dest opts + routing + first fragment, then UDP 5060", common_chain(ip6(stranger6())).udp(5060, 5060).payload(sip)),
         case(PASS, RtpAllowed, "hop-by-hop + dest opts + routing + first fragment, then UDP RTP", common_chain(ip6(stranger6())).udp(50000, 50000)),
+        case(DROP, SipDenied, "IPv4 AH before UDP 5060 from a stranger: the ports behind AH are judged", ip4(STRANGER).raw(PROTO_AH, &behind_ah(1, &UDP_5060))),
+        case(PASS, SipAllowed, "IPv4 AH before UDP 5060 from the provider", ip4(PROVIDER_A).raw(PROTO_AH, &behind_ah(1, &UDP_5060))),
+        case(DROP, SipDenied, "IPv4 two AH headers before UDP 5060 from a stranger", ip4(STRANGER).raw(PROTO_AH, &behind_ah(2, &UDP_5060))),
+        case(DROP, Malformed, "IPv4 three AH headers: more than the parser walks", ip4(STRANGER).raw(PROTO_AH, &behind_ah(3, &UDP_5060))),
+        case(DROP, Malformed, "IPv4 AH header cut short (says 12 bytes, has 4)", ip4(STRANGER).raw(PROTO_AH, &[PROTO_UDP, 1, 0, 0])),
+        case(PASS, RtpAllowed, "IPv4 AH before UDP RTP from anywhere", ip4(STRANGER).raw(PROTO_AH, &behind_ah(1, &[0xc3, 0x50, 0x9c, 0x40, 0, 8, 0, 0]))),
         case(DROP, SipDenied, "AH before UDP 5060", ip6(stranger6()).ext(Ext::Ah { len: 4 }).udp(5060, 5060)),
         case(PASS, RtpAllowed, "AH before UDP RTP", ip6(stranger6()).ext(Ext::Ah { len: 4 }).udp(50000, 40000)),
         case(DROP, SipDenied, "exactly 8 extension headers, then UDP 5060: parsed to the ports", eight_ext(ip6(stranger6())).udp(5060, 5060)),
