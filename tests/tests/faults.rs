@@ -391,19 +391,9 @@ fn interface_deleted_and_created_again() {
 
     // Created again: status says it came back without the filter.
     recreate_iface(&lab);
-    let (attached, problems) = iface_status(&lab);
-    assert!(!attached, "status claims a filter on the new interface");
-    for says in ["deleted and created again", "NOT filtering"] {
-        assert!(
-            problems.contains(says),
-            "status should say {says:?}: {problems}"
-        );
-    }
+    status_says_unfiltered(&lab, &["deleted and created again", "NOT filtering"]);
     // attach recovers, keeping the allowlist, and the filter works.
-    let out = lab.attach(&[]);
-    assert!(out.contains("attached sipwall to wan0"), "{out}");
-    assert_eq!(iface_status(&lab), (true, String::new()));
-    assert!(lab.allowlist().contains(&"198.51.100.7/32".to_string()));
+    attach_recovers_keeping_allowlist(&lab);
     assert_filtering(&lab, "re-attached after the interface came back");
 
     // Deleted again, then detach recovers.
@@ -452,18 +442,8 @@ fn pins_removed_by_hand() {
         None,
         "the link outlived its pin"
     );
-    let (attached, problems) = iface_status(&lab);
-    assert!(!attached, "status claims a filter without its link");
-    for says in ["NOT filtering", "link is missing"] {
-        assert!(
-            problems.contains(says),
-            "status should say {says:?}: {problems}"
-        );
-    }
-    let out = lab.attach(&[]);
-    assert!(out.contains("attached sipwall to wan0"), "{out}");
-    assert_eq!(iface_status(&lab), (true, String::new()));
-    assert!(lab.allowlist().contains(&"198.51.100.7/32".to_string()));
+    status_says_unfiltered(&lab, &["NOT filtering", "link is missing"]);
+    attach_recovers_keeping_allowlist(&lab);
 
     // The counters map: the program keeps counting into its own copy;
     // stats says the pins are damaged; attach recreates the map (counters
@@ -683,4 +663,25 @@ fn reload_never_applies_a_partial_file() {
         "faults injected: {} reloads of a partial configuration file, all refused",
         partial.len()
     );
+}
+
+/// `status` reports no filter on the interface and says each of `says`.
+fn status_says_unfiltered(lab: &TestLab, says: &[&str]) {
+    let (attached, problems) = iface_status(lab);
+    assert!(!attached, "status claims a filter: {problems}");
+    for says in says {
+        assert!(
+            problems.contains(says),
+            "status should say {says:?}: {problems}"
+        );
+    }
+}
+
+/// `attach` puts the filter back, status is clean, and the allowlist
+/// entry added earlier (198.51.100.7) is still there.
+fn attach_recovers_keeping_allowlist(lab: &TestLab) {
+    let out = lab.attach(&[]);
+    assert!(out.contains("attached sipwall to wan0"), "{out}");
+    assert_eq!(iface_status(lab), (true, String::new()));
+    assert!(lab.allowlist().contains(&"198.51.100.7/32".to_string()));
 }
