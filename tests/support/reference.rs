@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::Reason;
-use sipwall::{ruleset::Ruleset, runner::Verdict};
+use sipwall::{kernel::runner::Verdict, policy::ruleset::Ruleset};
 
 /// VLAN tags walked before the IP header; a further tag is malformed.
 pub const VLAN_TAGS: usize = 2;

@@ -16,8 +16,8 @@ use std::{
 
 use filter_common::{Reason, REASON_COUNT};
 use sipwall::{
-    ruleset::Ruleset,
-    runner::{Outcome, Runner},
+    kernel::runner::{Outcome, Runner},
+    policy::ruleset::Ruleset,
 };
 use sipwall_tests::{
     generator::{frame_seed, Generator},

@@ -18,7 +18,7 @@ use std::{
 use filter_common::Reason;
 use ipnet::IpNet;
 use serde_json::Value;
-use sipwall::runner::{Runner, Verdict};
+use sipwall::kernel::runner::{Runner, Verdict};
 use sipwall_tests::{
     netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX6, PBX_IFACE, PROVIDER},
     operate::{
@@ -174,7 +174,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
 
     let mut rng = Rng::new();
     let inactive_copy = || -> BTreeSet<IpNet> {
-        let maps = sipwall::maps::Maps::open_pinned(&dir).unwrap();
+        let maps = sipwall::kernel::maps::Maps::open_pinned(&dir).unwrap();
         let g = maps.active_generation().unwrap();
         maps.read_allowlist(1 - g).unwrap().into_iter().collect()
     };

@@ -434,7 +434,7 @@ fn damaged_pins_are_reported_and_repaired() {
     // 3. Pins from an incompatible version, and pins that are not sipwall's:
     // refused by every command that would read them, reported by status,
     // removed by detach.
-    let info = sipwall::pins::read_info(&dir).unwrap();
+    let info = sipwall::kernel::pins::read_info(&dir).unwrap();
     let cases = [
         (
             AttachInfo {
@@ -452,8 +452,8 @@ fn damaged_pins_are_reported_and_repaired() {
         ),
     ];
     for (bad, words) in cases {
-        sipwall::pins::write_info(&dir, &bad).unwrap();
-        let ruleset = sipwall::maps::Maps::open_pinned(&dir)
+        sipwall::kernel::pins::write_info(&dir, &bad).unwrap();
+        let ruleset = sipwall::kernel::maps::Maps::open_pinned(&dir)
             .unwrap()
             .read_ruleset()
             .unwrap();
@@ -476,14 +476,14 @@ fn damaged_pins_are_reported_and_repaired() {
             prog,
             "a refused command touched the interface"
         );
-        let after = sipwall::maps::Maps::open_pinned(&dir)
+        let after = sipwall::kernel::maps::Maps::open_pinned(&dir)
             .unwrap()
             .read_ruleset()
             .unwrap();
         assert_eq!(after, ruleset, "a refused command changed the maps");
-        sipwall::pins::write_info(&dir, &info).unwrap();
+        sipwall::kernel::pins::write_info(&dir, &info).unwrap();
     }
-    sipwall::pins::write_info(
+    sipwall::kernel::pins::write_info(
         &dir,
         &AttachInfo {
             layout_version: PIN_LAYOUT_VERSION + 1,

@@ -1,5 +1,5 @@
 //! Built packets through the real XDP program (BPF_PROG_TEST_RUN via
-//! `sipwall::runner::Runner`), one table row per case of SPEC §2 and of the
+//! `sipwall::kernel::runner::Runner`), one table row per case of SPEC §2 and of the
 //! parsing decisions. Each row asserts the verdict, that exactly its reason's
 //! counter moved by one packet and by the frame's length in bytes (no other
 //! counter moved), and that the denied-sources map counted the source for
@@ -12,9 +12,8 @@ use filter_common::{
 };
 use ipnet::IpNet;
 use sipwall::{
-    config,
-    ruleset::Ruleset,
-    runner::{Runner, Verdict},
+    kernel::runner::{Runner, Verdict},
+    policy::{config, ruleset::Ruleset},
 };
 use sipwall_tests::packet::{
     Ext, Frame, Net, L4, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
@@ -593,7 +592,7 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
 #[test]
 fn host_maps_are_found_in_every_slot_of_both_buckets() {
     use filter_common::{host_buckets, HOST_BUCKET_SLOTS};
-    use sipwall::direct::V4Table;
+    use sipwall::kernel::direct::V4Table;
     use std::collections::BTreeMap;
 
     let nets: Vec<u32> = (0..60_000u32).map(|i| (11 << 16) | i).collect();

@@ -14,6 +14,7 @@
 //! under /run stays visible. Dropping the lab kills what still runs in its
 //! namespaces, deletes them (which removes the veths and any XDP attachment)
 //! and unmounts the bpffs (which releases the pins).
+pub mod demo;
 pub mod sipp;
 pub mod traffic;
 
@@ -269,7 +270,7 @@ impl Lab {
     }
 
     fn mount_bpffs(&mut self) -> Result<()> {
-        crate::pins::mount_bpffs(&self.bpffs()).context("mounting the lab's bpffs (needs root)")?;
+        crate::kernel::pins::mount_bpffs(&self.bpffs()).context("mounting the lab's bpffs (needs root)")?;
         self.bpffs_mounted = true;
         Ok(())
     }

@@ -8,9 +8,11 @@ use ipnet::IpNet;
 use serde::{de::Error as _, Deserialize, Deserializer};
 
 use crate::{
-    cidr::parse_cidr,
     error::UsageError,
-    ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+    policy::{
+        cidr::parse_cidr,
+        ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+    },
 };
 
 #[derive(Deserialize, Default)]
@@ -344,7 +346,7 @@ log_denied = true
     #[test]
     fn shipped_example_is_the_defaults() {
         assert_eq!(
-            ok(include_str!("../../dist/sipwall.toml")),
+            ok(include_str!("../../../dist/sipwall.toml")),
             Ruleset::default()
         );
     }

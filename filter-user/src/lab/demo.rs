@@ -20,7 +20,7 @@ use crate::{
         traffic::{self, Sink},
         Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
     },
-    privileges::require_root,
+    kernel::privileges::require_root,
 };
 
 /// Namespaces of the demo start with this.
