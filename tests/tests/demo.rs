@@ -46,6 +46,7 @@ fn assert_nothing_left(pid: u32) {
 
 #[test]
 fn demo_shows_the_policy_and_cleans_up() {
+    sipwall_tests::skip_unless_root!();
     let child = Command::new(sipwall_bin())
         .arg("demo")
         .stdout(Stdio::piped())
@@ -112,6 +113,7 @@ fn demo_shows_the_policy_and_cleans_up() {
 
 #[test]
 fn interrupted_demo_cleans_up() {
+    sipwall_tests::skip_unless_root!();
     let mut child = Command::new(sipwall_bin())
         .arg("demo")
         .stdout(Stdio::piped())

@@ -284,6 +284,7 @@ fn moved(got: &Outcome) -> String {
 
 #[test]
 fn kernel_program_agrees_with_the_reference_model() {
+    sipwall_tests::skip_unless_root!();
     let configs = configs();
     let per_config =
         env_u64("SIPWALL_FUZZ_PACKETS").unwrap_or(DEFAULT_TOTAL / configs.len() as u64);

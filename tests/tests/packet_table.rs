@@ -445,6 +445,7 @@ fn runner(ruleset: &Ruleset) -> Runner {
 
 #[test]
 fn default_ruleset_table() {
+    sipwall_tests::skip_unless_root!();
     let table = default_table();
     // Every reason of SPEC §2 appears, with both verdicts.
     for reason in Reason::ALL {
@@ -461,6 +462,7 @@ fn default_ruleset_table() {
 
 #[test]
 fn custom_ruleset_table_built_directly_and_from_toml() {
+    sipwall_tests::skip_unless_root!();
     let direct = custom_ruleset();
     let parsed = config::parse(CUSTOM_TOML, "custom.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -486,6 +488,7 @@ fn with_filler(ruleset: &Ruleset) -> Ruleset {
 
 #[test]
 fn long_allowlists_are_matched_by_the_direct_tables() {
+    sipwall_tests::skip_unless_root!();
     let default_long = with_filler(&Ruleset::default());
     assert!(default_long.v4().count() > filter_common::INLINE_PREFIXES);
     assert!(default_long.v6().count() > filter_common::INLINE_PREFIXES);
@@ -505,6 +508,7 @@ fn long_allowlists_are_matched_by_the_direct_tables() {
 
 #[test]
 fn dry_run_passes_every_drop_with_the_same_counters() {
+    sipwall_tests::skip_unless_root!();
     let table = default_table();
     assert!(table.iter().any(|c| c.verdict == DROP));
     let dry = Ruleset {
@@ -519,6 +523,7 @@ fn dry_run_passes_every_drop_with_the_same_counters() {
 
 #[test]
 fn installing_a_ruleset_swaps_the_verdict_on_the_same_runner() {
+    sipwall_tests::skip_unless_root!();
     let mut runner = runner(&Ruleset::default());
     let guest = Ipv4Addr::new(198, 51, 100, 7);
     let from_guest = || ip4(guest).udp(5060, 5060);
@@ -567,6 +572,7 @@ fn installing_a_ruleset_swaps_the_verdict_on_the_same_runner() {
 
 #[test]
 fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
+    sipwall_tests::skip_unless_root!();
     // BPF_PROG_TEST_RUN refuses XDP input shorter than ETH_HLEN with EINVAL,
     // so such frames never reach the program (and a NIC never delivers
     // them). The Runner returns the error; no counter moves.
@@ -591,6 +597,7 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
 /// in each. Enough partial /24s that every position is taken by some.
 #[test]
 fn host_maps_are_found_in_every_slot_of_both_buckets() {
+    sipwall_tests::skip_unless_root!();
     use filter_common::{host_buckets, HOST_BUCKET_SLOTS};
     use sipwall::kernel::direct::V4Table;
     use std::collections::BTreeMap;

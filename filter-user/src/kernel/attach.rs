@@ -192,7 +192,9 @@ fn install(plan: &Plan, ruleset: &Ruleset) -> Result<(Ebpf, Maps)> {
 fn link(plan: &mut Plan, ebpf: &mut Ebpf, mode: Option<XdpMode>) -> Result<(XdpMode, FdLink)> {
     match (plan.upgrade, plan.upgrade_link.take()) {
         (Some(now), Some(link)) => {
-            let mode = now.mode.context("sipwall's link runs in an unknown XDP mode")?;
+            let mode = now
+                .mode
+                .context("sipwall's link runs in an unknown XDP mode")?;
             Ok((mode, replace_program(ebpf, link)?))
         }
         _ => attach_new(ebpf, &plan.iface, mode, &plan.dir),

@@ -19,12 +19,25 @@ pub static BENCH_OBJECT: &[u8] =
 /// Name of the XDP function in the object.
 pub const PROGRAM_NAME: &str = "sipwall";
 
-/// Names of every map the object has, as the ELF names them: the maps of
-/// `filter_common::maps` and those the libraries add (aya-log's buffers).
+/// Names of every map the object declares, as the ELF names them: the maps
+/// of `filter_common::maps` and those the libraries add (aya-log's). The
+/// object's data sections (`.rodata`, ...) hold constants, not state, and
+/// are not pinned.
 pub fn object_map_names() -> Result<Vec<String>> {
+    use aya_obj::EbpfSectionKind;
     let object =
         aya_obj::Object::parse(PROGRAM_OBJECT).context("parsing the embedded XDP object")?;
-    let mut names: Vec<String> = object.maps.into_keys().collect();
+    let mut names: Vec<String> = object
+        .maps
+        .into_iter()
+        .filter(|(_, map)| {
+            matches!(
+                map.section_kind(),
+                EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
+            )
+        })
+        .map(|(name, _)| name)
+        .collect();
     names.sort();
     Ok(names)
 }

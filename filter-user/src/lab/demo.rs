@@ -14,13 +14,13 @@ use filter_common::Reason;
 use serde_json::Value;
 
 use crate::{
+    kernel::privileges::require_root,
     lab::{
         self,
         sipp::{self, Transport, Uas},
         traffic::{self, Sink},
         Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
     },
-    kernel::privileges::require_root,
 };
 
 /// Namespaces of the demo start with this.

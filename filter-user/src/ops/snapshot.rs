@@ -54,7 +54,10 @@ impl Snapshot {
             Ok(att) => {
                 snap.mode = att.mode_name();
                 recorded_index = Some(att.info.ifindex);
-                let read = att.maps.read_ruleset().and_then(|r| Ok((r, att.maps.counters()?)));
+                let read = att
+                    .maps
+                    .read_ruleset()
+                    .and_then(|r| Ok((r, att.maps.counters()?)));
                 match read {
                     Ok((ruleset, counters)) => {
                         snap.ruleset = Some(ruleset);
