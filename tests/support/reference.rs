@@ -1,4 +1,4 @@
-//! An independent userspace model of the ingress policy (SPEC §2), written
+//! An independent userspace model of the ingress policy (docs/policy.md), written
 //! from the contract and the parsing decisions the project settled on, not
 //! from the kernel code. The differential test runs random frames through
 //! both and requires the same verdict and reason.

@@ -202,7 +202,7 @@ fn json_and_text_for_a_pcap_written_here() {
     write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
     assert_sample("pcap-file pcap", &pcap);
 
-    // The raw JSON keeps the SPEC §5 shape.
+    // The raw JSON keeps the shape of docs/json.md.
     let run = sipwall(&["check", "--pcap", path_str(&pcap), "--json"]);
     let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(json["packets"][0]["index"], 0);

@@ -141,6 +141,8 @@ fn interrupted_demo_cleans_up() {
         seen.contains("the provider places"),
         "demo ended before the calls:\n{seen}"
     );
+    // SAFETY: kill has no memory effects; the pid is the demo this test
+    // started and still waits for.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
     for line in lines {
         seen.push_str(&line.expect("reading demo output"));

@@ -489,6 +489,7 @@ fn concurrent_allow_adds_both_land() {
         // both to wait, then race for it.
         let lock = hold_lock.then(|| {
             let f = File::open(lab.bpffs()).unwrap();
+            // SAFETY: flock on a file descriptor this test owns.
             assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
             f
         });

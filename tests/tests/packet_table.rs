@@ -1,5 +1,5 @@
 //! Built packets through the real XDP program (BPF_PROG_TEST_RUN via
-//! `sipwall::kernel::runner::Runner`), one table row per case of SPEC §2 and of the
+//! `sipwall::kernel::runner::Runner`), one table row per case of docs/policy.md and of the
 //! parsing decisions. Each row asserts the verdict, that exactly its reason's
 //! counter moved by one packet and by the frame's length in bytes (no other
 //! counter moved), and that the denied-sources map counted the source for
@@ -22,7 +22,7 @@ use sipwall_tests::packet::{
 const PASS: Verdict = Verdict::Pass;
 const DROP: Verdict = Verdict::Drop;
 
-/// The provider's signalling addresses (SPEC §1) and their neighbours.
+/// The provider's signalling addresses (docs/policy.md) and their neighbours.
 const PROVIDER_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
 const PROVIDER_B: Ipv4Addr = Ipv4Addr::new(44, 238, 177, 138);
 const BELOW_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 185);
@@ -118,18 +118,18 @@ fn common_chain(f: Frame) -> Frame {
         })
 }
 
-/// The default ruleset's table: the provider's values (SPEC §1, §2).
+/// The default ruleset's table: the provider's values (docs/policy.md).
 #[rustfmt::skip]
 fn default_table() -> Vec<Case> {
     let sip = b"OPTIONS sip:host SIP/2.0\r\n\r\n";
     vec![
-        // --- §2 row 1: not IP -> non_ip ---
+        // --- policy row 1: not IP -> non_ip ---
         case(PASS, NonIp, "ARP request", Frame::arp(STRANGER, HOST)),
         case(PASS, NonIp, "LLDP announcement", Frame::lldp()),
         case(PASS, NonIp, "ARP inside an 802.1Q tag", Frame::arp(STRANGER, HOST).vlan(TPID_8021Q, 5)),
         case(PASS, NonIp, "unknown ethertype 0x88B5", Frame::ethertype(0x88b5, vec![0; 46])),
         case(PASS, NonIp, "802.3 length field instead of an ethertype (LLC)", Frame::ethertype(46, vec![0x42; 46])),
-        // --- §2 row 3: signalling from the allowlist -> sip_allowed ---
+        // --- policy row 3: signalling from the allowlist -> sip_allowed ---
         case(PASS, SipAllowed, "provider A, UDP 5060", ip4(PROVIDER_A).udp(5060, 5060).payload(sip)),
         case(PASS, SipAllowed, "provider B, UDP 5060", ip4(PROVIDER_B).udp(5060, 5060).payload(sip)),
         case(PASS, SipAllowed, "provider A, UDP 5061", ip4(PROVIDER_A).udp(5061, 5061)),
@@ -140,7 +140,7 @@ fn default_table() -> Vec<Case> {
         case(PASS, SipAllowed, "provider B, SCTP 5061", ip4(PROVIDER_B).sctp(5061, 5061)),
         case(PASS, SipAllowed, "provider, minimal UDP padded to 60 bytes: bytes count the padding", ip4(PROVIDER_A).udp(5060, 5060).pad_to(60)),
         case(PASS, SipAllowed, "provider, total length beyond the frame but UDP header complete: judged by ports", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.total_len = Some(1500))),
-        // --- §2 row 4: signalling from anyone else -> sip_denied ---
+        // --- policy row 4: signalling from anyone else -> sip_denied ---
         case(DROP, SipDenied, "stranger, UDP 5060", ip4(STRANGER).udp(5060, 5060).payload(sip)),
         case(DROP, SipDenied, "stranger, UDP 5061", ip4(STRANGER).udp(5061, 5061)),
         case(DROP, SipDenied, "stranger, TCP 5060", ip4(STRANGER).tcp(33000, 5060)),
@@ -153,7 +153,7 @@ fn default_table() -> Vec<Case> {
         case(DROP, SipDenied, ".139, one above provider B: /32 only", ip4(ABOVE_B).sctp(5060, 5060)),
         case(DROP, SipDenied, "provider address as destination, stranger as source: source decides", Frame::ipv4(STRANGER, PROVIDER_A).udp(5060, 5060)),
         case(DROP, SipDenied, "stranger with DF set, offset 0: not a fragment", ip4(STRANGER).udp(5060, 5060).ip4(|h| h.dont_fragment = true)),
-        // --- §2 row 5: RTP range (UDP only) ---
+        // --- policy row 5: RTP range (UDP only) ---
         case(PASS, Other, "UDP 39999, one below the RTP range", ip4(STRANGER).udp(50000, 39999)),
         case(PASS, RtpAllowed, "UDP 40000, first RTP port, any source", ip4(STRANGER).udp(50000, 40000)),
         case(PASS, RtpAllowed, "UDP 50000, inside the RTP range", ip4(STRANGER).udp(50000, 50000).payload(&[0x80; 172])),
@@ -161,7 +161,7 @@ fn default_table() -> Vec<Case> {
         case(PASS, Other, "UDP 60001, one above the RTP range", ip4(STRANGER).udp(50000, 60001)),
         case(PASS, Other, "TCP to an RTP port: RTP is UDP only", ip4(STRANGER).tcp(50000, 40000)),
         case(PASS, Other, "SCTP to an RTP port: RTP is UDP only", ip4(STRANGER).sctp(50000, 50000)),
-        // --- §2 row 7: everything else -> other ---
+        // --- policy row 7: everything else -> other ---
         case(PASS, Other, "UDP 5059: not a signalling port", ip4(STRANGER).udp(5060, 5059)),
         case(PASS, Other, "UDP 5062: not a signalling port", ip4(STRANGER).udp(5060, 5062)),
         case(PASS, Other, "source port 5060 to an ephemeral port: only the destination port counts", ip4(STRANGER).udp(5060, 33333)),
@@ -447,7 +447,7 @@ fn runner(ruleset: &Ruleset) -> Runner {
 fn default_ruleset_table() {
     sipwall_tests::skip_unless_root!();
     let table = default_table();
-    // Every reason of SPEC §2 appears, with both verdicts.
+    // Every reason of docs/policy.md appears, with both verdicts.
     for reason in Reason::ALL {
         assert!(
             table.iter().any(|c| c.reason == reason),

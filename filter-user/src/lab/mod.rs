@@ -36,7 +36,7 @@ pub const PBX: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const PBX6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 /// The PBX's interface towards the router; the one the filter is attached to.
 pub const PBX_IFACE: &str = "wan0";
-/// The provider's two signalling addresses (SPEC §1), held by the provider host.
+/// The provider's two signalling addresses (docs/policy.md), held by the provider host.
 pub const PROVIDER: [Ipv4Addr; 2] = [
     Ipv4Addr::new(44, 229, 228, 186),
     Ipv4Addr::new(44, 238, 177, 138),
@@ -223,6 +223,7 @@ impl Lab {
         std::thread::scope(|s| {
             let thread = s.spawn(move || -> Result<T> {
                 // Network namespaces are per thread: only this thread moves.
+                // SAFETY: setns on a file descriptor this thread owns.
                 if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     return Err(std::io::Error::last_os_error())
                         .with_context(|| format!("entering {path}"));
@@ -433,6 +434,8 @@ impl Lab {
         };
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                // SAFETY: kill has no memory effects; the pids are of this
+                // lab's namespaces only.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
@@ -450,6 +453,7 @@ impl Drop for Lab {
         if self.bpffs_mounted {
             let target = CString::new(self.bpffs().as_os_str().as_bytes()).expect("no NUL in path");
             // Detach lazily: an `ip netns exec` still exiting may hold it.
+            // SAFETY: a valid C string that outlives the call.
             if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
                 eprintln!(
                     "lab cleanup: unmounting {}: {}",
@@ -492,6 +496,7 @@ fn sweep_stale(tag: &str) {
     for dir in names("/run") {
         let dir = Path::new("/run").join(dir);
         if let Ok(target) = CString::new(dir.join("bpffs").as_os_str().as_bytes()) {
+            // SAFETY: a valid C string that outlives the call.
             unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
         }
         let _ = std::fs::remove_dir_all(dir);

@@ -1,4 +1,4 @@
-//! The configuration file (SPEC §3): TOML, every field defaulted to the
+//! The configuration file (docs/configuration.md): TOML, every field defaulted to the
 //! provider's published values, validated strictly. Every error names the
 //! line and the problem; nothing is applied from a file with any error.
 use std::path::Path;
