@@ -20,9 +20,15 @@ pub fn is_root() -> bool {
 macro_rules! skip_unless_root {
     () => {
         if !$crate::is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root (BPF and network namespaces); run `cargo xtask test` as root",
-                std::thread::current().name().unwrap_or("this test")
+            // Straight to stderr: the test harness captures `eprintln!` of
+            // passing tests, and this line is for the person running them.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "SKIPPED {}: needs root (BPF and network namespaces); run `cargo xtask test` as root\n",
+                    std::thread::current().name().unwrap_or("this test")
+                )
+                .as_bytes(),
             );
             return;
         }

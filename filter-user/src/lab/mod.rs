@@ -307,14 +307,16 @@ impl Lab {
             self.ip(host, &["link", "set", host_end, "up"])?;
         }
         let provider = PROVIDER.map(|a| format!("{a}/32"));
+        let provider_src = PROVIDER[0].to_string();
+        let pbx = format!("{PBX}/24");
+        let pbx6 = format!("{PBX6}/64");
+        let outsider = format!("{OUTSIDER}/24");
+        let outsider6 = format!("{OUTSIDER6}/64");
         let steps: &[(Host, &[&str])] = &[
+            (Host::Pbx, &["addr", "add", &pbx, "dev", PBX_IFACE]),
             (
                 Host::Pbx,
-                &["addr", "add", "192.0.2.1/24", "dev", PBX_IFACE],
-            ),
-            (
-                Host::Pbx,
-                &["addr", "add", "2001:db8:1::1/64", "dev", PBX_IFACE, "nodad"],
+                &["addr", "add", &pbx6, "dev", PBX_IFACE, "nodad"],
             ),
             (
                 Host::Pbx,
@@ -381,16 +383,13 @@ impl Lab {
                     "via",
                     "198.51.100.1",
                     "src",
-                    "44.229.228.186",
+                    &provider_src,
                 ],
             ),
+            (Host::Outsider, &["addr", "add", &outsider, "dev", "eth0"]),
             (
                 Host::Outsider,
-                &["addr", "add", "203.0.113.2/24", "dev", "eth0"],
-            ),
-            (
-                Host::Outsider,
-                &["addr", "add", "2001:db8:3::2/64", "dev", "eth0", "nodad"],
+                &["addr", "add", &outsider6, "dev", "eth0", "nodad"],
             ),
             (
                 Host::Outsider,
