@@ -1,6 +1,8 @@
 //! sipwall's XDP program: parse, decide, count, and return the verdict.
-#![no_std]
-#![no_main]
+// The BPF target has no std and no main. The host build exists only so
+// that `cargo clippy --workspace` checks this crate too: there it is a
+// plain binary with an empty main.
+#![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod maps;
 mod parse;
@@ -41,7 +43,8 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     if let Some(c) = COUNTERS.get_ptr_mut(reason as u32) {
-        // Per-CPU slot: no other CPU writes it, no atomics needed.
+        // SAFETY: a valid element of a per-CPU array: no other CPU writes
+        // it, and XDP runs are not preempted on a CPU, so no atomics needed.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes;
@@ -113,13 +116,14 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
 #[inline(always)]
 fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
     match DENIED.get_ptr_mut(key) {
+        // SAFETY: a valid value of a per-CPU map, written by this CPU only.
         Some(c) => unsafe {
             (*c).packets += packets;
             (*c).bytes += bytes;
         },
         None => {
             let first = Counter { packets, bytes };
-            let _ = DENIED.insert(key, &first, 0);
+            let _ = DENIED.insert(key, first, 0);
         }
     }
 }
@@ -131,7 +135,9 @@ fn take_log_token() -> bool {
     let Some(b) = LOG_BUCKET.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: a helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a valid element of a per-CPU array, written by this CPU only.
     unsafe {
         if now.wrapping_sub((*b).refilled_ns) >= 1_000_000_000 {
             (*b).refilled_ns = now;
@@ -145,7 +151,7 @@ fn take_log_token() -> bool {
     true
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
@@ -154,3 +160,6 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -63,12 +63,14 @@ impl Packet<'_> {
 
     #[inline(always)]
     fn u16_at(&self, off: usize) -> Option<u16> {
+        // SAFETY: `ptr_at` checked that the two bytes lie within the packet.
         self.ptr_at::<[u8; 2]>(off)
             .map(|p| u16::from_be_bytes(unsafe { *p }))
     }
 
     #[inline(always)]
     fn bytes_at<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        // SAFETY: `ptr_at` checked that the N bytes lie within the packet.
         self.ptr_at::<[u8; N]>(off).map(|p| unsafe { *p })
     }
 }

@@ -10,8 +10,8 @@ use anyhow::{ensure, Context as _, Result};
 use filter_common::Reason;
 use serde_json::{json, Value};
 use sipwall::{
+    kernel::runner::{Runner, Verdict},
     lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER},
-    runner::{Runner, Verdict},
 };
 use sipwall_tests::packet::Frame;
 

@@ -1,4 +1,5 @@
-//! Prometheus text exposition (SPEC §6) and a minimal HTTP server for it.
+//! Prometheus text exposition (docs/metrics.md) and a minimal HTTP server
+//! for it.
 use std::{fmt::Write as _, future::Future, net::SocketAddr};
 
 use anyhow::{Context as _, Result};
@@ -8,18 +9,11 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{maps::CounterSet, ruleset::Ruleset};
+use super::snapshot::Snapshot;
 
-/// One interface's figures for the exposition.
-pub struct Sample {
-    pub iface: String,
-    pub mode: &'static str,
-    pub attached: bool,
-    pub counters: CounterSet,
-    pub ruleset: Ruleset,
-}
-
-pub fn render(samples: &[Sample]) -> String {
+/// The exposition of every snapshot. Counters and allowlist sizes are
+/// those read; a snapshot whose maps could not be read shows zeros.
+pub fn render(samples: &[Snapshot]) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: &mut dyn FnMut(&mut String)| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -38,7 +32,7 @@ pub fn render(samples: &[Sample]) -> String {
                         "sipwall_packets_total{{iface=\"{}\",reason=\"{}\"}} {}",
                         s.iface,
                         r.name(),
-                        s.counters[r as usize].packets
+                        s.counters.unwrap_or_default()[r as usize].packets
                     );
                 }
             }
@@ -56,7 +50,7 @@ pub fn render(samples: &[Sample]) -> String {
                         "sipwall_bytes_total{{iface=\"{}\",reason=\"{}\"}} {}",
                         s.iface,
                         r.name(),
-                        s.counters[r as usize].bytes
+                        s.counters.unwrap_or_default()[r as usize].bytes
                     );
                 }
             }
@@ -72,13 +66,13 @@ pub fn render(samples: &[Sample]) -> String {
                     o,
                     "sipwall_allowlist_entries{{iface=\"{}\",family=\"ipv4\"}} {}",
                     s.iface,
-                    s.ruleset.v4().count()
+                    s.ruleset.as_ref().map_or(0, |r| r.v4().count())
                 );
                 let _ = writeln!(
                     o,
                     "sipwall_allowlist_entries{{iface=\"{}\",family=\"ipv6\"}} {}",
                     s.iface,
-                    s.ruleset.v6().count()
+                    s.ruleset.as_ref().map_or(0, |r| r.v6().count())
                 );
             }
         },

@@ -14,13 +14,13 @@ use filter_common::Reason;
 use serde_json::Value;
 
 use crate::{
+    kernel::privileges::require_root,
     lab::{
         self,
         sipp::{self, Transport, Uas},
         traffic::{self, Sink},
         Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
     },
-    privileges::require_root,
 };
 
 /// Namespaces of the demo start with this.
@@ -87,7 +87,9 @@ fn show(lab: &Lab, exe: &Path) -> Result<()> {
         &["attach", "-i", PBX_IFACE, "--mode", "native"],
     )?);
 
-    step("starting the PBX: sipp answering calls on 192.0.2.1:5060 (UDP)");
+    step(&format!(
+        "starting the PBX: sipp answering calls on {PBX}:5060 (UDP)"
+    ));
     let _uas = Uas::start(lab, Transport::Udp)?;
 
     step(&format!(
@@ -141,7 +143,7 @@ fn show(lab: &Lab, exe: &Path) -> Result<()> {
     let outsider_answered = calls.successful;
 
     step(&format!(
-        "the outsider sends {RTP_PACKETS} RTP packets to 192.0.2.1:{RTP_PORT} (media is allowed from anywhere)"
+        "the outsider sends {RTP_PACKETS} RTP packets to {PBX}:{RTP_PORT} (media is allowed from anywhere)"
     ));
     let sink = traffic::udp_socket(lab, Host::Pbx, SocketAddr::new(IpAddr::V4(PBX), RTP_PORT))?;
     let sender = traffic::udp_socket(

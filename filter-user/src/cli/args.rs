@@ -1,7 +1,9 @@
-//! The command line of SPEC §4.
+//! The command line (docs/cli.md): every subcommand and flag, as clap
+//! parses them. What each does is in the module of its name.
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use filter_common::XdpMode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +35,18 @@ pub enum AttachMode {
     Skb,
     /// Offloaded to the NIC.
     Hw,
+}
+
+impl AttachMode {
+    /// The mode asked for; `None` for auto (native, falling back to skb).
+    pub fn requested(self) -> Option<XdpMode> {
+        match self {
+            AttachMode::Auto => None,
+            AttachMode::Native => Some(XdpMode::Native),
+            AttachMode::Skb => Some(XdpMode::Skb),
+            AttachMode::Hw => Some(XdpMode::Hw),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::{
     error::UsageError,
-    ruleset::Ruleset,
-    runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
+    kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
+    policy::ruleset::Ruleset,
 };
 
 /// What happened to one frame of the capture.

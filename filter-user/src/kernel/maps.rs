@@ -1,5 +1,7 @@
-//! Handles on the program's maps, and the two operations that give them
-//! meaning: installing a ruleset atomically and reading it back.
+//! Handles on the program's maps, and the operations that give them
+//! meaning: installing a ruleset atomically, reading it back, and reading
+//! the counters. This is the one door to the maps: the handles are private,
+//! so nothing else can write `ACTIVE` or `POLICY` out of turn.
 //!
 //! Atomic swap: the policy record, the allowlist tries and one half of each
 //! direct table (see `direct.rs`) exist once per generation. A packet reads
@@ -27,25 +29,26 @@ use filter_common::{
 use ipnet::IpNet;
 
 use crate::{
-    direct::{self, V4Table},
-    ruleset::Ruleset,
+    kernel::direct::{self, V4Table},
+    policy::ruleset::Ruleset,
 };
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
 
+/// The maps of one loaded or pinned program.
 pub struct Maps {
-    pub counters: PerCpuArray<MapData, Counter>,
-    pub active: Array<MapData, u32>,
-    pub policy: Array<MapData, Policy>,
-    pub allow_v4: [Trie<4>; 2],
-    pub allow_v6: [Trie<16>; 2],
-    pub denied: PerCpuHashMap<MapData, SourceKey, Counter>,
-    pub denied_cache: PerCpuArray<MapData, DeniedSlot>,
+    counters: PerCpuArray<MapData, Counter>,
+    active: Array<MapData, u32>,
+    policy: Array<MapData, Policy>,
+    allow_v4: [Trie<4>; 2],
+    allow_v6: [Trie<16>; 2],
+    denied: PerCpuHashMap<MapData, SourceKey, Counter>,
+    denied_cache: PerCpuArray<MapData, DeniedSlot>,
     /// The direct table, written through a memory mapping.
-    pub v4_direct: MapData,
+    v4_direct: MapData,
     /// The host slots, written the same way.
-    pub v4_hosts: MapData,
-    pub v6_direct: MapData,
+    v4_hosts: MapData,
+    v6_direct: MapData,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
 }
@@ -283,7 +286,7 @@ fn clear<const N: usize>(trie: &mut Trie<N>) -> Result<()> {
 /// period, see `rcu.rs`); where the kernel will not do that, waits 10 ms,
 /// a thousand times what a packet takes.
 fn wait_for_packets_in_flight() {
-    if let Err(e) = crate::rcu::wait_for_running_programs() {
+    if let Err(e) = crate::kernel::rcu::wait_for_running_programs() {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
             eprintln!("sipwall: cannot wait for an RCU grace period ({e}); waiting 10 ms instead")

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
-use filter_common::maps;
 
 /// The object built from filter-ebpf by build.rs.
 pub static PROGRAM_OBJECT: &[u8] =
@@ -20,30 +19,40 @@ pub static BENCH_OBJECT: &[u8] =
 /// Name of the XDP function in the object.
 pub const PROGRAM_NAME: &str = "sipwall";
 
-/// Every map the program has, by the names the object gives them.
-pub const MAP_NAMES: [&str; 13] = [
-    maps::COUNTERS,
-    maps::ACTIVE,
-    maps::POLICY,
-    maps::ALLOW_V4[0],
-    maps::ALLOW_V4[1],
-    maps::ALLOW_V6[0],
-    maps::ALLOW_V6[1],
-    maps::DENIED,
-    maps::LOG_BUCKET,
-    maps::DENIED_CACHE,
-    maps::V4_DIRECT,
-    maps::V4_HOSTS,
-    maps::V6_DIRECT,
-];
+/// Names of every map the object declares, as the ELF names them: the maps
+/// of `filter_common::maps` and those the libraries add (aya-log's). The
+/// object's data sections (`.rodata`, ...) hold constants, not state, and
+/// are not pinned.
+pub fn object_map_names() -> Result<Vec<String>> {
+    use aya_obj::EbpfSectionKind;
+    let object =
+        aya_obj::Object::parse(PROGRAM_OBJECT).context("parsing the embedded XDP object")?;
+    let mut names: Vec<String> = object
+        .maps
+        .into_iter()
+        .filter(|(_, map)| {
+            matches!(
+                map.section_kind(),
+                EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
+            )
+        })
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
 
 /// Loads the program into the kernel (it passes the verifier here). With
-/// `pin_dir`, each map is taken from `pin_dir/NAME` or created and pinned
-/// there.
+/// `pin_dir`, every map of the object is taken from `pin_dir/NAME` or
+/// created and pinned there.
 pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
+    let names = match pin_dir {
+        Some(_) => object_map_names()?,
+        None => Vec::new(),
+    };
     if let Some(dir) = pin_dir {
-        for name in MAP_NAMES {
+        for name in &names {
             loader.map_pin_path(name, dir.join(name));
         }
     }

@@ -1,13 +1,15 @@
 //! `sipwall allow`: the live allowlist of an attached filter. Every change
 //! is validated completely first, then installed as a whole new generation
-//! (see `maps.rs`), under the pin-root lock.
+//! (see `kernel/maps.rs`), under the pin-root lock.
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use ipnet::IpNet;
 
 use crate::{
-    cidr::parse_cidr, error::UsageError, maps::Maps, pins::PinRoot, ruleset::check_allow_fits,
+    error::UsageError,
+    kernel::{attachment::Attachment, pins::PinRoot},
+    policy::cidr::parse_cidr,
 };
 
 /// Parses every CIDR, refusing the whole list if any is invalid.
@@ -48,10 +50,8 @@ pub enum Change {
 /// allowlist. An empty result needs `force`.
 pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Vec<IpNet>> {
     let _lock = root.lock()?;
-    let dir = root.iface_dir(iface);
-    crate::pins::read_info(&dir)?;
-    let mut maps = Maps::open_pinned(&dir)?;
-    let mut ruleset = maps.read_ruleset()?;
+    let mut att = Attachment::open_resolved(root, iface.to_string())?;
+    let mut ruleset = att.maps.read_ruleset()?;
     match change {
         Change::Add(nets) => ruleset.allow.extend(nets),
         Change::Del(nets) => {
@@ -71,16 +71,15 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result
         }
         Change::Replace(nets) => ruleset.allow = nets,
     }
-    ruleset.allow.sort();
-    ruleset.allow.dedup();
+    let ruleset = ruleset.normalise()?;
     if ruleset.allow.is_empty() && !force {
         return Err(UsageError(
             "that would leave the allowlist empty, which denies all signalling; add --force if that is what you want (nothing changed)".into(),
         )
         .into());
     }
-    check_allow_fits(&ruleset.allow)?;
-    maps.install(&ruleset)
+    att.maps
+        .install(&ruleset)
         .with_context(|| format!("updating the allowlist of {iface}"))?;
     Ok(ruleset.allow)
 }

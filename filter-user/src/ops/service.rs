@@ -8,29 +8,29 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
+use filter_common::XdpMode;
+
+use super::{metrics, snapshot::Snapshot};
 use crate::{
-    attach::{self, mode_name},
-    cli::AttachMode,
-    config,
     error::UsageError,
-    maps::Maps,
-    metrics,
-    pins::PinRoot,
-    ruleset::Ruleset,
-    status,
+    kernel::{attach, maps::Maps, pins::PinRoot},
+    policy::{config, ruleset::Ruleset},
 };
 
 pub struct Service {
     pub root: PathBuf,
     pub iface: String,
     pub config: Option<PathBuf>,
-    pub mode: AttachMode,
+    /// `None`: native, falling back to skb.
+    pub mode: Option<XdpMode>,
     pub metrics: Option<SocketAddr>,
     pub force: bool,
 }
 
 impl Service {
-    fn load_config(&self) -> Result<Ruleset> {
+    /// The configuration file's ruleset, refused when its allowlist is
+    /// empty unless `force`.
+    pub fn load_config(&self) -> Result<Ruleset> {
         let ruleset = config::load(self.config.as_deref())?;
         if ruleset.allow.is_empty() && !self.force {
             return Err(UsageError(
@@ -65,7 +65,7 @@ impl Service {
         eprintln!(
             "sipwall: filtering {} in {} mode (program id {}); {}",
             self.iface,
-            mode_name(attached.mode),
+            attached.mode.name(),
             attached.program_id,
             ruleset.summary()
         );
@@ -147,13 +147,7 @@ impl Service {
 
 /// Reads the figures of `iface` for one metrics scrape.
 pub fn scrape(root: &PinRoot, iface: &str) -> Result<String> {
-    let st = status::gather(root, iface);
-    let maps = Maps::open_pinned(&root.iface_dir(iface))?;
-    Ok(metrics::render(&[metrics::Sample {
-        iface: iface.to_string(),
-        mode: st.mode,
-        attached: st.attached,
-        counters: maps.counters()?,
-        ruleset: maps.read_ruleset()?,
-    }]))
+    let mut snap = Snapshot::gather(root, iface);
+    snap.check_readable()?;
+    Ok(metrics::render(&[snap]))
 }

@@ -9,9 +9,11 @@ use aya::{
 use filter_common::{Counter, Reason};
 
 use crate::{
-    maps::{CounterSet, Maps},
-    program,
-    ruleset::Ruleset,
+    kernel::{
+        maps::{CounterSet, Maps},
+        program,
+    },
+    policy::ruleset::Ruleset,
 };
 
 /// What the program returned.

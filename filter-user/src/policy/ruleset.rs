@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::error::UsageError;
 
-/// The provider's two signalling addresses (SPEC §1).
+/// The provider's two signalling addresses (docs/policy.md).
 pub const PROVIDER_SIGNALLING: [&str; 2] = ["44.229.228.186/32", "44.238.177.138/32"];
 pub const DEFAULT_SIG_PORTS: [u16; 2] = [5060, 5061];
 pub const DEFAULT_RTP: (u16, u16) = (40000, 60000);

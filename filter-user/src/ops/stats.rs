@@ -5,29 +5,31 @@ use std::{fmt::Write as _, net::IpAddr};
 use filter_common::{Counter, Reason};
 use serde_json::{json, Value};
 
-use crate::maps::CounterSet;
+use super::snapshot::Snapshot;
+use crate::kernel::maps::CounterSet;
 
-/// One interface's counters with what identifies them.
-pub struct IfaceCounters {
-    pub iface: String,
-    pub mode: &'static str,
-    pub dry_run: bool,
-    pub counters: CounterSet,
+/// What `stats` shows of a snapshot: its counters, and whether it drops.
+fn readings(s: &Snapshot) -> (CounterSet, bool) {
+    (
+        s.counters.unwrap_or_default(),
+        s.ruleset.as_ref().is_some_and(|r| r.dry_run),
+    )
 }
 
-pub fn to_json(all: &[IfaceCounters]) -> Value {
+pub fn to_json(all: &[Snapshot]) -> Value {
     let interfaces: Vec<Value> = all
         .iter()
         .map(|i| {
+            let (now, dry_run) = readings(i);
             let mut counters = serde_json::Map::new();
             for r in Reason::ALL {
-                let c = i.counters[r as usize];
+                let c = now[r as usize];
                 counters.insert(
                     r.name().into(),
                     json!({"packets": c.packets, "bytes": c.bytes}),
                 );
             }
-            json!({"iface": i.iface, "mode": i.mode, "dry_run": i.dry_run, "counters": counters})
+            json!({"iface": i.iface, "mode": i.mode, "dry_run": dry_run, "counters": counters})
         })
         .collect();
     json!({ "interfaces": interfaces })
@@ -35,15 +37,16 @@ pub fn to_json(all: &[IfaceCounters]) -> Value {
 
 /// The human table; with `rates` (previous counters and seconds elapsed),
 /// per-second columns too.
-pub fn to_text(all: &[IfaceCounters], rates: Option<(&[IfaceCounters], f64)>) -> String {
+pub fn to_text(all: &[Snapshot], rates: Option<(&[Snapshot], f64)>) -> String {
     let mut out = String::new();
     for (n, i) in all.iter().enumerate() {
+        let (now, dry_run) = readings(i);
         let _ = writeln!(
             out,
             "{} ({} mode{})",
             i.iface,
             i.mode,
-            if i.dry_run {
+            if dry_run {
                 ", DRY RUN: nothing is dropped"
             } else {
                 ""
@@ -59,8 +62,8 @@ pub fn to_text(all: &[IfaceCounters], rates: Option<(&[IfaceCounters], f64)>) ->
         }
         out.push('\n');
         for r in Reason::ALL {
-            let c = i.counters[r as usize];
-            let verdict = if r.drops() && !i.dry_run {
+            let c = now[r as usize];
+            let verdict = if r.drops() && !dry_run {
                 "drop"
             } else {
                 "pass"
@@ -76,7 +79,7 @@ pub fn to_text(all: &[IfaceCounters], rates: Option<(&[IfaceCounters], f64)>) ->
             if let Some((prev, secs)) = rates {
                 let p = prev
                     .get(n)
-                    .map(|p| p.counters[r as usize])
+                    .map(|p| readings(p).0[r as usize])
                     .unwrap_or_default();
                 let rate =
                     |now: u64, before: u64| now.saturating_sub(before) as f64 / secs.max(1e-9);

@@ -1,4 +1,4 @@
-//! The configuration file (SPEC §3): TOML, every field defaulted to the
+//! The configuration file (docs/configuration.md): TOML, every field defaulted to the
 //! provider's published values, validated strictly. Every error names the
 //! line and the problem; nothing is applied from a file with any error.
 use std::path::Path;
@@ -8,9 +8,11 @@ use ipnet::IpNet;
 use serde::{de::Error as _, Deserialize, Deserializer};
 
 use crate::{
-    cidr::parse_cidr,
     error::UsageError,
-    ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+    policy::{
+        cidr::parse_cidr,
+        ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+    },
 };
 
 #[derive(Deserialize, Default)]
@@ -344,7 +346,7 @@ log_denied = true
     #[test]
     fn shipped_example_is_the_defaults() {
         assert_eq!(
-            ok(include_str!("../../dist/sipwall.toml")),
+            ok(include_str!("../../../dist/sipwall.toml")),
             Ruleset::default()
         );
     }
