@@ -2,8 +2,9 @@
 //! promtool (the alert rules, their unit tests, every PromQL expression of
 //! the Grafana dashboard, a real scrape), yamllint with the shipped strict
 //! configuration, kubernetes-validate (Kubernetes' own schemas, strict), and
-//! the container's entrypoint run outside a container on a lab: a stop leaves
-//! the filter enforcing, and the next start takes it over in place.
+//! the container's entrypoint run outside a container on a lab, with only the
+//! DaemonSet's capabilities: a stop leaves the filter enforcing, and the next
+//! start takes it over in place.
 //!
 //! The tools come from `cargo xtask setup`: Debian's `prometheus` (promtool)
 //! and `yamllint`, and kubernetes-validate from PyPI in a virtualenv under
@@ -654,6 +655,38 @@ fn daemonset_args() -> Vec<String> {
     args
 }
 
+/// The capabilities the DaemonSet grants, as setpriv's `--bounding-set`
+/// argument: the entrypoint runs with exactly these, as in the pod.
+fn daemonset_bounding_set() -> String {
+    let text = read(&deploy("kubernetes/daemonset.yaml"));
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("add: ["))
+        .expect("daemonset.yaml has `add: [...]` capabilities");
+    let caps: Vec<String> = line
+        .trim_end_matches(']')
+        .split(',')
+        .map(|c| format!("+{}", c.trim().trim_matches('"').to_lowercase()))
+        .collect();
+    format!("-all,{}", caps.join(","))
+}
+
+/// The effective capabilities of `pid`, from /proc.
+fn effective_caps(pid: u32) -> u64 {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff in /proc/PID/status");
+    u64::from_str_radix(hex.trim(), 16).expect("CapEff is hex")
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
 const METRICS_PORT: u16 = 9464;
 
 /// deploy/container/entrypoint.sh in the lab's PBX, as the container runs it.
@@ -672,7 +705,10 @@ impl Entrypoint {
             std::env::var("PATH").unwrap_or_default()
         );
         let child = lab
-            .command(Host::Pbx, "sh")
+            .command(Host::Pbx, "setpriv")
+            .arg(format!("--bounding-set={}", daemonset_bounding_set()))
+            .arg("--")
+            .arg("sh")
             .arg(deploy("container/entrypoint.sh"))
             .args(daemonset_args())
             .env("PATH", path)
@@ -703,6 +739,22 @@ impl Entrypoint {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The `sipwall run` the entrypoint started.
+    fn sipwall_pid(&self) -> u32 {
+        let pid = self.child.id();
+        let children = read(Path::new(&format!("/proc/{pid}/task/{pid}/children")));
+        children
+            .split_whitespace()
+            .map(|p| p.parse::<u32>().expect("a pid"))
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.starts_with("sipwall\0run\0"))
+            })
+            .unwrap_or_else(|| {
+                panic!("no `sipwall run` among the entrypoint's children: {children:?}")
+            })
     }
 
     /// SIGTERM, as the kubelet stops a container; returns once it exited.
@@ -777,6 +829,29 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
         )),
         "the entrypoint did not pick the PBX's route to the provider: {}",
         first.log()
+    );
+
+    // With the DaemonSet's capabilities, and nothing more.
+    let caps = effective_caps(first.sipwall_pid());
+    for (cap, name) in [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+    ] {
+        assert!(
+            caps & (1 << cap) != 0,
+            "sipwall run lacks {name}: {caps:#x}"
+        );
+    }
+    assert_eq!(
+        caps & (1 << CAP_SYS_ADMIN),
+        0,
+        "sipwall run has CAP_SYS_ADMIN, which the DaemonSet does not grant"
+    );
+    assert_eq!(
+        caps.count_ones(),
+        3,
+        "sipwall run has more capabilities: {caps:#x}"
     );
 
     // A real scrape, linted by promtool.
