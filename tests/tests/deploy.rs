@@ -757,10 +757,14 @@ impl Entrypoint {
             })
     }
 
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
     /// SIGTERM, as the kubelet stops a container; returns once it exited.
     fn stop(mut self) -> String {
-        // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -785,8 +789,8 @@ impl Entrypoint {
 impl Drop for Entrypoint {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: plain kill(2) on our child; the entrypoint kills sipwall.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            // The entrypoint kills sipwall.
+            self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -881,6 +885,18 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
         &check.wait_with_output().unwrap(),
         "promtool check metrics on a scrape of `sipwall run`",
     );
+
+    // SIGHUP, as `kill -HUP 1` in the pod, reaches sipwall: a reload.
+    first.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first.log().contains("reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP to the entrypoint did not reload sipwall within 5 s: {}",
+            first.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // One exchange each way first: neighbour resolution.
     sip_datagrams(&lab, Host::Provider, PROVIDER[0].into(), 1);
