@@ -825,6 +825,7 @@ fn scrape(lab: &TestLab) -> String {
 
 #[test]
 fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let first = Entrypoint::start(&lab, "first");
     assert!(
