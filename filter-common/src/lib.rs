@@ -186,7 +186,7 @@ pub const HOST_BUCKET_SLOTS: u32 = 2;
 
 // Userspace writes `V4_HOSTS` through a memory mapping: its elements must
 // be laid out back to back, as the kernel lays out 8-byte-rounded values.
-const _: () = assert!(core::mem::size_of::<HostSlot>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<HostSlot>().is_multiple_of(8));
 
 /// The two candidate buckets of a /24 network within one generation, as
 /// indices of their first slot. The seeds pass through a full mixer, so

@@ -31,18 +31,17 @@ pub static POLICY: Array<Policy> = Array::with_max_entries(2, 0);
 /// `filter_common::DIRECT_WORDS`). Userspace maps it and writes the
 /// inactive half in one go.
 #[map]
-pub static V4_DIRECT: Array<u64> = Array::with_max_entries(2 * DIRECT_WORDS, BPF_F_MMAPABLE as u32);
+pub static V4_DIRECT: Array<u64> = Array::with_max_entries(2 * DIRECT_WORDS, BPF_F_MMAPABLE);
 
 /// IPv6 allowlist by the first 24 bits of the source, laid out like
 /// `V4_DIRECT`: a partial entry sends the lookup on to the trie.
 #[map]
-pub static V6_DIRECT: Array<u64> = Array::with_max_entries(2 * DIRECT_WORDS, BPF_F_MMAPABLE as u32);
+pub static V6_DIRECT: Array<u64> = Array::with_max_entries(2 * DIRECT_WORDS, BPF_F_MMAPABLE);
 
 /// Allowed hosts of the /24 networks the direct table marks partial, one
 /// half per generation, placed by userspace (see `filter_common::HostSlot`).
 #[map]
-pub static V4_HOSTS: Array<HostSlot> =
-    Array::with_max_entries(2 * V4_HOST_SLOTS, BPF_F_MMAPABLE as u32);
+pub static V4_HOSTS: Array<HostSlot> = Array::with_max_entries(2 * V4_HOST_SLOTS, BPF_F_MMAPABLE);
 
 /// IPv4 signalling allowlist of generation 0, as userspace wrote it (the
 /// record `allow list` reads back; packets are judged by `V4_DIRECT`).
