@@ -11,7 +11,8 @@ use anyhow::{bail, Context as _, Result};
 /// Debian packages: sipp for real SIP calls, nftables for the comparison
 /// benchmark, ethtool to turn on GRO (NAPI) on the benchmark's veth,
 /// iproute2 for namespaces, scapy and tshark for captures written by other
-/// tools, curl to scrape metrics, bpftool for debugging.
+/// tools, curl to scrape metrics, bpftool for debugging, clang for the
+/// bench's reference program in C.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -22,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "curl",
     "bpftool",
     "procps",
+    "clang",
 ];
 
 pub fn all() -> Result<()> {
