@@ -18,7 +18,7 @@ use filter_common::{
 
 use crate::{
     maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, LOG_BUCKET, POLICY},
-    parse::{Parsed, Source},
+    parse::Parsed,
 };
 
 #[xdp]
@@ -38,77 +38,92 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
 }
 
 /// The one exit: count the decision, remember denied sources, and turn the
-/// reason into a verdict (a DROP passes in dry-run).
+/// reason into a verdict (a DROP passes in dry-run). Each arm counts under
+/// a constant index, so the counter's address does not wait for the
+/// decision's data, only for the branch.
 #[inline(always)]
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
+    match reason {
+        Reason::SipAllowed => count(Reason::SipAllowed, bytes),
+        Reason::RtpAllowed => count(Reason::RtpAllowed, bytes),
+        Reason::Fragment => count(Reason::Fragment, bytes),
+        Reason::Other => count(Reason::Other, bytes),
+        Reason::NonIp => count(Reason::NonIp, bytes),
+        Reason::Malformed => {
+            count(Reason::Malformed, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::SipDenied => {
+            count(Reason::SipDenied, bytes);
+            count_denied(ctx, policy, parsed, bytes);
+            return drop_unless_dry_run(policy);
+        }
+    }
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn count(reason: Reason, bytes: u64) {
     if let Some(c) = COUNTERS.get_ptr_mut(reason as u32) {
-        // SAFETY: a valid element of a per-CPU array: no other CPU writes
-        // it, and XDP runs are not preempted on a CPU, so no atomics needed.
+        // SAFETY: a per-CPU slot of the map: no other CPU writes it, and
+        // the program does not run twice at once on one CPU.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes;
         }
     }
-    if reason == Reason::SipDenied {
-        if let Parsed::Ports { src, .. } = parsed {
-            count_denied(ctx, policy, src, bytes);
-        }
-    }
-    if reason.drops() && policy.flags & FLAG_DRY_RUN == 0 {
+}
+
+#[inline(always)]
+fn drop_unless_dry_run(policy: &Policy) -> u32 {
+    if policy.flags & FLAG_DRY_RUN == 0 {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
     }
 }
 
+/// The key words seen as the map's key type.
 #[inline(always)]
-fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
-    let key = SourceKey {
-        addr: match src {
-            Source::V4(a) => [
-                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-            ],
-            Source::V6(a) => *a,
-        },
+fn as_source_key(words: &[u64; 2]) -> &SourceKey {
+    // SAFETY: SourceKey is repr(C) around 16 bytes of alignment 1; the
+    // words are 16 bytes in the key's memory order.
+    unsafe { &*(words as *const [u64; 2]).cast::<SourceKey>() }
+}
+
+#[inline(always)]
+fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) {
+    let Parsed::Ports { src: key, .. } = *parsed else {
+        return;
     };
     // A source that keeps sending stays in its cache slot and costs an
     // array access; a new one pushes the slot's old source into DENIED.
-    let word = |i: usize| {
-        u32::from_ne_bytes([
-            key.addr[i],
-            key.addr[i + 1],
-            key.addr[i + 2],
-            key.addr[i + 3],
-        ])
-    };
-    let hash = (word(0) ^ word(4) ^ word(8) ^ word(12)).wrapping_mul(0x9e37_79b9);
+    let folded = key[0] ^ key[1];
+    let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
     match DENIED_CACHE.get_ptr_mut(slot) {
         Some(s) => {
-            // SAFETY: per-CPU slot, no other CPU writes it.
-            let s = unsafe { &mut *s };
-            if s.packets != 0 && s.addr == key.addr {
+            // SAFETY: a per-CPU slot, no other CPU writes it. `addr` is the
+            // first field of an 8-byte-aligned map value, so it can be
+            // read and written as two u64 words.
+            let (s, addr) = unsafe { (&mut *s, &mut *(*s).addr.as_mut_ptr().cast::<[u64; 2]>()) };
+            if s.packets != 0 && *addr == key {
                 s.packets += 1;
                 s.bytes += bytes;
             } else {
                 if s.packets != 0 {
-                    add_denied(&SourceKey { addr: s.addr }, s.packets, s.bytes);
+                    add_denied(as_source_key(addr), s.packets, s.bytes);
                 }
-                s.addr = key.addr;
+                *addr = key;
                 s.packets = 1;
                 s.bytes = bytes;
             }
         }
-        None => add_denied(&key, 1, bytes),
+        None => add_denied(as_source_key(&key), 1, bytes),
     }
     if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
-        match src {
-            Source::V4(a) => {
-                aya_log_ebpf::info!(ctx, "denied signalling from {:i}", u32::from_be_bytes(*a))
-            }
-            Source::V6(a) => aya_log_ebpf::info!(ctx, "denied signalling from {:i}", *a),
-        }
+        log_denied(ctx, key[0], key[1]);
     }
 }
 
@@ -116,7 +131,7 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, src: &Source, bytes: u64) {
 #[inline(always)]
 fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
     match DENIED.get_ptr_mut(key) {
-        // SAFETY: a valid value of a per-CPU map, written by this CPU only.
+        // SAFETY: a per-CPU value of the LRU map, written by this CPU only.
         Some(c) => unsafe {
             (*c).packets += packets;
             (*c).bytes += bytes;
@@ -128,6 +143,21 @@ fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
     }
 }
 
+/// The rare path: a log record for a denied source, given as its key's
+/// words (in registers: a pointer to the parser's result would keep that
+/// in memory on the hot path too).
+#[inline(never)]
+fn log_denied(ctx: &XdpContext, w0: u64, w1: u64) {
+    if w0 == 0 && w1 as u32 == 0xffff_0000 {
+        let v4 = u32::from_be((w1 >> 32) as u32);
+        aya_log_ebpf::info!(ctx, "denied signalling from {:i}", v4)
+    } else {
+        // SAFETY: any 16 bytes are a valid [u8; 16].
+        let v6 = unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>([w0, w1]) };
+        aya_log_ebpf::info!(ctx, "denied signalling from {:i}", v6)
+    }
+}
+
 /// Token bucket per CPU: at most `LOG_RATE_PER_SEC` records a second, so a
 /// flood of denied packets cannot become a flood of log records.
 #[inline(always)]
@@ -135,19 +165,18 @@ fn take_log_token() -> bool {
     let Some(b) = LOG_BUCKET.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: a helper call without arguments.
+    // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: a valid element of a per-CPU array, written by this CPU only.
-    unsafe {
-        if now.wrapping_sub((*b).refilled_ns) >= 1_000_000_000 {
-            (*b).refilled_ns = now;
-            (*b).tokens = LOG_RATE_PER_SEC;
-        }
-        if (*b).tokens == 0 {
-            return false;
-        }
-        (*b).tokens -= 1;
+    // SAFETY: a per-CPU slot, written by this CPU only.
+    let b = unsafe { &mut *b };
+    if now.wrapping_sub(b.refilled_ns) >= 1_000_000_000 {
+        b.refilled_ns = now;
+        b.tokens = LOG_RATE_PER_SEC;
     }
+    if b.tokens == 0 {
+        return false;
+    }
+    b.tokens -= 1;
     true
 }
 

@@ -1,36 +1,46 @@
 //! Header parsing: Ethernet, VLAN tags, IPv4/IPv6 (with options and extension
-//! headers) and the ports of UDP, TCP and SCTP. Every read is bounds-checked
-//! against the packet's end; nothing assumes a fixed header length.
+//! headers) and the ports of UDP, TCP and SCTP.
+//!
+//! Fields are read in place, each with one load of its own width through
+//! [`Packet::ptr_at`], the one bounds check. The common case, an untagged
+//! IPv4 packet without options, takes [`parse_ipv4_plain`]: one bounds check,
+//! then loads at fixed offsets. Everything else takes the general walk,
+//! which never assumes a 14-byte Ethernet or a 20-byte IPv4 header.
 use aya_ebpf::programs::XdpContext;
 use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
 
 const ETH_HLEN: usize = 14;
+const IPV4_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const TCP_HLEN: usize = 20;
+
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_SCTP: u8 = 132;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_DSTOPTS: u8 = 60;
 
+/// IPv4's flags and fragment offset field: the offset's 13 bits.
+const IPV4_FRAG_OFFSET: u16 = 0x1fff;
+
 /// Farthest offset the IPv6 walk may reach; keeps offsets bounded for the
 /// verifier (8 headers of at most 2 KiB each stay below it).
 const MAX_L4_OFFSET: usize = 0x5000;
 
-/// A source address as found in the packet, network byte order.
-#[derive(Clone, Copy)]
-pub enum Source {
-    V4([u8; 4]),
-    V6([u8; 16]),
-}
+/// Bytes the IPv4 fast path checks at once: Ethernet, an IPv4 header
+/// without options and a TCP header without options (the longest of the
+/// three transport headers it reads). Shorter frames take the general walk.
+const PLAIN_IPV4_BYTES: usize = ETH_HLEN + IPV4_HLEN + TCP_HLEN;
 
-/// What the parser learnt about a packet.
+/// What the parser learnt about a packet: small and register-sized.
 pub enum Parsed {
     /// Not IPv4 or IPv6.
     NonIp,
@@ -38,212 +48,396 @@ pub enum Parsed {
     Malformed,
     /// A non-first fragment: no transport header to read.
     Fragment,
-    /// A UDP, TCP or SCTP packet (or first fragment) with its ports.
-    Ports { proto: u8, src: Source, dport: u16 },
     /// Any other IP packet (ICMP, ESP, ...).
     OtherProto,
+    /// A UDP, TCP or SCTP packet (or first fragment).
+    Ports {
+        v6: bool,
+        udp: bool,
+        /// Destination port, host byte order.
+        dport: u16,
+        /// The source as the denied-sources key holds it (IPv4 as
+        /// `::ffff:a.b.c.d`), its 16 bytes as two native words: see
+        /// [`v4_key`].
+        src: [u64; 2],
+    },
 }
 
-/// The packet's bytes and its length. Offsets are from the frame's start.
-struct Packet<'a> {
-    ctx: &'a XdpContext,
-    len: usize,
+/// The key words of an IPv4 source as loaded from the packet (a b c d in
+/// memory order): bytes 8..16 of the key are 00 00 ff ff a b c d, the
+/// second little-endian word. Built in registers: no byte stores that a
+/// wider load would read back.
+#[inline(always)]
+pub fn v4_key(src: u32) -> [u64; 2] {
+    [0, 0xffff_0000 | (u64::from(src) << 32)]
 }
 
-impl Packet<'_> {
-    /// Pointer to a `T` at `off`, or `None` when it would run past the end.
+/// The IPv4 source (host byte order) of a key built by [`v4_key`].
+#[inline(always)]
+pub fn v4_of_key(key: [u64; 2]) -> u32 {
+    u32::from_be((key[1] >> 32) as u32)
+}
+
+// The key words assume the little-endian BPF target (bpfel).
+#[cfg(not(target_endian = "little"))]
+compile_error!("v4_key assumes a little-endian BPF target (bpfel)");
+
+/// Where the transport header starts and the IP packet ends.
+struct L4 {
+    proto: u8,
+    off: usize,
+    end: usize,
+}
+
+/// The frame's bounds. Offsets are from the frame's start.
+#[derive(Clone, Copy)]
+struct Packet {
+    start: usize,
+    end: usize,
+}
+
+impl Packet {
+    /// Pointer to a `T` at `off`, or `None` when it would run past the end:
+    /// the one bounds check every read goes through.
     #[inline(always)]
-    fn ptr_at<T>(&self, off: usize) -> Option<*const T> {
-        let start = self.ctx.data();
-        if start + off + core::mem::size_of::<T>() > self.ctx.data_end() {
+    fn ptr_at<T>(self, off: usize) -> Option<*const T> {
+        if self.start + off + core::mem::size_of::<T>() > self.end {
             return None;
         }
-        Some((start + off) as *const T)
+        Some((self.start + off) as *const T)
     }
 
+    /// One load of a field's own width (`u8`, `u16`, `u32` or `[u64; 2]`),
+    /// in network byte order.
     #[inline(always)]
-    fn u16_at(&self, off: usize) -> Option<u16> {
-        // SAFETY: `ptr_at` checked that the two bytes lie within the packet.
-        self.ptr_at::<[u8; 2]>(off)
-            .map(|p| u16::from_be_bytes(unsafe { *p }))
+    fn load<T: Copy>(self, off: usize) -> Option<T> {
+        // SAFETY: `ptr_at` checked that the `T` lies within the frame. The
+        // kernel allows packet loads at any alignment (no
+        // BPF_F_STRICT_ALIGNMENT), and the BPF backend emits one load of
+        // the width of `T` for it, where an unaligned read would be split
+        // into byte loads.
+        self.ptr_at::<T>(off).map(|p| unsafe { p.read() })
     }
 
-    #[inline(always)]
-    fn bytes_at<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        // SAFETY: `ptr_at` checked that the N bytes lie within the packet.
-        self.ptr_at::<[u8; N]>(off).map(|p| unsafe { *p })
+    fn len(self) -> usize {
+        self.end - self.start
     }
+}
+
+/// Reads a `T` at `off` from a block `ptr_at` has already checked.
+///
+/// # Safety
+/// `off + size_of::<T>()` must lie within the checked block.
+#[inline(always)]
+unsafe fn field<T: Copy>(block: *const u8, off: usize) -> T {
+    // SAFETY: in bounds by the caller's contract; alignment as in
+    // `Packet::load`.
+    unsafe { block.add(off).cast::<T>().read() }
 }
 
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let pkt = Packet {
-        ctx,
-        len: ctx.data_end() - ctx.data(),
+        start: ctx.data(),
+        end: ctx.data_end(),
     };
-    let Some(mut ethertype) = pkt.u16_at(ETH_HLEN - 2) else {
+    if let Some(block) = pkt.ptr_at::<[u8; PLAIN_IPV4_BYTES]>(0) {
+        let block = block.cast::<u8>();
+        // SAFETY: both lie within the checked block.
+        let (ethertype, version_ihl) =
+            unsafe { (field::<u16>(block, 12), field::<u8>(block, ETH_HLEN)) };
+        if ethertype == ETH_P_IPV4.to_be() && version_ihl == 0x45 {
+            return parse_ipv4_plain(pkt, block);
+        }
+    }
+    parse_general(pkt)
+}
+
+/// The fast path: an untagged IPv4 packet without options, whose first
+/// `PLAIN_IPV4_BYTES` are in `block`. It decides as the general walk does
+/// and hands IPsec AH on to it.
+#[inline(always)]
+fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
+    const IP: usize = ETH_HLEN;
+    const L4: usize = ETH_HLEN + IPV4_HLEN;
+    // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
+    let (total_len, frag, proto, src, dport, tcp_doff) = unsafe {
+        (
+            u16::from_be(field(block, IP + 2)) as usize,
+            u16::from_be(field(block, IP + 6)),
+            field::<u8>(block, IP + 9),
+            field::<u32>(block, IP + 12),
+            u16::from_be(field(block, L4 + 2)),
+            field::<u8>(block, L4 + 12),
+        )
+    };
+    if total_len < IPV4_HLEN {
+        return Parsed::Malformed;
+    }
+    if frag & IPV4_FRAG_OFFSET != 0 {
+        return Parsed::Fragment;
+    }
+    // Bytes past the IP total length are link padding, not transport header.
+    let end = min(pkt.len(), IP + total_len);
+    let hdr_len = match proto {
+        IPPROTO_UDP => 8,
+        IPPROTO_TCP => (tcp_doff >> 4) as usize * 4,
+        IPPROTO_SCTP => 12,
+        IPPROTO_AH => return parse_general(pkt),
+        _ => return Parsed::OtherProto,
+    };
+    // The data offset counts the TCP header with its options.
+    if L4 + hdr_len > end || (proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
+        return Parsed::Malformed;
+    }
+    Parsed::Ports {
+        v6: false,
+        udp: proto == IPPROTO_UDP,
+        dport,
+        src: v4_key(src),
+    }
+}
+
+/// The general walk: VLAN tags, IPv4 with options and AH, IPv6 with
+/// extension headers.
+#[inline(always)]
+fn parse_general(pkt: Packet) -> Parsed {
+    let Some(mut ethertype) = pkt.load::<u16>(ETH_HLEN - 2) else {
         return Parsed::Malformed;
     };
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+        if ethertype != ETH_P_8021Q.to_be() && ethertype != ETH_P_8021AD.to_be() {
             break;
         }
         // A tag is 2 bytes of TCI, then the inner ethertype.
-        let Some(inner) = pkt.u16_at(off + 2) else {
+        let Some(inner) = pkt.load::<u16>(off + 2) else {
             return Parsed::Malformed;
         };
         ethertype = inner;
         off += 4;
     }
-    match ethertype {
-        ETH_P_IPV4 => parse_ipv4(&pkt, off),
-        ETH_P_IPV6 => parse_ipv6(&pkt, off),
+    if ethertype == ETH_P_IPV4.to_be() {
+        parse_ipv4(pkt, off)
+    } else if ethertype == ETH_P_IPV6.to_be() {
+        parse_ipv6(pkt, off)
+    } else if ethertype == ETH_P_8021Q.to_be() || ethertype == ETH_P_8021AD.to_be() {
         // More tags than we walk: the stack could still unwrap them, so the
         // frame must not pass as "not IP".
-        ETH_P_8021Q | ETH_P_8021AD => Parsed::Malformed,
-        _ => Parsed::NonIp,
+        Parsed::Malformed
+    } else {
+        Parsed::NonIp
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(pkt: &Packet, off: usize) -> Parsed {
-    // Fixed part of the header: version/IHL .. destination address.
-    let Some(hdr) = pkt.bytes_at::<20>(off) else {
+fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
+    // The fixed part of the header must be there before any of it is read.
+    let Some(hdr) = pkt.ptr_at::<[u8; IPV4_HLEN]>(off) else {
         return Parsed::Malformed;
     };
-    let ihl = (hdr[0] & 0x0f) as usize;
-    if hdr[0] >> 4 != 4 || ihl < 5 {
+    let hdr = hdr.cast::<u8>();
+    // SAFETY: every offset lies within the IPV4_HLEN bytes checked.
+    let (version_ihl, total_len, frag, proto, src) = unsafe {
+        (
+            field::<u8>(hdr, 0),
+            field::<u16>(hdr, 2),
+            field::<u16>(hdr, 6),
+            field::<u8>(hdr, 9),
+            field::<u32>(hdr, 12),
+        )
+    };
+    let ihl = (version_ihl & 0x0f) as usize;
+    if version_ihl >> 4 != 4 || ihl < 5 {
         return Parsed::Malformed;
     }
     let hdr_len = ihl * 4;
-    let total_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
-    if off + hdr_len > pkt.len || total_len < hdr_len {
+    let total_len = u16::from_be(total_len) as usize;
+    if off + hdr_len > pkt.len() || total_len < hdr_len {
         return Parsed::Malformed;
     }
-    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
-    if frag & 0x1fff != 0 {
+    if u16::from_be(frag) & IPV4_FRAG_OFFSET != 0 {
         return Parsed::Fragment;
     }
-    let src = Source::V4([hdr[12], hdr[13], hdr[14], hdr[15]]);
     // Bytes past the IP total length are link padding, not transport header.
-    let end = min(pkt.len, off + total_len);
-    let mut proto = hdr[9];
+    let end = min(pkt.len(), off + total_len);
+    let mut proto = proto;
     let mut cur = off + hdr_len;
     // IPsec AH (transport mode) sits between the IPv4 header and the
     // transport header: walk it as IPv6's chain walks it, so that ports
     // behind it are judged too.
     for _ in 0..MAX_IPV4_AH_HEADERS {
         if proto != IPPROTO_AH {
-            return parse_l4(pkt, proto, cur, end, src);
+            break;
         }
-        let Some(ah) = pkt.bytes_at::<2>(cur) else {
+        let Some((next, len)) = pkt.load::<u16>(cur).map(next_and_len) else {
             return Parsed::Malformed;
         };
-        let len = (ah[1] as usize + 2) * 4;
+        let len = (len as usize + 2) * 4;
         if cur + len > end {
             return Parsed::Malformed;
         }
-        proto = ah[0];
+        proto = next;
         cur += len;
     }
     if proto == IPPROTO_AH {
         return Parsed::Malformed;
     }
-    parse_l4(pkt, proto, cur, end, src)
+    match ports(
+        pkt,
+        L4 {
+            proto,
+            off: cur,
+            end,
+        },
+    ) {
+        Ports::Other => Parsed::OtherProto,
+        Ports::Malformed => Parsed::Malformed,
+        Ports::Dport(dport) => Parsed::Ports {
+            v6: false,
+            udp: proto == IPPROTO_UDP,
+            dport,
+            src: v4_key(src),
+        },
+    }
 }
 
 #[inline(always)]
-fn parse_ipv6(pkt: &Packet, off: usize) -> Parsed {
-    let Some(hdr) = pkt.bytes_at::<8>(off) else {
+fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
+    let Some(hdr) = pkt.ptr_at::<[u8; IPV6_HLEN]>(off) else {
         return Parsed::Malformed;
     };
-    let Some(src) = pkt.bytes_at::<16>(off + 8) else {
-        return Parsed::Malformed;
+    let hdr = hdr.cast::<u8>();
+    // SAFETY: every offset lies within the IPV6_HLEN bytes checked.
+    let (version, payload_len, next, src) = unsafe {
+        (
+            field::<u8>(hdr, 0),
+            field::<u16>(hdr, 4),
+            field::<u8>(hdr, 6),
+            field::<[u64; 2]>(hdr, 8),
+        )
     };
-    if hdr[0] >> 4 != 6 || off + 40 > pkt.len {
+    if version >> 4 != 6 {
         return Parsed::Malformed;
     }
-    let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]) as usize;
-    let end = min(pkt.len, off + 40 + payload_len);
-    let mut next = hdr[6];
-    let mut cur = off + 40;
+    let end = min(
+        pkt.len(),
+        off + IPV6_HLEN + u16::from_be(payload_len) as usize,
+    );
+    let mut next = next;
+    let mut cur = off + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         // Every extension header starts with its next header and a length
         // byte; the fragment header also needs its offset field.
+        if !is_extension_header(next) {
+            break;
+        }
+        let Some((after, len)) = pkt.load::<u16>(cur).map(next_and_len) else {
+            return Parsed::Malformed;
+        };
         let len = match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let Some(h) = pkt.bytes_at::<2>(cur) else {
-                    return Parsed::Malformed;
-                };
-                (h[1] as usize + 1) * 8
-            }
-            IPPROTO_AH => {
-                let Some(h) = pkt.bytes_at::<2>(cur) else {
-                    return Parsed::Malformed;
-                };
-                (h[1] as usize + 2) * 4
-            }
-            IPPROTO_FRAGMENT => 8,
-            _ => return parse_l4(pkt, next, cur, end, Source::V6(src)),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => (len as usize + 1) * 8,
+            IPPROTO_AH => (len as usize + 2) * 4,
+            _ => 8, // IPPROTO_FRAGMENT
         };
         // The whole header must fit before any of it is believed, the
         // fragment header's offset included.
         if cur + len > end {
             return Parsed::Malformed;
         }
-        let Some(h) = pkt.bytes_at::<4>(cur) else {
-            return Parsed::Malformed;
-        };
-        if next == IPPROTO_FRAGMENT && u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
-            return Parsed::Fragment;
+        if next == IPPROTO_FRAGMENT {
+            let Some(frag) = pkt.load::<u16>(cur + 2) else {
+                return Parsed::Malformed;
+            };
+            if u16::from_be(frag) & 0xfff8 != 0 {
+                return Parsed::Fragment;
+            }
         }
-        next = h[0];
+        next = after;
         cur += len;
         if cur > MAX_L4_OFFSET {
             return Parsed::Malformed;
         }
     }
     // Still an extension header after as many as we walk.
-    match next {
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
-            Parsed::Malformed
-        }
-        _ => parse_l4(pkt, next, cur, end, Source::V6(src)),
+    if is_extension_header(next) {
+        return Parsed::Malformed;
+    }
+    match ports(
+        pkt,
+        L4 {
+            proto: next,
+            off: cur,
+            end,
+        },
+    ) {
+        Ports::Other => Parsed::OtherProto,
+        Ports::Malformed => Parsed::Malformed,
+        Ports::Dport(dport) => Parsed::Ports {
+            v6: true,
+            udp: next == IPPROTO_UDP,
+            dport,
+            src,
+        },
     }
 }
 
+enum Ports {
+    /// Not UDP, TCP or SCTP.
+    Other,
+    /// The transport header is incomplete.
+    Malformed,
+    /// The destination port, host byte order.
+    Dport(u16),
+}
+
 /// Reads the destination port of UDP, TCP and SCTP, whose headers must be
-/// complete within `end` (the IP packet's end).
+/// complete within `l4.end` (the IP packet's end).
 #[inline(always)]
-fn parse_l4(pkt: &Packet, proto: u8, off: usize, end: usize, src: Source) -> Parsed {
+fn ports(pkt: Packet, l4: L4) -> Ports {
+    let L4 { proto, off, end } = l4;
     let min_len = match proto {
         IPPROTO_UDP => 8,
-        IPPROTO_TCP => 20,
+        IPPROTO_TCP => TCP_HLEN,
         IPPROTO_SCTP => 12,
-        _ => return Parsed::OtherProto,
+        _ => return Ports::Other,
     };
     if off + min_len > end {
-        return Parsed::Malformed;
+        return Ports::Malformed;
     }
-    let Some(ports) = pkt.bytes_at::<4>(off) else {
-        return Parsed::Malformed;
+    let Some(dport) = pkt.load::<u16>(off + 2) else {
+        return Ports::Malformed;
     };
     if proto == IPPROTO_TCP {
         // The data offset counts the header with its options.
-        let Some(doff) = pkt.bytes_at::<2>(off + 12) else {
-            return Parsed::Malformed;
+        let Some(doff) = pkt.load::<u8>(off + 12) else {
+            return Ports::Malformed;
         };
-        let hdr_len = (doff[0] >> 4) as usize * 4;
-        if hdr_len < 20 || off + hdr_len > end {
-            return Parsed::Malformed;
+        let hdr_len = (doff >> 4) as usize * 4;
+        if hdr_len < TCP_HLEN || off + hdr_len > end {
+            return Ports::Malformed;
         }
     }
-    Parsed::Ports {
-        proto,
-        src,
-        dport: u16::from_be_bytes([ports[2], ports[3]]),
-    }
+    Ports::Dport(u16::from_be(dport))
+}
+
+/// The IPv6 extension headers the walk steps over.
+#[inline(always)]
+fn is_extension_header(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+    )
+}
+
+/// The first two bytes of an extension header (IPv6's, or AH), loaded as
+/// one u16: the next header and the length field. One 2-byte bounds check
+/// instead of two 1-byte ones, which the compiler turns into a form the
+/// verifier cannot follow.
+#[inline(always)]
+fn next_and_len(first_two: u16) -> (u8, u8) {
+    let [next, len] = first_two.to_ne_bytes();
+    (next, len)
 }
 
 #[inline(always)]

@@ -6,25 +6,35 @@ use filter_common::{
 
 use crate::{
     maps::{ALLOW_V6_0, ALLOW_V6_1, V4_DIRECT, V4_HOSTS, V6_DIRECT},
-    parse::{Parsed, Source, IPPROTO_UDP},
+    parse::{v4_of_key, Parsed},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
 
 #[inline(always)]
 pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
-    match parsed {
+    match *parsed {
         Parsed::NonIp => Reason::NonIp,
         Parsed::Malformed => Reason::Malformed,
         Parsed::Fragment => Reason::Fragment,
         Parsed::OtherProto => Reason::Other,
-        Parsed::Ports { proto, src, dport } => {
-            if policy.is_sig_port(*dport) {
-                if allowlisted(src, policy, generation) {
+        Parsed::Ports {
+            v6,
+            udp,
+            dport,
+            src,
+        } => {
+            if policy.is_sig_port(dport) {
+                let allowed = if v6 {
+                    allowlisted_v6(src, policy, generation)
+                } else {
+                    allowlisted_v4(v4_of_key(src), policy, generation)
+                };
+                if allowed {
                     Reason::SipAllowed
                 } else {
                     Reason::SipDenied
                 }
-            } else if *proto == IPPROTO_UDP && policy.is_rtp_port(*dport) {
+            } else if udp && policy.is_rtp_port(dport) {
                 Reason::RtpAllowed
             } else {
                 Reason::Other
@@ -33,60 +43,79 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
     }
 }
 
-/// Longest-prefix match of the source in the active generation's allowlist.
+/// Longest-prefix match of an IPv4 source (host byte order) in the active
+/// generation's allowlist.
 #[inline(always)]
-fn allowlisted(src: &Source, policy: &Policy, generation: u32) -> bool {
-    match src {
-        Source::V4(addr) if policy.v4_inline_len as usize <= INLINE_PREFIXES => {
-            let a = u32::from_be_bytes(*addr);
-            let n = policy.v4_inline_len as usize;
-            for i in 0..INLINE_PREFIXES {
-                if i >= n {
-                    break;
-                }
-                if a & policy.v4_inline[i][1] == policy.v4_inline[i][0] {
-                    return true;
-                }
-            }
-            false
+fn allowlisted_v4(addr: u32, policy: &Policy, generation: u32) -> bool {
+    let n = policy.v4_inline_len as usize;
+    if n > INLINE_PREFIXES {
+        return direct_v4(addr, policy, generation);
+    }
+    for i in 0..INLINE_PREFIXES {
+        if i >= n {
+            break;
         }
-        Source::V6(addr) if policy.v6_inline_len as usize <= INLINE_PREFIXES => {
-            if policy.v6_inline_len == 0 {
-                // The usual case: no IPv6 allowlist at all.
-                return false;
-            }
-            let b = *addr;
-            let hi = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            let lo = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
-            let n = policy.v6_inline_len as usize;
-            for i in 0..INLINE_PREFIXES {
-                if i >= n {
-                    break;
-                }
-                let p = &policy.v6_inline[i];
-                if hi & p[2] == p[0] && lo & p[3] == p[1] {
-                    return true;
-                }
-            }
-            false
-        }
-        Source::V4(addr) => direct_v4(u32::from_be_bytes(*addr), policy, generation),
-        Source::V6(addr) => {
-            let top = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
-            match direct_state(&V6_DIRECT, top, generation) {
-                DIRECT_FULL => return true,
-                DIRECT_PARTIAL => {}
-                _ => return false,
-            }
-            let key = Key::new(128, *addr);
-            let trie = if generation == 0 {
-                &ALLOW_V6_0
-            } else {
-                &ALLOW_V6_1
-            };
-            trie.get(&key).is_some()
+        let [net, mask] = policy.v4_inline[i];
+        if addr & mask == net {
+            return true;
         }
     }
+    false
+}
+
+/// The same for an IPv6 source, as the packet holds it (two native words
+/// in network byte order).
+#[inline(always)]
+fn allowlisted_v6(src: [u64; 2], policy: &Policy, generation: u32) -> bool {
+    let n = policy.v6_inline_len as usize;
+    if n == 0 {
+        // The usual case: no IPv6 allowlist at all.
+        return false;
+    }
+    let (hi, lo) = (u64::from_be(src[0]), u64::from_be(src[1]));
+    if n <= INLINE_PREFIXES {
+        for i in 0..INLINE_PREFIXES {
+            if i >= n {
+                break;
+            }
+            let [net_hi, net_lo, mask_hi, mask_lo] = policy.v6_inline[i];
+            if hi & mask_hi == net_hi && lo & mask_lo == net_lo {
+                return true;
+            }
+        }
+        return false;
+    }
+    match direct_state(&V6_DIRECT, (hi >> 40) as u32, generation) {
+        DIRECT_FULL => return true,
+        DIRECT_PARTIAL => {}
+        _ => return false,
+    }
+    // The trie's key, built from 4-byte words at 4-byte-aligned offsets of
+    // an 8-byte-aligned buffer: no byte stores, no misaligned stack access.
+    #[repr(C, align(8))]
+    struct V6Key {
+        prefix_len: u32,
+        data: [u32; 4],
+    }
+    let key = V6Key {
+        prefix_len: 128,
+        data: [
+            src[0] as u32,
+            (src[0] >> 32) as u32,
+            src[1] as u32,
+            (src[1] >> 32) as u32,
+        ],
+    };
+    // SAFETY: `Key<[u8; 16]>` is a packed u32 and 16 bytes, the layout of
+    // the first 20 bytes of `V6Key` (and u32 words keep the bytes in
+    // memory order).
+    let key = unsafe { &*(&key as *const V6Key).cast::<Key<[u8; 16]>>() };
+    let trie = if generation == 0 {
+        &ALLOW_V6_0
+    } else {
+        &ALLOW_V6_1
+    };
+    trie.get(key).is_some()
 }
 
 /// IPv4 lookup in the direct table: one array word names the /24 as not,

@@ -10,11 +10,14 @@
 //! test: nothing fails on time, but counters that disagree with the packets
 //! sent abort the run, since the figure would be meaningless.
 //!
-//! Usage: `bench [--tiers 1,2,3] [--quick] [--json PATH]`.
+//! Usage: `bench [--tiers 1,2,3] [--quick] [--json PATH] [--before OBJECT]`
+//! (`--before`: another build of the XDP object, whose size figures tier 1
+//! reports as "before" instead of the recorded ones).
 mod allowlists;
 mod progs;
 mod receivers;
 mod report;
+mod size;
 mod testbed;
 mod tier1;
 mod tier2;
@@ -69,6 +72,7 @@ struct Args {
     tiers: Vec<u8>,
     scale: Scale,
     json: PathBuf,
+    before: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -80,6 +84,7 @@ fn parse_args() -> Result<Args> {
             .parent()
             .unwrap_or(Path::new("."))
             .join("target/bench.json"),
+        before: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -93,8 +98,9 @@ fn parse_args() -> Result<Args> {
                     .collect::<Result<_>>()?;
             }
             "--json" => args.json = it.next().context("--json needs a path")?.into(),
+            "--before" => args.before = Some(it.next().context("--before needs an object")?.into()),
             "-h" | "--help" => {
-                println!("usage: bench [--tiers 1,2,3] [--quick] [--json PATH]");
+                println!("usage: bench [--tiers 1,2,3] [--quick] [--json PATH] [--before OBJECT]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -119,7 +125,7 @@ fn main() -> Result<()> {
     let mut json = serde_json::Map::new();
     json.insert("environment".into(), env);
     if args.tiers.contains(&1) {
-        let t1 = tier1::run(args.scale).context(
+        let t1 = tier1::run(args.scale, args.before.as_deref()).context(
             "tier 1 loads XDP programs, which needs CAP_BPF and CAP_NET_ADMIN: run the bench as root",
         )?;
         t1.print(&mut out);

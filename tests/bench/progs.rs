@@ -15,12 +15,15 @@ use sipwall::kernel::program::BENCH_OBJECT;
 pub const PASS: &str = "bench_pass";
 /// Returns XDP_DROP and nothing else.
 pub const DROP: &str = "bench_drop";
+/// The reference: a minimal hand-written program of the default policy for
+/// plain IPv4.
+pub const REFERENCE: &str = "bench_reference";
 /// Live-frames generators (see the eBPF source for what each sends).
 pub const GEN_SAME: &str = "bench_gen_same";
 pub const GEN_FLOOD: &str = "bench_gen_flood";
 pub const GEN_MIX: &str = "bench_gen_mix";
 
-const ALL: [&str; 5] = [PASS, DROP, GEN_SAME, GEN_FLOOD, GEN_MIX];
+const ALL: [&str; 6] = [PASS, DROP, REFERENCE, GEN_SAME, GEN_FLOOD, GEN_MIX];
 
 /// Frames per live-frames batch (the kernel's default).
 const LIVE_BATCH: u32 = 64;
@@ -70,6 +73,63 @@ impl BenchProgs {
         )?;
         target.set(0, ifindex, 0).context("writing GEN_TARGET")?;
         Ok(())
+    }
+}
+
+/// The C version of the reference (tests/bench/c/reference.c), built with
+/// clang when the bench runs, so that a Rust program is also compared
+/// with what clang makes of the same policy.
+pub struct ReferenceC {
+    ebpf: Ebpf,
+}
+
+/// Name of the XDP function in reference.c.
+const REFERENCE_C: &str = "bench_reference_c";
+
+impl ReferenceC {
+    /// Builds and loads it; `Err` says why it cannot (clang missing).
+    pub fn load() -> Result<std::result::Result<ReferenceC, String>> {
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/c/reference.c");
+        let object =
+            std::env::temp_dir().join(format!("sipwall-bench-reference-{}.o", std::process::id()));
+        let built = std::process::Command::new("clang")
+            .args(["-O2", "-target", "bpf", "-c"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .output();
+        let out = match built {
+            Ok(out) => out,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "clang not found ({e}); `cargo xtask setup` installs it"
+                )))
+            }
+        };
+        anyhow::ensure!(
+            out.status.success(),
+            "clang could not build {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let bytes = std::fs::read(&object).with_context(|| format!("reading {}", object.display()));
+        let _ = std::fs::remove_file(&object);
+        let mut ebpf = Ebpf::load(&bytes?).context("loading the C reference")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(REFERENCE_C)
+            .context("reference.c has no program bench_reference_c")?
+            .try_into()?;
+        prog.load()
+            .context("the verifier refused the C reference")?;
+        Ok(Ok(ReferenceC { ebpf }))
+    }
+
+    pub fn xdp(&self) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(REFERENCE_C)
+            .context("no program bench_reference_c")?
+            .try_into()?)
     }
 }
 

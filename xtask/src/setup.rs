@@ -14,7 +14,8 @@ use anyhow::{bail, Context as _, Result};
 /// iproute2 for namespaces, scapy and tshark for captures written by other
 /// tools, curl to scrape metrics, bpftool for debugging; prometheus for
 /// promtool (alert rules, their unit tests, the dashboard's expressions),
-/// yamllint for deploy/, python3-venv for kubernetes-validate's virtualenv.
+/// yamllint for deploy/, python3-venv for kubernetes-validate's virtualenv,
+/// clang for the bench's reference program in C.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -28,6 +29,7 @@ const PACKAGES: &[&str] = &[
     "prometheus",
     "yamllint",
     "python3-venv",
+    "clang",
 ];
 
 /// kubernetes-validate (Kubernetes' schemas, bundled) for deploy/kubernetes/,
