@@ -18,10 +18,21 @@ pub enum Reason {
     Other = 4,
     NonIp = 5,
     Malformed = 6,
+    /// Strict mode: ICMP errors, neighbour discovery, DHCP replies, pings.
+    Essential = 7,
+    /// Strict mode: a packet of a flow this host has sent on.
+    Reply = 8,
+    /// Strict mode: matched a `[[strict.allow]]` rule.
+    RuleAllowed = 9,
+    /// Strict mode: UDP from the provider's media ports to a port outside
+    /// `rtp_ports` (dropped: one-way audio).
+    RtpOutside = 10,
+    /// Strict mode: nothing allowed it.
+    Denied = 11,
 }
 
 /// Number of reasons, the size of the counters map.
-pub const REASON_COUNT: u32 = 7;
+pub const REASON_COUNT: u32 = 12;
 
 impl Reason {
     /// Every reason, in the order `stats --json` lists them (docs/json.md).
@@ -33,6 +44,11 @@ impl Reason {
         Reason::Other,
         Reason::NonIp,
         Reason::Malformed,
+        Reason::Essential,
+        Reason::Reply,
+        Reason::RuleAllowed,
+        Reason::RtpOutside,
+        Reason::Denied,
     ];
 
     /// The counter's name as it appears in JSON, metrics and tests.
@@ -45,12 +61,21 @@ impl Reason {
             Reason::Other => "other",
             Reason::NonIp => "non_ip",
             Reason::Malformed => "malformed",
+            Reason::Essential => "essential",
+            Reason::Reply => "reply",
+            Reason::RuleAllowed => "rule_allowed",
+            Reason::RtpOutside => "rtp_outside",
+            Reason::Denied => "denied",
         }
     }
 
-    /// Whether guard mode drops packets counted under this reason.
+    /// Whether packets counted under this reason are dropped (unless in
+    /// dry run).
     pub const fn drops(self) -> bool {
-        matches!(self, Reason::SipDenied | Reason::Malformed)
+        matches!(
+            self,
+            Reason::SipDenied | Reason::Malformed | Reason::RtpOutside | Reason::Denied
+        )
     }
 
     pub fn from_index(index: u32) -> Option<Reason> {
@@ -77,6 +102,33 @@ pub const PORT_WORDS: usize = 65536 / 64;
 pub const FLAG_DRY_RUN: u32 = 1;
 /// `Policy::flags`: log denied sources through aya-log, rate limited.
 pub const FLAG_LOG_DENIED: u32 = 2;
+/// `Policy::flags`: strict mode (docs/policy.md): default deny.
+pub const FLAG_STRICT: u32 = 4;
+/// `Policy::flags`: strict mode passes ICMP/ICMPv6 echo requests.
+pub const FLAG_PING: u32 = 8;
+
+/// Compiled `[[strict.allow]]` entries a policy holds: each rule gives
+/// one entry per port range and source prefix (an `icmp` rule two per
+/// prefix, ICMP and ICMPv6). More are refused by the configuration.
+pub const MAX_STRICT_RULES: usize = 32;
+/// `StrictRule::proto` that matches every IP protocol.
+pub const RULE_ANY_PROTO: u32 = 256;
+
+/// One compiled `[[strict.allow]]` entry: protocol, destination port
+/// range and source prefix. Sources are compared as the parser hands them
+/// on (16 bytes, IPv4 as `::ffff:a.b.c.d`, two native words in memory
+/// order): `src & mask == net` word by word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StrictRule {
+    /// IP protocol number (6, 17, 132, 1, 58) or [`RULE_ANY_PROTO`].
+    pub proto: u32,
+    /// Destination ports, inclusive; 0-65535 where ports do not apply.
+    pub port_first: u16,
+    pub port_last: u16,
+    pub net: [u64; 2],
+    pub mask: [u64; 2],
+}
 
 /// Everything the program decides by, apart from the allowlists.
 ///
@@ -109,6 +161,12 @@ pub struct Policy {
     pub v6_inline: [[u64; 4]; INLINE_PREFIXES],
     /// Bit `p % 64` of word `p / 64` is set when port `p` is a signalling port.
     pub sig_ports: [u64; PORT_WORDS],
+    /// The provider's media ports (UDP source), inclusive.
+    pub provider_rtp_first: u16,
+    pub provider_rtp_last: u16,
+    /// Entries of `rules` in use (strict mode).
+    pub rule_count: u32,
+    pub rules: [StrictRule; MAX_STRICT_RULES],
 }
 
 impl Policy {
@@ -124,6 +182,16 @@ impl Policy {
             v4_inline: [[0; 2]; INLINE_PREFIXES],
             v6_inline: [[0; 4]; INLINE_PREFIXES],
             sig_ports: [0; PORT_WORDS],
+            provider_rtp_first: 0,
+            provider_rtp_last: 0,
+            rule_count: 0,
+            rules: [StrictRule {
+                proto: 0,
+                port_first: 0,
+                port_last: 0,
+                net: [0; 2],
+                mask: [0; 2],
+            }; MAX_STRICT_RULES],
         }
     }
 
@@ -139,6 +207,11 @@ impl Policy {
     #[inline(always)]
     pub fn is_rtp_port(&self, port: u16) -> bool {
         port >= self.rtp_first && port <= self.rtp_last
+    }
+
+    #[inline(always)]
+    pub fn is_provider_rtp_port(&self, port: u16) -> bool {
+        port >= self.provider_rtp_first && port <= self.provider_rtp_last
     }
 }
 
@@ -269,9 +342,12 @@ pub mod maps {
     pub const V4_HOSTS: &str = "V4_HOSTS";
     /// Per-CPU array of [`crate::DeniedSlot`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
+    /// LRU hash of [`crate::FlowKey`] → [`crate::FlowSeen`]: the host's
+    /// own flows, learnt by the TC egress program (strict mode's replies).
+    pub const FLOWS: &str = "FLOWS";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -285,7 +361,12 @@ pub mod maps {
         V4_DIRECT,
         V4_HOSTS,
         V6_DIRECT,
+        FLOWS,
     ];
+
+    /// Flows remembered for strict mode's replies (least recently used
+    /// are evicted first).
+    pub const FLOWS_MAX: u32 = 262_144;
 
     /// Entries each IPv4 allowlist trie can hold.
     pub const ALLOW_V4_MAX: u32 = 131_072;
@@ -293,6 +374,52 @@ pub mod maps {
     pub const ALLOW_V6_MAX: u32 = 131_072;
     /// Denied sources remembered (least recently seen are evicted).
     pub const DENIED_MAX: u32 = 16_384;
+}
+
+/// A flow of this host as both programs key it: the remote end, the local
+/// end, their ports and the protocol. The XDP program builds it from an
+/// incoming packet's source and destination, the TC egress program from an
+/// outgoing packet's destination and source, so a reply finds the flow its
+/// host opened. Addresses are 16 bytes in memory order (IPv4 as
+/// `::ffff:a.b.c.d`) held as native words; `ports` holds the remote port's
+/// two bytes then the local port's, in network order (an ICMP echo: 0 and
+/// its identifier); `proto` is the IP protocol (1 and 58 for echo).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub remote: [u64; 2],
+    pub local: [u64; 2],
+    pub ports: u32,
+    pub proto: u32,
+}
+
+/// When a flow last sent a packet out (`bpf_ktime_get_ns`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSeen {
+    pub last_out_ns: u64,
+}
+
+/// How long a flow stays open without an outgoing packet (docs/policy.md,
+/// "Replies"): TCP like conntrack's established timeout, since an idle SSH
+/// session must survive; SCTP sends heartbeats every 30 s; UDP and ICMP
+/// echo answer within seconds.
+pub const FLOW_IDLE_TCP_NS: u64 = 5 * 24 * 3600 * 1_000_000_000;
+pub const FLOW_IDLE_SCTP_NS: u64 = 3600 * 1_000_000_000;
+pub const FLOW_IDLE_UDP_NS: u64 = 180 * 1_000_000_000;
+pub const FLOW_IDLE_ICMP_NS: u64 = 30 * 1_000_000_000;
+/// The egress program rewrites a flow's timestamp at most this often.
+pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
+/// The idle time of a flow of IP protocol `proto`.
+#[inline(always)]
+pub const fn flow_idle_ns(proto: u32) -> u64 {
+    match proto {
+        6 => FLOW_IDLE_TCP_NS,
+        132 => FLOW_IDLE_SCTP_NS,
+        17 => FLOW_IDLE_UDP_NS,
+        _ => FLOW_IDLE_ICMP_NS,
+    }
 }
 
 /// How many IPv6 extension headers the parser walks before it gives up and
@@ -316,8 +443,20 @@ macro_rules! assert_pod_size {
 assert_pod_size!(Counter, 16);
 assert_pod_size!(
     Policy,
-    4 + 4 + 4 + 4 + 8 + 8 + INLINE_PREFIXES * 8 + INLINE_PREFIXES * 32 + PORT_WORDS * 8
+    4 + 4
+        + 4
+        + 4
+        + 8
+        + 8
+        + INLINE_PREFIXES * 8
+        + INLINE_PREFIXES * 32
+        + PORT_WORDS * 8
+        + 8
+        + MAX_STRICT_RULES * 40
 );
+assert_pod_size!(StrictRule, 40);
+assert_pod_size!(FlowKey, 40);
+assert_pod_size!(FlowSeen, 8);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
 assert_pod_size!(DeniedSlot, 16 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
@@ -342,6 +481,12 @@ mod pod {
     unsafe impl aya::Pod for super::HostSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::AttachInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StrictRule {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowSeen {}
 }
 
 /// What userspace records about an attachment, in the pinned `INFO` map
@@ -363,7 +508,7 @@ pub struct AttachInfo {
 pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// Bumped whenever a map's layout changes; pins of another version are
 /// refused rather than misread.
-pub const PIN_LAYOUT_VERSION: u32 = 3;
+pub const PIN_LAYOUT_VERSION: u32 = 4;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

@@ -4,21 +4,26 @@
 // plain binary with an empty main.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
+mod egress;
 mod maps;
 mod parse;
 mod policy;
+mod strict;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::{xdp_action, TC_ACT_UNSPEC},
+    helpers::bpf_ktime_get_ns,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use filter_common::{
     Counter, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, FLAG_DRY_RUN, FLAG_LOG_DENIED,
-    LOG_RATE_PER_SEC,
+    FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
     maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, LOG_BUCKET, POLICY},
-    parse::Parsed,
+    parse::{Packet, Parsed},
 };
 
 #[xdp]
@@ -32,10 +37,44 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     let Some(policy) = POLICY.get(generation) else {
         return xdp_action::XDP_PASS;
     };
-    let parsed = parse::parse(&ctx);
-    let reason = policy::decide(&parsed, policy, generation);
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let parsed = parse::parse(pkt);
+    let reason = if policy.flags & FLAG_STRICT == 0 {
+        policy::decide(&parsed, policy, generation)
+    } else {
+        strict::decide(pkt, &parsed, policy, generation)
+    };
     record(&ctx, policy, &parsed, reason)
 }
+
+/// The TC egress program (TCX): in strict mode, learns the host's own
+/// flows so that their answers pass as `reply`. Never drops; hands the
+/// packet on to whatever runs next.
+#[classifier]
+pub fn sipwall_egress(ctx: TcContext) -> i32 {
+    let strict = match ACTIVE.get(0) {
+        Some(g) => POLICY
+            .get(*g & 1)
+            .is_some_and(|p| p.flags & FLAG_STRICT != 0),
+        None => false,
+    };
+    if strict {
+        let mut parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
+        if matches!(parsed, Parsed::Malformed) {
+            // Headers beyond the linear part of the skb: pull them in and
+            // look again (the pointers change).
+            if ctx.pull_data(PULL_BYTES).is_ok() {
+                parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
+            }
+        }
+        egress::learn(Packet::new(ctx.data(), ctx.data_end()), &parsed);
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Headers the egress program pulls into the linear part when they are
+/// not there: Ethernet, two tags, IPv6 with extension headers, TCP.
+const PULL_BYTES: u32 = 256;
 
 /// The one exit: count the decision, remember denied sources, and turn the
 /// reason into a verdict (a DROP passes in dry-run). Each arm counts under
@@ -50,6 +89,17 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         Reason::Fragment => count(Reason::Fragment, bytes),
         Reason::Other => count(Reason::Other, bytes),
         Reason::NonIp => count(Reason::NonIp, bytes),
+        Reason::Essential => count(Reason::Essential, bytes),
+        Reason::Reply => count(Reason::Reply, bytes),
+        Reason::RuleAllowed => count(Reason::RuleAllowed, bytes),
+        Reason::RtpOutside => {
+            count(Reason::RtpOutside, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::Denied => {
+            count(Reason::Denied, bytes);
+            return drop_unless_dry_run(policy);
+        }
         Reason::Malformed => {
             count(Reason::Malformed, bytes);
             return drop_unless_dry_run(policy);

@@ -4,12 +4,12 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
-    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
-    Counter, DeniedSlot, HostSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, DIRECT_WORDS,
-    REASON_COUNT, V4_HOST_SLOTS,
+    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX, FLOWS_MAX},
+    Counter, DeniedSlot, FlowKey, FlowSeen, HostSlot, LogBucket, Policy, SourceKey,
+    DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -73,3 +73,11 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 #[map]
 pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
     PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
+
+/// The host's own flows, entered by the TC egress program from outgoing
+/// packets and looked up by the XDP program for strict mode's `reply`
+/// (and seeded by userspace from the socket table when strict mode
+/// starts). Shared by all CPUs: a flow's packets leave on one CPU and its
+/// answers arrive on another. Least recently used entries are evicted.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);

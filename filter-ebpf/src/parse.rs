@@ -6,7 +6,6 @@
 //! IPv4 packet without options, takes [`parse_ipv4_plain`]: one bounds check,
 //! then loads at fixed offsets. Everything else takes the general walk,
 //! which never assumes a 14-byte Ethernet or a 20-byte IPv4 header.
-use aya_ebpf::programs::XdpContext;
 use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
 
 const ETH_HLEN: usize = 14;
@@ -19,9 +18,11 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
@@ -49,18 +50,43 @@ pub enum Parsed {
     /// A non-first fragment: no transport header to read.
     Fragment,
     /// Any other IP packet (ICMP, ESP, ...).
-    OtherProto,
+    OtherProto {
+        v6: bool,
+        proto: u8,
+        /// As in `Ports`.
+        src: [u64; 2],
+        /// Offsets of the IP header, of what follows it (ICMP's header)
+        /// and of the IP packet's end.
+        l3: usize,
+        l4: usize,
+        end: usize,
+    },
     /// A UDP, TCP or SCTP packet (or first fragment).
     Ports {
         v6: bool,
-        udp: bool,
-        /// Destination port, host byte order.
-        dport: u16,
+        proto: u8,
+        /// Source then destination port as one load from the packet (see
+        /// [`sport`] and [`dport`]).
+        ports: u32,
         /// The source as the denied-sources key holds it (IPv4 as
         /// `::ffff:a.b.c.d`), its 16 bytes as two native words: see
         /// [`v4_key`].
         src: [u64; 2],
+        /// Offset of the IP header (strict mode reads the destination).
+        l3: usize,
     },
+}
+
+/// The source port (host byte order) of `Parsed::Ports::ports`.
+#[inline(always)]
+pub fn sport(ports: u32) -> u16 {
+    u16::from_be(ports as u16)
+}
+
+/// The destination port (host byte order) of `Parsed::Ports::ports`.
+#[inline(always)]
+pub fn dport(ports: u32) -> u16 {
+    u16::from_be((ports >> 16) as u16)
 }
 
 /// The key words of an IPv4 source as loaded from the packet (a b c d in
@@ -91,12 +117,17 @@ struct L4 {
 
 /// The frame's bounds. Offsets are from the frame's start.
 #[derive(Clone, Copy)]
-struct Packet {
+pub struct Packet {
     start: usize,
     end: usize,
 }
 
 impl Packet {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Packet {
+        Packet { start, end }
+    }
+
     /// Pointer to a `T` at `off`, or `None` when it would run past the end:
     /// the one bounds check every read goes through.
     #[inline(always)]
@@ -110,7 +141,7 @@ impl Packet {
     /// One load of a field's own width (`u8`, `u16`, `u32` or `[u64; 2]`),
     /// in network byte order.
     #[inline(always)]
-    fn load<T: Copy>(self, off: usize) -> Option<T> {
+    pub fn load<T: Copy>(self, off: usize) -> Option<T> {
         // SAFETY: `ptr_at` checked that the `T` lies within the frame. The
         // kernel allows packet loads at any alignment (no
         // BPF_F_STRICT_ALIGNMENT), and the BPF backend emits one load of
@@ -135,12 +166,19 @@ unsafe fn field<T: Copy>(block: *const u8, off: usize) -> T {
     unsafe { block.add(off).cast::<T>().read() }
 }
 
+/// The destination address of a packet whose IP header is at `l3`, as
+/// [`Parsed::Ports::src`] holds a source.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
-    let pkt = Packet {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    };
+pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
+    if v6 {
+        pkt.load::<[u64; 2]>(l3 + 24)
+    } else {
+        pkt.load::<u32>(l3 + 16).map(v4_key)
+    }
+}
+
+#[inline(always)]
+pub fn parse(pkt: Packet) -> Parsed {
     if let Some(block) = pkt.ptr_at::<[u8; PLAIN_IPV4_BYTES]>(0) {
         let block = block.cast::<u8>();
         // SAFETY: both lie within the checked block.
@@ -161,13 +199,13 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
     const IP: usize = ETH_HLEN;
     const L4: usize = ETH_HLEN + IPV4_HLEN;
     // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
-    let (total_len, frag, proto, src, dport, tcp_doff) = unsafe {
+    let (total_len, frag, proto, src, ports, tcp_doff) = unsafe {
         (
             u16::from_be(field(block, IP + 2)) as usize,
             u16::from_be(field(block, IP + 6)),
             field::<u8>(block, IP + 9),
             field::<u32>(block, IP + 12),
-            u16::from_be(field(block, L4 + 2)),
+            field::<u32>(block, L4),
             field::<u8>(block, L4 + 12),
         )
     };
@@ -184,7 +222,16 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
         IPPROTO_TCP => (tcp_doff >> 4) as usize * 4,
         IPPROTO_SCTP => 12,
         IPPROTO_AH => return parse_general(pkt),
-        _ => return Parsed::OtherProto,
+        _ => {
+            return Parsed::OtherProto {
+                v6: false,
+                proto,
+                src: v4_key(src),
+                l3: IP,
+                l4: L4,
+                end,
+            }
+        }
     };
     // The data offset counts the TCP header with its options.
     if L4 + hdr_len > end || (proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
@@ -192,9 +239,10 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
     }
     Parsed::Ports {
         v6: false,
-        udp: proto == IPPROTO_UDP,
-        dport,
+        proto,
+        ports,
         src: v4_key(src),
+        l3: IP,
     }
 }
 
@@ -291,13 +339,21 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
             end,
         },
     ) {
-        Ports::Other => Parsed::OtherProto,
-        Ports::Malformed => Parsed::Malformed,
-        Ports::Dport(dport) => Parsed::Ports {
+        Ports::Other => Parsed::OtherProto {
             v6: false,
-            udp: proto == IPPROTO_UDP,
-            dport,
+            proto,
             src: v4_key(src),
+            l3: off,
+            l4: cur,
+            end,
+        },
+        Ports::Malformed => Parsed::Malformed,
+        Ports::Both(ports) => Parsed::Ports {
+            v6: false,
+            proto,
+            ports,
+            src: v4_key(src),
+            l3: off,
         },
     }
 }
@@ -371,13 +427,21 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
             end,
         },
     ) {
-        Ports::Other => Parsed::OtherProto,
-        Ports::Malformed => Parsed::Malformed,
-        Ports::Dport(dport) => Parsed::Ports {
+        Ports::Other => Parsed::OtherProto {
             v6: true,
-            udp: next == IPPROTO_UDP,
-            dport,
+            proto: next,
             src,
+            l3: off,
+            l4: cur,
+            end,
+        },
+        Ports::Malformed => Parsed::Malformed,
+        Ports::Both(ports) => Parsed::Ports {
+            v6: true,
+            proto: next,
+            ports,
+            src,
+            l3: off,
         },
     }
 }
@@ -387,11 +451,11 @@ enum Ports {
     Other,
     /// The transport header is incomplete.
     Malformed,
-    /// The destination port, host byte order.
-    Dport(u16),
+    /// Source and destination port as loaded (see [`sport`], [`dport`]).
+    Both(u32),
 }
 
-/// Reads the destination port of UDP, TCP and SCTP, whose headers must be
+/// Reads the ports of UDP, TCP and SCTP, whose headers must be
 /// complete within `l4.end` (the IP packet's end).
 #[inline(always)]
 fn ports(pkt: Packet, l4: L4) -> Ports {
@@ -405,7 +469,7 @@ fn ports(pkt: Packet, l4: L4) -> Ports {
     if off + min_len > end {
         return Ports::Malformed;
     }
-    let Some(dport) = pkt.load::<u16>(off + 2) else {
+    let Some(both) = pkt.load::<u32>(off) else {
         return Ports::Malformed;
     };
     if proto == IPPROTO_TCP {
@@ -418,7 +482,7 @@ fn ports(pkt: Packet, l4: L4) -> Ports {
             return Ports::Malformed;
         }
     }
-    Ports::Dport(u16::from_be(dport))
+    Ports::Both(both)
 }
 
 /// The IPv6 extension headers the walk steps over.

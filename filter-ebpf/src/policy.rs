@@ -6,7 +6,7 @@ use filter_common::{
 
 use crate::{
     maps::{ALLOW_V6_0, ALLOW_V6_1, V4_DIRECT, V4_HOSTS, V6_DIRECT},
-    parse::{v4_of_key, Parsed},
+    parse::{dport, sport, v4_of_key, Parsed, IPPROTO_UDP},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
 
@@ -16,30 +16,40 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
         Parsed::NonIp => Reason::NonIp,
         Parsed::Malformed => Reason::Malformed,
         Parsed::Fragment => Reason::Fragment,
-        Parsed::OtherProto => Reason::Other,
+        Parsed::OtherProto { .. } => Reason::Other,
         Parsed::Ports {
             v6,
-            udp,
-            dport,
+            proto,
+            ports,
             src,
+            ..
         } => {
+            let dport = dport(ports);
             if policy.is_sig_port(dport) {
-                let allowed = if v6 {
-                    allowlisted_v6(src, policy, generation)
-                } else {
-                    allowlisted_v4(v4_of_key(src), policy, generation)
-                };
-                if allowed {
-                    Reason::SipAllowed
-                } else {
-                    Reason::SipDenied
-                }
-            } else if udp && policy.is_rtp_port(dport) {
+                signalling(v6, src, policy, generation)
+            } else if proto == IPPROTO_UDP
+                && (policy.is_rtp_port(dport) || policy.is_provider_rtp_port(sport(ports)))
+            {
                 Reason::RtpAllowed
             } else {
                 Reason::Other
             }
         }
+    }
+}
+
+/// Rows 3 and 4: a packet to a signalling port, by its source.
+#[inline(always)]
+pub fn signalling(v6: bool, src: [u64; 2], policy: &Policy, generation: u32) -> Reason {
+    let allowed = if v6 {
+        allowlisted_v6(src, policy, generation)
+    } else {
+        allowlisted_v4(v4_of_key(src), policy, generation)
+    };
+    if allowed {
+        Reason::SipAllowed
+    } else {
+        Reason::SipDenied
     }
 }
 

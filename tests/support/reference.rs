@@ -7,10 +7,40 @@
 //! taken as a sub-slice, and a slice that is too short is the "truncated"
 //! case. The limits below are written out here on purpose rather than taken
 //! from filter-common, so a change there shows up as a disagreement.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use filter_common::Reason;
-use sipwall::{kernel::runner::Verdict, policy::ruleset::Ruleset};
+use sipwall::{
+    kernel::runner::Verdict,
+    policy::ruleset::{Mode, RuleProto, Ruleset},
+};
+
+/// The model's own table of the host's flows (strict mode's replies),
+/// filled by the test: a packet from `remote`:`remote_port` to
+/// `local`:`local_port` over `proto` is a reply. ICMP echo flows have
+/// protocol 1 or 58, remote port 0 and the echo identifier as local port.
+#[derive(Clone, Debug, Default)]
+pub struct Flows(pub HashSet<Flow>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub proto: u8,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub local: IpAddr,
+    pub local_port: u16,
+}
+
+/// What the walk hands to the decision: addresses, and ports (or, for
+/// ICMP, type and echo identifier).
+struct Seen<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    flows: &'a Flows,
+}
 
 /// VLAN tags walked before the IP header; a further tag is malformed.
 pub const VLAN_TAGS: usize = 2;
@@ -39,9 +69,15 @@ pub struct Expected {
     pub reason: Reason,
 }
 
-/// Verdict and reason for `frame` under `rules`.
+/// Verdict and reason for `frame` under `rules` (no flows of the host).
 pub fn judge(frame: &[u8], rules: &Ruleset) -> Expected {
-    let reason = classify(frame, rules);
+    judge_with_flows(frame, rules, &Flows::default())
+}
+
+/// Verdict and reason for `frame` under `rules`, the host's flows being
+/// `flows`.
+pub fn judge_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Expected {
+    let reason = classify_with_flows(frame, rules, flows);
     let verdict = if reason.drops() && !rules.dry_run {
         Verdict::Drop
     } else {
@@ -52,14 +88,18 @@ pub fn judge(frame: &[u8], rules: &Ruleset) -> Expected {
 
 /// The counter `frame` is recorded under.
 pub fn classify(frame: &[u8], rules: &Ruleset) -> Reason {
-    match classify_inner(frame, rules) {
+    classify_with_flows(frame, rules, &Flows::default())
+}
+
+pub fn classify_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Reason {
+    match classify_inner(frame, rules, flows) {
         Ok(reason) | Err(reason) => reason,
     }
 }
 
 /// `Err` carries an early decision (malformed, fragment); `Ok` the one
 /// reached after the whole walk.
-fn classify_inner(frame: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
+fn classify_inner(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
     if frame.len() < ETH_HEADER {
         return Err(Reason::Malformed);
     }
@@ -79,13 +119,13 @@ fn classify_inner(frame: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
     }
     let l3 = &frame[at..];
     match ethertype {
-        ETHERTYPE_IPV4 => ipv4(l3, rules),
-        ETHERTYPE_IPV6 => ipv6(l3, rules),
+        ETHERTYPE_IPV4 => ipv4(l3, rules, flows),
+        ETHERTYPE_IPV6 => ipv6(l3, rules, flows),
         _ => Ok(Reason::NonIp),
     }
 }
 
-fn ipv4(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
+fn ipv4(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
     let fixed = take(ip, 0, 20)?;
     if fixed[0] >> 4 != 4 {
         return Err(Reason::Malformed);
@@ -102,6 +142,7 @@ fn ipv4(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
         return Err(Reason::Fragment);
     }
     let src = IpAddr::V4(Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]));
     // Bytes past the total length are link padding, not L4.
     let mut l4 = &ip[header_len..total_len.min(ip.len())];
     // Up to two IPsec AH headers (README: parsing) come before the ports.
@@ -118,10 +159,10 @@ fn ipv4(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
         l4 = &l4[len..];
         walked += 1;
     }
-    transport(proto, l4, src, rules)
+    transport(proto, l4, Seen { src, dst, flows }, rules)
 }
 
-fn ipv6(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
+fn ipv6(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
     let fixed = take(ip, 0, 40)?;
     if fixed[0] >> 4 != 6 {
         return Err(Reason::Malformed);
@@ -132,6 +173,8 @@ fn ipv6(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
     let payload = &ip[..end];
     let src: [u8; 16] = fixed[8..24].try_into().expect("16 bytes");
     let src = IpAddr::V6(Ipv6Addr::from(src));
+    let dst: [u8; 16] = fixed[24..40].try_into().expect("16 bytes");
+    let dst = IpAddr::V6(Ipv6Addr::from(dst));
 
     let mut next = fixed[6];
     let mut at = 40;
@@ -154,7 +197,7 @@ fn ipv6(ip: &[u8], rules: &Ruleset) -> Result<Reason, Reason> {
     if is_extension_header(next) {
         return Err(Reason::Malformed);
     }
-    transport(next, &payload[at..], src, rules)
+    transport(next, &payload[at..], Seen { src, dst, flows }, rules)
 }
 
 fn is_extension_header(proto: u8) -> bool {
@@ -166,7 +209,8 @@ fn is_extension_header(proto: u8) -> bool {
 
 /// `l4` holds the bytes from the transport header to the end of the IP
 /// payload (or of the frame, when that comes first).
-fn transport(proto: u8, l4: &[u8], src: IpAddr, rules: &Ruleset) -> Result<Reason, Reason> {
+fn transport(proto: u8, l4: &[u8], seen: Seen, rules: &Ruleset) -> Result<Reason, Reason> {
+    let src = seen.src;
     match proto {
         PROTO_UDP => {
             take(l4, 0, 8)?;
@@ -182,9 +226,11 @@ fn transport(proto: u8, l4: &[u8], src: IpAddr, rules: &Ruleset) -> Result<Reaso
         PROTO_SCTP => {
             take(l4, 0, 12)?;
         }
+        _ if rules.mode == Mode::Strict => return Ok(strict_other(proto, l4, &seen, rules)),
         _ => return Ok(Reason::Other),
     }
     // UDP, TCP and SCTP all start with source port, destination port.
+    let sport = be16(l4, 0)?;
     let dport = be16(l4, 2)?;
     if rules.sig_ports.contains(&dport) {
         let allowed = rules.allow.iter().any(|net| net.contains(&src));
@@ -194,10 +240,102 @@ fn transport(proto: u8, l4: &[u8], src: IpAddr, rules: &Ruleset) -> Result<Reaso
             Reason::SipDenied
         });
     }
-    if proto == PROTO_UDP && rules.rtp.0 <= dport && dport <= rules.rtp.1 {
+    let udp = proto == PROTO_UDP;
+    let to_our_media = udp && rules.rtp.0 <= dport && dport <= rules.rtp.1;
+    let from_provider_media = udp && rules.provider_rtp.0 <= sport && sport <= rules.provider_rtp.1;
+    if rules.mode == Mode::Guard {
+        if to_our_media || from_provider_media {
+            return Ok(Reason::RtpAllowed);
+        }
+        return Ok(Reason::Other);
+    }
+    // Strict mode, rows 4-10.
+    if to_our_media {
         return Ok(Reason::RtpAllowed);
     }
-    Ok(Reason::Other)
+    let dhcp = (sport, dport) == (67, 68) || (sport, dport) == (547, 546);
+    if udp && dhcp {
+        return Ok(Reason::Essential);
+    }
+    let flow = Flow {
+        proto,
+        remote: src,
+        remote_port: sport,
+        local: seen.dst,
+        local_port: dport,
+    };
+    if seen.flows.0.contains(&flow) {
+        return Ok(Reason::Reply);
+    }
+    if rule_matches(rules, proto, src, Some(dport)) {
+        return Ok(Reason::RuleAllowed);
+    }
+    if from_provider_media {
+        return Ok(Reason::RtpOutside);
+    }
+    Ok(Reason::Denied)
+}
+
+/// Strict mode for protocols without ports: ICMP's essential types and
+/// echo replies, then the rules.
+fn strict_other(proto: u8, l4: &[u8], seen: &Seen, rules: &Ruleset) -> Reason {
+    let v6 = seen.src.is_ipv6();
+    let icmp = if v6 { proto == 58 } else { proto == 1 };
+    // The type is read when ICMP's 4-byte head is there; an echo's
+    // identifier when its 8-byte header is.
+    if icmp && l4.len() >= 4 {
+        let kind = l4[0];
+        let error_or_nd = if v6 {
+            matches!(
+                kind,
+                1 | 2 | 3 | 4 | 130 | 131 | 132 | 133 | 134 | 135 | 136 | 137 | 143
+            )
+        } else {
+            matches!(kind, 3 | 11 | 12)
+        };
+        let echo_request = if v6 { kind == 128 } else { kind == 8 };
+        if error_or_nd || (rules.ping && echo_request) {
+            return Reason::Essential;
+        }
+        let echo_reply = if v6 { kind == 129 } else { kind == 0 };
+        if echo_reply && l4.len() >= 8 {
+            let flow = Flow {
+                proto,
+                remote: seen.src,
+                remote_port: 0,
+                local: seen.dst,
+                local_port: u16::from_be_bytes([l4[4], l4[5]]),
+            };
+            if seen.flows.0.contains(&flow) {
+                return Reason::Reply;
+            }
+        }
+    }
+    if rule_matches(rules, proto, seen.src, None) {
+        return Reason::RuleAllowed;
+    }
+    Reason::Denied
+}
+
+/// Whether one of the `[[strict.allow]]` rules takes the packet; `dport`
+/// is `None` for protocols without ports.
+fn rule_matches(rules: &Ruleset, proto: u8, src: IpAddr, dport: Option<u16>) -> bool {
+    rules.rules.iter().any(|rule| {
+        let proto_ok = match rule.proto {
+            RuleProto::Tcp => proto == PROTO_TCP,
+            RuleProto::Udp => proto == PROTO_UDP,
+            RuleProto::Sctp => proto == PROTO_SCTP,
+            RuleProto::Icmp => proto == 1 || proto == 58,
+            RuleProto::Any => true,
+        };
+        let port_ok = match dport {
+            _ if rule.ports.is_empty() => true,
+            Some(p) => rule.ports.iter().any(|&(a, b)| a <= p && p <= b),
+            None => false,
+        };
+        let from_ok = rule.from.is_empty() || rule.from.iter().any(|n| n.contains(&src));
+        proto_ok && port_ok && from_ok
+    })
 }
 
 /// `len` bytes of `bytes` from `at`, or malformed when they are not all there.

@@ -16,12 +16,15 @@ use std::{
 
 use filter_common::{Reason, REASON_COUNT};
 use sipwall::{
-    kernel::runner::{Outcome, Runner},
-    policy::ruleset::Ruleset,
+    kernel::{
+        flows::FlowTuple,
+        runner::{Outcome, Runner},
+    },
+    policy::ruleset::{AllowRule, Mode, RuleProto, Ruleset},
 };
 use sipwall_tests::{
     generator::{frame_seed, Generator},
-    reference::{self, Expected},
+    reference::{self, Expected, Flow, Flows},
 };
 
 const FIXED_SEED: u64 = 0x5195_a11e_d1ff_0001;
@@ -86,6 +89,32 @@ const REGRESSIONS: &[(&str, &str)] = &[
 struct Config {
     name: &'static str,
     rules: Ruleset,
+    /// The host's flows: the model's own table, entered in the kernel's
+    /// flow map too (strict configurations only).
+    flows: Flows,
+}
+
+/// The host's flows in strict configurations, both families and every
+/// protocol the egress program learns.
+fn host_flows() -> Vec<Flow> {
+    let flow = |proto, remote: &str, remote_port, local: &str, local_port| Flow {
+        proto,
+        remote: remote.parse().unwrap(),
+        remote_port,
+        local: local.parse().unwrap(),
+        local_port,
+    };
+    vec![
+        flow(6, "203.0.113.50", 443, "192.0.2.10", 40001),
+        flow(6, "198.51.100.9", 22, "192.0.2.10", 50022),
+        flow(17, "203.0.113.53", 53, "192.0.2.10", 33333),
+        flow(17, "44.229.228.186", 45000, "192.0.2.10", 30000),
+        flow(132, "203.0.113.50", 2905, "192.0.2.10", 2905),
+        flow(1, "203.0.113.60", 0, "192.0.2.10", 7),
+        flow(6, "2001:db8:bad::9", 443, "2001:db8::10", 40002),
+        flow(17, "2001:db8:bad::53", 53, "2001:db8::10", 33334),
+        flow(58, "2001:db8:bad::60", 0, "2001:db8::10", 9),
+    ]
 }
 
 fn nets(cidrs: &[&str]) -> Vec<ipnet::IpNet> {
@@ -111,8 +140,7 @@ fn configs() -> Vec<Config> {
         // Bit-map edges (1, 65535) beside real-world alternatives.
         sig_ports: vec![1, 5060, 5080, 6060, 65535],
         rtp: (10000, 20000),
-        dry_run: false,
-        log_denied: false,
+        ..Ruleset::default()
     };
     let moved = Ruleset {
         allow: nets(&[
@@ -156,16 +184,66 @@ fn configs() -> Vec<Config> {
         dry_run: true,
         ..Ruleset::default()
     };
+    let strict = Ruleset {
+        mode: Mode::Strict,
+        rtp: (10000, 20000),
+        rules: vec![
+            AllowRule {
+                proto: RuleProto::Tcp,
+                ports: vec![(22, 22), (8000, 8080)],
+                from: nets(&["198.51.100.0/24", "2001:db8:1::/48"]),
+            },
+            AllowRule {
+                proto: RuleProto::Udp,
+                ports: vec![(7000, 7010)],
+                from: vec![],
+            },
+            AllowRule {
+                proto: RuleProto::Sctp,
+                ports: vec![(2905, 2905)],
+                from: nets(&["203.0.113.128/25"]),
+            },
+            AllowRule {
+                proto: RuleProto::Icmp,
+                ports: vec![],
+                from: nets(&["192.0.2.64/26"]),
+            },
+            AllowRule {
+                proto: RuleProto::Any,
+                ports: vec![],
+                from: nets(&["203.0.113.130/32", "2001:db8:2:3::1/128"]),
+            },
+        ],
+        ..custom.clone()
+    };
+    let strict_no_ping = Ruleset {
+        ping: false,
+        provider_rtp: (30000, 30100),
+        allow: long.allow.clone(),
+        ..strict.clone()
+    };
+    let strict_dry = Ruleset {
+        dry_run: true,
+        ..strict.clone()
+    };
     [
         ("defaults", Ruleset::default()),
         ("custom", custom),
         ("custom, RTP range moved", moved),
         ("custom, allowlists too long to be inline", long),
         ("dry run", dry_run),
+        ("strict", strict),
+        ("strict, no ping, long allowlist", strict_no_ping),
+        ("strict, dry run", strict_dry),
     ]
     .into_iter()
     .map(|(name, rules)| Config {
         name,
+        flows: if rules.strict() {
+            Flows(host_flows().into_iter().collect())
+        } else {
+            Flows::default()
+        },
         rules: rules.normalise().expect("a valid ruleset"),
     })
     .collect()
@@ -222,7 +300,7 @@ struct Tally {
 
 impl Tally {
     fn check(&mut self, runner: &Runner, ci: usize, config: &Config, origin: Origin, frame: &[u8]) {
-        let want = reference::judge(frame, &config.rules);
+        let want = reference::judge_with_flows(frame, &config.rules, &config.flows);
         let got = runner
             .run(frame)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e:#}", hex(frame)));
@@ -304,10 +382,25 @@ fn kernel_program_agrees_with_the_reference_model() {
         runner
             .install(&config.rules)
             .expect("installing the ruleset");
+        runner.maps.clear_flows().expect("clearing the flows");
+        let tuples: Vec<FlowTuple> = config
+            .flows
+            .0
+            .iter()
+            .map(|f| FlowTuple {
+                proto: f.proto,
+                remote: f.remote,
+                remote_port: f.remote_port,
+                local: f.local,
+                local_port: f.local_port,
+            })
+            .collect();
+        runner.maps.add_flows(&tuples).expect("entering the flows");
         for (why, text) in REGRESSIONS {
             tally.check(&runner, ci, config, Origin::Regression(why), &unhex(text));
         }
-        let generator = Generator::new(&config.rules);
+        let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
+        let generator = Generator::new(&config.rules).with_flows(&flows);
         // Each configuration draws its own stream from each seed.
         let halves = [
             (FIXED_SEED, per_config / 2),
@@ -348,6 +441,20 @@ fn kernel_program_agrees_with_the_reference_model() {
     if per_config >= 2_000 {
         for (config, counts) in configs.iter().zip(&tally.reasons) {
             for reason in Reason::ALL {
+                // Each mode reaches its own reasons: `other` is guard's
+                // last row, the five after it strict's.
+                let strict_only = [
+                    Reason::Essential,
+                    Reason::Reply,
+                    Reason::RuleAllowed,
+                    Reason::RtpOutside,
+                    Reason::Denied,
+                ];
+                if config.rules.strict() == (reason == Reason::Other)
+                    || (!config.rules.strict() && strict_only.contains(&reason))
+                {
+                    continue;
+                }
                 assert!(
                     counts[reason as usize] >= MIN_PER_REASON,
                     "configuration \"{}\" reached {} only {} times: the generator no longer covers it",

@@ -19,17 +19,20 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, INLINE_NONE,
-    REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, Counter, DeniedSlot, FlowKey, FlowSeen, Policy, Reason, SourceKey, DIRECT_WORDS,
+    INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
 use crate::{
-    kernel::direct::{self, V4Table},
+    kernel::{
+        direct::{self, V4Table},
+        flows::FlowTuple,
+    },
     policy::ruleset::Ruleset,
 };
 
@@ -49,6 +52,8 @@ pub struct Maps {
     /// The host slots, written the same way.
     v4_hosts: MapData,
     v6_direct: MapData,
+    /// The host's flows (strict mode's replies).
+    flows: HashMap<MapData, FlowKey, FlowSeen>,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
 }
@@ -103,6 +108,7 @@ impl Maps {
             v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
+            flows: typed(one(names::FLOWS)?, names::FLOWS)?,
             settled_ns: 0,
         })
     }
@@ -205,6 +211,37 @@ impl Maps {
         wait_for_packets_in_flight();
         self.settled_ns = policy.installed_ns;
         Ok(next)
+    }
+
+    /// Enters flows of this host as if they had just sent a packet out
+    /// (seeding from the socket table; tests). Returns how many.
+    pub fn add_flows(&mut self, flows: &[FlowTuple]) -> Result<usize> {
+        let now = monotonic_ns();
+        for flow in flows {
+            self.flows
+                .insert(flow.key(), FlowSeen { last_out_ns: now }, 0)
+                .with_context(|| format!("entering the flow {flow:?}"))?;
+        }
+        Ok(flows.len())
+    }
+
+    /// How many flows the map holds (expired ones included).
+    pub fn flow_count(&self) -> usize {
+        self.flows.keys().filter(|k| k.is_ok()).count()
+    }
+
+    /// Whether `flow` is in the map.
+    pub fn has_flow(&self, flow: &FlowTuple) -> bool {
+        self.flows.get(&flow.key(), 0).is_ok()
+    }
+
+    /// Forgets every flow.
+    pub fn clear_flows(&mut self) -> Result<()> {
+        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.flows.remove(&key);
+        }
+        Ok(())
     }
 
     /// Counters per reason, summed over CPUs.

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod attachment;
 pub mod direct;
+pub mod flows;
 pub mod iface;
 pub mod maps;
 pub mod pins;

@@ -118,6 +118,17 @@ impl Runner {
         Ok((r.return_value, r.duration.as_nanos() as f64))
     }
 
+    /// Runs one outgoing frame through the TC egress program; returns its
+    /// action (-1: hand on) and the mean time per run in nanoseconds.
+    pub fn egress(&self, frame: &[u8], repeat: u32) -> Result<(i32, f64)> {
+        let prog = program::egress(&self.ebpf)?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN on TC")?;
+        Ok((r.return_value as i32, r.duration.as_nanos() as f64))
+    }
+
     fn test_run(&self, frame: &[u8], repeat: u32) -> Result<u32> {
         Ok(self.time(frame, repeat)?.0)
     }
