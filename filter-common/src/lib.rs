@@ -345,9 +345,13 @@ pub mod maps {
     /// LRU hash of [`crate::FlowKey`] → [`crate::FlowSeen`]: the host's
     /// own flows, learnt by the TC egress program (strict mode's replies).
     pub const FLOWS: &str = "FLOWS";
+    /// Array of two u64: a policy applied with `--confirm` waiting for
+    /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
+    /// the programs; pinned with the rest so `confirm` finds it.
+    pub const CONFIRM: &str = "CONFIRM";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -362,6 +366,7 @@ pub mod maps {
         V4_HOSTS,
         V6_DIRECT,
         FLOWS,
+        CONFIRM,
     ];
 
     /// Flows remembered for strict mode's replies (least recently used
@@ -421,6 +426,12 @@ pub const fn flow_idle_ns(proto: u32) -> u64 {
         _ => FLOW_IDLE_ICMP_NS,
     }
 }
+
+/// `CONFIRM` slot holding the token of the process waiting for a
+/// confirmation (0: nothing waits).
+pub const CONFIRM_PENDING: u32 = 0;
+/// `CONFIRM` slot `sipwall confirm` writes that token into.
+pub const CONFIRM_GIVEN: u32 = 1;
 
 /// How many IPv6 extension headers the parser walks before it gives up and
 /// counts the packet as malformed.

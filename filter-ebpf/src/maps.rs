@@ -74,6 +74,12 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
     PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
 
+/// A policy applied with `--confirm` waiting for `sipwall confirm`: the
+/// waiting process's token and the one `confirm` writes back. Userspace
+/// only; pinned with the rest so that `confirm` finds it.
+#[map]
+pub static CONFIRM: Array<u64> = Array::with_max_entries(2, 0);
+
 /// The host's own flows, entered by the TC egress program from outgoing
 /// packets and looked up by the XDP program for strict mode's `reply`
 /// (and seeded by userspace from the socket table when strict mode

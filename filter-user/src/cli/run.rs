@@ -16,6 +16,7 @@ pub fn run(
     mode: AttachMode,
     metrics: Option<SocketAddr>,
     force: bool,
+    confirm: Option<u64>,
 ) -> Result<()> {
     let service = Service {
         root: bpffs.to_path_buf(),
@@ -24,6 +25,7 @@ pub fn run(
         mode: mode.requested(),
         metrics,
         force,
+        confirm,
     };
     // Refuse a bad file before anything else.
     service.load_config()?;

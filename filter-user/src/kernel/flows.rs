@@ -55,7 +55,8 @@ fn words(addr: IpAddr) -> [u64; 2] {
 pub fn open_flows() -> Result<Vec<FlowTuple>> {
     let mut out = Vec::new();
     for (file, proto) in [("tcp", 6), ("tcp6", 6), ("udp", 17), ("udp6", 17)] {
-        let path = format!("/proc/net/{file}");
+        // The calling thread's namespace (/proc/net follows the main thread).
+        let path = format!("/proc/thread-self/net/{file}");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             // No IPv6 in this kernel: no IPv6 sockets either.

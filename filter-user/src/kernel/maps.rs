@@ -24,7 +24,7 @@ use aya::{
 };
 use filter_common::{
     maps as names, Counter, DeniedSlot, FlowKey, FlowSeen, Policy, Reason, SourceKey, DIRECT_WORDS,
-    INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
+    FLAG_STRICT, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -54,6 +54,8 @@ pub struct Maps {
     v6_direct: MapData,
     /// The host's flows (strict mode's replies).
     flows: HashMap<MapData, FlowKey, FlowSeen>,
+    /// A `--confirm` in progress (tokens).
+    confirm: Array<MapData, u64>,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
 }
@@ -109,6 +111,7 @@ impl Maps {
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
             flows: typed(one(names::FLOWS)?, names::FLOWS)?,
+            confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             settled_ns: 0,
         })
     }
@@ -160,11 +163,16 @@ impl Maps {
         // install that flipped waited for such packets to finish; if it was
         // killed before it could, and that was less than a second ago, wait
         // here.
-        let previous = self
-            .policy
-            .get(&active, 0)
-            .context("reading the policy")?
-            .installed_ns;
+        let current = self.policy.get(&active, 0).context("reading the policy")?;
+        let previous = current.installed_ns;
+        // Entering strict mode: the flows already open (the operator's SSH
+        // session above all) must not lose their answers. The egress
+        // program learns from now on; the socket table gives the rest.
+        if ruleset.strict() && current.flags & FLAG_STRICT == 0 {
+            let open = crate::kernel::flows::open_flows()?;
+            self.add_flows(&open)
+                .context("entering the open connections in the flow map")?;
+        }
         if previous != self.settled_ns && monotonic_ns().saturating_sub(previous) < 1_000_000_000 {
             wait_for_packets_in_flight();
         }
@@ -242,6 +250,39 @@ impl Maps {
             let _ = self.flows.remove(&key);
         }
         Ok(())
+    }
+
+    /// Marks a confirmation as awaited by `token` (non-zero), or none (0).
+    pub fn set_confirm_pending(&mut self, token: u64) -> Result<()> {
+        self.confirm
+            .set(filter_common::CONFIRM_GIVEN, 0, 0)
+            .and_then(|()| self.confirm.set(filter_common::CONFIRM_PENDING, token, 0))
+            .context("writing the confirmation map")
+    }
+
+    /// The token of the process waiting for a confirmation, if one waits.
+    pub fn confirm_pending(&self) -> Result<Option<u64>> {
+        let token = self
+            .confirm
+            .get(&filter_common::CONFIRM_PENDING, 0)
+            .context("reading the confirmation map")?;
+        Ok((token != 0).then_some(token))
+    }
+
+    /// Confirms the policy `token` waits on.
+    pub fn give_confirmation(&mut self, token: u64) -> Result<()> {
+        self.confirm
+            .set(filter_common::CONFIRM_GIVEN, token, 0)
+            .context("writing the confirmation map")
+    }
+
+    /// Whether the confirmation `token` waits for has been given.
+    pub fn confirmed(&self, token: u64) -> Result<bool> {
+        Ok(self
+            .confirm
+            .get(&filter_common::CONFIRM_GIVEN, 0)
+            .context("reading the confirmation map")?
+            == token)
     }
 
     /// Counters per reason, summed over CPUs.

@@ -16,6 +16,8 @@ use crate::error::UsageError;
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub const LINK_PIN: &str = "link";
+/// The TCX link of the TC egress program (strict mode's flow learning).
+pub const EGRESS_LINK_PIN: &str = "egress_link";
 pub const INFO_PIN: &str = "INFO";
 
 pub struct PinRoot {

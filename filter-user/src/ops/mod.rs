@@ -1,6 +1,7 @@
 //! Operations on attachments: one snapshot per interface (rendered by
 //! `stats`, `status` and metrics), the `run` service, and pcap replay.
 pub mod check;
+pub mod lockout;
 pub mod metrics;
 pub mod service;
 pub mod snapshot;
