@@ -112,9 +112,11 @@ pub fn await_confirmation(
     secs: u64,
 ) -> Result<()> {
     // SAFETY: installing handlers that only store to an atomic, and
-    // ignoring SIGHUP; both are async-signal-safe.
+    // ignoring SIGHUP and SIGPIPE; all async-signal-safe.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        // Output to a closed pipe must not kill the waiter either.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::signal(
             libc::SIGINT,
             on_interrupt as *const () as libc::sighandler_t,
