@@ -79,6 +79,9 @@ impl Runner {
         let mut ebpf = program::load(None)?;
         let mut maps = Maps::take(&mut ebpf)?;
         maps.install(ruleset)?;
+        // Entering strict mode seeds the flow map from this process's
+        // socket table: a replay knows no flows of the host it judges for.
+        maps.clear_flows()?;
         Ok(Runner { ebpf, maps })
     }
 
