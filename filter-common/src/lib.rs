@@ -281,11 +281,14 @@ fn mix32(mut h: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// One slot of the per-CPU cache of denied sources in front of `DENIED`.
+/// One slot of the per-CPU cache of dropped sources in front of `DENIED`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeniedSlot {
     pub addr: [u8; 16],
+    /// The drop [`Reason`] as its `u32`.
+    pub reason: u32,
+    pub reserved: u32,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -293,11 +296,15 @@ pub struct DeniedSlot {
 /// Slots of the denied-source cache (a power of two).
 pub const DENIED_CACHE_SLOTS: u32 = 4096;
 
-/// Key of the denied-sources map: an IPv6 address, IPv4 as `::ffff:a.b.c.d`.
+/// Key of the dropped-sources map: an IPv6 address, IPv4 as
+/// `::ffff:a.b.c.d`, and the drop [`Reason`] (as its `u32`) the packets
+/// were counted under, so `top --reason R` shows any drop reason's sources.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceKey {
     pub addr: [u8; 16],
+    pub reason: u32,
+    pub reserved: u32,
 }
 
 /// Per-CPU state of the kernel's log rate limiter (token bucket).
@@ -328,7 +335,8 @@ pub mod maps {
     pub const ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
     /// IPv6 allowlist tries of generation 0 and 1.
     pub const ALLOW_V6: [&str; 2] = ["ALLOW_V6_0", "ALLOW_V6_1"];
-    /// Per-CPU LRU hash of [`crate::SourceKey`] → [`crate::Counter`].
+    /// Per-CPU LRU hash of [`crate::SourceKey`] → [`crate::Counter`]: the
+    /// sources of dropped packets, by drop reason.
     pub const DENIED: &str = "DENIED";
     /// Per-CPU array of one [`crate::LogBucket`].
     pub const LOG_BUCKET: &str = "LOG_BUCKET";
@@ -469,11 +477,11 @@ assert_pod_size!(StrictRule, 40);
 assert_pod_size!(FlowKey, 40);
 assert_pod_size!(FlowSeen, 8);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
-assert_pod_size!(DeniedSlot, 16 + 8 + 8);
+assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
 assert_pod_size!(AttachInfo, 4 * 4 + 8);
-// A key, not a value: 16 bytes, no rounding needed.
-const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+// A key, not a value: 24 bytes, no padding.
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {

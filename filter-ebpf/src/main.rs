@@ -94,10 +94,12 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         Reason::RuleAllowed => count(Reason::RuleAllowed, bytes),
         Reason::RtpOutside => {
             count(Reason::RtpOutside, bytes);
+            count_source(Reason::RtpOutside, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::Denied => {
             count(Reason::Denied, bytes);
+            count_source(Reason::Denied, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::Malformed => {
@@ -134,22 +136,17 @@ fn drop_unless_dry_run(policy: &Policy) -> u32 {
     }
 }
 
-/// The key words seen as the map's key type.
+/// Counts a dropped packet's source under its drop reason (a constant at
+/// each call) for `top --reason`. A source that keeps sending stays in its
+/// cache slot and costs an array access; a new one pushes the slot's old
+/// source into DENIED.
 #[inline(always)]
-fn as_source_key(words: &[u64; 2]) -> &SourceKey {
-    // SAFETY: SourceKey is repr(C) around 16 bytes of alignment 1; the
-    // words are 16 bytes in the key's memory order.
-    unsafe { &*(words as *const [u64; 2]).cast::<SourceKey>() }
-}
-
-#[inline(always)]
-fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) {
-    let Parsed::Ports { src: key, .. } = *parsed else {
-        return;
+fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]> {
+    let key = match *parsed {
+        Parsed::Ports { src, .. } | Parsed::OtherProto { src, .. } => src,
+        _ => return None,
     };
-    // A source that keeps sending stays in its cache slot and costs an
-    // array access; a new one pushes the slot's old source into DENIED.
-    let folded = key[0] ^ key[1];
+    let folded = key[0] ^ key[1] ^ (reason as u64);
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
     match DENIED_CACHE.get_ptr_mut(slot) {
@@ -158,28 +155,53 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) 
             // first field of an 8-byte-aligned map value, so it can be
             // read and written as two u64 words.
             let (s, addr) = unsafe { (&mut *s, &mut *(*s).addr.as_mut_ptr().cast::<[u64; 2]>()) };
-            if s.packets != 0 && *addr == key {
+            if s.packets != 0 && *addr == key && s.reason == reason as u32 {
                 s.packets += 1;
                 s.bytes += bytes;
             } else {
                 if s.packets != 0 {
-                    add_denied(as_source_key(addr), s.packets, s.bytes);
+                    add_denied(*addr, s.reason, s.packets, s.bytes);
                 }
                 *addr = key;
+                s.reason = reason as u32;
                 s.packets = 1;
                 s.bytes = bytes;
             }
         }
-        None => add_denied(as_source_key(&key), 1, bytes),
+        None => add_denied(key, reason as u32, 1, bytes),
     }
+    Some(key)
+}
+
+#[inline(always)]
+fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) {
+    let Some(key) = count_source(Reason::SipDenied, parsed, bytes) else {
+        return;
+    };
     if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
         log_denied(ctx, key[0], key[1]);
     }
 }
 
-/// Adds to a source's counters in the LRU map of denied sources.
+/// Adds to a source's counters in the LRU map of dropped sources.
 #[inline(always)]
-fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
+fn add_denied(addr: [u64; 2], reason: u32, packets: u64, bytes: u64) {
+    // The key's words in memory order, as the map stores them: no byte
+    // stores read back as wider words.
+    #[repr(C, align(8))]
+    struct Key {
+        addr: [u64; 2],
+        reason: u32,
+        reserved: u32,
+    }
+    let key = Key {
+        addr,
+        reason,
+        reserved: 0,
+    };
+    // SAFETY: `SourceKey` is repr(C): 16 address bytes then two u32, the
+    // layout of `Key` (whose words keep the bytes in memory order).
+    let key = unsafe { &*(&key as *const Key).cast::<SourceKey>() };
     match DENIED.get_ptr_mut(key) {
         // SAFETY: a per-CPU value of the LRU map, written by this CPU only.
         Some(c) => unsafe {

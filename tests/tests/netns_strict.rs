@@ -428,6 +428,24 @@ fn strict_mode_with_real_peers() {
         2 + 3,
         "unsolicited ACK, SYN-ACK, 3 UDP from port 53: {d:?}"
     );
+    // `top --reason denied` names where they came from.
+    let top = lab.sipwall_ok(&["top", "-i", PBX_IFACE, "--reason", "denied", "--json"]);
+    let top: serde_json::Value = serde_json::from_str(&top).unwrap();
+    assert!(
+        top["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["addr"] == OUTSIDER.to_string() && s["packets"].as_u64().unwrap() >= 5),
+        "top --reason denied names the outsider: {top}"
+    );
+    assert_eq!(top["reason"], "denied");
+    let bad = lab.sipwall(&["top", "-i", PBX_IFACE, "--reason", "reply"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "top --reason of a pass reason is a usage error"
+    );
 
     // Media into rtp_ports passes; provider media outside it is counted.
     let before = lab.counters();

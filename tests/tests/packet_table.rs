@@ -362,13 +362,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs one frame and checks verdict, counters and the denied-sources map.
+/// The drop reasons whose sources are recorded (`top --reason`).
+const SOURCED: [Reason; 3] = [SipDenied, Denied, RtpOutside];
+
+/// Every recorded source of a dropped packet: (reason, address, counter).
+fn drop_sources(runner: &Runner) -> Result<Vec<(Reason, IpAddr, Counter)>, String> {
+    let mut out = Vec::new();
+    for reason in SOURCED {
+        let list = runner
+            .maps
+            .drop_sources(reason)
+            .map_err(|e| format!("{e:#}"))?;
+        out.extend(list.into_iter().map(|(a, c)| (reason, a, c)));
+    }
+    Ok(out)
+}
+
+/// Runs one frame and checks verdict, counters and the dropped-sources map.
 fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
     let frame = c.frame.build();
     let len = frame.len() as u64;
-    let denied_before = runner.maps.denied_sources().map_err(|e| format!("{e:#}"))?;
+    let denied_before = drop_sources(runner)?;
     let out = runner.run(&frame).map_err(|e| format!("{e:#}"))?;
-    let denied_after = runner.maps.denied_sources().map_err(|e| format!("{e:#}"))?;
+    let denied_after = drop_sources(runner)?;
     let want = vec![(
         c.reason,
         Counter {
@@ -384,21 +400,19 @@ fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
             hex(&frame)
         ));
     }
+    let before_of = |r: Reason, addr: &IpAddr| {
+        denied_before
+            .iter()
+            .find(|(br, a, _)| *br == r && a == addr)
+            .map_or(Counter::default(), |(_, _, c)| *c)
+    };
     let denied_moved: Vec<_> = denied_after
         .iter()
-        .filter(|(addr, after)| {
-            let before = denied_before
-                .iter()
-                .find(|(a, _)| a == addr)
-                .map_or(Counter::default(), |(_, c)| *c);
-            before != *after
-        })
-        .map(|(addr, after)| {
-            let before = denied_before
-                .iter()
-                .find(|(a, _)| a == addr)
-                .map_or(Counter::default(), |(_, c)| *c);
+        .filter(|(r, addr, after)| before_of(*r, addr) != *after)
+        .map(|(r, addr, after)| {
+            let before = before_of(*r, addr);
             (
+                *r,
                 *addr,
                 Counter {
                     packets: after.packets - before.packets,
@@ -407,8 +421,9 @@ fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
             )
         })
         .collect();
-    let want_denied = match (c.reason, source(&c.frame)) {
-        (SipDenied, Some(src)) => vec![(
+    let want_denied = match source(&c.frame) {
+        Some(src) if SOURCED.contains(&c.reason) => vec![(
+            c.reason,
             src,
             Counter {
                 packets: 1,
@@ -419,7 +434,7 @@ fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
     };
     if denied_moved != want_denied {
         return Err(format!(
-            "denied sources moved {denied_moved:?}, want {want_denied:?}"
+            "dropped sources moved {denied_moved:?}, want {want_denied:?}"
         ));
     }
     Ok(())

@@ -112,6 +112,10 @@ pub enum Command {
         n: usize,
         #[arg(long)]
         json: bool,
+        /// The drop reason whose sources to show: sip_denied, denied,
+        /// rtp_outside (or another reason that drops).
+        #[arg(long, default_value = "sip_denied")]
+        reason: String,
     },
     /// Run every packet of a pcap through the real program (nothing attached).
     Check {

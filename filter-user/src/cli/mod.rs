@@ -45,7 +45,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status { iface, json } => status::run(&root, iface.as_deref(), json),
         Command::Allow { action } => allow::run(&root, action),
         Command::Stats { iface, json, watch } => stats::run(&root, iface.as_deref(), json, watch),
-        Command::Top { iface, n, json } => top::run(&root, iface.as_deref(), n, json),
+        Command::Top {
+            iface,
+            n,
+            json,
+            reason,
+        } => top::run(&root, iface.as_deref(), n, json, &reason),
         Command::Check { pcap, config, json } => check::run(&pcap, config.as_deref(), json),
         Command::Run {
             iface,

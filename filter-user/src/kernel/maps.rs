@@ -301,9 +301,16 @@ impl Maps {
         Ok(out)
     }
 
-    /// Denied sources with their counters summed over CPUs, most packets
-    /// first.
+    /// Denied signalling sources with their counters summed over CPUs,
+    /// most packets first.
     pub fn denied_sources(&self) -> Result<Vec<(IpAddr, Counter)>> {
+        self.drop_sources(Reason::SipDenied)
+    }
+
+    /// The sources of packets dropped as `reason`, counters summed over
+    /// CPUs, most packets first.
+    pub fn drop_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
+        let wanted = reason as u32;
         // The LRU map and the per-CPU cache in front of it (a source's
         // counts may be in both), summed by address.
         let mut sums: std::collections::HashMap<[u8; 16], Counter> = Default::default();
@@ -314,14 +321,19 @@ impl Maps {
         };
         for item in self.denied.iter() {
             let (key, per_cpu) = item.context("reading the denied-sources map")?;
-            per_cpu.iter().for_each(|c| add(key.addr, c));
+            if key.reason == wanted {
+                per_cpu.iter().for_each(|c| add(key.addr, c));
+            }
         }
         for slot in 0..filter_common::DENIED_CACHE_SLOTS {
             let per_cpu = self
                 .denied_cache
                 .get(&slot, 0)
                 .context("reading the denied-sources cache")?;
-            for s in per_cpu.iter().filter(|s| s.packets != 0) {
+            for s in per_cpu
+                .iter()
+                .filter(|s| s.packets != 0 && s.reason == wanted)
+            {
                 add(
                     s.addr,
                     &Counter {
