@@ -406,7 +406,9 @@ pub struct FlowKey {
     pub proto: u32,
 }
 
-/// When a flow last sent a packet out (`bpf_ktime_get_ns`).
+/// When a flow last sent a packet out (`bpf_ktime_get_coarse_ns`: the
+/// coarse clock is a few ms behind and far cheaper, and idle times are
+/// seconds to days).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowSeen {

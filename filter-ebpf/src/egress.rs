@@ -2,7 +2,7 @@
 //! mode's replies. Every outgoing TCP, UDP or SCTP packet, and every ICMP
 //! echo request, enters or refreshes its flow in `FLOWS`, keyed the way the
 //! XDP program keys the answer (remote end first). Nothing is dropped here.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use filter_common::{FlowKey, FlowSeen, FLOW_REFRESH_NS};
 
 use crate::{
@@ -65,7 +65,7 @@ pub fn learn(pkt: Packet, parsed: &Parsed) {
         _ => return,
     };
     // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     match FLOWS.get_ptr_mut(key) {
         // A flow that sends a lot costs a lookup, and a write once a second.
         Some(seen) => {

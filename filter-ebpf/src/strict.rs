@@ -2,7 +2,7 @@
 //! provider's rules plus what a host needs to stay reachable, and nothing
 //! else. Rows 1-4 are guard's; this adds essential traffic, replies to the
 //! host's own flows, the operator's rules, and the two drop reasons.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use filter_common::{
     flow_idle_ns, FlowKey, Policy, Reason, FLAG_PING, MAX_STRICT_RULES, RULE_ANY_PROTO,
 };
@@ -130,7 +130,7 @@ fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
     match unsafe { FLOWS.get(key) } {
         Some(seen) => {
             // SAFETY: a helper without preconditions.
-            let now = unsafe { bpf_ktime_get_ns() };
+            let now = unsafe { bpf_ktime_get_coarse_ns() };
             now.wrapping_sub(seen.last_out_ns) < flow_idle_ns(proto)
         }
         None => false,

@@ -18,6 +18,7 @@ mod progs;
 mod receivers;
 mod report;
 mod size;
+mod strict;
 mod testbed;
 mod tier1;
 mod tier2;
@@ -130,6 +131,9 @@ fn main() -> Result<()> {
         )?;
         t1.print(&mut out);
         json.insert("tier1".into(), t1.to_json());
+        let strict = strict::run(args.scale)?;
+        strict.print(&mut out);
+        json.insert("tier1_strict".into(), strict.to_json());
     }
     let lab_tiers: Vec<u8> = [2, 3]
         .into_iter()

@@ -224,7 +224,8 @@ impl Maps {
     /// Enters flows of this host as if they had just sent a packet out
     /// (seeding from the socket table; tests). Returns how many.
     pub fn add_flows(&mut self, flows: &[FlowTuple]) -> Result<usize> {
-        let now = monotonic_ns();
+        // The programs' clock: bpf_ktime_get_coarse_ns.
+        let now = monotonic_coarse_ns();
         for flow in flows {
             self.flows
                 .insert(flow.key(), FlowSeen { last_out_ns: now }, 0)
@@ -383,6 +384,18 @@ fn wait_for_packets_in_flight() {
         });
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds (the clock of
+/// `bpf_ktime_get_coarse_ns`, which the flow map's times are in).
+fn monotonic_coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
