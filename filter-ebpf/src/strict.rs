@@ -131,7 +131,8 @@ fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
         Some(seen) => {
             // SAFETY: a helper without preconditions.
             let now = unsafe { bpf_ktime_get_coarse_ns() };
-            now.wrapping_sub(seen.last_out_ns) < flow_idle_ns(proto)
+            // Signed: a time a little ahead of this CPU's clock is fresh.
+            (now.wrapping_sub(seen.last_out_ns) as i64) < flow_idle_ns(proto) as i64
         }
         None => false,
     }
