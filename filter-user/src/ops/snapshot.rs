@@ -10,7 +10,7 @@ use crate::{
         attachment::Attachment,
         iface::{if_index, iface_xdp},
         maps::CounterSet,
-        pins::{PinRoot, LINK_PIN},
+        pins::{PinRoot, EGRESS_LINK_PIN, LINK_PIN},
     },
     policy::ruleset::Ruleset,
 };
@@ -102,6 +102,12 @@ impl Snapshot {
             snap.problems.push(format!(
                 "the pinned XDP link is missing or unreadable ({}); `sipwall attach -i {iface}` repairs it",
                 dir.join(LINK_PIN).display()
+            ));
+        }
+        let strict = snap.ruleset.as_ref().is_some_and(|r| r.strict());
+        if strict && open_link(&dir.join(EGRESS_LINK_PIN)).is_none() {
+            snap.problems.push(format!(
+                "strict mode without its TC egress program: the host's own connections get no replies; `sipwall attach -i {iface}` attaches it again"
             ));
         }
         snap
