@@ -754,3 +754,88 @@ fn strict_mode_with_real_peers() {
     );
     drop((old_client, old_server, mgmt, served, own, far));
 }
+
+/// `run --confirm`: without a confirmation the service rolls back (here:
+/// nothing was attached, so it detaches and exits 1); with `sipwall
+/// confirm` it keeps running with its policy.
+#[test]
+fn run_with_confirm_rolls_back_or_keeps_running() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let strict = write_config(&lab, "strict.toml", STRICT);
+    let run = |secs: &str| {
+        lab.sipwall_command(&[
+            "run",
+            "-i",
+            PBX_IFACE,
+            "--mode",
+            "native",
+            "-c",
+            &strict,
+            "--force",
+            "--confirm",
+            secs,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let mut unconfirmed = run("2");
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = unconfirmed.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < end,
+            "run --confirm 2 still running after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    unconfirmed
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "unconfirmed run exits 1: {log}");
+    assert!(log.contains("no confirmation in time"), "{log}");
+    assert_eq!(
+        programs_on_iface(&lab),
+        (false, false),
+        "the unconfirmed service detached"
+    );
+
+    let mut confirmed = run("20");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if lab.sipwall(&["confirm", "-i", PBX_IFACE]).status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "sipwall confirm never reached the service"
+        );
+        assert!(
+            confirmed.try_wait().unwrap().is_none(),
+            "the service ended early"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        confirmed.try_wait().unwrap().is_none(),
+        "the confirmed service keeps running"
+    );
+    assert_eq!(programs_on_iface(&lab), (true, true));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(confirmed.id() as libc::pid_t, libc::SIGTERM) };
+    let status = confirmed.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM stops the service cleanly: {status}"
+    );
+}
