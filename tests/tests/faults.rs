@@ -129,7 +129,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     const KILLS: usize = 20;
     let lab = TestLab::new();
     lab.attach(&[]);
-    let dir = lab.bpffs().join(IFACE);
+    let dir = lab.pin_dir(IFACE);
     // Two sets of 20,000 prefixes that share nothing, each with one probe
     // address per family that only it allows.
     let probes_a: [IpAddr; 2] = [
@@ -417,7 +417,7 @@ fn interface_deleted_and_created_again() {
 fn pins_removed_by_hand() {
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
-    let dir = lab.bpffs().join(IFACE);
+    let dir = lab.pin_dir(IFACE);
 
     // The whole folder: the link goes with its pin, so the filter is gone,
     // and status says nothing is attached.

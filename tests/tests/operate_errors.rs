@@ -20,7 +20,7 @@ const IFACE: &str = PBX_IFACE;
 const IFACE2: &str = "wan1";
 
 fn pin_dir(lab: &TestLab, iface: &str) -> PathBuf {
-    lab.bpffs().join(iface)
+    lab.pin_dir(iface)
 }
 
 fn json(run: &Run, case: &str) -> Value {
@@ -225,8 +225,10 @@ fn nothing_attached_is_said_plainly() {
         serde_json::json!({"interfaces": []})
     );
     // Nothing was made on the way.
-    let left: Vec<String> = std::fs::read_dir(lab.bpffs())
-        .unwrap()
+    let ns_dir = pin_dir(&lab, IFACE).parent().unwrap().to_path_buf();
+    let left: Vec<String> = [lab.bpffs(), ns_dir]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -21,6 +21,12 @@ pub struct Cli {
     )]
     pub bpffs: PathBuf,
 
+    /// Act in another network namespace: a name under /run/netns (as `ip netns` shows it) or a
+    /// path such as /proc/PID/ns/net. Attachments belong to a namespace and its interface;
+    /// without this flag, sipwall acts on those of the namespace it runs in.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub netns: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -17,7 +17,15 @@ use crate::kernel::pins::PinRoot;
 pub use args::{AllowAction, AttachMode, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
+    // First: interfaces, pins and `ip` all answer for the namespace this
+    // (still only) thread is in.
+    if let Some(netns) = &cli.netns {
+        crate::kernel::netns::enter(netns)?;
+    }
     let root = PinRoot::new(&cli.bpffs);
+    if !matches!(cli.command, Command::Check { .. } | Command::Demo) {
+        root.check_usable()?;
+    }
     match cli.command {
         Command::Attach {
             iface,

@@ -59,6 +59,8 @@ pub fn attach(
     mode: Option<XdpMode>,
     keep_allowlist: bool,
 ) -> Result<Attached> {
+    // Before the lock: adopting takes it itself.
+    root.adopt_legacy();
     let _lock = root.lock()?;
     let mut plan = plan(root, iface, mode, keep_allowlist)?;
     let guard = NewPinsGuard::new(&plan);
@@ -329,6 +331,8 @@ pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
     // Unpinning the link drops the last reference to it: the program
     // leaves the interface. The maps go with their pins.
     pins::remove_dir(&dir)?;
+    // The namespace's folder goes with its last attachment.
+    let _ = std::fs::remove_dir(root.netns_dir());
     // The kernel releases the link from a work queue: wait until the
     // interface no longer runs the program, so that "detached" is true
     // when this returns.

@@ -6,6 +6,7 @@ pub mod attachment;
 pub mod direct;
 pub mod iface;
 pub mod maps;
+pub mod netns;
 pub mod pins;
 pub mod privileges;
 pub mod program;
