@@ -167,7 +167,8 @@ pub enum AllowAction {
     Replace {
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(long)]
+        /// The new allowlist: a regular file of at most 32 MiB, or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
         file: PathBuf,
         /// Accept an empty file (which denies all signalling).
         #[arg(long)]

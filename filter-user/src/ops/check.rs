@@ -1,7 +1,7 @@
 //! `sipwall check --pcap`: every frame of a capture through the real program
 //! (BPF_PROG_TEST_RUN, nothing attached), with the verdict it returned and
 //! the reason read from the counter it moved.
-use std::{fs::File, io::BufReader, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use filter_common::Reason;
@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     error::UsageError,
     kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
-    policy::ruleset::Ruleset,
+    policy::{input, ruleset::Ruleset},
 };
 
 /// What happened to one frame of the capture.
@@ -38,14 +38,12 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>> {
     let name = path.display();
     let bad = |what: String| UsageError(format!("{name}: {what}"));
-    let mut magic = [0u8; 4];
-    {
-        use std::io::Read as _;
-        let mut f = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
-        f.read_exact(&mut magic)
-            .map_err(|_| bad("too short to be a capture file".into()))?;
-    }
-    let file = BufReader::new(File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?);
+    let bytes = input::read_regular(path, "capture", input::PCAP_CAP)?;
+    let magic: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| bad("too short to be a capture file".into()))?;
+    let file = bytes.as_slice();
     let mut frames = Vec::new();
     if PCAP_MAGICS.contains(&magic) {
         let mut reader =

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot},
-    policy::cidr::parse_cidr,
+    policy::{cidr::parse_cidr, input},
 };
 
 /// Parses every CIDR, refusing the whole list if any is invalid.
@@ -20,10 +20,20 @@ pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
         .collect()
 }
 
-/// Reads an allowlist file: one CIDR a line, `#` starts a comment.
+/// Reads an allowlist file: one CIDR a line, `#` starts a comment; `-`
+/// is standard input.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>> {
-    let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("{name}: cannot read: {e}")))?;
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let bytes = if stdin {
+        input::read_stdin("allowlist", input::TEXT_CAP)?
+    } else {
+        input::read_regular(path, "allowlist", input::TEXT_CAP)?
+    };
     let text = String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
     let mut nets = Vec::new();

@@ -11,6 +11,7 @@ use crate::{
     error::UsageError,
     policy::{
         cidr::parse_cidr,
+        input,
         ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
     },
 };
@@ -195,8 +196,7 @@ pub fn load(path: Option<&Path>) -> Result<Ruleset> {
         return Ok(Ruleset::default());
     };
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| UsageError(format!("{origin}: cannot read the configuration file: {e}")))?;
+    let bytes = input::read_regular(path, "configuration file", input::TEXT_CAP)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("{origin}: not a text file (invalid UTF-8)")))?;
     Ok(parse(&text, &origin)?)
