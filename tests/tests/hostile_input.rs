@@ -295,7 +295,7 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
         (
             "nul.toml",
             vec![0, 0, 0, b'\n'],
-            vec!["TOML parse error"],
+            vec!["line 1", "invalid TOML"],
             "NUL bytes",
         ),
         (

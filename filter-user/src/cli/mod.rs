@@ -39,7 +39,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Allow { action } => allow::run(&root, action),
         Command::Stats { iface, json, watch } => stats::run(&root, iface.as_deref(), json, watch),
         Command::Top { iface, n, json } => top::run(&root, iface.as_deref(), n, json),
-        Command::Check { pcap, config, json } => check::run(&pcap, config.as_deref(), json),
+        Command::Check {
+            pcap,
+            config,
+            json,
+            local,
+            local_iface,
+        } => check::run(&pcap, config.as_deref(), json, &local, &local_iface),
         Command::Run {
             iface,
             config,

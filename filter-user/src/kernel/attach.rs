@@ -26,7 +26,7 @@ use filter_common::{maps as map_names, AttachInfo, XdpMode, ATTACH_MAGIC, PIN_LA
 use crate::{
     error::UsageError,
     kernel::{
-        iface::{describe_program, if_index, iface_xdp, IfaceXdp},
+        iface::{foreign_program, if_index, iface_xdp, IfaceXdp},
         maps::Maps,
         pins::{self, PinRoot, INFO_PIN, LINK_PIN},
         program,
@@ -111,8 +111,8 @@ fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool
     let (upgrade, upgrade_link) = match (on_iface, our_link) {
         (Some(now), Some((link, prog))) if now.program_id == prog => (Some(now), Some(link)),
         (Some(now), _) => bail!(
-            "{iface} already has an XDP program that is not sipwall's ({}); sipwall will not replace it. Remove it first (e.g. `ip link set dev {iface} xdp off`) if it should go",
-            describe_program(now)
+            "{}. sipwall will not replace it",
+            foreign_program(iface, now, root.path())
         ),
         (None, Some(_)) => {
             // The interface lost the program (deleted and created again):

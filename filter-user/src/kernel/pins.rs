@@ -285,7 +285,7 @@ impl PinRoot {
                 self.elsewhere_hint(None)
             ),
             many => Err(UsageError(format!(
-                "sipwall is attached to several interfaces ({}): name one with -i",
+                "attached to several interfaces in this network namespace ({}): name one with -i",
                 many.join(", ")
             ))
             .into()),
@@ -388,6 +388,82 @@ pub fn mount_bpffs(path: &Path) -> Result<()> {
             .with_context(|| format!("mounting bpffs on {}", path.display()));
     }
     Ok(())
+}
+
+/// The pinned `link` (sipwall's name for its XDP link pins) that runs
+/// program `prog_id`, searched for on every bpffs mounted, a few folders
+/// deep.
+pub fn find_link_pin(prog_id: u32) -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // mountinfo: ... mount-point (field 5) ... " - " fstype ...
+    let bpffs: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "bpf").then(|| PathBuf::from(unescape_mount(point)))
+        })
+        .collect();
+    fn walk(dir: &Path, depth: u32, prog_id: u32) -> Option<PathBuf> {
+        let entries = std::fs::read_dir(dir).ok()?;
+        for entry in entries.flatten().take(10_000) {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && depth > 0 {
+                if let Some(found) = walk(&path, depth - 1, prog_id) {
+                    return Some(found);
+                }
+            } else if entry.file_name() == LINK_PIN
+                && crate::kernel::attach::open_link(&path).is_some_and(|(_, p)| p == prog_id)
+            {
+                return Some(path);
+            }
+        }
+        None
+    }
+    bpffs.iter().find_map(|m| walk(m, 4, prog_id))
+}
+
+/// The pin root a link pin found by [`find_link_pin`] belongs to:
+/// `<root>/netns-<INODE>/<iface>/link` (or layout 3's `<root>/<iface>/link`).
+pub fn root_of_link_pin(link: &Path) -> Option<PathBuf> {
+    let ns_or_root = link.parent()?.parent()?;
+    let is_ns = ns_or_root
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| NetnsId::from_dir_name(n).is_some());
+    Some(if is_ns {
+        ns_or_root.parent()?.to_path_buf()
+    } else {
+        ns_or_root.to_path_buf()
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mount(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|_| bytes[i] == b'\\')
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The names in folder `dir`; none when it does not exist.

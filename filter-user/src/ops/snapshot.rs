@@ -8,7 +8,7 @@ use crate::{
     kernel::{
         attach::open_link,
         attachment::Attachment,
-        iface::{if_index, iface_xdp},
+        iface::{foreign_program, if_index, iface_xdp},
         maps::CounterSet,
         pins::{PinRoot, LINK_PIN},
     },
@@ -87,10 +87,9 @@ impl Snapshot {
                             snap.mode = now.mode.map_or("unknown", XdpMode::name);
                         }
                     }
-                    (Ok(Some(now)), _) => snap.problems.push(format!(
-                        "{iface} runs another XDP program (id {}), not sipwall's",
-                        now.program_id
-                    )),
+                    (Ok(Some(now)), _) => {
+                        snap.problems.push(foreign_program(iface, now, root.path()))
+                    }
                     (Ok(None), _) => snap.problems.push(format!(
                         "no XDP program on {iface}: sipwall is NOT filtering; `sipwall attach -i {iface}` attaches it again"
                     )),
@@ -128,5 +127,18 @@ impl Snapshot {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Warns on stderr when `snap`'s attachment does not filter (interface gone,
+/// program not running, another program there): what `stats`, `top` and
+/// `allow` show is then not what packets meet.
+pub fn warn_if_stale(snap: &Snapshot) {
+    if !snap.attached {
+        eprintln!(
+            "sipwall: warning: {} is NOT filtering: {}",
+            snap.iface,
+            snap.problems.join("; ")
+        );
     }
 }
