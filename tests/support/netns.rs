@@ -257,7 +257,9 @@ impl OtherNetns {
     /// The XDP program on its [`PBX_IFACE`], as `ip link` reports it.
     pub fn xdp_prog_id(&self) -> Option<u64> {
         let out = Command::new("ip")
-            .args(["-n", &self.name, "-d", "-j", "link", "show", "dev", PBX_IFACE])
+            .args([
+                "-n", &self.name, "-d", "-j", "link", "show", "dev", PBX_IFACE,
+            ])
             .output()
             .expect("ip link");
         let json: Value = serde_json::from_slice(&out.stdout).expect("ip -j output is JSON");
@@ -279,6 +281,8 @@ impl Drop for OtherNetns {
                     }
                 }
             });
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }

@@ -508,20 +508,39 @@ fn packets_the_host_sent_are_outbound() {
     // Without knowing the host, every packet is judged as arriving.
     assert_eq!(
         verdicts(&[]),
-        [inbound.clone(), denied.clone(), denied.clone(), denied.clone(), denied.clone()]
+        [
+            inbound.clone(),
+            denied.clone(),
+            denied.clone(),
+            denied.clone(),
+            denied.clone()
+        ]
     );
     assert_eq!(
         verdicts(&["--local", "192.0.2.10"]),
-        [inbound.clone(), outbound.clone(), outbound.clone(), denied.clone(), denied.clone()]
+        [
+            inbound.clone(),
+            outbound.clone(),
+            outbound.clone(),
+            denied.clone(),
+            denied.clone()
+        ]
     );
     assert_eq!(
         verdicts(&["--local", "192.0.2.10,2001:db8::10", "--local-iface", "lo"]),
-        [inbound.clone(), outbound.clone(), outbound.clone(), denied.clone(), outbound.clone()]
+        [
+            inbound.clone(),
+            outbound.clone(),
+            outbound.clone(),
+            denied.clone(),
+            outbound.clone()
+        ]
     );
     // Text: the reason column and the summary say so.
     let run = sipwall(&["check", "--pcap", path_str(&pcap), "--local", "192.0.2.10"]);
     assert!(
-        run.stdout.contains("2 outbound (sent by this host, not judged)"),
+        run.stdout
+            .contains("2 outbound (sent by this host, not judged)"),
         "{}",
         run.stdout
     );

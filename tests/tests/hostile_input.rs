@@ -317,6 +317,11 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
 const BAD_CIDRS: &[(&str, &[&str], &str)] = &[
     ("198.51.100.7/33", &["longer than 32"], "prefix too long"),
     ("198.51.100.7/", &["not a number"], "prefix missing"),
+    (
+        "198.51.100.7/032",
+        &["canonical", "198.51.100.7/32"],
+        "prefix with a leading zero",
+    ),
     ("198.51.100.7/x", &["not a number"], "prefix not a number"),
     ("198.51.100.7/32/32", &["not a number"], "two prefixes"),
     (
@@ -779,7 +784,11 @@ fn bad_input_is_refused_and_changes_nothing() {
     for (f, says, why) in [
         ("/dev/zero", &["/dev/zero", "device"][..], "/dev/zero"),
         (fifo.as_str(), &["FIFO"][..], "a FIFO without a writer"),
-        (huge_text.as_str(), &["too large", "32 MiB"][..], "a file over 32 MiB"),
+        (
+            huge_text.as_str(),
+            &["too large", "32 MiB"][..],
+            "a file over 32 MiB",
+        ),
     ] {
         bounded.push(case(
             &["attach", "-i", IFACE, "-c", f],
@@ -805,14 +814,34 @@ fn bad_input_is_refused_and_changes_nothing() {
     for (f, says, why) in [
         ("/dev/zero", &["/dev/zero", "device"][..], "/dev/zero"),
         (fifo.as_str(), &["FIFO"][..], "a FIFO without a writer"),
-        (huge_pcap.as_str(), &["too large", "256 MiB"][..], "a capture over 256 MiB"),
+        (
+            huge_pcap.as_str(),
+            &["too large", "256 MiB"][..],
+            "a capture over 256 MiB",
+        ),
     ] {
-        bounded.push(case(&["check", "--pcap", f], says, &format!("check --pcap: {why}")));
+        bounded.push(case(
+            &["check", "--pcap", f],
+            says,
+            &format!("check --pcap: {why}"),
+        ));
     }
     for (root, says, why) in [
-        (plain_file.as_str(), &["is a file, not a folder"][..], "a regular file"),
-        (pin_file.as_str(), &["is a pin", "not a folder"][..], "a pin file"),
-        (under_file.as_str(), &["is a file, not a folder"][..], "a path through a file"),
+        (
+            plain_file.as_str(),
+            &["is a file, not a folder"][..],
+            "a regular file",
+        ),
+        (
+            pin_file.as_str(),
+            &["is a pin", "not a folder"][..],
+            "a pin file",
+        ),
+        (
+            under_file.as_str(),
+            &["is a file, not a folder"][..],
+            "a path through a file",
+        ),
     ] {
         for args in [
             &["attach", "-i", IFACE][..],
@@ -827,11 +856,23 @@ fn bad_input_is_refused_and_changes_nothing() {
         }
     }
     for (ns, says, why) in [
-        ("no-such-namespace", &["--netns", "cannot open", "ip netns list"][..], "unknown name"),
-        ("/etc/hostname", &["not a network namespace"][..], "a file that is no namespace"),
+        (
+            "no-such-namespace",
+            &["--netns", "cannot open", "ip netns list"][..],
+            "unknown name",
+        ),
+        (
+            "/etc/hostname",
+            &["not a network namespace"][..],
+            "a file that is no namespace",
+        ),
         ("", &["--netns needs"][..], "empty"),
     ] {
-        bounded.push(case(&["--netns", ns, "status"], says, &format!("--netns {why}")));
+        bounded.push(case(
+            &["--netns", ns, "status"],
+            says,
+            &format!("--netns {why}"),
+        ));
     }
     for c in &bounded {
         let mut cmd = lab.command(sipwall_tests::netns::Host::Pbx, "timeout");

@@ -61,7 +61,11 @@ fn status_elsewhere_lists_the_attachment_without_judging_it() {
     let doc = json(&in_other(&other, &["status", "--json"]), "status --json");
     assert_eq!(doc["interfaces"], serde_json::json!([]), "{doc}");
     assert_eq!(doc["other_netns"][0]["iface"], PBX_IFACE, "{doc}");
-    assert_eq!(doc["other_netns"][0]["netns_name"], lab.ns(Host::Pbx), "{doc}");
+    assert_eq!(
+        doc["other_netns"][0]["netns_name"],
+        lab.ns(Host::Pbx),
+        "{doc}"
+    );
 
     // Nothing was removed or changed: the PBX still filters.
     assert_eq!(lab.xdp_prog_id(), Some(prog));
@@ -120,7 +124,11 @@ fn allow_from_another_namespace_needs_netns() {
         &["not attached to wan0 in this network namespace"],
         "allow add -i from the host",
     );
-    assert_eq!(lab.allowlist(), before, "the host changed the PBX's allowlist");
+    assert_eq!(
+        lab.allowlist(),
+        before,
+        "the host changed the PBX's allowlist"
+    );
 
     let pbx = lab.ns(Host::Pbx);
     from_host(&lab, &["--netns", &pbx, "allow", "add", "198.51.100.7"]).ok("--netns NAME");
@@ -142,13 +150,18 @@ fn attach_to_a_same_named_interface_elsewhere_is_a_second_attachment() {
     let prog = lab.xdp_prog_id().expect("attached");
 
     let run = in_other(&other, &["attach", "-i", PBX_IFACE, "--mode", "native"]);
-    assert!(run.ok("attach in the other namespace").contains("attached sipwall to wan0"));
+    assert!(run
+        .ok("attach in the other namespace")
+        .contains("attached sipwall to wan0"));
     let theirs = other.xdp_prog_id().expect("the other wan0 runs a program");
     assert_ne!(theirs, prog);
     assert_eq!(lab.xdp_prog_id(), Some(prog), "the PBX lost its program");
     // Two attachments with their own maps: the PBX's allowlist is its own.
     assert!(lab.allowlist().contains(&"198.51.100.7/32".to_string()));
-    let list = json(&in_other(&other, &["allow", "list", "--json"]), "allow list");
+    let list = json(
+        &in_other(&other, &["allow", "list", "--json"]),
+        "allow list",
+    );
     assert_eq!(
         list["allow"],
         serde_json::json!(["44.229.228.186/32", "44.238.177.138/32"])
@@ -187,8 +200,14 @@ fn layout_3_pins_are_adopted_by_their_namespace() {
     // The other namespace's wan0 does not run that program: left alone,
     // and listed.
     let run = in_other(&other, &["status"]);
-    assert!(run.ok("status elsewhere").contains("previous layout"), "{run}");
-    assert!(old_dir.join("link").exists(), "adopted by the wrong namespace");
+    assert!(
+        run.ok("status elsewhere").contains("previous layout"),
+        "{run}"
+    );
+    assert!(
+        old_dir.join("link").exists(),
+        "adopted by the wrong namespace"
+    );
     in_other(&other, &["detach"]).expect(1, &["not attached"], "detach elsewhere");
     assert_eq!(lab.xdp_prog_id(), Some(prog));
 
@@ -203,7 +222,9 @@ fn layout_3_pins_are_adopted_by_their_namespace() {
     assert!(lab.allowlist().contains(&"198.51.100.7/32".to_string()));
 }
 
-fn info_map(dir: &std::path::Path) -> aya::maps::Array<aya::maps::MapData, filter_common::AttachInfo> {
+fn info_map(
+    dir: &std::path::Path,
+) -> aya::maps::Array<aya::maps::MapData, filter_common::AttachInfo> {
     let data = aya::maps::MapData::from_pin(dir.join("INFO")).expect("INFO pin");
     aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("INFO is an array")
 }

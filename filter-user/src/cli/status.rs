@@ -35,7 +35,10 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
         .map(|s| s.iface.as_str())
         .collect();
     if !down.is_empty() {
-        bail!("NOT filtering on {}; the problems above say what to do", down.join(", "));
+        bail!(
+            "NOT filtering on {}; the problems above say what to do",
+            down.join(", ")
+        );
     }
     Ok(())
 }

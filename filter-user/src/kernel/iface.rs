@@ -93,7 +93,9 @@ fn program_name(id: u32) -> Option<String> {
 pub fn foreign_program(iface: &str, x: IfaceXdp, root: &std::path::Path) -> String {
     let name = program_name(x.program_id);
     if name.as_deref() == Some(crate::kernel::program::PROGRAM_NAME) {
-        if let Some(other) = pins::find_link_pin(x.program_id).and_then(|p| pins::root_of_link_pin(&p)) {
+        if let Some(other) =
+            pins::find_link_pin(x.program_id).and_then(|p| pins::root_of_link_pin(&p))
+        {
             if other != root {
                 return format!(
                     "{iface} runs sipwall attached under another pin root, {} (program id {}, {} mode): use `sipwall --bpffs {} ...` for it (`sipwall --bpffs {} detach -i {iface}` removes it)",

@@ -109,7 +109,10 @@ pub fn enter(spec: &str) -> Result<NetnsId> {
             .into());
         }
         return Err(err).with_context(|| {
-            format!("entering the network namespace {} (needs root)", path.display())
+            format!(
+                "entering the network namespace {} (needs root)",
+                path.display()
+            )
         });
     }
     NetnsId::current()

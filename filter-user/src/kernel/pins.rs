@@ -401,7 +401,8 @@ pub fn find_link_pin(prog_id: u32) -> Option<PathBuf> {
         .filter_map(|l| {
             let (left, right) = l.split_once(" - ")?;
             let point = left.split_whitespace().nth(4)?;
-            (right.split_whitespace().next()? == "bpf").then(|| PathBuf::from(unescape_mount(point)))
+            (right.split_whitespace().next()? == "bpf")
+                .then(|| PathBuf::from(unescape_mount(point)))
         })
         .collect();
     fn walk(dir: &Path, depth: u32, prog_id: u32) -> Option<PathBuf> {

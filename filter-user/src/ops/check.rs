@@ -317,7 +317,10 @@ pub fn to_text(results: &[Checked]) -> String {
         s["total"], s["pass"], s["drop"], s["error"]
     );
     if s["outbound"].as_u64() != Some(0) {
-        out += &format!(", {} outbound (sent by this host, not judged)", s["outbound"]);
+        out += &format!(
+            ", {} outbound (sent by this host, not judged)",
+            s["outbound"]
+        );
     }
     let by_reason: Vec<String> = Reason::ALL
         .iter()

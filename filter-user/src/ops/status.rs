@@ -6,7 +6,12 @@ use serde_json::{json, Value};
 use super::snapshot::Snapshot;
 use crate::kernel::pins::{Elsewhere, PinRoot};
 
-pub fn to_json(all: &[Snapshot], elsewhere: &[Elsewhere], root: &PinRoot, legacy: &[String]) -> Value {
+pub fn to_json(
+    all: &[Snapshot],
+    elsewhere: &[Elsewhere],
+    root: &PinRoot,
+    legacy: &[String],
+) -> Value {
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
@@ -51,7 +56,12 @@ pub fn to_json(all: &[Snapshot], elsewhere: &[Elsewhere], root: &PinRoot, legacy
     doc
 }
 
-pub fn to_text(all: &[Snapshot], elsewhere: &[Elsewhere], root: &PinRoot, legacy: &[String]) -> String {
+pub fn to_text(
+    all: &[Snapshot],
+    elsewhere: &[Elsewhere],
+    root: &PinRoot,
+    legacy: &[String],
+) -> String {
     let mut out = String::new();
     if all.is_empty() {
         out += &format!(

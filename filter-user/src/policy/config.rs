@@ -154,8 +154,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
     if let Err(e) = text.parse::<toml::Table>() {
         return Err(toml_error(&e, text, origin, "invalid TOML: "));
     }
-    let file: ConfigFile =
-        toml::from_str(text).map_err(|e| toml_error(&e, text, origin, ""))?;
+    let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(&e, text, origin, ""))?;
     if let Some((name, line)) = empty_section(text) {
         let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
         return Err(UsageError(format!(

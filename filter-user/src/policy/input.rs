@@ -121,7 +121,10 @@ mod tests {
             let err = read_regular(path, "list", TEXT_CAP).expect_err(says).0;
             assert!(err.contains(says), "{path:?}: {err}");
         }
-        assert_eq!(read_regular(&small, "list", TEXT_CAP).unwrap(), b"192.0.2.1\n");
+        assert_eq!(
+            read_regular(&small, "list", TEXT_CAP).unwrap(),
+            b"192.0.2.1\n"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
