@@ -107,7 +107,9 @@ impl PinRoot {
                 }
                 Ok(())
             }
-            Err(e) => Err(UsageError(format!("--bpffs {shown}: {e}"))),
+            // Permission denied and the like: the privilege check that
+            // follows says what is wrong better.
+            Err(_) => Ok(()),
         }
     }
 
