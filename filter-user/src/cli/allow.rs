@@ -30,7 +30,7 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
     let iface = root.resolve(iface.as_deref())?;
     // A change to an attachment that filters nothing reaches no packet:
     // most likely the wrong interface, or one that is gone.
-    let snap = Snapshot::gather(root, &iface);
+    let snap = Snapshot::liveness(root, &iface);
     if !snap.attached {
         if !force {
             return Err(UsageError(format!(
@@ -62,7 +62,7 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
 fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;
     let att = Attachment::open(root, iface)?;
-    warn_if_stale(&Snapshot::gather(root, &att.iface));
+    warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let allow = att.maps.read_ruleset()?.allow;
     if json {
         let list: Vec<String> = allow.iter().map(|n| n.to_string()).collect();

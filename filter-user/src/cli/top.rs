@@ -16,7 +16,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool) -> Result<
     }
     require_root()?;
     let att = Attachment::open(root, iface)?;
-    warn_if_stale(&Snapshot::gather(root, &att.iface));
+    warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let mut sources = att.maps.denied_sources()?;
     sources.truncate(n);
     if json {

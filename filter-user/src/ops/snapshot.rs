@@ -10,7 +10,7 @@ use crate::{
         attachment::Attachment,
         iface::{foreign_program, if_index, iface_xdp},
         maps::CounterSet,
-        pins::{PinRoot, LINK_PIN},
+        pins::{read_info, PinRoot, LINK_PIN},
     },
     policy::ruleset::Ruleset,
 };
@@ -36,6 +36,17 @@ impl Snapshot {
     /// Gathers everything about `iface`'s attachment. Never fails: what
     /// cannot be read is a problem in the result.
     pub fn gather(root: &PinRoot, iface: &str) -> Snapshot {
+        Snapshot::gather_with(root, iface, true)
+    }
+
+    /// Only whether `iface`'s attachment filters, and its problems: what
+    /// the kernel runs, without reading the maps (a command about to read
+    /// or change them itself checks first with this).
+    pub fn liveness(root: &PinRoot, iface: &str) -> Snapshot {
+        Snapshot::gather_with(root, iface, false)
+    }
+
+    fn gather_with(root: &PinRoot, iface: &str, read_maps: bool) -> Snapshot {
         let dir = root.iface_dir(iface);
         let mut snap = Snapshot {
             iface: iface.to_string(),
@@ -47,8 +58,21 @@ impl Snapshot {
             unreadable: None,
             problems: Vec::new(),
         };
-        // Without a readable INFO map the maps are not read (they may be of
-        // another layout), but what the kernel runs is still told.
+        let recorded_index = if read_maps {
+            snap.read_maps(root, iface)
+        } else {
+            read_info(&dir).ok().map(|info| info.ifindex)
+        };
+        snap.check_kernel(root, iface, recorded_index);
+        snap
+    }
+
+    /// Reads the ruleset and counters; returns the interface index the
+    /// pins recorded. Without a readable INFO map the maps are not read
+    /// (they may be of another layout), but what the kernel runs is still
+    /// told.
+    fn read_maps(&mut self, root: &PinRoot, iface: &str) -> Option<u32> {
+        let snap = self;
         let mut recorded_index = None;
         match Attachment::open_resolved(root, iface.to_string()) {
             Ok(att) => {
@@ -68,6 +92,13 @@ impl Snapshot {
             }
             Err(e) => snap.unreadable(e, iface, false),
         }
+        recorded_index
+    }
+
+    /// What the kernel runs on `iface`, against the pinned link.
+    fn check_kernel(&mut self, root: &PinRoot, iface: &str, recorded_index: Option<u32>) {
+        let snap = self;
+        let dir = root.iface_dir(iface);
         let link_prog = open_link(&dir.join(LINK_PIN)).map(|(_, prog)| prog);
         snap.program_id = link_prog;
         match if_index(iface) {
@@ -103,7 +134,6 @@ impl Snapshot {
                 dir.join(LINK_PIN).display()
             ));
         }
-        snap
     }
 
     /// Records why the maps could not be read, as a problem with what to do.
