@@ -47,20 +47,19 @@ impl NetnsId {
     }
 
     /// How messages name it: `net:[INODE]`, with its name under
-    /// /run/netns (as `ip netns` shows it) or "the host's" when known.
+    /// /run/netns (as `ip netns` shows it), or "PID 1's" for the namespace
+    /// of this PID namespace's init (the host's on a host; a container's
+    /// own in a container).
     pub fn describe(self) -> String {
         match self.name() {
             Some(name) => format!("net:[{}] ({name})", self.0),
+            None if self.is_init() => format!("net:[{}] (PID 1's)", self.0),
             None => format!("net:[{}]", self.0),
         }
     }
 
-    /// What to pass to `--netns` to reach this namespace, when it has a
-    /// name under /run/netns; "the host's" for init's namespace.
+    /// Its name under /run/netns, if it has one.
     pub fn name(self) -> Option<String> {
-        if std::fs::metadata("/proc/1/ns/net").is_ok_and(|m| m.ino() == self.0) {
-            return Some("the host's".into());
-        }
         std::fs::read_dir("/run/netns")
             .ok()?
             .filter_map(|e| e.ok())
@@ -68,13 +67,15 @@ impl NetnsId {
             .and_then(|e| e.file_name().into_string().ok())
     }
 
-    /// The `--netns` argument that reaches this namespace, if there is one.
+    fn is_init(self) -> bool {
+        std::fs::metadata("/proc/1/ns/net").is_ok_and(|m| m.ino() == self.0)
+    }
+
+    /// The `--netns` argument that reaches this namespace, if there is one
+    /// sipwall can name: its name under /run/netns, or PID 1's namespace.
     pub fn flag(self) -> Option<String> {
-        let name = self.name()?;
-        if name == "the host's" {
-            return Some("/proc/1/ns/net".into());
-        }
-        Some(name)
+        self.name()
+            .or_else(|| self.is_init().then(|| "/proc/1/ns/net".into()))
     }
 }
 
