@@ -177,6 +177,28 @@ fn small_things_that_mislead() {
     let run = sipwall(&lab, &["allow", "list", "-i", PBX_IFACE, "--json"]);
     assert_eq!(run.ok("allow list --json").trim(), r#"{"allow":[]}"#);
 
+    // `allow replace --file -` reads standard input (FIFOs are refused, so
+    // this is how a pipe gets in).
+    let args = ["allow", "replace", "-i", PBX_IFACE, "--file", "-"];
+    let mut child = lab
+        .sipwall_command(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"44.229.228.186\n44.238.177.138/32 # both\n",
+    )
+    .unwrap();
+    let run = Run::from_output(&args, child.wait_with_output().unwrap());
+    assert!(
+        run.ok("replace from stdin").contains("now has 2 entries"),
+        "{run}"
+    );
+    assert_eq!(lab.allowlist(), ["44.229.228.186/32", "44.238.177.138/32"]);
+
     // Value errors in valid TOML are not called "TOML parse error"; syntax
     // errors are called invalid TOML. Both name line and column.
     let config = |name: &str, text: &str| -> String {
