@@ -27,6 +27,7 @@ use crate::{
     error::UsageError,
     kernel::{
         iface::{foreign_program, if_index, iface_xdp, IfaceXdp},
+        links::open_link,
         maps::Maps,
         pins::{self, PinRoot, INFO_PIN, LINK_PIN},
         program,
@@ -308,13 +309,6 @@ fn attach_in(
             format!("attaching to {iface} in {name} mode (the driver may not support it: try --mode skb)")
         }
     })
-}
-
-/// The pinned link at `path` and the program it runs, if it is readable.
-pub fn open_link(path: &Path) -> Option<(FdLink, u32)> {
-    let link = FdLink::from(PinnedLink::from_pin(path).ok()?);
-    let prog = link.info().ok()?.program_id();
-    Some((link, prog))
 }
 
 /// Removes the attachment on `iface` and all its pins.

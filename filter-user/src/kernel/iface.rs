@@ -5,7 +5,10 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 use filter_common::XdpMode;
 
-use crate::{error::UsageError, kernel::pins};
+use crate::{
+    error::UsageError,
+    kernel::{links, pins},
+};
 
 /// What the interface has attached now, according to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +97,7 @@ pub fn foreign_program(iface: &str, x: IfaceXdp, root: &std::path::Path) -> Stri
     let name = program_name(x.program_id);
     if name.as_deref() == Some(crate::kernel::program::PROGRAM_NAME) {
         if let Some(other) =
-            pins::find_link_pin(x.program_id).and_then(|p| pins::root_of_link_pin(&p))
+            links::find_link_pin(x.program_id).and_then(|p| links::root_of_link_pin(&p))
         {
             if other != root {
                 return format!(

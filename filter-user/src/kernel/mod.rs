@@ -5,6 +5,7 @@ pub mod attach;
 pub mod attachment;
 pub mod direct;
 pub mod iface;
+pub mod links;
 pub mod maps;
 pub mod netns;
 pub mod pins;

@@ -6,9 +6,9 @@ use filter_common::XdpMode;
 
 use crate::{
     kernel::{
-        attach::open_link,
         attachment::Attachment,
         iface::{foreign_program, if_index, iface_xdp},
+        links::open_link,
         maps::CounterSet,
         pins::{read_info, PinRoot, LINK_PIN},
     },
