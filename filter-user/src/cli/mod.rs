@@ -17,7 +17,15 @@ use crate::kernel::pins::PinRoot;
 pub use args::{AllowAction, AttachMode, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
+    // First: interfaces, pins and `ip` all answer for the namespace this
+    // (still only) thread is in.
+    if let Some(netns) = &cli.netns {
+        crate::kernel::netns::enter(netns)?;
+    }
     let root = PinRoot::new(&cli.bpffs);
+    if !matches!(cli.command, Command::Check { .. } | Command::Demo) {
+        root.check_usable()?;
+    }
     match cli.command {
         Command::Attach {
             iface,
@@ -31,7 +39,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Allow { action } => allow::run(&root, action),
         Command::Stats { iface, json, watch } => stats::run(&root, iface.as_deref(), json, watch),
         Command::Top { iface, n, json } => top::run(&root, iface.as_deref(), n, json),
-        Command::Check { pcap, config, json } => check::run(&pcap, config.as_deref(), json),
+        Command::Check {
+            pcap,
+            config,
+            json,
+            local,
+            local_iface,
+        } => check::run(&pcap, config.as_deref(), json, &local, &local_iface),
         Command::Run {
             iface,
             config,

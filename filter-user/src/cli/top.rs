@@ -4,7 +4,10 @@ use anyhow::Result;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
-    ops::stats,
+    ops::{
+        snapshot::{warn_if_stale, Snapshot},
+        stats,
+    },
 };
 
 pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool) -> Result<()> {
@@ -13,6 +16,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool) -> Result<
     }
     require_root()?;
     let att = Attachment::open(root, iface)?;
+    warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let mut sources = att.maps.denied_sources()?;
     sources.truncate(n);
     if json {
