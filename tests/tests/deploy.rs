@@ -741,20 +741,15 @@ impl Entrypoint {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The `sipwall run` the entrypoint started.
+    /// The `sipwall run` the entrypoint became (it execs).
     fn sipwall_pid(&self) -> u32 {
         let pid = self.child.id();
-        let children = read(Path::new(&format!("/proc/{pid}/task/{pid}/children")));
-        children
-            .split_whitespace()
-            .map(|p| p.parse::<u32>().expect("a pid"))
-            .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.starts_with("sipwall\0run\0"))
-            })
-            .unwrap_or_else(|| {
-                panic!("no `sipwall run` among the entrypoint's children: {children:?}")
-            })
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            cmdline.starts_with("sipwall\0run\0--keep-attached\0"),
+            "the entrypoint did not exec `sipwall run --keep-attached`: {cmdline:?}"
+        );
+        pid
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -789,7 +784,6 @@ impl Entrypoint {
 impl Drop for Entrypoint {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            // The entrypoint kills sipwall.
             self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
@@ -912,7 +906,9 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
     // Stopped as the kubelet stops it: the filter stays, and enforces.
     let log = first.stop();
     assert!(
-        log.contains(&format!("the filter stays on {PBX_IFACE} with its pins")),
+        log.contains(&format!(
+            "the filter stays attached to {PBX_IFACE} with its pins (--keep-attached)"
+        )),
         "{log}"
     );
     assert!(

@@ -112,20 +112,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Foreground service: attach, reload on SIGHUP, serve metrics, detach on SIGTERM.
+    /// Foreground service: attach, follow the configuration file (and SIGHUP), serve metrics and probes; on SIGTERM detach only what it attached.
     Run {
         #[arg(short, long)]
         iface: String,
+        /// Configuration file (TOML), reloaded whenever it changes and on SIGHUP.
         #[arg(short, long)]
         config: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         mode: AttachMode,
-        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+        /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address (e.g. 127.0.0.1:9464).
         #[arg(long)]
         metrics: Option<SocketAddr>,
         /// Accept an empty allowlist (which denies all signalling).
         #[arg(long)]
         force: bool,
+        /// Never detach on exit: the filter stays attached and pinned for the next start (fleets, Kubernetes).
+        #[arg(long)]
+        keep_attached: bool,
     },
     /// Build a throw-away lab of network namespaces and show the filter at work.
     Demo,

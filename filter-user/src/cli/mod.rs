@@ -38,7 +38,18 @@ pub fn run(cli: Cli) -> Result<()> {
             mode,
             metrics,
             force,
-        } => run::run(&cli.bpffs, iface, config, mode, metrics, force),
+            keep_attached,
+        } => run::run(
+            &cli.bpffs,
+            run::Options {
+                iface,
+                config,
+                mode,
+                metrics,
+                force,
+                keep_attached,
+            },
+        ),
         Command::Demo => crate::lab::demo::run(),
     }
 }
