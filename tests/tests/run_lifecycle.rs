@@ -15,7 +15,8 @@ use sipwall_tests::{
     service::{get, outsider_sip, sample, write_config, Service},
 };
 
-const PROVIDER_ONLY: &str = "[signalling]\nallow = [\"44.229.228.186/32\", \"44.238.177.138/32\"]\n";
+const PROVIDER_ONLY: &str =
+    "[signalling]\nallow = [\"44.229.228.186/32\", \"44.238.177.138/32\"]\n";
 const WITH_OUTSIDER: &str =
     "[signalling]\nallow = [\"44.229.228.186/32\", \"44.238.177.138/32\", \"203.0.113.0/24\"]\n";
 
@@ -59,7 +60,11 @@ impl ConfigMapVolume {
     }
 
     fn timestamp_dir(&self) -> String {
-        format!("..2026_11_28_22_00_{:02}.{}", self.generation, 1000 + self.generation)
+        format!(
+            "..2026_11_28_22_00_{:02}.{}",
+            self.generation,
+            1000 + self.generation
+        )
     }
 }
 
@@ -104,20 +109,31 @@ fn a_configmap_symlink_swap_is_applied_within_2s_without_sighup_and_a_broken_one
 
     // The kubelet's update: no signal is sent.
     volume.update(WITH_OUTSIDER);
-    let took = within(Duration::from_secs(2), "the swapped-in file applied", || {
-        lab.allowlist().contains(&"203.0.113.0/24".to_string())
-    });
+    let took = within(
+        Duration::from_secs(2),
+        "the swapped-in file applied",
+        || lab.allowlist().contains(&"203.0.113.0/24".to_string()),
+    );
     eprintln!("a ..data swap was applied after {took:?}");
     assert!(
-        service.log().contains("configuration file changed: configuration reloaded"),
+        service
+            .log()
+            .contains("configuration file changed: configuration reloaded"),
         "{}",
         service.log()
     );
     assert!(!service.log().contains("SIGHUP"), "{}", service.log());
-    assert_eq!(outsider_sip(&lab, 5), 5, "after the swap the outsider is allowed");
+    assert_eq!(
+        outsider_sip(&lab, 5),
+        5,
+        "after the swap the outsider is allowed"
+    );
     let (ok, applied_at, successes, failures) = reload_metrics(&metrics(&lab));
     assert_eq!((ok, successes, failures), (1.0, 1.0, 0.0));
-    assert!(applied_at > started_at, "the success timestamp did not move");
+    assert!(
+        applied_at > started_at,
+        "the success timestamp did not move"
+    );
 
     // A broken file, swapped in the same way, within 2 s: refused, logged,
     // the policy stays, the metrics say so.
@@ -133,8 +149,16 @@ fn a_configmap_symlink_swap_is_applied_within_2s_without_sighup_and_a_broken_one
         "the refusal names neither the trigger nor the problem: {}",
         service.log()
     );
-    assert_eq!(lab.allowlist(), allowed, "the broken file changed the allowlist");
-    assert_eq!(outsider_sip(&lab, 4), 4, "the broken file changed the policy");
+    assert_eq!(
+        lab.allowlist(),
+        allowed,
+        "the broken file changed the allowlist"
+    );
+    assert_eq!(
+        outsider_sip(&lab, 4),
+        4,
+        "the broken file changed the policy"
+    );
     let (ok, still_applied_at, successes, failures) = reload_metrics(&metrics(&lab));
     assert_eq!((ok, successes, failures), (0.0, 1.0, 1.0));
     assert_eq!(still_applied_at, applied_at);
@@ -214,9 +238,19 @@ fn pins_dir(lab: &TestLab) -> PathBuf {
 }
 
 fn assert_still_enforcing(lab: &TestLab, what: &str) {
-    assert!(lab.xdp_prog_id().is_some(), "{what}: the program left the interface");
-    assert!(Path::new(&pins_dir(lab)).join("link").exists(), "{what}: the link pin is gone");
-    assert_eq!(outsider_sip(lab, 5), 0, "{what}: an outsider's SIP got through");
+    assert!(
+        lab.xdp_prog_id().is_some(),
+        "{what}: the program left the interface"
+    );
+    assert!(
+        Path::new(&pins_dir(lab)).join("link").exists(),
+        "{what}: the link pin is gone"
+    );
+    assert_eq!(
+        outsider_sip(lab, 5),
+        0,
+        "{what}: an outsider's SIP got through"
+    );
     let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE]);
     assert!(status.contains("filtering"), "{what}: {status}");
 }
@@ -239,7 +273,10 @@ fn run_over_an_existing_attachment_says_so_and_leaves_it_attached() {
         "run did not say it took over an existing attachment: {log}"
     );
     let upgraded = lab.xdp_prog_id().expect("still attached");
-    assert_ne!(upgraded, operators, "run did not upgrade the program in place");
+    assert_ne!(
+        upgraded, operators,
+        "run did not upgrade the program in place"
+    );
     let (status, log) = service.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("detached from"), "{log}");
@@ -253,7 +290,11 @@ fn run_over_an_existing_attachment_says_so_and_leaves_it_attached() {
     let (status, log) = service.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("detached from"), "{log}");
-    assert_eq!(lab.xdp_prog_id(), None, "a run that attached did not detach");
+    assert_eq!(
+        lab.xdp_prog_id(),
+        None,
+        "a run that attached did not detach"
+    );
     assert!(!pins_dir(&lab).exists(), "detach left pins");
 
     // ... unless told --keep-attached (the DaemonSet's entrypoint).

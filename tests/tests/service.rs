@@ -229,10 +229,7 @@ fn metrics_scraped_with_curl_are_prometheus_text_equal_to_stats() {
     );
 
     let other = curl("/nothing-here");
-    assert!(
-        other.contains("\n404 text/plain"),
-        "{other}"
-    );
+    assert!(other.contains("\n404 text/plain"), "{other}");
     let (status, log) = service.stop();
     assert!(status.success(), "{log}");
 }

@@ -133,6 +133,19 @@ pub enum Command {
     },
     /// Build a throw-away lab of network namespaces and show the filter at work.
     Demo,
+    /// Production checks, each ok/warn/fail with what to do; exit 0, 1 or 2 by the worst.
+    Doctor {
+        #[arg(short, long)]
+        iface: Option<String>,
+        /// Configuration file to compare with the running policy.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The provider's signalling hostname, resolved and compared with the allowlist.
+        #[arg(long, value_name = "NAME", default_value = crate::ops::doctor::DEFAULT_PROVIDER_HOST)]
+        provider_host: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

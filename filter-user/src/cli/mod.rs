@@ -6,6 +6,7 @@ pub mod args;
 pub mod attach;
 pub mod check;
 pub mod detach;
+pub mod doctor;
 pub mod run;
 pub mod stats;
 pub mod status;
@@ -51,5 +52,11 @@ pub fn run(cli: Cli) -> Result<()> {
             },
         ),
         Command::Demo => crate::lab::demo::run(),
+        Command::Doctor {
+            iface,
+            config,
+            provider_host,
+            json,
+        } => doctor::run(&cli.bpffs, iface, config, provider_host, json),
     }
 }

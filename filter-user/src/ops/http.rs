@@ -66,8 +66,7 @@ where
             let mut len = 0;
             // Read the request head (bounded); the body, if any, is ignored.
             while len < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[len..]))
-                    .await
+                match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[len..])).await
                 {
                     Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
                     Ok(Ok(n)) => len += n,

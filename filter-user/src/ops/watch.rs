@@ -49,7 +49,8 @@ impl ConfigWatch {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: the AsyncFd owns the descriptor, so it stays open for as
         // long as it is registered.
-        let inotify = unsafe { AsyncFd::register(fd) }.context("registering the inotify descriptor")?;
+        let inotify =
+            unsafe { AsyncFd::register(fd) }.context("registering the inotify descriptor")?;
         let mut watch = ConfigWatch {
             inotify,
             file: file.to_path_buf(),
