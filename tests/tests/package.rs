@@ -135,9 +135,15 @@ fn the_deb_builds_installs_runs_verifies_and_purges_clean() {
     let unit = "/lib/systemd/system/sipwall@.service";
     let text = std::fs::read_to_string(unit).unwrap();
     assert!(text.contains("ExecStart=/usr/sbin/sipwall run"), "{text}");
+    for line in text.lines().filter(|l| l.contains("Capabilit")) {
+        assert!(
+            !line.starts_with('#') && !line.contains("CAP_SYS_ADMIN"),
+            "the unit grants CAP_SYS_ADMIN: {line}"
+        );
+    }
     assert!(
-        !text.contains("CAP_SYS_ADMIN"),
-        "the unit grants CAP_SYS_ADMIN: {text}"
+        text.contains("AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON\n"),
+        "{text}"
     );
     let verify = run(Command::new("systemd-analyze")
         .args(["verify", "sipwall@eth0.service"])
