@@ -21,9 +21,9 @@ use std::{
 use serde_json::Value;
 use sipwall_tests::netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
 
-/// Every metric sipwall exports or is about to (issue 14's reload metrics),
-/// plus Prometheus' own `up`: an expression naming anything else is a typo
-/// that PromQL would accept and Grafana would show as "no data".
+/// Every metric sipwall exports (the entrypoint test checks a real scrape
+/// has each), plus Prometheus' own `up`: an expression naming anything else
+/// is a typo that PromQL would accept and Grafana would show as "no data".
 const KNOWN_METRICS: &[&str] = &[
     "sipwall_packets_total",
     "sipwall_bytes_total",
@@ -869,8 +869,15 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
         "sipwall run has more capabilities: {caps:#x}"
     );
 
-    // A real scrape, linted by promtool.
+    // A real scrape, linted by promtool, with every metric the rules and
+    // the dashboard use.
     let metrics = scrape(&lab);
+    for name in KNOWN_METRICS.iter().filter(|m| m.starts_with("sipwall_")) {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "{name} missing from a real scrape: {metrics}"
+        );
+    }
     assert!(
         metrics.contains(&format!(
             "sipwall_attached{{iface=\"{PBX_IFACE}\",mode=\"native\"}} 1"
