@@ -833,6 +833,23 @@ fn scrape(lab: &TestLab) -> String {
     .unwrap_or_else(|e| panic!("scraping the entrypoint's sipwall: {e:#}"))
 }
 
+/// The paths of the DaemonSet's probes (startup, liveness, readiness).
+fn daemonset_probe_paths() -> BTreeSet<String> {
+    let text = read(&deploy("kubernetes/daemonset.yaml"));
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let paths: BTreeSet<String> = lines
+        .windows(2)
+        .filter(|w| w[0] == "httpGet:")
+        .filter_map(|w| w[1].strip_prefix("path: "))
+        .map(|p| p.trim().to_string())
+        .collect();
+    assert!(
+        paths.len() >= 2,
+        "the DaemonSet has no HTTP probes: {paths:?}"
+    );
+    paths
+}
+
 #[test]
 fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
     sipwall_tests::skip_unless_root!();
@@ -868,6 +885,19 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
         3,
         "sipwall run has more capabilities: {caps:#x}"
     );
+
+    // Every probe the DaemonSet declares answers 200 on the metrics port.
+    for path in daemonset_probe_paths() {
+        lab.exec(
+            Host::Pbx,
+            &[
+                "curl",
+                "-sf",
+                &format!("http://127.0.0.1:{METRICS_PORT}{path}"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("the DaemonSet's probe {path}: {e:#}"));
+    }
 
     // A real scrape, linted by promtool, with every metric the rules and
     // the dashboard use.
