@@ -334,6 +334,29 @@ fn a_healthy_edge_then_every_check_in_its_warn_or_fail_state() {
     )
     .expect("kernel_btf", "warn", &["CONFIG_DEBUG_INFO_BTF"]);
 
+    // An old kernel, as the doctor sees it (the UNAME26 personality makes
+    // uname(2) report 2.6): no XDP links, and RLIMIT_MEMLOCK applies to
+    // BPF maps, so a small one is a warning.
+    let r = doctor_with(
+        &lab,
+        RESOLVER,
+        "",
+        &[
+            "prlimit",
+            "--memlock=65536",
+            "setarch",
+            "x86_64",
+            "--uname-2.6",
+        ],
+        &[],
+    );
+    r.expect("kernel_xdp_link", "fail", &["2.6.", "5.9"]);
+    r.expect(
+        "rlimits",
+        "warn",
+        &["RLIMIT_MEMLOCK", "LimitMEMLOCK=infinity"],
+    );
+
     // Too few file descriptors.
     let nofile = format!("--nofile={}", sipwall::ops::doctor::fds_needed() - 1);
     doctor_with(&lab, RESOLVER, "", &["prlimit", &nofile], &[]).expect(

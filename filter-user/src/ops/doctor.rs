@@ -187,11 +187,19 @@ fn kernel_btf(path: &Path) -> Check {
     }
 }
 
-/// The running kernel's release (`uname -r`).
+/// The running kernel's release as this process sees it (uname(2), as
+/// `uname -r` shows it; a personality such as UNAME26 changes it).
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    // SAFETY: utsname is plain old data, valid when zeroed.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call's duration.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    // SAFETY: uname fills `release` with a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `(major, minor)` of a kernel release such as "6.18.44-fc-v857".
