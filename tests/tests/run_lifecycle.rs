@@ -182,10 +182,12 @@ fn a_configmap_symlink_swap_is_applied_within_2s_without_sighup_and_a_broken_one
 }
 
 #[test]
-fn an_in_place_edit_and_an_atomic_rename_are_followed_too() {
+fn an_in_place_edit_an_atomic_rename_and_a_replaced_directory_are_followed_too() {
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
-    let config = lab.dir().join("plain.toml");
+    let dir = lab.dir().join("etc-sipwall");
+    std::fs::create_dir(&dir).unwrap();
+    let config = dir.join("plain.toml");
     write_config(&config, PROVIDER_ONLY);
     let service = Service::start(&lab, &config);
     write_config(&config, WITH_OUTSIDER);
@@ -196,6 +198,24 @@ fn an_in_place_edit_and_an_atomic_rename_are_followed_too() {
     within(Duration::from_secs(2), "an in-place write applied", || {
         !lab.allowlist().contains(&"203.0.113.0/24".to_string())
     });
+    // The whole directory replaced by a rename (as some configuration
+    // tools deploy): the watch follows the new directory.
+    let staged = lab.dir().join("etc-sipwall.new");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::write(staged.join("plain.toml"), WITH_OUTSIDER).unwrap();
+    std::fs::rename(&dir, lab.dir().join("etc-sipwall.old")).unwrap();
+    std::fs::rename(&staged, &dir).unwrap();
+    within(
+        Duration::from_secs(4),
+        "a replaced directory applied",
+        || lab.allowlist().contains(&"203.0.113.0/24".to_string()),
+    );
+    std::fs::write(&config, PROVIDER_ONLY).unwrap();
+    within(
+        Duration::from_secs(2),
+        "a write in the new directory applied",
+        || !lab.allowlist().contains(&"203.0.113.0/24".to_string()),
+    );
     let (status, log) = service.stop();
     assert!(status.success(), "{log}");
 }

@@ -22,6 +22,9 @@ use tokio::io::unix::AsyncFd;
 pub const SETTLE: Duration = Duration::from_millis(200);
 /// A directory that never settles is read this often anyway.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
+/// While a watched directory is gone (replaced by a rename, say), how often
+/// to try to watch it again.
+const RETRY: Duration = Duration::from_secs(1);
 
 const EVENTS: u32 = libc::IN_CREATE
     | libc::IN_MOVED_TO
@@ -29,12 +32,17 @@ const EVENTS: u32 = libc::IN_CREATE
     | libc::IN_DELETE
     | libc::IN_CLOSE_WRITE
     | libc::IN_MODIFY
-    | libc::IN_ATTRIB;
+    | libc::IN_ATTRIB
+    | libc::IN_MOVE_SELF
+    | libc::IN_DELETE_SELF;
 
 pub struct ConfigWatch {
     inotify: AsyncFd<OwnedFd>,
     file: PathBuf,
-    watched: Vec<PathBuf>,
+    /// Watch descriptor and directory of each watch in place.
+    watched: Vec<(i32, PathBuf)>,
+    /// The last failure to watch a directory, reported once.
+    last_error: Option<String>,
 }
 
 impl ConfigWatch {
@@ -55,6 +63,7 @@ impl ConfigWatch {
             inotify,
             file: file.to_path_buf(),
             watched: Vec::new(),
+            last_error: None,
         };
         watch.watch_directories()?;
         Ok(watch)
@@ -83,7 +92,7 @@ impl ConfigWatch {
     /// been pointed elsewhere).
     fn watch_directories(&mut self) -> Result<()> {
         for dir in self.directories() {
-            if self.watched.contains(&dir) {
+            if self.watched.iter().any(|(_, w)| *w == dir) {
                 continue;
             }
             let c = CString::new(dir.as_os_str().as_bytes())
@@ -97,16 +106,32 @@ impl ConfigWatch {
                 return Err(std::io::Error::last_os_error())
                     .with_context(|| format!("watching {} for changes", dir.display()));
             }
-            self.watched.push(dir);
+            self.watched.push((wd, dir));
         }
         Ok(())
+    }
+
+    /// Whether a directory that should be watched is not (it was removed,
+    /// or could not be watched).
+    fn missing_a_directory(&self) -> bool {
+        self.directories()
+            .iter()
+            .any(|d| !self.watched.iter().any(|(_, w)| w == d))
     }
 
     /// Returns once something changed in a watched directory and the
     /// directory has been quiet for [`SETTLE`] since (or [`SETTLE_AT_MOST`]
     /// has passed).
     pub async fn changed(&mut self) -> Result<()> {
-        self.drain_next().await?;
+        if self.missing_a_directory() {
+            // Until it can be watched again, look every second.
+            tokio::select! {
+                more = self.drain_next() => more?,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        } else {
+            self.drain_next().await?;
+        }
         let deadline = tokio::time::Instant::now() + SETTLE_AT_MOST;
         loop {
             let quiet = tokio::time::sleep(SETTLE);
@@ -118,16 +143,26 @@ impl ConfigWatch {
                 break;
             }
         }
-        // What the file resolves to may have moved; a directory that can't
-        // be watched now is reported at the next change.
-        if let Err(e) = self.watch_directories() {
-            eprintln!("sipwall: {e:#}");
+        // What the file resolves to may have moved, or its directory been
+        // replaced; a directory that can't be watched is reported once and
+        // tried again every second.
+        match self.watch_directories() {
+            Ok(()) => self.last_error = None,
+            Err(e) => {
+                let text = format!("{e:#}");
+                if self.last_error.as_ref() != Some(&text) {
+                    eprintln!("sipwall: {text}; trying again every second");
+                }
+                self.last_error = Some(text);
+            }
         }
         Ok(())
     }
 
-    /// Waits for events and reads all that are queued. Their contents do
-    /// not matter: the caller compares the file itself.
+    /// Waits for events and reads all that are queued. Which file changed
+    /// does not matter (the caller compares the file itself); a watched
+    /// directory that was moved away or removed is no longer the one at its
+    /// path: its watch is dropped, so that the path is watched again.
     async fn drain_next(&mut self) -> Result<()> {
         let mut guard = self.inotify.readable().await?;
         let mut buf = [0u8; 4096];
@@ -136,6 +171,14 @@ impl ConfigWatch {
             // SAFETY: reading into a buffer we own, within its length.
             let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n > 0 {
+                for wd in gone_watches(&buf[..n as usize]) {
+                    if self.watched.iter().any(|(w, _)| *w == wd) {
+                        self.watched.retain(|(w, _)| *w != wd);
+                        // SAFETY: removing a watch of our own descriptor;
+                        // one the kernel already dropped fails harmlessly.
+                        unsafe { libc::inotify_rm_watch(fd, wd) };
+                    }
+                }
                 continue;
             }
             let err = std::io::Error::last_os_error();
@@ -149,4 +192,25 @@ impl ConfigWatch {
             return Err(err).context("reading inotify events");
         }
     }
+}
+
+/// The watch descriptors whose directory left its path (moved away,
+/// removed, or the watch dropped by the kernel) among `events`: a read of
+/// struct inotify_event records (wd, mask, cookie, len, then len bytes of
+/// name).
+fn gone_watches(events: &[u8]) -> Vec<i32> {
+    const HEADER: usize = 16;
+    let word = |at: usize| u32::from_ne_bytes(events[at..at + 4].try_into().expect("4 bytes"));
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + HEADER <= events.len() {
+        let wd = word(at) as i32;
+        let mask = word(at + 4);
+        let len = word(at + 12) as usize;
+        if mask & (libc::IN_IGNORED | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF) != 0 {
+            out.push(wd);
+        }
+        at += HEADER + len;
+    }
+    out
 }
