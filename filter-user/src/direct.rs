@@ -110,7 +110,38 @@ pub fn v6_direct(prefixes: impl Iterator<Item = (Ipv6Addr, u8)>) -> Vec<u64> {
 
 /// The most /24s an in-place update recomputes; a change that covers more
 /// (a short prefix) rewrites the whole half instead.
-const MAX_IN_PLACE: usize = 1 << 16;
+const MAX_IN_PLACE: usize = 4096;
+
+/// Elements of one generation's half of a table, read and written one at
+/// a time: through system calls on the map for a few (see `maps.rs`), or
+/// in memory.
+pub trait Cells<T> {
+    fn get(&mut self, index: usize) -> Result<T>;
+    fn set(&mut self, index: usize, value: T) -> Result<()>;
+}
+
+impl<T: Copy> Cells<T> for [T] {
+    fn get(&mut self, index: usize) -> Result<T> {
+        Ok(self[index])
+    }
+
+    fn set(&mut self, index: usize, value: T) -> Result<()> {
+        self[index] = value;
+        Ok(())
+    }
+}
+
+/// Sets the 2-bit state of /24 `net` through `words`.
+fn set_cell(words: &mut (impl Cells<u64> + ?Sized), net: u32, value: u64) -> Result<()> {
+    let index = (net / 32) as usize;
+    let shift = (net % 32) * 2;
+    let w = words.get(index)?;
+    let updated = (w & !(3 << shift)) | (value << shift);
+    if updated != w {
+        words.set(index, updated)?;
+    }
+    Ok(())
+}
 
 /// The /24 numbers (first 24 bits) a change of these prefixes can affect,
 /// or `None` when there are more than `MAX_IN_PLACE`.
@@ -152,17 +183,17 @@ fn covered(short: &HashSet<(u32, u8)>, net: u32) -> bool {
 /// or no free slot without moving others): the half is then partly
 /// written and must be rewritten whole.
 pub fn update_v4_in_place(
-    words: &mut [u64],
-    slots: &mut [HostSlot],
+    words: &mut (impl Cells<u64> + ?Sized),
+    slots: &mut (impl Cells<HostSlot> + ?Sized),
     seeds: [u32; 2],
     new: &[(Ipv4Addr, u8)],
     changed: &[(Ipv4Addr, u8)],
-) -> bool {
+) -> Result<bool> {
     let Some(nets) = touched(changed.iter().map(|(a, len)| (u32::from(*a) >> 8, *len))) else {
-        return false;
+        return Ok(false);
     };
     if nets.is_empty() {
-        return true;
+        return Ok(true);
     }
     let short: HashSet<(u32, u8)> = new
         .iter()
@@ -189,44 +220,51 @@ pub fn update_v4_in_place(
         } else {
             DIRECT_NONE
         };
-        set(words, net, value);
-        let candidates = host_buckets(net, seeds)
+        set_cell(words, net, value)?;
+        let candidates: Vec<usize> = host_buckets(net, seeds)
             .into_iter()
             .flat_map(|b| b..b + HOST_BUCKET_SLOTS)
-            .map(|i| i as usize);
-        let found = candidates
-            .clone()
-            .find(|&i| slots[i].net24_plus_one == net + 1);
+            .map(|i| i as usize)
+            .collect();
+        let (mut found, mut free) = (None, None);
+        for &i in &candidates {
+            match slots.get(i)?.net24_plus_one {
+                n if n == net + 1 => found = found.or(Some(i)),
+                0 => free = free.or(Some(i)),
+                _ => {}
+            }
+        }
         if value == DIRECT_PARTIAL {
-            let Some(i) =
-                found.or_else(|| candidates.clone().find(|&i| slots[i].net24_plus_one == 0))
-            else {
-                return false;
+            let Some(i) = found.or(free) else {
+                return Ok(false);
             };
-            slots[i] = HostSlot {
-                net24_plus_one: net + 1,
-                reserved: 0,
-                bits,
-            };
+            slots.set(
+                i,
+                HostSlot {
+                    net24_plus_one: net + 1,
+                    reserved: 0,
+                    bits,
+                },
+            )?;
         } else if let Some(i) = found {
-            slots[i] = HostSlot::default();
+            slots.set(i, HostSlot::default())?;
         }
     }
-    true
+    Ok(true)
 }
 
 /// The IPv6 direct table's counterpart of [`update_v4_in_place`].
 pub fn update_v6_in_place(
-    words: &mut [u64],
+    words: &mut (impl Cells<u64> + ?Sized),
     new: &[(Ipv6Addr, u8)],
     changed: &[(Ipv6Addr, u8)],
-) -> bool {
+) -> Result<bool> {
     let top = |a: &Ipv6Addr| (u128::from(*a) >> 104) as u32;
     let Some(tops) = touched(changed.iter().map(|(a, len)| (top(a), *len))) else {
-        return false;
+        return Ok(false);
     };
     if tops.is_empty() {
-        return true;
+        return Ok(true);
     }
     let short: HashSet<(u32, u8)> = new
         .iter()
@@ -246,9 +284,9 @@ pub fn update_v6_in_place(
         } else {
             DIRECT_NONE
         };
-        set(words, t, value);
+        set_cell(words, t, value)?;
     }
-    true
+    Ok(true)
 }
 
 /// Marks the /24s a prefix of `len` bits (at most 24) starting at /24
@@ -496,12 +534,13 @@ mod tests {
         let mut t = V4Table::build(old.iter().copied()).unwrap();
         let seeds = t.seeds;
         assert!(update_v4_in_place(
-            &mut t.words,
-            &mut t.slots,
+            t.words.as_mut_slice(),
+            t.slots.as_mut_slice(),
             seeds,
             &new,
             &changed
-        ));
+        )
+        .unwrap());
         let fresh = V4Table::build(new.iter().copied()).unwrap();
         assert_eq!(t.words, fresh.words);
         for a in [
@@ -537,7 +576,7 @@ mod tests {
             .copied()
             .collect();
         let mut words = v6_direct(old6.iter().copied());
-        assert!(update_v6_in_place(&mut words, &new6, &changed6));
+        assert!(update_v6_in_place(words.as_mut_slice(), &new6, &changed6).unwrap());
         assert!(words == v6_direct(new6.iter().copied()));
     }
 

@@ -30,8 +30,8 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, HostSlot, Policy, Reason, SourceKey, DIRECT_WORDS,
-    INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, INLINE_NONE,
+    REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -311,22 +311,13 @@ impl Maps {
                 .collect();
             let in_place = kept
                 && before.v4_inline_len == INLINE_NONE
-                && with_half(&self.v4_direct, DIRECT_WORDS, g, |words: &mut [u64]| {
-                    with_half(
-                        &self.v4_hosts,
-                        V4_HOST_SLOTS,
-                        g,
-                        |slots: &mut [HostSlot]| {
-                            Ok(direct::update_v4_in_place(
-                                words,
-                                slots,
-                                before.v4_seeds,
-                                &new_v4,
-                                &changed_v4,
-                            ))
-                        },
-                    )
-                })
+                && direct::update_v4_in_place(
+                    &mut Elements::new(&self.v4_direct, DIRECT_WORDS, g),
+                    &mut Elements::new(&self.v4_hosts, V4_HOST_SLOTS, g),
+                    before.v4_seeds,
+                    &new_v4,
+                    &changed_v4,
+                )
                 .context("updating the IPv4 direct table")?;
             if in_place {
                 policy.v4_seeds = before.v4_seeds;
@@ -350,9 +341,11 @@ impl Maps {
                 .collect();
             let in_place = kept
                 && before.v6_inline_len == INLINE_NONE
-                && with_half(&self.v6_direct, DIRECT_WORDS, g, |words: &mut [u64]| {
-                    Ok(direct::update_v6_in_place(words, &new_v6, &changed_v6))
-                })
+                && direct::update_v6_in_place(
+                    &mut Elements::new(&self.v6_direct, DIRECT_WORDS, g),
+                    &new_v6,
+                    &changed_v6,
+                )
                 .context("updating the IPv6 direct table")?;
             if !in_place {
                 let words = direct::v6_direct(new_v6.into_iter());
@@ -521,8 +514,100 @@ fn array_data(map: Map, name: &str) -> Result<MapData> {
     }
 }
 
+/// Generation `g`'s half of a BPF array of `2 * half` elements of `T`,
+/// read and written an element at a time by system call: for the few
+/// elements a small change touches, cheaper than mapping the array.
+struct Elements<'a, T> {
+    map: &'a MapData,
+    first: u32,
+    half: u32,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<'a, T> Elements<'a, T> {
+    fn new(map: &'a MapData, half: u32, g: u32) -> Self {
+        Elements {
+            map,
+            first: g * half,
+            half,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    fn key(&self, index: usize) -> Result<u32> {
+        anyhow::ensure!(index < self.half as usize, "element {index} beyond a half");
+        Ok(self.first + index as u32)
+    }
+}
+
+impl<T: Copy + Default> direct::Cells<T> for Elements<'_, T> {
+    fn get(&mut self, index: usize) -> Result<T> {
+        let key = self.key(index)?;
+        let mut value = T::default();
+        elem(
+            self.map,
+            BPF_MAP_LOOKUP_ELEM,
+            &key,
+            &mut value as *mut T as u64,
+        )
+        .with_context(|| format!("reading element {key}"))?;
+        Ok(value)
+    }
+
+    fn set(&mut self, index: usize, value: T) -> Result<()> {
+        let key = self.key(index)?;
+        elem(
+            self.map,
+            BPF_MAP_UPDATE_ELEM,
+            &key,
+            &value as *const T as u64,
+        )
+        .with_context(|| format!("writing element {key}"))
+    }
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+
+/// BPF_MAP_LOOKUP_ELEM or BPF_MAP_UPDATE_ELEM of an array element; `value`
+/// points to a value of the map's value size.
+fn elem(map: &MapData, cmd: libc::c_long, key: &u32, value: u64) -> Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let attr = ElemAttr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const u32 as u64,
+        value,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
+    // its size; the key and value it points to outlive the call, and the
+    // value is of the map's value size (the caller's `T`).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &attr as *const ElemAttr,
+            std::mem::size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
 /// Runs `f` on generation `g`'s half of a memory-mappable BPF array of
-/// `2 * half` elements of `T`, mapped into this process.
+/// `2 * half` elements of `T`, mapped into this process (that half only:
+/// each half is a whole number of pages).
 fn with_half<T: Copy, R>(
     map: &MapData,
     half: u32,
@@ -530,10 +615,16 @@ fn with_half<T: Copy, R>(
     f: impl FnOnce(&mut [T]) -> Result<R>,
 ) -> Result<R> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
-    let (half, g) = (half as usize, g as usize);
-    let len = 2 * half * std::mem::size_of::<T>();
-    // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
-    // a length beyond the map.
+    let half = half as usize;
+    let len = half * std::mem::size_of::<T>();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    anyhow::ensure!(
+        len.is_multiple_of(page),
+        "a half of {len} bytes is not whole pages"
+    );
+    // SAFETY: a fresh shared mapping of one half of the array; the kernel
+    // refuses a range beyond the map.
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -541,20 +632,17 @@ fn with_half<T: Copy, R>(
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
             map.fd().as_fd().as_raw_fd(),
-            0,
+            (g as usize * len) as libc::off_t,
         )
     };
     if ptr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error()).context("mapping the array");
     }
-    // SAFETY: the mapping holds 2 * half elements of T (repr(C), no
-    // padding, valid for any bytes); the half handed out is in bounds, and
-    // the program does not read it while it is written (it is the inactive
-    // generation's). The slice does not outlive the mapping.
-    let result = unsafe {
-        let elems = std::slice::from_raw_parts_mut(ptr.cast::<T>(), 2 * half);
-        f(&mut elems[g * half..(g + 1) * half])
-    };
+    // SAFETY: the mapping holds `half` elements of T (repr(C), no padding,
+    // valid for any bytes), and the program does not read them while they
+    // are written (they are the inactive generation's). The slice does not
+    // outlive the mapping.
+    let result = unsafe { f(std::slice::from_raw_parts_mut(ptr.cast::<T>(), half)) };
     // SAFETY: the mapping made above, no longer referenced.
     unsafe { libc::munmap(ptr, len) };
     result
