@@ -72,6 +72,14 @@ struct Known {
 /// once (see `install`).
 const LEVEL_MAX: usize = 256;
 
+/// What the old generation's record says once the grace period after a
+/// flip is over: a copy of the active record when the old generation was
+/// brought level, else its own record with `installed_ns` set to the
+/// active one's plus `SETTLED` (1 ns; not a copy, so never taken for
+/// level). Either tells the next install, in another process, that it need
+/// not wait for a grace period of its own.
+const SETTLED: u64 = 1;
+
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
 pub type CounterSet = [Counter; REASON_COUNT as usize];
 
@@ -180,8 +188,15 @@ impl Maps {
         // install that flipped waited for such packets to finish; if it was
         // killed before it could, and that was less than a second ago, wait
         // here.
+        // Its record in the inactive generation says so (see `SETTLED`).
         let previous = active_policy.installed_ns;
-        if previous != self.settled_ns && monotonic_ns().saturating_sub(previous) < 1_000_000_000 {
+        let settled = previous != 0
+            && (next_policy.installed_ns == previous
+                || next_policy.installed_ns == previous + SETTLED);
+        if previous != self.settled_ns
+            && !settled
+            && monotonic_ns().saturating_sub(previous) < 1_000_000_000
+        {
             wait_for_packets_in_flight();
         }
         // What the active generation holds, when this handle read it (the
@@ -224,16 +239,30 @@ impl Maps {
         // from the kernel. A large one is left for the next install, which
         // compares against what the old generation holds anyway.
         let old_list = if level { Some(base) } else { active_list };
-        if let Some(old_list) = old_list {
-            if symmetric_difference(&old_list, &new).len() <= LEVEL_MAX {
+        let small = old_list
+            .as_ref()
+            .filter(|old| symmetric_difference(old, &new).len() <= LEVEL_MAX);
+        let old_record = match small {
+            Some(old_list) => {
                 let mut copy = self
-                    .write_generation(active, &active_policy, &old_list, &new, ruleset)
+                    .write_generation(active, &active_policy, old_list, &new, ruleset)
                     .context("levelling the old generation")?;
                 copy.installed_ns = policy.installed_ns;
-                self.policy
-                    .set(active, copy, 0)
-                    .context("writing the policy")?;
+                Some(copy)
             }
+            // Left as it is, its tables still those of its record; the
+            // stamp tells the next install that the grace period is over.
+            None if active_policy.installed_ns != 0 => {
+                let mut stamped = active_policy;
+                stamped.installed_ns = policy.installed_ns + SETTLED;
+                Some(stamped)
+            }
+            None => None,
+        };
+        if let Some(record) = old_record {
+            self.policy
+                .set(active, record, 0)
+                .context("writing the policy")?;
         }
         Ok(next)
     }
