@@ -10,14 +10,16 @@
 //! old ruleset or the new one, never a mix, and the old copy is free to be
 //! rewritten next time.
 //!
-//! Updates cost what they change: the inactive copy still holds the
-//! ruleset before the active one, so `install` reads what it holds and
-//! changes only the difference: the prefixes that differ in its tries (in
-//! batches, a few system calls for thousands), the words and slots that
-//! differ in its halves of the direct tables. Reading the inactive copy
-//! instead of trusting a record of it also makes an interrupted install
-//! harmless: whatever it left half-written, the next install compares
-//! against and corrects.
+//! Updates cost what they change: `install` compares the inactive copy
+//! with the new ruleset and writes only the difference — the prefixes that
+//! differ in its tries (in batches, a few system calls for thousands) and
+//! the /24s those touch in its halves of the direct tables. What the
+//! inactive copy holds is either known (after a small change the old copy
+//! is brought level once the grace period is over, and its policy record
+//! then is an exact copy of the active one) or read back from its tries.
+//! A generation's record is marked as being written (`installed_ns` 0)
+//! before any of it changes, so whatever an interrupted install leaves
+//! behind is compared against or rewritten whole, never trusted.
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -187,8 +189,8 @@ impl Maps {
         // still be judged by the generation about to be rewritten. The
         // install that flipped waited for such packets to finish; if it was
         // killed before it could, and that was less than a second ago, wait
-        // here.
-        // Its record in the inactive generation says so (see `SETTLED`).
+        // here. The record it left in the old generation once its wait was
+        // over says whether it did (see `SETTLED`).
         let previous = active_policy.installed_ns;
         let settled = previous != 0
             && (next_policy.installed_ns == previous
