@@ -24,7 +24,7 @@ pub enum Reason {
 pub const REASON_COUNT: u32 = 7;
 
 impl Reason {
-    /// Every reason, in the order SPEC §5 lists them in `stats --json`.
+    /// Every reason, in the order `stats --json` lists them (docs/json.md).
     pub const ALL: [Reason; REASON_COUNT as usize] = [
         Reason::SipAllowed,
         Reason::SipDenied,
@@ -185,8 +185,8 @@ pub const V4_HOST_SLOTS: u32 = 1 << 18;
 pub const HOST_BUCKET_SLOTS: u32 = 2;
 
 // Userspace writes `V4_HOSTS` through a memory mapping: its elements must
-// be laid out back to back, as the kernel lays out 8-byte-rounded values.
-const _: () = assert!(core::mem::size_of::<HostSlot>().is_multiple_of(8));
+// be laid out back to back, as the kernel lays out 8-byte-rounded values
+// (asserted with the other sizes below).
 
 /// The two candidate buckets of a /24 network within one generation, as
 /// indices of their first slot. The seeds pass through a full mixer, so
@@ -240,7 +240,10 @@ pub struct LogBucket {
 /// Log records each CPU may send per second when `FLAG_LOG_DENIED` is set.
 pub const LOG_RATE_PER_SEC: u64 = 10;
 
-/// Map names (as the ELF object names them) and their sizes.
+/// Map names (as the ELF object names them) and their sizes. The
+/// `#[map]` statics of filter-ebpf carry these names; the loader pins every
+/// map the object has, and a test fails when a name here and the object
+/// disagree.
 pub mod maps {
     /// Per-CPU array of [`crate::Counter`], indexed by [`crate::Reason`].
     pub const COUNTERS: &str = "COUNTERS";
@@ -267,6 +270,23 @@ pub mod maps {
     /// Per-CPU array of [`crate::DeniedSlot`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
 
+    /// Every map of the program, each pinned under its name.
+    pub const ALL: [&str; 13] = [
+        COUNTERS,
+        ACTIVE,
+        POLICY,
+        ALLOW_V4[0],
+        ALLOW_V4[1],
+        ALLOW_V6[0],
+        ALLOW_V6[1],
+        DENIED,
+        LOG_BUCKET,
+        DENIED_CACHE,
+        V4_DIRECT,
+        V4_HOSTS,
+        V6_DIRECT,
+    ];
+
     /// Entries each IPv4 allowlist trie can hold.
     pub const ALLOW_V4_MAX: u32 = 131_072;
     /// Entries each IPv6 allowlist trie can hold.
@@ -284,15 +304,43 @@ pub const MAX_IPV4_AH_HEADERS: u32 = 2;
 /// How many VLAN tags the parser walks; a frame with more is malformed.
 pub const MAX_VLAN_TAGS: u32 = 2;
 
+/// Asserts at compile time that a map value type has exactly the size of
+/// its fields (no padding the two sides could read differently) and is a
+/// multiple of 8 bytes (the kernel rounds map values up to 8).
+macro_rules! assert_pod_size {
+    ($ty:ty, $size:expr) => {
+        const _: () = assert!(core::mem::size_of::<$ty>() == $size);
+        const _: () = assert!(core::mem::size_of::<$ty>().is_multiple_of(8));
+    };
+}
+assert_pod_size!(Counter, 16);
+assert_pod_size!(
+    Policy,
+    4 + 4 + 4 + 4 + 8 + 8 + INLINE_PREFIXES * 8 + INLINE_PREFIXES * 32 + PORT_WORDS * 8
+);
+assert_pod_size!(HostSlot, 4 + 4 + 32);
+assert_pod_size!(DeniedSlot, 16 + 8 + 8);
+assert_pod_size!(LogBucket, 16);
+assert_pod_size!(AttachInfo, 4 * 4 + 8);
+// A key, not a value: 16 bytes, no rounding needed.
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all are repr(C), without padding, and valid for any bit pattern.
+    // SAFETY: all are repr(C), without padding (sizes asserted above), and
+    // valid for any bit pattern.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Policy {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::SourceKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::LogBucket {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DeniedSlot {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::HostSlot {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::AttachInfo {}
 }
 
@@ -306,7 +354,7 @@ pub struct AttachInfo {
     /// [`PIN_LAYOUT_VERSION`] of the sipwall that made the pins.
     pub layout_version: u32,
     pub ifindex: u32,
-    /// 1 native, 2 skb, 3 hw.
+    /// The [`XdpMode`] attached in, as its `u32`.
     pub mode: u32,
     /// Seconds since the epoch of the first attach.
     pub attached_at: u64,
@@ -316,3 +364,45 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// Bumped whenever a map's layout changes; pins of another version are
 /// refused rather than misread.
 pub const PIN_LAYOUT_VERSION: u32 = 3;
+
+/// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
+/// as its `u32` value (map values hold no enums).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum XdpMode {
+    /// In the driver, before an skb is allocated.
+    Native = 1,
+    /// Generic XDP, after the skb is built: works everywhere, slower.
+    Skb = 2,
+    /// Offloaded to the NIC.
+    Hw = 3,
+}
+
+impl XdpMode {
+    /// The mode's name in output, JSON and metrics labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Skb => "skb",
+            XdpMode::Hw => "hw",
+        }
+    }
+
+    /// The mode stored as `value`, if it is one.
+    pub const fn from_u32(value: u32) -> Option<XdpMode> {
+        match value {
+            1 => Some(XdpMode::Native),
+            2 => Some(XdpMode::Skb),
+            3 => Some(XdpMode::Hw),
+            _ => None,
+        }
+    }
+
+    /// Name of a stored mode value; "unknown" when it is none.
+    pub const fn name_of(value: u32) -> &'static str {
+        match XdpMode::from_u32(value) {
+            Some(mode) => mode.name(),
+            None => "unknown",
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! The decision table of SPEC §2: what a parsed packet is counted as.
+//! The decision table of docs/policy.md: what a parsed packet is counted as.
 use filter_common::{
     host_buckets, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
     HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,

@@ -13,14 +13,6 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Returns early with a [`UsageError`] built like `format!`.
-#[macro_export]
-macro_rules! usage_bail {
-    ($($arg:tt)*) => {
-        return Err(anyhow::Error::new($crate::error::UsageError(format!($($arg)*))))
-    };
-}
-
 /// Exit status for an error: 2 for usage and configuration errors, else 1.
 pub fn exit_status(err: &anyhow::Error) -> i32 {
     if err

@@ -1,25 +1,19 @@
-//! sipwall's userspace: configuration, loading and pinning the XDP program,
-//! allowlist updates, counters, metrics and pcap replay. `main.rs` only
-//! dispatches through `commands`.
-pub mod allow;
-pub mod attach;
-pub mod check;
-pub mod cidr;
+//! sipwall's userspace, in four layers (docs/layout.md says where each
+//! thing lives):
+//!
+//! - [`cli`]: the command line, one module per subcommand; `main.rs` only
+//!   dispatches to it.
+//! - [`ops`]: what the commands do beyond one map write: the per-interface
+//!   snapshot rendered by `stats`, `status` and metrics, the `run` service,
+//!   pcap replay.
+//! - [`policy`]: the configuration file and the ruleset it becomes.
+//! - [`kernel`]: the embedded program, its pins and maps, attaching it.
+//!
+//! [`lab`] is the throw-away network-namespace lab of `sipwall demo` and the
+//! tests.
 pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod demo;
-pub mod direct;
 pub mod error;
+pub mod kernel;
 pub mod lab;
-pub mod maps;
-pub mod metrics;
-pub mod pins;
-pub mod privileges;
-pub mod program;
-pub mod rcu;
-pub mod ruleset;
-pub mod runner;
-pub mod service;
-pub mod stats;
-pub mod status;
+pub mod ops;
+pub mod policy;

@@ -2,8 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use sipwall::{
-    cli::{Cli, Command},
-    commands,
+    cli::{self, Cli, Command},
     error::exit_status,
 };
 
@@ -23,7 +22,7 @@ fn main() -> ExitCode {
         // SAFETY: setting a signal disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    match commands::run(cli) {
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sipwall: {e:#}");

@@ -9,7 +9,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use sipwall::{lab::PROVIDER, ruleset::Ruleset};
+use sipwall::{lab::PROVIDER, policy::ruleset::Ruleset};
 use sipwall_tests::generator::Rng;
 
 const V4_LENGTHS: [u8; 9] = [8, 12, 16, 20, 22, 24, 28, 30, 32];

@@ -9,7 +9,7 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
-use sipwall::program::BENCH_OBJECT;
+use sipwall::kernel::program::BENCH_OBJECT;
 
 /// Returns XDP_PASS and nothing else: the floor.
 pub const PASS: &str = "bench_pass";

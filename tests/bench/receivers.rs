@@ -9,12 +9,13 @@ use anyhow::{bail, ensure, Context as _, Result};
 use aya::programs::XdpMode;
 use filter_common::{Counter, Reason};
 use sipwall::{
-    attach::{self, Attached},
-    cli::AttachMode,
+    kernel::{
+        attach::{self, Attached},
+        maps::CounterSet,
+        pins::PinRoot,
+    },
     lab::{Host, PBX_IFACE},
-    maps::CounterSet,
-    pins::PinRoot,
-    ruleset::Ruleset,
+    policy::ruleset::Ruleset,
 };
 
 use crate::{progs::BenchProgs, testbed::Testbed};
@@ -143,9 +144,9 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
         }
         Receiver::SipwallNative | Receiver::SipwallSkb => {
             let mode = if r == Receiver::SipwallNative {
-                AttachMode::Native
+                Some(filter_common::XdpMode::Native)
             } else {
-                AttachMode::Skb
+                Some(filter_common::XdpMode::Skb)
             };
             let root = PinRoot::new(&bed.bpffs());
             let attached = bed.lab.in_ns(Host::Pbx, || {

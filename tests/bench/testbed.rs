@@ -32,7 +32,9 @@ impl Testbed {
         crate::progress("building the lab (network namespaces, veth)");
         let lab = Lab::new("swbench")?;
         let mut gen = BenchProgs::load()?;
-        let ifindex = lab.in_ns(Host::Router, || sipwall::attach::if_index(ROUTER_IFACE))??;
+        let ifindex = lab.in_ns(Host::Router, || {
+            sipwall::kernel::iface::if_index(ROUTER_IFACE)
+        })??;
         gen.set_target(ifindex)?;
         let router_mac = mac(&lab, Host::Router, ROUTER_IFACE)?;
         let pbx_mac = mac(&lab, Host::Pbx, PBX_IFACE)?;

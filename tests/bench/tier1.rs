@@ -14,8 +14,8 @@ use anyhow::{ensure, Context as _, Result};
 use filter_common::Reason;
 use serde_json::{json, Value};
 use sipwall::{
+    kernel::runner::{Runner, Verdict},
     lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER},
-    runner::{Runner, Verdict},
 };
 use sipwall_tests::packet::Frame;
 
@@ -295,8 +295,8 @@ pub fn run(scale: Scale, before_object: Option<&std::path::Path>) -> Result<Tier
     let mut runner = Runner::new(&ruleset(allowlist(SIZES[0], 1)))?;
     let sizes = {
         // The same program, loaded once more to read its figures.
-        let ebpf = sipwall::program::load(None)?;
-        size::of(sipwall::program::program(&ebpf)?)?
+        let ebpf = sipwall::kernel::program::load(None)?;
+        size::of(sipwall::kernel::program::program(&ebpf)?)?
     };
     let before = match before_object {
         Some(path) => (

@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sipwall::{
-    ruleset::Ruleset,
-    runner::{MAX_FRAME, MIN_FRAME},
+    kernel::runner::{MAX_FRAME, MIN_FRAME},
+    policy::ruleset::Ruleset,
 };
 
 /// splitmix64: small, fast, good enough to spread seeds and draw fields.

@@ -1,4 +1,4 @@
-//! An independent userspace model of the ingress policy (SPEC §2), written
+//! An independent userspace model of the ingress policy (docs/policy.md), written
 //! from the contract and the parsing decisions the project settled on, not
 //! from the kernel code. The differential test runs random frames through
 //! both and requires the same verdict and reason.
@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::Reason;
-use sipwall::{ruleset::Ruleset, runner::Verdict};
+use sipwall::{kernel::runner::Verdict, policy::ruleset::Ruleset};
 
 /// VLAN tags walked before the IP header; a further tag is malformed.
 pub const VLAN_TAGS: usize = 2;

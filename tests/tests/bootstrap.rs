@@ -6,6 +6,7 @@ use std::{path::Path, process::Command, time::Instant};
 
 #[test]
 fn second_setup_installs_nothing() {
+    sipwall_tests::skip_unless_root!();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();

@@ -196,12 +196,13 @@ fn assert_sample(label: &str, pcap: &Path) {
 
 #[test]
 fn json_and_text_for_a_pcap_written_here() {
+    sipwall_tests::skip_unless_root!();
     let dir = TempDir::new();
     let pcap = dir.join("sample.pcap");
     write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
     assert_sample("pcap-file pcap", &pcap);
 
-    // The raw JSON keeps the SPEC §5 shape.
+    // The raw JSON keeps the shape of docs/json.md.
     let run = sipwall(&["check", "--pcap", path_str(&pcap), "--json"]);
     let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(json["packets"][0]["index"], 0);
@@ -241,6 +242,7 @@ fn json_and_text_for_a_pcap_written_here() {
 
 #[test]
 fn a_configuration_changes_the_verdicts() {
+    sipwall_tests::skip_unless_root!();
     let dir = TempDir::new();
     let pcap = dir.join("sample.pcap");
     write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
@@ -271,6 +273,7 @@ fn a_configuration_changes_the_verdicts() {
 
 #[test]
 fn pcapng_written_here() {
+    sipwall_tests::skip_unless_root!();
     let dir = TempDir::new();
     let pcapng = dir.join("sample.pcapng");
     write_pcapng(&pcapng, &sample_frames(), DataLink::ETHERNET);
@@ -279,6 +282,7 @@ fn pcapng_written_here() {
 
 #[test]
 fn captures_converted_by_editcap() {
+    sipwall_tests::skip_unless_root!();
     if Command::new("editcap").arg("-h").output().is_err() {
         eprintln!("SKIPPED: editcap (wireshark-common) is not installed");
         return;
@@ -319,6 +323,7 @@ const SCAPY_PACKETS: &[(&str, &str, &str)] = &[
 
 #[test]
 fn captures_written_by_scapy() {
+    sipwall_tests::skip_unless_root!();
     // Debian's scapy lives in the system python, not in a pyenv one.
     let python = "/usr/bin/python3";
     let dir = TempDir::new();

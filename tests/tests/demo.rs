@@ -46,6 +46,7 @@ fn assert_nothing_left(pid: u32) {
 
 #[test]
 fn demo_shows_the_policy_and_cleans_up() {
+    sipwall_tests::skip_unless_root!();
     let child = Command::new(sipwall_bin())
         .arg("demo")
         .stdout(Stdio::piped())
@@ -112,6 +113,7 @@ fn demo_shows_the_policy_and_cleans_up() {
 
 #[test]
 fn interrupted_demo_cleans_up() {
+    sipwall_tests::skip_unless_root!();
     let mut child = Command::new(sipwall_bin())
         .arg("demo")
         .stdout(Stdio::piped())
@@ -139,6 +141,8 @@ fn interrupted_demo_cleans_up() {
         seen.contains("the provider places"),
         "demo ended before the calls:\n{seen}"
     );
+    // SAFETY: kill has no memory effects; the pid is the demo this test
+    // started and still waits for.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
     for line in lines {
         seen.push_str(&line.expect("reading demo output"));

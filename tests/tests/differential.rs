@@ -1,6 +1,6 @@
 //! Differential test of the kernel program: random, structure-aware frames go
 //! through the real XDP program (BPF_PROG_TEST_RUN) and through the
-//! independent reference model of SPEC §2, under several rulesets installed
+//! independent reference model of the policy (docs/policy.md), under several rulesets installed
 //! one after the other on the same program (the live atomic swap). Verdict
 //! and reason must agree on every frame, exactly one counter must move by one
 //! packet and the frame's length, and no run may end in XDP_ABORTED.
@@ -16,8 +16,8 @@ use std::{
 
 use filter_common::{Reason, REASON_COUNT};
 use sipwall::{
-    ruleset::Ruleset,
-    runner::{Outcome, Runner},
+    kernel::runner::{Outcome, Runner},
+    policy::ruleset::Ruleset,
 };
 use sipwall_tests::{
     generator::{frame_seed, Generator},
@@ -59,7 +59,7 @@ const REGRESSIONS: &[(&str, &str)] = &[
     // 9cfd8c1): an IPv6 fragment header with a non-zero offset that does not
     // fit within the L4 end (payload length 0 here, or the frame ending 4
     // bytes into it) came back PASS/fragment. It is a truncated IP header:
-    // SPEC §2 row 2 (malformed, DROP) matches before row 6 (fragment), and an
+    // Policy row 2 (malformed, DROP) matches before row 6 (fragment), and an
     // extension header that does not fit within the L4 end is malformed. The
     // kernel behaved as if it read the offset before checking that the whole
     // 8-byte header fits.
@@ -284,6 +284,7 @@ fn moved(got: &Outcome) -> String {
 
 #[test]
 fn kernel_program_agrees_with_the_reference_model() {
+    sipwall_tests::skip_unless_root!();
     let configs = configs();
     let per_config =
         env_u64("SIPWALL_FUZZ_PACKETS").unwrap_or(DEFAULT_TOTAL / configs.len() as u64);

@@ -18,7 +18,7 @@ use std::{
 use filter_common::Reason;
 use ipnet::IpNet;
 use serde_json::Value;
-use sipwall::runner::{Runner, Verdict};
+use sipwall::kernel::runner::{Runner, Verdict};
 use sipwall_tests::{
     netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX6, PBX_IFACE, PROVIDER},
     operate::{
@@ -125,6 +125,7 @@ fn sip_verdict(runner: &Runner, src: IpAddr) -> Verdict {
 
 #[test]
 fn killed_allow_replace_leaves_the_old_or_the_new_set() {
+    sipwall_tests::skip_unless_root!();
     const KILLS: usize = 20;
     let lab = TestLab::new();
     lab.attach(&[]);
@@ -196,7 +197,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
 
     let mut rng = Rng::new();
     let inactive_copy = || -> BTreeSet<IpNet> {
-        let maps = sipwall::maps::Maps::open_pinned(&dir).unwrap();
+        let maps = sipwall::kernel::maps::Maps::open_pinned(&dir).unwrap();
         let g = maps.active_generation().unwrap();
         maps.read_allowlist(1 - g).unwrap().into_iter().collect()
     };
@@ -274,6 +275,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
 
 #[test]
 fn reattach_under_traffic_denies_nothing() {
+    sipwall_tests::skip_unless_root!();
     const REATTACHES: usize = 20;
     let lab = TestLab::new();
     lab.attach(&[]);
@@ -395,6 +397,7 @@ fn recreate_iface(lab: &TestLab) {
 
 #[test]
 fn interface_deleted_and_created_again() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     sipwall(&lab, &["allow", "add", "198.51.100.7"]).ok("allow add");
@@ -436,6 +439,7 @@ fn interface_deleted_and_created_again() {
 
 #[test]
 fn pins_removed_by_hand() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let dir = lab.bpffs().join(IFACE);
 
@@ -490,6 +494,7 @@ fn pins_removed_by_hand() {
 
 #[test]
 fn concurrent_allow_adds_both_land() {
+    sipwall_tests::skip_unless_root!();
     const RACES: usize = 5;
     let lab = TestLab::new();
     lab.attach(&[]);
@@ -508,6 +513,7 @@ fn concurrent_allow_adds_both_land() {
         // both to wait, then race for it.
         let lock = hold_lock.then(|| {
             let f = File::open(lab.bpffs()).unwrap();
+            // SAFETY: flock on a file descriptor this test owns.
             assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
             f
         });
@@ -572,6 +578,7 @@ fn concurrent_allow_adds_both_land() {
 
 #[test]
 fn reload_never_applies_a_partial_file() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let config = lab.dir().join("sipwall.toml");
     let full = "[signalling]\n\

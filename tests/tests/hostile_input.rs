@@ -363,6 +363,7 @@ const BAD_CIDRS: &[(&str, &[&str], &str)] = &[
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     sipwall(&lab, &["allow", "add", "198.51.100.7"]).ok("allow add");

@@ -83,6 +83,7 @@ fn warm_up(lab: &TestLab) {
 
 #[test]
 fn sip_calls_pass_from_the_provider_only() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     let _udp = sipp::uas(&lab, Transport::Udp);
@@ -136,6 +137,7 @@ fn sip_calls_pass_from_the_provider_only() {
 
 #[test]
 fn datagrams_are_counted_exactly_by_reason() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     warm_up(&lab);
@@ -195,6 +197,7 @@ fn allow_file(lab: &TestLab, name: &str, cidrs: &[&str]) -> String {
 
 #[test]
 fn allowlist_changes_live_under_traffic() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     warm_up(&lab);
@@ -311,6 +314,7 @@ fn allowlist_changes_live_under_traffic() {
 
 #[test]
 fn filter_outlives_the_tool_survives_reattach_and_detaches() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     warm_up(&lab);

@@ -69,6 +69,7 @@ fn refuse_all(lab: &TestLab, iface: &str, rows: &[(&[&str], i32, &[&str], &str)]
 
 #[test]
 fn without_root_every_command_says_so_in_one_line() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     let before = snapshot(&lab, IFACE);
@@ -129,6 +130,7 @@ fn without_root_every_command_says_so_in_one_line() {
 
 #[test]
 fn nothing_attached_is_said_plainly() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let list = lab.dir().join("list.txt");
     write_list(&list, &["198.51.100.7/32".to_string()]);
@@ -237,6 +239,7 @@ fn nothing_attached_is_said_plainly() {
 
 #[test]
 fn refusals_leave_the_running_filter_alone() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     sipwall(&lab, &["allow", "add", "198.51.100.7"]).ok("allow add");
@@ -349,6 +352,7 @@ fn refusals_leave_the_running_filter_alone() {
 
 #[test]
 fn damaged_pins_are_reported_and_repaired() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     let dir = pin_dir(&lab, IFACE);
@@ -434,7 +438,7 @@ fn damaged_pins_are_reported_and_repaired() {
     // 3. Pins from an incompatible version, and pins that are not sipwall's:
     // refused by every command that would read them, reported by status,
     // removed by detach.
-    let info = sipwall::pins::read_info(&dir).unwrap();
+    let info = sipwall::kernel::pins::read_info(&dir).unwrap();
     let cases = [
         (
             AttachInfo {
@@ -452,8 +456,8 @@ fn damaged_pins_are_reported_and_repaired() {
         ),
     ];
     for (bad, words) in cases {
-        sipwall::pins::write_info(&dir, &bad).unwrap();
-        let ruleset = sipwall::maps::Maps::open_pinned(&dir)
+        sipwall::kernel::pins::write_info(&dir, &bad).unwrap();
+        let ruleset = sipwall::kernel::maps::Maps::open_pinned(&dir)
             .unwrap()
             .read_ruleset()
             .unwrap();
@@ -476,14 +480,14 @@ fn damaged_pins_are_reported_and_repaired() {
             prog,
             "a refused command touched the interface"
         );
-        let after = sipwall::maps::Maps::open_pinned(&dir)
+        let after = sipwall::kernel::maps::Maps::open_pinned(&dir)
             .unwrap()
             .read_ruleset()
             .unwrap();
         assert_eq!(after, ruleset, "a refused command changed the maps");
-        sipwall::pins::write_info(&dir, &info).unwrap();
+        sipwall::kernel::pins::write_info(&dir, &info).unwrap();
     }
-    sipwall::pins::write_info(
+    sipwall::kernel::pins::write_info(
         &dir,
         &AttachInfo {
             layout_version: PIN_LAYOUT_VERSION + 1,
@@ -500,6 +504,7 @@ fn damaged_pins_are_reported_and_repaired() {
 
 #[test]
 fn a_foreign_xdp_program_is_never_replaced() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let pin = lab.bpffs().join("foreign-xdp");
     pin_foreign_xdp(&pin, "foreign_pass");

@@ -1,5 +1,5 @@
 //! Built packets through the real XDP program (BPF_PROG_TEST_RUN via
-//! `sipwall::runner::Runner`), one table row per case of SPEC §2 and of the
+//! `sipwall::kernel::runner::Runner`), one table row per case of docs/policy.md and of the
 //! parsing decisions. Each row asserts the verdict, that exactly its reason's
 //! counter moved by one packet and by the frame's length in bytes (no other
 //! counter moved), and that the denied-sources map counted the source for
@@ -12,9 +12,8 @@ use filter_common::{
 };
 use ipnet::IpNet;
 use sipwall::{
-    config,
-    ruleset::Ruleset,
-    runner::{Runner, Verdict},
+    kernel::runner::{Runner, Verdict},
+    policy::{config, ruleset::Ruleset},
 };
 use sipwall_tests::packet::{
     Ext, Frame, Net, L4, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
@@ -23,7 +22,7 @@ use sipwall_tests::packet::{
 const PASS: Verdict = Verdict::Pass;
 const DROP: Verdict = Verdict::Drop;
 
-/// The provider's signalling addresses (SPEC §1) and their neighbours.
+/// The provider's signalling addresses (docs/policy.md) and their neighbours.
 const PROVIDER_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
 const PROVIDER_B: Ipv4Addr = Ipv4Addr::new(44, 238, 177, 138);
 const BELOW_A: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 185);
@@ -119,18 +118,18 @@ fn common_chain(f: Frame) -> Frame {
         })
 }
 
-/// The default ruleset's table: the provider's values (SPEC §1, §2).
+/// The default ruleset's table: the provider's values (docs/policy.md).
 #[rustfmt::skip]
 fn default_table() -> Vec<Case> {
     let sip = b"OPTIONS sip:host SIP/2.0\r\n\r\n";
     vec![
-        // --- §2 row 1: not IP -> non_ip ---
+        // --- policy row 1: not IP -> non_ip ---
         case(PASS, NonIp, "ARP request", Frame::arp(STRANGER, HOST)),
         case(PASS, NonIp, "LLDP announcement", Frame::lldp()),
         case(PASS, NonIp, "ARP inside an 802.1Q tag", Frame::arp(STRANGER, HOST).vlan(TPID_8021Q, 5)),
         case(PASS, NonIp, "unknown ethertype 0x88B5", Frame::ethertype(0x88b5, vec![0; 46])),
         case(PASS, NonIp, "802.3 length field instead of an ethertype (LLC)", Frame::ethertype(46, vec![0x42; 46])),
-        // --- §2 row 3: signalling from the allowlist -> sip_allowed ---
+        // --- policy row 3: signalling from the allowlist -> sip_allowed ---
         case(PASS, SipAllowed, "provider A, UDP 5060", ip4(PROVIDER_A).udp(5060, 5060).payload(sip)),
         case(PASS, SipAllowed, "provider B, UDP 5060", ip4(PROVIDER_B).udp(5060, 5060).payload(sip)),
         case(PASS, SipAllowed, "provider A, UDP 5061", ip4(PROVIDER_A).udp(5061, 5061)),
@@ -141,7 +140,7 @@ fn default_table() -> Vec<Case> {
         case(PASS, SipAllowed, "provider B, SCTP 5061", ip4(PROVIDER_B).sctp(5061, 5061)),
         case(PASS, SipAllowed, "provider, minimal UDP padded to 60 bytes: bytes count the padding", ip4(PROVIDER_A).udp(5060, 5060).pad_to(60)),
         case(PASS, SipAllowed, "provider, total length beyond the frame but UDP header complete: judged by ports", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.total_len = Some(1500))),
-        // --- §2 row 4: signalling from anyone else -> sip_denied ---
+        // --- policy row 4: signalling from anyone else -> sip_denied ---
         case(DROP, SipDenied, "stranger, UDP 5060", ip4(STRANGER).udp(5060, 5060).payload(sip)),
         case(DROP, SipDenied, "stranger, UDP 5061", ip4(STRANGER).udp(5061, 5061)),
         case(DROP, SipDenied, "stranger, TCP 5060", ip4(STRANGER).tcp(33000, 5060)),
@@ -154,7 +153,7 @@ fn default_table() -> Vec<Case> {
         case(DROP, SipDenied, ".139, one above provider B: /32 only", ip4(ABOVE_B).sctp(5060, 5060)),
         case(DROP, SipDenied, "provider address as destination, stranger as source: source decides", Frame::ipv4(STRANGER, PROVIDER_A).udp(5060, 5060)),
         case(DROP, SipDenied, "stranger with DF set, offset 0: not a fragment", ip4(STRANGER).udp(5060, 5060).ip4(|h| h.dont_fragment = true)),
-        // --- §2 row 5: RTP range (UDP only) ---
+        // --- policy row 5: RTP range (UDP only) ---
         case(PASS, Other, "UDP 39999, one below the RTP range", ip4(STRANGER).udp(50000, 39999)),
         case(PASS, RtpAllowed, "UDP 40000, first RTP port, any source", ip4(STRANGER).udp(50000, 40000)),
         case(PASS, RtpAllowed, "UDP 50000, inside the RTP range", ip4(STRANGER).udp(50000, 50000).payload(&[0x80; 172])),
@@ -162,7 +161,7 @@ fn default_table() -> Vec<Case> {
         case(PASS, Other, "UDP 60001, one above the RTP range", ip4(STRANGER).udp(50000, 60001)),
         case(PASS, Other, "TCP to an RTP port: RTP is UDP only", ip4(STRANGER).tcp(50000, 40000)),
         case(PASS, Other, "SCTP to an RTP port: RTP is UDP only", ip4(STRANGER).sctp(50000, 50000)),
-        // --- §2 row 7: everything else -> other ---
+        // --- policy row 7: everything else -> other ---
         case(PASS, Other, "UDP 5059: not a signalling port", ip4(STRANGER).udp(5060, 5059)),
         case(PASS, Other, "UDP 5062: not a signalling port", ip4(STRANGER).udp(5060, 5062)),
         case(PASS, Other, "source port 5060 to an ephemeral port: only the destination port counts", ip4(STRANGER).udp(5060, 33333)),
@@ -446,8 +445,9 @@ fn runner(ruleset: &Ruleset) -> Runner {
 
 #[test]
 fn default_ruleset_table() {
+    sipwall_tests::skip_unless_root!();
     let table = default_table();
-    // Every reason of SPEC §2 appears, with both verdicts.
+    // Every reason of docs/policy.md appears, with both verdicts.
     for reason in Reason::ALL {
         assert!(
             table.iter().any(|c| c.reason == reason),
@@ -462,6 +462,7 @@ fn default_ruleset_table() {
 
 #[test]
 fn custom_ruleset_table_built_directly_and_from_toml() {
+    sipwall_tests::skip_unless_root!();
     let direct = custom_ruleset();
     let parsed = config::parse(CUSTOM_TOML, "custom.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -487,6 +488,7 @@ fn with_filler(ruleset: &Ruleset) -> Ruleset {
 
 #[test]
 fn long_allowlists_are_matched_by_the_direct_tables() {
+    sipwall_tests::skip_unless_root!();
     let default_long = with_filler(&Ruleset::default());
     assert!(default_long.v4().count() > filter_common::INLINE_PREFIXES);
     assert!(default_long.v6().count() > filter_common::INLINE_PREFIXES);
@@ -506,6 +508,7 @@ fn long_allowlists_are_matched_by_the_direct_tables() {
 
 #[test]
 fn dry_run_passes_every_drop_with_the_same_counters() {
+    sipwall_tests::skip_unless_root!();
     let table = default_table();
     assert!(table.iter().any(|c| c.verdict == DROP));
     let dry = Ruleset {
@@ -520,6 +523,7 @@ fn dry_run_passes_every_drop_with_the_same_counters() {
 
 #[test]
 fn installing_a_ruleset_swaps_the_verdict_on_the_same_runner() {
+    sipwall_tests::skip_unless_root!();
     let mut runner = runner(&Ruleset::default());
     let guest = Ipv4Addr::new(198, 51, 100, 7);
     let from_guest = || ip4(guest).udp(5060, 5060);
@@ -568,6 +572,7 @@ fn installing_a_ruleset_swaps_the_verdict_on_the_same_runner() {
 
 #[test]
 fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
+    sipwall_tests::skip_unless_root!();
     // BPF_PROG_TEST_RUN refuses XDP input shorter than ETH_HLEN with EINVAL,
     // so such frames never reach the program (and a NIC never delivers
     // them). The Runner returns the error; no counter moves.
@@ -592,8 +597,9 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
 /// in each. Enough partial /24s that every position is taken by some.
 #[test]
 fn host_maps_are_found_in_every_slot_of_both_buckets() {
+    sipwall_tests::skip_unless_root!();
     use filter_common::{host_buckets, HOST_BUCKET_SLOTS};
-    use sipwall::direct::V4Table;
+    use sipwall::kernel::direct::V4Table;
     use std::collections::BTreeMap;
 
     let nets: Vec<u32> = (0..60_000u32).map(|i| (11 << 16) | i).collect();

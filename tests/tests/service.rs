@@ -154,6 +154,7 @@ fn allowlist_config(lab: &TestLab, name: &str, allow: &[&str], log_denied: bool)
 
 #[test]
 fn sighup_applies_a_changed_file_and_refuses_a_broken_one() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let provider = format!("{}/32", PROVIDER[0]);
     let config = allowlist_config(&lab, "sipwall", &[&provider], false);
@@ -242,6 +243,7 @@ fn parse_sample(line: &str) -> (String, BTreeMap<String, String>, f64) {
 
 #[test]
 fn metrics_scraped_with_curl_are_prometheus_text_equal_to_stats() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let config = allowlist_config(
         &lab,
@@ -426,6 +428,7 @@ fn flood_and_collect_logs(lab: &TestLab, log_denied: bool) -> (Vec<String>, u64,
 
 #[test]
 fn denied_source_log_is_opt_in_and_rate_limited_in_the_kernel() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let (quiet, _, _) = flood_and_collect_logs(&lab, false);
     assert!(
@@ -463,6 +466,7 @@ fn denied_source_log_is_opt_in_and_rate_limited_in_the_kernel() {
 
 #[test]
 fn stats_watch_redraws_in_place_with_rates() {
+    sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
     let rx = lab.udp(Host::Pbx, IpAddr::V4(PBX), 41000);

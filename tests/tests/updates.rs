@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use filter_common::Reason;
 use ipnet::IpNet;
 use sipwall::{
+    kernel::runner::Runner,
     lab::{PBX, PBX6},
-    ruleset::Ruleset,
-    runner::Runner,
+    policy::ruleset::Ruleset,
 };
 use sipwall_tests::{generator::Rng, packet::Frame};
 

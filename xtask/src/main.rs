@@ -1,6 +1,7 @@
 //! Project tasks cargo cannot do alone: install the eBPF toolchain pieces and
 //! test dependencies, run the test suite as root, the demo, the benchmarks
 //! and the long fuzz run.
+mod gates;
 mod setup;
 
 use std::process::Command;
@@ -19,7 +20,8 @@ struct Args {
 enum Task {
     /// Install what building and testing need (skips what is there).
     Setup,
-    /// Set up, build, and run the whole test suite.
+    /// Set up, check formatting and lints, build, and run the whole test
+    /// suite (then again without root, where root-only tests skip).
     Test {
         /// Extra arguments for `cargo test` (after `--`: test-name filters).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -48,10 +50,15 @@ fn main() -> Result<()> {
         Task::Setup => setup::all(),
         Task::Test { args } => {
             setup::all()?;
+            gates::all()?;
             cargo(&["build", "--bins"])?;
             let mut test = vec!["test"];
             test.extend(args.iter().map(String::as_str));
-            cargo(&test)
+            cargo(&test)?;
+            if args.is_empty() {
+                gates::unprivileged_tests()?;
+            }
+            Ok(())
         }
         Task::Demo => {
             setup::all()?;
@@ -95,18 +102,18 @@ fn main() -> Result<()> {
 }
 
 /// Cargo's target directory, wherever xtask is run from.
-fn target_dir() -> std::path::PathBuf {
+pub(crate) fn target_dir() -> std::path::PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => dir.into(),
         None => workspace_root().join("target"),
     }
 }
 
-fn workspace_root() -> &'static std::path::Path {
+pub(crate) fn workspace_root() -> &'static std::path::Path {
     std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-fn cargo_cmd(args: &[&str]) -> Command {
+pub(crate) fn cargo_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(args)
         .current_dir(workspace_root())
@@ -114,11 +121,11 @@ fn cargo_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     run(&mut cargo_cmd(args))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");

@@ -1,6 +1,7 @@
 //! Installs what the build and the tests need, skipping what is there:
 //! nightly's rust-src (for build-std), bpf-linker built against nightly's
-//! own LLVM, and the Debian packages the tests use.
+//! own LLVM, the Debian packages the tests use, and kubernetes-validate
+//! (PyPI) in a virtualenv.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -11,8 +12,10 @@ use anyhow::{bail, Context as _, Result};
 /// Debian packages: sipp for real SIP calls, nftables for the comparison
 /// benchmark, ethtool to turn on GRO (NAPI) on the benchmark's veth,
 /// iproute2 for namespaces, scapy and tshark for captures written by other
-/// tools, curl to scrape metrics, bpftool for debugging, clang for the
-/// bench's reference program in C.
+/// tools, curl to scrape metrics, bpftool for debugging; prometheus for
+/// promtool (alert rules, their unit tests, the dashboard's expressions),
+/// yamllint for deploy/, python3-venv for kubernetes-validate's virtualenv,
+/// clang for the bench's reference program in C.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -23,13 +26,21 @@ const PACKAGES: &[&str] = &[
     "curl",
     "bpftool",
     "procps",
+    "prometheus",
+    "yamllint",
+    "python3-venv",
     "clang",
 ];
+
+/// kubernetes-validate (Kubernetes' schemas, bundled) for deploy/kubernetes/,
+/// pinned so that the schema versions the tests name exist.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
 pub fn all() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     packages()?;
+    kubernetes_validate()?;
     Ok(())
 }
 
@@ -170,12 +181,79 @@ fn packages() -> Result<()> {
         "apt-get update",
         Command::new("apt-get").args(["update", "-q"]),
     )?;
+    let installed = {
+        let _no_daemons = NoDaemonStarts::new()?;
+        step(
+            &format!("installing {}", missing.join(" ")),
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    installed?;
+    if missing.contains(&"prometheus") {
+        // Only promtool is wanted; the tests start their own servers.
+        if std::net::TcpStream::connect(("127.0.0.1", 9090)).is_ok() {
+            bail!(
+                "something listens on 127.0.0.1:9090 after installing prometheus; stop it (`service prometheus stop`)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// While it lives, invoke-rc.d and deb-systemd-invoke refuse to start
+/// services (Debian's policy-rc.d, exit status 101): packages such as
+/// prometheus would otherwise start their daemon on install. An existing
+/// policy-rc.d is left as it is.
+struct NoDaemonStarts(Option<PathBuf>);
+
+impl NoDaemonStarts {
+    fn new() -> Result<NoDaemonStarts> {
+        let path = PathBuf::from("/usr/sbin/policy-rc.d");
+        if path.exists() {
+            return Ok(NoDaemonStarts(None));
+        }
+        std::fs::write(
+            &path,
+            "#!/bin/sh\n# written by `cargo xtask setup` during apt-get install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(NoDaemonStarts(Some(path)))
+    }
+}
+
+impl Drop for NoDaemonStarts {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// kubernetes-validate in its own virtualenv under ~/.cache/sipwall, made
+/// with Debian's python3 (Debian's pip refuses to install into the system).
+fn kubernetes_validate() -> Result<()> {
+    let venv = home().join(".cache/sipwall/kubernetes-validate");
+    let bin = venv.join("bin/kubernetes-validate");
+    let wanted = KUBERNETES_VALIDATE.rsplit("==").next().unwrap_or_default();
+    if output(Command::new(&bin).arg("--version")).is_ok_and(|v| v.trim() == wanted) {
+        return Ok(());
+    }
     step(
-        &format!("installing {}", missing.join(" ")),
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "creating a virtualenv for kubernetes-validate",
+        Command::new("/usr/bin/python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    step(
+        &format!("installing {KUBERNETES_VALIDATE} from PyPI"),
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(KUBERNETES_VALIDATE),
     )
 }
 

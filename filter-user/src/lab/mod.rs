@@ -14,6 +14,7 @@
 //! under /run stays visible. Dropping the lab kills what still runs in its
 //! namespaces, deletes them (which removes the veths and any XDP attachment)
 //! and unmounts the bpffs (which releases the pins).
+pub mod demo;
 pub mod sipp;
 pub mod traffic;
 
@@ -35,7 +36,7 @@ pub const PBX: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const PBX6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 /// The PBX's interface towards the router; the one the filter is attached to.
 pub const PBX_IFACE: &str = "wan0";
-/// The provider's two signalling addresses (SPEC §1), held by the provider host.
+/// The provider's two signalling addresses (docs/policy.md), held by the provider host.
 pub const PROVIDER: [Ipv4Addr; 2] = [
     Ipv4Addr::new(44, 229, 228, 186),
     Ipv4Addr::new(44, 238, 177, 138),
@@ -222,6 +223,7 @@ impl Lab {
         std::thread::scope(|s| {
             let thread = s.spawn(move || -> Result<T> {
                 // Network namespaces are per thread: only this thread moves.
+                // SAFETY: setns on a file descriptor this thread owns.
                 if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     return Err(std::io::Error::last_os_error())
                         .with_context(|| format!("entering {path}"));
@@ -269,7 +271,8 @@ impl Lab {
     }
 
     fn mount_bpffs(&mut self) -> Result<()> {
-        crate::pins::mount_bpffs(&self.bpffs()).context("mounting the lab's bpffs (needs root)")?;
+        crate::kernel::pins::mount_bpffs(&self.bpffs())
+            .context("mounting the lab's bpffs (needs root)")?;
         self.bpffs_mounted = true;
         Ok(())
     }
@@ -304,14 +307,16 @@ impl Lab {
             self.ip(host, &["link", "set", host_end, "up"])?;
         }
         let provider = PROVIDER.map(|a| format!("{a}/32"));
+        let provider_src = PROVIDER[0].to_string();
+        let pbx = format!("{PBX}/24");
+        let pbx6 = format!("{PBX6}/64");
+        let outsider = format!("{OUTSIDER}/24");
+        let outsider6 = format!("{OUTSIDER6}/64");
         let steps: &[(Host, &[&str])] = &[
+            (Host::Pbx, &["addr", "add", &pbx, "dev", PBX_IFACE]),
             (
                 Host::Pbx,
-                &["addr", "add", "192.0.2.1/24", "dev", PBX_IFACE],
-            ),
-            (
-                Host::Pbx,
-                &["addr", "add", "2001:db8:1::1/64", "dev", PBX_IFACE, "nodad"],
+                &["addr", "add", &pbx6, "dev", PBX_IFACE, "nodad"],
             ),
             (
                 Host::Pbx,
@@ -378,16 +383,13 @@ impl Lab {
                     "via",
                     "198.51.100.1",
                     "src",
-                    "44.229.228.186",
+                    &provider_src,
                 ],
             ),
+            (Host::Outsider, &["addr", "add", &outsider, "dev", "eth0"]),
             (
                 Host::Outsider,
-                &["addr", "add", "203.0.113.2/24", "dev", "eth0"],
-            ),
-            (
-                Host::Outsider,
-                &["addr", "add", "2001:db8:3::2/64", "dev", "eth0", "nodad"],
+                &["addr", "add", &outsider6, "dev", "eth0", "nodad"],
             ),
             (
                 Host::Outsider,
@@ -431,6 +433,8 @@ impl Lab {
         };
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                // SAFETY: kill has no memory effects; the pids are of this
+                // lab's namespaces only.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
@@ -448,6 +452,7 @@ impl Drop for Lab {
         if self.bpffs_mounted {
             let target = CString::new(self.bpffs().as_os_str().as_bytes()).expect("no NUL in path");
             // Detach lazily: an `ip netns exec` still exiting may hold it.
+            // SAFETY: a valid C string that outlives the call.
             if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
                 eprintln!(
                     "lab cleanup: unmounting {}: {}",
@@ -490,6 +495,7 @@ fn sweep_stale(tag: &str) {
     for dir in names("/run") {
         let dir = Path::new("/run").join(dir);
         if let Ok(target) = CString::new(dir.join("bpffs").as_os_str().as_bytes()) {
+            // SAFETY: a valid C string that outlives the call.
             unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
         }
         let _ = std::fs::remove_dir_all(dir);

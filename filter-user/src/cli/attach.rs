@@ -1,0 +1,58 @@
+//! `sipwall attach`: load, pin and attach, or upgrade in place.
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::AttachMode;
+use crate::{
+    error::UsageError,
+    kernel::{attach, pins::PinRoot, privileges::require_root},
+    policy::config,
+};
+
+pub fn run(
+    root: &PinRoot,
+    iface: &str,
+    config_path: Option<&Path>,
+    mode: AttachMode,
+    dry_run: bool,
+    force: bool,
+) -> Result<()> {
+    let mut ruleset = config::load(config_path)?;
+    ruleset.dry_run |= dry_run;
+    if ruleset.allow.is_empty() && !force {
+        return Err(UsageError(
+            "the allowlist is empty, which denies all signalling; add --force if that is what you want".into(),
+        )
+        .into());
+    }
+    require_root()?;
+    let attached = attach::attach(root, iface, &ruleset, mode.requested(), true)?;
+    let live = attached.maps.read_ruleset()?;
+    if attached.replaced {
+        println!(
+            "replaced the sipwall program on {iface} in place ({} mode, program id {}); {}",
+            attached.mode.name(),
+            attached.program_id,
+            if attached.kept_allowlist {
+                "allowlist and counters kept"
+            } else {
+                "allowlist installed from the configuration"
+            }
+        );
+        if attached.kept_allowlist && config_path.is_some() && live.allow != ruleset.allow {
+            eprintln!(
+                "sipwall: note: the live allowlist ({} entries) was kept; the file's [signalling] allow differs: apply it with `sipwall allow replace`",
+                live.allow.len()
+            );
+        }
+    } else {
+        println!(
+            "attached sipwall to {iface} in {} mode (program id {})",
+            attached.mode.name(),
+            attached.program_id
+        );
+    }
+    println!("  {}", live.summary());
+    Ok(())
+}

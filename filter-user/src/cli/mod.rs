@@ -1,0 +1,44 @@
+//! The command line: [`args`] is what clap parses; each subcommand has its
+//! own module, whose `run` takes the parsed arguments, calls the layers
+//! below and prints the result. [`run`] only dispatches.
+pub mod allow;
+pub mod args;
+pub mod attach;
+pub mod check;
+pub mod detach;
+pub mod run;
+pub mod stats;
+pub mod status;
+pub mod top;
+
+use anyhow::Result;
+
+use crate::kernel::pins::PinRoot;
+pub use args::{AllowAction, AttachMode, Cli, Command};
+
+pub fn run(cli: Cli) -> Result<()> {
+    let root = PinRoot::new(&cli.bpffs);
+    match cli.command {
+        Command::Attach {
+            iface,
+            config,
+            mode,
+            dry_run,
+            force,
+        } => attach::run(&root, &iface, config.as_deref(), mode, dry_run, force),
+        Command::Detach { iface } => detach::run(&root, iface.as_deref()),
+        Command::Status { iface, json } => status::run(&root, iface.as_deref(), json),
+        Command::Allow { action } => allow::run(&root, action),
+        Command::Stats { iface, json, watch } => stats::run(&root, iface.as_deref(), json, watch),
+        Command::Top { iface, n, json } => top::run(&root, iface.as_deref(), n, json),
+        Command::Check { pcap, config, json } => check::run(&pcap, config.as_deref(), json),
+        Command::Run {
+            iface,
+            config,
+            mode,
+            metrics,
+            force,
+        } => run::run(&cli.bpffs, iface, config, mode, metrics, force),
+        Command::Demo => crate::lab::demo::run(),
+    }
+}

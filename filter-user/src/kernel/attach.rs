@@ -1,0 +1,352 @@
+//! Attaching, upgrading and detaching the filter on an interface.
+//!
+//! The XDP program is attached through a bpf_link that is pinned with the
+//! maps, so it outlives the process. Attaching over sipwall's own link
+//! swaps the program in place (bpf_link_update: no detach gap, no NIC reset)
+//! and keeps maps, allowlist and counters. Another XDP program on the
+//! interface is never replaced.
+//!
+//! [`attach`] works in three steps: [`plan`] looks at what is there and
+//! decides (refusing before anything changes), [`install`] loads the program
+//! with its pinned maps and installs the ruleset, [`link`] puts it on the
+//! interface. A fresh attachment that fails half-way leaves nothing behind
+//! (see [`NewPinsGuard`]).
+use std::{
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    programs::{links::FdLink, links::PinnedLink, xdp::XdpLink},
+    Ebpf,
+};
+use filter_common::{maps as map_names, AttachInfo, XdpMode, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
+
+use crate::{
+    error::UsageError,
+    kernel::{
+        iface::{describe_program, if_index, iface_xdp, IfaceXdp},
+        maps::Maps,
+        pins::{self, PinRoot, INFO_PIN, LINK_PIN},
+        program,
+    },
+    policy::ruleset::Ruleset,
+};
+
+/// A running attachment, as this process holds it.
+pub struct Attached {
+    /// The loaded object (the `run` service drains its log records).
+    pub ebpf: Ebpf,
+    pub maps: Maps,
+    pub mode: XdpMode,
+    pub program_id: u32,
+    /// Whether an existing sipwall attachment was upgraded in place.
+    pub replaced: bool,
+    /// Whether the allowlist was kept from the pinned maps (rather than
+    /// taken from the ruleset given).
+    pub kept_allowlist: bool,
+}
+
+/// Attaches (or upgrades) the filter on `iface` and installs `ruleset`.
+/// `mode` `None` tries native, then falls back to skb. With
+/// `keep_allowlist`, an existing attachment's allowlist is kept and
+/// `ruleset.allow` ignored.
+pub fn attach(
+    root: &PinRoot,
+    iface: &str,
+    ruleset: &Ruleset,
+    mode: Option<XdpMode>,
+    keep_allowlist: bool,
+) -> Result<Attached> {
+    let _lock = root.lock()?;
+    let mut plan = plan(root, iface, mode, keep_allowlist)?;
+    let guard = NewPinsGuard::new(&plan);
+    let (mut ebpf, maps) = install(&plan, ruleset)?;
+    let (mode, link) = link(&mut plan, &mut ebpf, mode)?;
+    let program_id = link.info().context("reading the XDP link")?.program_id();
+    record_info(&plan, mode)?;
+    guard.disarm();
+    Ok(Attached {
+        ebpf,
+        maps,
+        mode,
+        program_id,
+        replaced: plan.upgrade.is_some(),
+        kept_allowlist: plan.keep_allowlist,
+    })
+}
+
+/// What [`attach`] found and decided before changing anything.
+struct Plan {
+    iface: String,
+    ifindex: u32,
+    dir: PathBuf,
+    /// The folder had pins before (an attachment, maybe damaged).
+    existed: bool,
+    /// The `attached_at` to record: the first attach's, when there was one.
+    attached_at: u64,
+    /// sipwall's own program on the interface, to replace in place.
+    upgrade: Option<IfaceXdp>,
+    /// The pinned link that program runs through (taken by [`link`]).
+    upgrade_link: Option<FdLink>,
+    /// Keep the live allowlist instead of the ruleset's.
+    keep_allowlist: bool,
+}
+
+fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool) -> Result<Plan> {
+    let ifindex = if_index(iface)?;
+    let dir = root.iface_dir(iface);
+    // An empty folder is no attachment.
+    let existed = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    let attached_at = if dir.join(INFO_PIN).exists() {
+        pins::read_info(&dir)?.attached_at
+    } else {
+        now_secs()
+    };
+    let on_iface = iface_xdp(iface)?;
+    let our_link = open_link(&dir.join(LINK_PIN));
+    let (upgrade, upgrade_link) = match (on_iface, our_link) {
+        (Some(now), Some((link, prog))) if now.program_id == prog => (Some(now), Some(link)),
+        (Some(now), _) => bail!(
+            "{iface} already has an XDP program that is not sipwall's ({}); sipwall will not replace it. Remove it first (e.g. `ip link set dev {iface} xdp off`) if it should go",
+            describe_program(now)
+        ),
+        (None, Some(_)) => {
+            // The interface lost the program (deleted and created again):
+            // the old link is defunct.
+            let _ = std::fs::remove_file(dir.join(LINK_PIN));
+            (None, None)
+        }
+        (None, None) => (None, None),
+    };
+    if let (Some(now), Some(wanted)) = (upgrade, mode) {
+        if now.mode != Some(wanted) {
+            return Err(UsageError(format!(
+                "sipwall is attached to {iface} in {} mode; `sipwall detach -i {iface}` first to change the mode",
+                now.mode_name()
+            ))
+            .into());
+        }
+    }
+
+    // Maps whose pins were removed by hand are created afresh by the load:
+    // what they held is gone, so an allowlist read back from them would be
+    // empty or stale.
+    let missing: Vec<String> = if existed {
+        program::object_map_names()?
+            .into_iter()
+            .filter(|name| !dir.join(name).exists())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let policy_maps_intact = !missing.iter().any(|name| {
+        [map_names::ACTIVE, map_names::POLICY].contains(&name.as_str())
+            || map_names::ALLOW_V4.contains(&name.as_str())
+            || map_names::ALLOW_V6.contains(&name.as_str())
+    });
+    let keep = keep_allowlist && existed && policy_maps_intact;
+    if !missing.is_empty() {
+        eprintln!(
+            "sipwall: the pins of {iface} were incomplete (missing {}): recreated them{}",
+            missing.join(", "),
+            if keep_allowlist && !keep {
+                "; the allowlist could not be kept, the configuration's is installed"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(Plan {
+        iface: iface.to_string(),
+        ifindex,
+        dir,
+        existed,
+        attached_at,
+        upgrade,
+        upgrade_link,
+        keep_allowlist: keep,
+    })
+}
+
+/// Loads the program with its maps pinned in the plan's folder and makes
+/// `ruleset` (or, when the plan keeps it, the live allowlist with the rest
+/// of `ruleset`) the active generation.
+fn install(plan: &Plan, ruleset: &Ruleset) -> Result<(Ebpf, Maps)> {
+    std::fs::create_dir_all(&plan.dir)
+        .with_context(|| format!("creating {}", plan.dir.display()))?;
+    let mut ebpf = program::load(Some(&plan.dir))?;
+    let mut maps = Maps::take(&mut ebpf)?;
+    let mut ruleset = ruleset.clone();
+    if plan.keep_allowlist {
+        ruleset.allow = maps.read_ruleset()?.allow;
+    }
+    maps.install(&ruleset)?;
+    Ok((ebpf, maps))
+}
+
+/// Puts the loaded program on the interface: in place of sipwall's running
+/// one, or through a new pinned link. Returns the mode it runs in and the
+/// link.
+fn link(plan: &mut Plan, ebpf: &mut Ebpf, mode: Option<XdpMode>) -> Result<(XdpMode, FdLink)> {
+    match (plan.upgrade, plan.upgrade_link.take()) {
+        (Some(now), Some(link)) => {
+            let mode = now
+                .mode
+                .context("sipwall's link runs in an unknown XDP mode")?;
+            Ok((mode, replace_program(ebpf, link)?))
+        }
+        _ => attach_new(ebpf, &plan.iface, mode, &plan.dir),
+    }
+}
+
+fn record_info(plan: &Plan, mode: XdpMode) -> Result<()> {
+    pins::write_info(
+        &plan.dir,
+        &AttachInfo {
+            magic: ATTACH_MAGIC,
+            layout_version: PIN_LAYOUT_VERSION,
+            ifindex: plan.ifindex,
+            mode: mode as u32,
+            attached_at: plan.attached_at,
+        },
+    )
+}
+
+/// Removes the pins of a fresh attachment that failed half-way when
+/// dropped, unless [`NewPinsGuard::disarm`]ed. An attachment that existed
+/// before is left as it is.
+struct NewPinsGuard {
+    dir: Option<PathBuf>,
+}
+
+impl NewPinsGuard {
+    fn new(plan: &Plan) -> NewPinsGuard {
+        NewPinsGuard {
+            dir: (!plan.existed).then(|| plan.dir.clone()),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.dir = None;
+    }
+}
+
+impl Drop for NewPinsGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = pins::remove_dir(dir);
+        }
+    }
+}
+
+/// Swaps the program behind sipwall's pinned link for the new one.
+fn replace_program(ebpf: &mut Ebpf, link: FdLink) -> Result<FdLink> {
+    let xdp = program::program_mut(ebpf)?;
+    let id = xdp
+        .attach_to_link(
+            XdpLink::try_from(link).context("sipwall's pinned link is not an XDP link")?,
+        )
+        .context("replacing the program behind sipwall's XDP link (bpf_link_update)")?;
+    let link = xdp.take_link(id)?;
+    Ok(FdLink::try_from(link)?)
+}
+
+/// Attaches through a new link, pinned in `dir`.
+fn attach_new(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    mode: Option<XdpMode>,
+    dir: &Path,
+) -> Result<(XdpMode, FdLink)> {
+    let xdp = program::program_mut(ebpf)?;
+    let (id, mode) = match mode {
+        Some(mode) => (attach_in(xdp, iface, mode)?, mode),
+        None => match xdp.attach(iface, kernel_mode(XdpMode::Native)) {
+            Ok(id) => (id, XdpMode::Native),
+            Err(native_err) => {
+                let id = attach_in(xdp, iface, XdpMode::Skb)?;
+                eprintln!(
+                    "sipwall: {iface}'s driver refused native XDP ({native_err}); attached in skb (generic) mode instead"
+                );
+                (id, XdpMode::Skb)
+            }
+        },
+    };
+    let link = FdLink::try_from(xdp.take_link(id)?).context(
+        "the kernel attached without a bpf_link (netlink fallback); sipwall needs Linux 5.9 or later to pin the attachment",
+    )?;
+    // Pin a second handle: dropping the PinnedLink would only close its fd.
+    let path = dir.join(LINK_PIN);
+    let pinned: PinnedLink = link
+        .pin(&path)
+        .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+    Ok((mode, FdLink::from(pinned)))
+}
+
+fn kernel_mode(mode: XdpMode) -> aya::programs::XdpMode {
+    match mode {
+        XdpMode::Native => aya::programs::XdpMode::Driver,
+        XdpMode::Skb => aya::programs::XdpMode::Skb,
+        XdpMode::Hw => aya::programs::XdpMode::Hardware,
+    }
+}
+
+fn attach_in(
+    xdp: &mut aya::programs::Xdp,
+    iface: &str,
+    mode: XdpMode,
+) -> Result<aya::programs::xdp::XdpLinkId> {
+    xdp.attach(iface, kernel_mode(mode)).with_context(|| {
+        let name = mode.name();
+        if mode == XdpMode::Skb {
+            format!("attaching to {iface} in {name} mode")
+        } else {
+            format!("attaching to {iface} in {name} mode (the driver may not support it: try --mode skb)")
+        }
+    })
+}
+
+/// The pinned link at `path` and the program it runs, if it is readable.
+pub fn open_link(path: &Path) -> Option<(FdLink, u32)> {
+    let link = FdLink::from(PinnedLink::from_pin(path).ok()?);
+    let prog = link.info().ok()?.program_id();
+    Some((link, prog))
+}
+
+/// Removes the attachment on `iface` and all its pins.
+pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
+    let _lock = root.lock()?;
+    let dir = root.iface_dir(iface);
+    if !dir.exists() {
+        bail!(
+            "the filter is not attached to {iface} (no pins in {})",
+            dir.display()
+        );
+    }
+    let ours = open_link(&dir.join(LINK_PIN)).map(|(_, prog)| prog);
+    // Unpinning the link drops the last reference to it: the program
+    // leaves the interface. The maps go with their pins.
+    pins::remove_dir(&dir)?;
+    // The kernel releases the link from a work queue: wait until the
+    // interface no longer runs the program, so that "detached" is true
+    // when this returns.
+    if let Some(prog) = ours {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while iface_xdp(iface).is_ok_and(|x| x.is_some_and(|x| x.program_id == prog)) {
+            if std::time::Instant::now() > deadline {
+                bail!("removed the pins of {iface}, but after 5 s the kernel still runs program {prog} on it");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,80 @@
+//! Questions about an interface that the kernel answers: does it exist, and
+//! which XDP program runs on it, in which mode.
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+use filter_common::XdpMode;
+
+use crate::{error::UsageError, kernel::pins};
+
+/// What the interface has attached now, according to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfaceXdp {
+    pub program_id: u32,
+    /// `None` when iproute2 reports a mode sipwall does not know.
+    pub mode: Option<XdpMode>,
+}
+
+impl IfaceXdp {
+    pub fn mode_name(&self) -> &'static str {
+        self.mode.map_or("unknown", XdpMode::name)
+    }
+}
+
+/// The interface's index; an error naming the interface when there is none.
+pub fn if_index(iface: &str) -> Result<u32> {
+    pins::check_iface_name(iface)?;
+    let c = std::ffi::CString::new(iface)
+        .map_err(|_| UsageError(format!("bad interface name {iface:?}")))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        bail!("interface {iface} does not exist (`ip link` lists the interfaces)");
+    }
+    Ok(index)
+}
+
+/// The XDP program the kernel has on `iface`, from `ip -details -json link`.
+pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
+    let out = Command::new("ip")
+        .args(["-details", "-json", "link", "show", "dev", iface])
+        .output()
+        .context("running `ip link` (package iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "interface {iface} does not exist ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let links: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing `ip -json link`")?;
+    let xdp = &links[0]["xdp"];
+    let Some(program_id) = xdp["prog"]["id"].as_u64() else {
+        return Ok(None);
+    };
+    // iproute2's modes: 1 driver, 2 generic, 3 offload.
+    let mode = match xdp["mode"].as_u64() {
+        Some(1) => Some(XdpMode::Native),
+        Some(2) => Some(XdpMode::Skb),
+        Some(3) => Some(XdpMode::Hw),
+        _ => None,
+    };
+    Ok(Some(IfaceXdp {
+        program_id: program_id as u32,
+        mode,
+    }))
+}
+
+/// "program id N named "x", M mode", for messages about a foreign program.
+pub fn describe_program(x: IfaceXdp) -> String {
+    let name = aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == x.program_id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "program id {} named {name:?}, {} mode",
+        x.program_id,
+        x.mode_name()
+    )
+}

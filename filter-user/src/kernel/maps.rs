@@ -1,0 +1,876 @@
+//! Handles on the program's maps, and the operations that give them
+//! meaning: installing a ruleset atomically, reading it back, and reading
+//! the counters. This is the one door to the maps: the handles are private,
+//! so nothing else can write `ACTIVE` or `POLICY` out of turn.
+//!
+//! Atomic swap: the policy record, the allowlist tries and one half of each
+//! direct table (see `direct.rs`) exist once per generation. A packet reads
+//! the active generation once and is judged by that copy only. `install`
+//! brings the inactive copy to the new ruleset, flips the active generation
+//! with one 4-byte array write, and waits for the packets already running
+//! on the old copy to finish (an RCU grace period), so a packet sees the
+//! old ruleset or the new one, never a mix, and the old copy is free to be
+//! rewritten next time.
+//!
+//! Updates cost what they change: `install` compares the inactive copy
+//! with the new ruleset and writes only the difference — the prefixes that
+//! differ in its tries (in batches, a few system calls for thousands) and
+//! the /24s those touch in its halves of the direct tables. What the
+//! inactive copy holds is either known (after a small change the old copy
+//! is brought level once the grace period is over, and its policy record
+//! then is an exact copy of the active one) or read back from its tries.
+//! A generation's record is marked as being written (`installed_ns` 0)
+//! before any of it changes, so whatever an interrupted install leaves
+//! behind is compared against or rewritten whole, never trusted.
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    Ebpf,
+};
+use filter_common::{
+    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, INLINE_NONE,
+    REASON_COUNT, V4_HOST_SLOTS,
+};
+use ipnet::IpNet;
+
+use crate::{
+    kernel::direct::{self, V4Table},
+    policy::ruleset::Ruleset,
+};
+
+type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
+
+/// The maps of one loaded or pinned program.
+pub struct Maps {
+    counters: PerCpuArray<MapData, Counter>,
+    active: Array<MapData, u32>,
+    policy: Array<MapData, Policy>,
+    allow_v4: [Trie<4>; 2],
+    allow_v6: [Trie<16>; 2],
+    denied: PerCpuHashMap<MapData, SourceKey, Counter>,
+    denied_cache: PerCpuArray<MapData, DeniedSlot>,
+    /// The direct table, written through a memory mapping.
+    v4_direct: MapData,
+    /// The host slots, written the same way.
+    v4_hosts: MapData,
+    v6_direct: MapData,
+    /// `installed_ns` of the last flip this handle waited out.
+    settled_ns: u64,
+    /// The allowlist of a generation as this handle last read or wrote it.
+    known: std::sync::Mutex<Option<Known>>,
+}
+
+/// An allowlist and the policy record it went with.
+struct Known {
+    generation: u32,
+    installed_ns: u64,
+    allow: Vec<IpNet>,
+}
+
+/// Changes of at most this many prefixes are made to both generations at
+/// once (see `install`).
+const LEVEL_MAX: usize = 256;
+
+/// What the old generation's record says once the grace period after a
+/// flip is over: a copy of the active record when the old generation was
+/// brought level, else its own record with `installed_ns` set to the
+/// active one's plus `SETTLED` (1 ns; not a copy, so never taken for
+/// level). Either tells the next install, in another process, that it need
+/// not wait for a grace period of its own.
+const SETTLED: u64 = 1;
+
+/// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
+pub type CounterSet = [Counter; REASON_COUNT as usize];
+
+impl Maps {
+    /// Takes the maps out of a loaded object (the program keeps using them).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
+        Maps::build(|name| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("the program has no map {name}"))
+        })
+    }
+
+    /// Opens the maps pinned in `dir` by a running attachment.
+    pub fn open_pinned(dir: &Path) -> Result<Maps> {
+        Maps::build(|name| {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| {
+                    format!(
+                        "opening the pinned map {} (sipwall's pins are damaged: attaching again recreates them)",
+                        path.display()
+                    )
+                })?;
+            Map::from_map_data(data)
+                .with_context(|| format!("{} is not a map sipwall knows", path.display()))
+        })
+    }
+
+    fn build(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Maps> {
+        fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(map: Map, name: &str) -> Result<T> {
+            T::try_from(map).with_context(|| format!("map {name} has an unexpected type or layout"))
+        }
+        let mut one = |name: &str| -> Result<Map> { get(name) };
+        Ok(Maps {
+            counters: typed(one(names::COUNTERS)?, names::COUNTERS)?,
+            active: typed(one(names::ACTIVE)?, names::ACTIVE)?,
+            policy: typed(one(names::POLICY)?, names::POLICY)?,
+            allow_v4: [
+                typed(one(names::ALLOW_V4[0])?, names::ALLOW_V4[0])?,
+                typed(one(names::ALLOW_V4[1])?, names::ALLOW_V4[1])?,
+            ],
+            allow_v6: [
+                typed(one(names::ALLOW_V6[0])?, names::ALLOW_V6[0])?,
+                typed(one(names::ALLOW_V6[1])?, names::ALLOW_V6[1])?,
+            ],
+            denied: typed(one(names::DENIED)?, names::DENIED)?,
+            denied_cache: typed(one(names::DENIED_CACHE)?, names::DENIED_CACHE)?,
+            v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
+            v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
+            v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
+            settled_ns: 0,
+            known: Default::default(),
+        })
+    }
+
+    /// The generation packets are judged by now (0 or 1).
+    pub fn active_generation(&self) -> Result<u32> {
+        Ok(self
+            .active
+            .get(&0, 0)
+            .context("reading the active generation")?
+            & 1)
+    }
+
+    /// The ruleset packets are judged by now.
+    pub fn read_ruleset(&self) -> Result<Ruleset> {
+        let g = self.active_generation()?;
+        let policy = self.policy.get(&g, 0).context("reading the policy")?;
+        let allow = self.read_allowlist(g)?;
+        // Under the pin-root lock (as `allow` holds it), an install that
+        // follows can start from this instead of reading it again.
+        if self.active_generation()? == g
+            && self.policy.get(&g, 0).context("reading the policy")? == policy
+        {
+            self.remember(g, policy.installed_ns, allow.clone());
+        }
+        Ok(Ruleset::from_parts(&policy, allow))
+    }
+
+    /// The allowlist of generation `g`, sorted.
+    pub fn read_allowlist(&self, g: u32) -> Result<Vec<IpNet>> {
+        let mut nets = Vec::new();
+        for (data, len) in
+            trie_prefixes(&self.allow_v4[g as usize]).context("reading the IPv4 allowlist")?
+        {
+            nets.push(net(IpAddr::V4(Ipv4Addr::from(data)), len)?);
+        }
+        for (data, len) in
+            trie_prefixes(&self.allow_v6[g as usize]).context("reading the IPv6 allowlist")?
+        {
+            nets.push(net(IpAddr::V6(Ipv6Addr::from(data)), len)?);
+        }
+        nets.sort();
+        Ok(nets)
+    }
+
+    /// Makes `ruleset` the one packets are judged by, atomically (see the
+    /// module comment). Returns the new active generation.
+    pub fn install(&mut self, ruleset: &Ruleset) -> Result<u32> {
+        let active = self.active_generation()?;
+        let next = 1 - active;
+        let active_policy = self.policy.get(&active, 0).context("reading the policy")?;
+        let next_policy = self.policy.get(&next, 0).context("reading the policy")?;
+        // A packet that read the active word just before the last flip may
+        // still be judged by the generation about to be rewritten. The
+        // install that flipped waited for such packets to finish; if it was
+        // killed before it could, and that was less than a second ago, wait
+        // here. The record it left in the old generation once its wait was
+        // over says whether it did (see `SETTLED`).
+        let previous = active_policy.installed_ns;
+        let settled = previous != 0
+            && (next_policy.installed_ns == previous
+                || next_policy.installed_ns == previous + SETTLED);
+        if previous != self.settled_ns
+            && !settled
+            && monotonic_ns().saturating_sub(previous) < 1_000_000_000
+        {
+            wait_for_packets_in_flight();
+        }
+        // What the active generation holds, when this handle read it (the
+        // caller usually has, to compute the new ruleset) and it has not
+        // changed since.
+        let active_list = self.known_list(active, &active_policy);
+        // What the inactive generation holds: the same as the active one
+        // when the last install levelled it (its policy record is then an
+        // exact copy), else whatever its tries say.
+        let level = next_policy == active_policy && next_policy.installed_ns != 0;
+        let base = match (&active_list, level) {
+            (Some(list), true) => list.clone(),
+            _ => self.read_allowlist(next)?,
+        };
+        let new: Vec<IpNet> = ruleset
+            .allow
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut policy = self
+            .write_generation(next, &next_policy, &base, &new, ruleset)
+            .context("writing the inactive generation")?;
+        policy.installed_ns = monotonic_ns();
+        self.policy
+            .set(next, policy, 0)
+            .context("writing the policy")?;
+        self.active
+            .set(0, next, 0)
+            .context("switching to the new generation")?;
+        // From here on no packet starts on the old generation; once those
+        // already running finish, it is free to be rewritten, and the new
+        // ruleset is the only one in force when this returns.
+        wait_for_packets_in_flight();
+        self.settled_ns = policy.installed_ns;
+        self.remember(next, policy.installed_ns, new.clone());
+        // A small change is also made to the old generation now, so that
+        // the next small change does not have to read the whole list back
+        // from the kernel. A large one is left for the next install, which
+        // compares against what the old generation holds anyway.
+        let old_list = if level { Some(base) } else { active_list };
+        let small = old_list
+            .as_ref()
+            .filter(|old| symmetric_difference(old, &new).len() <= LEVEL_MAX);
+        let old_record = match small {
+            Some(old_list) => {
+                let mut copy = self
+                    .write_generation(active, &active_policy, old_list, &new, ruleset)
+                    .context("levelling the old generation")?;
+                copy.installed_ns = policy.installed_ns;
+                Some(copy)
+            }
+            // Left as it is, its tables still those of its record; the
+            // stamp tells the next install that the grace period is over.
+            None if active_policy.installed_ns != 0 => {
+                let mut stamped = active_policy;
+                stamped.installed_ns = policy.installed_ns + SETTLED;
+                Some(stamped)
+            }
+            None => None,
+        };
+        if let Some(record) = old_record {
+            self.policy
+                .set(active, record, 0)
+                .context("writing the policy")?;
+        }
+        Ok(next)
+    }
+
+    /// The allowlist of generation `g` as this handle last read or wrote
+    /// it, if its policy record is still the one it read or wrote then.
+    fn known_list(&self, g: u32, policy: &Policy) -> Option<Vec<IpNet>> {
+        let known = self.known.lock().ok()?;
+        match &*known {
+            Some(k)
+                if k.generation == g
+                    && k.installed_ns == policy.installed_ns
+                    && policy.installed_ns != 0 =>
+            {
+                Some(k.allow.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn remember(&self, generation: u32, installed_ns: u64, allow: Vec<IpNet>) {
+        if let Ok(mut known) = self.known.lock() {
+            *known = Some(Known {
+                generation,
+                installed_ns,
+                allow,
+            });
+        }
+    }
+
+    /// Brings inactive generation `g`, whose policy record is `before` and
+    /// whose tries hold `base`, to the allowlist `new` of `ruleset`:
+    /// changes only the prefixes that differ in the tries and, where the
+    /// direct tables are in use and were kept for `base`, only the /24s
+    /// those touch; anything else is rewritten whole. Returns the policy
+    /// record to write for it (without `installed_ns`).
+    fn write_generation(
+        &mut self,
+        g: u32,
+        before: &Policy,
+        base: &[IpNet],
+        new: &[IpNet],
+        ruleset: &Ruleset,
+    ) -> Result<Policy> {
+        // Marked as being written first: an install interrupted from here
+        // on leaves a record that says the direct tables cannot be trusted.
+        let mut dirty = *before;
+        dirty.installed_ns = 0;
+        self.policy.set(g, dirty, 0).context("writing the policy")?;
+        let kept = before.installed_ns != 0;
+        let changed = symmetric_difference(base, new);
+        let (gone, added): (Vec<IpNet>, Vec<IpNet>) =
+            changed.iter().partition(|n| base.binary_search(n).is_ok());
+        let n = g as usize;
+        batch::delete(&mut self.allow_v4[n], &v4_keys(&gone))
+            .context("removing prefixes from the IPv4 allowlist")?;
+        batch::delete(&mut self.allow_v6[n], &v6_keys(&gone))
+            .context("removing prefixes from the IPv6 allowlist")?;
+        batch::insert(&mut self.allow_v4[n], &v4_keys(&added))
+            .context("adding prefixes to the IPv4 allowlist")?;
+        batch::insert(&mut self.allow_v6[n], &v6_keys(&added))
+            .context("adding prefixes to the IPv6 allowlist")?;
+        let mut policy = ruleset.policy();
+        // The program reads a family's direct table only when its list is
+        // too long to be inline in the policy (`v4_inline_len` and
+        // `v6_inline_len` say which): short lists leave it alone.
+        if policy.v4_inline_len == INLINE_NONE {
+            let new_v4: Vec<(Ipv4Addr, u8)> = ruleset.v4().collect();
+            let changed_v4: Vec<(Ipv4Addr, u8)> = changed
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) => Some((n.network(), n.prefix_len())),
+                    IpNet::V6(_) => None,
+                })
+                .collect();
+            let in_place = kept
+                && before.v4_inline_len == INLINE_NONE
+                && direct::update_v4_in_place(
+                    &mut Elements::new(&self.v4_direct, DIRECT_WORDS, g),
+                    &mut Elements::new(&self.v4_hosts, V4_HOST_SLOTS, g),
+                    before.v4_seeds,
+                    &new_v4,
+                    &changed_v4,
+                )
+                .context("updating the IPv4 direct table")?;
+            if in_place {
+                policy.v4_seeds = before.v4_seeds;
+            } else {
+                let table = V4Table::build(new_v4.into_iter())?;
+                sync_half(&self.v4_direct, DIRECT_WORDS, g, &table.words)
+                    .context("writing the IPv4 direct table")?;
+                sync_half(&self.v4_hosts, V4_HOST_SLOTS, g, &table.slots)
+                    .context("writing the IPv4 host slots")?;
+                policy.v4_seeds = table.seeds;
+            }
+        }
+        if policy.v6_inline_len == INLINE_NONE {
+            let new_v6: Vec<(Ipv6Addr, u8)> = ruleset.v6().collect();
+            let changed_v6: Vec<(Ipv6Addr, u8)> = changed
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V6(n) => Some((n.network(), n.prefix_len())),
+                    IpNet::V4(_) => None,
+                })
+                .collect();
+            let in_place = kept
+                && before.v6_inline_len == INLINE_NONE
+                && direct::update_v6_in_place(
+                    &mut Elements::new(&self.v6_direct, DIRECT_WORDS, g),
+                    &new_v6,
+                    &changed_v6,
+                )
+                .context("updating the IPv6 direct table")?;
+            if !in_place {
+                let words = direct::v6_direct(new_v6.into_iter());
+                sync_half(&self.v6_direct, DIRECT_WORDS, g, &words)
+                    .context("writing the IPv6 direct table")?;
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Counters per reason, summed over CPUs.
+    pub fn counters(&self) -> Result<CounterSet> {
+        let mut out = CounterSet::default();
+        for reason in Reason::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(reason as u32), 0)
+                .with_context(|| format!("reading the {} counter", reason.name()))?;
+            for c in per_cpu.iter() {
+                out[reason as usize].packets += c.packets;
+                out[reason as usize].bytes += c.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Denied sources with their counters summed over CPUs, most packets
+    /// first.
+    pub fn denied_sources(&self) -> Result<Vec<(IpAddr, Counter)>> {
+        // The LRU map and the per-CPU cache in front of it (a source's
+        // counts may be in both), summed by address.
+        let mut sums: std::collections::HashMap<[u8; 16], Counter> = Default::default();
+        let mut add = |addr: [u8; 16], c: &Counter| {
+            let sum = sums.entry(addr).or_default();
+            sum.packets += c.packets;
+            sum.bytes += c.bytes;
+        };
+        for item in self.denied.iter() {
+            let (key, per_cpu) = item.context("reading the denied-sources map")?;
+            per_cpu.iter().for_each(|c| add(key.addr, c));
+        }
+        for slot in 0..filter_common::DENIED_CACHE_SLOTS {
+            let per_cpu = self
+                .denied_cache
+                .get(&slot, 0)
+                .context("reading the denied-sources cache")?;
+            for s in per_cpu.iter().filter(|s| s.packets != 0) {
+                add(
+                    s.addr,
+                    &Counter {
+                        packets: s.packets,
+                        bytes: s.bytes,
+                    },
+                );
+            }
+        }
+        let mut out: Vec<(IpAddr, Counter)> = sums
+            .into_iter()
+            .map(|(addr, c)| {
+                let v6 = Ipv6Addr::from(addr);
+                let addr = match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                };
+                (addr, c)
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+}
+
+fn net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
+    IpNet::new(addr, prefix_len as u8)
+        .with_context(|| format!("bad prefix {addr}/{prefix_len} in the allowlist map"))
+}
+
+/// Every prefix in a trie, read in batches.
+fn trie_prefixes<const N: usize>(trie: &Trie<N>) -> Result<Vec<([u8; N], u32)>> {
+    let keys = batch::keys(trie)?;
+    Ok(keys
+        .into_iter()
+        .map(|k| (k.data(), k.prefix_len()))
+        .collect())
+}
+
+/// The prefixes in one sorted list and not the other.
+fn symmetric_difference(a: &[IpNet], b: &[IpNet]) -> Vec<IpNet> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                out.push(*x);
+                i += 1;
+            }
+            (Some(_), Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (Some(x), None) => {
+                out.push(*x);
+                i += 1;
+            }
+            (None, Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+fn v4_keys(nets: &[IpNet]) -> Vec<Key<[u8; 4]>> {
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some(Key::new(n.prefix_len().into(), n.network().octets())),
+            IpNet::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v6_keys(nets: &[IpNet]) -> Vec<Key<[u8; 16]>> {
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V6(n) => Some(Key::new(n.prefix_len().into(), n.network().octets())),
+            IpNet::V4(_) => None,
+        })
+        .collect()
+}
+
+/// Waits for every XDP program run in progress to finish (an RCU grace
+/// period, see `rcu.rs`); where the kernel will not do that, waits 10 ms,
+/// a thousand times what a packet takes.
+fn wait_for_packets_in_flight() {
+    if let Err(e) = crate::kernel::rcu::wait_for_running_programs() {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!("sipwall: cannot wait for an RCU grace period ({e}); waiting 10 ms instead")
+        });
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The raw handle of an array map (the direct tables are written through
+/// a memory mapping, not element by element).
+fn array_data(map: Map, name: &str) -> Result<MapData> {
+    match map {
+        Map::Array(data) => Ok(data),
+        _ => anyhow::bail!("map {name} is not an array"),
+    }
+}
+
+/// Generation `g`'s half of a BPF array of `2 * half` elements of `T`,
+/// read and written an element at a time by system call: for the few
+/// elements a small change touches, cheaper than mapping the array.
+struct Elements<'a, T> {
+    map: &'a MapData,
+    first: u32,
+    half: u32,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<'a, T> Elements<'a, T> {
+    fn new(map: &'a MapData, half: u32, g: u32) -> Self {
+        Elements {
+            map,
+            first: g * half,
+            half,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    fn key(&self, index: usize) -> Result<u32> {
+        anyhow::ensure!(index < self.half as usize, "element {index} beyond a half");
+        Ok(self.first + index as u32)
+    }
+}
+
+impl<T: Copy + Default> direct::Cells<T> for Elements<'_, T> {
+    fn get(&mut self, index: usize) -> Result<T> {
+        let key = self.key(index)?;
+        let mut value = T::default();
+        elem(
+            self.map,
+            BPF_MAP_LOOKUP_ELEM,
+            &key,
+            &mut value as *mut T as u64,
+        )
+        .with_context(|| format!("reading element {key}"))?;
+        Ok(value)
+    }
+
+    fn set(&mut self, index: usize, value: T) -> Result<()> {
+        let key = self.key(index)?;
+        elem(
+            self.map,
+            BPF_MAP_UPDATE_ELEM,
+            &key,
+            &value as *const T as u64,
+        )
+        .with_context(|| format!("writing element {key}"))
+    }
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+
+/// BPF_MAP_LOOKUP_ELEM or BPF_MAP_UPDATE_ELEM of an array element; `value`
+/// points to a value of the map's value size.
+fn elem(map: &MapData, cmd: libc::c_long, key: &u32, value: u64) -> Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let attr = ElemAttr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const u32 as u64,
+        value,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
+    // its size; the key and value it points to outlive the call, and the
+    // value is of the map's value size (the caller's `T`).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &attr as *const ElemAttr,
+            std::mem::size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// Runs `f` on generation `g`'s half of a memory-mappable BPF array of
+/// `2 * half` elements of `T`, mapped into this process (that half only:
+/// each half is a whole number of pages).
+fn with_half<T: Copy, R>(
+    map: &MapData,
+    half: u32,
+    g: u32,
+    f: impl FnOnce(&mut [T]) -> Result<R>,
+) -> Result<R> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let half = half as usize;
+    let len = half * std::mem::size_of::<T>();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    anyhow::ensure!(
+        len.is_multiple_of(page),
+        "a half of {len} bytes is not whole pages"
+    );
+    // SAFETY: a fresh shared mapping of one half of the array; the kernel
+    // refuses a range beyond the map.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            (g as usize * len) as libc::off_t,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mapping the array");
+    }
+    // SAFETY: the mapping holds `half` elements of T (repr(C), no padding,
+    // valid for any bytes), and the program does not read them while they
+    // are written (they are the inactive generation's). The slice does not
+    // outlive the mapping.
+    let result = unsafe { f(std::slice::from_raw_parts_mut(ptr.cast::<T>(), half)) };
+    // SAFETY: the mapping made above, no longer referenced.
+    unsafe { libc::munmap(ptr, len) };
+    result
+}
+
+/// Makes generation `g`'s half of a memory-mappable BPF array of
+/// `2 * half` elements of `T` hold `values`, writing only the elements that
+/// differ (most of a half stays the same from one ruleset to the next).
+fn sync_half<T: Copy + PartialEq>(map: &MapData, half: u32, g: u32, values: &[T]) -> Result<()> {
+    anyhow::ensure!(
+        values.len() == half as usize,
+        "{} values for a half of {half}",
+        values.len()
+    );
+    with_half(map, half, g, |elems: &mut [T]| {
+        for (slot, value) in elems.iter_mut().zip(values) {
+            if *slot != *value {
+                *slot = *value;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Batched map operations (BPF_MAP_*_BATCH): one system call for many
+/// keys, where aya offers one per key. The LPM tries support them through
+/// the kernel's generic batch code; where a kernel refuses, each falls back
+/// to one call per key.
+mod batch {
+    use std::{
+        io,
+        os::fd::{AsFd as _, AsRawFd as _},
+    };
+
+    use anyhow::{Context as _, Result};
+    use aya::maps::{lpm_trie::Key, IterableMap as _, MapData};
+
+    use super::Trie;
+
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+    /// Keys per call.
+    const CHUNK: usize = 4096;
+
+    /// The part of `union bpf_attr` the batch commands read.
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+
+    /// Runs a batch command; returns how many elements it did and the
+    /// error, if any.
+    fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> (usize, Option<io::Error>) {
+        // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
+        // its size; every buffer it points to is valid for `count` elements
+        // of the map's key and value sizes and outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as libc::c_uint,
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        (attr.count as usize, err)
+    }
+
+    /// The kernel's ENOTSUPP, which leaks to userspace for map types
+    /// without batch operations.
+    const ENOTSUPP: i32 = 524;
+
+    fn unsupported(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(ENOTSUPP)
+        )
+    }
+
+    fn attr(map: &MapData, keys: u64, values: u64, count: usize) -> BatchAttr {
+        BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys,
+            values,
+            count: count as u32,
+            map_fd: map.fd().as_fd().as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        }
+    }
+
+    /// Every key of an LPM trie of u8 values.
+    pub fn keys<const N: usize>(trie: &Trie<N>) -> Result<Vec<Key<[u8; N]>>> {
+        let map = trie.map();
+        let mut out: Vec<Key<[u8; N]>> = Vec::new();
+        let mut keys: Vec<Key<[u8; N]>> = vec![Key::new(0, [0; N]); CHUNK];
+        let mut values = vec![0u8; CHUNK];
+        // The generic batch code resumes after the key in `in_batch` and
+        // puts the last key it returned in `out_batch`.
+        let mut cursor = Key::new(0, [0u8; N]);
+        let mut next = Key::new(0, [0u8; N]);
+        let mut first = true;
+        loop {
+            let mut a = attr(
+                map,
+                keys.as_mut_ptr() as u64,
+                values.as_mut_ptr() as u64,
+                CHUNK,
+            );
+            if !first {
+                a.in_batch = &cursor as *const Key<[u8; N]> as u64;
+            }
+            a.out_batch = &mut next as *mut Key<[u8; N]> as u64;
+            let (n, err) = call(BPF_MAP_LOOKUP_BATCH, &mut a);
+            match err {
+                Some(e) if first && unsupported(&e) => {
+                    return Ok(trie.keys().collect::<Result<_, _>>()?)
+                }
+                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    out.extend_from_slice(&keys[..n.min(CHUNK)]);
+                    return Ok(out);
+                }
+                Some(e) => return Err(e).context("BPF_MAP_LOOKUP_BATCH"),
+                None => {
+                    out.extend_from_slice(&keys[..n.min(CHUNK)]);
+                    if n == 0 {
+                        return Ok(out);
+                    }
+                    cursor = next;
+                    first = false;
+                }
+            }
+        }
+    }
+
+    /// Inserts `keys` with value 1.
+    pub fn insert<const N: usize>(trie: &mut Trie<N>, keys: &[Key<[u8; N]>]) -> Result<()> {
+        let values = vec![1u8; CHUNK.min(keys.len())];
+        for chunk in keys.chunks(CHUNK) {
+            let mut a = attr(
+                trie.map(),
+                chunk.as_ptr() as u64,
+                values.as_ptr() as u64,
+                chunk.len(),
+            );
+            match call(BPF_MAP_UPDATE_BATCH, &mut a) {
+                (_, None) => {}
+                (0, Some(e)) if unsupported(&e) => {
+                    for key in chunk {
+                        trie.insert(key, 1, 0)
+                            .with_context(|| format!("adding {}", describe(key)))?;
+                    }
+                }
+                (done, Some(e)) => {
+                    let key = chunk.get(done).map(describe).unwrap_or_default();
+                    return Err(e).with_context(|| format!("adding {key}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `keys`.
+    pub fn delete<const N: usize>(trie: &mut Trie<N>, keys: &[Key<[u8; N]>]) -> Result<()> {
+        for chunk in keys.chunks(CHUNK) {
+            let mut a = attr(trie.map(), chunk.as_ptr() as u64, 0, chunk.len());
+            match call(BPF_MAP_DELETE_BATCH, &mut a) {
+                (_, None) => {}
+                (0, Some(e)) if unsupported(&e) => {
+                    for key in chunk {
+                        trie.remove(key)
+                            .with_context(|| format!("removing {}", describe(key)))?;
+                    }
+                }
+                (done, Some(e)) => {
+                    let key = chunk.get(done).map(describe).unwrap_or_default();
+                    return Err(e).with_context(|| format!("removing {key}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn describe<const N: usize>(key: &Key<[u8; N]>) -> String {
+        format!("{:02x?}/{}", key.data(), key.prefix_len())
+    }
+}

@@ -1,0 +1,13 @@
+//! The kernel side as userspace sees it: the embedded XDP program, its pins
+//! on bpffs, its maps (the one door to them), and attaching it to an
+//! interface.
+pub mod attach;
+pub mod attachment;
+pub mod direct;
+pub mod iface;
+pub mod maps;
+pub mod pins;
+pub mod privileges;
+pub mod program;
+pub mod rcu;
+pub mod runner;

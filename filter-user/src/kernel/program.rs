@@ -1,0 +1,84 @@
+//! The embedded XDP program and how it is loaded: with private maps (pcap
+//! replay, tests) or with maps pinned in a directory, reused if they exist,
+//! so that allowlists and counters survive the tool and program upgrades.
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use aya::{programs::Xdp, Ebpf, EbpfLoader};
+
+/// The object built from filter-ebpf by build.rs.
+pub static PROGRAM_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-xdp"));
+
+/// Helper programs for `cargo xtask bench` (empty PASS floor, plain
+/// XDP_DROP, live-frames traffic generators), built from filter-ebpf's
+/// `sipwall-bench-xdp` binary. Never loaded by sipwall itself.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-bench-xdp"));
+
+/// Name of the XDP function in the object.
+pub const PROGRAM_NAME: &str = "sipwall";
+
+/// Names of every map the object declares, as the ELF names them: the maps
+/// of `filter_common::maps` and those the libraries add (aya-log's). The
+/// object's data sections (`.rodata`, ...) hold constants, not state, and
+/// are not pinned.
+pub fn object_map_names() -> Result<Vec<String>> {
+    use aya_obj::EbpfSectionKind;
+    let object =
+        aya_obj::Object::parse(PROGRAM_OBJECT).context("parsing the embedded XDP object")?;
+    let mut names: Vec<String> = object
+        .maps
+        .into_iter()
+        .filter(|(_, map)| {
+            matches!(
+                map.section_kind(),
+                EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
+            )
+        })
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Loads the program into the kernel (it passes the verifier here). With
+/// `pin_dir`, every map of the object is taken from `pin_dir/NAME` or
+/// created and pinned there.
+pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    let names = match pin_dir {
+        Some(_) => object_map_names()?,
+        None => Vec::new(),
+    };
+    if let Some(dir) = pin_dir {
+        for name in &names {
+            loader.map_pin_path(name, dir.join(name));
+        }
+    }
+    let mut ebpf = loader.load(PROGRAM_OBJECT).with_context(|| match pin_dir {
+        Some(dir) => format!(
+            "loading the XDP program with the maps pinned in {} (pins from an incompatible sipwall version? `sipwall detach` removes them)",
+            dir.display()
+        ),
+        None => "loading the XDP program".to_string(),
+    })?;
+    program_mut(&mut ebpf)?
+        .load()
+        .context("the kernel's verifier refused the XDP program")?;
+    Ok(ebpf)
+}
+
+pub fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(PROGRAM_NAME)
+        .context("the object has no sipwall program")?
+        .try_into()?)
+}
+
+pub fn program(ebpf: &Ebpf) -> Result<&Xdp> {
+    Ok(ebpf
+        .program(PROGRAM_NAME)
+        .context("the object has no sipwall program")?
+        .try_into()?)
+}

@@ -1,0 +1,132 @@
+//! One interface's state, gathered once and told truthfully: the pinned
+//! attachment's record, ruleset and counters, checked against what the
+//! kernel runs on the interface now. `stats`, `status` and the metrics all
+//! render this one type.
+use filter_common::XdpMode;
+
+use crate::{
+    kernel::{
+        attach::open_link,
+        attachment::Attachment,
+        iface::{if_index, iface_xdp},
+        maps::CounterSet,
+        pins::{PinRoot, LINK_PIN},
+    },
+    policy::ruleset::Ruleset,
+};
+
+pub struct Snapshot {
+    pub iface: String,
+    /// The kernel runs sipwall's program on the interface.
+    pub attached: bool,
+    /// The mode attached in (from the pins, else from the kernel).
+    pub mode: &'static str,
+    pub program_id: Option<u32>,
+    /// The ruleset packets are judged by; `None` when the maps could not be
+    /// read (see `unreadable`).
+    pub ruleset: Option<Ruleset>,
+    pub counters: Option<CounterSet>,
+    /// Why the maps could not be read, when they could not.
+    pub unreadable: Option<anyhow::Error>,
+    /// What is wrong, each with what to do about it.
+    pub problems: Vec<String>,
+}
+
+impl Snapshot {
+    /// Gathers everything about `iface`'s attachment. Never fails: what
+    /// cannot be read is a problem in the result.
+    pub fn gather(root: &PinRoot, iface: &str) -> Snapshot {
+        let dir = root.iface_dir(iface);
+        let mut snap = Snapshot {
+            iface: iface.to_string(),
+            attached: false,
+            mode: "unknown",
+            program_id: None,
+            ruleset: None,
+            counters: None,
+            unreadable: None,
+            problems: Vec::new(),
+        };
+        // Without a readable INFO map the maps are not read (they may be of
+        // another layout), but what the kernel runs is still told.
+        let mut recorded_index = None;
+        match Attachment::open_resolved(root, iface.to_string()) {
+            Ok(att) => {
+                snap.mode = att.mode_name();
+                recorded_index = Some(att.info.ifindex);
+                let read = att
+                    .maps
+                    .read_ruleset()
+                    .and_then(|r| Ok((r, att.maps.counters()?)));
+                match read {
+                    Ok((ruleset, counters)) => {
+                        snap.ruleset = Some(ruleset);
+                        snap.counters = Some(counters);
+                    }
+                    Err(e) => snap.unreadable(e, iface, true),
+                }
+            }
+            Err(e) => snap.unreadable(e, iface, false),
+        }
+        let link_prog = open_link(&dir.join(LINK_PIN)).map(|(_, prog)| prog);
+        snap.program_id = link_prog;
+        match if_index(iface) {
+            Err(_) => snap.problems.push(format!(
+                "interface {iface} no longer exists; its pins remain: `sipwall detach -i {iface}` removes them, or attach again when it is back"
+            )),
+            Ok(index) => {
+                if let Some(then) = recorded_index.filter(|&then| then != index) {
+                    snap.problems.push(format!(
+                        "{iface} was deleted and created again (index {then} then, {index} now)"
+                    ));
+                }
+                match (iface_xdp(iface), link_prog) {
+                    (Ok(Some(now)), Some(ours)) if now.program_id == ours => {
+                        snap.attached = true;
+                        if recorded_index.is_none() {
+                            snap.mode = now.mode.map_or("unknown", XdpMode::name);
+                        }
+                    }
+                    (Ok(Some(now)), _) => snap.problems.push(format!(
+                        "{iface} runs another XDP program (id {}), not sipwall's",
+                        now.program_id
+                    )),
+                    (Ok(None), _) => snap.problems.push(format!(
+                        "no XDP program on {iface}: sipwall is NOT filtering; `sipwall attach -i {iface}` attaches it again"
+                    )),
+                    (Err(e), _) => snap.problems.push(format!("{e:#}")),
+                }
+            }
+        }
+        if link_prog.is_none() {
+            snap.problems.push(format!(
+                "the pinned XDP link is missing or unreadable ({}); `sipwall attach -i {iface}` repairs it",
+                dir.join(LINK_PIN).display()
+            ));
+        }
+        snap
+    }
+
+    /// Records why the maps could not be read, as a problem with what to do.
+    /// A damaged or foreign INFO record says what to do itself; a map that
+    /// will not open or read (`after_info`) gets the repair hint.
+    fn unreadable(&mut self, e: anyhow::Error, iface: &str, after_info: bool) {
+        self.problems.push(if after_info {
+            format!(
+                "{e:#}; `sipwall attach -i {iface}` recreates missing pins, `sipwall detach -i {iface}` removes damaged ones"
+            )
+        } else {
+            format!("{e:#}")
+        });
+        self.unreadable = Some(e);
+    }
+
+    /// The error that kept the ruleset and counters from being read, for
+    /// commands that have nothing to show without them.
+    pub fn check_readable(&mut self) -> anyhow::Result<()> {
+        match self.unreadable.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

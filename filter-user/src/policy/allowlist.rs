@@ -1,0 +1,85 @@
+//! `sipwall allow`: the live allowlist of an attached filter. Every change
+//! is validated completely first, then installed as a whole new generation
+//! (see `kernel/maps.rs`), under the pin-root lock.
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use ipnet::IpNet;
+
+use crate::{
+    error::UsageError,
+    kernel::{attachment::Attachment, pins::PinRoot},
+    policy::cidr::parse_cidr,
+};
+
+/// Parses every CIDR, refusing the whole list if any is invalid.
+pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
+    texts
+        .iter()
+        .map(|t| parse_cidr(t).map_err(UsageError))
+        .collect()
+}
+
+/// Reads an allowlist file: one CIDR a line, `#` starts a comment.
+pub fn read_file(path: &Path) -> Result<Vec<IpNet>> {
+    let name = path.display();
+    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("{name}: cannot read: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
+    let mut nets = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        nets.push(
+            parse_cidr(entry).map_err(|e| UsageError(format!("{name}, line {}: {e}", i + 1)))?,
+        );
+    }
+    Ok(nets)
+}
+
+/// Which change to make.
+pub enum Change {
+    Add(Vec<IpNet>),
+    Del(Vec<IpNet>),
+    Replace(Vec<IpNet>),
+}
+
+/// Applies `change` to the filter attached to `iface`; returns the new
+/// allowlist. An empty result needs `force`.
+pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Vec<IpNet>> {
+    let _lock = root.lock()?;
+    let mut att = Attachment::open_resolved(root, iface.to_string())?;
+    let mut ruleset = att.maps.read_ruleset()?;
+    match change {
+        Change::Add(nets) => ruleset.allow.extend(nets),
+        Change::Del(nets) => {
+            let missing: Vec<String> = nets
+                .iter()
+                .filter(|n| !ruleset.allow.contains(n))
+                .map(IpNet::to_string)
+                .collect();
+            if !missing.is_empty() {
+                return Err(UsageError(format!(
+                    "not in the allowlist of {iface}: {} (nothing changed)",
+                    missing.join(", ")
+                ))
+                .into());
+            }
+            ruleset.allow.retain(|n| !nets.contains(n));
+        }
+        Change::Replace(nets) => ruleset.allow = nets,
+    }
+    let ruleset = ruleset.normalise()?;
+    if ruleset.allow.is_empty() && !force {
+        return Err(UsageError(
+            "that would leave the allowlist empty, which denies all signalling; add --force if that is what you want (nothing changed)".into(),
+        )
+        .into());
+    }
+    att.maps
+        .install(&ruleset)
+        .with_context(|| format!("updating the allowlist of {iface}"))?;
+    Ok(ruleset.allow)
+}

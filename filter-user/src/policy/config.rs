@@ -1,0 +1,358 @@
+//! The configuration file (docs/configuration.md): TOML, every field defaulted to the
+//! provider's published values, validated strictly. Every error names the
+//! line and the problem; nothing is applied from a file with any error.
+use std::path::Path;
+
+use anyhow::Result;
+use ipnet::IpNet;
+use serde::{de::Error as _, Deserialize, Deserializer};
+
+use crate::{
+    error::UsageError,
+    policy::{
+        cidr::parse_cidr,
+        ruleset::{Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+    },
+};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ConfigFile {
+    signalling: Signalling,
+    media: Media,
+    policy: PolicySection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Signalling {
+    allow: Vec<Cidr>,
+    ports: SigPorts,
+}
+
+impl Default for Signalling {
+    fn default() -> Self {
+        Signalling {
+            allow: Ruleset::default().allow.into_iter().map(Cidr).collect(),
+            ports: SigPorts(DEFAULT_SIG_PORTS.to_vec()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Media {
+    rtp_ports: PortRange,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            rtp_ports: PortRange(DEFAULT_RTP.0, DEFAULT_RTP.1),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct PolicySection {
+    mode: Mode,
+    dry_run: bool,
+    /// Log denied sources from the kernel (rate limited); opt-in.
+    log_denied: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    #[default]
+    Guard,
+}
+
+struct Cidr(IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_cidr(&text).map(Cidr).map_err(D::Error::custom)
+    }
+}
+
+/// The signalling ports: at least one, each 1-65535.
+struct SigPorts(Vec<u16>);
+
+impl<'de> Deserialize<'de> for SigPorts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let numbers = Vec::<i64>::deserialize(d)?;
+        if numbers.is_empty() {
+            return Err(D::Error::custom(
+                "ports is empty: at least one signalling port is needed",
+            ));
+        }
+        numbers
+            .into_iter()
+            .map(port_number)
+            .collect::<Result<_, _>>()
+            .map(SigPorts)
+            .map_err(D::Error::custom)
+    }
+}
+
+fn port_number(n: i64) -> Result<u16, String> {
+    match u16::try_from(n) {
+        Ok(0) => Err("port 0 is not a port".into()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("port {n} is out of range (1-65535)")),
+    }
+}
+
+/// `"40000-60000"`, or `"5004"` for a single port.
+struct PortRange(u16, u16);
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_port_range(&text).map_err(D::Error::custom)
+    }
+}
+
+fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let one = |s: &str| -> Result<u16, String> {
+        let s = s.trim();
+        let n: i64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} in port range {text:?} is not a number"))?;
+        port_number(n)
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => {
+            let p = one(text)?;
+            (p, p)
+        }
+    };
+    if first > last {
+        return Err(format!(
+            "port range {text:?} starts after it ends ({first} > {last})"
+        ));
+    }
+    Ok(PortRange(first, last))
+}
+
+/// Parses configuration text; `origin` names it in error messages.
+pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
+    if text.trim().is_empty() {
+        // Most likely a file caught while being written: refusing it keeps
+        // the running policy. No file at all means the defaults.
+        return Err(UsageError(format!(
+            "{origin}: the configuration file is empty (remove -c to use the defaults)"
+        )));
+    }
+    let file: ConfigFile = toml::from_str(text)
+        .map_err(|e| UsageError(format!("{origin}: {}", e.to_string().trim_end())))?;
+    if let Some((name, line)) = empty_section(text) {
+        let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
+        return Err(UsageError(format!(
+            "{origin}:{at} section [{name}] is empty (a file caught while being written?): set its keys or remove it"
+        )));
+    }
+    let Mode::Guard = file.policy.mode;
+    Ruleset {
+        allow: file.signalling.allow.into_iter().map(|c| c.0).collect(),
+        sig_ports: file.signalling.ports.0,
+        rtp: (file.media.rtp_ports.0, file.media.rtp_ports.1),
+        dry_run: file.policy.dry_run,
+        log_denied: file.policy.log_denied,
+    }
+    .normalise()
+    .map_err(|e| UsageError(format!("{origin}: {e}")))
+}
+
+/// The first section with nothing in it, and the line of its header. It is
+/// refused: a file cut right after a header (caught while being written)
+/// looks like that, and would otherwise silently mean that section's
+/// defaults.
+fn empty_section(text: &str) -> Option<(String, Option<usize>)> {
+    let table: toml::Table = text.parse().ok()?;
+    let name = table
+        .iter()
+        .find(|(_, v)| v.as_table().is_some_and(|t| t.is_empty()))?
+        .0
+        .clone();
+    let line = text.lines().position(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        l.strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .map(str::trim)
+            == Some(name.as_str())
+    });
+    Some((name, line.map(|i| i + 1)))
+}
+
+/// Loads the ruleset from `path`, or the defaults when there is none.
+pub fn load(path: Option<&Path>) -> Result<Ruleset> {
+    let Some(path) = path else {
+        return Ok(Ruleset::default());
+    };
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| UsageError(format!("{origin}: cannot read the configuration file: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| UsageError(format!("{origin}: not a text file (invalid UTF-8)")))?;
+    Ok(parse(&text, &origin)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Ruleset {
+        parse(text, "test.toml").unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text, "test.toml") {
+            Ok(r) => panic!("{text:?} was accepted as {r:?}"),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_providers_values() {
+        let r = ok("# nothing set\n");
+        assert_eq!(r, Ruleset::default());
+        assert_eq!(
+            r.allow.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ["44.229.228.186/32", "44.238.177.138/32"]
+        );
+        assert_eq!(r.sig_ports, [5060, 5061]);
+        assert_eq!(r.rtp, (40000, 60000));
+        assert!(!r.dry_run && !r.log_denied);
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let r = ok(r#"
+[signalling]
+allow = ["198.51.100.0/24", "2001:db8:5::/48", "198.51.100.0/24", "192.0.2.7"]
+ports = [5080, 5060, 5080]
+
+[media]
+rtp_ports = "10000-20000"
+
+[policy]
+mode = "guard"
+dry_run = true
+log_denied = true
+"#);
+        let allow: Vec<String> = r.allow.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            allow,
+            ["192.0.2.7/32", "198.51.100.0/24", "2001:db8:5::/48"]
+        );
+        assert_eq!(r.sig_ports, [5060, 5080]);
+        assert_eq!(r.rtp, (10000, 20000));
+        assert!(r.dry_run && r.log_denied);
+    }
+
+    #[test]
+    fn single_port_rtp_range() {
+        assert_eq!(ok("[media]\nrtp_ports = \"5004\"\n").rtp, (5004, 5004));
+    }
+
+    #[test]
+    fn invalid_files_name_line_and_problem() {
+        // (file, the line the error must name, words the message must contain)
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "[signalling]\nallow = [\"44.229.228.186/33\"]\n",
+                2,
+                "longer than 32",
+            ),
+            (
+                "[signalling]\nallow = [\"not-an-ip\"]\n",
+                2,
+                "not an IP address",
+            ),
+            (
+                "[signalling]\nallow = [\"44.229.228.186/24\"]\n",
+                2,
+                "host bits",
+            ),
+            (
+                "[signalling]\nallow = [\"::ffff:1.2.3.4\"]\n",
+                2,
+                "IPv4-mapped",
+            ),
+            ("[signalling]\nports = [0]\n", 2, "port 0"),
+            ("[signalling]\nports = [70000]\n", 2, "out of range"),
+            ("[signalling]\nports = [-1]\n", 2, "out of range"),
+            (
+                "\n[signalling]\nports = []\n",
+                3,
+                "at least one signalling port",
+            ),
+            (
+                "[media]\nrtp_ports = \"60000-40000\"\n",
+                2,
+                "starts after it ends",
+            ),
+            ("[media]\nrtp_ports = \"0-100\"\n", 2, "port 0"),
+            ("[media]\nrtp_ports = \"a-b\"\n", 2, "not a number"),
+            ("[media]\nrtp_ports = 40000\n", 2, "string"),
+            ("[policy]\nmode = \"block\"\n", 2, "unknown variant"),
+            ("[policy]\ndry_run = \"yes\"\n", 2, "boolean"),
+            ("[policy]\ndryrun = true\n", 2, "unknown field"),
+            ("[sigalling]\nallow = []\n", 1, "unknown field"),
+            ("[signalling\n", 1, "invalid table header"),
+            ("allow = [\"1.2.3.4\"]\n", 1, "unknown field"),
+            ("[signalling]\n", 1, "section [signalling] is empty"),
+            (
+                "[signalling]\nports = [5060]\n\n[media] # cut here\n",
+                4,
+                "section [media] is empty",
+            ),
+            ("media = {}\n", 0, "section [media] is empty"),
+        ];
+        for (text, line, says) in cases {
+            let msg = err(text);
+            assert!(msg.contains(says), "{text:?}: {msg}");
+            assert!(msg.starts_with("test.toml"), "{text:?}: {msg}");
+            if *line > 0 {
+                assert!(
+                    msg.contains(&format!("line {line}")),
+                    "{text:?} should name line {line}: {msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_binary_files_are_refused() {
+        assert!(err("").contains("empty"));
+        assert!(err("  \n\n").contains("empty"));
+        let dir = std::env::temp_dir().join(format!("sipwall-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("binary.toml");
+        std::fs::write(&bin, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+        let e = load(Some(&bin)).unwrap_err().to_string();
+        assert!(e.contains("not a text file"), "{e}");
+        let missing = dir.join("missing.toml");
+        let e = load(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shipped_example_is_the_defaults() {
+        assert_eq!(
+            ok(include_str!("../../../dist/sipwall.toml")),
+            Ruleset::default()
+        );
+    }
+
+    #[test]
+    fn no_file_means_defaults() {
+        assert_eq!(load(None).unwrap(), Ruleset::default());
+    }
+}

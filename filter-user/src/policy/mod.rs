@@ -1,0 +1,6 @@
+//! What the filter enforces: the configuration file, the ruleset it becomes
+//! (what the program reads), allowlist entries and allowlist changes.
+pub mod allowlist;
+pub mod cidr;
+pub mod config;
+pub mod ruleset;
