@@ -85,7 +85,8 @@ pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier3> {
     let mut grace = Vec::new();
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        sipwall::kernel::rcu::wait_for_running_programs().context("waiting for an RCU grace period")?;
+        sipwall::kernel::rcu::wait_for_running_programs()
+            .context("waiting for an RCU grace period")?;
         grace.push(ms(started.elapsed()));
     }
     latencies.push(Latency {

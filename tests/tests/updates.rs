@@ -5,7 +5,8 @@
 //! and whole replacements over long lists (direct tables in use, IPv4
 //! host maps and IPv6 tries included) is checked after every step against
 //! the list itself: a source is allowed when a prefix of the list
-//! contains it, through the real program (BPF_PROG_TEST_RUN).
+//! contains it, through the real program (BPF_PROG_TEST_RUN). Needs root
+//! (CAP_BPF).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::Reason;
@@ -63,6 +64,7 @@ fn judged(runner: &Runner, src: IpAddr) -> Reason {
 
 #[test]
 fn updates_by_difference_judge_as_the_list_says() {
+    sipwall_tests::skip_unless_root!();
     let mut rng = Rng::new(0x5157_0009);
     let mut list: Vec<IpNet> = (0..400).map(|_| prefix(&mut rng)).collect();
     let ruleset = |allow: &Vec<IpNet>| {
