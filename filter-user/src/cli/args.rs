@@ -21,6 +21,12 @@ pub struct Cli {
     )]
     pub bpffs: PathBuf,
 
+    /// Act in another network namespace: a name under /run/netns (as `ip netns` shows it) or a
+    /// path such as /proc/PID/ns/net. Attachments belong to a namespace and its interface;
+    /// without this flag, sipwall acts on those of the namespace it runs in.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub netns: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,11 +59,14 @@ impl AttachMode {
 pub enum Command {
     /// Load, pin and attach the filter to an interface; it keeps running after sipwall exits.
     Attach {
+        /// The interface to filter (in this network namespace, or --netns's).
         #[arg(short, long)]
         iface: String,
-        /// Configuration file (TOML); the defaults are the provider's published values.
+        /// Configuration file (TOML, a regular file of at most 32 MiB); the defaults are the
+        /// provider's published values.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// XDP mode: auto tries native, then falls back to skb.
         #[arg(long, value_enum, default_value = "auto")]
         mode: AttachMode,
         /// Count every decision but drop nothing.
@@ -79,13 +88,16 @@ pub enum Command {
     },
     /// Remove the filter from an interface, with its pins.
     Detach {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
     },
     /// Attached interfaces, mode, program, policy.
     Status {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -96,8 +108,10 @@ pub enum Command {
     },
     /// Counters per reason.
     Stats {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
         /// Redraw every SECS seconds with per-second rates.
@@ -106,10 +120,13 @@ pub enum Command {
     },
     /// Denied sources with the most packets.
     Top {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// How many sources to show.
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
         /// The drop reason whose sources to show: sip_denied, denied,
@@ -118,29 +135,50 @@ pub enum Command {
         reason: String,
     },
     /// Run every packet of a pcap through the real program (nothing attached).
+    ///
+    /// Each frame of the capture (pcap or pcapng, Ethernet) is judged by the XDP program loaded
+    /// with the configuration given (BPF_PROG_TEST_RUN); the verdict and reason are printed per
+    /// packet, then a summary. Packets the host sent (--local, --local-iface) are reported as
+    /// outbound and not judged: the filter only sees what arrives.
     Check {
-        #[arg(long)]
+        /// The capture: a regular pcap or pcapng file of at most 256 MiB.
+        #[arg(long, value_name = "FILE")]
         pcap: PathBuf,
+        /// Configuration file (TOML) to judge by; the defaults when left out.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// This host's addresses: packets from them were sent by the host (outbound) and are not
+        /// judged. Repeat or list several.
+        #[arg(long, value_name = "ADDR", num_args = 1.., value_delimiter = ',')]
+        local: Vec<std::net::IpAddr>,
+        /// Take this host's addresses from an interface (as `ip addr` shows them now). Repeatable.
+        #[arg(long, value_name = "IF")]
+        local_iface: Vec<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Foreground service: attach, reload on SIGHUP, serve metrics, detach on SIGTERM.
+    /// Foreground service: attach, follow the configuration file (and SIGHUP), serve metrics and probes; on SIGTERM detach only what it attached.
     Run {
+        /// The interface to filter.
         #[arg(short, long)]
         iface: String,
+        /// Configuration file (TOML): the whole truth, allowlist included; reloaded whenever it changes and on SIGHUP.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// XDP mode: auto tries native, then falls back to skb.
         #[arg(long, value_enum, default_value = "auto")]
         mode: AttachMode,
-        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+        /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address (e.g. 127.0.0.1:9464).
         #[arg(long)]
         metrics: Option<SocketAddr>,
         /// Accept an empty allowlist (which denies all signalling), and a
         /// strict policy the SSH guard refuses.
         #[arg(long)]
         force: bool,
+        /// Never detach on exit: the filter stays attached and pinned for the next start (fleets, Kubernetes).
+        #[arg(long)]
+        keep_attached: bool,
         /// Roll the policy back (detach) unless `sipwall confirm` comes
         /// within SECS seconds of the start.
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -148,41 +186,68 @@ pub enum Command {
     },
     /// Build a throw-away lab of network namespaces and show the filter at work.
     Demo,
+    /// Production checks, each ok/warn/fail with what to do; exit 0, 1 or 2 by the worst.
+    Doctor {
+        #[arg(short, long)]
+        iface: Option<String>,
+        /// Configuration file to compare with the running policy.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The provider's signalling hostname, resolved and compared with the allowlist.
+        #[arg(long, value_name = "NAME", default_value = crate::ops::doctor::DEFAULT_PROVIDER_HOST)]
+        provider_host: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AllowAction {
     /// The allowlist.
     List {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Add CIDRs.
     Add {
+        /// The attached interface (may be left out when only one is attached).
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(required = true)]
+        /// Addresses or networks (a bare address is /32 or /128).
+        #[arg(required = true, value_name = "CIDR")]
         cidrs: Vec<String>,
+        /// Change the pinned allowlist even when the attachment is not filtering.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove CIDRs.
     Del {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(required = true)]
+        /// Entries to remove, as listed by `allow list`.
+        #[arg(required = true, value_name = "CIDR")]
         cidrs: Vec<String>,
-        /// Allow removing the last entry (an empty allowlist denies all signalling).
+        /// Allow removing the last entry (an empty allowlist denies all signalling), and changing
+        /// an attachment that is not filtering.
         #[arg(long)]
         force: bool,
     },
     /// Swap in a whole new set from a file (one CIDR a line, # comments), atomically.
     Replace {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(long)]
+        /// The new allowlist: a regular file of at most 32 MiB, or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
         file: PathBuf,
-        /// Accept an empty file (which denies all signalling).
+        /// Accept an empty file (which denies all signalling), and change an attachment that
+        /// is not filtering.
         #[arg(long)]
         force: bool,
     },

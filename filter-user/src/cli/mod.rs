@@ -6,6 +6,7 @@ pub mod args;
 pub mod attach;
 pub mod check;
 pub mod detach;
+pub mod doctor;
 pub mod run;
 pub mod stats;
 pub mod status;
@@ -17,7 +18,15 @@ use crate::kernel::pins::PinRoot;
 pub use args::{AllowAction, AttachMode, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
+    // First: interfaces, pins and `ip` all answer for the namespace this
+    // (still only) thread is in.
+    if let Some(netns) = &cli.netns {
+        crate::kernel::netns::enter(netns)?;
+    }
     let root = PinRoot::new(&cli.bpffs);
+    if !matches!(cli.command, Command::Check { .. } | Command::Demo) {
+        root.check_usable()?;
+    }
     match cli.command {
         Command::Attach {
             iface,
@@ -51,15 +60,39 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             reason,
         } => top::run(&root, iface.as_deref(), n, json, &reason),
-        Command::Check { pcap, config, json } => check::run(&pcap, config.as_deref(), json),
+        Command::Check {
+            pcap,
+            config,
+            json,
+            local,
+            local_iface,
+        } => check::run(&pcap, config.as_deref(), json, &local, &local_iface),
         Command::Run {
             iface,
             config,
             mode,
             metrics,
             force,
+            keep_attached,
             confirm,
-        } => run::run(&cli.bpffs, iface, config, mode, metrics, force, confirm),
+        } => run::run(
+            &cli.bpffs,
+            run::Options {
+                iface,
+                config,
+                mode,
+                metrics,
+                force,
+                keep_attached,
+                confirm,
+            },
+        ),
         Command::Demo => crate::lab::demo::run(),
+        Command::Doctor {
+            iface,
+            config,
+            provider_host,
+            json,
+        } => doctor::run(&cli.bpffs, iface, config, provider_host, json),
     }
 }

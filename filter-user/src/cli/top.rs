@@ -6,7 +6,10 @@ use filter_common::Reason;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
-    ops::stats,
+    ops::{
+        snapshot::{warn_if_stale, Snapshot},
+        stats,
+    },
 };
 
 pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &str) -> Result<()> {
@@ -35,6 +38,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
     };
     require_root()?;
     let att = Attachment::open(root, iface)?;
+    warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let mut sources = att.maps.drop_sources(reason)?;
     sources.truncate(n);
     if json {

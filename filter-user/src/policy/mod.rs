@@ -3,4 +3,5 @@
 pub mod allowlist;
 pub mod cidr;
 pub mod config;
+pub mod input;
 pub mod ruleset;
