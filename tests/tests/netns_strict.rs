@@ -749,7 +749,7 @@ fn strict_mode_with_real_peers() {
         "the unconfirmed first attach was not undone"
     );
     assert!(
-        !lab.bpffs().join(PBX_IFACE).exists(),
+        !lab.pin_dir(PBX_IFACE).exists(),
         "the rollback left pins behind"
     );
     drop((old_client, old_server, mgmt, served, own, far));
