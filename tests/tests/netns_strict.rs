@@ -406,6 +406,25 @@ fn strict_mode_with_real_peers() {
         get(&d, "sip_allowed") > 0 && get(&d, "sip_denied") > 0,
         "{d:?}"
     );
+    // A live allowlist change keeps strict mode and its rules: the
+    // outsider's call passes once allowed, SSH stays ruled, and it is
+    // denied again once removed.
+    lab.sipwall_ok(&["allow", "add", "-i", PBX_IFACE, &format!("{OUTSIDER}/32")]);
+    let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE]);
+    assert!(
+        status.contains("STRICT") && status.contains("1 allow rules"),
+        "{status}"
+    );
+    let calls = sipp::call(
+        &lab,
+        "outsider allowed",
+        Host::Outsider,
+        IpAddr::V4(OUTSIDER),
+        Transport::Udp,
+        1,
+    );
+    expect_answered("outsider call once allowlisted, strict mode", &calls);
+    lab.sipwall_ok(&["allow", "del", "-i", PBX_IFACE, &format!("{OUTSIDER}/32")]);
 
     // An unsolicited ACK and SYN-ACK, and an unsolicited UDP "reply" from
     // port 53: denied.
