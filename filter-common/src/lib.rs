@@ -87,6 +87,83 @@ impl Reason {
     }
 }
 
+/// Why the TC egress program passed or dropped an outgoing packet (strict
+/// egress, docs/policy.md "Egress"); the index of its slot in the egress
+/// counters map. Kept apart from [`Reason`]: the two programs count into
+/// maps of their own.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutReason {
+    /// Not IPv4/IPv6.
+    NonIp = 0,
+    /// To a signalling port at an allowlisted address.
+    SipAllowed = 1,
+    /// To a signalling port elsewhere (dropped).
+    SipDenied = 2,
+    /// UDP to the provider's media ports.
+    RtpAllowed = 3,
+    /// An answer to what ingress lets in: from a signalling port to an
+    /// allowlisted address, from `rtp_ports`, from a `[[strict.allow]]`
+    /// rule's ports back to its `from`, echo replies when ping is on.
+    Reply = 4,
+    /// ICMP errors, neighbour discovery, DHCP client, DNS to the
+    /// configured resolvers.
+    Essential = 5,
+    /// Matched an `[[egress.allow]]` rule.
+    RuleAllowed = 6,
+    /// A non-first fragment (its first fragment was judged by its ports).
+    Fragment = 7,
+    /// Nothing allowed it (dropped); malformed packets too.
+    Denied = 8,
+}
+
+/// Number of egress reasons, the size of the egress counters map.
+pub const OUT_REASON_COUNT: u32 = 9;
+
+impl OutReason {
+    /// Every egress reason, in the order JSON and metrics list them.
+    pub const ALL: [OutReason; OUT_REASON_COUNT as usize] = [
+        OutReason::NonIp,
+        OutReason::SipAllowed,
+        OutReason::SipDenied,
+        OutReason::RtpAllowed,
+        OutReason::Reply,
+        OutReason::Essential,
+        OutReason::RuleAllowed,
+        OutReason::Fragment,
+        OutReason::Denied,
+    ];
+
+    /// The counter's name as it appears in JSON, metrics and tests.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OutReason::NonIp => "out_non_ip",
+            OutReason::SipAllowed => "out_sip_allowed",
+            OutReason::SipDenied => "out_sip_denied",
+            OutReason::RtpAllowed => "out_rtp_allowed",
+            OutReason::Reply => "out_reply",
+            OutReason::Essential => "out_essential",
+            OutReason::RuleAllowed => "out_rule_allowed",
+            OutReason::Fragment => "out_fragment",
+            OutReason::Denied => "out_denied",
+        }
+    }
+
+    /// Whether packets counted under this reason are dropped (unless in
+    /// dry run).
+    pub const fn drops(self) -> bool {
+        matches!(self, OutReason::SipDenied | OutReason::Denied)
+    }
+
+    pub fn from_index(index: u32) -> Option<OutReason> {
+        OutReason::ALL.get(index as usize).copied()
+    }
+
+    pub fn from_name(name: &str) -> Option<OutReason> {
+        OutReason::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
 /// Packets and bytes (frame length) counted under one reason, on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -212,6 +289,55 @@ impl Policy {
     #[inline(always)]
     pub fn is_provider_rtp_port(&self, port: u16) -> bool {
         port >= self.provider_rtp_first && port <= self.provider_rtp_last
+    }
+}
+
+/// `EgressPolicy::flags`: strict egress (default deny outbound).
+pub const EGRESS_STRICT: u32 = 1;
+/// Compiled `[[egress.allow]]` entries an egress policy holds (as
+/// [`MAX_STRICT_RULES`]: one per rule, port range and destination prefix).
+pub const MAX_EGRESS_RULES: usize = 32;
+/// Compiled `[egress] dns` entries: two (UDP and TCP port 53) per resolver.
+pub const MAX_DNS_ENTRIES: usize = 16;
+
+/// What the TC egress program decides outgoing packets by, beside the
+/// [`Policy`] of the same generation (signalling ports, allowlist, media
+/// ports, `[[strict.allow]]` rules, dry run). One per generation in its own
+/// map, switched by the same [`maps::ACTIVE`] word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EgressPolicy {
+    /// `EGRESS_*` bits.
+    pub flags: u32,
+    /// Entries of `rules` in use.
+    pub rule_count: u32,
+    /// Entries of `dns` in use.
+    pub dns_count: u32,
+    pub reserved: u32,
+    /// `[[egress.allow]]`: protocol, destination ports, destination prefix
+    /// (`net`/`mask` compared with the destination address).
+    pub rules: [StrictRule; MAX_EGRESS_RULES],
+    /// `[egress] dns`: UDP and TCP to port 53 of each resolver.
+    pub dns: [StrictRule; MAX_DNS_ENTRIES],
+}
+
+impl EgressPolicy {
+    pub const fn empty() -> EgressPolicy {
+        const NONE: StrictRule = StrictRule {
+            proto: 0,
+            port_first: 0,
+            port_last: 0,
+            net: [0; 2],
+            mask: [0; 2],
+        };
+        EgressPolicy {
+            flags: 0,
+            rule_count: 0,
+            dns_count: 0,
+            reserved: 0,
+            rules: [NONE; MAX_EGRESS_RULES],
+            dns: [NONE; MAX_DNS_ENTRIES],
+        }
     }
 }
 
@@ -357,9 +483,14 @@ pub mod maps {
     /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
     /// the programs; pinned with the rest so `confirm` finds it.
     pub const CONFIRM: &str = "CONFIRM";
+    /// Per-CPU array of [`crate::Counter`], indexed by
+    /// [`crate::OutReason`]: the TC egress program's decisions.
+    pub const OUT_COUNTERS: &str = "OUT_COUNTERS";
+    /// Array of two [`crate::EgressPolicy`], one per generation.
+    pub const EGRESS_POLICY: &str = "EGRESS_POLICY";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -375,6 +506,8 @@ pub mod maps {
         V6_DIRECT,
         FLOWS,
         CONFIRM,
+        OUT_COUNTERS,
+        EGRESS_POLICY,
     ];
 
     /// Flows remembered for strict mode's replies (least recently used
@@ -476,6 +609,10 @@ assert_pod_size!(
         + MAX_STRICT_RULES * 40
 );
 assert_pod_size!(StrictRule, 40);
+assert_pod_size!(
+    EgressPolicy,
+    16 + MAX_EGRESS_RULES * 40 + MAX_DNS_ENTRIES * 40
+);
 assert_pod_size!(FlowKey, 40);
 assert_pod_size!(FlowSeen, 8);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
@@ -505,6 +642,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StrictRule {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::EgressPolicy {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowSeen {}
@@ -532,8 +671,9 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
 /// layout-3 pins are adopted by moving them). 5: strict mode (the policy
 /// holds rules and provider media ports; FLOWS and CONFIRM maps; dropped
-/// sources keyed by reason): older pins are refused.
-pub const PIN_LAYOUT_VERSION: u32 = 5;
+/// sources keyed by reason): older pins are refused. 6: strict egress
+/// (OUT_COUNTERS and EGRESS_POLICY maps).
+pub const PIN_LAYOUT_VERSION: u32 = 6;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

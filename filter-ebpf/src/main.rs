@@ -5,24 +5,25 @@
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod egress;
+mod egress_policy;
 mod maps;
 mod parse;
 mod policy;
 mod strict;
 
 use aya_ebpf::{
-    bindings::{xdp_action, TC_ACT_UNSPEC},
+    bindings::{xdp_action, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::bpf_ktime_get_ns,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    Counter, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, FLAG_DRY_RUN, FLAG_LOG_DENIED,
-    FLAG_STRICT, LOG_RATE_PER_SEC,
+    Counter, OutReason, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, EGRESS_STRICT, FLAG_DRY_RUN,
+    FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
-    maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, LOG_BUCKET, POLICY},
+    maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, EGRESS_POLICY, LOG_BUCKET, OUT_COUNTERS, POLICY},
     parse::{Packet, Parsed},
 };
 
@@ -47,29 +48,80 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     record(&ctx, policy, &parsed, reason)
 }
 
-/// The TC egress program (TCX): in strict mode, learns the host's own
-/// flows so that their answers pass as `reply`. Never drops; hands the
-/// packet on to whatever runs next.
+/// The TC egress program (TCX). In strict egress it judges every outgoing
+/// packet (`egress_policy`), counts it and drops what the table drops; in
+/// strict ingress it learns the host's own flows from what it lets out, so
+/// that their answers pass as `reply`. Otherwise it does nothing. A packet
+/// it passes is handed on to whatever runs next.
 #[classifier]
 pub fn sipwall_egress(ctx: TcContext) -> i32 {
-    let strict = match ACTIVE.get(0) {
-        Some(g) => POLICY
-            .get(*g & 1)
-            .is_some_and(|p| p.flags & FLAG_STRICT != 0),
-        None => false,
+    let generation = match ACTIVE.get(0) {
+        Some(g) => *g & 1,
+        None => 0,
     };
-    if strict {
-        let mut parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
-        if matches!(parsed, Parsed::Malformed) {
-            // Headers beyond the linear part of the skb: pull them in and
-            // look again (the pointers change).
-            if ctx.pull_data(PULL_BYTES).is_ok() {
-                parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
-            }
+    // Array lookups with an index below max_entries always succeed.
+    let (Some(policy), Some(egress)) = (POLICY.get(generation), EGRESS_POLICY.get(generation))
+    else {
+        return TC_ACT_UNSPEC;
+    };
+    let learn = policy.flags & FLAG_STRICT != 0;
+    let enforce = egress.flags & EGRESS_STRICT != 0;
+    if !learn && !enforce {
+        return TC_ACT_UNSPEC;
+    }
+    let mut parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
+    if matches!(parsed, Parsed::Malformed) {
+        // Headers beyond the linear part of the skb: pull them in and
+        // look again (the pointers change).
+        if ctx.pull_data(PULL_BYTES).is_ok() {
+            parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
         }
-        egress::learn(Packet::new(ctx.data(), ctx.data_end()), &parsed);
+    }
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    if enforce {
+        let reason = egress_policy::decide(pkt, &parsed, policy, egress, generation);
+        if record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0 {
+            return TC_ACT_SHOT;
+        }
+    }
+    if learn {
+        egress::learn(pkt, &parsed);
     }
     TC_ACT_UNSPEC
+}
+
+/// Counts an egress decision under a constant index per reason; returns
+/// whether the reason drops.
+#[inline(always)]
+fn record_out(reason: OutReason, bytes: u64) -> bool {
+    let count = |index: OutReason| {
+        if let Some(c) = OUT_COUNTERS.get_ptr_mut(index as u32) {
+            // SAFETY: a per-CPU slot of the map: no other CPU writes it,
+            // and the program does not run twice at once on one CPU.
+            unsafe {
+                (*c).packets += 1;
+                (*c).bytes += bytes;
+            }
+        }
+    };
+    match reason {
+        OutReason::NonIp => count(OutReason::NonIp),
+        OutReason::SipAllowed => count(OutReason::SipAllowed),
+        OutReason::RtpAllowed => count(OutReason::RtpAllowed),
+        OutReason::Reply => count(OutReason::Reply),
+        OutReason::Essential => count(OutReason::Essential),
+        OutReason::RuleAllowed => count(OutReason::RuleAllowed),
+        OutReason::Fragment => count(OutReason::Fragment),
+        OutReason::SipDenied => {
+            count(OutReason::SipDenied);
+            return true;
+        }
+        OutReason::Denied => {
+            count(OutReason::Denied);
+            return true;
+        }
+    }
+    false
 }
 
 /// Headers the egress program pulls into the linear part when they are

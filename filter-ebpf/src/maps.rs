@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX, FLOWS_MAX},
-    Counter, DeniedSlot, FlowKey, FlowSeen, HostSlot, LogBucket, Policy, SourceKey,
-    DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, V4_HOST_SLOTS,
+    Counter, DeniedSlot, EgressPolicy, FlowKey, FlowSeen, HostSlot, LogBucket, Policy, SourceKey,
+    DENIED_CACHE_SLOTS, DIRECT_WORDS, OUT_REASON_COUNT, REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -87,3 +87,14 @@ pub static CONFIRM: Array<u64> = Array::with_max_entries(2, 0);
 /// answers arrive on another. Least recently used entries are evicted.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+
+/// Packets and bytes per egress reason (`OutReason`), per CPU: what the TC
+/// egress program decided about outgoing packets in strict egress.
+#[map]
+pub static OUT_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OUT_REASON_COUNT, 0);
+
+/// Strict egress's own rules of each generation (`[[egress.allow]]`,
+/// `[egress] dns`, the mode), beside `POLICY` and switched by the same
+/// `ACTIVE` word.
+#[map]
+pub static EGRESS_POLICY: Array<EgressPolicy> = Array::with_max_entries(2, 0);

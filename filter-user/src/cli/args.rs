@@ -154,6 +154,9 @@ pub enum Command {
         /// Take this host's addresses from an interface (as `ip addr` shows them now). Repeatable.
         #[arg(long, value_name = "IF")]
         local_iface: Vec<String>,
+        /// Which program judges the frames: `in`, the XDP program (packets arriving); `out`, the TC egress program (packets the host sends; with --local, only frames from those addresses).
+        #[arg(long, value_enum, default_value = "in")]
+        direction: CheckDirection,
         /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
@@ -251,4 +254,20 @@ pub enum AllowAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `check --direction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckDirection {
+    In,
+    Out,
+}
+
+impl From<CheckDirection> for crate::ops::check::Direction {
+    fn from(d: CheckDirection) -> Self {
+        match d {
+            CheckDirection::In => crate::ops::check::Direction::In,
+            CheckDirection::Out => crate::ops::check::Direction::Out,
+        }
+    }
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use crate::{
     kernel::privileges::require_root,
-    ops::check::{self, Local},
+    ops::check::{self, Direction, Local},
     policy::config,
 };
 
@@ -15,6 +15,7 @@ pub fn run(
     json: bool,
     local: &[IpAddr],
     local_ifaces: &[String],
+    direction: Direction,
 ) -> Result<()> {
     // Configuration and capture errors are usage errors: report them
     // before asking for privileges.
@@ -22,17 +23,22 @@ pub fn run(
     let frames = check::read_frames(pcap)?;
     let local = Local::gather(local, local_ifaces)?;
     require_root()?;
-    let results = check::check(&frames, &ruleset, &local)?;
+    let results = check::check(&frames, &ruleset, &local, direction)?;
+    let note = match direction {
+        Direction::In if ruleset.strict() => Some(check::STRICT_NOTE),
+        Direction::Out if !ruleset.egress.strict() => Some(check::OPEN_EGRESS_NOTE),
+        _ => None,
+    };
     if json {
         let mut out = check::to_json(&results);
-        if ruleset.strict() {
-            out["note"] = check::STRICT_NOTE.into();
+        if let Some(note) = note {
+            out["note"] = note.into();
         }
         println!("{out}");
     } else {
         print!("{}", check::to_text(&results));
-        if ruleset.strict() {
-            println!("note: {}", check::STRICT_NOTE);
+        if let Some(note) = note {
+            println!("note: {note}");
         }
     }
     Ok(())

@@ -66,7 +66,15 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             local,
             local_iface,
-        } => check::run(&pcap, config.as_deref(), json, &local, &local_iface),
+            direction,
+        } => check::run(
+            &pcap,
+            config.as_deref(),
+            json,
+            &local,
+            &local_iface,
+            direction.into(),
+        ),
         Command::Run {
             iface,
             config,

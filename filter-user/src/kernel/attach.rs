@@ -74,12 +74,17 @@ pub fn attach(
     let (mode, link) = link(&mut plan, &mut ebpf, mode)?;
     let program_id = link.info().context("reading the XDP link")?.program_id();
     if let Err(e) = link_egress(&mut ebpf, &plan.iface, &plan.dir) {
+        if ruleset.egress.strict() {
+            return Err(e.context(
+                "strict egress runs in the TC egress program (TCX: Linux 6.6 or later)",
+            ));
+        }
         if ruleset.strict() {
             return Err(e.context(
                 "strict mode needs the TC egress program to learn the host's own flows (TCX: Linux 6.6 or later)",
             ));
         }
-        eprintln!("sipwall: the TC egress program is not attached ({e:#}); guard mode does not need it, strict mode will");
+        eprintln!("sipwall: the TC egress program is not attached ({e:#}); guard mode with open egress does not need it, strict modes will");
     }
     record_info(&plan, mode)?;
     guard.disarm();

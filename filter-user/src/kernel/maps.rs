@@ -34,8 +34,9 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, FlowKey, FlowSeen, Policy, Reason, SourceKey, DIRECT_WORDS,
-    FLAG_STRICT, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, Counter, DeniedSlot, EgressPolicy, FlowKey, FlowSeen, OutReason, Policy, Reason,
+    SourceKey, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, OUT_REASON_COUNT, REASON_COUNT,
+    V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -67,6 +68,10 @@ pub struct Maps {
     flows: HashMap<MapData, FlowKey, FlowSeen>,
     /// A `--confirm` in progress (tokens).
     confirm: Array<MapData, u64>,
+    /// The egress program's counters, by `OutReason`.
+    out_counters: PerCpuArray<MapData, Counter>,
+    /// Strict egress's rules, one record per generation.
+    egress_policy: Array<MapData, EgressPolicy>,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
     /// The allowlist of a generation as this handle last read or wrote it.
@@ -94,6 +99,9 @@ const SETTLED: u64 = 1;
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
 pub type CounterSet = [Counter; REASON_COUNT as usize];
+/// The egress program's counters, summed over CPUs, indexed by
+/// `OutReason as usize`.
+pub type OutCounterSet = [Counter; OUT_REASON_COUNT as usize];
 
 impl Maps {
     /// Takes the maps out of a loaded object (the program keeps using them).
@@ -144,6 +152,8 @@ impl Maps {
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
             flows: typed(one(names::FLOWS)?, names::FLOWS)?,
             confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
+            out_counters: typed(one(names::OUT_COUNTERS)?, names::OUT_COUNTERS)?,
+            egress_policy: typed(one(names::EGRESS_POLICY)?, names::EGRESS_POLICY)?,
             settled_ns: 0,
             known: Default::default(),
         })
@@ -162,6 +172,10 @@ impl Maps {
     pub fn read_ruleset(&self) -> Result<Ruleset> {
         let g = self.active_generation()?;
         let policy = self.policy.get(&g, 0).context("reading the policy")?;
+        let egress = self
+            .egress_policy
+            .get(&g, 0)
+            .context("reading the egress policy")?;
         let allow = self.read_allowlist(g)?;
         // Under the pin-root lock (as `allow` holds it), an install that
         // follows can start from this instead of reading it again.
@@ -170,7 +184,9 @@ impl Maps {
         {
             self.remember(g, policy.installed_ns, allow.clone());
         }
-        Ok(Ruleset::from_parts(&policy, allow))
+        let mut ruleset = Ruleset::from_parts(&policy, allow);
+        ruleset.egress = crate::policy::ruleset::Egress::from_policy(&egress);
+        Ok(ruleset)
     }
 
     /// The allowlist of generation `g`, sorted.
@@ -244,6 +260,10 @@ impl Maps {
             .write_generation(next, &next_policy, &base, &new, ruleset)
             .context("writing the inactive generation")?;
         policy.installed_ns = monotonic_ns();
+        let egress = ruleset.egress.policy();
+        self.egress_policy
+            .set(next, egress, 0)
+            .context("writing the egress policy")?;
         self.policy
             .set(next, policy, 0)
             .context("writing the policy")?;
@@ -286,6 +306,11 @@ impl Maps {
                 .set(active, record, 0)
                 .context("writing the policy")?;
         }
+        // The old generation's egress record is no longer read by any
+        // packet: level it, so both halves agree until the next install.
+        self.egress_policy
+            .set(active, egress, 0)
+            .context("writing the egress policy")?;
         Ok(next)
     }
 
@@ -478,6 +503,22 @@ impl Maps {
         for reason in Reason::ALL {
             let per_cpu = self
                 .counters
+                .get(&(reason as u32), 0)
+                .with_context(|| format!("reading the {} counter", reason.name()))?;
+            for c in per_cpu.iter() {
+                out[reason as usize].packets += c.packets;
+                out[reason as usize].bytes += c.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The egress program's counters, summed over CPUs.
+    pub fn out_counters(&self) -> Result<OutCounterSet> {
+        let mut out = OutCounterSet::default();
+        for reason in OutReason::ALL {
+            let per_cpu = self
+                .out_counters
                 .get(&(reason as u32), 0)
                 .with_context(|| format!("reading the {} counter", reason.name()))?;
             for c in per_cpu.iter() {

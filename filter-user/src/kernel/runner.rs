@@ -6,11 +6,11 @@ use aya::{
     programs::{TestRun, TestRunOptions},
     Ebpf,
 };
-use filter_common::{Counter, Reason};
+use filter_common::{Counter, OutReason, Reason};
 
 use crate::{
     kernel::{
-        maps::{CounterSet, Maps},
+        maps::{CounterSet, Maps, OutCounterSet},
         program,
     },
     policy::ruleset::Ruleset,
@@ -31,6 +31,16 @@ impl Verdict {
             2 => Verdict::Pass,
             1 => Verdict::Drop,
             n => Verdict::Other(n),
+        }
+    }
+
+    /// The verdict of a TC action: TC_ACT_UNSPEC (-1, hand on) and
+    /// TC_ACT_OK pass, TC_ACT_SHOT (2) drops.
+    fn from_tc_action(action: i32) -> Verdict {
+        match action {
+            -1 | 0 => Verdict::Pass,
+            2 => Verdict::Drop,
+            n => Verdict::Other(n as u32),
         }
     }
 
@@ -55,6 +65,24 @@ pub struct Outcome {
 impl Outcome {
     /// The reason when exactly one counter moved by exactly one packet.
     pub fn reason(&self) -> Option<Reason> {
+        match self.moved.as_slice() {
+            [(r, c)] if c.packets == 1 => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+/// One outgoing frame's run through the TC egress program.
+#[derive(Clone, Debug)]
+pub struct OutOutcome {
+    pub verdict: Verdict,
+    /// (reason, packets and bytes added) for each egress counter that moved.
+    pub moved: Vec<(OutReason, Counter)>,
+}
+
+impl OutOutcome {
+    /// The reason when exactly one counter moved by exactly one packet.
+    pub fn reason(&self) -> Option<OutReason> {
         match self.moved.as_slice() {
             [(r, c)] if c.packets == 1 => Some(*r),
             _ => None,
@@ -132,6 +160,17 @@ impl Runner {
         Ok((r.return_value as i32, r.duration.as_nanos() as f64))
     }
 
+    /// Runs one outgoing frame through the TC egress program.
+    pub fn run_out(&self, frame: &[u8]) -> Result<OutOutcome> {
+        let before = self.maps.out_counters()?;
+        let (action, _) = self.egress(frame, 1)?;
+        let after = self.maps.out_counters()?;
+        Ok(OutOutcome {
+            verdict: Verdict::from_tc_action(action),
+            moved: diff_out(&before, &after),
+        })
+    }
+
     fn test_run(&self, frame: &[u8], repeat: u32) -> Result<u32> {
         Ok(self.time(frame, repeat)?.0)
     }
@@ -139,6 +178,24 @@ impl Runner {
 
 fn diff(before: &CounterSet, after: &CounterSet) -> Vec<(Reason, Counter)> {
     Reason::ALL
+        .into_iter()
+        .filter_map(|r| {
+            let (b, a) = (before[r as usize], after[r as usize]);
+            (a != b).then(|| {
+                (
+                    r,
+                    Counter {
+                        packets: a.packets.wrapping_sub(b.packets),
+                        bytes: a.bytes.wrapping_sub(b.bytes),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+fn diff_out(before: &OutCounterSet, after: &OutCounterSet) -> Vec<(OutReason, Counter)> {
+    OutReason::ALL
         .into_iter()
         .filter_map(|r| {
             let (b, a) = (before[r as usize], after[r as usize]);

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result};
-use filter_common::Reason;
+use filter_common::{OutReason, Reason};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
@@ -30,9 +30,14 @@ pub struct Checked {
 pub enum Judged {
     /// Run through the program: its verdict and the counter it moved.
     Ran(Verdict, Reason),
+    /// Run through the TC egress program (`--direction out`).
+    RanOut(Verdict, OutReason),
     /// Sent by this host (its source is a local address): the ingress
     /// program never sees it, so it is not judged.
     Outbound,
+    /// With `--direction out`, not sent by this host (its source is none
+    /// of the local addresses given): the egress program never sees it.
+    Inbound,
     /// The kernel cannot run it (why).
     NotRun(String),
 }
@@ -199,16 +204,39 @@ fn ensure_ethernet(link: Option<DataLink>, index: usize) -> Result<(), String> {
     }
 }
 
-/// Runs every frame through the program loaded with `ruleset`, but those
-/// `local` sent.
-pub fn check(frames: &[Vec<u8>], ruleset: &Ruleset, local: &Local) -> Result<Vec<Checked>> {
+/// Which of the two programs `check` runs the frames through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// The XDP program: packets arriving at the host.
+    #[default]
+    In,
+    /// The TC egress program: packets the host sends.
+    Out,
+}
+
+/// What a replay with `--direction out` of a configuration whose egress is
+/// open says.
+pub const OPEN_EGRESS_NOTE: &str = "egress is open in this configuration ([egress] mode = \"open\"): the egress program judges nothing, every outgoing packet passes uncounted";
+
+/// Runs every frame through the program loaded with `ruleset`: inbound,
+/// all but those `local` sent; outbound, those `local` sent (every frame
+/// when no local address is given).
+pub fn check(
+    frames: &[Vec<u8>],
+    ruleset: &Ruleset,
+    local: &Local,
+    direction: Direction,
+) -> Result<Vec<Checked>> {
     let runner = Runner::new(ruleset)?;
     frames
         .iter()
         .enumerate()
         .map(|(index, frame)| {
-            let result = if local.sent(frame) {
+            let sent = local.sent(frame);
+            let result = if direction == Direction::In && sent {
                 Judged::Outbound
+            } else if direction == Direction::Out && !local.addrs.is_empty() && !sent {
+                Judged::Inbound
             } else if frame.len() < MIN_FRAME {
                 Judged::NotRun(format!(
                     "{} bytes: shorter than an Ethernet header, not run",
@@ -219,6 +247,21 @@ pub fn check(frames: &[Vec<u8>], ruleset: &Ruleset, local: &Local) -> Result<Vec
                     "{} bytes: larger than one page, not run",
                     frame.len()
                 ))
+            } else if direction == Direction::Out {
+                let outcome = runner.run_out(frame).with_context(|| {
+                    format!("running packet {index} through the egress program")
+                })?;
+                match (outcome.reason(), outcome.moved.is_empty()) {
+                    (Some(reason), _) => Judged::RanOut(outcome.verdict, reason),
+                    // Open egress: nothing judged, the packet goes out.
+                    (None, true) if !ruleset.egress.strict() => Judged::NotRun(
+                        "open egress: not judged, passes".into(),
+                    ),
+                    _ => Judged::NotRun(format!(
+                        "counters moved unexpectedly: {:?}",
+                        outcome.moved
+                    )),
+                }
             } else {
                 let outcome = runner
                     .run(frame)
@@ -246,8 +289,14 @@ pub fn to_json(results: &[Checked]) -> serde_json::Value {
             Judged::Ran(verdict, reason) => json!({
                 "index": c.index, "verdict": verdict.name(), "reason": reason.name(), "len": c.len,
             }),
+            Judged::RanOut(verdict, reason) => json!({
+                "index": c.index, "verdict": verdict.name(), "reason": reason.name(), "len": c.len,
+            }),
             Judged::Outbound => json!({
                 "index": c.index, "verdict": "outbound", "reason": "outbound", "len": c.len,
+            }),
+            Judged::Inbound => json!({
+                "index": c.index, "verdict": "inbound", "reason": "inbound", "len": c.len,
             }),
             Judged::NotRun(e) => json!({"index": c.index, "verdict": "error", "reason": null, "len": c.len, "error": e}),
         })
@@ -262,7 +311,10 @@ fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Va
     for verdict in ["pass", "drop"] {
         let n = results
             .iter()
-            .filter(|c| matches!(&c.result, Judged::Ran(v, _) if v.name() == verdict))
+            .filter(|c| match &c.result {
+                Judged::Ran(v, _) | Judged::RanOut(v, _) => v.name() == verdict,
+                _ => false,
+            })
             .count();
         m.insert(verdict.into(), n.into());
     }
@@ -274,6 +326,13 @@ fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Va
             .count()
             .into(),
     );
+    let inbound = results
+        .iter()
+        .filter(|c| matches!(c.result, Judged::Inbound))
+        .count();
+    if inbound > 0 {
+        m.insert("inbound".into(), inbound.into());
+    }
     m.insert(
         "error".into(),
         results
@@ -288,6 +347,18 @@ fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Va
             .filter(|c| matches!(&c.result, Judged::Ran(_, r) if *r == reason))
             .count();
         m.insert(reason.name().into(), n.into());
+    }
+    if results
+        .iter()
+        .any(|c| matches!(c.result, Judged::RanOut(..)))
+    {
+        for reason in OutReason::ALL {
+            let n = results
+                .iter()
+                .filter(|c| matches!(&c.result, Judged::RanOut(_, r) if *r == reason))
+                .count();
+            m.insert(reason.name().into(), n.into());
+        }
     }
     m
 }
@@ -305,10 +376,25 @@ pub fn to_text(results: &[Checked]) -> String {
                     c.len
                 )
             }
+            Judged::RanOut(v, r) => {
+                out += &format!(
+                    "{:>3}  {:<7}  {:<16} {:>6}\n",
+                    c.index,
+                    v.name(),
+                    r.name(),
+                    c.len
+                )
+            }
             Judged::Outbound => {
                 out += &format!(
                     "{:>3}  {:<7}  {:<12} {:>6}\n",
                     c.index, "-", "outbound", c.len
+                )
+            }
+            Judged::Inbound => {
+                out += &format!(
+                    "{:>3}  {:<7}  {:<12} {:>6}\n",
+                    c.index, "-", "inbound", c.len
                 )
             }
             Judged::NotRun(e) => out += &format!("{:>3}  error    {e}\n", c.index),
@@ -325,10 +411,19 @@ pub fn to_text(results: &[Checked]) -> String {
             s["outbound"]
         );
     }
-    let by_reason: Vec<String> = Reason::ALL
+    if s.contains_key("inbound") {
+        out += &format!(
+            ", {} inbound (not sent by this host, not judged)",
+            s["inbound"]
+        );
+    }
+    let names = Reason::ALL
         .iter()
-        .filter(|r| s[r.name()].as_u64() != Some(0))
-        .map(|r| format!("{} {}", r.name(), s[r.name()]))
+        .map(|r| r.name())
+        .chain(OutReason::ALL.iter().map(|r| r.name()));
+    let by_reason: Vec<String> = names
+        .filter(|name| s.get(*name).is_some_and(|n| n.as_u64() != Some(0)))
+        .map(|name| format!("{name} {}", s[name]))
         .collect();
     if !by_reason.is_empty() {
         out += &format!(" ({})", by_reason.join(", "));

@@ -40,21 +40,35 @@ pub fn ssh_connection() -> Option<(IpAddr, u16)> {
 /// Refuses (exit 2) a strict `ruleset` under which a new TCP connection
 /// from the operator's address to their SSH port would not pass by a rule
 /// (no essential traffic is TCP), naming the rule to add. A seeded flow
-/// keeps today's session, not tomorrow's login. Dry run drops nothing and
-/// passes; `force` overrides.
+/// keeps today's session, not tomorrow's login. Strict egress must let the
+/// SSH server's answers out too: by that same rule (its answers are
+/// `out_reply`) or an `[[egress.allow]]` rule to the operator's address.
+/// Dry run drops nothing and passes; `force` overrides.
 pub fn check_ssh_guard(ruleset: &Ruleset, force: bool) -> Result<(), UsageError> {
-    if !ruleset.strict() || ruleset.dry_run || force {
+    let egress = ruleset.egress.strict();
+    if !(ruleset.strict() || egress) || ruleset.dry_run || force {
         return Ok(());
     }
     let Some((client, port)) = ssh_connection() else {
         return Ok(());
     };
-    if ruleset.sig_ports.contains(&port) {
+    if ruleset.strict() && ruleset.sig_ports.contains(&port) {
         return Err(UsageError(format!(
             "strict mode would lock you out: your SSH session came in on TCP port {port}, a signalling port, where only the allowlist passes. Move SSH to another port, or use --force"
         )));
     }
-    if ruleset.rules.iter().any(|r| r.allows(6, client, port)) {
+    let ruled = ruleset.rules.iter().any(|r| r.allows(6, client, port));
+    // The answers: from the SSH port to the operator's (unknown) port.
+    let answered = ruled
+        || (ruleset.sig_ports.contains(&port) && ruleset.allow.iter().any(|n| n.contains(&client)))
+        || ssh_client_port().is_some_and(|client_port| {
+            ruleset
+                .egress
+                .rules
+                .iter()
+                .any(|r| r.allows(6, client, client_port))
+        });
+    if (!ruleset.strict() || ruled) && (!egress || answered) {
         return Ok(());
     }
     let prefix = if client.is_ipv4() { 32 } else { 128 };
@@ -63,10 +77,30 @@ pub fn check_ssh_guard(ruleset: &Ruleset, force: bool) -> Result<(), UsageError>
         ports: vec![(port, port)],
         from: vec![ipnet::IpNet::new(client, prefix).expect("a host prefix")],
     };
+    let what = if ruleset.strict() {
+        format!(
+            "strict mode would lock you out: a new SSH connection from {client} to TCP port {port} (SSH_CONNECTION) would be denied; your session would survive, your next login would not"
+        )
+    } else {
+        format!(
+            "strict egress would lock you out: the answers of your SSH session (from TCP port {port} to {client}, SSH_CONNECTION) would be dropped as out_denied; a [[strict.allow]] rule for your SSH port lets them out as out_reply (in guard mode it filters nothing inbound)"
+        )
+    };
     Err(UsageError(format!(
-        "strict mode would lock you out: a new SSH connection from {client} to TCP port {port} (SSH_CONNECTION) would be denied; your session would survive, your next login would not. Add this rule (or your management network instead of the /{prefix}) and try again, or use --force:\n\n{}",
+        "{what}. Add this rule (or your management network instead of the /{prefix}) and try again, or use --force:\n\n{}",
         rule.to_toml()
     )))
+}
+
+/// The operator's own port of their SSH session (`SSH_CONNECTION`'s
+/// second field).
+fn ssh_client_port() -> Option<u16> {
+    std::env::var("SSH_CONNECTION")
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Set by SIGINT and SIGTERM while a confirmation is awaited: roll back now.

@@ -1,7 +1,7 @@
 //! Prometheus text exposition (docs/metrics.md); `ops::http` serves it.
 use std::fmt::Write as _;
 
-use filter_common::Reason;
+use filter_common::{OutReason, Reason};
 
 use super::snapshot::Snapshot;
 
@@ -18,7 +18,7 @@ pub fn render(samples: &[Snapshot]) -> String {
     };
     family(
         "sipwall_packets_total",
-        "Packets judged by the XDP filter, by reason.",
+        "Packets judged by the XDP filter (and, with direction=\"out\", by the TC egress program), by reason.",
         "counter",
         &mut |o| {
             for s in samples {
@@ -32,12 +32,23 @@ pub fn render(samples: &[Snapshot]) -> String {
                         counters[r as usize].packets
                     );
                 }
+                // The TC egress program's decisions (strict egress).
+                let Some(out) = s.out_counters else { continue };
+                for r in OutReason::ALL {
+                    let _ = writeln!(
+                        o,
+                        "sipwall_packets_total{{iface=\"{}\",direction=\"out\",reason=\"{}\"}} {}",
+                        s.iface,
+                        r.name(),
+                        out[r as usize].packets
+                    );
+                }
             }
         },
     );
     family(
         "sipwall_bytes_total",
-        "Bytes (frame length) judged by the XDP filter, by reason.",
+        "Bytes (frame length) judged by the XDP filter (and, with direction=\"out\", by the TC egress program), by reason.",
         "counter",
         &mut |o| {
             for s in samples {
@@ -49,6 +60,17 @@ pub fn render(samples: &[Snapshot]) -> String {
                         s.iface,
                         r.name(),
                         counters[r as usize].bytes
+                    );
+                }
+                // The TC egress program's decisions (strict egress).
+                let Some(out) = s.out_counters else { continue };
+                for r in OutReason::ALL {
+                    let _ = writeln!(
+                        o,
+                        "sipwall_bytes_total{{iface=\"{}\",direction=\"out\",reason=\"{}\"}} {}",
+                        s.iface,
+                        r.name(),
+                        out[r as usize].bytes
                     );
                 }
             }

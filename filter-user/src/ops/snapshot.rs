@@ -9,7 +9,7 @@ use crate::{
         attachment::Attachment,
         iface::{foreign_program, if_index, iface_xdp},
         links::open_link,
-        maps::CounterSet,
+        maps::{CounterSet, OutCounterSet},
         pins::{read_info, PinRoot, EGRESS_LINK_PIN, LINK_PIN},
     },
     policy::ruleset::Ruleset,
@@ -26,6 +26,8 @@ pub struct Snapshot {
     /// read (see `unreadable`).
     pub ruleset: Option<Ruleset>,
     pub counters: Option<CounterSet>,
+    /// The TC egress program's counters (read with `counters`).
+    pub out_counters: Option<OutCounterSet>,
     /// Why the maps could not be read, when they could not.
     pub unreadable: Option<anyhow::Error>,
     /// What is wrong, each with what to do about it.
@@ -55,6 +57,7 @@ impl Snapshot {
             program_id: None,
             ruleset: None,
             counters: None,
+            out_counters: None,
             unreadable: None,
             problems: Vec::new(),
         };
@@ -78,14 +81,14 @@ impl Snapshot {
             Ok(att) => {
                 snap.mode = att.mode_name();
                 recorded_index = Some(att.info.ifindex);
-                let read = att
-                    .maps
-                    .read_ruleset()
-                    .and_then(|r| Ok((r, att.maps.counters()?)));
+                let read = att.maps.read_ruleset().and_then(|r| {
+                    Ok((r, att.maps.counters()?, att.maps.out_counters()?))
+                });
                 match read {
-                    Ok((ruleset, counters)) => {
+                    Ok((ruleset, counters, out_counters)) => {
                         snap.ruleset = Some(ruleset);
                         snap.counters = Some(counters);
+                        snap.out_counters = Some(out_counters);
                     }
                     Err(e) => snap.unreadable(e, iface, true),
                 }
@@ -135,10 +138,17 @@ impl Snapshot {
             ));
         }
         let strict = snap.ruleset.as_ref().is_some_and(|r| r.strict());
-        if strict && open_link(&dir.join(EGRESS_LINK_PIN)).is_none() {
-            snap.problems.push(format!(
-                "strict mode without its TC egress program: the host's own connections get no replies; `sipwall attach -i {iface}` attaches it again"
-            ));
+        let egress_strict = snap.ruleset.as_ref().is_some_and(|r| r.egress.strict());
+        if (strict || egress_strict) && open_link(&dir.join(EGRESS_LINK_PIN)).is_none() {
+            snap.problems.push(if egress_strict {
+                format!(
+                    "strict egress without its TC egress program: outgoing packets are NOT filtered; `sipwall attach -i {iface}` attaches it again"
+                )
+            } else {
+                format!(
+                    "strict mode without its TC egress program: the host's own connections get no replies; `sipwall attach -i {iface}` attaches it again"
+                )
+            });
         }
     }
 

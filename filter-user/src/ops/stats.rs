@@ -2,7 +2,7 @@
 //! rates for `--watch`, and the denied sources of `top`.
 use std::{fmt::Write as _, net::IpAddr};
 
-use filter_common::{Counter, Reason};
+use filter_common::{Counter, OutReason, Reason};
 use serde_json::{json, Value};
 
 use super::snapshot::Snapshot;
@@ -29,10 +29,27 @@ pub fn to_json(all: &[Snapshot]) -> Value {
                     json!({"packets": c.packets, "bytes": c.bytes}),
                 );
             }
-            json!({"iface": i.iface, "mode": i.mode, "dry_run": dry_run, "counters": counters})
+            let out_now = i.out_counters.unwrap_or_default();
+            let mut out_counters = serde_json::Map::new();
+            for r in OutReason::ALL {
+                let c = out_now[r as usize];
+                out_counters.insert(
+                    r.name().into(),
+                    json!({"packets": c.packets, "bytes": c.bytes}),
+                );
+            }
+            json!({"iface": i.iface, "mode": i.mode, "dry_run": dry_run, "counters": counters,
+                   "egress": {"mode": egress_mode(i), "counters": out_counters}})
         })
         .collect();
     json!({ "interfaces": interfaces })
+}
+
+/// `[egress] mode` of a snapshot ("open" when it could not be read).
+fn egress_mode(s: &Snapshot) -> &'static str {
+    s.ruleset
+        .as_ref()
+        .map_or("open", |r| r.egress.mode.name())
 }
 
 /// The human table; with `rates` (previous counters and seconds elapsed),
@@ -54,46 +71,60 @@ pub fn to_text(all: &[Snapshot], rates: Option<(&[Snapshot], f64)>) -> String {
         );
         let _ = write!(
             out,
-            "  {:<12} {:>7} {:>14} {:>16}",
+            "  {:<16} {:>7} {:>14} {:>16}",
             "reason", "verdict", "packets", "bytes"
         );
         if rates.is_some() {
             let _ = write!(out, " {:>12} {:>14}", "packets/s", "bytes/s");
         }
         out.push('\n');
+        let prev = rates.map(|(prev, secs)| (prev.get(n), secs));
         for r in Reason::ALL {
-            let c = now[r as usize];
-            let verdict = if r.drops() && !dry_run {
-                "drop"
-            } else {
-                "pass"
-            };
-            let _ = write!(
-                out,
-                "  {:<12} {:>7} {:>14} {:>16}",
-                r.name(),
-                verdict,
-                c.packets,
-                c.bytes
-            );
-            if let Some((prev, secs)) = rates {
-                let p = prev
-                    .get(n)
-                    .map(|p| readings(p).0[r as usize])
-                    .unwrap_or_default();
-                let rate =
-                    |now: u64, before: u64| now.saturating_sub(before) as f64 / secs.max(1e-9);
-                let _ = write!(
-                    out,
-                    " {:>12.1} {:>14.1}",
-                    rate(c.packets, p.packets),
-                    rate(c.bytes, p.bytes)
-                );
+            let before = prev.map(|(p, secs)| {
+                let c = p.map(|p| readings(p).0[r as usize]).unwrap_or_default();
+                (c, secs)
+            });
+            row(&mut out, r.name(), r.drops() && !dry_run, now[r as usize], before);
+        }
+        // The egress program's table, when it judges (strict egress) or
+        // has judged since the counters began.
+        let out_now = i.out_counters.unwrap_or_default();
+        if egress_mode(i) == "strict" || out_now.iter().any(|c| c.packets != 0) {
+            let _ = writeln!(out, "  outgoing ({} egress)", egress_mode(i));
+            for r in OutReason::ALL {
+                let before = prev.map(|(p, secs)| {
+                    let c = p
+                        .and_then(|p| p.out_counters)
+                        .map(|o| o[r as usize])
+                        .unwrap_or_default();
+                    (c, secs)
+                });
+                row(&mut out, r.name(), r.drops() && !dry_run, out_now[r as usize], before);
             }
-            out.push('\n');
         }
     }
     out
+}
+
+/// One counter's line; with `before` (the previous reading and seconds
+/// elapsed), its per-second rates too.
+fn row(out: &mut String, name: &str, drops: bool, c: Counter, before: Option<(Counter, f64)>) {
+    let verdict = if drops { "drop" } else { "pass" };
+    let _ = write!(
+        out,
+        "  {:<16} {:>7} {:>14} {:>16}",
+        name, verdict, c.packets, c.bytes
+    );
+    if let Some((p, secs)) = before {
+        let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs.max(1e-9);
+        let _ = write!(
+            out,
+            " {:>12.1} {:>14.1}",
+            rate(c.packets, p.packets),
+            rate(c.bytes, p.bytes)
+        );
+    }
+    out.push('\n');
 }
 
 pub fn top_json(sources: &[(IpAddr, Counter)]) -> Value {

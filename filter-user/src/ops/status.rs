@@ -1,7 +1,7 @@
 //! `status`: what is attached where, told truthfully (see
 //! [`Snapshot::gather`]), for people and for programs. Attachments of other
 //! network namespaces are listed as such, never checked from here.
-use filter_common::Reason;
+use filter_common::{OutReason, Reason};
 use serde_json::{json, Value};
 
 use super::snapshot::Snapshot;
@@ -19,6 +19,21 @@ pub fn hints(s: &Snapshot) -> Vec<String> {
             "rtp_outside: {outside} packets of provider media (UDP from ports {}-{}) went to ports outside rtp_ports {}-{} and were dropped: calls have one-way audio. Set [media] rtp_ports to the RTP port range your PBX advertises in its SDP (e.g. \"10000-20000\" for Asterisk, \"16384-32768\" for FreeSWITCH)",
             r.provider_rtp.0, r.provider_rtp.1, r.rtp.0, r.rtp.1
         ));
+    }
+    if let Some(o) = &s.out_counters {
+        let denied = o[OutReason::Denied as usize].packets;
+        let sip_denied = o[OutReason::SipDenied as usize].packets;
+        if r.egress.strict() && (denied > 0 || sip_denied > 0) {
+            out.push(format!(
+                "strict egress {} {denied} outgoing packets as out_denied and {sip_denied} as out_sip_denied: if the host needs what they were (updates, NTP, monitoring), add an [[egress.allow]] rule; `sipwall check --pcap FILE --direction out` on a capture of the host's traffic shows which",
+                if r.dry_run { "counted (dry run: not dropped)" } else { "dropped" }
+            ));
+        }
+        if r.egress.strict() && r.egress.dns.is_empty() {
+            out.push(
+                "strict egress without [egress] dns: the host cannot resolve names (DNS is out_denied); set [egress] dns to the resolvers of /etc/resolv.conf".into(),
+            );
+        }
     }
     out
 }
@@ -45,6 +60,9 @@ pub fn to_json(
                 "provider_rtp_ports": r.map(|r| format!("{}-{}", r.provider_rtp.0, r.provider_rtp.1)),
                 "policy_mode": r.map(|r| r.mode.name()),
                 "strict_rules": r.map(|r| r.rules.len()),
+                "egress_mode": r.map(|r| r.egress.mode.name()),
+                "egress_rules": r.map(|r| r.egress.rules.len()),
+                "egress_dns": r.map(|r| r.egress.dns.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
                 "hints": hints(s),
                 "policy": r.map(|r| r.summary()),
                 "problems": s.problems,

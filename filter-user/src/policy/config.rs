@@ -13,8 +13,8 @@ use crate::{
         cidr::parse_cidr,
         input,
         ruleset::{
-            AllowRule, Mode as RulesetMode, RuleProto, Ruleset, DEFAULT_PROVIDER_RTP, DEFAULT_RTP,
-            DEFAULT_SIG_PORTS,
+            AllowRule, Egress, EgressMode, Mode as RulesetMode, RuleProto, Ruleset,
+            DEFAULT_PROVIDER_RTP, DEFAULT_RTP, DEFAULT_SIG_PORTS,
         },
     },
 };
@@ -26,6 +26,25 @@ struct ConfigFile {
     media: Media,
     policy: PolicySection,
     strict: StrictSection,
+    egress: EgressSection,
+}
+
+/// `[egress]` (docs/configuration.md): outbound rules.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct EgressSection {
+    mode: EgressModeName,
+    allow: Vec<RuleFile>,
+    /// The resolvers DNS may go to (addresses or prefixes).
+    dns: Vec<Cidr>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum EgressModeName {
+    #[default]
+    Open,
+    Strict,
 }
 
 #[derive(Deserialize)]
@@ -44,7 +63,8 @@ impl Default for StrictSection {
     }
 }
 
-/// A `[[strict.allow]]` table as written.
+/// A `[[strict.allow]]` or `[[egress.allow]]` table as written: the one
+/// names the sources (`from`), the other the destinations (`to`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
@@ -52,7 +72,27 @@ struct RuleFile {
     #[serde(default)]
     ports: Option<Vec<PortOrRange>>,
     #[serde(default)]
-    from: Vec<Cidr>,
+    from: Option<Vec<Cidr>>,
+    #[serde(default)]
+    to: Option<Vec<Cidr>>,
+}
+
+/// Which kind of rule a [`RuleFile`] is.
+#[derive(Clone, Copy)]
+enum RuleKind {
+    /// `[[strict.allow]]`: inbound, `from` the remote end.
+    Inbound,
+    /// `[[egress.allow]]`: outbound, `to` the remote end.
+    Outbound,
+}
+
+impl RuleKind {
+    fn table(self) -> &'static str {
+        match self {
+            RuleKind::Inbound => "[[strict.allow]]",
+            RuleKind::Outbound => "[[egress.allow]]",
+        }
+    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -90,8 +130,24 @@ impl<'de> Deserialize<'de> for PortOrRange {
 }
 
 impl RuleFile {
-    /// The rule, or why it is refused (`n` counts rules from 1).
-    fn rule(self, n: usize) -> Result<AllowRule, String> {
+    /// The rule, or why it is refused (`n` counts rules from 1). An
+    /// outbound rule's `to` becomes the rule's remote prefixes (`from`).
+    fn rule(self, n: usize, kind: RuleKind) -> Result<AllowRule, String> {
+        let table = kind.table();
+        let remote = match (kind, self.from, self.to) {
+            (RuleKind::Inbound, from, None) => from.unwrap_or_default(),
+            (RuleKind::Outbound, None, to) => to.unwrap_or_default(),
+            (RuleKind::Inbound, _, Some(_)) => {
+                return Err(format!(
+                    "{table} rule {n}: `to` is for [[egress.allow]]; an inbound rule names its sources with `from`"
+                ))
+            }
+            (RuleKind::Outbound, Some(_), _) => {
+                return Err(format!(
+                    "{table} rule {n}: `from` is for [[strict.allow]]; an outbound rule names its destinations with `to`"
+                ))
+            }
+        };
         let proto = match self.proto {
             ProtoName::Tcp => RuleProto::Tcp,
             ProtoName::Udp => RuleProto::Udp,
@@ -103,16 +159,16 @@ impl RuleFile {
         let ports = match (proto.has_ports(), self.ports) {
             (true, None) => {
                 return Err(format!(
-                    "[[strict.allow]] rule {n} (proto {name}) has no ports: list them (\"1-65535\" for all)"
+                    "{table} rule {n} (proto {name}) has no ports: list them (\"1-65535\" for all)"
                 ))
             }
             (true, Some(p)) if p.is_empty() => {
-                return Err(format!("[[strict.allow]] rule {n} (proto {name}): ports is empty"))
+                return Err(format!("{table} rule {n} (proto {name}): ports is empty"))
             }
             (true, Some(p)) => p.into_iter().map(|r| (r.0, r.1)).collect(),
             (false, Some(_)) => {
                 return Err(format!(
-                    "[[strict.allow]] rule {n}: proto {name} has no ports; remove `ports` or use tcp, udp or sctp"
+                    "{table} rule {n}: proto {name} has no ports; remove `ports` or use tcp, udp or sctp"
                 ))
             }
             (false, None) => Vec::new(),
@@ -120,7 +176,7 @@ impl RuleFile {
         let mut ports: Vec<(u16, u16)> = ports;
         ports.sort();
         ports.dedup();
-        let mut from: Vec<IpNet> = self.from.into_iter().map(|c| c.0).collect();
+        let mut from: Vec<IpNet> = remote.into_iter().map(|c| c.0).collect();
         from.sort();
         from.dedup();
         Ok(AllowRule { proto, ports, from })
@@ -276,9 +332,25 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         .allow
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.rule(i + 1))
+        .map(|(i, r)| r.rule(i + 1, RuleKind::Inbound))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(format!("{origin}: {e}")))?;
+    let egress_rules = file
+        .egress
+        .allow
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.rule(i + 1, RuleKind::Outbound))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| UsageError(format!("{origin}: {e}")))?;
+    let egress = Egress {
+        mode: match file.egress.mode {
+            EgressModeName::Open => EgressMode::Open,
+            EgressModeName::Strict => EgressMode::Strict,
+        },
+        rules: egress_rules,
+        dns: file.egress.dns.into_iter().map(|c| c.0).collect(),
+    };
     Ruleset {
         allow: file.signalling.allow.into_iter().map(|c| c.0).collect(),
         sig_ports: file.signalling.ports.0,
@@ -292,6 +364,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         mode,
         ping: file.strict.ping,
         rules,
+        egress,
     }
     .normalise()
     .map_err(|e| UsageError(format!("{origin}: {e}")))
@@ -450,6 +523,85 @@ proto = "icmp"
                 "unknown field",
             ),
             ("[strict]\npong = true\n", "unknown field"),
+        ];
+        for (text, says) in cases {
+            let msg = err(text);
+            assert!(msg.contains(says), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn egress_section_is_read() {
+        let r = ok(r#"
+[egress]
+mode = "strict"
+dns = ["192.0.2.53", "2001:db8::53"]
+
+[[egress.allow]]
+proto = "tcp"
+ports = [443]
+to = ["203.0.113.0/24"]
+
+[[egress.allow]]
+proto = "icmp"
+"#);
+        assert!(r.egress.strict() && !r.strict());
+        assert_eq!(r.egress.dns.len(), 2);
+        assert_eq!(r.egress.rules[0].ports, [(443, 443)]);
+        assert_eq!(r.egress.rules[0].from[0].to_string(), "203.0.113.0/24");
+        assert!(r.egress.rules[1].from.is_empty());
+        let back = Ruleset::from_parts(&r.policy(), r.allow.clone());
+        assert_eq!(
+            crate::policy::ruleset::Egress::from_policy(&r.egress.policy()),
+            r.egress
+        );
+        assert!(!back.egress.strict(), "the ingress record holds no egress");
+        assert_eq!(ok("[egress]
+mode = \"open\"
+").egress, Egress::default());
+    }
+
+    #[test]
+    fn bad_egress_sections_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("[egress]
+mode = \"closed\"
+", "unknown variant"),
+            ("[egress]
+dns = [\"resolver\"]
+", "not an IP"),
+            ("[egress]
+resolvers = []
+", "unknown field"),
+            (
+                "[[egress.allow]]
+proto = \"tcp\"
+ports = [443]
+from = [\"192.0.2.0/24\"]
+",
+                "[[egress.allow]] rule 1: `from` is for [[strict.allow]]",
+            ),
+            (
+                "[[strict.allow]]
+proto = \"tcp\"
+ports = [22]
+to = [\"192.0.2.0/24\"]
+",
+                "[[strict.allow]] rule 1: `to` is for [[egress.allow]]",
+            ),
+            ("[[egress.allow]]
+proto = \"udp\"
+", "[[egress.allow]] rule 1 (proto udp) has no ports"),
+            ("[[egress.allow]]
+proto = \"tcp\"
+ports = [0]
+", "port 0"),
+            (
+                "[egress]
+dns = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\", \"192.0.2.5\", \"192.0.2.6\", \"192.0.2.7\", \"192.0.2.8\", \"192.0.2.9\"]
+",
+                "at most 8 fit",
+            ),
         ];
         for (text, says) in cases {
             let msg = err(text);

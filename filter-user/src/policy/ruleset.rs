@@ -3,8 +3,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{
-    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, Policy, StrictRule, FLAG_DRY_RUN, FLAG_LOG_DENIED,
-    FLAG_PING, FLAG_STRICT, MAX_STRICT_RULES, RULE_ANY_PROTO,
+    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, EgressPolicy, Policy, StrictRule, EGRESS_STRICT,
+    FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT, MAX_DNS_ENTRIES, MAX_EGRESS_RULES,
+    MAX_STRICT_RULES, RULE_ANY_PROTO,
 };
 use ipnet::{IpNet, Ipv6Net};
 
@@ -77,7 +78,8 @@ impl RuleProto {
 
 /// One `[[strict.allow]]` rule: `proto`, destination `ports` (inclusive
 /// ranges; empty for icmp and any) and source prefixes (`from`, empty for
-/// any source).
+/// any source). An `[[egress.allow]]` rule has the same shape, its `from`
+/// holding the destination prefixes the file calls `to`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AllowRule {
     pub proto: RuleProto,
@@ -135,6 +137,121 @@ pub struct Ruleset {
     pub ping: bool,
     /// Strict mode's `[[strict.allow]]` rules, in file order.
     pub rules: Vec<AllowRule>,
+    /// `[egress]`: what the host may send (docs/policy.md, "Egress").
+    pub egress: Egress,
+}
+
+/// `[egress] mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EgressMode {
+    /// Outgoing packets are not judged.
+    #[default]
+    Open,
+    /// Default deny outbound (docs/policy.md, "Egress").
+    Strict,
+}
+
+impl EgressMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            EgressMode::Open => "open",
+            EgressMode::Strict => "strict",
+        }
+    }
+}
+
+/// The `[egress]` section: its mode, `[[egress.allow]]` rules (each
+/// rule's `from` holds its `to` prefixes) and the DNS resolvers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Egress {
+    pub mode: EgressMode,
+    /// In file order.
+    pub rules: Vec<AllowRule>,
+    /// Resolvers (host prefixes, or networks of resolvers), sorted.
+    pub dns: Vec<IpNet>,
+}
+
+/// DNS resolvers `[egress] dns` may name (two kernel entries each).
+pub const MAX_RESOLVERS: usize = MAX_DNS_ENTRIES / 2;
+
+impl Egress {
+    pub fn strict(&self) -> bool {
+        self.mode == EgressMode::Strict
+    }
+
+    /// The rules DNS to the resolvers compiles to: UDP and TCP to port 53.
+    fn dns_rules(&self) -> Vec<AllowRule> {
+        if self.dns.is_empty() {
+            return Vec::new();
+        }
+        [RuleProto::Udp, RuleProto::Tcp]
+            .into_iter()
+            .map(|proto| AllowRule {
+                proto,
+                ports: vec![(53, 53)],
+                from: self.dns.clone(),
+            })
+            .collect()
+    }
+
+    /// The kernel-side form (the egress program's own map).
+    pub fn policy(&self) -> EgressPolicy {
+        let mut p = EgressPolicy::empty();
+        if self.strict() {
+            p.flags |= EGRESS_STRICT;
+        }
+        let rules = compile_rules(&self.rules);
+        p.rule_count = rules.len().min(MAX_EGRESS_RULES) as u32;
+        for (slot, entry) in p.rules.iter_mut().zip(rules) {
+            *slot = entry;
+        }
+        let dns = compile_rules(&self.dns_rules());
+        p.dns_count = dns.len().min(MAX_DNS_ENTRIES) as u32;
+        for (slot, entry) in p.dns.iter_mut().zip(dns) {
+            *slot = entry;
+        }
+        p
+    }
+
+    /// Rebuilds the section from what the egress program holds.
+    pub fn from_policy(p: &EgressPolicy) -> Egress {
+        let rules = p.rules[..(p.rule_count as usize).min(MAX_EGRESS_RULES)]
+            .iter()
+            .map(decompile_rule)
+            .collect();
+        let mut dns: Vec<IpNet> = p.dns[..(p.dns_count as usize).min(MAX_DNS_ENTRIES)]
+            .iter()
+            .flat_map(|e| decompile_rule(e).from)
+            .collect();
+        dns.sort();
+        dns.dedup();
+        Egress {
+            mode: if p.flags & EGRESS_STRICT != 0 {
+                EgressMode::Strict
+            } else {
+                EgressMode::Open
+            },
+            rules,
+            dns,
+        }
+    }
+
+    /// Refuses what the egress map cannot hold.
+    fn check_fits(&self) -> Result<(), UsageError> {
+        let entries = compile_rules(&self.rules).len();
+        if entries > MAX_EGRESS_RULES {
+            return Err(UsageError(format!(
+                "the [[egress.allow]] rules need {entries} entries (one per port range and destination prefix, ICMP counts twice); at most {MAX_EGRESS_RULES} fit: merge ports into ranges or prefixes into shorter ones"
+            )));
+        }
+        if self.dns.len() > MAX_RESOLVERS {
+            return Err(UsageError(format!(
+                "[egress] dns names {} resolvers; at most {MAX_RESOLVERS} fit",
+                self.dns.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Ruleset {
@@ -152,6 +269,7 @@ impl Default for Ruleset {
             mode: Mode::Guard,
             ping: true,
             rules: Vec::new(),
+            egress: Egress::default(),
         }
     }
 }
@@ -163,7 +281,10 @@ impl Ruleset {
         self.allow.dedup();
         self.sig_ports.sort();
         self.sig_ports.dedup();
+        self.egress.dns.sort();
+        self.egress.dns.dedup();
         check_allow_fits(&self.allow)?;
+        self.egress.check_fits()?;
         let entries = compile_rules(&self.rules).len();
         if entries > MAX_STRICT_RULES {
             return Err(UsageError(format!(
@@ -269,6 +390,7 @@ impl Ruleset {
             },
             ping: policy.flags & FLAG_PING != 0,
             rules: policy.rules[..n].iter().map(decompile_rule).collect(),
+            egress: Egress::default(),
         }
     }
 
@@ -284,8 +406,17 @@ impl Ruleset {
         } else {
             String::new()
         };
+        let egress = if self.egress.strict() {
+            format!(
+                "; EGRESS STRICT ({} allow rules, {} DNS resolvers)",
+                self.egress.rules.len(),
+                self.egress.dns.len()
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{strict}signalling ports {} from {} allowlisted prefixes ({} IPv4, {} IPv6); RTP UDP to {}-{}, from provider ports {}-{}{}",
+            "{strict}signalling ports {} from {} allowlisted prefixes ({} IPv4, {} IPv6); RTP UDP to {}-{}, from provider ports {}-{}{egress}{}",
             ports.join(","),
             self.allow.len(),
             self.v4().count(),
