@@ -488,9 +488,12 @@ pub mod maps {
     pub const OUT_COUNTERS: &str = "OUT_COUNTERS";
     /// Array of two [`crate::EgressPolicy`], one per generation.
     pub const EGRESS_POLICY: &str = "EGRESS_POLICY";
+    /// Per-CPU scratch slot of the egress program (its parse result); no
+    /// state, pinned only because every map is.
+    pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -508,6 +511,7 @@ pub mod maps {
         CONFIRM,
         OUT_COUNTERS,
         EGRESS_POLICY,
+        EGRESS_SCRATCH,
     ];
 
     /// Flows remembered for strict mode's replies (least recently used

@@ -1,69 +1,49 @@
 //! The TC egress program's work: learn the host's own flows for strict
 //! mode's replies. Every outgoing TCP, UDP or SCTP packet, and every ICMP
 //! echo request, enters or refreshes its flow in `FLOWS`, keyed the way the
-//! XDP program keys the answer (remote end first). Nothing is dropped here.
+//! XDP program keys the answer (remote end first). Nothing is dropped here:
+//! the program learns only what strict egress (`egress_policy`) lets out.
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use filter_common::{FlowKey, FlowSeen, FLOW_REFRESH_NS};
 
 use crate::{
+    egress_policy::{Outbound, CLASS_OTHER, CLASS_PORTS, ICMP_ID},
     maps::FLOWS,
-    parse::{destination, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6},
 };
 
-const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMP_ECHO_REQUEST: u32 = 8;
+const ICMPV6_ECHO_REQUEST: u32 = 128;
 
-/// Learns the flow of an outgoing packet, if it has one.
+/// The flow of an outgoing packet, if it has one: TCP, UDP and SCTP, and
+/// ICMP echo requests (keyed by their identifier).
 #[inline(always)]
-pub fn learn(pkt: Packet, parsed: &Parsed) {
-    let key = match *parsed {
-        Parsed::Ports {
-            v6,
-            proto,
-            ports,
-            src,
-            l3,
-        } => {
-            let Some(dst) = destination(pkt, v6, l3) else {
-                return;
-            };
-            FlowKey {
-                remote: dst,
-                local: src,
-                // Outgoing, the local port comes first: swap the halves.
-                ports: ports.rotate_left(16),
-                proto: proto as u32,
-            }
+pub fn flow_of(out: &Outbound) -> Option<FlowKey> {
+    let ports = if out.class == CLASS_PORTS {
+        // Outgoing, the local port comes first: swap the halves.
+        out.ports.rotate_left(16)
+    } else {
+        let echo = if out.v6 != 0 {
+            ICMPV6_ECHO_REQUEST
+        } else {
+            ICMP_ECHO_REQUEST
+        };
+        if out.class != CLASS_OTHER || out.icmp & ICMP_ID == 0 || out.icmp & 0xff != echo {
+            return None;
         }
-        Parsed::OtherProto {
-            v6,
-            proto,
-            src,
-            l3,
-            l4,
-            end,
-        } => {
-            let echo = if v6 {
-                ICMPV6_ECHO_REQUEST
-            } else {
-                ICMP_ECHO_REQUEST
-            };
-            let icmp = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-            if proto != icmp || l4 + 8 > end || pkt.load::<u8>(l4) != Some(echo) {
-                return;
-            }
-            let (Some(id), Some(dst)) = (pkt.load::<u16>(l4 + 4), destination(pkt, v6, l3)) else {
-                return;
-            };
-            FlowKey {
-                remote: dst,
-                local: src,
-                ports: u32::from(id) << 16,
-                proto: proto as u32,
-            }
-        }
-        _ => return,
+        // The identifier's two bytes as the local port.
+        out.icmp & 0xffff_0000
     };
+    Some(FlowKey {
+        remote: out.dst,
+        local: out.src,
+        ports,
+        proto: out.proto,
+    })
+}
+
+/// Enters or refreshes a flow the host sent on.
+#[inline(always)]
+pub fn remember(key: &FlowKey) {
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     match FLOWS.get_ptr_mut(key) {

@@ -7,112 +7,324 @@ use filter_common::{
     EgressPolicy, OutReason, Policy, Reason, StrictRule, FLAG_PING, RULE_ANY_PROTO,
 };
 
+use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
+
 use crate::{
-    parse::{destination, dport, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP},
+    maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
+    parse::{
+        destination, dport, parse, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_UDP,
+    },
     policy::signalling,
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
-#[inline(always)]
-pub fn decide(
-    pkt: Packet,
-    parsed: &Parsed,
-    policy: &Policy,
-    egress: &EgressPolicy,
-    generation: u32,
-) -> OutReason {
-    match *parsed {
-        Parsed::NonIp => OutReason::NonIp,
-        // The host's own stack does not build these; a raw socket might.
-        Parsed::Malformed => OutReason::Denied,
-        Parsed::Fragment => OutReason::Fragment,
+/// What the egress program needs of an outgoing packet, as plain scalars
+/// taken from the parser's result in one place: the decision and the flow
+/// learning work from this alone, without touching the packet again.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Outbound {
+    /// `CLASS_*`.
+    pub class: u32,
+    /// 1 for IPv6.
+    pub v6: u32,
+    /// IP protocol.
+    pub proto: u32,
+    /// Source then destination port as loaded (see `parse::sport`).
+    pub ports: u32,
+    /// Source and destination, as `Parsed::Ports::src` holds a source.
+    pub src: [u64; 2],
+    pub dst: [u64; 2],
+    /// ICMP: the type (low byte) with `ICMP_HEAD` when its 4-byte head is
+    /// within the IP packet, and the echo identifier (high half, network
+    /// order) with `ICMP_ID` when its 8-byte header is.
+    pub icmp: u32,
+    pub reserved: u32,
+}
+
+/// The parser's result as the egress program's parse function hands it
+/// over (see [`sipwall_egress_parse`]): plain numbers, the offsets
+/// included.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Headers {
+    /// `CLASS_*`.
+    class: u32,
+    v6: u32,
+    proto: u32,
+    ports: u32,
+    src: [u64; 2],
+    /// Offsets of the IP header, of what follows it and of the IP
+    /// packet's end (`Parsed::OtherProto`).
+    l3: u32,
+    l4: u32,
+    end: u32,
+    reserved: u32,
+}
+
+/// Parses the packet of `skb` into this CPU's `EGRESS_SCRATCH` slot;
+/// returns 1 when its headers are malformed (maybe only beyond the linear
+/// part of the skb), else 0. A global function: the verifier checks it
+/// once, with nothing known of the packet, rather than as part of every
+/// path through the program; and the parser's many ways through the
+/// headers end here, in a handful of stores.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sipwall_egress_parse(skb: *mut __sk_buff) -> u32 {
+    let Some(slot) = EGRESS_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let ctx = TcContext::new(skb);
+    let parsed = parse(Packet::new(ctx.data(), ctx.data_end()));
+    let (class, v6, proto, ports, src, l3, l4, end) = match parsed {
+        Parsed::NonIp => (CLASS_NON_IP, false, 0, 0, [0; 2], 0, 0, 0),
+        Parsed::Malformed => (CLASS_DENIED, false, 0, 0, [0; 2], 0, 0, 0),
+        Parsed::Fragment => (CLASS_FRAGMENT, false, 0, 0, [0; 2], 0, 0, 0),
         Parsed::Ports {
             v6,
             proto,
             ports,
+            src,
             l3,
-            ..
-        } => {
-            let Some(dst) = destination(pkt, v6, l3) else {
-                return OutReason::Denied;
-            };
-            let (sport, dport) = (sport(ports), dport(ports));
-            if policy.is_sig_port(dport) {
-                return match signalling(v6, dst, policy, generation) {
-                    Reason::SipAllowed => OutReason::SipAllowed,
-                    _ => OutReason::SipDenied,
-                };
-            }
-            let udp = proto == IPPROTO_UDP;
-            if udp && policy.is_provider_rtp_port(dport) {
-                return OutReason::RtpAllowed;
-            }
-            // Answers: from a signalling port back to the allowlist, media
-            // from this host's RTP ports, and from a ruled port back to
-            // the rule's sources.
-            if (policy.is_sig_port(sport)
-                && signalling(v6, dst, policy, generation) == Reason::SipAllowed)
-                || (udp && policy.is_rtp_port(sport))
-                || matches(&policy.rules, policy.rule_count, proto as u32, sport, dst)
-            {
-                return OutReason::Reply;
-            }
-            // DNS to the configured resolvers; the DHCP client, v4 and v6.
-            if matches(&egress.dns, egress.dns_count, proto as u32, dport, dst)
-                || (udp && ((sport == 68 && dport == 67) || (sport == 546 && dport == 547)))
-            {
-                return OutReason::Essential;
-            }
-            if matches(&egress.rules, egress.rule_count, proto as u32, dport, dst) {
-                return OutReason::RuleAllowed;
-            }
-            OutReason::Denied
-        }
+        } => (CLASS_PORTS, v6, proto, ports, src, l3, 0, 0),
         Parsed::OtherProto {
             v6,
             proto,
+            src,
+            l3,
+            l4,
+            end,
+        } => (CLASS_OTHER, v6, proto, 0, src, l3, l4, end),
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; the program does not
+    // run twice at once on one CPU.
+    unsafe {
+        *slot = Headers {
+            class,
+            v6: u32::from(v6),
+            proto: u32::from(proto),
+            ports,
+            src,
+            l3: l3 as u32,
+            l4: l4 as u32,
+            end: end as u32,
+            reserved: 0,
+        }
+    };
+    u32::from(class == CLASS_DENIED)
+}
+
+/// Farthest IP or ICMP header offset [`Outbound::of`] reads at (bounds
+/// offsets read back from a map for the verifier; the parser's own limit
+/// is below it).
+const MAX_HEADER_OFFSET: usize = 0x6000;
+
+pub const CLASS_NON_IP: u32 = 0;
+pub const CLASS_DENIED: u32 = 1;
+pub const CLASS_FRAGMENT: u32 = 2;
+pub const CLASS_PORTS: u32 = 3;
+pub const CLASS_OTHER: u32 = 4;
+pub const ICMP_HEAD: u32 = 1 << 8;
+pub const ICMP_ID: u32 = 1 << 9;
+const NO_ICMP_TYPE: u32 = 256;
+
+impl Outbound {
+    /// The packet's outbound facts from its parsed headers.
+    #[inline(always)]
+    pub fn of(pkt: Packet, h: &Headers) -> Outbound {
+        let Headers {
+            class,
+            v6,
+            proto,
+            ports,
+            src,
             l3,
             l4,
             end,
             ..
-        } => {
-            let Some(dst) = destination(pkt, v6, l3) else {
-                return OutReason::Denied;
-            };
-            let icmp = if v6 {
-                proto == IPPROTO_ICMPV6
-            } else {
-                proto == IPPROTO_ICMP
-            };
-            // ICMP's type, when its 4-byte head is within the IP packet.
-            let kind = match pkt.load::<u32>(l4) {
-                Some(head) if icmp && l4 + 4 <= end => Some(head as u8),
-                _ => None,
-            };
-            let echo_reply = if v6 {
-                ICMPV6_ECHO_REPLY
-            } else {
-                ICMP_ECHO_REPLY
-            };
-            if kind == Some(echo_reply) && policy.flags & FLAG_PING != 0 {
-                return OutReason::Reply;
-            }
-            if matches(&policy.rules, policy.rule_count, proto as u32, 0, dst) {
-                return OutReason::Reply;
-            }
-            if let Some(kind) = kind {
-                if essential_icmp(v6, kind) {
-                    return OutReason::Essential;
+        } = *h;
+        let (l3, l4, end) = (l3 as usize, l4 as usize, end as usize);
+        if (class != CLASS_PORTS && class != CLASS_OTHER) || l3 > MAX_HEADER_OFFSET {
+            return Outbound::only(class);
+        }
+        let v6 = v6 != 0;
+        let Some(dst) = destination(pkt, v6, l3) else {
+            return Outbound::only(CLASS_DENIED);
+        };
+        let icmp_proto = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+        let mut icmp = 0;
+        if class == CLASS_OTHER && proto == icmp_proto as u32 && l4 <= MAX_HEADER_OFFSET && l4 + 4 <= end {
+            // Loads of 4 bytes: a 1-byte one compiles to a bounds check
+            // the verifier cannot follow.
+            if let Some(head) = pkt.load::<u32>(l4) {
+                icmp = (head & 0xff) | ICMP_HEAD;
+                if l4 + 8 <= end {
+                    if let Some(second) = pkt.load::<u32>(l4 + 4) {
+                        icmp |= ICMP_ID | (second & 0xffff) << 16;
+                    }
                 }
             }
-            if matches(&egress.rules, egress.rule_count, proto as u32, 0, dst) {
-                return OutReason::RuleAllowed;
-            }
-            OutReason::Denied
+        }
+        Outbound {
+            class,
+            v6: u32::from(v6),
+            proto,
+            ports,
+            src,
+            dst,
+            icmp,
+            reserved: 0,
         }
     }
+
+    #[inline(always)]
+    fn only(class: u32) -> Outbound {
+        Outbound {
+            class,
+            v6: 0,
+            proto: 0,
+            ports: 0,
+            src: [0; 2],
+            dst: [0; 2],
+            icmp: 0,
+            reserved: 0,
+        }
+    }
+}
+
+impl Outbound {
+    /// Judges the packet: see [`sipwall_egress_decide`].
+    #[inline(always)]
+    pub fn decide(&self, generation: u32) -> u32 {
+        let icmp_type = if self.icmp & ICMP_HEAD != 0 {
+            self.icmp & 0xff
+        } else {
+            NO_ICMP_TYPE
+        };
+        let head = u64::from(self.class)
+            | u64::from(self.v6 & 1) << 8
+            | u64::from(self.proto) << 16
+            | u64::from(icmp_type) << 32;
+        // Volatile reads: every argument a defined scalar on every path, as
+        // the verifier requires of a global function's arguments.
+        // SAFETY: reads of this struct's own fields.
+        let (dst_hi, dst_lo) = unsafe {
+            (
+                core::ptr::read_volatile(&self.dst[0]),
+                core::ptr::read_volatile(&self.dst[1]),
+            )
+        };
+        sipwall_egress_decide(head, u64::from(self.ports), dst_hi, dst_lo, generation)
+    }
+}
+
+/// The decision, as an [`OutReason`]'s `u32`. A global function with
+/// scalar arguments only: the verifier checks it once, on its own, rather
+/// than once for every way the parser can reach it (which exceeds its
+/// budget). `head` packs the class, IPv6, protocol and ICMP type.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sipwall_egress_decide(
+    head: u64,
+    ports: u64,
+    dst_hi: u64,
+    dst_lo: u64,
+    generation: u32,
+) -> u32 {
+    let generation = generation & 1;
+    let (Some(policy), Some(egress)) = (POLICY.get(generation), EGRESS_POLICY.get(generation))
+    else {
+        return OutReason::NonIp as u32;
+    };
+    decide(
+        head as u8 as u32,
+        (head >> 8) & 1 != 0,
+        (head >> 16) as u8 as u32,
+        ports as u32,
+        [dst_hi, dst_lo],
+        (head >> 32) as u32 & 0x1ff,
+        policy,
+        egress,
+        generation,
+    ) as u32
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decide(
+    class: u32,
+    v6: bool,
+    proto: u32,
+    ports: u32,
+    dst: [u64; 2],
+    icmp_type: u32,
+    policy: &Policy,
+    egress: &EgressPolicy,
+    generation: u32,
+) -> OutReason {
+    if class == CLASS_NON_IP {
+        return OutReason::NonIp;
+    }
+    if class == CLASS_FRAGMENT {
+        return OutReason::Fragment;
+    }
+    if class == CLASS_PORTS {
+        let (sport, dport) = (sport(ports), dport(ports));
+        if policy.is_sig_port(dport) {
+            return match signalling(v6, dst, policy, generation) {
+                Reason::SipAllowed => OutReason::SipAllowed,
+                _ => OutReason::SipDenied,
+            };
+        }
+        let udp = proto == IPPROTO_UDP as u32;
+        if udp && policy.is_provider_rtp_port(dport) {
+            return OutReason::RtpAllowed;
+        }
+        // Answers: from a signalling port back to the allowlist, media
+        // from this host's RTP ports, and from a ruled port back to the
+        // rule's sources.
+        if (policy.is_sig_port(sport)
+            && signalling(v6, dst, policy, generation) == Reason::SipAllowed)
+            || (udp && policy.is_rtp_port(sport))
+            || matches(&policy.rules, policy.rule_count, proto, sport, dst)
+        {
+            return OutReason::Reply;
+        }
+        // DNS to the configured resolvers; the DHCP client, v4 and v6.
+        if matches(&egress.dns, egress.dns_count, proto, dport, dst)
+            || (udp && ((sport == 68 && dport == 67) || (sport == 546 && dport == 547)))
+        {
+            return OutReason::Essential;
+        }
+        if matches(&egress.rules, egress.rule_count, proto, dport, dst) {
+            return OutReason::RuleAllowed;
+        }
+        return OutReason::Denied;
+    }
+    if class != CLASS_OTHER {
+        return OutReason::Denied;
+    }
+    let echo_reply = if v6 {
+        ICMPV6_ECHO_REPLY
+    } else {
+        ICMP_ECHO_REPLY
+    };
+    if icmp_type == echo_reply as u32 && policy.flags & FLAG_PING != 0 {
+        return OutReason::Reply;
+    }
+    if matches(&policy.rules, policy.rule_count, proto, 0, dst) {
+        return OutReason::Reply;
+    }
+    if icmp_type != NO_ICMP_TYPE && essential_icmp(v6, icmp_type as u8) {
+        return OutReason::Essential;
+    }
+    if matches(&egress.rules, egress.rule_count, proto, 0, dst) {
+        return OutReason::RuleAllowed;
+    }
+    OutReason::Denied
 }
 
 /// ICMP errors (path MTU discovery), neighbour discovery, router messages

@@ -23,7 +23,10 @@ use filter_common::{
 };
 
 use crate::{
-    maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, EGRESS_POLICY, LOG_BUCKET, OUT_COUNTERS, POLICY},
+    maps::{
+        ACTIVE, COUNTERS, DENIED, DENIED_CACHE, EGRESS_POLICY, EGRESS_SCRATCH, LOG_BUCKET,
+        OUT_COUNTERS, POLICY,
+    },
     parse::{Packet, Parsed},
 };
 
@@ -69,59 +72,47 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     if !learn && !enforce {
         return TC_ACT_UNSPEC;
     }
-    let mut parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
-    if matches!(parsed, Parsed::Malformed) {
+    if egress_policy::sipwall_egress_parse(ctx.skb.skb) != 0 {
         // Headers beyond the linear part of the skb: pull them in and
-        // look again (the pointers change).
+        // look again.
         if ctx.pull_data(PULL_BYTES).is_ok() {
-            parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
+            egress_policy::sipwall_egress_parse(ctx.skb.skb);
         }
     }
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let Some(headers) = EGRESS_SCRATCH.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    let outbound =
+        egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers);
     if enforce {
-        let reason = egress_policy::decide(pkt, &parsed, policy, egress, generation);
+        let reason = outbound.decide(generation);
         if record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0 {
             return TC_ACT_SHOT;
         }
     }
     if learn {
-        egress::learn(pkt, &parsed);
+        if let Some(key) = egress::flow_of(&outbound) {
+            egress::remember(&key);
+        }
     }
     TC_ACT_UNSPEC
 }
 
-/// Counts an egress decision under a constant index per reason; returns
-/// whether the reason drops.
+/// Counts an egress decision (an [`OutReason`]'s `u32`); returns whether
+/// the reason drops. Indexed by the reason itself rather than a constant
+/// per reason: one path instead of one per reason keeps the verifier's
+/// walk of the egress program within its budget.
 #[inline(always)]
-fn record_out(reason: OutReason, bytes: u64) -> bool {
-    let count = |index: OutReason| {
-        if let Some(c) = OUT_COUNTERS.get_ptr_mut(index as u32) {
-            // SAFETY: a per-CPU slot of the map: no other CPU writes it,
-            // and the program does not run twice at once on one CPU.
-            unsafe {
-                (*c).packets += 1;
-                (*c).bytes += bytes;
-            }
-        }
-    };
-    match reason {
-        OutReason::NonIp => count(OutReason::NonIp),
-        OutReason::SipAllowed => count(OutReason::SipAllowed),
-        OutReason::RtpAllowed => count(OutReason::RtpAllowed),
-        OutReason::Reply => count(OutReason::Reply),
-        OutReason::Essential => count(OutReason::Essential),
-        OutReason::RuleAllowed => count(OutReason::RuleAllowed),
-        OutReason::Fragment => count(OutReason::Fragment),
-        OutReason::SipDenied => {
-            count(OutReason::SipDenied);
-            return true;
-        }
-        OutReason::Denied => {
-            count(OutReason::Denied);
-            return true;
+fn record_out(reason: u32, bytes: u64) -> bool {
+    if let Some(c) = OUT_COUNTERS.get_ptr_mut(reason) {
+        // SAFETY: a per-CPU slot of the map: no other CPU writes it, and
+        // the program does not run twice at once on one CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
         }
     }
-    false
+    reason == OutReason::SipDenied as u32 || reason == OutReason::Denied as u32
 }
 
 /// Headers the egress program pulls into the linear part when they are

@@ -98,3 +98,10 @@ pub static OUT_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(OU
 /// `ACTIVE` word.
 #[map]
 pub static EGRESS_POLICY: Array<EgressPolicy> = Array::with_max_entries(2, 0);
+
+/// One `egress_policy::Headers` per CPU: what the egress program's
+/// parsing (a global function, see `sipwall_egress_parse`) hands back to
+/// it. Scratch space, rewritten for every packet.
+#[map]
+pub static EGRESS_SCRATCH: PerCpuArray<crate::egress_policy::Headers> =
+    PerCpuArray::with_max_entries(1, 0);
