@@ -12,8 +12,7 @@ use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 use crate::{
     maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
     parse::{
-        destination, dport, parse, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_UDP,
+        destination, dport, parse, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
     },
     policy::signalling,
 };
@@ -156,7 +155,11 @@ impl Outbound {
         };
         let icmp_proto = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
         let mut icmp = 0;
-        if class == CLASS_OTHER && proto == icmp_proto as u32 && l4 <= MAX_HEADER_OFFSET && l4 + 4 <= end {
+        if class == CLASS_OTHER
+            && proto == icmp_proto as u32
+            && l4 <= MAX_HEADER_OFFSET
+            && l4 + 4 <= end
+        {
             // Loads of 4 bytes: a 1-byte one compiles to a bounds check
             // the verifier cannot follow.
             if let Some(head) = pkt.load::<u32>(l4) {

@@ -82,8 +82,7 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     let Some(headers) = EGRESS_SCRATCH.get(0) else {
         return TC_ACT_UNSPEC;
     };
-    let outbound =
-        egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers);
+    let outbound = egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers);
     if enforce {
         let reason = outbound.decide(generation);
         if record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0 {

@@ -111,6 +111,9 @@ pub struct Generator {
     v6: Vec<Ipv6Net>,
     /// The host's flows: some frames answer one, exactly or nearly.
     flows: Vec<Flow>,
+    /// Frames the host sends (the egress program's): addresses and ports
+    /// are aimed at the destination instead of the source.
+    outbound: bool,
 }
 
 impl Generator {
@@ -139,7 +142,37 @@ impl Generator {
             v4,
             v6,
             flows: Vec::new(),
+            outbound: false,
         }
+    }
+
+    /// The same for frames the host sends: destinations drawn from the
+    /// allowlist, the rules' prefixes, `[[egress.allow]]`'s `to` and the
+    /// resolvers; destination ports from the provider's media ports, the
+    /// egress rules and DNS, source ports from the signalling ports, the
+    /// RTP range and the inbound rules (answers).
+    pub fn outbound(mut self, rules: &Ruleset) -> Generator {
+        let nets = rules
+            .egress
+            .rules
+            .iter()
+            .flat_map(|r| r.from.iter())
+            .chain(rules.egress.dns.iter());
+        for net in nets {
+            match net {
+                IpNet::V4(n) => self.v4.push(*n),
+                IpNet::V6(n) => self.v6.push(*n),
+            }
+        }
+        let egress_ports = rules
+            .egress
+            .rules
+            .iter()
+            .flat_map(|r| r.ports.iter())
+            .flat_map(|&(a, b)| [a.wrapping_sub(1), a, b, b.wrapping_add(1)]);
+        self.rule_ports.extend(egress_ports);
+        self.outbound = true;
+        self
     }
 
     /// The same, with some frames aimed at answering `flows` (strict
@@ -343,6 +376,11 @@ impl Build<'_> {
                 self.rng.u8(),
             ],
         };
+        let (src, dst) = if self.g.outbound {
+            (Ipv4Addr::from(dst), src.octets())
+        } else {
+            (src, dst)
+        };
         let r = &mut self.rng;
         let mut ip = vec![version << 4 | ihl, r.u8()];
         ip.extend_from_slice(&total.to_be_bytes());
@@ -392,6 +430,11 @@ impl Build<'_> {
         let dst = match self.answer.map(|a| a.local) {
             Some(IpAddr::V6(a)) => u128::from(a),
             _ => 0x2001_0db8_u128 << 96 | u128::from(self.rng.next_u64()),
+        };
+        let (src, dst) = if self.g.outbound {
+            (Ipv6Addr::from(dst), u128::from(src))
+        } else {
+            (src, dst)
         };
         let r = &mut self.rng;
         let payload = chain.len() + l4.len();
@@ -529,6 +572,17 @@ impl Build<'_> {
                 (u16::from(kind) << 8, a.local_port)
             }
             Some(a) => (a.remote_port, a.local_port),
+            // Outgoing: the port this host answers from, the port it
+            // sends to.
+            None if self.g.outbound => {
+                let sport = self.destination_port();
+                let dport = if self.rng.percent(50) {
+                    self.source_port()
+                } else {
+                    self.destination_port()
+                };
+                (sport, dport)
+            }
             None => (self.source_port(), self.destination_port()),
         };
         let proto = match self.answer {

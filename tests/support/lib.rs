@@ -4,6 +4,7 @@ pub mod netns;
 pub mod operate;
 pub mod packet;
 pub mod reference;
+pub mod reference_egress;
 pub mod service;
 pub mod sipp;
 

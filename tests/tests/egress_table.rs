@@ -235,7 +235,11 @@ fn open_egress_drops_nothing() {
         let runner = runner(&rules);
         for c in table() {
             let got = runner.run_out(&c.frame.build()).unwrap();
-            assert_eq!(got.verdict, PASS, "{mode:?} ingress, open egress: {}", c.why);
+            assert_eq!(
+                got.verdict, PASS,
+                "{mode:?} ingress, open egress: {}",
+                c.why
+            );
             assert!(
                 got.moved.is_empty(),
                 "open egress counts nothing: {}: {:?}",

@@ -36,7 +36,7 @@ enum Task {
     },
     /// Set up and build the Debian package (cargo-deb) into target/debian/.
     Deb,
-    /// The long differential fuzz run of the kernel program.
+    /// The long differential fuzz runs of the kernel programs (XDP and TC egress).
     Fuzz {
         /// Packets per configuration.
         #[arg(long, default_value_t = 1_000_000)]
@@ -95,6 +95,8 @@ fn main() -> Result<()> {
                 "sipwall-tests",
                 "--test",
                 "differential",
+                "--test",
+                "differential_egress",
                 "--",
                 "--nocapture",
             ]);

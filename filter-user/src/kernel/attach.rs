@@ -75,9 +75,9 @@ pub fn attach(
     let program_id = link.info().context("reading the XDP link")?.program_id();
     if let Err(e) = link_egress(&mut ebpf, &plan.iface, &plan.dir) {
         if ruleset.egress.strict() {
-            return Err(e.context(
-                "strict egress runs in the TC egress program (TCX: Linux 6.6 or later)",
-            ));
+            return Err(
+                e.context("strict egress runs in the TC egress program (TCX: Linux 6.6 or later)")
+            );
         }
         if ruleset.strict() {
             return Err(e.context(

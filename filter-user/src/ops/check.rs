@@ -254,13 +254,12 @@ pub fn check(
                 match (outcome.reason(), outcome.moved.is_empty()) {
                     (Some(reason), _) => Judged::RanOut(outcome.verdict, reason),
                     // Open egress: nothing judged, the packet goes out.
-                    (None, true) if !ruleset.egress.strict() => Judged::NotRun(
-                        "open egress: not judged, passes".into(),
-                    ),
-                    _ => Judged::NotRun(format!(
-                        "counters moved unexpectedly: {:?}",
-                        outcome.moved
-                    )),
+                    (None, true) if !ruleset.egress.strict() => {
+                        Judged::NotRun("open egress: not judged, passes".into())
+                    }
+                    _ => {
+                        Judged::NotRun(format!("counters moved unexpectedly: {:?}", outcome.moved))
+                    }
                 }
             } else {
                 let outcome = runner

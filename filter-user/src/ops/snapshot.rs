@@ -81,9 +81,10 @@ impl Snapshot {
             Ok(att) => {
                 snap.mode = att.mode_name();
                 recorded_index = Some(att.info.ifindex);
-                let read = att.maps.read_ruleset().and_then(|r| {
-                    Ok((r, att.maps.counters()?, att.maps.out_counters()?))
-                });
+                let read = att
+                    .maps
+                    .read_ruleset()
+                    .and_then(|r| Ok((r, att.maps.counters()?, att.maps.out_counters()?)));
                 match read {
                     Ok((ruleset, counters, out_counters)) => {
                         snap.ruleset = Some(ruleset);

@@ -47,9 +47,7 @@ pub fn to_json(all: &[Snapshot]) -> Value {
 
 /// `[egress] mode` of a snapshot ("open" when it could not be read).
 fn egress_mode(s: &Snapshot) -> &'static str {
-    s.ruleset
-        .as_ref()
-        .map_or("open", |r| r.egress.mode.name())
+    s.ruleset.as_ref().map_or("open", |r| r.egress.mode.name())
 }
 
 /// The human table; with `rates` (previous counters and seconds elapsed),
@@ -84,7 +82,13 @@ pub fn to_text(all: &[Snapshot], rates: Option<(&[Snapshot], f64)>) -> String {
                 let c = p.map(|p| readings(p).0[r as usize]).unwrap_or_default();
                 (c, secs)
             });
-            row(&mut out, r.name(), r.drops() && !dry_run, now[r as usize], before);
+            row(
+                &mut out,
+                r.name(),
+                r.drops() && !dry_run,
+                now[r as usize],
+                before,
+            );
         }
         // The egress program's table, when it judges (strict egress) or
         // has judged since the counters began.
@@ -99,7 +103,13 @@ pub fn to_text(all: &[Snapshot], rates: Option<(&[Snapshot], f64)>) -> String {
                         .unwrap_or_default();
                     (c, secs)
                 });
-                row(&mut out, r.name(), r.drops() && !dry_run, out_now[r as usize], before);
+                row(
+                    &mut out,
+                    r.name(),
+                    r.drops() && !dry_run,
+                    out_now[r as usize],
+                    before,
+                );
             }
         }
     }

@@ -556,9 +556,13 @@ proto = "icmp"
             r.egress
         );
         assert!(!back.egress.strict(), "the ingress record holds no egress");
-        assert_eq!(ok("[egress]
+        assert_eq!(
+            ok("[egress]
 mode = \"open\"
-").egress, Egress::default());
+")
+            .egress,
+            Egress::default()
+        );
     }
 
     #[test]
