@@ -599,3 +599,107 @@ fn packets_the_host_sent_are_outbound() {
         assert!(run.stderr.contains(says), "{all:?}: {}", run.stderr);
     }
 }
+
+/// `check --direction out` runs the frames through the TC egress program:
+/// with strict egress each gets its out_* reason (and the summary counts
+/// them); with `--local`, frames from other addresses are inbound and not
+/// run; open egress judges nothing and says so; a bad direction is a usage
+/// error.
+#[test]
+fn direction_out_runs_the_egress_program() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let pcap = dir.join("outgoing.pcap");
+    let frames = vec![
+        Frame::ipv4(HOST, PROVIDER_A).udp(5060, 5060).build(),
+        Frame::ipv4(HOST, STRANGER).udp(5060, 5060).build(),
+        Frame::ipv4(HOST, STRANGER).udp(10000, 40000).build(),
+        Frame::ipv4(HOST, STRANGER).tcp(40000, 443).build(),
+        Frame::ipv4(STRANGER, HOST).udp(5060, 5060).build(),
+    ];
+    write_pcap(&pcap, &frames, DataLink::ETHERNET);
+    let config = dir.join("egress.toml");
+    std::fs::write(
+        &config,
+        "[egress]\nmode = \"strict\"\n\n[[egress.allow]]\nproto = \"tcp\"\nports = [443]\nto = [\"203.0.113.0/24\"]\n",
+    )
+    .unwrap();
+    let out = |extra: &[&str], cfg: &Path| -> Value {
+        let mut args = vec![
+            "check",
+            "--pcap",
+            path_str(&pcap),
+            "--json",
+            "--direction",
+            "out",
+            "-c",
+            path_str(cfg),
+        ];
+        args.extend_from_slice(extra);
+        let run = sipwall(&args);
+        assert_eq!(run.status, 0, "{args:?}: {}", run.stderr);
+        serde_json::from_str(&run.stdout).expect("JSON")
+    };
+    let pairs = |json: &Value| -> Vec<(String, String)> {
+        json["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["verdict"].as_str().unwrap().to_string(),
+                    p["reason"].as_str().unwrap_or("null").to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |v: &str, r: &str| (v.to_string(), r.to_string());
+    let json = out(&[], &config);
+    assert_eq!(
+        pairs(&json),
+        [
+            pair("pass", "out_sip_allowed"),
+            pair("drop", "out_sip_denied"),
+            pair("pass", "out_rtp_allowed"),
+            pair("pass", "out_rule_allowed"),
+            // Without --local every frame is taken as sent: an inbound
+            // SIP packet is "SIP to 192.0.2.10", not allowlisted.
+            pair("drop", "out_sip_denied"),
+        ]
+    );
+    assert_eq!(json["summary"]["out_sip_denied"], 2, "{json}");
+    let json = out(&["--local", "192.0.2.10"], &config);
+    assert_eq!(pairs(&json)[4], pair("inbound", "inbound"), "{json}");
+    assert_eq!(json["summary"]["inbound"], 1, "{json}");
+    // Text names the reasons too.
+    let run = sipwall(&[
+        "check",
+        "--pcap",
+        path_str(&pcap),
+        "--direction",
+        "out",
+        "-c",
+        path_str(&config),
+    ]);
+    assert!(run.stdout.contains("out_sip_denied"), "{}", run.stdout);
+    // Open egress judges nothing: a usage error that says so (the
+    // defaults included).
+    let open = dir.join("open.toml");
+    std::fs::write(&open, "[egress]\nmode = \"open\"\n").unwrap();
+    for cfg in [vec!["-c", path_str(&open)], vec![]] {
+        let mut args = vec!["check", "--pcap", path_str(&pcap), "--direction", "out"];
+        args.extend(cfg);
+        let run = sipwall(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("egress is open"), "{}", run.stderr);
+    }
+    let run = sipwall(&[
+        "check",
+        "--pcap",
+        path_str(&pcap),
+        "--direction",
+        "sideways",
+    ]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("sideways"), "{}", run.stderr);
+}

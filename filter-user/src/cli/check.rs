@@ -20,15 +20,14 @@ pub fn run(
     // Configuration and capture errors are usage errors: report them
     // before asking for privileges.
     let ruleset = config::load(config_path)?;
+    if direction == Direction::Out && !ruleset.egress.strict() {
+        return Err(crate::error::UsageError(check::OPEN_EGRESS_NOTE.into()).into());
+    }
     let frames = check::read_frames(pcap)?;
     let local = Local::gather(local, local_ifaces)?;
     require_root()?;
     let results = check::check(&frames, &ruleset, &local, direction)?;
-    let note = match direction {
-        Direction::In if ruleset.strict() => Some(check::STRICT_NOTE),
-        Direction::Out if !ruleset.egress.strict() => Some(check::OPEN_EGRESS_NOTE),
-        _ => None,
-    };
+    let note = (direction == Direction::In && ruleset.strict()).then_some(check::STRICT_NOTE);
     if json {
         let mut out = check::to_json(&results);
         if let Some(note) = note {

@@ -214,9 +214,8 @@ pub enum Direction {
     Out,
 }
 
-/// What a replay with `--direction out` of a configuration whose egress is
-/// open says.
-pub const OPEN_EGRESS_NOTE: &str = "egress is open in this configuration ([egress] mode = \"open\"): the egress program judges nothing, every outgoing packet passes uncounted";
+/// Why `--direction out` refuses a configuration whose egress is open.
+pub const OPEN_EGRESS_NOTE: &str = "--direction out: egress is open in this configuration ([egress] mode = \"open\", the default): the egress program judges nothing. Replay with the strict egress configuration you mean to roll out (dry_run = true is fine)";
 
 /// Runs every frame through the program loaded with `ruleset`: inbound,
 /// all but those `local` sent; outbound, those `local` sent (every frame
