@@ -225,12 +225,19 @@ fn prometheus_scrapes_run_and_fires_the_not_attached_alert() {
         Duration::from_secs(5),
         |v| v == counters["sip_denied"].bytes as f64,
     );
-    // Every reason is a series, zero or not.
-    let reasons = prom.query("sipwall_packets_total");
+    // Every reason is a series, zero or not; the egress program's carry
+    // direction="out" (PromQL's `direction!="out"` keeps the others).
+    let reasons = prom.query("sipwall_packets_total{direction!=\"out\"}");
     assert_eq!(
         reasons.len(),
         filter_common::Reason::ALL.len(),
         "{reasons:?}"
+    );
+    let out = prom.query("sipwall_packets_total{direction=\"out\"}");
+    assert_eq!(
+        out.len(),
+        filter_common::OutReason::ALL.len(),
+        "{out:?}"
     );
     let v4 = prom.wait_for(
         "sipwall_allowlist_entries{family=\"ipv4\"}",
