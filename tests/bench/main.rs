@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: what sipwall costs, measured side by side in one run.
 //!
 //! - Tier 1: the program's own cost per packet class (BPF_PROG_TEST_RUN)
-//!   against an empty XDP program, at three allowlist sizes.
+//!   against an empty XDP program, at three allowlist sizes; strict mode
+//!   against guard; the TC egress program per outbound packet, strict
+//!   egress against open.
 //! - Tier 2: packets per second through network namespaces and a veth, with
 //!   traffic from XDP live frames, against no filter, nftables and XDP_DROP.
 //! - Tier 3: allowlist update latency, and replaces under a flood.
@@ -14,6 +16,7 @@
 //! (`--before`: another build of the XDP object, whose size figures tier 1
 //! reports as "before" instead of the recorded ones).
 mod allowlists;
+mod egress;
 mod progs;
 mod receivers;
 mod report;
@@ -134,6 +137,9 @@ fn main() -> Result<()> {
         let strict = strict::run(args.scale)?;
         strict.print(&mut out);
         json.insert("tier1_strict".into(), strict.to_json());
+        let egress = egress::run(args.scale)?;
+        egress.print(&mut out);
+        json.insert("tier1_egress".into(), egress.to_json());
     }
     let lab_tiers: Vec<u8> = [2, 3]
         .into_iter()

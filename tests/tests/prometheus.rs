@@ -234,11 +234,7 @@ fn prometheus_scrapes_run_and_fires_the_not_attached_alert() {
         "{reasons:?}"
     );
     let out = prom.query("sipwall_packets_total{direction=\"out\"}");
-    assert_eq!(
-        out.len(),
-        filter_common::OutReason::ALL.len(),
-        "{out:?}"
-    );
+    assert_eq!(out.len(), filter_common::OutReason::ALL.len(), "{out:?}");
     let v4 = prom.wait_for(
         "sipwall_allowlist_entries{family=\"ipv4\"}",
         Duration::from_secs(5),

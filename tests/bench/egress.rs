@@ -1,0 +1,204 @@
+//! Tier 1, strict egress: what the TC egress program costs per outbound
+//! packet, by class (BPF_PROG_TEST_RUN on TC), against the same program
+//! with egress open (it reads the policy and hands the packet on) on the
+//! same frame. Runs interleaved, medians. The last row enforces and learns
+//! at once (strict ingress and egress).
+use std::net::Ipv4Addr;
+
+use anyhow::{ensure, Result};
+use filter_common::OutReason;
+use serde_json::{json, Value};
+use sipwall::{
+    kernel::runner::Runner,
+    policy::{
+        config,
+        ruleset::{Mode, Ruleset},
+    },
+};
+use sipwall_tests::packet::Frame;
+
+use crate::{
+    progress,
+    report::{median, Report},
+    Scale,
+};
+
+const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const PROVIDER: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+const WEB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
+
+/// A strict egress configuration of realistic size: an SSH rule inbound,
+/// two resolvers, a few outbound rules (the web server's is the last).
+const CONFIG: &str = r#"
+[media]
+rtp_ports = "10000-20000"
+
+[[strict.allow]]
+proto = "tcp"
+ports = [22]
+from = ["198.51.100.0/24"]
+
+[egress]
+mode = "strict"
+dns = ["203.0.113.53", "203.0.113.54"]
+
+[[egress.allow]]
+proto = "udp"
+ports = [123]
+to = ["192.0.2.123"]
+
+[[egress.allow]]
+proto = "tcp"
+ports = [80, 443]
+to = ["198.51.100.80/32", "203.0.113.50/32"]
+"#;
+
+struct Row {
+    class: &'static str,
+    open: f64,
+    strict: f64,
+}
+
+pub struct EgressTier1 {
+    rows: Vec<Row>,
+}
+
+fn timed(runner: &Runner, frame: &[u8], action: i32, repeat: u32) -> Result<f64> {
+    let (got, ns) = runner.egress(frame, repeat)?;
+    ensure!(
+        got == action,
+        "bench frame got TC action {got}, not {action}"
+    );
+    Ok(ns)
+}
+
+pub fn run(scale: Scale) -> Result<EgressTier1> {
+    progress("tier 1 egress: strict egress per outbound packet against open egress");
+    let strict_rules = config::parse(CONFIG, "bench egress").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let open_rules = Ruleset {
+        egress: Default::default(),
+        ..strict_rules.clone()
+    };
+    let both_rules = Ruleset {
+        mode: Mode::Strict,
+        ..strict_rules.clone()
+    };
+    let open = Runner::new(&open_rules)?;
+    let strict = Runner::new(&strict_rules)?;
+    let both = Runner::new(&both_rules)?;
+    let rtp = Frame::ipv4(HOST, STRANGER)
+        .udp(10000, 40000)
+        .payload(&[0x80; 172])
+        .build();
+    let classes: Vec<(&'static str, &Runner, Vec<u8>, OutReason)> = vec![
+        (
+            "out_sip_allowed (INVITE to the provider)",
+            &strict,
+            Frame::ipv4(HOST, PROVIDER)
+                .udp(5060, 5060)
+                .payload(&[b'x'; 900])
+                .build(),
+            OutReason::SipAllowed,
+        ),
+        (
+            "out_sip_denied (SIP elsewhere)",
+            &strict,
+            Frame::ipv4(HOST, STRANGER).udp(5060, 5060).build(),
+            OutReason::SipDenied,
+        ),
+        (
+            "out_rtp_allowed (RTP, 172 bytes)",
+            &strict,
+            rtp.clone(),
+            OutReason::RtpAllowed,
+        ),
+        (
+            "out_reply (SSH answer: inbound rule turned around)",
+            &strict,
+            Frame::ipv4(HOST, Ipv4Addr::new(198, 51, 100, 7))
+                .tcp(22, 50000)
+                .build(),
+            OutReason::Reply,
+        ),
+        (
+            "out_essential (DNS to the second resolver)",
+            &strict,
+            Frame::ipv4(HOST, Ipv4Addr::new(203, 0, 113, 54))
+                .udp(33333, 53)
+                .build(),
+            OutReason::Essential,
+        ),
+        (
+            "out_rule_allowed (HTTPS, the last rule)",
+            &strict,
+            Frame::ipv4(HOST, WEB).tcp(40000, 443).build(),
+            OutReason::RuleAllowed,
+        ),
+        (
+            "out_denied (every table walked)",
+            &strict,
+            Frame::ipv4(HOST, STRANGER).tcp(40000, 8443).build(),
+            OutReason::Denied,
+        ),
+        (
+            "out_rtp_allowed, strict ingress too (learns the flow)",
+            &both,
+            rtp,
+            OutReason::RtpAllowed,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (class, runner, frame, reason) in classes {
+        let got = runner.run_out(&frame)?;
+        ensure!(
+            got.reason() == Some(reason),
+            "{class}: counted {:?}",
+            got.moved
+        );
+        let action = if reason.drops() { 2 } else { -1 };
+        let (mut o, mut s) = (Vec::new(), Vec::new());
+        // Interleaved: the VM's fast and slow phases hit both alike.
+        for _ in 0..scale.samples * scale.rounds {
+            o.push(timed(&open, &frame, -1, scale.repeat)?);
+            s.push(timed(runner, &frame, action, scale.repeat)?);
+        }
+        rows.push(Row {
+            class,
+            open: median(&o),
+            strict: median(&s),
+        });
+    }
+    Ok(EgressTier1 { rows })
+}
+
+impl EgressTier1 {
+    pub fn print(&self, out: &mut Report) {
+        out.line("\nTier 1, strict egress (TC, BPF_PROG_TEST_RUN): ns per outbound packet, open and strict egress on the same frame (medians of interleaved runs)");
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.class.into(),
+                    format!("{:.1}", r.open),
+                    format!("{:.1}", r.strict),
+                    format!("{:+.1}", r.strict - r.open),
+                ]
+            })
+            .collect();
+        out.table(
+            &["outbound packet", "open", "strict", "strict - open"],
+            &rows,
+        );
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rows": self.rows.iter().map(|r| json!({
+                "class": r.class, "open_ns": r.open, "strict_ns": r.strict,
+                "over_open_ns": r.strict - r.open,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
