@@ -248,6 +248,43 @@ fn strict_egress_with_real_peers() {
     assert!(curl_ok(&lab), "curl to the outsider before egress rules");
 
     let strict = write_config(&lab, "egress.toml", &config(false));
+    // The SSH guard: strict egress would drop the answers of an SSH
+    // session from the outsider (guard ingress lets it in): refused,
+    // naming the rule that lets them out; nothing attached.
+    let refused = lab
+        .sipwall_command(&["attach", "-i", PBX_IFACE, "--mode", "native", "-c", &strict])
+        .env("SSH_CONNECTION", format!("{OUTSIDER} 50022 {PBX} 22"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "SSH guard: {stderr}");
+    assert!(
+        stderr.contains("strict egress would lock you out")
+            && stderr.contains("[[strict.allow]]")
+            && stderr.contains(&format!("{OUTSIDER}/32")),
+        "{stderr}"
+    );
+    assert_eq!(lab.xdp_prog_id(), None, "the refusal attached something");
+    let ssh_ruled = write_config(
+        &lab,
+        "egress-ssh.toml",
+        &format!(
+            "{}\n[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = [\"{OUTSIDER}/32\"]\n",
+            config(false)
+        ),
+    );
+    let out = lab
+        .sipwall_command(&[
+            "attach", "-i", PBX_IFACE, "--mode", "native", "-c", &ssh_ruled,
+        ])
+        .env("SSH_CONNECTION", format!("{OUTSIDER} 50022 {PBX} 22"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "with the rule: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     lab.attach(&["-c", &strict]);
     let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE, "--json"]);
     assert!(status.contains("\"egress_mode\":\"strict\""), "{status}");

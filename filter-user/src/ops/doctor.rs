@@ -118,6 +118,11 @@ pub fn run(opts: &Options) -> Vec<Check> {
         &scene,
     ));
     checks.push(near_provider(&scene, ruleset.as_ref()));
+    checks.push(egress_dns(
+        ruleset.as_ref(),
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
+    ));
     checks.push(clock(&root, &scene));
     checks.push(rlimits(&kernel_release()));
     checks
@@ -286,12 +291,14 @@ fn pins(root: &PinRoot, scene: &Scene) -> Check {
             problems.push(format!("{name} is missing"));
         }
     }
-    let strict = scene
-        .snapshot
-        .as_ref()
-        .and_then(|s| s.ruleset.as_ref())
-        .is_some_and(|r| r.strict());
-    if strict && !present.iter().any(|p| p == EGRESS_LINK_PIN) {
+    let running = scene.snapshot.as_ref().and_then(|s| s.ruleset.as_ref());
+    let strict = running.is_some_and(|r| r.strict());
+    let egress_strict = running.is_some_and(|r| r.egress.strict());
+    if egress_strict && !present.iter().any(|p| p == EGRESS_LINK_PIN) {
+        problems.push(format!(
+            "{EGRESS_LINK_PIN} is missing: strict egress filters nothing the host sends"
+        ));
+    } else if strict && !present.iter().any(|p| p == EGRESS_LINK_PIN) {
         problems.push(format!(
             "{EGRESS_LINK_PIN} is missing: strict mode learns no flows, so the host's own connections get no replies"
         ));
@@ -382,6 +389,64 @@ fn attachment(scene: &Scene) -> Check {
             ))
         }
     }
+}
+
+/// Strict egress lets DNS out only to `[egress] dns`: every resolver the
+/// host uses (`resolv`, or, behind a local stub such as systemd-resolved,
+/// its upstream list `upstream`) must be one of them.
+pub fn egress_dns(ruleset: Option<&Ruleset>, resolv: &str, upstream: &str) -> Check {
+    let Some(r) = ruleset.filter(|r| r.egress.strict()) else {
+        return Check::new(
+            "egress_dns",
+            Level::Skip,
+            "egress is open (or the running policy could not be read): DNS is not filtered",
+        );
+    };
+    let servers = |text: &str| -> Vec<IpAddr> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|a| a.trim().split('%').next()?.parse().ok())
+            .collect()
+    };
+    let mut used = servers(resolv);
+    if used.iter().all(|a| a.is_loopback()) {
+        used = servers(upstream);
+    }
+    used.retain(|a| !a.is_loopback());
+    let missing: Vec<String> = used
+        .iter()
+        .filter(|a| !covers(&r.egress.dns, **a))
+        .map(IpAddr::to_string)
+        .collect();
+    if used.is_empty() {
+        return Check::new(
+            "egress_dns",
+            Level::Skip,
+            "no resolver found in /etc/resolv.conf (or systemd-resolved's upstream list) to compare [egress] dns with",
+        );
+    }
+    if missing.is_empty() {
+        return Check::new(
+            "egress_dns",
+            Level::Ok,
+            format!(
+                "strict egress lets DNS out to every resolver the host uses ({} of them)",
+                used.len()
+            ),
+        );
+    }
+    Check::new(
+        "egress_dns",
+        Level::Warn,
+        format!(
+            "strict egress drops DNS to {} (the host's resolvers, not in [egress] dns): name resolution fails",
+            missing.join(", ")
+        ),
+    )
+    .action(format!(
+        "add them to [egress] dns: dns = [{}]",
+        used.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+    ))
 }
 
 fn covers(allow: &[IpNet], addr: IpAddr) -> bool {
@@ -896,5 +961,33 @@ mod tests {
         assert!(neighbours(a("2001:db8:1::1"), a("2001:db8:1:ff::1")));
         assert!(!neighbours(a("2001:db8:1::1"), a("2001:db8:2::1")));
         assert!(!neighbours(a("192.0.2.1"), a("::ffff:192.0.2.1")));
+    }
+
+    #[test]
+    fn egress_dns_compares_the_hosts_resolvers() {
+        let rules = |dns: &[&str]| {
+            let mut r = Ruleset::default();
+            r.egress.mode = crate::policy::ruleset::EgressMode::Strict;
+            r.egress.dns = dns.iter().map(|d| d.parse().unwrap()).collect();
+            r
+        };
+        let resolv = "search example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n";
+        let open = Ruleset::default();
+        assert_eq!(egress_dns(Some(&open), resolv, "").level, Level::Skip);
+        let all = rules(&["192.0.2.53/32", "2001:db8::/64"]);
+        assert_eq!(egress_dns(Some(&all), resolv, "").level, Level::Ok);
+        let some = rules(&["192.0.2.53/32"]);
+        let c = egress_dns(Some(&some), resolv, "");
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.summary.contains("2001:db8::53"), "{}", c.summary);
+        // Behind systemd-resolved's stub, its upstream list counts.
+        let stub = "nameserver 127.0.0.53\n";
+        let c = egress_dns(Some(&some), stub, "nameserver 192.0.2.54\n");
+        assert!(
+            c.level == Level::Warn && c.summary.contains("192.0.2.54"),
+            "{}",
+            c.summary
+        );
+        assert_eq!(egress_dns(Some(&some), stub, "").level, Level::Skip);
     }
 }
