@@ -346,6 +346,9 @@ fn essential_icmp(v6: bool, kind: u8) -> bool {
 /// word by word). Serves the `[[strict.allow]]` rules turned around (the
 /// local port is the rule's, the destination its source), the resolvers
 /// and the `[[egress.allow]]` rules.
+// An index loop bounded by a constant, as strict.rs's rule loop: the form
+// the verifier follows.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn matches<const N: usize>(
     entries: &[StrictRule; N],
