@@ -155,6 +155,37 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
             "more strict rule entries than the policy holds",
         ),
         (
+            "egressmode.toml",
+            b"[egress]\nmode = \"closed\"\n".to_vec(),
+            vec!["line 2", "unknown variant"],
+            "egress mode neither open nor strict",
+        ),
+        (
+            "egressfrom.toml",
+            b"[egress]\nmode = \"strict\"\n\n[[egress.allow]]\nproto = \"tcp\"\nports = [443]\nfrom = [\"192.0.2.0/24\"]\n".to_vec(),
+            vec!["[[egress.allow]] rule 1", "`from` is for [[strict.allow]]"],
+            "an outbound rule naming sources",
+        ),
+        (
+            "egressdns.toml",
+            b"[egress]\nmode = \"strict\"\ndns = [\"resolver.example\"]\n".to_vec(),
+            vec!["line 3", "not an IP"],
+            "a resolver that is not an address",
+        ),
+        (
+            "egressmany.toml",
+            format!(
+                "[egress]\nmode = \"strict\"\n\n[[egress.allow]]\nproto = \"tcp\"\nports = [{}]\n",
+                (1..=33)
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into_bytes(),
+            vec!["33 entries", "[[egress.allow]]", "at most 32"],
+            "more egress rule entries than the policy holds",
+        ),
+        (
             "providerrtp.toml",
             b"[media]\nprovider_rtp_ports = \"60000-40000\"\n".to_vec(),
             vec!["line 2", "starts after it ends"],
