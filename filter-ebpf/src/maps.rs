@@ -4,12 +4,12 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
-    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX},
-    Counter, DeniedSlot, HostSlot, LogBucket, Policy, SourceKey, DENIED_CACHE_SLOTS, DIRECT_WORDS,
-    REASON_COUNT, V4_HOST_SLOTS,
+    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
+    BanEntry, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateState, SourceKey,
+    BAN_GATE_WORDS, DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -73,3 +73,28 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 #[map]
 pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
     PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
+
+/// Token bucket of each allowed signalling source (see
+/// `filter_common::RateState`), shared by all CPUs, least recently seen
+/// evicted. Only read when `[signalling] rate_limit` is set.
+#[map]
+pub static SIP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_entries(RATE_MAX, 0);
+
+/// Token bucket of each media source, when `[media] rate_limit` is set.
+#[map]
+pub static RTP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_entries(RATE_MAX, 0);
+
+/// The IPv4 ban set, by prefix, with each entry's expiry. Written live by
+/// `sipwall ban`, not per generation; outlives re-attach like the rest.
+#[map]
+pub static BAN_V4: LpmTrie<[u8; 4], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
+
+/// The IPv6 ban set.
+#[map]
+pub static BAN_V6: LpmTrie<[u8; 16], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
+
+/// One bit per first 24 bits of an address, IPv4 half then IPv6 half
+/// (`filter_common::BAN_GATE_WORDS` words each): set where a ban may
+/// apply, so that every other source costs one array read.
+#[map]
+pub static BAN_GATE: Array<u64> = Array::with_max_entries(2 * BAN_GATE_WORDS, BPF_F_MMAPABLE);

@@ -19,17 +19,20 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, Policy, Reason, SourceKey, DIRECT_WORDS, INLINE_NONE,
-    REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, BanEntry, Counter, DeniedSlot, Policy, RateState, Reason, SourceKey,
+    BAN_GATE_WORDS, DIRECT_WORDS, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
 use crate::{
-    kernel::direct::{self, V4Table},
+    kernel::{
+        bans::{self, Ban},
+        direct::{self, V4Table},
+    },
     policy::ruleset::Ruleset,
 };
 
@@ -49,6 +52,12 @@ pub struct Maps {
     /// The host slots, written the same way.
     v4_hosts: MapData,
     v6_direct: MapData,
+    sip_rate: HashMap<MapData, SourceKey, RateState>,
+    rtp_rate: HashMap<MapData, SourceKey, RateState>,
+    ban_v4: LpmTrie<MapData, [u8; 4], BanEntry>,
+    ban_v6: LpmTrie<MapData, [u8; 16], BanEntry>,
+    /// The ban gate, written through a memory mapping.
+    ban_gate: MapData,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
 }
@@ -103,6 +112,11 @@ impl Maps {
             v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
+            sip_rate: typed(one(names::SIP_RATE)?, names::SIP_RATE)?,
+            rtp_rate: typed(one(names::RTP_RATE)?, names::RTP_RATE)?,
+            ban_v4: typed(one(names::BAN_V4)?, names::BAN_V4)?,
+            ban_v6: typed(one(names::BAN_V6)?, names::BAN_V6)?,
+            ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
             settled_ns: 0,
         })
     }
@@ -269,6 +283,150 @@ impl Maps {
     }
 }
 
+impl Maps {
+    /// The sources dropped over a rate limit (`Reason::SipRatelimited` or
+    /// `Reason::RtpRatelimited`) with their dropped packets and bytes,
+    /// most packets first.
+    pub fn ratelimited_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
+        let map = match reason {
+            Reason::SipRatelimited => &self.sip_rate,
+            Reason::RtpRatelimited => &self.rtp_rate,
+            _ => anyhow::bail!("no per-source rate counts for {}", reason.name()),
+        };
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (key, state) = item.context("reading the rate-limit map")?;
+            if state.dropped_packets != 0 {
+                let counter = Counter {
+                    packets: state.dropped_packets,
+                    bytes: state.dropped_bytes,
+                };
+                out.push((source_addr(key.addr), counter));
+            }
+        }
+        out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Every entry of the ban set, expired ones included (the program
+    /// ignores those), sorted by prefix.
+    pub fn bans(&self) -> Result<Vec<Ban>> {
+        let mut out = Vec::new();
+        for item in self.ban_v4.iter() {
+            let (key, entry) = item.context("reading the IPv4 ban set")?;
+            let addr = IpAddr::V4(Ipv4Addr::from(key.data()));
+            out.push(Ban {
+                net: ban_net(addr, key.prefix_len())?,
+                expires_ns: entry.expires_ns,
+            });
+        }
+        for item in self.ban_v6.iter() {
+            let (key, entry) = item.context("reading the IPv6 ban set")?;
+            let addr = IpAddr::V6(Ipv6Addr::from(key.data()));
+            out.push(Ban {
+                net: ban_net(addr, key.prefix_len())?,
+                expires_ns: entry.expires_ns,
+            });
+        }
+        out.sort_by_key(|b| b.net);
+        Ok(out)
+    }
+
+    /// Makes the ban set exactly `new` (one entry per prefix), live. Every
+    /// step leaves each ban of the old or the new set in force, as a
+    /// packet sees it: the new entries and their gate bits go in before
+    /// the entries that leave are removed, and only then do gate bits
+    /// clear.
+    pub fn set_bans(&mut self, new: &[Ban]) -> Result<()> {
+        let old = self.bans()?;
+        let staying: std::collections::HashSet<IpNet> = new.iter().map(|b| b.net).collect();
+        let old_gate = bans::gate(&old);
+        let new_gate = bans::gate(new);
+        for (ban, entry) in new.iter().zip(bans::entries(new)) {
+            match ban.net {
+                IpNet::V4(n) => self.ban_v4.insert(
+                    &Key::new(n.prefix_len().into(), n.network().octets()),
+                    entry,
+                    0,
+                ),
+                IpNet::V6(n) => self.ban_v6.insert(
+                    &Key::new(n.prefix_len().into(), n.network().octets()),
+                    entry,
+                    0,
+                ),
+            }
+            .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
+        }
+        anyhow::ensure!(new_gate.len() == 2 * BAN_GATE_WORDS as usize);
+        let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
+        write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
+        for ban in old.iter().filter(|o| !staying.contains(&o.net)) {
+            let removed = match ban.net {
+                IpNet::V4(n) => self
+                    .ban_v4
+                    .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
+                IpNet::V6(n) => self
+                    .ban_v6
+                    .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
+            };
+            removed.with_context(|| format!("removing {} from the ban set", ban.net))?;
+        }
+        write_changed(&self.ban_gate, &new_gate).context("writing the ban gate")?;
+        Ok(())
+    }
+}
+
+fn source_addr(addr: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn ban_net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
+    IpNet::new(addr, prefix_len as u8)
+        .with_context(|| format!("bad prefix {addr}/{prefix_len} in the ban map"))
+}
+
+/// Writes the words of `values` that differ over a memory-mappable BPF
+/// array of exactly that many u64, one aligned word store each (a packet
+/// reads a word whole, old or new).
+fn write_changed(map: &MapData, values: &[u64]) -> Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let len = std::mem::size_of_val(values);
+    // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
+    // a length beyond the map.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mapping the array");
+    }
+    let words = ptr.cast::<u64>();
+    for (i, &v) in values.iter().enumerate() {
+        // SAFETY: `i` is within the mapping of `values.len()` aligned
+        // words; the program reads them concurrently, so each is read and
+        // written with one volatile access of its own width.
+        unsafe {
+            let w = words.add(i);
+            if w.read_volatile() != v {
+                w.write_volatile(v);
+            }
+        }
+    }
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(ptr, len) };
+    Ok(())
+}
+
 fn net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
     IpNet::new(addr, prefix_len as u8)
         .with_context(|| format!("bad prefix {addr}/{prefix_len} in the allowlist map"))
@@ -296,7 +454,7 @@ fn wait_for_packets_in_flight() {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
