@@ -15,7 +15,8 @@ use anyhow::{bail, Context as _, Result};
 /// tools, curl to scrape metrics, bpftool for debugging; prometheus for
 /// promtool (alert rules, their unit tests, the dashboard's expressions),
 /// yamllint for deploy/, python3-venv for kubernetes-validate's virtualenv,
-/// clang for the bench's reference program in C.
+/// clang for the bench's reference program in C; fail2ban for the test of
+/// the shipped action (dist/fail2ban), run in a temporary directory.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -30,6 +31,7 @@ const PACKAGES: &[&str] = &[
     "yamllint",
     "python3-venv",
     "clang",
+    "fail2ban",
 ];
 
 /// kubernetes-validate (Kubernetes' schemas, bundled) for deploy/kubernetes/,
