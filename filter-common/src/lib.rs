@@ -289,7 +289,7 @@ pub const LOG_RATE_PER_SEC: u64 = 10;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateState {
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) time.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) time.
     pub tat_ns: u64,
     /// Packets and bytes dropped over the limit (for `top --reason`).
     pub dropped_packets: u64,
@@ -300,10 +300,10 @@ pub struct RateState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BanEntry {
-    /// CLOCK_MONOTONIC time up to which a source this entry matches is
+    /// CLOCK_MONOTONIC time (as the kernel's coarse clock reads it) up to which a source this entry matches is
     /// banned: the latest expiry among this entry and every shorter ban
-    /// prefix that covers it (the trie answers with the longest match
-    /// only), [`BAN_PERMANENT`] for no expiry. The program reads only this.
+    /// prefix that covers it (the lookup answers with the most specific
+    /// entry only), [`BAN_PERMANENT`] for no expiry. The program reads only this.
     pub effective_ns: u64,
     /// This entry's own expiry, as `ban add` set it (for `ban list`).
     pub expires_ns: u64,
@@ -312,12 +312,15 @@ pub struct BanEntry {
 /// `BanEntry` expiry of a ban without end.
 pub const BAN_PERMANENT: u64 = u64::MAX;
 
-/// Words of each family's half of the ban gate: one bit per first 24 bits
-/// of an address (an IPv4 /24), set when a ban may cover some address in
-/// it. A packet whose bit is clear is not banned, at the cost of one array
-/// read whatever the size of the ban set; only a set bit sends it on to
-/// the trie.
-pub const BAN_GATE_WORDS: u32 = 1 << 18;
+/// Words of each family's half of the ban gate: two bits per first 24 bits
+/// of an address (an IPv4 /24), 32 a word: [`BAN_GATE_HOSTS`] when single
+/// addresses (/32, /128) in it are banned, [`BAN_GATE_PREFIXES`] when a
+/// shorter ban prefix covers some of it. A packet whose bits are clear is
+/// not banned, at the cost of one array read whatever the size of the ban
+/// set; a set bit sends it on to the host hash or the prefix trie.
+pub const BAN_GATE_WORDS: u32 = 1 << 19;
+pub const BAN_GATE_HOSTS: u64 = 1;
+pub const BAN_GATE_PREFIXES: u64 = 2;
 
 /// Map names (as the ELF object names them) and their sizes. The
 /// `#[map]` statics of filter-ebpf carry these names; the loader pins every
@@ -353,15 +356,20 @@ pub mod maps {
     pub const SIP_RATE: &str = "SIP_RATE";
     /// The same for media.
     pub const RTP_RATE: &str = "RTP_RATE";
-    /// Ban tries (longest-prefix match) of [`crate::BanEntry`].
+    /// Ban tries (longest-prefix match) of [`crate::BanEntry`]: the
+    /// prefixes shorter than one address.
     pub const BAN_V4: &str = "BAN_V4";
     pub const BAN_V6: &str = "BAN_V6";
+    /// Hashes of single banned addresses (4 and 16 bytes, in packet
+    /// order) to [`crate::BanEntry`]: where fail2ban and APIBAN lists go.
+    pub const BAN_HOSTS_V4: &str = "BAN_HOSTS_V4";
+    pub const BAN_HOSTS_V6: &str = "BAN_HOSTS_V6";
     /// Array of u64: the IPv4 half then the IPv6 half of the ban gate
     /// ([`crate::BAN_GATE_WORDS`] each), memory-mappable.
     pub const BAN_GATE: &str = "BAN_GATE";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -379,6 +387,8 @@ pub mod maps {
         RTP_RATE,
         BAN_V4,
         BAN_V6,
+        BAN_HOSTS_V4,
+        BAN_HOSTS_V6,
         BAN_GATE,
     ];
 

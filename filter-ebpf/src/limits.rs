@@ -1,7 +1,7 @@
 //! Per-source rate limits (docs/policy.md, abuse controls): a token bucket
 //! per source address, kept as one theoretical arrival time (see
-//! `filter_common::RateState`).
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::LruHashMap};
+//! `filter_common::RateState`), by the kernel's coarse monotonic clock.
+use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, maps::LruHashMap};
 use filter_common::{RateState, SourceKey};
 
 /// Whether a packet of `bytes` from `src` is over the limit of one packet
@@ -15,8 +15,11 @@ pub fn over_limit(
     window_ns: u64,
     bytes: u64,
 ) -> bool {
+    // The coarse clock (a tick's resolution) costs a memory read where the
+    // precise one reads the TSC; a bucket only needs the average rate, and
+    // a tick's worth of tokens arrives at once.
     // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = crate::as_source_key(src);
     let Some(state) = map.get_ptr_mut(key) else {
         // A source seen for the first time has a full bucket.

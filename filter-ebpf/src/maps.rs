@@ -2,9 +2,9 @@
 //! `filter_common::maps`) and pins them, so counters and allowlists outlive
 //! both the tool and a program upgrade.
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
@@ -84,17 +84,30 @@ pub static SIP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_ent
 #[map]
 pub static RTP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_entries(RATE_MAX, 0);
 
-/// The IPv4 ban set, by prefix, with each entry's expiry. Written live by
-/// `sipwall ban`, not per generation; outlives re-attach like the rest.
+/// The IPv4 ban prefixes shorter than /32, with each entry's expiry.
+/// Written live by `sipwall ban`, not per generation; outlives re-attach
+/// like the rest.
 #[map]
 pub static BAN_V4: LpmTrie<[u8; 4], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
 
-/// The IPv6 ban set.
+/// The IPv6 ban prefixes shorter than /128.
 #[map]
 pub static BAN_V6: LpmTrie<[u8; 16], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
 
-/// One bit per first 24 bits of an address, IPv4 half then IPv6 half
-/// (`filter_common::BAN_GATE_WORDS` words each): set where a ban may
-/// apply, so that every other source costs one array read.
+/// Banned IPv4 addresses (/32), keyed by the address as the packet holds
+/// it: one hash lookup whatever the size of the set. Allocated as filled.
+#[map]
+pub static BAN_HOSTS_V4: HashMap<u32, BanEntry> =
+    HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
+
+/// Banned IPv6 addresses (/128), keyed by the parser's two words.
+#[map]
+pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
+    HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
+
+/// Two bits per first 24 bits of an address, IPv4 half then IPv6 half
+/// (`filter_common::BAN_GATE_WORDS` words each): where single addresses
+/// and where prefixes are banned, so that every other source costs one
+/// array read.
 #[map]
 pub static BAN_GATE: Array<u64> = Array::with_max_entries(2 * BAN_GATE_WORDS, BPF_F_MMAPABLE);

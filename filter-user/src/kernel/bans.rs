@@ -3,7 +3,7 @@
 //! Pure computations; `maps.rs` writes them.
 use std::collections::HashMap;
 
-use filter_common::{BanEntry, BAN_GATE_WORDS, BAN_PERMANENT};
+use filter_common::{BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT};
 use ipnet::IpNet;
 
 /// One ban: a prefix and when it ends (CLOCK_MONOTONIC nanoseconds, or
@@ -18,6 +18,12 @@ impl Ban {
     pub fn is_permanent(&self) -> bool {
         self.expires_ns == BAN_PERMANENT
     }
+}
+
+/// Whether a prefix is a single address (kept in the host hashes rather
+/// than the tries).
+pub fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
 }
 
 /// The trie values of `bans` (one prefix each): the trie answers with the
@@ -42,8 +48,9 @@ pub fn entries(bans: &[Ban]) -> Vec<BanEntry> {
         .collect()
 }
 
-/// The gate: IPv4 half then IPv6 half, one bit per first 24 bits of an
-/// address that some ban covers.
+/// The gate: IPv4 half then IPv6 half, two bits per first 24 bits of an
+/// address: single banned addresses in it, or a ban prefix covering some of
+/// it.
 pub fn gate(bans: &[Ban]) -> Vec<u64> {
     let mut words = vec![0u64; 2 * BAN_GATE_WORDS as usize];
     for ban in bans {
@@ -55,9 +62,14 @@ pub fn gate(bans: &[Ban]) -> Vec<u64> {
                 n.prefix_len(),
             ),
         };
+        let bit = if is_host(&ban.net) {
+            BAN_GATE_HOSTS
+        } else {
+            BAN_GATE_PREFIXES
+        };
         let count = if len >= 24 { 1 } else { 1u32 << (24 - len) };
         for t in top24..top24 + count {
-            words[half + (t >> 6) as usize] |= 1 << (t & 63);
+            words[half + (t >> 5) as usize] |= bit << ((t & 31) * 2);
         }
     }
     words
@@ -91,13 +103,24 @@ mod tests {
 
     #[test]
     fn gate_bits_cover_every_banned_24() {
-        let g = gate(&[ban("198.51.100.7/32", 1), ban("10.0.0.0/22", 1)]);
-        let bit = |half: usize, top: u32| g[half + (top >> 6) as usize] >> (top & 63) & 1 == 1;
-        assert!(bit(0, u32::from_be_bytes([0, 198, 51, 100])));
+        let g = gate(&[
+            ban("198.51.100.7/32", 1),
+            ban("10.0.0.0/22", 1),
+            ban("2001:db8::/127", 1),
+        ]);
+        let bits = |half: usize, top: u32| g[half + (top >> 5) as usize] >> ((top & 31) * 2) & 3;
+        assert_eq!(
+            bits(0, u32::from_be_bytes([0, 198, 51, 100])),
+            BAN_GATE_HOSTS
+        );
         for third in 0..4 {
-            assert!(bit(0, u32::from_be_bytes([0, 10, 0, third])));
+            assert_eq!(
+                bits(0, u32::from_be_bytes([0, 10, 0, third])),
+                BAN_GATE_PREFIXES
+            );
         }
-        assert!(!bit(0, u32::from_be_bytes([0, 10, 0, 4])));
-        assert_eq!(g.iter().map(|w| w.count_ones()).sum::<u32>(), 5);
+        assert_eq!(bits(0, u32::from_be_bytes([0, 10, 0, 4])), 0);
+        assert_eq!(bits(BAN_GATE_WORDS as usize, 0x20_01_0d), BAN_GATE_PREFIXES);
+        assert_eq!(g.iter().map(|w| w.count_ones()).sum::<u32>(), 6);
     }
 }

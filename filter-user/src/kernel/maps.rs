@@ -56,6 +56,8 @@ pub struct Maps {
     rtp_rate: HashMap<MapData, SourceKey, RateState>,
     ban_v4: LpmTrie<MapData, [u8; 4], BanEntry>,
     ban_v6: LpmTrie<MapData, [u8; 16], BanEntry>,
+    ban_hosts_v4: HashMap<MapData, [u8; 4], BanEntry>,
+    ban_hosts_v6: HashMap<MapData, [u8; 16], BanEntry>,
     /// The ban gate, written through a memory mapping.
     ban_gate: MapData,
     /// `installed_ns` of the last flip this handle waited out.
@@ -116,6 +118,8 @@ impl Maps {
             rtp_rate: typed(one(names::RTP_RATE)?, names::RTP_RATE)?,
             ban_v4: typed(one(names::BAN_V4)?, names::BAN_V4)?,
             ban_v6: typed(one(names::BAN_V6)?, names::BAN_V6)?,
+            ban_hosts_v4: typed(one(names::BAN_HOSTS_V4)?, names::BAN_HOSTS_V4)?,
+            ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
             ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
             settled_ns: 0,
         })
@@ -311,68 +315,108 @@ impl Maps {
     /// Every entry of the ban set, expired ones included (the program
     /// ignores those), sorted by prefix.
     pub fn bans(&self) -> Result<Vec<Ban>> {
-        let mut out = Vec::new();
+        let mut out: Vec<Ban> = self
+            .ban_entries()?
+            .into_iter()
+            .map(|(net, e)| Ban {
+                net,
+                expires_ns: e.expires_ns,
+            })
+            .collect();
+        out.sort_by_key(|b| b.net);
+        Ok(out)
+    }
+
+    /// The ban maps' entries as they are.
+    fn ban_entries(&self) -> Result<std::collections::HashMap<IpNet, BanEntry>> {
+        let mut out = std::collections::HashMap::new();
         for item in self.ban_v4.iter() {
-            let (key, entry) = item.context("reading the IPv4 ban set")?;
+            let (key, entry) = item.context("reading the IPv4 ban prefixes")?;
             let addr = IpAddr::V4(Ipv4Addr::from(key.data()));
-            out.push(Ban {
-                net: ban_net(addr, key.prefix_len())?,
-                expires_ns: entry.expires_ns,
-            });
+            out.insert(ban_net(addr, key.prefix_len())?, entry);
         }
         for item in self.ban_v6.iter() {
-            let (key, entry) = item.context("reading the IPv6 ban set")?;
+            let (key, entry) = item.context("reading the IPv6 ban prefixes")?;
             let addr = IpAddr::V6(Ipv6Addr::from(key.data()));
-            out.push(Ban {
-                net: ban_net(addr, key.prefix_len())?,
-                expires_ns: entry.expires_ns,
-            });
+            out.insert(ban_net(addr, key.prefix_len())?, entry);
         }
-        out.sort_by_key(|b| b.net);
+        for item in self.ban_hosts_v4.iter() {
+            let (key, entry) = item.context("reading the banned IPv4 addresses")?;
+            out.insert(ban_net(IpAddr::V4(Ipv4Addr::from(key)), 32)?, entry);
+        }
+        for item in self.ban_hosts_v6.iter() {
+            let (key, entry) = item.context("reading the banned IPv6 addresses")?;
+            out.insert(ban_net(IpAddr::V6(Ipv6Addr::from(key)), 128)?, entry);
+        }
         Ok(out)
     }
 
     /// Makes the ban set exactly `new` (one entry per prefix), live. Every
     /// step leaves each ban of the old or the new set in force, as a
-    /// packet sees it: the new entries and their gate bits go in before
-    /// the entries that leave are removed, and only then do gate bits
-    /// clear.
+    /// packet sees it: the new and changed entries and their gate bits go
+    /// in before the entries that leave are removed, and only then do gate
+    /// bits clear. Entries that stay as they are are not rewritten.
     pub fn set_bans(&mut self, new: &[Ban]) -> Result<()> {
-        let old = self.bans()?;
+        let old = self.ban_entries()?;
+        let old_list: Vec<Ban> = old
+            .iter()
+            .map(|(net, e)| Ban {
+                net: *net,
+                expires_ns: e.expires_ns,
+            })
+            .collect();
         let staying: std::collections::HashSet<IpNet> = new.iter().map(|b| b.net).collect();
-        let old_gate = bans::gate(&old);
+        let old_gate = bans::gate(&old_list);
         let new_gate = bans::gate(new);
-        for (ban, entry) in new.iter().zip(bans::entries(new)) {
-            match ban.net {
-                IpNet::V4(n) => self.ban_v4.insert(
-                    &Key::new(n.prefix_len().into(), n.network().octets()),
-                    entry,
-                    0,
-                ),
-                IpNet::V6(n) => self.ban_v6.insert(
-                    &Key::new(n.prefix_len().into(), n.network().octets()),
-                    entry,
-                    0,
-                ),
-            }
-            .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
-        }
         anyhow::ensure!(new_gate.len() == 2 * BAN_GATE_WORDS as usize);
+        for (ban, entry) in new.iter().zip(bans::entries(new)) {
+            if old.get(&ban.net) != Some(&entry) {
+                self.write_ban(ban.net, entry)
+                    .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
+            }
+        }
         let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
         write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
-        for ban in old.iter().filter(|o| !staying.contains(&o.net)) {
-            let removed = match ban.net {
-                IpNet::V4(n) => self
-                    .ban_v4
-                    .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
-                IpNet::V6(n) => self
-                    .ban_v6
-                    .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
-            };
-            removed.with_context(|| format!("removing {} from the ban set", ban.net))?;
+        for net in old.keys().filter(|n| !staying.contains(n)) {
+            self.remove_ban(*net)
+                .with_context(|| format!("removing {net} from the ban set"))?;
         }
         write_changed(&self.ban_gate, &new_gate).context("writing the ban gate")?;
         Ok(())
+    }
+
+    fn write_ban(&mut self, net: IpNet, entry: BanEntry) -> Result<(), aya::maps::MapError> {
+        match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                self.ban_hosts_v4.insert(n.addr().octets(), entry, 0)
+            }
+            IpNet::V6(n) if n.prefix_len() == 128 => {
+                self.ban_hosts_v6.insert(n.addr().octets(), entry, 0)
+            }
+            IpNet::V4(n) => self.ban_v4.insert(
+                &Key::new(n.prefix_len().into(), n.network().octets()),
+                entry,
+                0,
+            ),
+            IpNet::V6(n) => self.ban_v6.insert(
+                &Key::new(n.prefix_len().into(), n.network().octets()),
+                entry,
+                0,
+            ),
+        }
+    }
+
+    fn remove_ban(&mut self, net: IpNet) -> Result<(), aya::maps::MapError> {
+        match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => self.ban_hosts_v4.remove(&n.addr().octets()),
+            IpNet::V6(n) if n.prefix_len() == 128 => self.ban_hosts_v6.remove(&n.addr().octets()),
+            IpNet::V4(n) => self
+                .ban_v4
+                .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
+            IpNet::V6(n) => self
+                .ban_v6
+                .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
+        }
     }
 }
 
