@@ -296,6 +296,31 @@ pub struct RateState {
     pub dropped_bytes: u64,
 }
 
+/// A slot of the direct-mapped cache in front of a rate-limit map: the
+/// bucket of the source that last hashed here. A source in its slot costs
+/// an array read; one that takes the slot of another writes that one's
+/// bucket back to the LRU map and takes its own from there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSlot {
+    /// The source, as [`SourceKey`] holds it.
+    pub addr: [u8; 16],
+    /// Its bucket; `tat_ns == 0` marks an empty slot.
+    pub state: RateState,
+}
+
+/// Slots of each rate-limit cache (a power of two).
+pub const RATE_CACHE_SLOTS: u32 = 1 << 14;
+
+/// The slot of a source (its key words as the parser hands them) in a
+/// rate-limit cache.
+#[inline(always)]
+pub fn rate_slot(words: [u64; 2]) -> u32 {
+    let folded = words[0] ^ words[1];
+    let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
+    hash >> (32 - RATE_CACHE_SLOTS.trailing_zeros())
+}
+
 /// One entry of the ban set (the value of the ban tries).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -356,6 +381,9 @@ pub mod maps {
     pub const SIP_RATE: &str = "SIP_RATE";
     /// The same for media.
     pub const RTP_RATE: &str = "RTP_RATE";
+    /// Arrays of [`crate::RateSlot`] in front of `SIP_RATE` and `RTP_RATE`.
+    pub const SIP_RATE_CACHE: &str = "SIP_RATE_CACHE";
+    pub const RTP_RATE_CACHE: &str = "RTP_RATE_CACHE";
     /// Ban tries (longest-prefix match) of [`crate::BanEntry`]: the
     /// prefixes shorter than one address.
     pub const BAN_V4: &str = "BAN_V4";
@@ -369,7 +397,7 @@ pub mod maps {
     pub const BAN_GATE: &str = "BAN_GATE";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 22] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -385,6 +413,8 @@ pub mod maps {
         V6_DIRECT,
         SIP_RATE,
         RTP_RATE,
+        SIP_RATE_CACHE,
+        RTP_RATE_CACHE,
         BAN_V4,
         BAN_V6,
         BAN_HOSTS_V4,
@@ -431,6 +461,7 @@ assert_pod_size!(HostSlot, 4 + 4 + 32);
 assert_pod_size!(DeniedSlot, 16 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
 assert_pod_size!(RateState, 24);
+assert_pod_size!(RateSlot, 40);
 assert_pod_size!(BanEntry, 16);
 assert_pod_size!(AttachInfo, 4 * 4 + 8);
 // A key, not a value: 16 bytes, no rounding needed.
@@ -457,6 +488,8 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BanEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RateSlot {}
 }
 
 /// What userspace records about an attachment, in the pinned `INFO` map

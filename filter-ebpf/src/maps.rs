@@ -8,8 +8,9 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
-    BanEntry, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateState, SourceKey,
-    BAN_GATE_WORDS, DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, V4_HOST_SLOTS,
+    BanEntry, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateSlot, RateState, SourceKey,
+    BAN_GATE_WORDS, DENIED_CACHE_SLOTS, DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT,
+    V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -83,6 +84,16 @@ pub static SIP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_ent
 /// Token bucket of each media source, when `[media] rate_limit` is set.
 #[map]
 pub static RTP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_entries(RATE_MAX, 0);
+
+/// Direct-mapped cache in front of `SIP_RATE`, shared by all CPUs: a
+/// source in its slot costs an array read instead of a hash lookup (see
+/// `filter_common::RateSlot`).
+#[map]
+pub static SIP_RATE_CACHE: Array<RateSlot> = Array::with_max_entries(RATE_CACHE_SLOTS, 0);
+
+/// The same in front of `RTP_RATE`.
+#[map]
+pub static RTP_RATE_CACHE: Array<RateSlot> = Array::with_max_entries(RATE_CACHE_SLOTS, 0);
 
 /// The IPv4 ban prefixes shorter than /32, with each entry's expiry.
 /// Written live by `sipwall ban`, not per generation; outlives re-attach

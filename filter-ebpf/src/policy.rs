@@ -7,7 +7,10 @@ use filter_common::{
 use crate::{
     bans::banned,
     limits::over_limit,
-    maps::{ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, SIP_RATE, V4_DIRECT, V4_HOSTS, V6_DIRECT},
+    maps::{
+        ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, RTP_RATE_CACHE, SIP_RATE, SIP_RATE_CACHE, V4_DIRECT,
+        V4_HOSTS, V6_DIRECT,
+    },
     parse::{v4_of_key, Parsed},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
@@ -41,8 +44,8 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
                     Reason::SipDenied
                 } else if policy.sip_interval_ns != 0
                     && over_limit(
-                        &SIP_RATE,
-                        &src,
+                        (&SIP_RATE_CACHE, &SIP_RATE),
+                        src,
                         policy.sip_interval_ns,
                         policy.sip_window_ns,
                         bytes,
@@ -57,8 +60,8 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
                     Reason::RtpInvalid
                 } else if policy.rtp_interval_ns != 0
                     && over_limit(
-                        &RTP_RATE,
-                        &src,
+                        (&RTP_RATE_CACHE, &RTP_RATE),
+                        src,
                         policy.rtp_interval_ns,
                         policy.rtp_window_ns,
                         bytes,

@@ -23,7 +23,7 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, BanEntry, Counter, DeniedSlot, Policy, RateState, Reason, SourceKey,
+    maps as names, BanEntry, Counter, DeniedSlot, Policy, RateSlot, RateState, Reason, SourceKey,
     BAN_GATE_WORDS, DIRECT_WORDS, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
@@ -54,6 +54,8 @@ pub struct Maps {
     v6_direct: MapData,
     sip_rate: HashMap<MapData, SourceKey, RateState>,
     rtp_rate: HashMap<MapData, SourceKey, RateState>,
+    sip_rate_cache: Array<MapData, RateSlot>,
+    rtp_rate_cache: Array<MapData, RateSlot>,
     ban_v4: LpmTrie<MapData, [u8; 4], BanEntry>,
     ban_v6: LpmTrie<MapData, [u8; 16], BanEntry>,
     ban_hosts_v4: HashMap<MapData, [u8; 4], BanEntry>,
@@ -116,6 +118,8 @@ impl Maps {
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
             sip_rate: typed(one(names::SIP_RATE)?, names::SIP_RATE)?,
             rtp_rate: typed(one(names::RTP_RATE)?, names::RTP_RATE)?,
+            sip_rate_cache: typed(one(names::SIP_RATE_CACHE)?, names::SIP_RATE_CACHE)?,
+            rtp_rate_cache: typed(one(names::RTP_RATE_CACHE)?, names::RTP_RATE_CACHE)?,
             ban_v4: typed(one(names::BAN_V4)?, names::BAN_V4)?,
             ban_v6: typed(one(names::BAN_V6)?, names::BAN_V6)?,
             ban_hosts_v4: typed(one(names::BAN_HOSTS_V4)?, names::BAN_HOSTS_V4)?,
@@ -292,22 +296,37 @@ impl Maps {
     /// `Reason::RtpRatelimited`) with their dropped packets and bytes,
     /// most packets first.
     pub fn ratelimited_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
-        let map = match reason {
-            Reason::SipRatelimited => &self.sip_rate,
-            Reason::RtpRatelimited => &self.rtp_rate,
+        let (cache, map) = match reason {
+            Reason::SipRatelimited => (&self.sip_rate_cache, &self.sip_rate),
+            Reason::RtpRatelimited => (&self.rtp_rate_cache, &self.rtp_rate),
             _ => anyhow::bail!("no per-source rate counts for {}", reason.name()),
         };
-        let mut out = Vec::new();
-        for item in map.iter() {
-            let (key, state) = item.context("reading the rate-limit map")?;
-            if state.dropped_packets != 0 {
-                let counter = Counter {
-                    packets: state.dropped_packets,
-                    bytes: state.dropped_bytes,
-                };
-                out.push((source_addr(key.addr), counter));
+        // A source's bucket in the cache is the current one; the map may
+        // hold an older copy of it.
+        let mut states: std::collections::HashMap<[u8; 16], RateState> = Default::default();
+        for index in 0..cache.len() {
+            let slot = cache
+                .get(&index, 0)
+                .context("reading the rate-limit cache")?;
+            if slot.state.tat_ns != 0 {
+                states.insert(slot.addr, slot.state);
             }
         }
+        for item in map.iter() {
+            let (key, state) = item.context("reading the rate-limit map")?;
+            states.entry(key.addr).or_insert(state);
+        }
+        let mut out: Vec<(IpAddr, Counter)> = states
+            .into_iter()
+            .filter(|(_, s)| s.dropped_packets != 0)
+            .map(|(addr, s)| {
+                let counter = Counter {
+                    packets: s.dropped_packets,
+                    bytes: s.dropped_bytes,
+                };
+                (source_addr(addr), counter)
+            })
+            .collect();
         out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
         Ok(out)
     }
