@@ -449,7 +449,7 @@ pub const MAX_VLAN_TAGS: u32 = 2;
 macro_rules! assert_pod_size {
     ($ty:ty, $size:expr) => {
         const _: () = assert!(core::mem::size_of::<$ty>() == $size);
-        const _: () = assert!(core::mem::size_of::<$ty>() % 8 == 0);
+        const _: () = assert!(core::mem::size_of::<$ty>().is_multiple_of(8));
     };
 }
 assert_pod_size!(Counter, 16);
