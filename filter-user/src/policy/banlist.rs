@@ -184,9 +184,11 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change) -> Result<Vec<Ban>> {
     Ok(bans)
 }
 
-/// The bans in force on `iface` with their seconds left (`None`:
-/// permanent).
-pub fn list(root: &PinRoot, iface: Option<&str>) -> Result<(String, Vec<(IpNet, Option<u64>)>)> {
+/// A ban in force and its whole seconds left (`None`: permanent).
+pub type Listed = (IpNet, Option<u64>);
+
+/// The bans in force on the interface (named in the result).
+pub fn list(root: &PinRoot, iface: Option<&str>) -> Result<(String, Vec<Listed>)> {
     let att = Attachment::open(root, iface)?;
     let now = monotonic_ns();
     let bans = att
