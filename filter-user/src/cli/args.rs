@@ -191,7 +191,7 @@ pub enum BanAction {
         #[arg(long)]
         file: Option<PathBuf>,
         /// How long: seconds (3600) or 90s, 10m, 1h30m, 7d; permanent when left out.
-        #[arg(long = "for", value_name = "DURATION")]
+        #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
         duration: Option<String>,
     },
     /// Lift bans.

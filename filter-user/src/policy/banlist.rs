@@ -79,6 +79,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
     if t.is_empty() {
         return Err(bad("empty"));
     }
+    if t.starts_with('-') {
+        return Err(bad(
+            "a negative time (fail2ban's bantime -1 means permanent: leave --for out)",
+        ));
+    }
     let mut total: u64 = 0;
     let mut number = String::new();
     let mut saw_unit = false;
