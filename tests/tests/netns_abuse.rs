@@ -416,6 +416,11 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
     ] {
         assert!(text.contains(want), "ban list lacks {want:?}:\n{text}");
     }
+    // Bans belong to the attachment: an upgrade in place keeps them.
+    lab.attach(&[]);
+    let again = lab.sipwall_ok(&["ban", "list", "-i", PBX_IFACE]);
+    assert_eq!(again.lines().count(), 3, "re-attach lost bans:\n{again}");
+    assert!(again.contains("198.51.100.9/32\tpermanent"), "{again}");
     lab.sipwall_ok(&[
         "ban",
         "del",
