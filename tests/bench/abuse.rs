@@ -56,6 +56,9 @@ struct Row {
 
 pub struct Tier4 {
     rows: Vec<Row>,
+    /// (bans, seconds) to write each ban set through `Maps::set_bans`
+    /// (the code path of `sipwall ban add --file`).
+    writes: Vec<(usize, f64)>,
 }
 
 /// `n` /32 bans spread over the IPv4 space outside the ranges the rows
@@ -107,13 +110,17 @@ pub fn run(scale: Scale) -> Result<Tier4> {
     for n in BAN_SIZES {
         setups.push((format!("{n} bans"), Ruleset::default(), n));
     }
+    let mut writes = Vec::new();
     let setups: Vec<Setup> = setups
         .into_iter()
         .map(|(name, rules, bans)| {
             progress(format!("tier 4: loading \"{name}\""));
             let mut runner = Runner::new(&rules)?;
             if bans > 0 {
-                runner.maps.set_bans(&ban_set(bans))?;
+                let set = ban_set(bans);
+                let started = std::time::Instant::now();
+                runner.maps.set_bans(&set)?;
+                writes.push((bans, started.elapsed().as_secs_f64()));
             }
             Ok(Setup { name, runner })
         })
@@ -215,7 +222,7 @@ pub fn run(scale: Scale) -> Result<Tier4> {
             r.baseline.push(ns);
         }
     }
-    Ok(Tier4 { rows })
+    Ok(Tier4 { rows, writes })
 }
 
 impl Row {
@@ -262,6 +269,12 @@ impl Tier4 {
                 _ => "?".into(),
             }
         };
+        for (n, secs) in &self.writes {
+            out.line(format!(
+                "writing {n} bans into an empty set: {:.0} ms",
+                secs * 1e3
+            ));
+        }
         out.line(format!(
             "ban-set size 1 -> 100,000: {} outside the banned /24s, {} for a neighbour, {} for a banned source",
             flat("RTP from outside"),
@@ -285,6 +298,11 @@ impl Tier4 {
                 })
             })
             .collect();
-        json!({ "target_over_ns": TARGET_NS, "rows": rows })
+        let writes: Vec<Value> = self
+            .writes
+            .iter()
+            .map(|(n, s)| json!({ "bans": n, "seconds": s }))
+            .collect();
+        json!({ "target_over_ns": TARGET_NS, "rows": rows, "ban_writes": writes })
     }
 }
