@@ -509,9 +509,12 @@ pub struct AttachInfo {
 }
 
 pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
-/// Bumped whenever a map's layout changes; pins of another version are
-/// refused rather than misread.
-pub const PIN_LAYOUT_VERSION: u32 = 4;
+/// Bumped whenever a map's layout or where pins live changes; pins of
+/// another version are refused rather than misread. 4: pins moved from
+/// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
+/// layout-3 pins are adopted by moving them). 5: the abuse controls' maps
+/// (ban set, rate-limit buckets) and the rate limits in [`Policy`].
+pub const PIN_LAYOUT_VERSION: u32 = 5;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

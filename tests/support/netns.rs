@@ -146,6 +146,14 @@ impl TestLab {
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
+    /// The folder of `iface`'s pins in the PBX's namespace:
+    /// `<bpffs>/netns-<INODE>/<iface>` (docs/pins.md).
+    pub fn pin_dir(&self, iface: &str) -> PathBuf {
+        self.bpffs()
+            .join(format!("netns-{}", netns_inode(&self.ns(Host::Pbx))))
+            .join(iface)
+    }
+
     /// The XDP program attached to the PBX's interface, if any, as
     /// `ip link` reports it (independent of sipwall's own view).
     pub fn xdp_prog_id(&self) -> Option<u64> {
@@ -181,4 +189,100 @@ pub fn delta(
             )
         })
         .collect()
+}
+
+/// The inode that identifies the named network namespace (/run/netns/NAME).
+pub fn netns_inode(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/run/netns/{name}"))
+        .unwrap_or_else(|e| panic!("/run/netns/{name}: {e}"))
+        .ino()
+}
+
+/// A second PBX-like namespace beside a lab's, with an interface named like
+/// the PBX's ([`PBX_IFACE`], a veth whose peer `<PBX_IFACE>p` is in the same
+/// namespace): the same name in two namespaces, as every pod's `eth0` is.
+/// Deleted (with its veth and any attachment) when dropped.
+pub struct OtherNetns {
+    pub name: String,
+    bin: PathBuf,
+    bpffs: PathBuf,
+}
+
+impl OtherNetns {
+    pub fn new(lab: &TestLab) -> OtherNetns {
+        // Named after the lab's namespaces, so a lab's stale sweep removes
+        // it too when a test process dies without unwinding.
+        let name = format!("{}2", lab.ns(Host::Pbx));
+        let run = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["netns", "add", &name]);
+        let other = OtherNetns {
+            name: name.clone(),
+            bin: lab.bin.clone(),
+            bpffs: lab.bpffs(),
+        };
+        let peer = format!("{PBX_IFACE}p");
+        run(&[
+            "-n", &name, "link", "add", PBX_IFACE, "type", "veth", "peer", "name", &peer,
+        ]);
+        for dev in [PBX_IFACE, peer.as_str(), "lo"] {
+            run(&["-n", &name, "link", "set", dev, "up"]);
+        }
+        other
+    }
+
+    /// `sipwall --bpffs <lab's> ARGS` inside this namespace (nsenter: the
+    /// mount namespace, and with it the lab's bpffs, stays the same).
+    pub fn sipwall(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.name))
+            .arg(&self.bin)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("nsenter sipwall {args:?}: {e}"))
+    }
+
+    /// The XDP program on its [`PBX_IFACE`], as `ip link` reports it.
+    pub fn xdp_prog_id(&self) -> Option<u64> {
+        let out = Command::new("ip")
+            .args([
+                "-n", &self.name, "-d", "-j", "link", "show", "dev", PBX_IFACE,
+            ])
+            .output()
+            .expect("ip link");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("ip -j output is JSON");
+        json[0]["xdp"]["prog"]["id"].as_u64()
+    }
+}
+
+impl Drop for OtherNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|out| {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                        // SAFETY: kill has no memory effects; only processes
+                        // of this test's own namespace are named.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }

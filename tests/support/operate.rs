@@ -77,6 +77,25 @@ pub fn sipwall(lab: &TestLab, args: &[&str]) -> Run {
     Run::from_output(args, lab.sipwall(args))
 }
 
+/// `status --json`, checking its exit status on the way: 1 exactly when
+/// one of the interfaces it lists is not filtering, else 0.
+pub fn status_json(lab: &TestLab) -> Value {
+    let run = sipwall(lab, &["status", "--json"]);
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e})\n{run}"));
+    let down = doc["interfaces"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status --json without interfaces\n{run}"))
+        .iter()
+        .any(|i| i["attached"] != true);
+    assert_eq!(
+        run.code,
+        Some(if down { 1 } else { 0 }),
+        "status exits 1 exactly when an interface is not filtering\n{run}"
+    );
+    doc
+}
+
 /// The same as an unprivileged user (nobody, no capabilities).
 pub fn sipwall_unprivileged(lab: &TestLab, args: &[&str]) -> Run {
     let out = lab

@@ -423,7 +423,7 @@ fn broken_captures_are_refused_with_exit_2() {
         ("empty file", &empty, &["too short to be a capture file"]),
         ("LINKTYPE_RAW pcap", &raw_ip, &["link type", "RAW", "only Ethernet"]),
         ("LINKTYPE_RAW pcapng", &raw_ipng, &["link type", "RAW", "only Ethernet"]),
-        ("missing file", &missing, &["cannot open"]),
+        ("missing file", &missing, &["cannot read"]),
     ];
     for (label, file, says) in cases {
         let name = path_str(file);
@@ -460,5 +460,100 @@ fn a_bad_configuration_is_refused_with_exit_2_naming_the_line() {
             &["check", "--pcap", path_str(&pcap), "-c", path_str(&config)],
             &says,
         );
+    }
+}
+
+/// Finding 8: in a two-way capture taken on the host, the host's own
+/// replies were judged as if they arrived (`drop sip_denied`). With
+/// `--local` (or `--local-iface`) they are reported as outbound and not run.
+#[test]
+fn packets_the_host_sent_are_outbound() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let pcap = dir.join("two-way.pcap");
+    let loopback = Ipv4Addr::LOCALHOST;
+    let frames = vec![
+        Frame::ipv4(PROVIDER_A, HOST).udp(5060, 5060).build(),
+        Frame::ipv4(HOST, PROVIDER_A).udp(5060, 5060).build(),
+        Frame::ipv4(HOST, PROVIDER_A)
+            .udp(5060, 5060)
+            .vlan(0x8100, 7)
+            .build(),
+        Frame::ipv4(STRANGER, HOST).udp(5060, 5060).build(),
+        Frame::ipv4(loopback, STRANGER).udp(5060, 5060).build(),
+    ];
+    write_pcap(&pcap, &frames, DataLink::ETHERNET);
+    let verdicts = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec!["check", "--pcap", path_str(&pcap), "--json"];
+        args.extend_from_slice(extra);
+        let run = sipwall(&args);
+        assert_eq!(run.status, 0, "{args:?}: {}", run.stderr);
+        let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+        json["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["verdict"].as_str().unwrap().to_string(),
+                    p["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |v: &str, r: &str| (v.to_string(), r.to_string());
+    let inbound = pair("pass", "sip_allowed");
+    let denied = pair("drop", "sip_denied");
+    let outbound = pair("outbound", "outbound");
+    // Without knowing the host, every packet is judged as arriving.
+    assert_eq!(
+        verdicts(&[]),
+        [
+            inbound.clone(),
+            denied.clone(),
+            denied.clone(),
+            denied.clone(),
+            denied.clone()
+        ]
+    );
+    assert_eq!(
+        verdicts(&["--local", "192.0.2.10"]),
+        [
+            inbound.clone(),
+            outbound.clone(),
+            outbound.clone(),
+            denied.clone(),
+            denied.clone()
+        ]
+    );
+    assert_eq!(
+        verdicts(&["--local", "192.0.2.10,2001:db8::10", "--local-iface", "lo"]),
+        [
+            inbound.clone(),
+            outbound.clone(),
+            outbound.clone(),
+            denied.clone(),
+            outbound.clone()
+        ]
+    );
+    // Text: the reason column and the summary say so.
+    let run = sipwall(&["check", "--pcap", path_str(&pcap), "--local", "192.0.2.10"]);
+    assert!(
+        run.stdout
+            .contains("2 outbound (sent by this host, not judged)"),
+        "{}",
+        run.stdout
+    );
+    // A bad --local or --local-iface is a usage error.
+    for (args, says) in [
+        (&["--local", "192.0.2"][..], "invalid value"),
+        (&["--local-iface", "nosuch0"], "nosuch0"),
+        (&["--local-iface", "a/b"], "not a valid interface name"),
+    ] {
+        let mut all = vec!["check", "--pcap", path_str(&pcap)];
+        all.extend_from_slice(args);
+        let run = sipwall(&all);
+        assert_eq!(run.status, 2, "{all:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{all:?}: {}", run.stderr);
     }
 }

@@ -71,8 +71,7 @@ fn parse_set(list: &[String]) -> BTreeSet<IpNet> {
 }
 
 fn status(lab: &TestLab) -> Value {
-    let run = sipwall(lab, &["status", "--json"]);
-    serde_json::from_str(run.ok("status --json")).unwrap()
+    sipwall_tests::operate::status_json(lab)
 }
 
 /// `status --json` of the PBX's interface: (attached, problems joined).
@@ -129,7 +128,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     const KILLS: usize = 20;
     let lab = TestLab::new();
     lab.attach(&[]);
-    let dir = lab.bpffs().join(IFACE);
+    let dir = lab.pin_dir(IFACE);
     // Two sets of 20,000 prefixes that share nothing, each with one probe
     // address per family that only it allows.
     let probes_a: [IpAddr; 2] = [
@@ -152,9 +151,13 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     let sets = [parse_set(&list_a), parse_set(&list_b)];
     assert!(sets[0].is_disjoint(&sets[1]) && sets[0].len() == 20_000);
     let replace = |which: usize| -> Command {
+        // Run directly (so the kill below hits sipwall itself), in the
+        // PBX's namespace by --netns.
         let mut cmd = Command::new(&lab.bin);
         cmd.arg("--bpffs")
             .arg(lab.bpffs())
+            .arg("--netns")
+            .arg(lab.ns(sipwall_tests::netns::Host::Pbx))
             .args(["allow", "replace", "--file"])
             .arg(&files[which])
             .stdout(Stdio::null())
@@ -417,7 +420,7 @@ fn interface_deleted_and_created_again() {
 fn pins_removed_by_hand() {
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
-    let dir = lab.bpffs().join(IFACE);
+    let dir = lab.pin_dir(IFACE);
 
     // The whole folder: the link goes with its pin, so the filter is gone,
     // and status says nothing is attached.

@@ -339,7 +339,7 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
         (
             "nul.toml",
             vec![0, 0, 0, b'\n'],
-            vec!["TOML parse error"],
+            vec!["line 1", "invalid TOML"],
             "NUL bytes",
         ),
         (
@@ -361,6 +361,11 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
 const BAD_CIDRS: &[(&str, &[&str], &str)] = &[
     ("198.51.100.7/33", &["longer than 32"], "prefix too long"),
     ("198.51.100.7/", &["not a number"], "prefix missing"),
+    (
+        "198.51.100.7/032",
+        &["canonical", "198.51.100.7/32"],
+        "prefix with a leading zero",
+    ),
     ("198.51.100.7/x", &["not a number"], "prefix not a number"),
     ("198.51.100.7/32/32", &["not a number"], "two prefixes"),
     (
@@ -900,6 +905,144 @@ nonsense
         );
     }
     let mut tried = cases.len();
+
+    // Input that must be refused before it is read: devices, FIFOs with no
+    // writer, files larger than any valid one, a --bpffs that is a file or
+    // a pin. Each runs under `timeout`, so a regression fails the test
+    // instead of hanging it (or filling memory).
+    let fifo = dir.join("fifo");
+    let c_fifo = std::ffi::CString::new(path(&fifo)).unwrap();
+    // SAFETY: a valid C string that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = path(&fifo).to_owned();
+    let sparse = |name: &str, len: u64| -> String {
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+        path(&p).to_owned()
+    };
+    let huge_text = sparse("huge.txt", (32 << 20) + 1);
+    let huge_pcap = sparse("huge.pcap", (256 << 20) + 1);
+    let plain_file = file("plain-file", b"not a folder\n");
+    let pin_file = path(&lab.pin_dir(IFACE).join("INFO")).to_owned();
+    let under_file = format!("{plain_file}/sipwall");
+    let good_config = file("good.toml", b"[policy]\ndry_run = false\n");
+    let mut bounded: Vec<Case> = Vec::new();
+    for (f, says, why) in [
+        ("/dev/zero", &["/dev/zero", "device"][..], "/dev/zero"),
+        (fifo.as_str(), &["FIFO"][..], "a FIFO without a writer"),
+        (
+            huge_text.as_str(),
+            &["too large", "32 MiB"][..],
+            "a file over 32 MiB",
+        ),
+    ] {
+        bounded.push(case(
+            &["attach", "-i", IFACE, "-c", f],
+            says,
+            &format!("attach -c: {why}"),
+        ));
+        bounded.push(case(
+            &["run", "-i", IFACE, "-c", f],
+            says,
+            &format!("run -c: {why}"),
+        ));
+        bounded.push(case(
+            &["check", "--pcap", &good_config, "-c", f],
+            says,
+            &format!("check -c: {why}"),
+        ));
+        bounded.push(case(
+            &["allow", "replace", "--file", f],
+            says,
+            &format!("allow replace --file: {why}"),
+        ));
+    }
+    for (f, says, why) in [
+        ("/dev/zero", &["/dev/zero", "device"][..], "/dev/zero"),
+        (fifo.as_str(), &["FIFO"][..], "a FIFO without a writer"),
+        (
+            huge_pcap.as_str(),
+            &["too large", "256 MiB"][..],
+            "a capture over 256 MiB",
+        ),
+    ] {
+        bounded.push(case(
+            &["check", "--pcap", f],
+            says,
+            &format!("check --pcap: {why}"),
+        ));
+    }
+    for (root, says, why) in [
+        (
+            plain_file.as_str(),
+            &["is a file, not a folder"][..],
+            "a regular file",
+        ),
+        (
+            pin_file.as_str(),
+            &["is a pin", "not a folder"][..],
+            "a pin file",
+        ),
+        (
+            under_file.as_str(),
+            &["is a file, not a folder"][..],
+            "a path through a file",
+        ),
+    ] {
+        for args in [
+            &["attach", "-i", IFACE][..],
+            &["status"],
+            &["detach"],
+            &["allow", "add", "198.51.100.9"],
+            &["stats"],
+        ] {
+            let mut all = vec!["--bpffs", root];
+            all.extend_from_slice(args);
+            bounded.push(case(&all, says, &format!("--bpffs {why}: {}", args[0])));
+        }
+    }
+    for (ns, says, why) in [
+        (
+            "no-such-namespace",
+            &["--netns", "cannot open", "ip netns list"][..],
+            "unknown name",
+        ),
+        (
+            "/etc/hostname",
+            &["not a network namespace"][..],
+            "a file that is no namespace",
+        ),
+        ("", &["--netns needs"][..], "empty"),
+    ] {
+        bounded.push(case(
+            &["--netns", ns, "status"],
+            says,
+            &format!("--netns {why}"),
+        ));
+    }
+    for c in &bounded {
+        let mut cmd = lab.command(sipwall_tests::netns::Host::Pbx, "timeout");
+        cmd.arg("20").arg(&lab.bin);
+        if c.args[0] != "--bpffs" {
+            cmd.arg("--bpffs").arg(lab.bpffs());
+        }
+        let out = cmd.args(&c.args).output().unwrap();
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let run = sipwall_tests::operate::Run::from_output(&args, out);
+        assert_ne!(run.code, Some(124), "{}: hung\n{run}", c.why);
+        run.expect(
+            2,
+            &c.says.iter().map(String::as_str).collect::<Vec<_>>(),
+            &c.why,
+        );
+        assert_eq!(
+            snapshot(&lab, IFACE),
+            before,
+            "{}: the running filter changed\n{run}",
+            c.why
+        );
+    }
+    tried += bounded.len();
 
     // --bpffs over a non-empty folder: refused, and the files are still
     // there, seen from the same mount namespace the command ran in.

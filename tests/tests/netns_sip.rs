@@ -395,10 +395,7 @@ fn filter_outlives_the_tool_survives_reattach_and_detaches() {
         None,
         "detach left a program on {PBX_IFACE}"
     );
-    assert!(
-        !lab.bpffs().join(PBX_IFACE).exists(),
-        "detach left pins behind"
-    );
+    assert!(!lab.pin_dir(PBX_IFACE).exists(), "detach left pins behind");
     let got = send_and_count(&lab, Host::Outsider, v4(OUTSIDER), sip, 10, 64);
     assert_eq!(got, 10, "after detach nothing is filtered");
 }

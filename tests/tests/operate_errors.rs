@@ -11,7 +11,7 @@ use sipwall_tests::{
     netns::{TestLab, PBX_IFACE, PROVIDER},
     operate::{
         add_veth, pin_foreign_xdp, sipwall, sipwall_unprivileged, snapshot, write_list, xdp_prog,
-        xdp_prog_name, Run,
+        xdp_prog_after_release, xdp_prog_name, Run,
     },
 };
 
@@ -20,7 +20,7 @@ const IFACE: &str = PBX_IFACE;
 const IFACE2: &str = "wan1";
 
 fn pin_dir(lab: &TestLab, iface: &str) -> PathBuf {
-    lab.bpffs().join(iface)
+    lab.pin_dir(iface)
 }
 
 fn json(run: &Run, case: &str) -> Value {
@@ -33,7 +33,7 @@ fn allowlist(lab: &TestLab) -> Vec<String> {
 
 /// The status of `iface` from `status --json`.
 fn status_of(lab: &TestLab, iface: &str) -> Value {
-    let all = json(&sipwall(lab, &["status", "--json"]), "status --json");
+    let all = sipwall_tests::operate::status_json(lab);
     all["interfaces"]
         .as_array()
         .and_then(|a| a.iter().find(|s| s["iface"] == iface))
@@ -225,8 +225,10 @@ fn nothing_attached_is_said_plainly() {
         serde_json::json!({"interfaces": []})
     );
     // Nothing was made on the way.
-    let left: Vec<String> = std::fs::read_dir(lab.bpffs())
-        .unwrap()
+    let ns_dir = pin_dir(&lab, IFACE).parent().unwrap().to_path_buf();
+    let left: Vec<String> = [lab.bpffs(), ns_dir]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -502,6 +504,44 @@ fn damaged_pins_are_reported_and_repaired() {
     assert_eq!(allowlist(&lab), defaults);
 }
 
+/// A sipwall program attached with another `--bpffs` was called "not
+/// sipwall's", with no word of the other pin root.
+#[test]
+fn sipwall_under_another_pin_root_is_named_with_its_root() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let other_root = lab.bpffs().join("elsewhere");
+    let other = other_root.to_str().unwrap();
+    // sipwall in the PBX with a pin root of its own choosing.
+    let with_root = |args: &[&str]| -> Run {
+        let out = lab
+            .command(sipwall_tests::netns::Host::Pbx, &lab.bin)
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(args, out)
+    };
+    with_root(&["--bpffs", other, "attach", "-i", IFACE, "--mode", "skb"])
+        .ok("attach under the other root");
+    let prog = xdp_prog(&lab, IFACE).expect("attached");
+    let hint = format!("sipwall --bpffs {other} detach -i {IFACE}");
+    for args in [&["attach", "-i", IFACE][..], &["run", "-i", IFACE]] {
+        sipwall(&lab, args).expect(
+            1,
+            &["another pin root", other, "skb mode", &hint],
+            &format!("{args:?} over sipwall under another root"),
+        );
+        assert!(!sipwall(&lab, args).stderr.contains("not sipwall's"));
+        assert_eq!(xdp_prog(&lab, IFACE), Some(prog));
+    }
+    // The hint works.
+    let (first, rest) = hint.split_once(' ').unwrap();
+    assert_eq!(first, "sipwall");
+    let args: Vec<&str> = rest.split(' ').collect();
+    with_root(&args).ok("the hinted detach");
+    assert_eq!(xdp_prog_after_release(&lab, IFACE), None);
+}
+
 #[test]
 fn a_foreign_xdp_program_is_never_replaced() {
     sipwall_tests::skip_unless_root!();
@@ -528,6 +568,8 @@ fn a_foreign_xdp_program_is_never_replaced() {
                     "foreign_pass",
                     &format!("{mode} mode"),
                     "will not replace",
+                    // The command for the mode found; run below to remove it.
+                    &format!("`ip link set dev {IFACE} {flag} off`"),
                 ],
                 &format!("foreign program in {mode} mode, sipwall {args:?}"),
             );

@@ -27,7 +27,7 @@ fn attach_pins_every_map_of_the_object_and_nothing_else() {
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     lab.attach(&[]);
-    let dir = lab.bpffs().join(sipwall_tests::netns::PBX_IFACE);
+    let dir = lab.pin_dir(sipwall_tests::netns::PBX_IFACE);
     let pinned: BTreeSet<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().into_string().unwrap())

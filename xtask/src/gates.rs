@@ -36,6 +36,37 @@ pub fn all() -> Result<()> {
     .context("clippy found problems in the eBPF crate (above)")
 }
 
+/// Builds every binary, failing when a build script relays lines as
+/// cargo warnings: the eBPF build's progress used to arrive that way,
+/// forty `warning: filter-user@…: Compiling …` lines a build
+/// (filter-user/build.rs now shows them only when that build fails).
+/// Checked whenever the build script runs, as on every fresh machine.
+pub fn build_without_relayed_warnings() -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let mut cmd = cargo_cmd(&["build", "--bins"]);
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    let mut relayed = 0;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.context("reading cargo's output")?;
+        eprintln!("{line}");
+        if line.starts_with("warning: filter-user@") {
+            relayed += 1;
+        }
+    }
+    let status = child.wait().context("waiting for cargo build")?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    if relayed > 0 {
+        bail!("the build printed {relayed} warnings relayed by filter-user's build script (above)");
+    }
+    Ok(())
+}
+
 /// Runs every test binary again as `nobody`: tests that need root must
 /// say so in one line and pass as skipped, the others must pass. The
 /// binaries are copied to a world-readable folder first, since the

@@ -51,7 +51,7 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             setup::all()?;
             gates::all()?;
-            cargo(&["build", "--bins"])?;
+            gates::build_without_relayed_warnings()?;
             let mut test = vec!["test"];
             test.extend(args.iter().map(String::as_str));
             cargo(&test)?;

@@ -3,16 +3,20 @@ use anyhow::Result;
 
 use super::AllowAction;
 use crate::{
+    error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
+    ops::snapshot::{warn_if_stale, Snapshot},
     policy::allowlist::{self, Change},
 };
 
 pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
     let (iface, change, force) = match action {
         AllowAction::List { iface, json } => return list(root, iface.as_deref(), json),
-        AllowAction::Add { iface, cidrs } => {
-            (iface, Change::Add(allowlist::parse_all(&cidrs)?), false)
-        }
+        AllowAction::Add {
+            iface,
+            cidrs,
+            force,
+        } => (iface, Change::Add(allowlist::parse_all(&cidrs)?), force),
         AllowAction::Del {
             iface,
             cidrs,
@@ -24,17 +28,50 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
     };
     require_root()?;
     let iface = root.resolve(iface.as_deref())?;
-    let allow = allowlist::apply(root, &iface, change, force)?;
-    println!("{iface}: the allowlist now has {} entries", allow.len());
+    // A change to an attachment that filters nothing reaches no packet:
+    // most likely the wrong interface, or one that is gone.
+    let snap = Snapshot::liveness(root, &iface);
+    if !snap.attached {
+        if !force {
+            return Err(UsageError(format!(
+                "{iface}: sipwall is NOT filtering ({}); the change would reach no packet. Attach again (`sipwall attach -i {iface}`), or add --force to change the pinned allowlist anyway (nothing changed)",
+                snap.problems.join("; ")
+            ))
+            .into());
+        }
+        warn_if_stale(&snap);
+    }
+    let applied = allowlist::apply(root, &iface, change, force)?;
+    for net in &applied.already {
+        eprintln!("{net} is already present in the allowlist of {iface}");
+    }
+    if applied.changed {
+        println!(
+            "{iface}: the allowlist now has {} entries",
+            applied.allow.len()
+        );
+    } else {
+        println!(
+            "{iface}: nothing changed; the allowlist has {} entries",
+            applied.allow.len()
+        );
+    }
     Ok(())
 }
 
 fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;
-    let allow = Attachment::open(root, iface)?.maps.read_ruleset()?.allow;
+    let att = Attachment::open(root, iface)?;
+    warn_if_stale(&Snapshot::liveness(root, &att.iface));
+    let allow = att.maps.read_ruleset()?.allow;
     if json {
         let list: Vec<String> = allow.iter().map(|n| n.to_string()).collect();
         println!("{}", serde_json::json!({ "allow": list }));
+    } else if allow.is_empty() {
+        println!(
+            "the allowlist of {} is empty: all signalling is denied",
+            att.iface
+        );
     } else {
         for n in &allow {
             println!("{n}");

@@ -21,6 +21,12 @@ pub struct Cli {
     )]
     pub bpffs: PathBuf,
 
+    /// Act in another network namespace: a name under /run/netns (as `ip netns` shows it) or a
+    /// path such as /proc/PID/ns/net. Attachments belong to a namespace and its interface;
+    /// without this flag, sipwall acts on those of the namespace it runs in.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub netns: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,11 +59,14 @@ impl AttachMode {
 pub enum Command {
     /// Load, pin and attach the filter to an interface; it keeps running after sipwall exits.
     Attach {
+        /// The interface to filter (in this network namespace, or --netns's).
         #[arg(short, long)]
         iface: String,
-        /// Configuration file (TOML); the defaults are the provider's published values.
+        /// Configuration file (TOML, a regular file of at most 32 MiB); the defaults are the
+        /// provider's published values.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// XDP mode: auto tries native, then falls back to skb.
         #[arg(long, value_enum, default_value = "auto")]
         mode: AttachMode,
         /// Count every decision but drop nothing.
@@ -69,13 +78,16 @@ pub enum Command {
     },
     /// Remove the filter from an interface, with its pins.
     Detach {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
     },
     /// Attached interfaces, mode, program, policy.
     Status {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -86,8 +98,10 @@ pub enum Command {
     },
     /// Counters per reason.
     Stats {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
         /// Redraw every SECS seconds with per-second rates.
@@ -96,10 +110,13 @@ pub enum Command {
     },
     /// Denied sources with the most packets.
     Top {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// How many sources to show.
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
         /// The drop reason whose sources to show: sip_denied (the default),
@@ -113,20 +130,38 @@ pub enum Command {
         action: BanAction,
     },
     /// Run every packet of a pcap through the real program (nothing attached).
+    ///
+    /// Each frame of the capture (pcap or pcapng, Ethernet) is judged by the XDP program loaded
+    /// with the configuration given (BPF_PROG_TEST_RUN); the verdict and reason are printed per
+    /// packet, then a summary. Packets the host sent (--local, --local-iface) are reported as
+    /// outbound and not judged: the filter only sees what arrives.
     Check {
-        #[arg(long)]
+        /// The capture: a regular pcap or pcapng file of at most 256 MiB.
+        #[arg(long, value_name = "FILE")]
         pcap: PathBuf,
+        /// Configuration file (TOML) to judge by; the defaults when left out.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// This host's addresses: packets from them were sent by the host (outbound) and are not
+        /// judged. Repeat or list several.
+        #[arg(long, value_name = "ADDR", num_args = 1.., value_delimiter = ',')]
+        local: Vec<std::net::IpAddr>,
+        /// Take this host's addresses from an interface (as `ip addr` shows them now). Repeatable.
+        #[arg(long, value_name = "IF")]
+        local_iface: Vec<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Foreground service: attach, reload on SIGHUP, serve metrics, detach on SIGTERM.
     Run {
+        /// The interface to filter.
         #[arg(short, long)]
         iface: String,
+        /// Configuration file (TOML): the whole truth, allowlist included; reread on SIGHUP.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// XDP mode: auto tries native, then falls back to skb.
         #[arg(long, value_enum, default_value = "auto")]
         mode: AttachMode,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
@@ -144,35 +179,49 @@ pub enum Command {
 pub enum AllowAction {
     /// The allowlist.
     List {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Add CIDRs.
     Add {
+        /// The attached interface (may be left out when only one is attached).
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(required = true)]
+        /// Addresses or networks (a bare address is /32 or /128).
+        #[arg(required = true, value_name = "CIDR")]
         cidrs: Vec<String>,
+        /// Change the pinned allowlist even when the attachment is not filtering.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove CIDRs.
     Del {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(required = true)]
+        /// Entries to remove, as listed by `allow list`.
+        #[arg(required = true, value_name = "CIDR")]
         cidrs: Vec<String>,
-        /// Allow removing the last entry (an empty allowlist denies all signalling).
+        /// Allow removing the last entry (an empty allowlist denies all signalling), and changing
+        /// an attachment that is not filtering.
         #[arg(long)]
         force: bool,
     },
     /// Swap in a whole new set from a file (one CIDR a line, # comments), atomically.
     Replace {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
-        #[arg(long)]
+        /// The new allowlist: a regular file of at most 32 MiB, or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
         file: PathBuf,
-        /// Accept an empty file (which denies all signalling).
+        /// Accept an empty file (which denies all signalling), and change an attachment that
+        /// is not filtering.
         #[arg(long)]
         force: bool,
     },
@@ -187,7 +236,7 @@ pub enum BanAction {
         /// Addresses or CIDRs.
         #[arg(required_unless_present = "file")]
         cidrs: Vec<String>,
-        /// Also ban every entry of a file (one a line, # comments; or APIBAN's JSON).
+        /// Also ban every entry of a file (one a line, # comments; or APIBAN's JSON); - for standard input.
         #[arg(long)]
         file: Option<PathBuf>,
         /// How long: seconds (3600) or 90s, 10m, 1h30m, 7d; permanent when left out.

@@ -1,17 +1,28 @@
 //! `sipwall check --pcap`: replay a capture through the real program.
-use std::path::Path;
+use std::{net::IpAddr, path::Path};
 
 use anyhow::Result;
 
-use crate::{kernel::privileges::require_root, ops::check, policy::config};
+use crate::{
+    kernel::privileges::require_root,
+    ops::check::{self, Local},
+    policy::config,
+};
 
-pub fn run(pcap: &Path, config_path: Option<&Path>, json: bool) -> Result<()> {
+pub fn run(
+    pcap: &Path,
+    config_path: Option<&Path>,
+    json: bool,
+    local: &[IpAddr],
+    local_ifaces: &[String],
+) -> Result<()> {
     // Configuration and capture errors are usage errors: report them
     // before asking for privileges.
     let ruleset = config::load(config_path)?;
     let frames = check::read_frames(pcap)?;
+    let local = Local::gather(local, local_ifaces)?;
     require_root()?;
-    let results = check::check(&frames, &ruleset)?;
+    let results = check::check(&frames, &ruleset, &local)?;
     if json {
         println!("{}", check::to_json(&results));
     } else {

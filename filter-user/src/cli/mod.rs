@@ -18,7 +18,15 @@ use crate::kernel::pins::PinRoot;
 pub use args::{AllowAction, AttachMode, BanAction, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
+    // First: interfaces, pins and `ip` all answer for the namespace this
+    // (still only) thread is in.
+    if let Some(netns) = &cli.netns {
+        crate::kernel::netns::enter(netns)?;
+    }
     let root = PinRoot::new(&cli.bpffs);
+    if !matches!(cli.command, Command::Check { .. } | Command::Demo) {
+        root.check_usable()?;
+    }
     match cli.command {
         Command::Attach {
             iface,
@@ -38,7 +46,13 @@ pub fn run(cli: Cli) -> Result<()> {
             reason,
         } => top::run(&root, iface.as_deref(), n, json, &reason),
         Command::Ban { action } => ban::run(&root, action),
-        Command::Check { pcap, config, json } => check::run(&pcap, config.as_deref(), json),
+        Command::Check {
+            pcap,
+            config,
+            json,
+            local,
+            local_iface,
+        } => check::run(&pcap, config.as_deref(), json, &local, &local_iface),
         Command::Run {
             iface,
             config,

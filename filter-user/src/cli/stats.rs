@@ -6,7 +6,10 @@ use anyhow::Result;
 use crate::{
     error::UsageError,
     kernel::{pins::PinRoot, privileges::require_root},
-    ops::{snapshot::Snapshot, stats},
+    ops::{
+        snapshot::{warn_if_stale, Snapshot},
+        stats,
+    },
 };
 
 pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) -> Result<()> {
@@ -32,8 +35,10 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) 
             })
             .collect()
     };
+    let first = read()?;
+    first.iter().for_each(warn_if_stale);
     let Some(interval) = watch else {
-        let now = read()?;
+        let now = first;
         if json {
             println!("{}", stats::to_json(&now));
         } else {
@@ -41,7 +46,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) 
         }
         return Ok(());
     };
-    let mut prev = read()?;
+    let mut prev = first;
     let mut last = std::time::Instant::now();
     loop {
         std::thread::sleep(interval);

@@ -1,6 +1,8 @@
-//! `sipwall status`: every attachment (or the one named), checked against
-//! what the kernel runs.
-use anyhow::Result;
+//! `sipwall status`: every attachment of this network namespace (or the one
+//! named), checked against what the kernel runs, and those of other
+//! namespaces, listed. Exits 1 when one of this namespace's is not
+//! filtering.
+use anyhow::{bail, Result};
 
 use crate::{
     kernel::{pins::PinRoot, privileges::require_root},
@@ -14,10 +16,29 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
         None => root.attached()?,
     };
     let all: Vec<Snapshot> = ifaces.iter().map(|i| Snapshot::gather(root, i)).collect();
-    if json {
-        println!("{}", status::to_json(&all));
+    // Other namespaces' attachments are listed, never judged: from here
+    // their interface cannot be seen.
+    let elsewhere = if iface.is_none() {
+        root.elsewhere()?
     } else {
-        print!("{}", status::to_text(&all));
+        Vec::new()
+    };
+    let legacy = root.legacy();
+    if json {
+        println!("{}", status::to_json(&all, &elsewhere, root, &legacy));
+    } else {
+        print!("{}", status::to_text(&all, &elsewhere, root, &legacy));
+    }
+    let down: Vec<&str> = all
+        .iter()
+        .filter(|s| !s.attached)
+        .map(|s| s.iface.as_str())
+        .collect();
+    if !down.is_empty() {
+        bail!(
+            "NOT filtering on {}; the problems above say what to do",
+            down.join(", ")
+        );
     }
     Ok(())
 }

@@ -6,7 +6,10 @@ use filter_common::Reason;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
-    ops::stats,
+    ops::{
+        snapshot::{warn_if_stale, Snapshot},
+        stats,
+    },
 };
 
 /// The reasons whose sources are counted one by one.
@@ -33,6 +36,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
     };
     require_root()?;
     let att = Attachment::open(root, iface)?;
+    warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let mut sources = match reason {
         Reason::SipDenied => att.maps.denied_sources()?,
         r => att.maps.ratelimited_sources(r)?,

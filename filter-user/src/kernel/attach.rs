@@ -26,7 +26,8 @@ use filter_common::{maps as map_names, AttachInfo, XdpMode, ATTACH_MAGIC, PIN_LA
 use crate::{
     error::UsageError,
     kernel::{
-        iface::{describe_program, if_index, iface_xdp, IfaceXdp},
+        iface::{foreign_program, if_index, iface_xdp, IfaceXdp},
+        links::open_link,
         maps::Maps,
         pins::{self, PinRoot, INFO_PIN, LINK_PIN},
         program,
@@ -59,6 +60,8 @@ pub fn attach(
     mode: Option<XdpMode>,
     keep_allowlist: bool,
 ) -> Result<Attached> {
+    // Before the lock: adopting takes it itself.
+    root.adopt_legacy();
     let _lock = root.lock()?;
     let mut plan = plan(root, iface, mode, keep_allowlist)?;
     let guard = NewPinsGuard::new(&plan);
@@ -109,8 +112,8 @@ fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool
     let (upgrade, upgrade_link) = match (on_iface, our_link) {
         (Some(now), Some((link, prog))) if now.program_id == prog => (Some(now), Some(link)),
         (Some(now), _) => bail!(
-            "{iface} already has an XDP program that is not sipwall's ({}); sipwall will not replace it. Remove it first (e.g. `ip link set dev {iface} xdp off`) if it should go",
-            describe_program(now)
+            "{}. sipwall will not replace it",
+            foreign_program(iface, now, root.path())
         ),
         (None, Some(_)) => {
             // The interface lost the program (deleted and created again):
@@ -308,13 +311,6 @@ fn attach_in(
     })
 }
 
-/// The pinned link at `path` and the program it runs, if it is readable.
-pub fn open_link(path: &Path) -> Option<(FdLink, u32)> {
-    let link = FdLink::from(PinnedLink::from_pin(path).ok()?);
-    let prog = link.info().ok()?.program_id();
-    Some((link, prog))
-}
-
 /// Removes the attachment on `iface` and all its pins.
 pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
     let _lock = root.lock()?;
@@ -329,6 +325,8 @@ pub fn detach(root: &PinRoot, iface: &str) -> Result<()> {
     // Unpinning the link drops the last reference to it: the program
     // leaves the interface. The maps go with their pins.
     pins::remove_dir(&dir)?;
+    // The namespace's folder goes with its last attachment.
+    let _ = std::fs::remove_dir(root.netns_dir());
     // The kernel releases the link from a work queue: wait until the
     // interface no longer runs the program, so that "detached" is true
     // when this returns.

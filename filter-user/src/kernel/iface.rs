@@ -5,7 +5,10 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 use filter_common::XdpMode;
 
-use crate::{error::UsageError, kernel::pins};
+use crate::{
+    error::UsageError,
+    kernel::{links, pins},
+};
 
 /// What the interface has attached now, according to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,14 +70,77 @@ pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
 
 /// "program id N named "x", M mode", for messages about a foreign program.
 pub fn describe_program(x: IfaceXdp) -> String {
-    let name = aya::programs::loaded_programs()
-        .filter_map(|p| p.ok())
-        .find(|p| p.id() == x.program_id)
-        .and_then(|p| p.name_as_str().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
     format!(
-        "program id {} named {name:?}, {} mode",
+        "program id {} named {:?}, {} mode",
         x.program_id,
+        program_name(x.program_id).unwrap_or_else(|| "?".into()),
         x.mode_name()
     )
+}
+
+fn program_name(id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+}
+
+/// What an XDP program on `iface` that is not this pin root's attachment
+/// is, and how to remove it, for `root` (the pin root in use):
+/// - a sipwall program whose link is pinned under another pin root is
+///   named as such, with that root;
+/// - otherwise the `ip link` command for the mode it runs in (`xdpgeneric`
+///   for skb mode: `xdp off` alone only removes a driver-mode program), or
+///   `bpftool link detach` when it is held by a bpf_link (which `ip link`
+///   cannot remove).
+pub fn foreign_program(iface: &str, x: IfaceXdp, root: &std::path::Path) -> String {
+    let name = program_name(x.program_id);
+    if name.as_deref() == Some(crate::kernel::program::PROGRAM_NAME) {
+        if let Some(other) =
+            links::find_link_pin(x.program_id).and_then(|p| links::root_of_link_pin(&p))
+        {
+            if other != root {
+                return format!(
+                    "{iface} runs sipwall attached under another pin root, {} (program id {}, {} mode): use `sipwall --bpffs {} ...` for it (`sipwall --bpffs {} detach -i {iface}` removes it)",
+                    other.display(),
+                    x.program_id,
+                    x.mode_name(),
+                    other.display(),
+                    other.display()
+                );
+            }
+        }
+        return format!(
+            "{iface} runs a sipwall program ({}) whose pins are not under {} (another --bpffs? its pins removed by hand?); {}",
+            describe_program(x),
+            root.display(),
+            removal_hint(iface, x)
+        );
+    }
+    format!(
+        "{iface} already has an XDP program that is not sipwall's ({}); {}",
+        describe_program(x),
+        removal_hint(iface, x)
+    )
+}
+
+/// How to remove the program `x` from `iface`.
+fn removal_hint(iface: &str, x: IfaceXdp) -> String {
+    let link = aya::programs::loaded_links()
+        .filter_map(|l| l.ok())
+        .find(|l| l.program_id() == x.program_id);
+    if let Some(link) = link {
+        return format!(
+            "it is held by bpf_link id {}: if it should go, stop its owner or run `bpftool link detach id {}`",
+            link.id(),
+            link.id()
+        );
+    }
+    let keyword = match x.mode {
+        Some(XdpMode::Native) => "xdpdrv",
+        Some(XdpMode::Skb) => "xdpgeneric",
+        Some(XdpMode::Hw) => "xdpoffload",
+        None => "xdp",
+    };
+    format!("if it should go, remove it first: `ip link set dev {iface} {keyword} off`")
 }

@@ -1,7 +1,14 @@
-//! Where an attachment lives on bpffs: `<root>/<iface>/` holds the XDP link
-//! (`link`), every map of the program and the `INFO` map. The root is
-//! mounted as bpffs when it is not, and locked while a command changes it,
-//! so two sipwall commands never interleave their updates.
+//! Where an attachment lives on bpffs: `<root>/netns-<INODE>/<iface>/` holds
+//! the XDP link (`link`), every map of the program and the `INFO` map. An
+//! attachment belongs to a network namespace and an interface in it: the
+//! namespace's folder keeps same-named interfaces of different namespaces
+//! (every pod's `eth0`) apart, and every command sees only its own
+//! namespace's attachments (others are listed by `status`). Pins of layout
+//! 3 (`<root>/<iface>/`) are adopted by the namespace whose interface runs
+//! their program ([`PinRoot::adopt_legacy`]).
+//!
+//! The root is mounted as bpffs when it is not, and locked while a command
+//! changes it, so two sipwall commands never interleave their updates.
 use std::{
     fs::File,
     os::fd::AsRawFd,
@@ -12,20 +19,39 @@ use anyhow::{bail, Context as _, Result};
 use aya::maps::{Array, MapData};
 use filter_common::{AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
 
-use crate::error::UsageError;
+use crate::{error::UsageError, kernel::netns::NetnsId};
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub const LINK_PIN: &str = "link";
 pub const INFO_PIN: &str = "INFO";
 
+/// The pin root as one network namespace sees it.
 pub struct PinRoot {
     root: PathBuf,
+    netns: NetnsId,
+}
+
+/// An attachment of another network namespace, seen from this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elsewhere {
+    pub netns: NetnsId,
+    pub iface: String,
 }
 
 impl PinRoot {
+    /// The pin root `root` for the namespace the calling thread is in.
     pub fn new(root: &Path) -> PinRoot {
+        // Without /proc there is no telling namespaces apart; such a
+        // system has one that matters (every command fails anyway when
+        // it needs /proc for more).
+        let netns = NetnsId::current().unwrap_or(NetnsId(0));
+        PinRoot::for_netns(root, netns)
+    }
+
+    pub fn for_netns(root: &Path, netns: NetnsId) -> PinRoot {
         PinRoot {
             root: root.to_path_buf(),
+            netns,
         }
     }
 
@@ -33,8 +59,58 @@ impl PinRoot {
         &self.root
     }
 
+    pub fn netns(&self) -> NetnsId {
+        self.netns
+    }
+
+    /// This namespace's folder under the root.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.root.join(self.netns.dir_name())
+    }
+
     pub fn iface_dir(&self, iface: &str) -> PathBuf {
-        self.root.join(iface)
+        self.netns_dir().join(iface)
+    }
+
+    /// Refuses a root that cannot be a folder of pins: a regular file, a
+    /// pin (a BPF object on bpffs), a path through a file. Checked before
+    /// any command uses the root, so the mistake is named instead of
+    /// surfacing as "File exists" or "Not a directory" later.
+    pub fn check_usable(&self) -> Result<(), UsageError> {
+        let shown = self.root.display();
+        match std::fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) if self.root.parent().is_some_and(is_bpffs) => Err(UsageError(format!(
+                "--bpffs {shown} is a pin (a BPF object on bpffs), not a folder: --bpffs names the folder sipwall keeps its pins in (default /sys/fs/bpf/sipwall)"
+            ))),
+            Ok(_) => Err(UsageError(format!(
+                "--bpffs {shown} is a file, not a folder: --bpffs names the folder sipwall keeps its pins in (default /sys/fs/bpf/sipwall)"
+            ))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(UsageError(format!(
+                "--bpffs {shown}: a part of this path is a file, not a folder"
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Created (and mounted) when first needed; but a missing
+                // part under an existing file is the mistake above.
+                let mut up = self.root.parent();
+                while let Some(dir) = up {
+                    if let Ok(meta) = std::fs::metadata(dir) {
+                        if !meta.is_dir() {
+                            return Err(UsageError(format!(
+                                "--bpffs {shown}: {} is a file, not a folder",
+                                dir.display()
+                            )));
+                        }
+                        break;
+                    }
+                    up = dir.parent();
+                }
+                Ok(())
+            }
+            // Permission denied and the like: the privilege check that
+            // follows says what is wrong better.
+            Err(_) => Ok(()),
+        }
     }
 
     /// Whether `iface` has pins here: its `INFO` map or its link (a folder
@@ -72,20 +148,130 @@ impl PinRoot {
         mount_bpffs(&self.root)
     }
 
-    /// Interfaces with sipwall pins, sorted.
+    /// Interfaces of this namespace with sipwall pins, sorted.
     pub fn attached(&self) -> Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("listing {}", self.root.display())),
-        };
-        let mut out: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
+        self.adopt_legacy();
+        let mut out: Vec<String> = list_dir(&self.netns_dir())?
+            .into_iter()
             .filter(|name| self.has_pins(name))
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Attachments of other namespaces under this root, sorted.
+    pub fn elsewhere(&self) -> Result<Vec<Elsewhere>> {
+        let mut out = Vec::new();
+        for name in list_dir(&self.root)? {
+            let Some(netns) = NetnsId::from_dir_name(&name) else {
+                continue;
+            };
+            if netns == self.netns {
+                continue;
+            }
+            let other = PinRoot::for_netns(&self.root, netns);
+            for iface in list_dir(&other.netns_dir())? {
+                if other.has_pins(&iface) {
+                    out.push(Elsewhere { netns, iface });
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.netns, &a.iface).cmp(&(b.netns, &b.iface)));
+        Ok(out)
+    }
+
+    /// Folders of layout 3 (`<root>/<iface>/`) still waiting to be adopted
+    /// by the namespace they belong to.
+    pub fn legacy(&self) -> Vec<String> {
+        let mut out: Vec<String> = list_dir(&self.root)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| NetnsId::from_dir_name(name).is_none())
+            .filter(|name| {
+                let dir = self.root.join(name);
+                dir.join(INFO_PIN).exists() || dir.join(LINK_PIN).exists()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Adopts pins of layout 3 that belong to this namespace: a folder
+    /// `<root>/<iface>/` whose pinned link runs the program this
+    /// namespace's `<iface>` runs (or, when that link is defunct, whose
+    /// recorded interface index is this namespace's `<iface>`'s) is moved
+    /// to `<root>/netns-<INODE>/<iface>/` and its INFO record upgraded;
+    /// the maps keep their layout, so nothing else changes and the filter
+    /// keeps running. Others are left for their own namespace (`status`
+    /// lists them). Best effort: a failure is reported on stderr.
+    pub fn adopt_legacy(&self) {
+        for iface in self.legacy() {
+            if let Err(e) = self.adopt_one(&iface) {
+                eprintln!("sipwall: could not adopt the layout-3 pins of {iface}: {e:#}");
+            }
+        }
+    }
+
+    fn adopt_one(&self, iface: &str) -> Result<()> {
+        if check_iface_name(iface).is_err() || self.has_pins(iface) {
+            return Ok(());
+        }
+        let old = self.root.join(iface);
+        if !self.belongs_here(iface, &old) {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        if !old.exists() || self.has_pins(iface) {
+            return Ok(()); // another command adopted it meanwhile
+        }
+        let mut info = read_info_unchecked(&old)?;
+        if info.magic != ATTACH_MAGIC || info.layout_version != 3 {
+            return Ok(());
+        }
+        // Layout 3 only moved the folder; the maps must be this sipwall's
+        // (a sipwall before the abuse controls had fewer maps and a shorter
+        // policy): those are left, and `status` lists them.
+        if let Err(e) = crate::kernel::maps::Maps::open_pinned(&old) {
+            eprintln!(
+                "sipwall: the layout-3 pins of {iface} hold maps of an older sipwall ({e:#}); not adopted: `rm -r {}` detaches them, then attach again",
+                old.display()
+            );
+            return Ok(());
+        }
+        create_dir(&self.netns_dir())?;
+        let new = self.iface_dir(iface);
+        std::fs::rename(&old, &new)
+            .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
+        info.layout_version = PIN_LAYOUT_VERSION;
+        write_info(&new, &info)?;
+        eprintln!(
+            "sipwall: adopted the pins of {iface} from sipwall's previous layout: moved {} to {}",
+            old.display(),
+            new.display()
+        );
+        Ok(())
+    }
+
+    /// Whether the layout-3 folder `old` of `iface` is this namespace's.
+    fn belongs_here(&self, iface: &str, old: &Path) -> bool {
+        use crate::kernel::{
+            iface as kiface,
+            links::{link_is_live, open_link},
+        };
+        let Ok(index) = kiface::if_index(iface) else {
+            return false;
+        };
+        let running = kiface::iface_xdp(iface).ok().flatten();
+        match (open_link(&old.join(LINK_PIN)), running) {
+            (Some((_, prog)), Some(now)) => prog == now.program_id,
+            // A link that runs nowhere: the interface was deleted; adopt
+            // by the index recorded, as layout 3 did.
+            (Some(_), None) => {
+                !link_is_live(&old.join(LINK_PIN))
+                    && read_info_unchecked(old).is_ok_and(|info| info.ifindex == index)
+            }
+            (None, _) => read_info_unchecked(old).is_ok_and(|info| info.ifindex == index),
+        }
     }
 
     /// The interface a command is about: the one given, or the only one
@@ -93,10 +279,13 @@ impl PinRoot {
     pub fn resolve(&self, given: Option<&str>) -> Result<String> {
         if let Some(iface) = given {
             check_iface_name(iface)?;
+            self.adopt_legacy();
             if !self.has_pins(iface) {
                 bail!(
-                    "the filter is not attached to {iface} (no pins in {}); attach it with `sipwall attach -i {iface}`",
-                    self.iface_dir(iface).display()
+                    "the filter is not attached to {iface} in this network namespace, {} (no pins in {}); attach it with `sipwall attach -i {iface}`{}",
+                    self.netns.describe(),
+                    self.iface_dir(iface).display(),
+                    self.elsewhere_hint(Some(iface))
                 );
             }
             return Ok(iface.to_string());
@@ -105,15 +294,36 @@ impl PinRoot {
         match attached.as_slice() {
             [one] => Ok(one.clone()),
             [] => bail!(
-                "the filter is not attached to any interface (no pins under {}); attach it with `sipwall attach -i IFACE`",
-                self.root.display()
+                "the filter is not attached to any interface in this network namespace, {} (no pins under {}); attach it with `sipwall attach -i IFACE`{}",
+                self.netns.describe(),
+                self.netns_dir().display(),
+                self.elsewhere_hint(None)
             ),
             many => Err(UsageError(format!(
-                "sipwall is attached to several interfaces ({}): name one with -i",
+                "attached to several interfaces in this network namespace ({}): name one with -i",
                 many.join(", ")
             ))
             .into()),
         }
+    }
+
+    /// "; in other network namespaces: …" naming the attachments of other
+    /// namespaces (of `iface`, when given) and how to reach them.
+    fn elsewhere_hint(&self, iface: Option<&str>) -> String {
+        let others: Vec<String> = self
+            .elsewhere()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| iface.is_none_or(|i| i == e.iface))
+            .map(|e| format!("{} in {}", e.iface, e.netns.describe()))
+            .collect();
+        if others.is_empty() {
+            return String::new();
+        }
+        format!(
+            ". Attached in other network namespaces: {}; run sipwall there (`sipwall --netns NAME|PATH ...`) to act on them",
+            others.join(", ")
+        )
     }
 
     /// Serialises commands that change pins or maps: an exclusive flock on
@@ -195,9 +405,29 @@ pub fn mount_bpffs(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The names in folder `dir`; none when it does not exist.
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
 /// Reads the `INFO` map of an attachment and checks that it is sipwall's
 /// and of this version.
 pub fn read_info(dir: &Path) -> Result<AttachInfo> {
+    let info = read_info_unchecked(dir)?;
+    check_info(&info, dir)?;
+    Ok(info)
+}
+
+/// Reads the `INFO` map of an attachment, whatever its version.
+fn read_info_unchecked(dir: &Path) -> Result<AttachInfo> {
     let path = dir.join(INFO_PIN);
     let data = MapData::from_pin(&path).with_context(|| {
         format!(
@@ -212,11 +442,8 @@ pub fn read_info(dir: &Path) -> Result<AttachInfo> {
             path.display()
         )
         })?;
-    let info = map
-        .get(&0, 0)
-        .with_context(|| format!("reading {}", path.display()))?;
-    check_info(&info, dir)?;
-    Ok(info)
+    map.get(&0, 0)
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 fn check_info(info: &AttachInfo, dir: &Path) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `sipwall check --pcap`: every frame of a capture through the real program
 //! (BPF_PROG_TEST_RUN, nothing attached), with the verdict it returned and
 //! the reason read from the counter it moved.
-use std::{fs::File, io::BufReader, path::Path};
+use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result};
 use filter_common::Reason;
@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     error::UsageError,
     kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
-    policy::ruleset::Ruleset,
+    policy::{input, ruleset::Ruleset},
 };
 
 /// What happened to one frame of the capture.
@@ -23,7 +23,97 @@ use crate::{
 pub struct Checked {
     pub index: usize,
     pub len: usize,
-    pub result: Result<(Verdict, Reason), String>,
+    pub result: Judged,
+}
+
+#[derive(Debug)]
+pub enum Judged {
+    /// Run through the program: its verdict and the counter it moved.
+    Ran(Verdict, Reason),
+    /// Sent by this host (its source is a local address): the ingress
+    /// program never sees it, so it is not judged.
+    Outbound,
+    /// The kernel cannot run it (why).
+    NotRun(String),
+}
+
+/// What `check` treats as this host: packets from these addresses are
+/// outbound.
+#[derive(Debug, Default)]
+pub struct Local {
+    pub addrs: Vec<IpAddr>,
+}
+
+impl Local {
+    /// The addresses given plus those of the interfaces named, as the
+    /// kernel reports them now (`ip -json addr`).
+    pub fn gather(addrs: &[IpAddr], ifaces: &[String]) -> Result<Local> {
+        let mut all = addrs.to_vec();
+        for iface in ifaces {
+            crate::kernel::pins::check_iface_name(iface)?;
+            let out = std::process::Command::new("ip")
+                .args(["-json", "addr", "show", "dev", iface])
+                .output()
+                .context("running `ip addr` (package iproute2)")?;
+            if !out.status.success() {
+                return Err(UsageError(format!(
+                    "--local-iface {iface}: {} (`ip link` lists the interfaces)",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+                .into());
+            }
+            let links: serde_json::Value =
+                serde_json::from_slice(&out.stdout).context("parsing `ip -json addr`")?;
+            let found: Vec<IpAddr> = links[0]["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["local"].as_str()?.parse().ok())
+                .collect();
+            if found.is_empty() {
+                return Err(UsageError(format!(
+                    "--local-iface {iface}: the interface has no address; name the host's addresses with --local"
+                ))
+                .into());
+            }
+            all.extend(found);
+        }
+        all.sort();
+        all.dedup();
+        Ok(Local { addrs: all })
+    }
+
+    fn sent(&self, frame: &[u8]) -> bool {
+        !self.addrs.is_empty() && source_addr(frame).is_some_and(|a| self.addrs.contains(&a))
+    }
+}
+
+/// The IP source address of an Ethernet frame (behind up to two VLAN
+/// tags, as the program parses them), if it is IPv4 or IPv6.
+fn source_addr(frame: &[u8]) -> Option<IpAddr> {
+    let be16 = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
+    };
+    let mut at = 12;
+    let mut ethertype = be16(at)?;
+    for _ in 0..2 {
+        if ethertype == 0x8100 || ethertype == 0x88a8 {
+            at += 4;
+            ethertype = be16(at)?;
+        }
+    }
+    let ip = at + 2;
+    match ethertype {
+        0x0800 => {
+            let src: [u8; 4] = frame.get(ip + 12..ip + 16)?.try_into().ok()?;
+            Some(IpAddr::from(src))
+        }
+        0x86dd => {
+            let src: [u8; 16] = frame.get(ip + 8..ip + 24)?.try_into().ok()?;
+            Some(IpAddr::from(src))
+        }
+        _ => None,
+    }
 }
 
 const PCAP_MAGICS: [[u8; 4]; 4] = [
@@ -38,14 +128,12 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>> {
     let name = path.display();
     let bad = |what: String| UsageError(format!("{name}: {what}"));
-    let mut magic = [0u8; 4];
-    {
-        use std::io::Read as _;
-        let mut f = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
-        f.read_exact(&mut magic)
-            .map_err(|_| bad("too short to be a capture file".into()))?;
-    }
-    let file = BufReader::new(File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?);
+    let bytes = input::read_regular(path, "capture", input::PCAP_CAP)?;
+    let magic: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| bad("too short to be a capture file".into()))?;
+    let file = bytes.as_slice();
     let mut frames = Vec::new();
     if PCAP_MAGICS.contains(&magic) {
         let mut reader =
@@ -108,20 +196,23 @@ fn ensure_ethernet(link: Option<DataLink>, index: usize) -> Result<(), String> {
     }
 }
 
-/// Runs every frame through the program loaded with `ruleset`.
-pub fn check(frames: &[Vec<u8>], ruleset: &Ruleset) -> Result<Vec<Checked>> {
+/// Runs every frame through the program loaded with `ruleset`, but those
+/// `local` sent.
+pub fn check(frames: &[Vec<u8>], ruleset: &Ruleset, local: &Local) -> Result<Vec<Checked>> {
     let runner = Runner::new(ruleset)?;
     frames
         .iter()
         .enumerate()
         .map(|(index, frame)| {
-            let result = if frame.len() < MIN_FRAME {
-                Err(format!(
+            let result = if local.sent(frame) {
+                Judged::Outbound
+            } else if frame.len() < MIN_FRAME {
+                Judged::NotRun(format!(
                     "{} bytes: shorter than an Ethernet header, not run",
                     frame.len()
                 ))
             } else if frame.len() > MAX_FRAME {
-                Err(format!(
+                Judged::NotRun(format!(
                     "{} bytes: larger than one page, not run",
                     frame.len()
                 ))
@@ -130,8 +221,10 @@ pub fn check(frames: &[Vec<u8>], ruleset: &Ruleset) -> Result<Vec<Checked>> {
                     .run(frame)
                     .with_context(|| format!("running packet {index} through the program"))?;
                 match outcome.reason() {
-                    Some(reason) => Ok((outcome.verdict, reason)),
-                    None => Err(format!("counters moved unexpectedly: {:?}", outcome.moved)),
+                    Some(reason) => Judged::Ran(outcome.verdict, reason),
+                    None => {
+                        Judged::NotRun(format!("counters moved unexpectedly: {:?}", outcome.moved))
+                    }
                 }
             };
             Ok(Checked {
@@ -147,10 +240,13 @@ pub fn to_json(results: &[Checked]) -> serde_json::Value {
     let packets: Vec<_> = results
         .iter()
         .map(|c| match &c.result {
-            Ok((verdict, reason)) => json!({
+            Judged::Ran(verdict, reason) => json!({
                 "index": c.index, "verdict": verdict.name(), "reason": reason.name(), "len": c.len,
             }),
-            Err(e) => json!({"index": c.index, "verdict": "error", "reason": null, "len": c.len, "error": e}),
+            Judged::Outbound => json!({
+                "index": c.index, "verdict": "outbound", "reason": "outbound", "len": c.len,
+            }),
+            Judged::NotRun(e) => json!({"index": c.index, "verdict": "error", "reason": null, "len": c.len, "error": e}),
         })
         .collect();
     json!({ "packets": packets, "summary": summary_counts(results) })
@@ -163,18 +259,30 @@ fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Va
     for verdict in ["pass", "drop"] {
         let n = results
             .iter()
-            .filter(|c| matches!(&c.result, Ok((v, _)) if v.name() == verdict))
+            .filter(|c| matches!(&c.result, Judged::Ran(v, _) if v.name() == verdict))
             .count();
         m.insert(verdict.into(), n.into());
     }
     m.insert(
+        "outbound".into(),
+        results
+            .iter()
+            .filter(|c| matches!(c.result, Judged::Outbound))
+            .count()
+            .into(),
+    );
+    m.insert(
         "error".into(),
-        results.iter().filter(|c| c.result.is_err()).count().into(),
+        results
+            .iter()
+            .filter(|c| matches!(c.result, Judged::NotRun(_)))
+            .count()
+            .into(),
     );
     for reason in Reason::ALL {
         let n = results
             .iter()
-            .filter(|c| matches!(&c.result, Ok((_, r)) if *r == reason))
+            .filter(|c| matches!(&c.result, Judged::Ran(_, r) if *r == reason))
             .count();
         m.insert(reason.name().into(), n.into());
     }
@@ -185,7 +293,7 @@ pub fn to_text(results: &[Checked]) -> String {
     let mut out = String::from("  #  verdict  reason        bytes\n");
     for c in results {
         match &c.result {
-            Ok((v, r)) => {
+            Judged::Ran(v, r) => {
                 out += &format!(
                     "{:>3}  {:<7}  {:<12} {:>6}\n",
                     c.index,
@@ -194,7 +302,13 @@ pub fn to_text(results: &[Checked]) -> String {
                     c.len
                 )
             }
-            Err(e) => out += &format!("{:>3}  error    {e}\n", c.index),
+            Judged::Outbound => {
+                out += &format!(
+                    "{:>3}  {:<7}  {:<12} {:>6}\n",
+                    c.index, "-", "outbound", c.len
+                )
+            }
+            Judged::NotRun(e) => out += &format!("{:>3}  error    {e}\n", c.index),
         }
     }
     let s = summary_counts(results);
@@ -202,6 +316,12 @@ pub fn to_text(results: &[Checked]) -> String {
         "\n{} packets: {} pass, {} drop, {} not run",
         s["total"], s["pass"], s["drop"], s["error"]
     );
+    if s["outbound"].as_u64() != Some(0) {
+        out += &format!(
+            ", {} outbound (sent by this host, not judged)",
+            s["outbound"]
+        );
+    }
     let by_reason: Vec<String> = Reason::ALL
         .iter()
         .filter(|r| s[r.name()].as_u64() != Some(0))

@@ -6,11 +6,11 @@ use filter_common::XdpMode;
 
 use crate::{
     kernel::{
-        attach::open_link,
         attachment::Attachment,
-        iface::{if_index, iface_xdp},
+        iface::{foreign_program, if_index, iface_xdp},
+        links::open_link,
         maps::CounterSet,
-        pins::{PinRoot, LINK_PIN},
+        pins::{read_info, PinRoot, LINK_PIN},
     },
     policy::ruleset::Ruleset,
 };
@@ -36,6 +36,17 @@ impl Snapshot {
     /// Gathers everything about `iface`'s attachment. Never fails: what
     /// cannot be read is a problem in the result.
     pub fn gather(root: &PinRoot, iface: &str) -> Snapshot {
+        Snapshot::gather_with(root, iface, true)
+    }
+
+    /// Only whether `iface`'s attachment filters, and its problems: what
+    /// the kernel runs, without reading the maps (a command about to read
+    /// or change them itself checks first with this).
+    pub fn liveness(root: &PinRoot, iface: &str) -> Snapshot {
+        Snapshot::gather_with(root, iface, false)
+    }
+
+    fn gather_with(root: &PinRoot, iface: &str, read_maps: bool) -> Snapshot {
         let dir = root.iface_dir(iface);
         let mut snap = Snapshot {
             iface: iface.to_string(),
@@ -47,8 +58,21 @@ impl Snapshot {
             unreadable: None,
             problems: Vec::new(),
         };
-        // Without a readable INFO map the maps are not read (they may be of
-        // another layout), but what the kernel runs is still told.
+        let recorded_index = if read_maps {
+            snap.read_maps(root, iface)
+        } else {
+            read_info(&dir).ok().map(|info| info.ifindex)
+        };
+        snap.check_kernel(root, iface, recorded_index);
+        snap
+    }
+
+    /// Reads the ruleset and counters; returns the interface index the
+    /// pins recorded. Without a readable INFO map the maps are not read
+    /// (they may be of another layout), but what the kernel runs is still
+    /// told.
+    fn read_maps(&mut self, root: &PinRoot, iface: &str) -> Option<u32> {
+        let snap = self;
         let mut recorded_index = None;
         match Attachment::open_resolved(root, iface.to_string()) {
             Ok(att) => {
@@ -68,6 +92,13 @@ impl Snapshot {
             }
             Err(e) => snap.unreadable(e, iface, false),
         }
+        recorded_index
+    }
+
+    /// What the kernel runs on `iface`, against the pinned link.
+    fn check_kernel(&mut self, root: &PinRoot, iface: &str, recorded_index: Option<u32>) {
+        let snap = self;
+        let dir = root.iface_dir(iface);
         let link_prog = open_link(&dir.join(LINK_PIN)).map(|(_, prog)| prog);
         snap.program_id = link_prog;
         match if_index(iface) {
@@ -87,10 +118,9 @@ impl Snapshot {
                             snap.mode = now.mode.map_or("unknown", XdpMode::name);
                         }
                     }
-                    (Ok(Some(now)), _) => snap.problems.push(format!(
-                        "{iface} runs another XDP program (id {}), not sipwall's",
-                        now.program_id
-                    )),
+                    (Ok(Some(now)), _) => {
+                        snap.problems.push(foreign_program(iface, now, root.path()))
+                    }
                     (Ok(None), _) => snap.problems.push(format!(
                         "no XDP program on {iface}: sipwall is NOT filtering; `sipwall attach -i {iface}` attaches it again"
                     )),
@@ -104,7 +134,6 @@ impl Snapshot {
                 dir.join(LINK_PIN).display()
             ));
         }
-        snap
     }
 
     /// Records why the maps could not be read, as a problem with what to do.
@@ -128,5 +157,18 @@ impl Snapshot {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Warns on stderr when `snap`'s attachment does not filter (interface gone,
+/// program not running, another program there): what `stats`, `top` and
+/// `allow` show is then not what packets meet.
+pub fn warn_if_stale(snap: &Snapshot) {
+    if !snap.attached {
+        eprintln!(
+            "sipwall: warning: {} is NOT filtering: {}",
+            snap.iface,
+            snap.problems.join("; ")
+        );
     }
 }

@@ -1,10 +1,17 @@
 //! `status`: what is attached where, told truthfully (see
-//! [`Snapshot::gather`]), for people and for programs.
+//! [`Snapshot::gather`]), for people and for programs. Attachments of other
+//! network namespaces are listed as such, never checked from here.
 use serde_json::{json, Value};
 
 use super::snapshot::Snapshot;
+use crate::kernel::pins::{Elsewhere, PinRoot};
 
-pub fn to_json(all: &[Snapshot]) -> Value {
+pub fn to_json(
+    all: &[Snapshot],
+    elsewhere: &[Elsewhere],
+    root: &PinRoot,
+    legacy: &[String],
+) -> Value {
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
@@ -23,14 +30,45 @@ pub fn to_json(all: &[Snapshot]) -> Value {
             })
         })
         .collect();
-    json!({ "interfaces": list })
+    let others: Vec<Value> = elsewhere
+        .iter()
+        .map(|e| {
+            json!({
+                "iface": e.iface,
+                "netns": e.netns.0,
+                "netns_name": e.netns.name(),
+            })
+        })
+        .collect();
+    let legacy: Vec<Value> = legacy
+        .iter()
+        .map(|iface| json!({ "iface": iface, "dir": root.path().join(iface) }))
+        .collect();
+    // Keys only when there is something to say: with nothing elsewhere the
+    // document stays exactly what it always was.
+    let mut doc = json!({ "interfaces": list });
+    if !others.is_empty() {
+        doc["other_netns"] = others.into();
+    }
+    if !legacy.is_empty() {
+        doc["legacy_pins"] = legacy.into();
+    }
+    doc
 }
 
-pub fn to_text(all: &[Snapshot]) -> String {
-    if all.is_empty() {
-        return "sipwall is not attached to any interface\n".into();
-    }
+pub fn to_text(
+    all: &[Snapshot],
+    elsewhere: &[Elsewhere],
+    root: &PinRoot,
+    legacy: &[String],
+) -> String {
     let mut out = String::new();
+    if all.is_empty() {
+        out += &format!(
+            "sipwall is not attached to any interface in this network namespace, {}\n",
+            root.netns().describe()
+        );
+    }
     for s in all {
         let state = if s.attached {
             "filtering"
@@ -48,6 +86,24 @@ pub fn to_text(all: &[Snapshot]) -> String {
         for p in &s.problems {
             out += &format!("  problem: {p}\n");
         }
+    }
+    for e in elsewhere {
+        let reach = match e.netns.flag() {
+            Some(flag) => format!("`sipwall --netns {flag} status` checks it"),
+            None => "run `sipwall status` in that namespace (or `--netns /proc/PID/ns/net` of a process in it) to check it".into(),
+        };
+        out += &format!(
+            "{}: in another network namespace, {}; not checked from here: {reach}\n",
+            e.iface,
+            e.netns.describe()
+        );
+    }
+    for iface in legacy {
+        out += &format!(
+            "{iface}: pins of sipwall's previous layout in {} that do not belong to this namespace's {iface}; any sipwall command in the namespace whose {iface} runs them adopts them. If nothing runs them, `rm -r {}` removes them\n",
+            root.path().join(iface).display(),
+            root.path().join(iface).display()
+        );
     }
     out
 }

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot},
-    policy::cidr::parse_cidr,
+    policy::{cidr::parse_cidr, input},
 };
 
 /// Parses every CIDR, refusing the whole list if any is invalid.
@@ -20,10 +20,20 @@ pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
         .collect()
 }
 
-/// Reads an allowlist file: one CIDR a line, `#` starts a comment.
+/// Reads an allowlist file: one CIDR a line, `#` starts a comment; `-`
+/// is standard input.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>> {
-    let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("{name}: cannot read: {e}")))?;
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let bytes = if stdin {
+        input::read_stdin("allowlist", input::TEXT_CAP)?
+    } else {
+        input::read_regular(path, "allowlist", input::TEXT_CAP)?
+    };
     let text = String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
     let mut nets = Vec::new();
@@ -46,14 +56,44 @@ pub enum Change {
     Replace(Vec<IpNet>),
 }
 
-/// Applies `change` to the filter attached to `iface`; returns the new
-/// allowlist. An empty result needs `force`.
-pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Vec<IpNet>> {
+/// What a change did.
+pub struct Applied {
+    /// The allowlist now.
+    pub allow: Vec<IpNet>,
+    /// Entries of an `Add` that were there already.
+    pub already: Vec<IpNet>,
+    /// Whether anything was written (an `Add` of entries all present
+    /// already writes nothing).
+    pub changed: bool,
+}
+
+/// Applies `change` to the filter attached to `iface`. An empty result
+/// needs `force`.
+pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Applied> {
     let _lock = root.lock()?;
     let mut att = Attachment::open_resolved(root, iface.to_string())?;
     let mut ruleset = att.maps.read_ruleset()?;
+    let mut already = Vec::new();
     match change {
-        Change::Add(nets) => ruleset.allow.extend(nets),
+        Change::Add(nets) => {
+            let before = ruleset.allow.len();
+            for net in nets {
+                if ruleset.allow.contains(&net) {
+                    if !already.contains(&net) {
+                        already.push(net);
+                    }
+                } else {
+                    ruleset.allow.push(net);
+                }
+            }
+            if ruleset.allow.len() == before {
+                return Ok(Applied {
+                    allow: ruleset.allow,
+                    already,
+                    changed: false,
+                });
+            }
+        }
         Change::Del(nets) => {
             let missing: Vec<String> = nets
                 .iter()
@@ -81,5 +121,9 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result
     att.maps
         .install(&ruleset)
         .with_context(|| format!("updating the allowlist of {iface}"))?;
-    Ok(ruleset.allow)
+    Ok(Applied {
+        allow: ruleset.allow,
+        already,
+        changed: true,
+    })
 }

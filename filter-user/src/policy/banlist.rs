@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, bans::Ban, maps::monotonic_ns, pins::PinRoot},
-    policy::cidr::parse_cidr,
+    policy::{cidr::parse_cidr, input},
 };
 
 /// Parses every entry (an address or a CIDR), refusing the whole list if
@@ -27,9 +27,19 @@ pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
 /// Reads a ban list: one address or CIDR a line with `#` comments (as
 /// APIBAN's clients and most blocklists write them), or APIBAN's JSON
 /// answer, `{"ipaddress": ["203.0.113.9", ...], ...}`.
+/// `-` reads standard input, as `allow replace --file -` does.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
-    let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("{name}: cannot read: {e}")))?;
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let bytes = if stdin {
+        input::read_stdin("ban list", input::TEXT_CAP)?
+    } else {
+        input::read_regular(path, "ban list", input::TEXT_CAP)?
+    };
     let text = String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
     if text.trim_start().starts_with('{') {

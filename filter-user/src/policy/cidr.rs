@@ -41,6 +41,13 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
             let n: u8 = p
                 .parse()
                 .map_err(|_| format!("{trimmed:?}: prefix length {p:?} is not a number"))?;
+            if p.len() > 1 && p.starts_with('0') {
+                // Written as the canonical form's number would be (a
+                // leading zero reads as octal to some tools).
+                return Err(format!(
+                    "{trimmed:?}: prefix length {p:?} is not in canonical form; write {addr_text}/{n}"
+                ));
+            }
             if n > max {
                 return Err(format!(
                     "{trimmed:?}: prefix length {n} is longer than {max}"
@@ -98,6 +105,9 @@ mod tests {
             ("1.2.3.4/", "not a number"),
             ("1.2.3.4/x", "not a number"),
             ("1.2.3.4/-1", "not a number"),
+            ("1.2.3.4/032", "canonical"),
+            ("1.2.3.0/024", "canonical"),
+            ("2001:db8::/032", "canonical"),
             ("", "empty"),
             ("256.1.1.1", "not an IP address"),
         ] {

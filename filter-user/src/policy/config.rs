@@ -11,6 +11,7 @@ use crate::{
     error::UsageError,
     policy::{
         cidr::parse_cidr,
+        input,
         ruleset::{RateLimit, Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
     },
 };
@@ -222,8 +223,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
             "{origin}: the configuration file is empty (remove -c to use the defaults)"
         )));
     }
-    let file: ConfigFile = toml::from_str(text)
-        .map_err(|e| UsageError(format!("{origin}: {}", e.to_string().trim_end())))?;
+    // Syntax first, so that only a file that is not TOML is called so; a
+    // wrong value in valid TOML is named as what it is.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(toml_error(&e, text, origin, "invalid TOML: "));
+    }
+    let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(&e, text, origin, ""))?;
     if let Some((name, line)) = empty_section(text) {
         let at = line.map(|n| format!(" line {n}:")).unwrap_or_default();
         return Err(UsageError(format!(
@@ -253,6 +258,21 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
     .map_err(|e| UsageError(format!("{origin}: {e}")))
 }
 
+/// "FILE: line L, column C: WHAT", then the line itself.
+fn toml_error(e: &toml::de::Error, text: &str, origin: &str, kind: &str) -> UsageError {
+    let message = e.message().trim_end();
+    let Some(start) = e.span().map(|r| r.start.min(text.len())) else {
+        return UsageError(format!("{origin}: {kind}{message}"));
+    };
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let shown = text.lines().nth(line - 1).unwrap_or("").trim_end();
+    UsageError(format!(
+        "{origin}: line {line}, column {column}: {kind}{message}\n  {line} | {shown}"
+    ))
+}
+
 /// The first section with nothing in it, and the line of its header. It is
 /// refused: a file cut right after a header (caught while being written)
 /// looks like that, and would otherwise silently mean that section's
@@ -280,8 +300,7 @@ pub fn load(path: Option<&Path>) -> Result<Ruleset> {
         return Ok(Ruleset::default());
     };
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| UsageError(format!("{origin}: cannot read the configuration file: {e}")))?;
+    let bytes = input::read_regular(path, "configuration file", input::TEXT_CAP)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("{origin}: not a text file (invalid UTF-8)")))?;
     Ok(parse(&text, &origin)?)

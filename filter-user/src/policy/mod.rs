@@ -4,4 +4,5 @@ pub mod allowlist;
 pub mod banlist;
 pub mod cidr;
 pub mod config;
+pub mod input;
 pub mod ruleset;
