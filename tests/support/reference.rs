@@ -90,6 +90,13 @@ impl Abuse {
             tokens: f64::from(burst),
             at_ns: now_ns,
         };
+        // Buckets are per address in its IPv6 form (an IPv4 address is
+        // ::ffff:a.b.c.d, as docs/policy.md says): an IPv6 packet from the
+        // IPv4-mapped form of an address shares that address's bucket.
+        let src = match src {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(src, IpAddr::V4),
+            v4 => v4,
+        };
         let b = buckets.entry(src).or_insert(full);
         let elapsed = now_ns.saturating_sub(b.at_ns) as f64 / 1e9;
         b.tokens = (b.tokens + elapsed * f64::from(per_sec)).min(f64::from(burst));
