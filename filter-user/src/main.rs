@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use sipwall::{
     cli::{self, Cli, Command},
-    error::exit_status,
+    error::{exit_status, Verdict},
 };
 
 fn main() -> ExitCode {
@@ -25,7 +25,9 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sipwall: {e:#}");
+            if e.downcast_ref::<Verdict>().is_none() {
+                eprintln!("sipwall: {e:#}");
+            }
             ExitCode::from(exit_status(&e) as u8)
         }
     }

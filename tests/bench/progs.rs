@@ -22,8 +22,11 @@ pub const REFERENCE: &str = "bench_reference";
 pub const GEN_SAME: &str = "bench_gen_same";
 pub const GEN_FLOOD: &str = "bench_gen_flood";
 pub const GEN_MIX: &str = "bench_gen_mix";
+pub const GEN_FLOOD6: &str = "bench_gen_flood6";
 
-const ALL: [&str; 6] = [PASS, DROP, REFERENCE, GEN_SAME, GEN_FLOOD, GEN_MIX];
+const ALL: [&str; 7] = [
+    PASS, DROP, REFERENCE, GEN_SAME, GEN_FLOOD, GEN_MIX, GEN_FLOOD6,
+];
 
 /// Frames per live-frames batch (the kernel's default).
 const LIVE_BATCH: u32 = 64;

@@ -7,10 +7,14 @@
 //! ```text
 //!  router ns: live frames -> veth "pbx" ====> veth "wan0" (receiver) pbx ns
 //! ```
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _, Result};
-use sipwall::lab::{self, Host, Lab, PBX, PBX_IFACE};
+use sipwall::lab::{self, Host, Lab, PBX, PBX6, PBX_IFACE};
 use sipwall_tests::packet::Frame;
 
 use crate::progs::{self, BenchProgs, LiveRun, GEN_SAME};
@@ -84,6 +88,16 @@ impl Testbed {
         let mut f = Frame::ipv4(src, PBX)
             .udp(5060, 5060)
             .payload(&vec![b'x'; len.saturating_sub(42)]);
+        f.src_mac = self.router_mac;
+        f.dst_mac = self.pbx_mac;
+        f.build()
+    }
+
+    /// The IPv6 twin of [`Testbed::sip_frame`].
+    pub fn sip_frame6(&self, src: Ipv6Addr, len: usize) -> Vec<u8> {
+        let mut f = Frame::ipv6(src, PBX6)
+            .udp(5060, 5060)
+            .payload(&vec![b'x'; len.saturating_sub(62)]);
         f.src_mac = self.router_mac;
         f.dst_mac = self.pbx_mac;
         f.build()

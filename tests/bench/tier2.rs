@@ -10,7 +10,7 @@
 //! a ratio measured here understates the gap between receivers. Rates are
 //! by the kernel's clock of the run (time the thread was rescheduled to let
 //! other processes run does not count); the wall clock is kept in the JSON.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::Ipv6Addr};
 
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use sipwall::lab::PROVIDER;
 
 use crate::{
     progress,
-    progs::{GEN_FLOOD, GEN_MIX},
+    progs::{GEN_FLOOD, GEN_FLOOD6, GEN_MIX},
     receivers::{self, Receiver, Seen},
     report::{median, verdict, Report},
     testbed::{check_stop, Testbed},
@@ -32,15 +32,29 @@ pub enum Mix {
     /// 15/16 RTP from 482 sources to even ports of 40000-59998, 1/16 SIP
     /// from the provider; 214-byte frames (G.711, 20 ms).
     Trunk,
+    /// UDP over IPv6 to 5060 from 65,536 non-allowlisted sources in turn,
+    /// 78-byte frames: every packet misses the per-CPU cache of denied
+    /// sources and goes on to the LRU map.
+    Flood6,
 }
 
 impl Mix {
-    const ALL: [Mix; 2] = [Mix::Flood, Mix::Trunk];
+    const ALL: [Mix; 3] = [Mix::Flood, Mix::Trunk, Mix::Flood6];
 
     fn name(self) -> &'static str {
         match self {
             Mix::Flood => "SIP flood (482 denied sources, 60 B)",
             Mix::Trunk => "trunk mix (15/16 RTP, 1/16 allowed SIP, 214 B)",
+            Mix::Flood6 => "IPv6 SIP flood (65,536 denied sources, 78 B)",
+        }
+    }
+
+    /// Short column heading.
+    fn heading(self) -> &'static str {
+        match self {
+            Mix::Flood => "SIP flood",
+            Mix::Trunk => "trunk mix",
+            Mix::Flood6 => "IPv6 flood, 65,536 sources",
         }
     }
 
@@ -48,6 +62,7 @@ impl Mix {
         match self {
             Mix::Flood => "sip_flood",
             Mix::Trunk => "trunk_mix",
+            Mix::Flood6 => "sip_flood_v6_many_sources",
         }
     }
 
@@ -55,6 +70,7 @@ impl Mix {
         match self {
             Mix::Flood => GEN_FLOOD,
             Mix::Trunk => GEN_MIX,
+            Mix::Flood6 => GEN_FLOOD6,
         }
     }
 
@@ -62,7 +78,25 @@ impl Mix {
         match self {
             Mix::Flood => 60,
             Mix::Trunk => 214,
+            Mix::Flood6 => 78,
         }
+    }
+
+    /// The template the generator rewrites.
+    fn frame(self, bed: &Testbed) -> Vec<u8> {
+        match self {
+            Mix::Flood6 => bed.sip_frame6(
+                Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 1),
+                self.frame_len(),
+            ),
+            _ => bed.sip_frame(PROVIDER[0], self.frame_len()),
+        }
+    }
+
+    /// Whether the ratio to XDP_DROP compares the same work (XDP_DROP
+    /// drops the trunk's RTP, which the filters pass up the stack).
+    fn drops_everything(self) -> bool {
+        self != Mix::Trunk
     }
 
     /// Checks a filter's counters against what this mix is made of.
@@ -74,7 +108,7 @@ impl Mix {
             return Ok(());
         }
         match self {
-            Mix::Flood => ensure!(
+            Mix::Flood | Mix::Flood6 => ensure!(
                 seen.get("sip_denied") == sent,
                 "{}: a flood of {sent} denied SIP packets, but {:?} counted",
                 r.name(),
@@ -127,7 +161,7 @@ pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier2> {
             check_stop()?;
             let installed = receivers::install(bed, r)?;
             for mix in Mix::ALL {
-                let frame = bed.sip_frame(PROVIDER[0], mix.frame_len());
+                let frame = mix.frame(bed);
                 let count = match counts.get(&(mix, ri)) {
                     Some(c) => *c,
                     None => {
@@ -239,13 +273,10 @@ impl Tier2 {
     pub fn print(&self, out: &mut Report) {
         out.line("");
         out.line("Tier 2 — throughput on the kernel path (veth, native XDP; live-frames generator on the same CPU), Mpps, median of rounds");
-        let header = [
-            "receiver",
-            "SIP flood",
-            "(min-max)",
-            "trunk mix",
-            "(min-max)",
-        ];
+        let mut header = vec!["receiver"];
+        for mix in Mix::ALL {
+            header.extend([mix.heading(), "(min-max)"]);
+        }
         let rows: Vec<Vec<String>> = Receiver::ALL
             .iter()
             .map(|&r| {
@@ -259,7 +290,9 @@ impl Tier2 {
             .collect();
         out.table(&header, &rows);
         out.line("");
-        let header = ["ratio", "SIP flood", "trunk mix", "target (flood)", ""];
+        let mut header = vec!["ratio"];
+        header.extend(Mix::ALL.map(Mix::heading));
+        header.extend(["target (floods)", ""]);
         let mut rows = Vec::new();
         for (name, a, b, target) in [
             (
@@ -287,21 +320,23 @@ impl Tier2 {
                 None,
             ),
         ] {
-            let flood = self.mpps(Mix::Flood, a) / self.mpps(Mix::Flood, b);
-            // XDP_DROP drops the trunk's RTP, which sipwall passes up the
-            // stack: that ratio compares different work.
-            let trunk = match b {
-                Receiver::XdpDrop => "n/a".to_string(),
-                _ => format!(
-                    "{:.2}x",
-                    self.mpps(Mix::Trunk, a) / self.mpps(Mix::Trunk, b)
-                ),
-            };
-            let (t, v) = match target {
-                Some(t) => (format!(">= {t:.2}"), verdict(flood >= t).to_string()),
-                None => (String::new(), String::new()),
-            };
-            rows.push(vec![name.to_string(), format!("{flood:.2}x"), trunk, t, v]);
+            let ratio = |mix: Mix| self.mpps(mix, a) / self.mpps(mix, b);
+            let mut row = vec![name.to_string()];
+            for mix in Mix::ALL {
+                row.push(if b == Receiver::XdpDrop && !mix.drops_everything() {
+                    "n/a".to_string()
+                } else {
+                    format!("{:.2}x", ratio(mix))
+                });
+            }
+            match target {
+                Some(t) => {
+                    let met = ratio(Mix::Flood) >= t && ratio(Mix::Flood6) >= t;
+                    row.extend([format!(">= {t:.2}"), verdict(met).to_string()]);
+                }
+                None => row.extend([String::new(), String::new()]),
+            }
+            rows.push(row);
         }
         out.table(&header, &rows);
         out.line(format!(

@@ -79,6 +79,22 @@ pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier3> {
     let extra = IpNet::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 32)?;
     let mut latencies = Vec::new();
 
+    // What every change waits for at least: one RCU grace period (see
+    // sipwall's rcu.rs), measured alone on the same machine and load.
+    progress("tier 3: the RCU grace period alone");
+    let mut grace = Vec::new();
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        sipwall::kernel::rcu::wait_for_running_programs()
+            .context("waiting for an RCU grace period")?;
+        grace.push(ms(started.elapsed()));
+    }
+    latencies.push(Latency {
+        name: "RCU grace period alone (every change waits one)".into(),
+        key: "rcu_grace_period",
+        samples_ms: grace,
+    });
+
     progress("tier 3: add/del of one entry, list of 2");
     let (add, del) = add_del(&apply, extra)?;
     latencies.push(Latency {
@@ -221,6 +237,15 @@ fn flood(
     })
 }
 
+/// Issue 9's targets, ms: a change costs what it changes.
+fn target_ms(key: &str) -> Option<f64> {
+    match key {
+        "add_one_of_10000" | "del_one_of_10000" => Some(30.0),
+        "replace_10000" => Some(50.0),
+        _ => None,
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -234,7 +259,23 @@ impl Tier3 {
         let mut rows: Vec<Vec<String>> = self
             .latencies
             .iter()
-            .map(|l| vec![l.name.clone(), format!("{:.2}", median(&l.samples_ms))])
+            .map(|l| {
+                let m = median(&l.samples_ms);
+                match target_ms(l.key) {
+                    Some(t) => vec![
+                        l.name.clone(),
+                        format!("{m:.2}"),
+                        format!("<= {t:.0}"),
+                        verdict(m <= t).to_string(),
+                    ],
+                    None => vec![
+                        l.name.clone(),
+                        format!("{m:.2}"),
+                        String::new(),
+                        String::new(),
+                    ],
+                }
+            })
             .collect();
         if let Ok(f) = &self.flood {
             rows.push(vec![
@@ -243,9 +284,11 @@ impl Tier3 {
                     f.replaces
                 ),
                 format!("{:.2}", median(&f.replace_ms)),
+                String::new(),
+                String::new(),
             ]);
         }
-        out.table(&["operation", "ms"], &rows);
+        out.table(&["operation", "ms", "target", ""], &rows);
         match &self.flood {
             Ok(f) => {
                 out.line("");
@@ -291,7 +334,7 @@ impl Tier3 {
         for l in &self.latencies {
             lat.insert(
                 l.key.into(),
-                json!({ "description": l.name, "median_ms": median(&l.samples_ms), "samples_ms": l.samples_ms }),
+                json!({ "description": l.name, "median_ms": median(&l.samples_ms), "samples_ms": l.samples_ms, "target_ms": target_ms(l.key) }),
             );
         }
         let flood = match &self.flood {

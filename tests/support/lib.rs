@@ -4,6 +4,7 @@ pub mod netns;
 pub mod operate;
 pub mod packet;
 pub mod reference;
+pub mod service;
 pub mod sipp;
 
 /// Whether the tests run with the privileges the kernel side needs (root,

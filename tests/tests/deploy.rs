@@ -21,9 +21,9 @@ use std::{
 use serde_json::Value;
 use sipwall_tests::netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
 
-/// Every metric sipwall exports or is about to (issue 14's reload metrics),
-/// plus Prometheus' own `up`: an expression naming anything else is a typo
-/// that PromQL would accept and Grafana would show as "no data".
+/// Every metric sipwall exports (the entrypoint test checks a real scrape
+/// has each), plus Prometheus' own `up`: an expression naming anything else
+/// is a typo that PromQL would accept and Grafana would show as "no data".
 const KNOWN_METRICS: &[&str] = &[
     "sipwall_packets_total",
     "sipwall_bytes_total",
@@ -757,20 +757,15 @@ impl Entrypoint {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The `sipwall run` the entrypoint started.
+    /// The `sipwall run` the entrypoint became (it execs).
     fn sipwall_pid(&self) -> u32 {
         let pid = self.child.id();
-        let children = read(Path::new(&format!("/proc/{pid}/task/{pid}/children")));
-        children
-            .split_whitespace()
-            .map(|p| p.parse::<u32>().expect("a pid"))
-            .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.starts_with("sipwall\0run\0"))
-            })
-            .unwrap_or_else(|| {
-                panic!("no `sipwall run` among the entrypoint's children: {children:?}")
-            })
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            cmdline.starts_with("sipwall\0run\0--keep-attached\0"),
+            "the entrypoint did not exec `sipwall run --keep-attached`: {cmdline:?}"
+        );
+        pid
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -805,7 +800,6 @@ impl Entrypoint {
 impl Drop for Entrypoint {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            // The entrypoint kills sipwall.
             self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
@@ -837,6 +831,23 @@ fn scrape(lab: &TestLab) -> String {
         ],
     )
     .unwrap_or_else(|e| panic!("scraping the entrypoint's sipwall: {e:#}"))
+}
+
+/// The paths of the DaemonSet's probes (startup, liveness, readiness).
+fn daemonset_probe_paths() -> BTreeSet<String> {
+    let text = read(&deploy("kubernetes/daemonset.yaml"));
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let paths: BTreeSet<String> = lines
+        .windows(2)
+        .filter(|w| w[0] == "httpGet:")
+        .filter_map(|w| w[1].strip_prefix("path: "))
+        .map(|p| p.trim().to_string())
+        .collect();
+    assert!(
+        paths.len() >= 2,
+        "the DaemonSet has no HTTP probes: {paths:?}"
+    );
+    paths
 }
 
 #[test]
@@ -875,8 +886,28 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
         "sipwall run has more capabilities: {caps:#x}"
     );
 
-    // A real scrape, linted by promtool.
+    // Every probe the DaemonSet declares answers 200 on the metrics port.
+    for path in daemonset_probe_paths() {
+        lab.exec(
+            Host::Pbx,
+            &[
+                "curl",
+                "-sf",
+                &format!("http://127.0.0.1:{METRICS_PORT}{path}"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("the DaemonSet's probe {path}: {e:#}"));
+    }
+
+    // A real scrape, linted by promtool, with every metric the rules and
+    // the dashboard use.
     let metrics = scrape(&lab);
+    for name in KNOWN_METRICS.iter().filter(|m| m.starts_with("sipwall_")) {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "{name} missing from a real scrape: {metrics}"
+        );
+    }
     assert!(
         metrics.contains(&format!(
             "sipwall_attached{{iface=\"{PBX_IFACE}\",mode=\"native\"}} 1"
@@ -928,7 +959,9 @@ fn entrypoint_stop_leaves_the_filter_and_the_next_start_takes_it_over() {
     // Stopped as the kubelet stops it: the filter stays, and enforces.
     let log = first.stop();
     assert!(
-        log.contains(&format!("the filter stays on {PBX_IFACE} with its pins")),
+        log.contains(&format!(
+            "the filter stays attached to {PBX_IFACE} with its pins (--keep-attached)"
+        )),
         "{log}"
     );
     assert!(

@@ -129,15 +129,24 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     let lab = TestLab::new();
     lab.attach(&[]);
     let dir = lab.pin_dir(IFACE);
-    // Two sets of 20,000 prefixes that share nothing, each with one probe
-    // address per family that only it allows.
-    let probes_a: [IpAddr; 2] = [
-        Ipv4Addr::new(203, 0, 113, 10).into(),
-        "2001:db8:5::1".parse::<Ipv6Addr>().unwrap().into(),
-    ];
-    let probes_b: [IpAddr; 2] = [
-        Ipv4Addr::new(203, 0, 113, 20).into(),
-        "2001:db8:8005::1".parse::<Ipv6Addr>().unwrap().into(),
+    // Three sets of 20,000 prefixes that share nothing, each with one probe
+    // address per family that only it allows. Three, because a replace
+    // writes only the difference from what the inactive copy holds: each
+    // replace below goes to the set that is neither active nor inactive,
+    // so that it rewrites the inactive copy whole.
+    let probes: [[IpAddr; 2]; 3] = [
+        [
+            Ipv4Addr::new(203, 0, 113, 10).into(),
+            "2001:db8:5::1".parse::<Ipv6Addr>().unwrap().into(),
+        ],
+        [
+            Ipv4Addr::new(203, 0, 113, 20).into(),
+            "2001:db8:8005::1".parse::<Ipv6Addr>().unwrap().into(),
+        ],
+        [
+            Ipv4Addr::new(203, 0, 113, 30).into(),
+            "2001:db8:4005::1".parse::<Ipv6Addr>().unwrap().into(),
+        ],
     ];
     let mut list_a = bench_v4(0, 9_999);
     list_a.push("203.0.113.10/32".into());
@@ -145,11 +154,24 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     let mut list_b = bench_v4(10_000, 9_999);
     list_b.push("203.0.113.20/32".into());
     list_b.extend(doc_v6(0x8000, 10_000));
-    let files = [lab.dir().join("a.txt"), lab.dir().join("b.txt")];
+    let mut list_c = bench_v4(20_000, 9_999);
+    list_c.push("203.0.113.30/32".into());
+    list_c.extend(doc_v6(0x4000, 10_000));
+    let files = [
+        lab.dir().join("a.txt"),
+        lab.dir().join("b.txt"),
+        lab.dir().join("c.txt"),
+    ];
     write_list(&files[0], &list_a);
     write_list(&files[1], &list_b);
-    let sets = [parse_set(&list_a), parse_set(&list_b)];
-    assert!(sets[0].is_disjoint(&sets[1]) && sets[0].len() == 20_000);
+    write_list(&files[2], &list_c);
+    let sets = [parse_set(&list_a), parse_set(&list_b), parse_set(&list_c)];
+    assert!(
+        sets[0].is_disjoint(&sets[1])
+            && sets[1].is_disjoint(&sets[2])
+            && sets[0].is_disjoint(&sets[2])
+            && sets.iter().all(|s| s.len() == 20_000)
+    );
     let replace = |which: usize| -> Command {
         // Run directly (so the kill below hits sipwall itself), in the
         // PBX's namespace by --netns.
@@ -166,7 +188,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     };
     // How long a whole replace takes here, start to exit.
     let mut full = Duration::ZERO;
-    for which in [1, 0] {
+    for which in [2, 1, 0] {
         let t = Instant::now();
         assert!(replace(which).status().unwrap().success());
         full = full.max(t.elapsed());
@@ -185,8 +207,10 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
     let mut current = 0;
     let (mut killed, mut finished, mut half_written) = (0, 0, 0);
     for kill in 0..KILLS {
-        let target = 1 - current;
         let inactive_before = inactive_copy();
+        let target = (0..3)
+            .find(|&s| s != current && sets[s] != inactive_before)
+            .expect("three sets");
         let mut child = replace(target).spawn().unwrap();
         std::thread::sleep(full.mul_f64(0.2 + 0.75 * rng.unit()));
         signal(&child, libc::SIGKILL);
@@ -200,7 +224,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
 
         // Map level: the active generation is one whole set.
         let now = allow_set(&lab);
-        let enforced = (0..2).find(|&s| now == sets[s]).unwrap_or_else(|| {
+        let enforced = (0..3).find(|&s| now == sets[s]).unwrap_or_else(|| {
             panic!(
                 "{case}: the allowlist is neither set ({} entries)",
                 now.len()
@@ -217,8 +241,8 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
         }
 
         // Packet level: exactly the probes of the enforced set pass.
-        for (s, probes) in [(0, probes_a), (1, probes_b)] {
-            for p in probes {
+        for (s, probes) in probes.iter().enumerate() {
+            for &p in probes {
                 let want = if s == enforced {
                     Verdict::Pass
                 } else {
@@ -234,7 +258,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
         current = enforced;
     }
     // The next commands work without repair.
-    let target = 1 - current;
+    let target = (current + 1) % 3;
     assert!(replace(target).status().unwrap().success());
     assert_eq!(allow_set(&lab), sets[target]);
     sipwall(&lab, &["allow", "add", "192.0.2.77"]).ok("allow add after the kills");

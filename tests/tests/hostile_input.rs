@@ -783,6 +783,7 @@ nonsense
             &["top", "-i", name],
             &["allow", "list", "-i", name],
             &["allow", "add", "-i", name, "192.0.2.50"],
+            &["doctor", "-i", name],
         ] {
             cases.push(case(args, &says, &format!("{}: {why}", args[0])));
         }
@@ -862,6 +863,16 @@ nonsense
             &["run", "-i", IFACE, "--metrics", "127.0.0.1:99999"],
             &["invalid value"],
             "metrics port out of range",
+        ),
+        (
+            &["doctor", "--provider-host", " "],
+            &["--provider-host is empty"],
+            "doctor with an empty provider hostname",
+        ),
+        (
+            &["doctor", "--json=yes"],
+            &["unexpected value"],
+            "doctor --json with a value",
         ),
         (&["attach"], &["--iface"], "attach without an interface"),
         (

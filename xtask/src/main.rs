@@ -1,6 +1,6 @@
 //! Project tasks cargo cannot do alone: install the eBPF toolchain pieces and
-//! test dependencies, run the test suite as root, the demo, the benchmarks
-//! and the long fuzz run.
+//! test dependencies, run the test suite as root, the demo, the benchmarks,
+//! the Debian package and the long fuzz run.
 mod gates;
 mod setup;
 
@@ -34,6 +34,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up and build the Debian package (cargo-deb) into target/debian/.
+    Deb,
     /// The long differential fuzz run of the kernel program.
     Fuzz {
         /// Packets per configuration.
@@ -79,6 +81,10 @@ fn main() -> Result<()> {
             bench.extend(args.iter().map(String::as_str));
             cargo(&["build", "--release", "-p", "filter-user"])?;
             cargo(&bench)
+        }
+        Task::Deb => {
+            setup::all()?;
+            cargo(&["deb", "-p", "filter-user", "--locked"])
         }
         Task::Fuzz { packets, seed } => {
             setup::all()?;

@@ -1,7 +1,7 @@
 //! Installs what the build and the tests need, skipping what is there:
 //! nightly's rust-src (for build-std), bpf-linker built against nightly's
-//! own LLVM, the Debian packages the tests use, and kubernetes-validate
-//! (PyPI) in a virtualenv.
+//! own LLVM, cargo-deb for the Debian package, the Debian packages the tests
+//! use, and kubernetes-validate (PyPI) in a virtualenv.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -15,8 +15,11 @@ use anyhow::{bail, Context as _, Result};
 /// tools, curl to scrape metrics, bpftool for debugging; prometheus for
 /// promtool (alert rules, their unit tests, the dashboard's expressions),
 /// yamllint for deploy/, python3-venv for kubernetes-validate's virtualenv,
-/// clang for the bench's reference program in C; fail2ban for the test of
-/// the shipped action (dist/fail2ban), run in a temporary directory.
+/// clang for the bench's reference program in C, dnsmasq-base (the daemon
+/// only, no service) for the lab resolver of the doctor's DNS check,
+/// systemd for `systemd-analyze verify` of the unit (installing it does not
+/// make it PID 1); fail2ban for the test of the
+/// shipped action (dist/fail2ban), run in a temporary directory.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -31,8 +34,14 @@ const PACKAGES: &[&str] = &[
     "yamllint",
     "python3-venv",
     "clang",
+    "dnsmasq-base",
+    "systemd",
     "fail2ban",
 ];
+
+/// cargo-deb builds the Debian package; this version builds with rustc 1.85
+/// or later.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// kubernetes-validate (Kubernetes' schemas, bundled) for deploy/kubernetes/,
 /// pinned so that the schema versions the tests name exist.
@@ -41,6 +50,7 @@ const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 pub fn all() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
+    cargo_deb()?;
     packages()?;
     kubernetes_validate()?;
     Ok(())
@@ -155,6 +165,23 @@ fn bpf_linker() -> Result<()> {
             ])
             .arg(format!("llvm-{major}"))
             .env("LLVM_PREFIX", &prefix),
+    )
+}
+
+fn cargo_deb() -> Result<()> {
+    let installed = output(Command::new(cargo_bin().join("cargo-deb")).arg("--version"));
+    if installed.is_ok_and(|v| v.split_whitespace().nth(1) == Some(CARGO_DEB_VERSION)) {
+        return Ok(());
+    }
+    step(
+        &format!("installing cargo-deb {CARGO_DEB_VERSION}"),
+        Command::new("cargo").args([
+            "install",
+            "cargo-deb",
+            "--locked",
+            "--version",
+            CARGO_DEB_VERSION,
+        ]),
     )
 }
 

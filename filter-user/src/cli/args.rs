@@ -153,26 +153,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Foreground service: attach, reload on SIGHUP, serve metrics, detach on SIGTERM.
+    /// Foreground service: attach, follow the configuration file (and SIGHUP), serve metrics and probes; on SIGTERM detach only what it attached.
     Run {
         /// The interface to filter.
         #[arg(short, long)]
         iface: String,
-        /// Configuration file (TOML): the whole truth, allowlist included; reread on SIGHUP.
+        /// Configuration file (TOML): the whole truth, allowlist included; reloaded whenever it changes and on SIGHUP.
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// XDP mode: auto tries native, then falls back to skb.
         #[arg(long, value_enum, default_value = "auto")]
         mode: AttachMode,
-        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+        /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address (e.g. 127.0.0.1:9464).
         #[arg(long)]
         metrics: Option<SocketAddr>,
         /// Accept an empty allowlist (which denies all signalling).
         #[arg(long)]
         force: bool,
+        /// Never detach on exit: the filter stays attached and pinned for the next start (fleets, Kubernetes).
+        #[arg(long)]
+        keep_attached: bool,
     },
     /// Build a throw-away lab of network namespaces and show the filter at work.
     Demo,
+    /// Production checks, each ok/warn/fail with what to do; exit 0, 1 or 2 by the worst.
+    Doctor {
+        #[arg(short, long)]
+        iface: Option<String>,
+        /// Configuration file to compare with the running policy.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The provider's signalling hostname, resolved and compared with the allowlist.
+        #[arg(long, value_name = "NAME", default_value = crate::ops::doctor::DEFAULT_PROVIDER_HOST)]
+        provider_host: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod ban;
 pub mod check;
 pub mod detach;
+pub mod doctor;
 pub mod run;
 pub mod stats;
 pub mod status;
@@ -59,7 +60,24 @@ pub fn run(cli: Cli) -> Result<()> {
             mode,
             metrics,
             force,
-        } => run::run(&cli.bpffs, iface, config, mode, metrics, force),
+            keep_attached,
+        } => run::run(
+            &cli.bpffs,
+            run::Options {
+                iface,
+                config,
+                mode,
+                metrics,
+                force,
+                keep_attached,
+            },
+        ),
         Command::Demo => crate::lab::demo::run(),
+        Command::Doctor {
+            iface,
+            config,
+            provider_host,
+            json,
+        } => doctor::run(&cli.bpffs, iface, config, provider_host, json),
     }
 }

@@ -9,21 +9,25 @@ use anyhow::Result;
 use super::AttachMode;
 use crate::{kernel::privileges::require_root, ops::service::Service};
 
-pub fn run(
-    bpffs: &Path,
-    iface: String,
-    config: Option<PathBuf>,
-    mode: AttachMode,
-    metrics: Option<SocketAddr>,
-    force: bool,
-) -> Result<()> {
+/// `run`'s flags.
+pub struct Options {
+    pub iface: String,
+    pub config: Option<PathBuf>,
+    pub mode: AttachMode,
+    pub metrics: Option<SocketAddr>,
+    pub force: bool,
+    pub keep_attached: bool,
+}
+
+pub fn run(bpffs: &Path, options: Options) -> Result<()> {
     let service = Service {
         root: bpffs.to_path_buf(),
-        iface,
-        config,
-        mode: mode.requested(),
-        metrics,
-        force,
+        iface: options.iface,
+        config: options.config,
+        mode: options.mode.requested(),
+        metrics: options.metrics,
+        force: options.force,
+        keep_attached: options.keep_attached,
     };
     // Refuse a bad file before anything else.
     service.load_config()?;

@@ -4,14 +4,14 @@
 //! two buckets by cuckoo hashing (`filter_common::HostSlot`); for IPv6 a
 //! partial /24 leaves the decision to the trie.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, HashSet},
     net::{Ipv4Addr, Ipv6Addr},
 };
 
 use anyhow::{bail, Result};
 use filter_common::{
-    host_buckets, HostSlot, DIRECT_FULL, DIRECT_PARTIAL, DIRECT_WORDS, HOST_BUCKET_SLOTS,
-    V4_HOST_SLOTS,
+    host_buckets, HostSlot, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
+    HOST_BUCKET_SLOTS, V4_HOST_SLOTS,
 };
 
 /// One generation's half of the direct table and of the host slots.
@@ -106,6 +106,187 @@ pub fn v6_direct(prefixes: impl Iterator<Item = (Ipv6Addr, u8)>) -> Vec<u64> {
         }
     }
     words
+}
+
+/// The most /24s an in-place update recomputes; a change that covers more
+/// (a short prefix) rewrites the whole half instead.
+const MAX_IN_PLACE: usize = 4096;
+
+/// Elements of one generation's half of a table, read and written one at
+/// a time: through system calls on the map for a few (see `maps.rs`), or
+/// in memory.
+pub trait Cells<T> {
+    fn get(&mut self, index: usize) -> Result<T>;
+    fn set(&mut self, index: usize, value: T) -> Result<()>;
+}
+
+impl<T: Copy> Cells<T> for [T] {
+    fn get(&mut self, index: usize) -> Result<T> {
+        Ok(self[index])
+    }
+
+    fn set(&mut self, index: usize, value: T) -> Result<()> {
+        self[index] = value;
+        Ok(())
+    }
+}
+
+/// Sets the 2-bit state of /24 `net` through `words`.
+fn set_cell(words: &mut (impl Cells<u64> + ?Sized), net: u32, value: u64) -> Result<()> {
+    let index = (net / 32) as usize;
+    let shift = (net % 32) * 2;
+    let w = words.get(index)?;
+    let updated = (w & !(3 << shift)) | (value << shift);
+    if updated != w {
+        words.set(index, updated)?;
+    }
+    Ok(())
+}
+
+/// The /24 numbers (first 24 bits) a change of these prefixes can affect,
+/// or `None` when there are more than `MAX_IN_PLACE`.
+fn touched(changed: impl Iterator<Item = (u32, u8)>) -> Option<BTreeSet<u32>> {
+    let mut nets = BTreeSet::new();
+    for (top24, len) in changed {
+        if len <= 24 {
+            let count = 1usize << (24 - len);
+            if nets.len() + count > MAX_IN_PLACE {
+                return None;
+            }
+            let first = top24 & !(count as u32 - 1);
+            nets.extend(first..first + count as u32);
+        } else {
+            nets.insert(top24);
+        }
+    }
+    Some(nets)
+}
+
+/// Whether one of `short` (first /24, length of prefixes of at most 24
+/// bits) covers /24 number `net`.
+fn covered(short: &HashSet<(u32, u8)>, net: u32) -> bool {
+    (0..=24u8).any(|len| {
+        let mask = if len == 0 {
+            0
+        } else {
+            u32::MAX << (24 - len) & 0xff_ffff
+        };
+        short.contains(&(net & mask, len))
+    })
+}
+
+/// Updates a generation's half of the IPv4 direct table and host slots in
+/// place from what they hold for some list to what they must hold for
+/// `new`, given the prefixes in one list and not the other (`changed`).
+/// Only the /24s those touch are recomputed; the host slots keep their
+/// placement (`seeds`). Returns false when it cannot (a change too wide,
+/// or no free slot without moving others): the half is then partly
+/// written and must be rewritten whole.
+pub fn update_v4_in_place(
+    words: &mut (impl Cells<u64> + ?Sized),
+    slots: &mut (impl Cells<HostSlot> + ?Sized),
+    seeds: [u32; 2],
+    new: &[(Ipv4Addr, u8)],
+    changed: &[(Ipv4Addr, u8)],
+) -> Result<bool> {
+    let Some(nets) = touched(changed.iter().map(|(a, len)| (u32::from(*a) >> 8, *len))) else {
+        return Ok(false);
+    };
+    if nets.is_empty() {
+        return Ok(true);
+    }
+    let short: HashSet<(u32, u8)> = new
+        .iter()
+        .filter(|(_, len)| *len <= 24)
+        .map(|(a, len)| (u32::from(*a) >> 8, *len))
+        .collect();
+    let mut hosts: BTreeMap<u32, [u64; 4]> = BTreeMap::new();
+    for (addr, len) in new.iter().filter(|(_, len)| *len > 24) {
+        let addr = u32::from(*addr);
+        if nets.contains(&(addr >> 8)) {
+            let bits = hosts.entry(addr >> 8).or_default();
+            let first = addr & 255;
+            for host in first..first + (1u32 << (32 - len)) {
+                bits[(host / 64) as usize] |= 1 << (host % 64);
+            }
+        }
+    }
+    for net in nets {
+        let bits = hosts.get(&net).copied().unwrap_or_default();
+        let value = if covered(&short, net) {
+            DIRECT_FULL
+        } else if bits != [0; 4] {
+            DIRECT_PARTIAL
+        } else {
+            DIRECT_NONE
+        };
+        set_cell(words, net, value)?;
+        let candidates: Vec<usize> = host_buckets(net, seeds)
+            .into_iter()
+            .flat_map(|b| b..b + HOST_BUCKET_SLOTS)
+            .map(|i| i as usize)
+            .collect();
+        let (mut found, mut free) = (None, None);
+        for &i in &candidates {
+            match slots.get(i)?.net24_plus_one {
+                n if n == net + 1 => found = found.or(Some(i)),
+                0 => free = free.or(Some(i)),
+                _ => {}
+            }
+        }
+        if value == DIRECT_PARTIAL {
+            let Some(i) = found.or(free) else {
+                return Ok(false);
+            };
+            slots.set(
+                i,
+                HostSlot {
+                    net24_plus_one: net + 1,
+                    reserved: 0,
+                    bits,
+                },
+            )?;
+        } else if let Some(i) = found {
+            slots.set(i, HostSlot::default())?;
+        }
+    }
+    Ok(true)
+}
+
+/// The IPv6 direct table's counterpart of [`update_v4_in_place`].
+pub fn update_v6_in_place(
+    words: &mut (impl Cells<u64> + ?Sized),
+    new: &[(Ipv6Addr, u8)],
+    changed: &[(Ipv6Addr, u8)],
+) -> Result<bool> {
+    let top = |a: &Ipv6Addr| (u128::from(*a) >> 104) as u32;
+    let Some(tops) = touched(changed.iter().map(|(a, len)| (top(a), *len))) else {
+        return Ok(false);
+    };
+    if tops.is_empty() {
+        return Ok(true);
+    }
+    let short: HashSet<(u32, u8)> = new
+        .iter()
+        .filter(|(_, len)| *len <= 24)
+        .map(|(a, len)| (top(a), *len))
+        .collect();
+    let long: HashSet<u32> = new
+        .iter()
+        .filter(|(_, len)| *len > 24)
+        .map(|(a, _)| top(a))
+        .collect();
+    for t in tops {
+        let value = if covered(&short, t) {
+            DIRECT_FULL
+        } else if long.contains(&t) {
+            DIRECT_PARTIAL
+        } else {
+            DIRECT_NONE
+        };
+        set_cell(words, t, value)?;
+    }
+    Ok(true)
 }
 
 /// Marks the /24s a prefix of `len` bits (at most 24) starting at /24
@@ -316,6 +497,87 @@ mod tests {
                 assert!(!t.allows(Ipv4Addr::from(net | 2)), "stride {stride}, #{i}");
             }
         }
+    }
+
+    /// In-place updates end where a fresh build of the new list ends.
+    #[test]
+    fn in_place_updates_match_a_fresh_build() {
+        let parse = |cidrs: &[&str]| -> Vec<(Ipv4Addr, u8)> {
+            cidrs
+                .iter()
+                .map(|c| {
+                    let n: Ipv4Net = c.parse().unwrap();
+                    (n.network(), n.prefix_len())
+                })
+                .collect()
+        };
+        let old = parse(&[
+            "44.229.228.186/32",
+            "198.51.100.64/26",
+            "10.0.0.0/16",
+            "192.0.2.0/24",
+        ]);
+        let new = parse(&[
+            "44.229.228.186/32",
+            "44.229.228.187/32",
+            "10.0.0.0/16",
+            "10.0.5.1/32",
+            "203.0.113.0/25",
+            "172.16.0.0/20",
+        ]);
+        let changed: Vec<_> = old
+            .iter()
+            .filter(|p| !new.contains(p))
+            .chain(new.iter().filter(|p| !old.contains(p)))
+            .copied()
+            .collect();
+        let mut t = V4Table::build(old.iter().copied()).unwrap();
+        let seeds = t.seeds;
+        assert!(update_v4_in_place(
+            t.words.as_mut_slice(),
+            t.slots.as_mut_slice(),
+            seeds,
+            &new,
+            &changed
+        )
+        .unwrap());
+        let fresh = V4Table::build(new.iter().copied()).unwrap();
+        assert_eq!(t.words, fresh.words);
+        for a in [
+            "44.229.228.186",
+            "44.229.228.187",
+            "44.229.228.188",
+            "198.51.100.65",
+            "10.0.5.1",
+            "10.0.255.1",
+            "10.1.0.1",
+            "203.0.113.1",
+            "203.0.113.200",
+            "192.0.2.1",
+            "172.16.15.1",
+        ] {
+            assert_eq!(allowed(&t, a), allowed(&fresh, a), "{a}");
+        }
+        let v6 = |cidrs: &[&str]| -> Vec<(Ipv6Addr, u8)> {
+            cidrs
+                .iter()
+                .map(|c| {
+                    let n: ipnet::Ipv6Net = c.parse().unwrap();
+                    (n.network(), n.prefix_len())
+                })
+                .collect()
+        };
+        let old6 = v6(&["2001:db8::/32", "2a00::/16"]);
+        let new6 = v6(&["2a00::/16", "2c0f:f000::/20", "2001:db8:1::/48"]);
+        let changed6: Vec<_> = old6
+            .iter()
+            .filter(|p| !new6.contains(p))
+            .chain(new6.iter().filter(|p| !old6.contains(p)))
+            .copied()
+            .collect();
+        let mut words = v6_direct(old6.iter().copied());
+        assert!(update_v6_in_place(words.as_mut_slice(), &new6, &changed6).unwrap());
+        assert!(words == v6_direct(new6.iter().copied()));
     }
 
     #[test]

@@ -6,13 +6,24 @@
 //! Atomic swap: the policy record, the allowlist tries and one half of each
 //! direct table (see `direct.rs`) exist once per generation. A packet reads
 //! the active generation once and is judged by that copy only. `install`
-//! rewrites the inactive copy completely, flips the active generation with
-//! one 4-byte array write, and waits for the packets already running on the
-//! old copy to finish (an RCU grace period), so a packet sees the old
-//! ruleset or the new one, never a mix, and the old copy is free to be
-//! rewritten next time. An interrupted install leaves only the inactive
-//! copy half-written, and the next install rewrites it from scratch.
+//! brings the inactive copy to the new ruleset, flips the active generation
+//! with one 4-byte array write, and waits for the packets already running
+//! on the old copy to finish (an RCU grace period), so a packet sees the
+//! old ruleset or the new one, never a mix, and the old copy is free to be
+//! rewritten next time.
+//!
+//! Updates cost what they change: `install` compares the inactive copy
+//! with the new ruleset and writes only the difference — the prefixes that
+//! differ in its tries (in batches, a few system calls for thousands) and
+//! the /24s those touch in its halves of the direct tables. What the
+//! inactive copy holds is either known (after a small change the old copy
+//! is brought level once the grace period is over, and its policy record
+//! then is an exact copy of the active one) or read back from its tries.
+//! A generation's record is marked as being written (`installed_ns` 0)
+//! before any of it changes, so whatever an interrupted install leaves
+//! behind is compared against or rewritten whole, never trusted.
 use std::{
+    collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
@@ -64,7 +75,28 @@ pub struct Maps {
     ban_gate: MapData,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
+    /// The allowlist of a generation as this handle last read or wrote it.
+    known: std::sync::Mutex<Option<Known>>,
 }
+
+/// An allowlist and the policy record it went with.
+struct Known {
+    generation: u32,
+    installed_ns: u64,
+    allow: Vec<IpNet>,
+}
+
+/// Changes of at most this many prefixes are made to both generations at
+/// once (see `install`).
+const LEVEL_MAX: usize = 256;
+
+/// What the old generation's record says once the grace period after a
+/// flip is over: a copy of the active record when the old generation was
+/// brought level, else its own record with `installed_ns` set to the
+/// active one's plus `SETTLED` (1 ns; not a copy, so never taken for
+/// level). Either tells the next install, in another process, that it need
+/// not wait for a grace period of its own.
+const SETTLED: u64 = 1;
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
 pub type CounterSet = [Counter; REASON_COUNT as usize];
@@ -126,6 +158,7 @@ impl Maps {
             ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
             ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
             settled_ns: 0,
+            known: Default::default(),
         })
     }
 
@@ -142,25 +175,29 @@ impl Maps {
     pub fn read_ruleset(&self) -> Result<Ruleset> {
         let g = self.active_generation()?;
         let policy = self.policy.get(&g, 0).context("reading the policy")?;
-        Ok(Ruleset::from_parts(&policy, self.read_allowlist(g)?))
+        let allow = self.read_allowlist(g)?;
+        // Under the pin-root lock (as `allow` holds it), an install that
+        // follows can start from this instead of reading it again.
+        if self.active_generation()? == g
+            && self.policy.get(&g, 0).context("reading the policy")? == policy
+        {
+            self.remember(g, policy.installed_ns, allow.clone());
+        }
+        Ok(Ruleset::from_parts(&policy, allow))
     }
 
     /// The allowlist of generation `g`, sorted.
     pub fn read_allowlist(&self, g: u32) -> Result<Vec<IpNet>> {
         let mut nets = Vec::new();
-        for key in self.allow_v4[g as usize].keys() {
-            let key = key.context("reading the IPv4 allowlist")?;
-            nets.push(net(
-                IpAddr::V4(Ipv4Addr::from(key.data())),
-                key.prefix_len(),
-            )?);
+        for (data, len) in
+            trie_prefixes(&self.allow_v4[g as usize]).context("reading the IPv4 allowlist")?
+        {
+            nets.push(net(IpAddr::V4(Ipv4Addr::from(data)), len)?);
         }
-        for key in self.allow_v6[g as usize].keys() {
-            let key = key.context("reading the IPv6 allowlist")?;
-            nets.push(net(
-                IpAddr::V6(Ipv6Addr::from(key.data())),
-                key.prefix_len(),
-            )?);
+        for (data, len) in
+            trie_prefixes(&self.allow_v6[g as usize]).context("reading the IPv6 allowlist")?
+        {
+            nets.push(net(IpAddr::V6(Ipv6Addr::from(data)), len)?);
         }
         nets.sort();
         Ok(nets)
@@ -171,49 +208,46 @@ impl Maps {
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<u32> {
         let active = self.active_generation()?;
         let next = 1 - active;
+        let active_policy = self.policy.get(&active, 0).context("reading the policy")?;
+        let next_policy = self.policy.get(&next, 0).context("reading the policy")?;
         // A packet that read the active word just before the last flip may
         // still be judged by the generation about to be rewritten. The
         // install that flipped waited for such packets to finish; if it was
         // killed before it could, and that was less than a second ago, wait
-        // here.
-        let previous = self
-            .policy
-            .get(&active, 0)
-            .context("reading the policy")?
-            .installed_ns;
-        if previous != self.settled_ns && monotonic_ns().saturating_sub(previous) < 1_000_000_000 {
+        // here. The record it left in the old generation once its wait was
+        // over says whether it did (see `SETTLED`).
+        let previous = active_policy.installed_ns;
+        let settled = previous != 0
+            && (next_policy.installed_ns == previous
+                || next_policy.installed_ns == previous + SETTLED);
+        if previous != self.settled_ns
+            && !settled
+            && monotonic_ns().saturating_sub(previous) < 1_000_000_000
+        {
             wait_for_packets_in_flight();
         }
-        let n = next as usize;
-        clear(&mut self.allow_v4[n]).context("clearing the inactive IPv4 allowlist")?;
-        clear(&mut self.allow_v6[n]).context("clearing the inactive IPv6 allowlist")?;
-        for (addr, len) in ruleset.v4() {
-            self.allow_v4[n]
-                .insert(&Key::new(len.into(), addr.octets()), 1, 0)
-                .with_context(|| format!("adding {addr}/{len} to the IPv4 allowlist"))?;
-        }
-        for (addr, len) in ruleset.v6() {
-            self.allow_v6[n]
-                .insert(&Key::new(len.into(), addr.octets()), 1, 0)
-                .with_context(|| format!("adding {addr}/{len} to the IPv6 allowlist"))?;
-        }
-        let mut policy = ruleset.policy();
-        // The program reads a family's direct table only when its list is
-        // too long to be inline in the policy (`v4_inline_len` and
-        // `v6_inline_len` say which): short lists skip writing megabytes.
-        if policy.v4_inline_len == INLINE_NONE {
-            let table = V4Table::build(ruleset.v4())?;
-            write_half(&self.v4_direct, DIRECT_WORDS, next, &table.words)
-                .context("writing the IPv4 direct table")?;
-            write_half(&self.v4_hosts, V4_HOST_SLOTS, next, &table.slots)
-                .context("writing the IPv4 host slots")?;
-            policy.v4_seeds = table.seeds;
-        }
-        if policy.v6_inline_len == INLINE_NONE {
-            let words = direct::v6_direct(ruleset.v6());
-            write_half(&self.v6_direct, DIRECT_WORDS, next, &words)
-                .context("writing the IPv6 direct table")?;
-        }
+        // What the active generation holds, when this handle read it (the
+        // caller usually has, to compute the new ruleset) and it has not
+        // changed since.
+        let active_list = self.known_list(active, &active_policy);
+        // What the inactive generation holds: the same as the active one
+        // when the last install levelled it (its policy record is then an
+        // exact copy), else whatever its tries say.
+        let level = next_policy == active_policy && next_policy.installed_ns != 0;
+        let base = match (&active_list, level) {
+            (Some(list), true) => list.clone(),
+            _ => self.read_allowlist(next)?,
+        };
+        let new: Vec<IpNet> = ruleset
+            .allow
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut policy = self
+            .write_generation(next, &next_policy, &base, &new, ruleset)
+            .context("writing the inactive generation")?;
         policy.installed_ns = monotonic_ns();
         self.policy
             .set(next, policy, 0)
@@ -226,7 +260,156 @@ impl Maps {
         // ruleset is the only one in force when this returns.
         wait_for_packets_in_flight();
         self.settled_ns = policy.installed_ns;
+        self.remember(next, policy.installed_ns, new.clone());
+        // A small change is also made to the old generation now, so that
+        // the next small change does not have to read the whole list back
+        // from the kernel. A large one is left for the next install, which
+        // compares against what the old generation holds anyway.
+        let old_list = if level { Some(base) } else { active_list };
+        let small = old_list
+            .as_ref()
+            .filter(|old| symmetric_difference(old, &new).len() <= LEVEL_MAX);
+        let old_record = match small {
+            Some(old_list) => {
+                let mut copy = self
+                    .write_generation(active, &active_policy, old_list, &new, ruleset)
+                    .context("levelling the old generation")?;
+                copy.installed_ns = policy.installed_ns;
+                Some(copy)
+            }
+            // Left as it is, its tables still those of its record; the
+            // stamp tells the next install that the grace period is over.
+            None if active_policy.installed_ns != 0 => {
+                let mut stamped = active_policy;
+                stamped.installed_ns = policy.installed_ns + SETTLED;
+                Some(stamped)
+            }
+            None => None,
+        };
+        if let Some(record) = old_record {
+            self.policy
+                .set(active, record, 0)
+                .context("writing the policy")?;
+        }
         Ok(next)
+    }
+
+    /// The allowlist of generation `g` as this handle last read or wrote
+    /// it, if its policy record is still the one it read or wrote then.
+    fn known_list(&self, g: u32, policy: &Policy) -> Option<Vec<IpNet>> {
+        let known = self.known.lock().ok()?;
+        match &*known {
+            Some(k)
+                if k.generation == g
+                    && k.installed_ns == policy.installed_ns
+                    && policy.installed_ns != 0 =>
+            {
+                Some(k.allow.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn remember(&self, generation: u32, installed_ns: u64, allow: Vec<IpNet>) {
+        if let Ok(mut known) = self.known.lock() {
+            *known = Some(Known {
+                generation,
+                installed_ns,
+                allow,
+            });
+        }
+    }
+
+    /// Brings inactive generation `g`, whose policy record is `before` and
+    /// whose tries hold `base`, to the allowlist `new` of `ruleset`:
+    /// changes only the prefixes that differ in the tries and, where the
+    /// direct tables are in use and were kept for `base`, only the /24s
+    /// those touch; anything else is rewritten whole. Returns the policy
+    /// record to write for it (without `installed_ns`).
+    fn write_generation(
+        &mut self,
+        g: u32,
+        before: &Policy,
+        base: &[IpNet],
+        new: &[IpNet],
+        ruleset: &Ruleset,
+    ) -> Result<Policy> {
+        // Marked as being written first: an install interrupted from here
+        // on leaves a record that says the direct tables cannot be trusted.
+        let mut dirty = *before;
+        dirty.installed_ns = 0;
+        self.policy.set(g, dirty, 0).context("writing the policy")?;
+        let kept = before.installed_ns != 0;
+        let changed = symmetric_difference(base, new);
+        let (gone, added): (Vec<IpNet>, Vec<IpNet>) =
+            changed.iter().partition(|n| base.binary_search(n).is_ok());
+        let n = g as usize;
+        batch::delete(&mut self.allow_v4[n], &v4_keys(&gone))
+            .context("removing prefixes from the IPv4 allowlist")?;
+        batch::delete(&mut self.allow_v6[n], &v6_keys(&gone))
+            .context("removing prefixes from the IPv6 allowlist")?;
+        batch::insert(&mut self.allow_v4[n], &v4_keys(&added))
+            .context("adding prefixes to the IPv4 allowlist")?;
+        batch::insert(&mut self.allow_v6[n], &v6_keys(&added))
+            .context("adding prefixes to the IPv6 allowlist")?;
+        let mut policy = ruleset.policy();
+        // The program reads a family's direct table only when its list is
+        // too long to be inline in the policy (`v4_inline_len` and
+        // `v6_inline_len` say which): short lists leave it alone.
+        if policy.v4_inline_len == INLINE_NONE {
+            let new_v4: Vec<(Ipv4Addr, u8)> = ruleset.v4().collect();
+            let changed_v4: Vec<(Ipv4Addr, u8)> = changed
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) => Some((n.network(), n.prefix_len())),
+                    IpNet::V6(_) => None,
+                })
+                .collect();
+            let in_place = kept
+                && before.v4_inline_len == INLINE_NONE
+                && direct::update_v4_in_place(
+                    &mut Elements::new(&self.v4_direct, DIRECT_WORDS, g),
+                    &mut Elements::new(&self.v4_hosts, V4_HOST_SLOTS, g),
+                    before.v4_seeds,
+                    &new_v4,
+                    &changed_v4,
+                )
+                .context("updating the IPv4 direct table")?;
+            if in_place {
+                policy.v4_seeds = before.v4_seeds;
+            } else {
+                let table = V4Table::build(new_v4.into_iter())?;
+                sync_half(&self.v4_direct, DIRECT_WORDS, g, &table.words)
+                    .context("writing the IPv4 direct table")?;
+                sync_half(&self.v4_hosts, V4_HOST_SLOTS, g, &table.slots)
+                    .context("writing the IPv4 host slots")?;
+                policy.v4_seeds = table.seeds;
+            }
+        }
+        if policy.v6_inline_len == INLINE_NONE {
+            let new_v6: Vec<(Ipv6Addr, u8)> = ruleset.v6().collect();
+            let changed_v6: Vec<(Ipv6Addr, u8)> = changed
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V6(n) => Some((n.network(), n.prefix_len())),
+                    IpNet::V4(_) => None,
+                })
+                .collect();
+            let in_place = kept
+                && before.v6_inline_len == INLINE_NONE
+                && direct::update_v6_in_place(
+                    &mut Elements::new(&self.v6_direct, DIRECT_WORDS, g),
+                    &new_v6,
+                    &changed_v6,
+                )
+                .context("updating the IPv6 direct table")?;
+            if !in_place {
+                let words = direct::v6_direct(new_v6.into_iter());
+                sync_half(&self.v6_direct, DIRECT_WORDS, g, &words)
+                    .context("writing the IPv6 direct table")?;
+            }
+        }
+        Ok(policy)
     }
 
     /// Counters per reason, summed over CPUs.
@@ -495,12 +678,62 @@ fn net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
         .with_context(|| format!("bad prefix {addr}/{prefix_len} in the allowlist map"))
 }
 
-fn clear<const N: usize>(trie: &mut Trie<N>) -> Result<()> {
-    let keys: Vec<Key<[u8; N]>> = trie.keys().collect::<Result<_, _>>()?;
-    for key in keys {
-        trie.remove(&key)?;
+/// Every prefix in a trie, read in batches.
+fn trie_prefixes<const N: usize>(trie: &Trie<N>) -> Result<Vec<([u8; N], u32)>> {
+    let keys = batch::keys(trie)?;
+    Ok(keys
+        .into_iter()
+        .map(|k| (k.data(), k.prefix_len()))
+        .collect())
+}
+
+/// The prefixes in one sorted list and not the other.
+fn symmetric_difference(a: &[IpNet], b: &[IpNet]) -> Vec<IpNet> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                out.push(*x);
+                i += 1;
+            }
+            (Some(_), Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (Some(x), None) => {
+                out.push(*x);
+                i += 1;
+            }
+            (None, Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
     }
-    Ok(())
+    out
+}
+
+fn v4_keys(nets: &[IpNet]) -> Vec<Key<[u8; 4]>> {
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some(Key::new(n.prefix_len().into(), n.network().octets())),
+            IpNet::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v6_keys(nets: &[IpNet]) -> Vec<Key<[u8; 16]>> {
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V6(n) => Some(Key::new(n.prefix_len().into(), n.network().octets())),
+            IpNet::V4(_) => None,
+        })
+        .collect()
 }
 
 /// Waits for every XDP program run in progress to finish (an RCU grace
@@ -536,19 +769,117 @@ fn array_data(map: Map, name: &str) -> Result<MapData> {
     }
 }
 
-/// Writes `values` over generation `g`'s half of a memory-mappable BPF
-/// array of `2 * half` elements of `T`.
-fn write_half<T: Copy>(map: &MapData, half: u32, g: u32, values: &[T]) -> Result<()> {
+/// Generation `g`'s half of a BPF array of `2 * half` elements of `T`,
+/// read and written an element at a time by system call: for the few
+/// elements a small change touches, cheaper than mapping the array.
+struct Elements<'a, T> {
+    map: &'a MapData,
+    first: u32,
+    half: u32,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<'a, T> Elements<'a, T> {
+    fn new(map: &'a MapData, half: u32, g: u32) -> Self {
+        Elements {
+            map,
+            first: g * half,
+            half,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    fn key(&self, index: usize) -> Result<u32> {
+        anyhow::ensure!(index < self.half as usize, "element {index} beyond a half");
+        Ok(self.first + index as u32)
+    }
+}
+
+impl<T: Copy + Default> direct::Cells<T> for Elements<'_, T> {
+    fn get(&mut self, index: usize) -> Result<T> {
+        let key = self.key(index)?;
+        let mut value = T::default();
+        elem(
+            self.map,
+            BPF_MAP_LOOKUP_ELEM,
+            &key,
+            &mut value as *mut T as u64,
+        )
+        .with_context(|| format!("reading element {key}"))?;
+        Ok(value)
+    }
+
+    fn set(&mut self, index: usize, value: T) -> Result<()> {
+        let key = self.key(index)?;
+        elem(
+            self.map,
+            BPF_MAP_UPDATE_ELEM,
+            &key,
+            &value as *const T as u64,
+        )
+        .with_context(|| format!("writing element {key}"))
+    }
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+
+/// BPF_MAP_LOOKUP_ELEM or BPF_MAP_UPDATE_ELEM of an array element; `value`
+/// points to a value of the map's value size.
+fn elem(map: &MapData, cmd: libc::c_long, key: &u32, value: u64) -> Result<()> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
-    let (half, g) = (half as usize, g as usize);
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let attr = ElemAttr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const u32 as u64,
+        value,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
+    // its size; the key and value it points to outlive the call, and the
+    // value is of the map's value size (the caller's `T`).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &attr as *const ElemAttr,
+            std::mem::size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// Runs `f` on generation `g`'s half of a memory-mappable BPF array of
+/// `2 * half` elements of `T`, mapped into this process (that half only:
+/// each half is a whole number of pages).
+fn with_half<T: Copy, R>(
+    map: &MapData,
+    half: u32,
+    g: u32,
+    f: impl FnOnce(&mut [T]) -> Result<R>,
+) -> Result<R> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let half = half as usize;
+    let len = half * std::mem::size_of::<T>();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
     anyhow::ensure!(
-        values.len() == half,
-        "{} values for a half of {half}",
-        values.len()
+        len.is_multiple_of(page),
+        "a half of {len} bytes is not whole pages"
     );
-    let len = 2 * half * std::mem::size_of::<T>();
-    // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
-    // a length beyond the map.
+    // SAFETY: a fresh shared mapping of one half of the array; the kernel
+    // refuses a range beyond the map.
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -556,19 +887,211 @@ fn write_half<T: Copy>(map: &MapData, half: u32, g: u32, values: &[T]) -> Result
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
             map.fd().as_fd().as_raw_fd(),
-            0,
+            (g as usize * len) as libc::off_t,
         )
     };
     if ptr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error()).context("mapping the array");
     }
-    // SAFETY: the mapping holds 2 * half elements of T (repr(C), no
-    // padding); the half written is in bounds and not read concurrently by
-    // the program (it is the inactive generation).
-    unsafe {
-        let elems = std::slice::from_raw_parts_mut(ptr.cast::<T>(), 2 * half);
-        elems[g * half..(g + 1) * half].copy_from_slice(values);
-        libc::munmap(ptr, len);
+    // SAFETY: the mapping holds `half` elements of T (repr(C), no padding,
+    // valid for any bytes), and the program does not read them while they
+    // are written (they are the inactive generation's). The slice does not
+    // outlive the mapping.
+    let result = unsafe { f(std::slice::from_raw_parts_mut(ptr.cast::<T>(), half)) };
+    // SAFETY: the mapping made above, no longer referenced.
+    unsafe { libc::munmap(ptr, len) };
+    result
+}
+
+/// Makes generation `g`'s half of a memory-mappable BPF array of
+/// `2 * half` elements of `T` hold `values`, writing only the elements that
+/// differ (most of a half stays the same from one ruleset to the next).
+fn sync_half<T: Copy + PartialEq>(map: &MapData, half: u32, g: u32, values: &[T]) -> Result<()> {
+    anyhow::ensure!(
+        values.len() == half as usize,
+        "{} values for a half of {half}",
+        values.len()
+    );
+    with_half(map, half, g, |elems: &mut [T]| {
+        for (slot, value) in elems.iter_mut().zip(values) {
+            if *slot != *value {
+                *slot = *value;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Batched map operations (BPF_MAP_*_BATCH): one system call for many
+/// keys, where aya offers one per key. The LPM tries support them through
+/// the kernel's generic batch code; where a kernel refuses, each falls back
+/// to one call per key.
+mod batch {
+    use std::{
+        io,
+        os::fd::{AsFd as _, AsRawFd as _},
+    };
+
+    use anyhow::{Context as _, Result};
+    use aya::maps::{lpm_trie::Key, IterableMap as _, MapData};
+
+    use super::Trie;
+
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+    /// Keys per call.
+    const CHUNK: usize = 4096;
+
+    /// The part of `union bpf_attr` the batch commands read.
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
     }
-    Ok(())
+
+    /// Runs a batch command; returns how many elements it did and the
+    /// error, if any.
+    fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> (usize, Option<io::Error>) {
+        // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
+        // its size; every buffer it points to is valid for `count` elements
+        // of the map's key and value sizes and outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as libc::c_uint,
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        (attr.count as usize, err)
+    }
+
+    /// The kernel's ENOTSUPP, which leaks to userspace for map types
+    /// without batch operations.
+    const ENOTSUPP: i32 = 524;
+
+    fn unsupported(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(ENOTSUPP)
+        )
+    }
+
+    fn attr(map: &MapData, keys: u64, values: u64, count: usize) -> BatchAttr {
+        BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys,
+            values,
+            count: count as u32,
+            map_fd: map.fd().as_fd().as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        }
+    }
+
+    /// Every key of an LPM trie of u8 values.
+    pub fn keys<const N: usize>(trie: &Trie<N>) -> Result<Vec<Key<[u8; N]>>> {
+        let map = trie.map();
+        let mut out: Vec<Key<[u8; N]>> = Vec::new();
+        let mut keys: Vec<Key<[u8; N]>> = vec![Key::new(0, [0; N]); CHUNK];
+        let mut values = vec![0u8; CHUNK];
+        // The generic batch code resumes after the key in `in_batch` and
+        // puts the last key it returned in `out_batch`.
+        let mut cursor = Key::new(0, [0u8; N]);
+        let mut next = Key::new(0, [0u8; N]);
+        let mut first = true;
+        loop {
+            let mut a = attr(
+                map,
+                keys.as_mut_ptr() as u64,
+                values.as_mut_ptr() as u64,
+                CHUNK,
+            );
+            if !first {
+                a.in_batch = &cursor as *const Key<[u8; N]> as u64;
+            }
+            a.out_batch = &mut next as *mut Key<[u8; N]> as u64;
+            let (n, err) = call(BPF_MAP_LOOKUP_BATCH, &mut a);
+            match err {
+                Some(e) if first && unsupported(&e) => {
+                    return Ok(trie.keys().collect::<Result<_, _>>()?)
+                }
+                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    out.extend_from_slice(&keys[..n.min(CHUNK)]);
+                    return Ok(out);
+                }
+                Some(e) => return Err(e).context("BPF_MAP_LOOKUP_BATCH"),
+                None => {
+                    out.extend_from_slice(&keys[..n.min(CHUNK)]);
+                    if n == 0 {
+                        return Ok(out);
+                    }
+                    cursor = next;
+                    first = false;
+                }
+            }
+        }
+    }
+
+    /// Inserts `keys` with value 1.
+    pub fn insert<const N: usize>(trie: &mut Trie<N>, keys: &[Key<[u8; N]>]) -> Result<()> {
+        let values = vec![1u8; CHUNK.min(keys.len())];
+        for chunk in keys.chunks(CHUNK) {
+            let mut a = attr(
+                trie.map(),
+                chunk.as_ptr() as u64,
+                values.as_ptr() as u64,
+                chunk.len(),
+            );
+            match call(BPF_MAP_UPDATE_BATCH, &mut a) {
+                (_, None) => {}
+                (0, Some(e)) if unsupported(&e) => {
+                    for key in chunk {
+                        trie.insert(key, 1, 0)
+                            .with_context(|| format!("adding {}", describe(key)))?;
+                    }
+                }
+                (done, Some(e)) => {
+                    let key = chunk.get(done).map(describe).unwrap_or_default();
+                    return Err(e).with_context(|| format!("adding {key}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `keys`.
+    pub fn delete<const N: usize>(trie: &mut Trie<N>, keys: &[Key<[u8; N]>]) -> Result<()> {
+        for chunk in keys.chunks(CHUNK) {
+            let mut a = attr(trie.map(), chunk.as_ptr() as u64, 0, chunk.len());
+            match call(BPF_MAP_DELETE_BATCH, &mut a) {
+                (_, None) => {}
+                (0, Some(e)) if unsupported(&e) => {
+                    for key in chunk {
+                        trie.remove(key)
+                            .with_context(|| format!("removing {}", describe(key)))?;
+                    }
+                }
+                (done, Some(e)) => {
+                    let key = chunk.get(done).map(describe).unwrap_or_default();
+                    return Err(e).with_context(|| format!("removing {key}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn describe<const N: usize>(key: &Key<[u8; N]>) -> String {
+        format!("{:02x?}/{}", key.data(), key.prefix_len())
+    }
 }

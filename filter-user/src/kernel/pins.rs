@@ -370,7 +370,8 @@ pub struct RootLock {
     _dir: File,
 }
 
-fn is_bpffs(path: &Path) -> bool {
+/// Whether `path` is on a bpffs.
+pub fn is_bpffs(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
         return false;
     };

@@ -1,18 +1,14 @@
-//! Prometheus text exposition (docs/metrics.md) and a minimal HTTP server
-//! for it.
-use std::{fmt::Write as _, future::Future, net::SocketAddr};
+//! Prometheus text exposition (docs/metrics.md); `ops::http` serves it.
+use std::fmt::Write as _;
 
-use anyhow::{Context as _, Result};
 use filter_common::Reason;
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-};
 
 use super::snapshot::Snapshot;
 
 /// The exposition of every snapshot. Counters and allowlist sizes are
-/// those read; a snapshot whose maps could not be read shows zeros.
+/// those read; a snapshot whose maps could not be read (pins removed or
+/// damaged) has none of those series, only `sipwall_attached`: an absent
+/// series is honest where a zero would look like a counter reset.
 pub fn render(samples: &[Snapshot]) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: &mut dyn FnMut(&mut String)| {
@@ -26,13 +22,14 @@ pub fn render(samples: &[Snapshot]) -> String {
         "counter",
         &mut |o| {
             for s in samples {
+                let Some(counters) = s.counters else { continue };
                 for r in Reason::ALL {
                     let _ = writeln!(
                         o,
                         "sipwall_packets_total{{iface=\"{}\",reason=\"{}\"}} {}",
                         s.iface,
                         r.name(),
-                        s.counters.unwrap_or_default()[r as usize].packets
+                        counters[r as usize].packets
                     );
                 }
             }
@@ -44,13 +41,14 @@ pub fn render(samples: &[Snapshot]) -> String {
         "counter",
         &mut |o| {
             for s in samples {
+                let Some(counters) = s.counters else { continue };
                 for r in Reason::ALL {
                     let _ = writeln!(
                         o,
                         "sipwall_bytes_total{{iface=\"{}\",reason=\"{}\"}} {}",
                         s.iface,
                         r.name(),
-                        s.counters.unwrap_or_default()[r as usize].bytes
+                        counters[r as usize].bytes
                     );
                 }
             }
@@ -62,17 +60,18 @@ pub fn render(samples: &[Snapshot]) -> String {
         "gauge",
         &mut |o| {
             for s in samples {
+                let Some(ruleset) = &s.ruleset else { continue };
                 let _ = writeln!(
                     o,
                     "sipwall_allowlist_entries{{iface=\"{}\",family=\"ipv4\"}} {}",
                     s.iface,
-                    s.ruleset.as_ref().map_or(0, |r| r.v4().count())
+                    ruleset.v4().count()
                 );
                 let _ = writeln!(
                     o,
                     "sipwall_allowlist_entries{{iface=\"{}\",family=\"ipv6\"}} {}",
                     s.iface,
-                    s.ruleset.as_ref().map_or(0, |r| r.v6().count())
+                    ruleset.v6().count()
                 );
             }
         },
@@ -96,73 +95,60 @@ pub fn render(samples: &[Snapshot]) -> String {
     out
 }
 
-/// Binds the metrics address (before anything is attached, so a bad
-/// address changes nothing).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening for metrics on {addr}"))
+/// How the `run` service's configuration reloads went (SIGHUP or a change
+/// of the file), for the `sipwall_config_*` metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct ReloadState {
+    /// The last load of the file (the first one at start included) was
+    /// applied.
+    pub last_successful: bool,
+    /// When a load of the file was last applied (Unix time, seconds).
+    pub last_success: f64,
+    /// Reloads applied and refused since the service started (the load at
+    /// start is not counted).
+    pub successes: u64,
+    pub failures: u64,
 }
 
-/// Serves `GET /metrics`, rendering with `scrape` for each request.
-pub async fn serve<F, Fut>(listener: TcpListener, scrape: F) -> Result<()>
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<String>> + Send,
-{
-    if let Ok(addr) = listener.local_addr() {
-        eprintln!("sipwall: serving metrics on http://{addr}/metrics");
+impl ReloadState {
+    /// The state right after the file was loaded at start.
+    pub fn started(now: f64) -> ReloadState {
+        ReloadState {
+            last_successful: true,
+            last_success: now,
+            successes: 0,
+            failures: 0,
+        }
     }
-    loop {
-        let (mut conn, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("sipwall: metrics: accept failed: {e}");
-                continue;
-            }
-        };
-        let scrape = scrape.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            // Read the request head (bounded); the body, if any, is ignored.
-            while len < buf.len() {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    conn.read(&mut buf[len..]),
-                )
-                .await
-                {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let mut parts = head.split_whitespace();
-            let response = match (parts.next(), parts.next()) {
-                (Some("GET"), Some("/metrics")) => match scrape().await {
-                    Ok(body) => reply("200 OK", "text/plain; version=0.0.4; charset=utf-8", &body),
-                    Err(e) => reply(
-                        "500 Internal Server Error",
-                        "text/plain",
-                        &format!("{e:#}\n"),
-                    ),
-                },
-                (Some("GET"), Some(_)) => reply("404 Not Found", "text/plain", "try /metrics\n"),
-                _ => reply("405 Method Not Allowed", "text/plain", "GET /metrics\n"),
-            };
-            let _ = conn.write_all(response.as_bytes()).await;
-            let _ = conn.shutdown().await;
-        });
+
+    pub fn record(&mut self, applied: bool, now: f64) {
+        self.last_successful = applied;
+        if applied {
+            self.last_success = now;
+            self.successes += 1;
+        } else {
+            self.failures += 1;
+        }
     }
 }
 
-fn reply(status: &str, content_type: &str, body: &str) -> String {
+/// The `sipwall_config_*` families (named as Prometheus names its own).
+pub fn render_reloads(state: &ReloadState) -> String {
     format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "# HELP sipwall_config_last_reload_successful 1 when the last load of the configuration file was applied, 0 when it was refused (the previous policy still runs).
+# TYPE sipwall_config_last_reload_successful gauge
+sipwall_config_last_reload_successful {}
+# HELP sipwall_config_last_reload_success_timestamp_seconds When a load of the configuration file was last applied.
+# TYPE sipwall_config_last_reload_success_timestamp_seconds gauge
+sipwall_config_last_reload_success_timestamp_seconds {:.3}
+# HELP sipwall_config_reloads_total Reloads of the configuration file (SIGHUP or a change of the file), by result.
+# TYPE sipwall_config_reloads_total counter
+sipwall_config_reloads_total{{result=\"success\"}} {}
+sipwall_config_reloads_total{{result=\"failure\"}} {}
+",
+        u8::from(state.last_successful),
+        state.last_success,
+        state.successes,
+        state.failures
     )
 }

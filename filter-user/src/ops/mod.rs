@@ -1,8 +1,12 @@
 //! Operations on attachments: one snapshot per interface (rendered by
-//! `stats`, `status` and metrics), the `run` service, and pcap replay.
+//! `stats`, `status` and metrics), the `run` service (with its HTTP server
+//! and the watch on its configuration file), and pcap replay.
 pub mod check;
+pub mod doctor;
+pub mod http;
 pub mod metrics;
 pub mod service;
 pub mod snapshot;
 pub mod stats;
 pub mod status;
+pub mod watch;

@@ -1,16 +1,29 @@
-//! `sipwall run`: the foreground service for systemd. Attaches with the
-//! configuration file as the whole truth (allowlist included), reloads it on
-//! SIGHUP (a bad file is refused and the running policy stays), serves
-//! metrics, passes the kernel's rate-limited log records on to stderr, and
-//! detaches on SIGTERM or SIGINT.
-use std::{net::SocketAddr, path::PathBuf};
+//! `sipwall run`: the foreground service for systemd and Kubernetes.
+//! Attaches with the configuration file as the whole truth (allowlist
+//! included), reloads it on SIGHUP and whenever the file changes (a bad file
+//! is refused and the running policy stays), serves metrics and the
+//! `/healthz` and `/readyz` probes, passes the kernel's rate-limited log
+//! records on to stderr, and on SIGTERM or SIGINT leaves the interface as it
+//! found it: a filter it attached itself is detached, one it took over (or
+//! any, with `keep_attached`) stays attached and pinned.
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use filter_common::XdpMode;
 
-use super::{metrics, snapshot::Snapshot};
+use super::{
+    http::{self, Reply},
+    metrics::{self, ReloadState},
+    snapshot::Snapshot,
+    watch::ConfigWatch,
+};
 use crate::{
     error::UsageError,
     kernel::{attach, maps::Maps, pins::PinRoot},
@@ -25,6 +38,24 @@ pub struct Service {
     pub mode: Option<XdpMode>,
     pub metrics: Option<SocketAddr>,
     pub force: bool,
+    /// Never detach on exit (fleets: a pod restart keeps the filter).
+    pub keep_attached: bool,
+}
+
+/// What set off a reload, for the log.
+#[derive(Clone, Copy)]
+enum Trigger {
+    Sighup,
+    FileChanged,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Trigger::Sighup => "SIGHUP",
+            Trigger::FileChanged => "configuration file changed",
+        }
+    }
 }
 
 impl Service {
@@ -53,7 +84,7 @@ impl Service {
     async fn serve(self, ruleset: Ruleset) -> Result<()> {
         let root = PinRoot::new(&self.root);
         let listener = match self.metrics {
-            Some(addr) => Some(metrics::bind(addr).await?),
+            Some(addr) => Some(http::bind(addr).await?),
             None => None,
         };
         // Handlers first: a SIGHUP or SIGTERM during start-up is then acted
@@ -61,7 +92,21 @@ impl Service {
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        // The file's bytes as last read, so that a change of something else
+        // in its directory does not reload.
+        let mut last_read = self.read_config_bytes();
+        let mut watch = match &self.config {
+            Some(path) => Some(ConfigWatch::new(path)?),
+            None => None,
+        };
         let mut attached = attach::attach(&root, &self.iface, &ruleset, self.mode, false)?;
+        let took_over = attached.replaced;
+        if took_over {
+            eprintln!(
+                "sipwall: {} already had sipwall's filter attached: took it over in place (program id {}, counters kept, the file's policy applied); it stays attached when this service stops",
+                self.iface, attached.program_id
+            );
+        }
         eprintln!(
             "sipwall: filtering {} in {} mode (program id {}); {}",
             self.iface,
@@ -92,26 +137,49 @@ impl Service {
             Err(e) => eprintln!("sipwall: kernel log records unavailable: {e}"),
         }
         let mut maps = attached.maps;
-        let mut metrics_task = listener.map(|listener| {
+        let reloads = Arc::new(Mutex::new(ReloadState::started(now_secs())));
+        let mut http_task = listener.map(|listener| {
             let root_path = self.root.clone();
             let iface = self.iface.clone();
-            tokio::spawn(metrics::serve(listener, move || {
-                let root_path = root_path.clone();
+            let reloads = Arc::clone(&reloads);
+            tokio::spawn(http::serve(listener, move |path| {
+                let root = PinRoot::new(&root_path);
                 let iface = iface.clone();
-                async move { scrape(&PinRoot::new(&root_path), &iface) }
+                let reloads = *reloads.lock().unwrap_or_else(|e| e.into_inner());
+                async move { answer(&path, &root, &iface, &reloads) }
             }))
         });
         let outcome = loop {
             tokio::select! {
-                _ = hup.recv() => self.reload(&root, &mut maps),
+                _ = hup.recv() => {
+                    last_read = self.read_config_bytes();
+                    let applied = self.reload(&root, &mut maps, Trigger::Sighup);
+                    reloads.lock().unwrap_or_else(|e| e.into_inner()).record(applied, now_secs());
+                }
+                changed = async {
+                    match &mut watch {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(e) = changed {
+                        break Err(e.context("following the configuration file"));
+                    }
+                    let now = self.read_config_bytes();
+                    if now != last_read {
+                        last_read = now;
+                        let applied = self.reload(&root, &mut maps, Trigger::FileChanged);
+                        reloads.lock().unwrap_or_else(|e| e.into_inner()).record(applied, now_secs());
+                    }
+                }
                 _ = term.recv() => break Ok(()),
                 _ = int.recv() => break Ok(()),
                 result = async {
-                    match &mut metrics_task {
+                    match &mut http_task {
                         Some(task) => task.await,
                         None => std::future::pending().await,
                     }
-                }, if metrics_task.is_some() => {
+                }, if http_task.is_some() => {
                     break match result {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(e),
@@ -121,33 +189,107 @@ impl Service {
             }
         };
         drop(maps);
-        attach::detach(&root, &self.iface)?;
-        eprintln!("sipwall: detached from {}", self.iface);
+        drop(attached.ebpf);
+        self.leave(&root, took_over)?;
         outcome
     }
 
-    fn reload(&self, root: &PinRoot, maps: &mut Maps) {
+    /// On exit: detach only a filter this service attached itself, and not
+    /// even that with `keep_attached`.
+    fn leave(&self, root: &PinRoot, took_over: bool) -> Result<()> {
+        let iface = &self.iface;
+        if self.keep_attached || took_over {
+            let why = if self.keep_attached {
+                "--keep-attached"
+            } else {
+                "it was attached before this service started"
+            };
+            eprintln!(
+                "sipwall: stopping; the filter stays attached to {iface} with its pins ({why}); `sipwall detach -i {iface}` removes it"
+            );
+            return Ok(());
+        }
+        if !root.iface_dir(iface).exists() {
+            eprintln!("sipwall: stopping; the filter on {iface} had already been detached");
+            return Ok(());
+        }
+        attach::detach(root, iface)?;
+        eprintln!("sipwall: detached from {iface}");
+        Ok(())
+    }
+
+    /// The configuration file's bytes now (`None` when unreadable or when
+    /// there is no file).
+    fn read_config_bytes(&self) -> Option<Vec<u8>> {
+        self.config.as_ref().and_then(|p| std::fs::read(p).ok())
+    }
+
+    /// Loads the file and installs it; a refused file keeps the running
+    /// policy. Returns whether the file was applied.
+    fn reload(&self, root: &PinRoot, maps: &mut Maps, trigger: Trigger) -> bool {
+        let why = trigger.name();
         let ruleset = match self.load_config() {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("sipwall: SIGHUP: kept the running policy, the configuration was refused: {e:#}");
-                return;
+                eprintln!(
+                    "sipwall: {why}: kept the running policy, the configuration was refused: {e:#}"
+                );
+                return false;
             }
         };
         let result = root.lock().and_then(|_lock| maps.install(&ruleset));
         match result {
-            Ok(_) => eprintln!(
-                "sipwall: SIGHUP: configuration reloaded; {}",
-                ruleset.summary()
-            ),
-            Err(e) => eprintln!("sipwall: SIGHUP: reload failed, the running policy stays: {e:#}"),
+            Ok(_) => {
+                eprintln!(
+                    "sipwall: {why}: configuration reloaded; {}",
+                    ruleset.summary()
+                );
+                true
+            }
+            Err(e) => {
+                eprintln!("sipwall: {why}: reload failed, the running policy stays: {e:#}");
+                false
+            }
         }
     }
 }
 
-/// Reads the figures of `iface` for one metrics scrape.
-pub fn scrape(root: &PinRoot, iface: &str) -> Result<String> {
-    let mut snap = Snapshot::gather(root, iface);
-    snap.check_readable()?;
-    Ok(metrics::render(&[snap]))
+/// The answer to `GET path` on the metrics address.
+fn answer(path: &str, root: &PinRoot, iface: &str, reloads: &ReloadState) -> Reply {
+    match path {
+        "/metrics" => Reply {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: scrape(root, iface) + &metrics::render_reloads(reloads),
+        },
+        // The process answers: that is all liveness means. The filter
+        // itself lives in the kernel and needs no process.
+        "/healthz" => Reply::text("200 OK", "ok\n"),
+        "/readyz" => {
+            let snap = Snapshot::gather(root, iface);
+            if snap.attached && snap.unreadable.is_none() {
+                Reply::text("200 OK", format!("ready: filtering {iface}\n"))
+            } else {
+                let mut body = format!("not ready: {iface}\n");
+                for p in &snap.problems {
+                    body += &format!("{p}\n");
+                }
+                Reply::text("503 Service Unavailable", body)
+            }
+        }
+        _ => Reply::text("404 Not Found", "try /metrics, /healthz or /readyz\n"),
+    }
+}
+
+/// The exposition of `iface`'s figures for one scrape. Never fails: an
+/// attachment whose pins are gone or damaged still shows
+/// `sipwall_attached 0`, which is what the alert on it needs.
+pub fn scrape(root: &PinRoot, iface: &str) -> String {
+    metrics::render(&[Snapshot::gather(root, iface)])
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -1,0 +1,45 @@
+//! `sipwall doctor`: production checks (see [`crate::ops::doctor`]); exit
+//! status 0, 1 or 2 by the worst result (ok or skipped, warn, fail).
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::{
+    error::{UsageError, Verdict},
+    kernel::{pins::check_iface_name, privileges::require_root},
+    ops::doctor::{self, Options},
+};
+
+pub fn run(
+    bpffs: &Path,
+    iface: Option<String>,
+    config: Option<PathBuf>,
+    provider_host: String,
+    json: bool,
+) -> Result<()> {
+    if let Some(i) = &iface {
+        check_iface_name(i)?;
+    }
+    if provider_host.trim().is_empty() {
+        return Err(UsageError(
+            "--provider-host is empty: give the provider's signalling hostname".into(),
+        )
+        .into());
+    }
+    require_root()?;
+    let checks = doctor::run(&Options {
+        root: bpffs.to_path_buf(),
+        iface,
+        config,
+        provider_host,
+    });
+    if json {
+        println!("{}", doctor::to_json(&checks));
+    } else {
+        print!("{}", doctor::to_text(&checks));
+    }
+    match doctor::worst(&checks).exit_status() {
+        0 => Ok(()),
+        status => Err(Verdict(status).into()),
+    }
+}

@@ -1,0 +1,886 @@
+//! `sipwall doctor`: the checks of what goes wrong on a production SIP
+//! edge, each ok, warn or fail with what to do (docs/doctor.md). Nothing
+//! here changes anything: the doctor reads pins, maps, the kernel and the
+//! configuration file, and resolves the provider's name.
+use std::{
+    net::{IpAddr, ToSocketAddrs as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use filter_common::{maps as map_names, Reason};
+use ipnet::IpNet;
+use serde_json::{json, Value};
+
+use super::snapshot::Snapshot;
+use crate::{
+    kernel::{
+        attachment::Attachment,
+        pins::{is_bpffs, PinRoot, INFO_PIN, LINK_PIN},
+        program,
+    },
+    policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING},
+};
+
+/// The provider's signalling hostname (docs/policy.md).
+pub const DEFAULT_PROVIDER_HOST: &str = "sip.vapi.ai";
+/// How long the provider's name may take to resolve before the DNS check
+/// is skipped.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    /// Could not be checked here (says why); counts as ok for the exit status.
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Skip => "skip",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+
+    /// The exit status of a run whose worst result is this: 0 ok (or
+    /// skipped), 1 warn, 2 fail.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Level::Ok | Level::Skip => 0,
+            Level::Warn => 1,
+            Level::Fail => 2,
+        }
+    }
+}
+
+pub struct Check {
+    pub name: &'static str,
+    pub level: Level,
+    /// What was found.
+    pub summary: String,
+    /// What to do, when something should be done.
+    pub action: Option<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, level: Level, summary: impl Into<String>) -> Check {
+        Check {
+            name,
+            level,
+            summary: summary.into(),
+            action: None,
+        }
+    }
+
+    fn action(mut self, action: impl Into<String>) -> Check {
+        self.action = Some(action.into());
+        self
+    }
+}
+
+pub struct Options {
+    pub root: PathBuf,
+    pub iface: Option<String>,
+    pub config: Option<PathBuf>,
+    pub provider_host: String,
+}
+
+/// Everything the checks look at about the interface, read once.
+struct Scene {
+    iface: Option<String>,
+    /// Why there is no interface to look at.
+    no_iface: Option<String>,
+    snapshot: Option<Snapshot>,
+    denied: Vec<(IpAddr, u64)>,
+}
+
+pub fn run(opts: &Options) -> Vec<Check> {
+    let root = PinRoot::new(&opts.root);
+    let scene = Scene::gather(&root, opts.iface.as_deref());
+    let mut checks = vec![
+        kernel_btf(Path::new("/sys/kernel/btf/vmlinux")),
+        kernel_xdp_link(&kernel_release()),
+        bpffs(&root),
+        pins(&root, &scene),
+        attachment(&scene),
+    ];
+    let ruleset = scene.snapshot.as_ref().and_then(|s| s.ruleset.clone());
+    checks.push(provider_allowlist(&scene, ruleset.as_ref()));
+    checks.push(provider_dns(&opts.provider_host, &scene, ruleset.as_ref()));
+    checks.push(config_in_sync(
+        opts.config.as_deref(),
+        ruleset.as_ref(),
+        &scene,
+    ));
+    checks.push(near_provider(&scene, ruleset.as_ref()));
+    checks.push(clock(&root, &scene));
+    checks.push(rlimits(&kernel_release()));
+    checks
+}
+
+impl Scene {
+    fn gather(root: &PinRoot, iface: Option<&str>) -> Scene {
+        let mut scene = Scene {
+            iface: None,
+            no_iface: None,
+            snapshot: None,
+            denied: Vec::new(),
+        };
+        let iface = match iface {
+            Some(i) => i.to_string(),
+            None => match root.attached() {
+                Ok(list) if list.len() == 1 => list[0].clone(),
+                Ok(list) if list.is_empty() => {
+                    scene.no_iface = Some(format!(
+                        "sipwall is not attached to any interface (no pins under {})",
+                        root.path().display()
+                    ));
+                    return scene;
+                }
+                Ok(list) => {
+                    scene.no_iface = Some(format!(
+                        "sipwall is attached to several interfaces ({}): name one with -i",
+                        list.join(", ")
+                    ));
+                    return scene;
+                }
+                Err(e) => {
+                    scene.no_iface = Some(format!("{e:#}"));
+                    return scene;
+                }
+            },
+        };
+        scene.snapshot = Some(Snapshot::gather(root, &iface));
+        if let Ok(att) = Attachment::open_resolved(root, iface.clone()) {
+            if let Ok(sources) = att.maps.denied_sources() {
+                scene.denied = sources.into_iter().map(|(a, c)| (a, c.packets)).collect();
+            }
+        }
+        scene.iface = Some(iface);
+        scene
+    }
+
+    fn iface_or(&self) -> &str {
+        self.iface.as_deref().unwrap_or("IFACE")
+    }
+}
+
+fn kernel_btf(path: &Path) -> Check {
+    if path.exists() {
+        Check::new(
+            "kernel_btf",
+            Level::Ok,
+            format!("kernel BTF at {}", path.display()),
+        )
+    } else {
+        Check::new(
+            "kernel_btf",
+            Level::Warn,
+            format!("no kernel BTF at {}: sipwall's program loads without it, but bpftool cannot show its maps' types and BTF-based tools fail", path.display()),
+        )
+        .action("use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every major distribution's is)")
+    }
+}
+
+/// The running kernel's release as this process sees it (uname(2), as
+/// `uname -r` shows it; a personality such as UNAME26 changes it).
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain old data, valid when zeroed.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call's duration.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    // SAFETY: uname fills `release` with a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `(major, minor)` of a kernel release such as "6.18.44-fc-v857".
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+pub fn kernel_xdp_link(release: &str) -> Check {
+    match kernel_version(release) {
+        Some(v) if v >= (5, 9) => Check::new(
+            "kernel_xdp_link",
+            Level::Ok,
+            format!("Linux {release} has XDP bpf_links (5.9 or later), which keep the pinned filter on the interface"),
+        ),
+        Some(_) => Check::new(
+            "kernel_xdp_link",
+            Level::Fail,
+            format!("Linux {release} predates XDP bpf_links (5.9): sipwall cannot pin its attachment"),
+        )
+        .action("upgrade the kernel to 5.9 or later"),
+        None => Check::new(
+            "kernel_xdp_link",
+            Level::Warn,
+            format!("cannot tell the kernel version from {release:?}"),
+        ),
+    }
+}
+
+fn bpffs(root: &PinRoot) -> Check {
+    let path = root.path();
+    // The root itself, or the folder it would be created in.
+    let on_bpffs = is_bpffs(path) || (!path.exists() && path.parent().is_some_and(is_bpffs));
+    if on_bpffs {
+        Check::new(
+            "bpffs",
+            Level::Ok,
+            format!("{} is on bpffs", path.display()),
+        )
+    } else {
+        let mount = if path.starts_with("/sys/fs/bpf") {
+            "/sys/fs/bpf".to_string()
+        } else {
+            path.display().to_string()
+        };
+        Check::new(
+            "bpffs",
+            Level::Fail,
+            format!("{} is not on bpffs: pins cannot outlive sipwall there", path.display()),
+        )
+        .action(format!(
+            "mount -t bpf bpf {mount} (systemd's sys-fs-bpf.mount does it at boot; in Kubernetes, mount the host's /sys/fs/bpf)"
+        ))
+    }
+}
+
+fn pins(root: &PinRoot, scene: &Scene) -> Check {
+    let Some(iface) = &scene.iface else {
+        return Check::new(
+            "pins",
+            Level::Fail,
+            scene.no_iface.clone().unwrap_or_default(),
+        )
+        .action("sipwall attach -i IFACE -c /etc/sipwall/sipwall.toml");
+    };
+    let dir = root.iface_dir(iface);
+    let mut problems = Vec::new();
+    let expected = program::object_map_names().unwrap_or_default();
+    let present: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    for name in &expected {
+        if !present.contains(name) {
+            problems.push(format!("map {name} is not pinned"));
+        }
+    }
+    for name in [INFO_PIN, LINK_PIN] {
+        if !present.iter().any(|p| p == name) {
+            problems.push(format!("{name} is missing"));
+        }
+    }
+    for name in &present {
+        if !expected.contains(name) && name != INFO_PIN && name != LINK_PIN {
+            problems.push(format!("{name} is not one of sipwall's pins"));
+        }
+    }
+    if let Some(snap) = &scene.snapshot {
+        if let Some(e) = &snap.unreadable {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    if problems.is_empty() {
+        Check::new(
+            "pins",
+            Level::Ok,
+            format!(
+                "{}: the link, INFO and all {} maps are pinned and readable",
+                dir.display(),
+                expected.len()
+            ),
+        )
+    } else {
+        Check::new(
+            "pins",
+            Level::Fail,
+            format!("{}: {}", dir.display(), problems.join("; ")),
+        )
+        .action(format!(
+            "sipwall attach -i {iface} recreates missing pins (keeping what it can); sipwall detach -i {iface} removes damaged ones"
+        ))
+    }
+}
+
+fn attachment(scene: &Scene) -> Check {
+    let (Some(iface), Some(snap)) = (&scene.iface, &scene.snapshot) else {
+        return Check::new(
+            "xdp_attached",
+            Level::Fail,
+            scene.no_iface.clone().unwrap_or_default(),
+        )
+        .action("sipwall attach -i IFACE");
+    };
+    if !snap.attached {
+        return Check::new(
+            "xdp_attached",
+            Level::Fail,
+            format!(
+                "sipwall is NOT filtering {iface}: {}",
+                snap.problems.join("; ")
+            ),
+        )
+        .action(format!(
+            "sipwall attach -i {iface} -c /etc/sipwall/sipwall.toml"
+        ));
+    }
+    match snap.mode {
+        "native" | "hw" => Check::new(
+            "xdp_attached",
+            Level::Ok,
+            format!("filtering {iface} in {} mode", snap.mode),
+        ),
+        mode => {
+            let driver = std::fs::read_link(format!("/sys/class/net/{iface}/device/driver"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let why = match driver {
+                Some(d) => format!(
+                    "the driver ({d}) refused native XDP when it was attached, or --mode skb was asked"
+                ),
+                None => "a virtual interface without native XDP, or --mode skb was asked".into(),
+            };
+            Check::new(
+                "xdp_attached",
+                Level::Warn,
+                format!(
+                    "filtering {iface} in {mode} (generic) mode: every packet gets an skb before sipwall sees it, several times the cost of native mode; {why}"
+                ),
+            )
+            .action(format!(
+                "sipwall detach -i {iface} && sipwall attach -i {iface} --mode native (the error names what the driver lacks); a driver update may add native XDP"
+            ))
+        }
+    }
+}
+
+fn covers(allow: &[IpNet], addr: IpAddr) -> bool {
+    allow.iter().any(|n| n.contains(&addr))
+}
+
+fn provider_addresses() -> Vec<IpAddr> {
+    PROVIDER_SIGNALLING
+        .iter()
+        .map(|c| c.parse::<IpNet>().expect("built-in CIDR").addr())
+        .collect()
+}
+
+fn provider_allowlist(scene: &Scene, ruleset: Option<&Ruleset>) -> Check {
+    let Some(ruleset) = ruleset else {
+        return Check::new(
+            "provider_allowlist",
+            Level::Skip,
+            "the running allowlist could not be read (see pins)",
+        );
+    };
+    let iface = scene.iface_or();
+    let missing: Vec<IpAddr> = provider_addresses()
+        .into_iter()
+        .filter(|a| !covers(&ruleset.allow, *a))
+        .collect();
+    if missing.is_empty() {
+        Check::new(
+            "provider_allowlist",
+            Level::Ok,
+            "both provider signalling addresses (44.229.228.186, 44.238.177.138) are allowed",
+        )
+    } else {
+        let list: Vec<String> = missing.iter().map(|a| format!("{a}/32")).collect();
+        Check::new(
+            "provider_allowlist",
+            Level::Fail,
+            format!(
+                "the allowlist lacks the provider's {}: calls signalled from it fail (intermittently: either address may carry any call)",
+                list.join(" and ")
+            ),
+        )
+        .action(format!(
+            "sipwall allow add -i {iface} {}, and add it to [signalling] allow in the configuration file",
+            list.join(" ")
+        ))
+    }
+}
+
+/// The addresses `host` resolves to through the system's resolver
+/// (getaddrinfo: /etc/hosts, /etc/resolv.conf), or why not, within
+/// `timeout`.
+pub fn resolve(host: &str, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    // getaddrinfo cannot be cancelled: a thread that outlives the timeout
+    // is left to finish on its own.
+    std::thread::spawn(move || {
+        let result = (name.as_str(), 5060)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect::<Vec<_>>());
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(mut addrs)) => {
+            addrs.sort();
+            addrs.dedup();
+            Ok(addrs)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+    }
+}
+
+fn provider_dns(host: &str, scene: &Scene, ruleset: Option<&Ruleset>) -> Check {
+    let Some(ruleset) = ruleset else {
+        return Check::new(
+            "provider_dns",
+            Level::Skip,
+            "the running allowlist could not be read (see pins)",
+        );
+    };
+    let addrs = match resolve(host, DNS_TIMEOUT) {
+        Ok(a) => a,
+        Err(e) => {
+            return Check::new(
+                "provider_dns",
+                Level::Skip,
+                format!("{host} could not be resolved through the system's resolver ({e}): DNS unreachable from here? Skipped"),
+            )
+        }
+    };
+    let iface = scene.iface_or();
+    let lacking: Vec<String> = addrs
+        .iter()
+        .filter(|a| !covers(&ruleset.allow, **a))
+        .map(|a| match a {
+            IpAddr::V4(_) => format!("{a}/32"),
+            IpAddr::V6(_) => format!("{a}/128"),
+        })
+        .collect();
+    let shown: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+    if lacking.is_empty() {
+        Check::new(
+            "provider_dns",
+            Level::Ok,
+            format!("{host} resolves to {}, all allowed", shown.join(", ")),
+        )
+    } else {
+        Check::new(
+            "provider_dns",
+            Level::Warn,
+            format!(
+                "{host} resolves to {}; the allowlist lacks {}. Not applied by itself: the provider publishes its addresses and warns against DNS-based rules",
+                shown.join(", "),
+                lacking.join(", ")
+            ),
+        )
+        .action(format!(
+            "confirm with the provider's published list, then: sipwall allow add -i {iface} {}",
+            lacking.join(" ")
+        ))
+    }
+}
+
+/// What differs between two rulesets, for people.
+pub fn differences(file: &Ruleset, running: &Ruleset) -> Vec<String> {
+    let mut out = Vec::new();
+    let added: Vec<String> = file
+        .allow
+        .iter()
+        .filter(|n| !running.allow.contains(n))
+        .map(IpNet::to_string)
+        .collect();
+    let removed: Vec<String> = running
+        .allow
+        .iter()
+        .filter(|n| !file.allow.contains(n))
+        .map(IpNet::to_string)
+        .collect();
+    if !added.is_empty() {
+        out.push(format!(
+            "the file allows {} (not running)",
+            added.join(", ")
+        ));
+    }
+    if !removed.is_empty() {
+        out.push(format!(
+            "the running filter allows {} (not in the file)",
+            removed.join(", ")
+        ));
+    }
+    if file.sig_ports != running.sig_ports {
+        out.push(format!(
+            "signalling ports: file {:?}, running {:?}",
+            file.sig_ports, running.sig_ports
+        ));
+    }
+    if file.rtp != running.rtp {
+        out.push(format!(
+            "RTP range: file {}-{}, running {}-{}",
+            file.rtp.0, file.rtp.1, running.rtp.0, running.rtp.1
+        ));
+    }
+    if file.dry_run != running.dry_run {
+        out.push(format!(
+            "dry_run: file {}, running {}",
+            file.dry_run, running.dry_run
+        ));
+    }
+    if file.log_denied != running.log_denied {
+        out.push(format!(
+            "log_denied: file {}, running {}",
+            file.log_denied, running.log_denied
+        ));
+    }
+    out
+}
+
+fn config_in_sync(file: Option<&Path>, running: Option<&Ruleset>, scene: &Scene) -> Check {
+    let Some(file) = file else {
+        return Check::new(
+            "config_in_sync",
+            Level::Skip,
+            "no configuration file given: -c FILE compares it with the running policy",
+        );
+    };
+    let wanted = match config::load(Some(file)) {
+        Ok(r) => r,
+        Err(e) => {
+            return Check::new(
+                "config_in_sync",
+                Level::Fail,
+                format!("{} would be refused: {e:#}", file.display()),
+            )
+            .action("fix the file; `sipwall run` keeps the last good policy until then")
+        }
+    };
+    let Some(running) = running else {
+        return Check::new(
+            "config_in_sync",
+            Level::Skip,
+            format!(
+                "{} is valid; the running policy could not be read (see pins)",
+                file.display()
+            ),
+        );
+    };
+    let diff = differences(&wanted, running);
+    let iface = scene.iface_or();
+    if diff.is_empty() {
+        Check::new(
+            "config_in_sync",
+            Level::Ok,
+            format!("the running policy is {}", file.display()),
+        )
+    } else {
+        Check::new(
+            "config_in_sync",
+            Level::Warn,
+            format!("the running policy is not {}: {}", file.display(), diff.join("; ")),
+        )
+        .action(format!(
+            "under `sipwall run`: it reloads on a change of the file, or send SIGHUP (systemctl reload sipwall@{iface}); otherwise `sipwall allow replace` or attach again. A live `allow add` not yet in the file also shows here: add it to the file"
+        ))
+    }
+}
+
+/// Whether `a` is in the same /24 (IPv4) or /48 (IPv6) as `b`.
+pub fn neighbours(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) >> 8) == (u32::from(b) >> 8),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) >> 80) == (u128::from(b) >> 80),
+        _ => false,
+    }
+}
+
+fn near_provider(scene: &Scene, ruleset: Option<&Ruleset>) -> Check {
+    let Some(snap) = &scene.snapshot else {
+        return Check::new("near_provider", Level::Skip, "nothing attached to look at");
+    };
+    let mut findings = Vec::new();
+    let mut actions = Vec::new();
+    // The provider's published addresses and every address the allowlist
+    // names: a denied neighbour of one is most likely the provider sending
+    // from an address the allowlist lacks.
+    let mut known: Vec<IpAddr> = provider_addresses();
+    if let Some(r) = ruleset {
+        known.extend(r.allow.iter().map(IpNet::addr));
+    }
+    let iface = scene.iface_or();
+    for (addr, packets) in &scene.denied {
+        if let Some(near) = known.iter().find(|k| neighbours(*addr, **k)) {
+            findings.push(format!(
+                "{addr} sent {packets} denied signalling packets, next to the allowed {near}"
+            ));
+            let len = if addr.is_ipv4() { 32 } else { 128 };
+            actions.push(format!("sipwall allow add -i {iface} {addr}/{len}"));
+        }
+    }
+    let rtp_outside = Reason::ALL.iter().find(|r| r.name() == "rtp_outside");
+    let rtp_note = match (rtp_outside, snap.counters) {
+        (Some(r), Some(counters)) if counters[*r as usize].packets > 0 => {
+            findings.push(format!(
+                "{} packets of provider media arrived outside [media] rtp_ports (rtp_outside): one-way audio",
+                counters[*r as usize].packets
+            ));
+            actions.push("set [media] rtp_ports to the PBX's RTP range".into());
+            ""
+        }
+        (Some(_), _) => "",
+        (None, _) => {
+            " (rtp_outside does not exist in this build: strict mode not built; not checked)"
+        }
+    };
+    if findings.is_empty() {
+        Check::new(
+            "near_provider",
+            Level::Ok,
+            format!(
+                "no denied signalling from next to the provider's or the allowlist's addresses{rtp_note}"
+            ),
+        )
+    } else {
+        Check::new(
+            "near_provider",
+            Level::Warn,
+            format!("{}{rtp_note}", findings.join("; ")),
+        )
+        .action(format!(
+            "if the provider confirms the address: {}",
+            actions.join("; ")
+        ))
+    }
+}
+
+/// The kernel's clock synchronisation state (adjtimex): `true` when it is
+/// synchronised, `false` when not (TIME_ERROR), `None` when unknown.
+fn clock_synchronised() -> Option<bool> {
+    // SAFETY: timex is plain old data, valid when zeroed; modes 0 only reads.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call's duration.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    match state {
+        -1 => None,
+        libc::TIME_ERROR => Some(false),
+        _ => Some(true),
+    }
+}
+
+/// The clock check's verdict from what was read: whether the clock is
+/// synchronised, and how far the attachment's recorded first-attach time
+/// lies in the future (a clock that went backwards).
+pub fn clock_verdict(synchronised: Option<bool>, attached_in_future: Option<u64>) -> Check {
+    let mut problems = Vec::new();
+    if synchronised == Some(false) {
+        problems.push("the system clock is not synchronised (the kernel reports TIME_ERROR): TLS on 5061 checks certificates against it, and the fleet's logs and metrics won't line up".to_string());
+    }
+    if let Some(ahead) = attached_in_future.filter(|s| *s > 60) {
+        problems.push(format!(
+            "the filter's recorded attach time is {ahead} s in the future: the clock went backwards since"
+        ));
+    }
+    if problems.is_empty() {
+        let how = match synchronised {
+            Some(true) => "synchronised",
+            _ => "state unknown",
+        };
+        Check::new("clock", Level::Ok, format!("system clock {how}"))
+    } else {
+        Check::new("clock", Level::Warn, problems.join("; "))
+            .action("run an NTP client (chrony or systemd-timesyncd) and check `timedatectl`")
+    }
+}
+
+fn clock(root: &PinRoot, scene: &Scene) -> Check {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ahead = scene.iface.as_ref().and_then(|iface| {
+        crate::kernel::pins::read_info(&root.iface_dir(iface))
+            .ok()
+            .map(|info| info.attached_at.saturating_sub(now))
+    });
+    clock_verdict(clock_synchronised(), ahead)
+}
+
+/// File descriptors a sipwall command holds at most: one per map, the
+/// program, the link, the lock, sockets and pipes.
+pub fn fds_needed() -> u64 {
+    map_names::ALL.len() as u64 + 16
+}
+
+/// The rlimit check's verdict from what was read: the kernel version, the
+/// soft RLIMIT_MEMLOCK (bytes; `None` for unlimited) and RLIMIT_NOFILE.
+pub fn rlimit_verdict(
+    kernel: Option<(u32, u32)>,
+    memlock: Option<u64>,
+    nofile: Option<u64>,
+) -> Check {
+    let mut problems = Vec::new();
+    let mut actions = Vec::new();
+    // Before 5.11 BPF maps are charged to RLIMIT_MEMLOCK; since, to the
+    // memory cgroup.
+    let memlock_applies = kernel.is_some_and(|v| v < (5, 11));
+    const MAPS_NEED: u64 = 64 << 20;
+    if memlock_applies && memlock.is_some_and(|m| m < MAPS_NEED) {
+        problems.push(format!(
+            "RLIMIT_MEMLOCK is {} KiB and this kernel (before 5.11) charges BPF maps to it: loading fails with EPERM",
+            memlock.unwrap_or(0) >> 10
+        ));
+        actions.push("LimitMEMLOCK=infinity in the unit (or `ulimit -l unlimited`)");
+    }
+    if nofile.is_some_and(|n| n < fds_needed()) {
+        problems.push(format!(
+            "RLIMIT_NOFILE is {}, below the {} file descriptors sipwall holds (one per map)",
+            nofile.unwrap_or(0),
+            fds_needed()
+        ));
+        actions.push("LimitNOFILE=1024 or more (or `ulimit -n 1024`)");
+    }
+    if problems.is_empty() {
+        let memlock_note = if memlock_applies {
+            "RLIMIT_MEMLOCK suffices"
+        } else {
+            "BPF memory is charged to the memory cgroup (5.11 or later), not RLIMIT_MEMLOCK"
+        };
+        Check::new(
+            "rlimits",
+            Level::Ok,
+            format!("{memlock_note}; RLIMIT_NOFILE suffices"),
+        )
+    } else {
+        Check::new("rlimits", Level::Warn, problems.join("; ")).action(actions.join("; "))
+    }
+}
+
+fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
+    // SAFETY: rlimit is plain old data, valid when zeroed.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call's duration.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
+fn rlimits(release: &str) -> Check {
+    rlimit_verdict(
+        kernel_version(release),
+        soft_limit(libc::RLIMIT_MEMLOCK),
+        soft_limit(libc::RLIMIT_NOFILE),
+    )
+}
+
+/// The worst level among the checks.
+pub fn worst(checks: &[Check]) -> Level {
+    checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok)
+}
+
+pub fn to_json(checks: &[Check]) -> Value {
+    let list: Vec<Value> = checks
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "status": c.level.name(),
+                "summary": c.summary,
+                "action": c.action,
+            })
+        })
+        .collect();
+    json!({ "checks": list, "worst": worst(checks).name() })
+}
+
+pub fn to_text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match c.level {
+            Level::Ok => "ok  ",
+            Level::Skip => "skip",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        out += &format!("{tag}  {:<18} {}\n", c.name, c.summary);
+        if let Some(a) = &c.action {
+            out += &format!("      {:<18} -> {a}\n", "");
+        }
+    }
+    out += &format!("worst: {}\n", worst(checks).name());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_and_the_xdp_link_threshold() {
+        assert_eq!(kernel_version("6.18.44-fc-v857"), Some((6, 18)));
+        assert_eq!(kernel_version("5.8.0-63-generic"), Some((5, 8)));
+        assert_eq!(kernel_xdp_link("5.9.0").level, Level::Ok);
+        assert_eq!(kernel_xdp_link("5.8.18").level, Level::Fail);
+        assert_eq!(kernel_xdp_link("garbage").level, Level::Warn);
+    }
+
+    #[test]
+    fn exit_status_follows_the_worst_level() {
+        let c = |level| Check::new("x", level, "");
+        assert_eq!(worst(&[c(Level::Ok), c(Level::Skip)]).exit_status(), 0);
+        assert_eq!(
+            worst(&[c(Level::Ok), c(Level::Warn), c(Level::Skip)]).exit_status(),
+            1
+        );
+        assert_eq!(worst(&[c(Level::Fail), c(Level::Warn)]).exit_status(), 2);
+    }
+
+    #[test]
+    fn clock_states() {
+        assert_eq!(clock_verdict(Some(true), Some(0)).level, Level::Ok);
+        assert_eq!(clock_verdict(Some(false), None).level, Level::Warn);
+        assert_eq!(clock_verdict(Some(true), Some(3600)).level, Level::Warn);
+        assert_eq!(clock_verdict(None, Some(30)).level, Level::Ok);
+    }
+
+    #[test]
+    fn rlimit_states() {
+        // Memlock matters only before 5.11.
+        assert_eq!(
+            rlimit_verdict(Some((6, 1)), Some(64 << 10), Some(1024)).level,
+            Level::Ok
+        );
+        let old = rlimit_verdict(Some((5, 4)), Some(64 << 10), Some(1024));
+        assert_eq!(old.level, Level::Warn);
+        assert!(old.action.unwrap().contains("LimitMEMLOCK"));
+        assert_eq!(
+            rlimit_verdict(Some((5, 4)), None, Some(1024)).level,
+            Level::Ok
+        );
+        assert_eq!(
+            rlimit_verdict(Some((6, 1)), None, Some(8)).level,
+            Level::Warn
+        );
+    }
+
+    #[test]
+    fn neighbourhoods() {
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(neighbours(a("44.229.228.186"), a("44.229.228.7")));
+        assert!(!neighbours(a("44.229.228.186"), a("44.229.229.186")));
+        assert!(neighbours(a("2001:db8:1::1"), a("2001:db8:1:ff::1")));
+        assert!(!neighbours(a("2001:db8:1::1"), a("2001:db8:2::1")));
+        assert!(!neighbours(a("192.0.2.1"), a("::ffff:192.0.2.1")));
+    }
+}
