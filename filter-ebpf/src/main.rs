@@ -4,6 +4,8 @@
 // plain binary with an empty main.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
+mod bans;
+mod limits;
 mod maps;
 mod parse;
 mod policy;
@@ -33,7 +35,8 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let parsed = parse::parse(&ctx);
-    let reason = policy::decide(&parsed, policy, generation);
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let reason = policy::decide(&parsed, policy, generation, bytes);
     record(&ctx, policy, &parsed, reason)
 }
 
@@ -52,6 +55,22 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         Reason::NonIp => count(Reason::NonIp, bytes),
         Reason::Malformed => {
             count(Reason::Malformed, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::Banned => {
+            count(Reason::Banned, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::SipRatelimited => {
+            count(Reason::SipRatelimited, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::RtpRatelimited => {
+            count(Reason::RtpRatelimited, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::RtpInvalid => {
+            count(Reason::RtpInvalid, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::SipDenied => {

@@ -46,10 +46,11 @@ pub enum Parsed {
     NonIp,
     /// A header is cut short or invalid.
     Malformed,
-    /// A non-first fragment: no transport header to read.
-    Fragment,
+    /// A non-first fragment: no transport header to read. The source (as
+    /// in `Ports`) is there for the ban set.
+    Fragment { v6: bool, src: [u64; 2] },
     /// Any other IP packet (ICMP, ESP, ...).
-    OtherProto,
+    OtherProto { v6: bool, src: [u64; 2] },
     /// A UDP, TCP or SCTP packet (or first fragment).
     Ports {
         v6: bool,
@@ -60,7 +61,23 @@ pub enum Parsed {
         /// `::ffff:a.b.c.d`), its 16 bytes as two native words: see
         /// [`v4_key`].
         src: [u64; 2],
+        /// UDP whose payload could be RTP or RTCP: at least 12 bytes,
+        /// version 2 in the first byte's top bits.
+        rtp_like: bool,
     },
+}
+
+/// Bytes of an RTP header without CSRCs: the shortest RTP (or RTCP, as
+/// RFC 3550 compounds it) payload `check_rtp` passes.
+const RTP_MIN: usize = 12;
+/// The first byte's top two bits of RTP and RTCP version 2.
+const RTP_VERSION_2: u8 = 0x80;
+
+/// Whether a UDP payload starting with `first` and `len` bytes long could
+/// be RTP or RTCP (RFC 7983 puts 128-191 there; SRTP keeps it in clear).
+#[inline(always)]
+fn rtp_like(first: u8, len: usize) -> bool {
+    len >= RTP_MIN && first & 0xc0 == RTP_VERSION_2
 }
 
 /// The key words of an IPv4 source as loaded from the packet (a b c d in
@@ -161,7 +178,7 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
     const IP: usize = ETH_HLEN;
     const L4: usize = ETH_HLEN + IPV4_HLEN;
     // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
-    let (total_len, frag, proto, src, dport, tcp_doff) = unsafe {
+    let (total_len, frag, proto, src, dport, tcp_doff, udp_first) = unsafe {
         (
             u16::from_be(field(block, IP + 2)) as usize,
             u16::from_be(field(block, IP + 6)),
@@ -169,13 +186,17 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
             field::<u32>(block, IP + 12),
             u16::from_be(field(block, L4 + 2)),
             field::<u8>(block, L4 + 12),
+            field::<u8>(block, L4 + 8),
         )
     };
     if total_len < IPV4_HLEN {
         return Parsed::Malformed;
     }
     if frag & IPV4_FRAG_OFFSET != 0 {
-        return Parsed::Fragment;
+        return Parsed::Fragment {
+            v6: false,
+            src: v4_key(src),
+        };
     }
     // Bytes past the IP total length are link padding, not transport header.
     let end = min(pkt.len(), IP + total_len);
@@ -184,7 +205,12 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
         IPPROTO_TCP => (tcp_doff >> 4) as usize * 4,
         IPPROTO_SCTP => 12,
         IPPROTO_AH => return parse_general(pkt),
-        _ => return Parsed::OtherProto,
+        _ => {
+            return Parsed::OtherProto {
+                v6: false,
+                src: v4_key(src),
+            }
+        }
     };
     // The data offset counts the TCP header with its options.
     if L4 + hdr_len > end || (proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
@@ -195,6 +221,7 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
         udp: proto == IPPROTO_UDP,
         dport,
         src: v4_key(src),
+        rtp_like: rtp_like(udp_first, end.saturating_sub(L4 + 8)),
     }
 }
 
@@ -257,7 +284,10 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
         return Parsed::Malformed;
     }
     if u16::from_be(frag) & IPV4_FRAG_OFFSET != 0 {
-        return Parsed::Fragment;
+        return Parsed::Fragment {
+            v6: false,
+            src: v4_key(src),
+        };
     }
     // Bytes past the IP total length are link padding, not transport header.
     let end = min(pkt.len(), off + total_len);
@@ -291,13 +321,17 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
             end,
         },
     ) {
-        Ports::Other => Parsed::OtherProto,
+        Ports::Other => Parsed::OtherProto {
+            v6: false,
+            src: v4_key(src),
+        },
         Ports::Malformed => Parsed::Malformed,
-        Ports::Dport(dport) => Parsed::Ports {
+        Ports::Dport(dport, rtp_like) => Parsed::Ports {
             v6: false,
             udp: proto == IPPROTO_UDP,
             dport,
             src: v4_key(src),
+            rtp_like,
         },
     }
 }
@@ -350,7 +384,7 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
                 return Parsed::Malformed;
             };
             if u16::from_be(frag) & 0xfff8 != 0 {
-                return Parsed::Fragment;
+                return Parsed::Fragment { v6: true, src };
             }
         }
         next = after;
@@ -371,13 +405,14 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
             end,
         },
     ) {
-        Ports::Other => Parsed::OtherProto,
+        Ports::Other => Parsed::OtherProto { v6: true, src },
         Ports::Malformed => Parsed::Malformed,
-        Ports::Dport(dport) => Parsed::Ports {
+        Ports::Dport(dport, rtp_like) => Parsed::Ports {
             v6: true,
             udp: next == IPPROTO_UDP,
             dport,
             src,
+            rtp_like,
         },
     }
 }
@@ -387,8 +422,9 @@ enum Ports {
     Other,
     /// The transport header is incomplete.
     Malformed,
-    /// The destination port, host byte order.
-    Dport(u16),
+    /// The destination port, host byte order, and whether the payload
+    /// could be RTP (UDP only).
+    Dport(u16, bool),
 }
 
 /// Reads the destination port of UDP, TCP and SCTP, whose headers must be
@@ -418,7 +454,13 @@ fn ports(pkt: Packet, l4: L4) -> Ports {
             return Ports::Malformed;
         }
     }
-    Ports::Dport(u16::from_be(dport))
+    let payload = off + 8;
+    let rtp = proto == IPPROTO_UDP
+        && payload + RTP_MIN <= end
+        && pkt
+            .load::<u8>(payload)
+            .is_some_and(|first| rtp_like(first, end - payload));
+    Ports::Dport(u16::from_be(dport), rtp)
 }
 
 /// The IPv6 extension headers the walk steps over.

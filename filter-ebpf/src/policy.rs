@@ -1,27 +1,38 @@
 //! The decision table of docs/policy.md: what a parsed packet is counted as.
 use filter_common::{
     host_buckets, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
-    HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
+    FLAG_CHECK_RTP, HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
 };
 
 use crate::{
-    maps::{ALLOW_V6_0, ALLOW_V6_1, V4_DIRECT, V4_HOSTS, V6_DIRECT},
+    bans::banned,
+    limits::over_limit,
+    maps::{
+        ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, RTP_RATE_CACHE, SIP_RATE, SIP_RATE_CACHE, V4_DIRECT,
+        V4_HOSTS, V6_DIRECT,
+    },
     parse::{v4_of_key, Parsed},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
 
+/// `bytes` (the frame's length) is counted against a source that goes
+/// over its rate limit.
 #[inline(always)]
-pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
+pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> Reason {
     match *parsed {
         Parsed::NonIp => Reason::NonIp,
         Parsed::Malformed => Reason::Malformed,
-        Parsed::Fragment => Reason::Fragment,
-        Parsed::OtherProto => Reason::Other,
+        Parsed::Fragment { v6, src } if banned(v6, src) => Reason::Banned,
+        Parsed::Fragment { .. } => Reason::Fragment,
+        Parsed::OtherProto { v6, src } if banned(v6, src) => Reason::Banned,
+        Parsed::OtherProto { .. } => Reason::Other,
+        Parsed::Ports { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::Ports {
             v6,
             udp,
             dport,
             src,
+            rtp_like,
         } => {
             if policy.is_sig_port(dport) {
                 let allowed = if v6 {
@@ -29,13 +40,37 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
                 } else {
                     allowlisted_v4(v4_of_key(src), policy, generation)
                 };
-                if allowed {
-                    Reason::SipAllowed
-                } else {
+                if !allowed {
                     Reason::SipDenied
+                } else if policy.sip_interval_ns != 0
+                    && over_limit(
+                        (&SIP_RATE_CACHE, &SIP_RATE),
+                        src,
+                        policy.sip_interval_ns,
+                        policy.sip_window_ns,
+                        bytes,
+                    )
+                {
+                    Reason::SipRatelimited
+                } else {
+                    Reason::SipAllowed
                 }
             } else if udp && policy.is_rtp_port(dport) {
-                Reason::RtpAllowed
+                if policy.flags & FLAG_CHECK_RTP != 0 && !rtp_like {
+                    Reason::RtpInvalid
+                } else if policy.rtp_interval_ns != 0
+                    && over_limit(
+                        (&RTP_RATE_CACHE, &RTP_RATE),
+                        src,
+                        policy.rtp_interval_ns,
+                        policy.rtp_window_ns,
+                        bytes,
+                    )
+                {
+                    Reason::RtpRatelimited
+                } else {
+                    Reason::RtpAllowed
+                }
             } else {
                 Reason::Other
             }

@@ -218,7 +218,7 @@ fn layout_3_pins_are_adopted_by_their_namespace() {
     assert_eq!(doc["interfaces"][0]["attached"], true, "{doc}");
     assert_eq!(doc["interfaces"][0]["program_id"], prog, "{doc}");
     assert!(!old_dir.exists() && new_dir.join("link").exists());
-    assert_eq!(info_version(&new_dir), 4);
+    assert_eq!(info_version(&new_dir), filter_common::PIN_LAYOUT_VERSION);
     assert!(lab.allowlist().contains(&"198.51.100.7/32".to_string()));
 }
 

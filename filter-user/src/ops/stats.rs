@@ -104,11 +104,12 @@ pub fn top_json(sources: &[(IpAddr, Counter)]) -> Value {
     json!({ "sources": list })
 }
 
-pub fn top_text(iface: &str, sources: &[(IpAddr, Counter)]) -> String {
+/// `what` names the sources: "denied signalling sources", say.
+pub fn top_text(iface: &str, what: &str, sources: &[(IpAddr, Counter)]) -> String {
     if sources.is_empty() {
-        return format!("{iface}: no denied signalling sources seen\n");
+        return format!("{iface}: no {what} seen\n");
     }
-    let mut out = format!("{iface}: denied signalling sources, most packets first\n");
+    let mut out = format!("{iface}: {what}, most packets first\n");
     let _ = writeln!(out, "  {:<40} {:>12} {:>14}", "source", "packets", "bytes");
     for (a, c) in sources {
         let _ = writeln!(
