@@ -555,9 +555,11 @@ impl Maps {
 
     /// Makes the ban set exactly `new` (one entry per prefix), live. Every
     /// step leaves each ban of the old or the new set in force, as a
-    /// packet sees it: the new and changed entries and their gate bits go
-    /// in before the entries that leave are removed, and only then do gate
-    /// bits clear. Entries that stay as they are are not rewritten.
+    /// packet sees it: the gate bits of the new entries are set first (a
+    /// bit without its entry only costs a lookup), so an entry `ban list`
+    /// shows is already enforced; then the new and changed entries go in,
+    /// then the entries that leave are removed, and only then do gate bits
+    /// clear. Entries that stay as they are are not rewritten.
     pub fn set_bans(&mut self, new: &[Ban]) -> Result<()> {
         let old = self.ban_entries()?;
         let old_list: Vec<Ban> = old
@@ -571,14 +573,14 @@ impl Maps {
         let old_gate = bans::gate(&old_list);
         let new_gate = bans::gate(new);
         anyhow::ensure!(new_gate.len() == 2 * BAN_GATE_WORDS as usize);
+        let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
+        write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
         for (ban, entry) in new.iter().zip(bans::entries(new)) {
             if old.get(&ban.net) != Some(&entry) {
                 self.write_ban(ban.net, entry)
                     .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
             }
         }
-        let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
-        write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
         for net in old.keys().filter(|n| !staying.contains(n)) {
             self.remove_ban(*net)
                 .with_context(|| format!("removing {net} from the ban set"))?;
