@@ -23,19 +23,7 @@ pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
 /// Reads an allowlist file: one CIDR a line, `#` starts a comment; `-`
 /// is standard input.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>> {
-    let stdin = path == Path::new("-");
-    let name = if stdin {
-        "standard input".to_string()
-    } else {
-        path.display().to_string()
-    };
-    let bytes = if stdin {
-        input::read_stdin("allowlist", input::TEXT_CAP)?
-    } else {
-        input::read_regular(path, "allowlist", input::TEXT_CAP)?
-    };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
+    let (name, text) = input::read_list_text(path, "allowlist")?;
     let mut nets = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();

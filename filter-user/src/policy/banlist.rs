@@ -29,19 +29,7 @@ pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
 /// answer, `{"ipaddress": ["203.0.113.9", ...], ...}`.
 /// `-` reads standard input, as `allow replace --file -` does.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
-    let stdin = path == Path::new("-");
-    let name = if stdin {
-        "standard input".to_string()
-    } else {
-        path.display().to_string()
-    };
-    let bytes = if stdin {
-        input::read_stdin("ban list", input::TEXT_CAP)?
-    } else {
-        input::read_regular(path, "ban list", input::TEXT_CAP)?
-    };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
+    let (name, text) = input::read_list_text(path, "ban list")?;
     if text.trim_start().starts_with('{') {
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| UsageError(format!("{name}: not valid JSON: {e}")))?;
