@@ -838,3 +838,50 @@ fn a_ban_expires_by_itself_in_the_kernel() {
         "the entry is still there"
     );
 }
+
+/// A flood of spoofed sources that send one packet each is counted whole,
+/// but does not fill the map of denied sources: a source pushed out of its
+/// per-CPU cache slot after a single packet is forgotten (an LRU insert per
+/// packet would cut the rate to a third), while one that sent more is kept
+/// (docs/cli.md, `top`).
+#[test]
+fn single_packet_sources_pushed_out_of_the_cache_are_not_remembered() {
+    sipwall_tests::skip_unless_root!();
+    // One CPU, so that one per-CPU cache sees every packet.
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity get valid pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pinning the test to CPU 0"
+        );
+    }
+    let runner = Runner::new(&Ruleset::default()).unwrap();
+    let sip_from = |src: Ipv6Addr| ip6(src).udp(5060, 5060).build();
+    let keeper = v6("2001:db8:1:2::3");
+    for _ in 0..2 {
+        assert_eq!(runner.run(&sip_from(keeper)).unwrap().verdict, DROP);
+    }
+    const SOURCES: u32 = 40_000;
+    for i in 0..SOURCES {
+        let src = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, (i >> 16) as u16, i as u16);
+        assert_eq!(runner.run(&sip_from(src)).unwrap().verdict, DROP);
+    }
+    let counted = runner.maps.counters().unwrap()[SipDenied as usize].packets;
+    assert_eq!(counted, u64::from(SOURCES) + 2, "every packet is counted");
+    let denied = runner.maps.denied_sources().unwrap();
+    let kept = denied.iter().find(|(a, _)| *a == IpAddr::V6(keeper));
+    assert_eq!(
+        kept.map(|(_, c)| c.packets),
+        Some(2),
+        "the source that sent two packets is listed with both"
+    );
+    let singles = denied.iter().filter(|(_, c)| c.packets == 1).count();
+    assert!(
+        singles <= filter_common::DENIED_CACHE_SLOTS as usize,
+        "{singles} one-packet sources remembered: more than the cache holds, so pushed-out ones went to the LRU map"
+    );
+}
