@@ -4,7 +4,10 @@ use anyhow::Result;
 use super::BanAction;
 use crate::{
     kernel::{pins::PinRoot, privileges::require_root},
-    policy::banlist::{self, Change},
+    policy::{
+        banlist::{self, Change},
+        cidr,
+    },
 };
 
 pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
@@ -20,7 +23,7 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
                 .as_deref()
                 .map(banlist::parse_duration)
                 .transpose()?;
-            let mut nets = banlist::parse_all(&cidrs)?;
+            let mut nets = cidr::parse_all(&cidrs)?;
             if let Some(file) = file {
                 nets.extend(banlist::read_file(&file)?);
             }
@@ -30,7 +33,7 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
             iface,
             cidrs,
             missing_ok,
-        } => (iface, Change::Del(banlist::parse_all(&cidrs)?, missing_ok)),
+        } => (iface, Change::Del(cidr::parse_all(&cidrs)?, missing_ok)),
     };
     require_root()?;
     let iface = root.resolve(iface.as_deref())?;

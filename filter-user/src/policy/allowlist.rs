@@ -9,32 +9,14 @@ use ipnet::IpNet;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot},
-    policy::{cidr::parse_cidr, input},
+    policy::{cidr::parse_lines, input},
 };
-
-/// Parses every CIDR, refusing the whole list if any is invalid.
-pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
-    texts
-        .iter()
-        .map(|t| parse_cidr(t).map_err(UsageError))
-        .collect()
-}
 
 /// Reads an allowlist file: one CIDR a line, `#` starts a comment; `-`
 /// is standard input.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>> {
     let (name, text) = input::read_list_text(path, "allowlist")?;
-    let mut nets = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let entry = line.split('#').next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        nets.push(
-            parse_cidr(entry).map_err(|e| UsageError(format!("{name}, line {}: {e}", i + 1)))?,
-        );
-    }
-    Ok(nets)
+    Ok(parse_lines(&name, &text)?)
 }
 
 /// Which change to make.

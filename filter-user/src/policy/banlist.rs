@@ -12,17 +12,11 @@ use ipnet::IpNet;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, bans::Ban, maps::monotonic_ns, pins::PinRoot},
-    policy::{cidr::parse_cidr, input},
+    policy::{
+        cidr::{parse_cidr, parse_lines},
+        input,
+    },
 };
-
-/// Parses every entry (an address or a CIDR), refusing the whole list if
-/// any is invalid.
-pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
-    texts
-        .iter()
-        .map(|t| parse_cidr(t).map_err(UsageError))
-        .collect()
-}
 
 /// Reads a ban list: one address or CIDR a line with `#` comments (as
 /// APIBAN's clients and most blocklists write them), or APIBAN's JSON
@@ -52,17 +46,7 @@ pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
             })
             .collect();
     }
-    let mut nets = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let entry = line.split('#').next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        nets.push(
-            parse_cidr(entry).map_err(|e| UsageError(format!("{name}, line {}: {e}", i + 1)))?,
-        );
-    }
-    Ok(nets)
+    parse_lines(&name, &text)
 }
 
 /// Parses `--for`: seconds (`3600`, as fail2ban's `<bantime>` gives it) or
