@@ -7,10 +7,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
-    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
-    BanEntry, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateSlot, RateState, SourceKey,
-    BAN_GATE_WORDS, DENIED_CACHE_SLOTS, DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT,
-    V4_HOST_SLOTS,
+    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
+    BanEntry, Counter, DeniedSlot, DropKey, FlowKey, FlowSeen, HostSlot, LogBucket, Policy,
+    RateSlot, RateState, SourceKey, BAN_GATE_WORDS, DENIED_CACHE_SLOTS, DIRECT_WORDS,
+    RATE_CACHE_SLOTS, REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -58,9 +58,10 @@ pub static ALLOW_V6_0: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V
 #[map]
 pub static ALLOW_V6_1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V6_MAX, 0);
 
-/// Denied signalling sources, per address, least recently seen evicted.
+/// Sources of dropped packets, per address and drop reason, least
+/// recently seen evicted.
 #[map]
-pub static DENIED: LruPerCpuHashMap<SourceKey, Counter> =
+pub static DENIED: LruPerCpuHashMap<DropKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DENIED_MAX, 2);
 
 /// Token bucket that limits how many denied sources each CPU logs.
@@ -122,3 +123,16 @@ pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
 /// array read.
 #[map]
 pub static BAN_GATE: Array<u64> = Array::with_max_entries(2 * BAN_GATE_WORDS, BPF_F_MMAPABLE);
+/// A policy applied with `--confirm` waiting for `sipwall confirm`: the
+/// waiting process's token and the one `confirm` writes back. Userspace
+/// only; pinned with the rest so that `confirm` finds it.
+#[map]
+pub static CONFIRM: Array<u64> = Array::with_max_entries(2, 0);
+
+/// The host's own flows, entered by the TC egress program from outgoing
+/// packets and looked up by the XDP program for strict mode's `reply`
+/// (and seeded by userspace from the socket table when strict mode
+/// starts). Shared by all CPUs: a flow's packets leave on one CPU and its
+/// answers arrive on another. Least recently used entries are evicted.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
