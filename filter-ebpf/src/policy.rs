@@ -38,10 +38,15 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
             let dport = dport(ports);
             if policy.is_sig_port(dport) {
                 signalling(v6, src, policy, generation, bytes)
-            } else if proto == IPPROTO_UDP
-                && (policy.is_rtp_port(dport) || policy.is_provider_rtp_port(sport(ports)))
-            {
+            } else if proto != IPPROTO_UDP {
+                Reason::Other
+            } else if policy.is_rtp_port(dport) {
                 media(src, rtp_like, policy, bytes)
+            } else if policy.is_provider_rtp_port(sport(ports)) {
+                // Media by its source port only: counted as media, but the
+                // RTP check and the media limit guard `rtp_ports` (the
+                // ephemeral ports of other UDP fall in 40000-60000 too).
+                Reason::RtpAllowed
             } else {
                 Reason::Other
             }

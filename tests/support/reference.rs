@@ -365,13 +365,10 @@ fn transport(
     let udp = proto == PROTO_UDP;
     let to_our_media = udp && rules.rtp.0 <= dport && dport <= rules.rtp.1;
     let from_provider_media = udp && rules.provider_rtp.0 <= sport && sport <= rules.provider_rtp.1;
-    // Guard mode lets media in by either port; strict mode (rows 4-10) by
-    // this host's own RTP ports only.
-    let media = match rules.mode {
-        Mode::Guard => to_our_media || from_provider_media,
-        Mode::Strict => to_our_media,
-    };
-    if media {
+    // Media into this host's RTP ports is checked and rate limited in
+    // both modes; guard mode also counts UDP from the provider's media
+    // ports as media, unchecked. Strict mode's rows 4-10 follow.
+    if to_our_media {
         // RTP and RTCP: a 12-byte header at least, version 2 in the top
         // two bits of the first byte.
         let payload = &l4[8..];
@@ -388,7 +385,11 @@ fn transport(
         return Ok(Reason::RtpAllowed);
     }
     if rules.mode == Mode::Guard {
-        return Ok(Reason::Other);
+        return Ok(if from_provider_media {
+            Reason::RtpAllowed
+        } else {
+            Reason::Other
+        });
     }
     let dhcp = (sport, dport) == (67, 68) || (sport, dport) == (547, 546);
     if udp && dhcp {
