@@ -261,9 +261,12 @@ fn configs() -> Vec<Config> {
             per_sec: 2,
             burst: 3,
         }),
+        // A wide media range and a burst of one: enough media frames from
+        // the hot sources reach the media limit.
+        rtp: (10000, 40000),
         rtp_limit: Some(RateLimit {
             per_sec: 1,
-            burst: 2,
+            burst: 1,
         }),
         check_rtp: true,
         ..custom.clone()
@@ -320,17 +323,9 @@ fn configs() -> Vec<Config> {
     };
     // Strict mode with every abuse control: bans before the strict rows,
     // rate limits and the RTP check on its signalling and media.
-    // Media is only `rtp_ports` in strict mode, so fewer frames are media:
-    // a wider range and a burst of one let the hot sources reach the media
-    // limit as often.
     let strict_abuse = Ruleset {
         mode: Mode::Strict,
         rules: strict.rules.clone(),
-        rtp: (10000, 40000),
-        rtp_limit: Some(RateLimit {
-            per_sec: 1,
-            burst: 1,
-        }),
         ..abuse.clone()
     };
     let no_bans: &[(&str, Option<i64>)] = &[];
@@ -578,11 +573,8 @@ fn kernel_program_agrees_with_the_reference_model() {
         }
         let mut probed: Vec<ipnet::IpNet> = bans.iter().map(|b| b.net).collect();
         if config.stateful() {
-            // Sources that come back often enough to run out of tokens
-            // (twice as often in strict mode, where less of the traffic
-            // is media).
-            let weight = if config.rules.strict() { 24 } else { 12 };
-            for _ in 0..weight {
+            // Sources that come back often enough to run out of tokens.
+            for _ in 0..24 {
                 probed.extend(
                     HOT_SOURCES
                         .iter()
