@@ -7,8 +7,9 @@ use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use filter_common::{FlowKey, FlowSeen, FLOW_REFRESH_NS};
 
 use crate::{
-    egress_policy::{Outbound, CLASS_OTHER, CLASS_PORTS, ICMP_ID},
+    egress_policy::{Outbound, CLASS_OTHER, CLASS_PORTS},
     maps::FLOWS,
+    parse::{icmp_id, ICMP_FULL},
 };
 
 const ICMP_ECHO_REQUEST: u32 = 8;
@@ -27,11 +28,11 @@ pub fn flow_of(out: &Outbound) -> Option<FlowKey> {
         } else {
             ICMP_ECHO_REQUEST
         };
-        if out.class != CLASS_OTHER || out.icmp & ICMP_ID == 0 || out.icmp & 0xff != echo {
+        if out.class != CLASS_OTHER || out.icmp & ICMP_FULL == 0 || out.icmp & 0xff != echo {
             return None;
         }
         // The identifier's two bytes as the local port.
-        out.icmp & 0xffff_0000
+        u32::from(icmp_id(out.icmp)) << 16
     };
     Some(FlowKey {
         remote: out.dst,

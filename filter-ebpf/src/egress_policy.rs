@@ -3,18 +3,14 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{
-    EgressPolicy, OutReason, Policy, Reason, StrictRule, FLAG_PING, RULE_ANY_PROTO,
-};
+use filter_common::{EgressPolicy, OutReason, Policy, StrictRule, FLAG_PING, RULE_ANY_PROTO};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
 use crate::{
     maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
-    parse::{
-        destination, dport, parse, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
-    },
-    policy::signalling,
+    parse::{destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_UDP},
+    policy::allowlisted,
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -37,9 +33,9 @@ pub struct Outbound {
     /// Source and destination, as `Parsed::Ports::src` holds a source.
     pub src: [u64; 2],
     pub dst: [u64; 2],
-    /// ICMP: the type (low byte) with `ICMP_HEAD` when its 4-byte head is
-    /// within the IP packet, and the echo identifier (high half, network
-    /// order) with `ICMP_ID` when its 8-byte header is.
+    /// ICMP's header as the parser hands it over (`Parsed::OtherProto::icmp`:
+    /// `parse::ICMP_HEAD` and the type, `parse::ICMP_FULL` and the echo
+    /// identifier); 0 otherwise.
     pub icmp: u32,
     pub reserved: u32,
 }
@@ -56,12 +52,10 @@ pub struct Headers {
     proto: u32,
     ports: u32,
     src: [u64; 2],
-    /// Offsets of the IP header, of what follows it and of the IP
-    /// packet's end (`Parsed::OtherProto`).
+    /// Offset of the IP header.
     l3: u32,
-    l4: u32,
-    end: u32,
-    reserved: u32,
+    /// As `Parsed::OtherProto::icmp`.
+    icmp: u32,
 }
 
 /// Parses the packet of `skb` into this CPU's `EGRESS_SCRATCH` slot;
@@ -78,25 +72,25 @@ pub extern "C" fn sipwall_egress_parse(skb: *mut __sk_buff) -> u32 {
     };
     let ctx = TcContext::new(skb);
     let parsed = parse(Packet::new(ctx.data(), ctx.data_end()));
-    let (class, v6, proto, ports, src, l3, l4, end) = match parsed {
-        Parsed::NonIp => (CLASS_NON_IP, false, 0, 0, [0; 2], 0, 0, 0),
-        Parsed::Malformed => (CLASS_DENIED, false, 0, 0, [0; 2], 0, 0, 0),
-        Parsed::Fragment => (CLASS_FRAGMENT, false, 0, 0, [0; 2], 0, 0, 0),
+    let (class, v6, proto, ports, src, l3, icmp) = match parsed {
+        Parsed::NonIp => (CLASS_NON_IP, false, 0, 0, [0; 2], 0, 0),
+        Parsed::Malformed => (CLASS_DENIED, false, 0, 0, [0; 2], 0, 0),
+        Parsed::Fragment { .. } => (CLASS_FRAGMENT, false, 0, 0, [0; 2], 0, 0),
         Parsed::Ports {
             v6,
             proto,
             ports,
             src,
             l3,
-        } => (CLASS_PORTS, v6, proto, ports, src, l3, 0, 0),
+            ..
+        } => (CLASS_PORTS, v6, proto, ports, src, l3, 0),
         Parsed::OtherProto {
             v6,
             proto,
             src,
             l3,
-            l4,
-            end,
-        } => (CLASS_OTHER, v6, proto, 0, src, l3, l4, end),
+            icmp,
+        } => (CLASS_OTHER, v6, proto, 0, src, l3, icmp),
     };
     // SAFETY: this CPU's slot of a per-CPU array; the program does not
     // run twice at once on one CPU.
@@ -108,17 +102,14 @@ pub extern "C" fn sipwall_egress_parse(skb: *mut __sk_buff) -> u32 {
             ports,
             src,
             l3: l3 as u32,
-            l4: l4 as u32,
-            end: end as u32,
-            reserved: 0,
+            icmp,
         }
     };
     u32::from(class == CLASS_DENIED)
 }
 
-/// Farthest IP or ICMP header offset [`Outbound::of`] reads at (bounds
-/// offsets read back from a map for the verifier; the parser's own limit
-/// is below it).
+/// Farthest IP header offset [`Outbound::of`] reads at (bounds an offset
+/// read back from a map for the verifier; two VLAN tags put it at 22).
 const MAX_HEADER_OFFSET: usize = 0x6000;
 
 pub const CLASS_NON_IP: u32 = 0;
@@ -126,8 +117,6 @@ pub const CLASS_DENIED: u32 = 1;
 pub const CLASS_FRAGMENT: u32 = 2;
 pub const CLASS_PORTS: u32 = 3;
 pub const CLASS_OTHER: u32 = 4;
-pub const ICMP_HEAD: u32 = 1 << 8;
-pub const ICMP_ID: u32 = 1 << 9;
 const NO_ICMP_TYPE: u32 = 256;
 
 impl Outbound {
@@ -141,11 +130,9 @@ impl Outbound {
             ports,
             src,
             l3,
-            l4,
-            end,
-            ..
+            icmp,
         } = *h;
-        let (l3, l4, end) = (l3 as usize, l4 as usize, end as usize);
+        let l3 = l3 as usize;
         if (class != CLASS_PORTS && class != CLASS_OTHER) || l3 > MAX_HEADER_OFFSET {
             return Outbound::only(class);
         }
@@ -153,24 +140,6 @@ impl Outbound {
         let Some(dst) = destination(pkt, v6, l3) else {
             return Outbound::only(CLASS_DENIED);
         };
-        let icmp_proto = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-        let mut icmp = 0;
-        if class == CLASS_OTHER
-            && proto == icmp_proto as u32
-            && l4 <= MAX_HEADER_OFFSET
-            && l4 + 4 <= end
-        {
-            // Loads of 4 bytes: a 1-byte one compiles to a bounds check
-            // the verifier cannot follow.
-            if let Some(head) = pkt.load::<u32>(l4) {
-                icmp = (head & 0xff) | ICMP_HEAD;
-                if l4 + 8 <= end {
-                    if let Some(second) = pkt.load::<u32>(l4 + 4) {
-                        icmp |= ICMP_ID | (second & 0xffff) << 16;
-                    }
-                }
-            }
-        }
         Outbound {
             class,
             v6: u32::from(v6),
@@ -277,9 +246,10 @@ fn decide(
     if class == CLASS_PORTS {
         let (sport, dport) = (sport(ports), dport(ports));
         if policy.is_sig_port(dport) {
-            return match signalling(v6, dst, policy, generation) {
-                Reason::SipAllowed => OutReason::SipAllowed,
-                _ => OutReason::SipDenied,
+            return if allowlisted(v6, dst, policy, generation) {
+                OutReason::SipAllowed
+            } else {
+                OutReason::SipDenied
             };
         }
         let udp = proto == IPPROTO_UDP as u32;
@@ -289,8 +259,7 @@ fn decide(
         // Answers: from a signalling port back to the allowlist, media
         // from this host's RTP ports, and from a ruled port back to the
         // rule's sources.
-        if (policy.is_sig_port(sport)
-            && signalling(v6, dst, policy, generation) == Reason::SipAllowed)
+        if (policy.is_sig_port(sport) && allowlisted(v6, dst, policy, generation))
             || (udp && policy.is_rtp_port(sport))
             || matches(&policy.rules, policy.rule_count, proto, sport, dst)
         {
