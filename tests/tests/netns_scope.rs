@@ -219,7 +219,7 @@ fn layout_3_pins_are_adopted_by_their_namespace() {
     assert_eq!(doc["interfaces"][0]["program_id"], prog, "{doc}");
     assert!(!old_dir.exists() && new_dir.join("link").exists());
     assert_eq!(info_version(&new_dir), 4);
-    // Layouts 5 and 6 (abuse controls, strict mode) changed the maps: moved pins of layout 4 are
+    // Layouts 5, 6 and 7 (abuse controls, strict mode, strict egress) changed the maps: moved pins of layout 4 are
     // refused rather than misread, saying what to do, and the filter they
     // hold keeps running until then.
     sipwall(&lab, &["allow", "list", "--json"]).expect(
