@@ -353,13 +353,16 @@ pub mod maps {
     /// LRU hash of [`crate::FlowKey`] → [`crate::FlowSeen`]: the host's
     /// own flows, learnt by the TC egress program (strict mode's replies).
     pub const FLOWS: &str = "FLOWS";
+    /// Per-CPU array of [`crate::ReplySlot`]: the XDP program's cache of
+    /// flows it found in `FLOWS` (strict mode's replies).
+    pub const REPLY_CACHE: &str = "REPLY_CACHE";
     /// Array of two u64: a policy applied with `--confirm` waiting for
     /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
     /// the programs; pinned with the rest so `confirm` finds it.
     pub const CONFIRM: &str = "CONFIRM";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -374,6 +377,7 @@ pub mod maps {
         V4_HOSTS,
         V6_DIRECT,
         FLOWS,
+        REPLY_CACHE,
         CONFIRM,
     ];
 
@@ -437,6 +441,39 @@ pub const fn flow_idle_ns(proto: u32) -> u64 {
     }
 }
 
+/// One slot of the XDP program's per-CPU reply cache in front of `FLOWS`:
+/// a flow found there, and until when its answers may pass without asking
+/// the map again, in jiffies (`bpf_jiffies64`, read without a helper call;
+/// the map's times are read through one). A flow is cached with the time
+/// it had left in `FLOWS`, counted in ticks of [`TICK_MAX_NS`], never more
+/// than the map would allow, and only ever less (the egress program moves
+/// the map's time on, not the cache's): when the slot's time is up, the
+/// map decides again. Userspace empties the cache when it removes flows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplySlot {
+    pub key: FlowKey,
+    pub until_jiffies: u64,
+}
+
+/// Slots of the reply cache, per CPU (a power of two).
+pub const REPLY_CACHE_SLOTS: u32 = 4096;
+
+/// The longest a jiffy lasts: 10 ms (Linux's HZ is at least 100). A cached
+/// flow's time left is counted in jiffies of this length, so that with
+/// shorter ones (HZ 250: 4 ms) it runs out sooner than the flow's, never
+/// later.
+pub const TICK_MAX_NS: u64 = 10_000_000;
+
+/// The reply cache slot of a flow, from its key's words as the XDP program
+/// holds them.
+#[inline(always)]
+pub fn reply_slot(remote: [u64; 2], local: [u64; 2], ports: u32) -> u32 {
+    let folded = remote[0] ^ remote[1] ^ local[0] ^ local[1].rotate_left(16) ^ u64::from(ports);
+    let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
+    hash >> (32 - REPLY_CACHE_SLOTS.trailing_zeros())
+}
+
 /// `CONFIRM` slot holding the token of the process waiting for a
 /// confirmation (0: nothing waits).
 pub const CONFIRM_PENDING: u32 = 0;
@@ -478,6 +515,7 @@ assert_pod_size!(
 assert_pod_size!(StrictRule, 40);
 assert_pod_size!(FlowKey, 40);
 assert_pod_size!(FlowSeen, 8);
+assert_pod_size!(ReplySlot, 48);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
 assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
@@ -508,6 +546,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowSeen {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ReplySlot {}
 }
 
 /// What userspace records about an attachment, in the pinned `INFO` map
@@ -532,8 +572,9 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
 /// layout-3 pins are adopted by moving them). 5: strict mode (the policy
 /// holds rules and provider media ports; FLOWS and CONFIRM maps; dropped
-/// sources keyed by reason): older pins are refused.
-pub const PIN_LAYOUT_VERSION: u32 = 5;
+/// sources keyed by reason): older pins are refused. 6: the reply cache
+/// (`REPLY_CACHE`) in front of FLOWS.
+pub const PIN_LAYOUT_VERSION: u32 = 6;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

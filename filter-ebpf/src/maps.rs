@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX, FLOWS_MAX},
-    Counter, DeniedSlot, FlowKey, FlowSeen, HostSlot, LogBucket, Policy, SourceKey,
-    DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, V4_HOST_SLOTS,
+    Counter, DeniedSlot, FlowKey, FlowSeen, HostSlot, LogBucket, Policy, ReplySlot, SourceKey,
+    DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -87,3 +87,11 @@ pub static CONFIRM: Array<u64> = Array::with_max_entries(2, 0);
 /// answers arrive on another. Least recently used entries are evicted.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+
+/// Per-CPU direct-mapped cache in front of `FLOWS` for the XDP program: a
+/// reply of a flow in its slot costs an array read and a compare instead
+/// of a hash lookup and a clock helper (see `filter_common::ReplySlot`).
+/// Per CPU, so no slot is ever written by two CPUs at once.
+#[map]
+pub static REPLY_CACHE: PerCpuArray<ReplySlot> =
+    PerCpuArray::with_max_entries(REPLY_CACHE_SLOTS, 0);

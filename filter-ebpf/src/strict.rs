@@ -2,13 +2,14 @@
 //! provider's rules plus what a host needs to stay reachable, and nothing
 //! else. Rows 1-4 are guard's; this adds essential traffic, replies to the
 //! host's own flows, the operator's rules, and the two drop reasons.
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, FlowKey, Policy, Reason, FLAG_PING, MAX_STRICT_RULES, RULE_ANY_PROTO,
+    flow_idle_ns, reply_slot, FlowKey, Policy, Reason, ReplySlot, FLAG_PING, MAX_STRICT_RULES,
+    RULE_ANY_PROTO, TICK_MAX_NS,
 };
 
 use crate::{
-    maps::FLOWS,
+    maps::{FLOWS, REPLY_CACHE},
     parse::{destination, dport, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP},
     policy::signalling,
 };
@@ -117,9 +118,45 @@ fn essential_icmp(v6: bool, kind: u8, policy: &Policy) -> bool {
 
 /// Whether the host has sent on this flow recently enough: an incoming
 /// packet from `src` to `dst` whose ports (as loaded, source first) and
-/// protocol are those of a flow the egress program learnt.
+/// protocol are those of a flow the egress program learnt. A flow in this
+/// CPU's cache slot costs a compare and a jiffies read (inlined, no helper
+/// call); otherwise `FLOWS` decides and the slot takes the flow.
 #[inline(always)]
 fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
+    let Some(slot) = REPLY_CACHE.get_ptr_mut(reply_slot(src, dst, ports)) else {
+        return false;
+    };
+    // SAFETY: a per-CPU slot of the array: no other CPU writes it, and the
+    // program does not run twice at once on one CPU.
+    let slot = unsafe { &mut *slot };
+    // SAFETY: a helper without preconditions (the verifier inlines it as
+    // a load of jiffies_64).
+    let now_jiffies = unsafe { bpf_jiffies64() };
+    let cached = &slot.key;
+    if cached.remote == src
+        && cached.local == dst
+        && cached.ports == ports
+        && cached.proto == proto
+        // Signed: a slot whose time is up, or never set (0), is not used.
+        && (slot.until_jiffies.wrapping_sub(now_jiffies) as i64) > 0
+    {
+        return true;
+    }
+    look_up_flow(slot, now_jiffies, src, dst, ports, proto)
+}
+
+/// The cache missed: whether `FLOWS` holds the flow, still fresh; if so
+/// the cache slot takes it, for the time it has left counted in the
+/// longest jiffies (so the slot runs out before the flow does).
+#[inline(always)]
+fn look_up_flow(
+    slot: &mut ReplySlot,
+    now_jiffies: u64,
+    src: [u64; 2],
+    dst: [u64; 2],
+    ports: u32,
+    proto: u32,
+) -> bool {
     let key = FlowKey {
         remote: src,
         local: dst,
@@ -127,15 +164,22 @@ fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
         proto,
     };
     // SAFETY: a lookup by a key of the map's own type.
-    match unsafe { FLOWS.get(key) } {
-        Some(seen) => {
-            // SAFETY: a helper without preconditions.
-            let now = unsafe { bpf_ktime_get_coarse_ns() };
-            // Signed: a time a little ahead of this CPU's clock is fresh.
-            (now.wrapping_sub(seen.last_out_ns) as i64) < flow_idle_ns(proto) as i64
-        }
-        None => false,
+    let Some(seen) = (unsafe { FLOWS.get(&key) }) else {
+        return false;
+    };
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // Signed: a time a little ahead of this CPU's clock is fresh.
+    let left = seen
+        .last_out_ns
+        .wrapping_add(flow_idle_ns(proto))
+        .wrapping_sub(now) as i64;
+    if left <= 0 {
+        return false;
     }
+    slot.key = key;
+    slot.until_jiffies = now_jiffies + left as u64 / TICK_MAX_NS;
+    true
 }
 
 /// Whether a `[[strict.allow]]` entry matches: protocol, destination port

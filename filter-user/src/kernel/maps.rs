@@ -30,12 +30,15 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap,
+        PerCpuValues,
+    },
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, FlowKey, FlowSeen, Policy, Reason, SourceKey, DIRECT_WORDS,
-    FLAG_STRICT, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, Counter, DeniedSlot, FlowKey, FlowSeen, Policy, Reason, ReplySlot, SourceKey,
+    DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -65,6 +68,8 @@ pub struct Maps {
     v6_direct: MapData,
     /// The host's flows (strict mode's replies).
     flows: HashMap<MapData, FlowKey, FlowSeen>,
+    /// The XDP program's per-CPU cache of flows found in `flows`.
+    reply_cache: PerCpuArray<MapData, ReplySlot>,
     /// A `--confirm` in progress (tokens).
     confirm: Array<MapData, u64>,
     /// `installed_ns` of the last flip this handle waited out.
@@ -143,6 +148,7 @@ impl Maps {
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
             flows: typed(one(names::FLOWS)?, names::FLOWS)?,
+            reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
             confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             settled_ns: 0,
             known: Default::default(),
@@ -292,11 +298,21 @@ impl Maps {
     /// Enters flows of this host as if they had just sent a packet out
     /// (seeding from the socket table; tests). Returns how many.
     pub fn add_flows(&mut self, flows: &[FlowTuple]) -> Result<usize> {
+        self.add_flows_idle(flows, std::time::Duration::ZERO)
+    }
+
+    /// Enters flows of this host as if they had last sent a packet out
+    /// `idle` ago (tests of the idle times).
+    pub fn add_flows_idle(
+        &mut self,
+        flows: &[FlowTuple],
+        idle: std::time::Duration,
+    ) -> Result<usize> {
         // The programs' clock: bpf_ktime_get_coarse_ns.
-        let now = monotonic_coarse_ns();
+        let last_out_ns = monotonic_coarse_ns().saturating_sub(idle.as_nanos() as u64);
         for flow in flows {
             self.flows
-                .insert(flow.key(), FlowSeen { last_out_ns: now }, 0)
+                .insert(flow.key(), FlowSeen { last_out_ns }, 0)
                 .with_context(|| format!("entering the flow {flow:?}"))?;
         }
         Ok(flows.len())
@@ -312,11 +328,22 @@ impl Maps {
         self.flows.get(&flow.key(), 0).is_ok()
     }
 
-    /// Forgets every flow.
+    /// Forgets every flow, also in the XDP program's reply cache (a cached
+    /// flow would pass its answers until its slot's time is up).
     pub fn clear_flows(&mut self) -> Result<()> {
         let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
         for key in keys {
             let _ = self.flows.remove(&key);
+        }
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .context("counting the possible CPUs")?;
+        for slot in 0..REPLY_CACHE_SLOTS {
+            let empty = PerCpuValues::try_from(vec![ReplySlot::default(); cpus])
+                .context("building an empty reply cache slot")?;
+            self.reply_cache
+                .set(slot, empty, 0)
+                .context("emptying the reply cache")?;
         }
         Ok(())
     }
