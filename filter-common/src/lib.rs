@@ -350,11 +350,15 @@ pub mod maps {
     pub const V4_HOSTS: &str = "V4_HOSTS";
     /// Per-CPU array of [`crate::DeniedSlot`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
+    /// LRU hash of [`crate::FlowKeyV4`] → [`crate::FlowSeen`]: the host's
+    /// own IPv4 flows, learnt by the TC egress program (strict mode's
+    /// replies).
+    pub const FLOWS_V4: &str = "FLOWS_V4";
     /// LRU hash of [`crate::FlowKey`] → [`crate::FlowSeen`]: the host's
-    /// own flows, learnt by the TC egress program (strict mode's replies).
-    pub const FLOWS: &str = "FLOWS";
+    /// own IPv6 flows.
+    pub const FLOWS_V6: &str = "FLOWS_V6";
     /// Per-CPU array of [`crate::ReplySlot`]: the XDP program's cache of
-    /// flows it found in `FLOWS` (strict mode's replies).
+    /// flows it found in `FLOWS_V4` and `FLOWS_V6` (strict mode's replies).
     pub const REPLY_CACHE: &str = "REPLY_CACHE";
     /// Array of two u64: a policy applied with `--confirm` waiting for
     /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
@@ -362,7 +366,7 @@ pub mod maps {
     pub const CONFIRM: &str = "CONFIRM";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -376,13 +380,14 @@ pub mod maps {
         V4_DIRECT,
         V4_HOSTS,
         V6_DIRECT,
-        FLOWS,
+        FLOWS_V4,
+        FLOWS_V6,
         REPLY_CACHE,
         CONFIRM,
     ];
 
-    /// Flows remembered for strict mode's replies (least recently used
-    /// are evicted first).
+    /// Flows remembered for strict mode's replies, per address family
+    /// (least recently used are evicted first).
     pub const FLOWS_MAX: u32 = 262_144;
 
     /// Entries each IPv4 allowlist trie can hold.
@@ -398,14 +403,29 @@ pub mod maps {
 /// incoming packet's source and destination, the TC egress program from an
 /// outgoing packet's destination and source, so a reply finds the flow its
 /// host opened. Addresses are 16 bytes in memory order (IPv4 as
-/// `::ffff:a.b.c.d`) held as native words; `ports` holds the remote port's
-/// two bytes then the local port's, in network order (an ICMP echo: 0 and
-/// its identifier); `proto` is the IP protocol (1 and 58 for echo).
+/// `::ffff:a.b.c.d`, in the reply cache) held as native words; `ports`
+/// holds the remote port's two bytes then the local port's, in network
+/// order (an ICMP echo: 0 and its identifier); `proto` is the IP protocol
+/// (1 and 58 for echo). The key of `FLOWS_V6`; IPv4 flows are keyed by the
+/// shorter [`FlowKeyV4`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub remote: [u64; 2],
     pub local: [u64; 2],
+    pub ports: u32,
+    pub proto: u32,
+}
+
+/// An IPv4 flow as `FLOWS_V4` keys it: [`FlowKey`]'s fields with the
+/// addresses as their 4 bytes in memory order, held as native u32. 16
+/// bytes: the kernel hashes (jhash) and compares a third of what an IPv6
+/// key costs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKeyV4 {
+    pub remote: u32,
+    pub local: u32,
     pub ports: u32,
     pub proto: u32,
 }
@@ -441,11 +461,12 @@ pub const fn flow_idle_ns(proto: u32) -> u64 {
     }
 }
 
-/// One slot of the XDP program's per-CPU reply cache in front of `FLOWS`:
+/// One slot of the XDP program's per-CPU reply cache in front of the flow
+/// maps:
 /// a flow found there, and until when its answers may pass without asking
 /// the map again, in jiffies (`bpf_jiffies64`, read without a helper call;
 /// the map's times are read through one). A flow is cached with the time
-/// it had left in `FLOWS`, counted in ticks of [`TICK_MAX_NS`], never more
+/// it had left in its map, counted in ticks of [`TICK_MAX_NS`], never more
 /// than the map would allow, and only ever less (the egress program moves
 /// the map's time on, not the cache's): when the slot's time is up, the
 /// map decides again. Userspace empties the cache when it removes flows.
@@ -514,6 +535,7 @@ assert_pod_size!(
 );
 assert_pod_size!(StrictRule, 40);
 assert_pod_size!(FlowKey, 40);
+assert_pod_size!(FlowKeyV4, 16);
 assert_pod_size!(FlowSeen, 8);
 assert_pod_size!(ReplySlot, 48);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
@@ -545,6 +567,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKeyV4 {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowSeen {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ReplySlot {}
@@ -572,8 +596,9 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
 /// layout-3 pins are adopted by moving them). 5: strict mode (the policy
 /// holds rules and provider media ports; FLOWS and CONFIRM maps; dropped
-/// sources keyed by reason): older pins are refused. 6: the reply cache
-/// (`REPLY_CACHE`) in front of FLOWS.
+/// sources keyed by reason): older pins are refused. 6: FLOWS split into
+/// FLOWS_V4 (16-byte keys) and FLOWS_V6, with the reply cache
+/// (`REPLY_CACHE`) in front of them.
 pub const PIN_LAYOUT_VERSION: u32 = 6;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]

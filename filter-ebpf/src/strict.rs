@@ -4,13 +4,16 @@
 //! host's own flows, the operator's rules, and the two drop reasons.
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, reply_slot, FlowKey, Policy, Reason, ReplySlot, FLAG_PING, MAX_STRICT_RULES,
-    RULE_ANY_PROTO, TICK_MAX_NS,
+    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
+    MAX_STRICT_RULES, RULE_ANY_PROTO, TICK_MAX_NS,
 };
 
 use crate::{
-    maps::{FLOWS, REPLY_CACHE},
-    parse::{destination, dport, sport, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP},
+    maps::{FLOWS_V4, FLOWS_V6, REPLY_CACHE},
+    parse::{
+        destination, dport, sport, v4_address, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_UDP,
+    },
     policy::signalling,
 };
 
@@ -46,7 +49,7 @@ pub fn decide(pkt: Packet, parsed: &Parsed, policy: &Policy, generation: u32) ->
                 return Reason::Essential;
             }
             if let Some(dst) = destination(pkt, v6, l3) {
-                if is_reply(src, dst, ports, proto as u32) {
+                if is_reply(v6, src, dst, ports, proto as u32) {
                     return Reason::Reply;
                 }
             }
@@ -89,7 +92,7 @@ pub fn decide(pkt: Packet, parsed: &Parsed, policy: &Policy, generation: u32) ->
                         if let (Some(id), Some(dst)) =
                             (pkt.load::<u16>(l4 + 4), destination(pkt, v6, l3))
                         {
-                            if is_reply(src, dst, u32::from(id) << 16, proto as u32) {
+                            if is_reply(v6, src, dst, u32::from(id) << 16, proto as u32) {
                                 return Reason::Reply;
                             }
                         }
@@ -120,9 +123,10 @@ fn essential_icmp(v6: bool, kind: u8, policy: &Policy) -> bool {
 /// packet from `src` to `dst` whose ports (as loaded, source first) and
 /// protocol are those of a flow the egress program learnt. A flow in this
 /// CPU's cache slot costs a compare and a jiffies read (inlined, no helper
-/// call); otherwise `FLOWS` decides and the slot takes the flow.
+/// call); otherwise the flow map of its family decides and the slot takes
+/// the flow.
 #[inline(always)]
-fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
+fn is_reply(v6: bool, src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
     let Some(slot) = REPLY_CACHE.get_ptr_mut(reply_slot(src, dst, ports)) else {
         return false;
     };
@@ -142,29 +146,42 @@ fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
     {
         return true;
     }
-    look_up_flow(slot, now_jiffies, src, dst, ports, proto)
+    look_up_flow(slot, now_jiffies, v6, src, dst, ports, proto)
 }
 
-/// The cache missed: whether `FLOWS` holds the flow, still fresh; if so
-/// the cache slot takes it, for the time it has left counted in the
+/// The cache missed: whether the flow map holds the flow, still fresh; if
+/// so the cache slot takes it, for the time it has left counted in the
 /// longest jiffies (so the slot runs out before the flow does).
 #[inline(always)]
 fn look_up_flow(
     slot: &mut ReplySlot,
     now_jiffies: u64,
+    v6: bool,
     src: [u64; 2],
     dst: [u64; 2],
     ports: u32,
     proto: u32,
 ) -> bool {
-    let key = FlowKey {
-        remote: src,
-        local: dst,
-        ports,
-        proto,
+    let seen = if v6 {
+        let key = FlowKey {
+            remote: src,
+            local: dst,
+            ports,
+            proto,
+        };
+        // SAFETY: a lookup by a key of the map's own type.
+        unsafe { FLOWS_V6.get(&key) }
+    } else {
+        let key = FlowKeyV4 {
+            remote: v4_address(src),
+            local: v4_address(dst),
+            ports,
+            proto,
+        };
+        // SAFETY: as above.
+        unsafe { FLOWS_V4.get(&key) }
     };
-    // SAFETY: a lookup by a key of the map's own type.
-    let Some(seen) = (unsafe { FLOWS.get(&key) }) else {
+    let Some(seen) = seen else {
         return false;
     };
     // SAFETY: a helper without preconditions.
@@ -177,7 +194,12 @@ fn look_up_flow(
     if left <= 0 {
         return false;
     }
-    slot.key = key;
+    slot.key = FlowKey {
+        remote: src,
+        local: dst,
+        ports,
+        proto,
+    };
     slot.until_jiffies = now_jiffies + left as u64 / TICK_MAX_NS;
     true
 }

@@ -37,15 +37,16 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, FlowKey, FlowSeen, Policy, Reason, ReplySlot, SourceKey,
-    DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    maps as names, Counter, DeniedSlot, FlowKey, FlowKeyV4, FlowSeen, Policy, Reason, ReplySlot,
+    SourceKey, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, REASON_COUNT, REPLY_CACHE_SLOTS,
+    V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
 use crate::{
     kernel::{
         direct::{self, V4Table},
-        flows::FlowTuple,
+        flows::{FlowMapKey, FlowTuple},
     },
     policy::ruleset::Ruleset,
 };
@@ -66,9 +67,10 @@ pub struct Maps {
     /// The host slots, written the same way.
     v4_hosts: MapData,
     v6_direct: MapData,
-    /// The host's flows (strict mode's replies).
-    flows: HashMap<MapData, FlowKey, FlowSeen>,
-    /// The XDP program's per-CPU cache of flows found in `flows`.
+    /// The host's flows (strict mode's replies), IPv4 and IPv6.
+    flows_v4: HashMap<MapData, FlowKeyV4, FlowSeen>,
+    flows_v6: HashMap<MapData, FlowKey, FlowSeen>,
+    /// The XDP program's per-CPU cache of flows found in those.
     reply_cache: PerCpuArray<MapData, ReplySlot>,
     /// A `--confirm` in progress (tokens).
     confirm: Array<MapData, u64>,
@@ -147,7 +149,8 @@ impl Maps {
             v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
-            flows: typed(one(names::FLOWS)?, names::FLOWS)?,
+            flows_v4: typed(one(names::FLOWS_V4)?, names::FLOWS_V4)?,
+            flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
             reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
             confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             settled_ns: 0,
@@ -310,30 +313,41 @@ impl Maps {
     ) -> Result<usize> {
         // The programs' clock: bpf_ktime_get_coarse_ns.
         let last_out_ns = monotonic_coarse_ns().saturating_sub(idle.as_nanos() as u64);
+        let seen = FlowSeen { last_out_ns };
         for flow in flows {
-            self.flows
-                .insert(flow.key(), FlowSeen { last_out_ns }, 0)
-                .with_context(|| format!("entering the flow {flow:?}"))?;
+            match flow.key() {
+                FlowMapKey::V4(key) => self.flows_v4.insert(key, seen, 0),
+                FlowMapKey::V6(key) => self.flows_v6.insert(key, seen, 0),
+            }
+            .with_context(|| format!("entering the flow {flow:?}"))?;
         }
         Ok(flows.len())
     }
 
     /// How many flows the map holds (expired ones included).
     pub fn flow_count(&self) -> usize {
-        self.flows.keys().filter(|k| k.is_ok()).count()
+        self.flows_v4.keys().filter(|k| k.is_ok()).count()
+            + self.flows_v6.keys().filter(|k| k.is_ok()).count()
     }
 
     /// Whether `flow` is in the map.
     pub fn has_flow(&self, flow: &FlowTuple) -> bool {
-        self.flows.get(&flow.key(), 0).is_ok()
+        match flow.key() {
+            FlowMapKey::V4(key) => self.flows_v4.get(&key, 0).is_ok(),
+            FlowMapKey::V6(key) => self.flows_v6.get(&key, 0).is_ok(),
+        }
     }
 
     /// Forgets every flow, also in the XDP program's reply cache (a cached
     /// flow would pass its answers until its slot's time is up).
     pub fn clear_flows(&mut self) -> Result<()> {
-        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
+        let keys: Vec<FlowKeyV4> = self.flows_v4.keys().filter_map(|k| k.ok()).collect();
         for key in keys {
-            let _ = self.flows.remove(&key);
+            let _ = self.flows_v4.remove(&key);
+        }
+        let keys: Vec<FlowKey> = self.flows_v6.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.flows_v6.remove(&key);
         }
         let cpus = aya::util::nr_cpus()
             .map_err(|(_, e)| e)
