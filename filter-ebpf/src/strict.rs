@@ -170,7 +170,7 @@ fn look_up_flow(
             proto,
         };
         // SAFETY: a lookup by a key of the map's own type.
-        unsafe { FLOWS_V6.get(&key) }
+        unsafe { FLOWS_V6.get(key) }
     } else {
         let key = FlowKeyV4 {
             remote: v4_address(src),
@@ -179,7 +179,7 @@ fn look_up_flow(
             proto,
         };
         // SAFETY: as above.
-        unsafe { FLOWS_V4.get(&key) }
+        unsafe { FLOWS_V4.get(key) }
     };
     let Some(seen) = seen else {
         return false;
