@@ -18,21 +18,29 @@ pub enum Reason {
     Other = 4,
     NonIp = 5,
     Malformed = 6,
+    /// The source is in the ban set (docs/policy.md, abuse controls).
+    Banned = 7,
+    /// An allowed signalling packet over its source's rate limit.
+    SipRatelimited = 8,
+    /// A media packet over its source's rate limit.
+    RtpRatelimited = 9,
+    /// UDP into the media range that is not RTP/RTCP (`check_rtp`).
+    RtpInvalid = 10,
     /// Strict mode: ICMP errors, neighbour discovery, DHCP replies, pings.
-    Essential = 7,
+    Essential = 11,
     /// Strict mode: a packet of a flow this host has sent on.
-    Reply = 8,
+    Reply = 12,
     /// Strict mode: matched a `[[strict.allow]]` rule.
-    RuleAllowed = 9,
+    RuleAllowed = 13,
     /// Strict mode: UDP from the provider's media ports to a port outside
     /// `rtp_ports` (dropped: one-way audio).
-    RtpOutside = 10,
+    RtpOutside = 14,
     /// Strict mode: nothing allowed it.
-    Denied = 11,
+    Denied = 15,
 }
 
 /// Number of reasons, the size of the counters map.
-pub const REASON_COUNT: u32 = 12;
+pub const REASON_COUNT: u32 = 16;
 
 impl Reason {
     /// Every reason, in the order `stats --json` lists them (docs/json.md).
@@ -44,6 +52,10 @@ impl Reason {
         Reason::Other,
         Reason::NonIp,
         Reason::Malformed,
+        Reason::Banned,
+        Reason::SipRatelimited,
+        Reason::RtpRatelimited,
+        Reason::RtpInvalid,
         Reason::Essential,
         Reason::Reply,
         Reason::RuleAllowed,
@@ -61,6 +73,10 @@ impl Reason {
             Reason::Other => "other",
             Reason::NonIp => "non_ip",
             Reason::Malformed => "malformed",
+            Reason::Banned => "banned",
+            Reason::SipRatelimited => "sip_ratelimited",
+            Reason::RtpRatelimited => "rtp_ratelimited",
+            Reason::RtpInvalid => "rtp_invalid",
             Reason::Essential => "essential",
             Reason::Reply => "reply",
             Reason::RuleAllowed => "rule_allowed",
@@ -74,7 +90,14 @@ impl Reason {
     pub const fn drops(self) -> bool {
         matches!(
             self,
-            Reason::SipDenied | Reason::Malformed | Reason::RtpOutside | Reason::Denied
+            Reason::SipDenied
+                | Reason::Malformed
+                | Reason::Banned
+                | Reason::SipRatelimited
+                | Reason::RtpRatelimited
+                | Reason::RtpInvalid
+                | Reason::RtpOutside
+                | Reason::Denied
         )
     }
 
@@ -102,10 +125,12 @@ pub const PORT_WORDS: usize = 65536 / 64;
 pub const FLAG_DRY_RUN: u32 = 1;
 /// `Policy::flags`: log denied sources through aya-log, rate limited.
 pub const FLAG_LOG_DENIED: u32 = 2;
+/// `Policy::flags`: UDP into the media range must look like RTP/RTCP.
+pub const FLAG_CHECK_RTP: u32 = 4;
 /// `Policy::flags`: strict mode (docs/policy.md): default deny.
-pub const FLAG_STRICT: u32 = 4;
+pub const FLAG_STRICT: u32 = 8;
 /// `Policy::flags`: strict mode passes ICMP/ICMPv6 echo requests.
-pub const FLAG_PING: u32 = 8;
+pub const FLAG_PING: u32 = 16;
 
 /// Compiled `[[strict.allow]]` entries a policy holds: each rule gives
 /// one entry per port range and source prefix (an `icmp` rule two per
@@ -152,6 +177,15 @@ pub struct Policy {
     /// CLOCK_MONOTONIC time at which userspace made this generation active
     /// (see `filter-user`'s `maps::install`). Not read by the program.
     pub installed_ns: u64,
+    /// Rate limit of allowed signalling per source: one packet every
+    /// `sip_interval_ns` on average, at most `sip_window_ns /
+    /// sip_interval_ns` (the burst) at once. 0: no limit. See
+    /// [`RateState`].
+    pub sip_interval_ns: u64,
+    pub sip_window_ns: u64,
+    /// The same for UDP into the media range.
+    pub rtp_interval_ns: u64,
+    pub rtp_window_ns: u64,
     /// Seeds of [`host_slots`] for this generation's `V4_HOSTS` half.
     pub v4_seeds: [u32; 2],
     /// Short IPv4 allowlist: (network, mask) as host-order u32.
@@ -178,6 +212,10 @@ impl Policy {
             v4_inline_len: INLINE_NONE,
             v6_inline_len: INLINE_NONE,
             installed_ns: 0,
+            sip_interval_ns: 0,
+            sip_window_ns: 0,
+            rtp_interval_ns: 0,
+            rtp_window_ns: 0,
             v4_seeds: [0; 2],
             v4_inline: [[0; 2]; INLINE_PREFIXES],
             v6_inline: [[0; 4]; INLINE_PREFIXES],
@@ -296,12 +334,20 @@ pub struct DeniedSlot {
 /// Slots of the denied-source cache (a power of two).
 pub const DENIED_CACHE_SLOTS: u32 = 4096;
 
-/// Key of the dropped-sources map: an IPv6 address, IPv4 as
-/// `::ffff:a.b.c.d`, and the drop [`Reason`] (as its `u32`) the packets
-/// were counted under, so `top --reason R` shows any drop reason's sources.
+/// A source address as the rate-limit maps key it: an IPv6 address, IPv4
+/// as `::ffff:a.b.c.d`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceKey {
+    pub addr: [u8; 16],
+}
+
+/// Key of the dropped-sources map (`DENIED`): the source as in
+/// [`SourceKey`] and the drop [`Reason`] (as its `u32`) its packets were
+/// counted under, so `top --reason R` shows any drop reason's sources.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DropKey {
     pub addr: [u8; 16],
     pub reason: u32,
     pub reserved: u32,
@@ -320,6 +366,74 @@ pub struct LogBucket {
 /// Log records each CPU may send per second when `FLAG_LOG_DENIED` is set.
 pub const LOG_RATE_PER_SEC: u64 = 10;
 
+/// One source's token bucket, kept as its theoretical arrival time (GCRA,
+/// the token bucket in one number): a packet at `now` conforms when
+/// `max(tat_ns, now) + interval - now <= window`, and then moves `tat_ns`
+/// on by one interval; a packet that does not conform leaves it alone. A
+/// source sends `window / interval` packets at once, then one per
+/// interval. Shared by all CPUs: concurrent updates may lose one, which
+/// lets a packet more through, never one less.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) time.
+    pub tat_ns: u64,
+    /// Packets and bytes dropped over the limit (for `top --reason`).
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+}
+
+/// A slot of the direct-mapped cache in front of a rate-limit map: the
+/// bucket of the source that last hashed here. A source in its slot costs
+/// an array read; one that takes the slot of another writes that one's
+/// bucket back to the LRU map and takes its own from there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSlot {
+    /// The source, as [`SourceKey`] holds it.
+    pub addr: [u8; 16],
+    /// Its bucket; `tat_ns == 0` marks an empty slot.
+    pub state: RateState,
+}
+
+/// Slots of each rate-limit cache (a power of two).
+pub const RATE_CACHE_SLOTS: u32 = 1 << 14;
+
+/// The slot of a source (its key words as the parser hands them) in a
+/// rate-limit cache.
+#[inline(always)]
+pub fn rate_slot(words: [u64; 2]) -> u32 {
+    let folded = words[0] ^ words[1];
+    let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
+    hash >> (32 - RATE_CACHE_SLOTS.trailing_zeros())
+}
+
+/// One entry of the ban set (the value of the ban tries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BanEntry {
+    /// CLOCK_MONOTONIC time (as the kernel's coarse clock reads it) up to which a source this entry matches is
+    /// banned: the latest expiry among this entry and every shorter ban
+    /// prefix that covers it (the lookup answers with the most specific
+    /// entry only), [`BAN_PERMANENT`] for no expiry. The program reads only this.
+    pub effective_ns: u64,
+    /// This entry's own expiry, as `ban add` set it (for `ban list`).
+    pub expires_ns: u64,
+}
+
+/// `BanEntry` expiry of a ban without end.
+pub const BAN_PERMANENT: u64 = u64::MAX;
+
+/// Words of each family's half of the ban gate: two bits per first 24 bits
+/// of an address (an IPv4 /24), 32 a word: [`BAN_GATE_HOSTS`] when single
+/// addresses (/32, /128) in it are banned, [`BAN_GATE_PREFIXES`] when a
+/// shorter ban prefix covers some of it. A packet whose bits are clear is
+/// not banned, at the cost of one array read whatever the size of the ban
+/// set; a set bit sends it on to the host hash or the prefix trie.
+pub const BAN_GATE_WORDS: u32 = 1 << 19;
+pub const BAN_GATE_HOSTS: u64 = 1;
+pub const BAN_GATE_PREFIXES: u64 = 2;
+
 /// Map names (as the ELF object names them) and their sizes. The
 /// `#[map]` statics of filter-ebpf carry these names; the loader pins every
 /// map the object has, and a test fails when a name here and the object
@@ -335,7 +449,7 @@ pub mod maps {
     pub const ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
     /// IPv6 allowlist tries of generation 0 and 1.
     pub const ALLOW_V6: [&str; 2] = ["ALLOW_V6_0", "ALLOW_V6_1"];
-    /// Per-CPU LRU hash of [`crate::SourceKey`] → [`crate::Counter`]: the
+    /// Per-CPU LRU hash of [`crate::DropKey`] → [`crate::Counter`]: the
     /// sources of dropped packets, by drop reason.
     pub const DENIED: &str = "DENIED";
     /// Per-CPU array of one [`crate::LogBucket`].
@@ -350,6 +464,25 @@ pub mod maps {
     pub const V4_HOSTS: &str = "V4_HOSTS";
     /// Per-CPU array of [`crate::DeniedSlot`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
+    /// LRU hash of [`crate::SourceKey`] → [`crate::RateState`] for allowed
+    /// signalling.
+    pub const SIP_RATE: &str = "SIP_RATE";
+    /// The same for media.
+    pub const RTP_RATE: &str = "RTP_RATE";
+    /// Arrays of [`crate::RateSlot`] in front of `SIP_RATE` and `RTP_RATE`.
+    pub const SIP_RATE_CACHE: &str = "SIP_RATE_CACHE";
+    pub const RTP_RATE_CACHE: &str = "RTP_RATE_CACHE";
+    /// Ban tries (longest-prefix match) of [`crate::BanEntry`]: the
+    /// prefixes shorter than one address.
+    pub const BAN_V4: &str = "BAN_V4";
+    pub const BAN_V6: &str = "BAN_V6";
+    /// Hashes of single banned addresses (4 and 16 bytes, in packet
+    /// order) to [`crate::BanEntry`]: where fail2ban and APIBAN lists go.
+    pub const BAN_HOSTS_V4: &str = "BAN_HOSTS_V4";
+    pub const BAN_HOSTS_V6: &str = "BAN_HOSTS_V6";
+    /// Array of u64: the IPv4 half then the IPv6 half of the ban gate
+    /// ([`crate::BAN_GATE_WORDS`] each), memory-mappable.
+    pub const BAN_GATE: &str = "BAN_GATE";
     /// LRU hash of [`crate::FlowKeyV4`] → [`crate::FlowSeen`]: the host's
     /// own IPv4 flows, learnt by the TC egress program (strict mode's
     /// replies).
@@ -366,7 +499,7 @@ pub mod maps {
     pub const CONFIRM: &str = "CONFIRM";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 26] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -380,6 +513,15 @@ pub mod maps {
         V4_DIRECT,
         V4_HOSTS,
         V6_DIRECT,
+        SIP_RATE,
+        RTP_RATE,
+        SIP_RATE_CACHE,
+        RTP_RATE_CACHE,
+        BAN_V4,
+        BAN_V6,
+        BAN_HOSTS_V4,
+        BAN_HOSTS_V6,
+        BAN_GATE,
         FLOWS_V4,
         FLOWS_V6,
         REPLY_CACHE,
@@ -396,6 +538,10 @@ pub mod maps {
     pub const ALLOW_V6_MAX: u32 = 131_072;
     /// Denied sources remembered (least recently seen are evicted).
     pub const DENIED_MAX: u32 = 16_384;
+    /// Sources each rate-limit map tracks (least recently seen evicted).
+    pub const RATE_MAX: u32 = 65_536;
+    /// Entries each ban trie can hold (an APIBAN list is a few thousand).
+    pub const BAN_MAX: u32 = 262_144;
 }
 
 /// A flow of this host as both programs key it: the remote end, the local
@@ -526,6 +672,7 @@ assert_pod_size!(
         + 4
         + 4
         + 8
+        + 4 * 8
         + 8
         + INLINE_PREFIXES * 8
         + INLINE_PREFIXES * 32
@@ -541,9 +688,13 @@ assert_pod_size!(ReplySlot, 48);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
 assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
+assert_pod_size!(RateState, 24);
+assert_pod_size!(RateSlot, 40);
+assert_pod_size!(BanEntry, 16);
 assert_pod_size!(AttachInfo, 4 * 4 + 8);
-// A key, not a value: 24 bytes, no padding.
-const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
+// Keys, not values: no padding, no rounding needed.
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+const _: () = assert!(core::mem::size_of::<DropKey>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -555,6 +706,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SourceKey {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::LogBucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DeniedSlot {}
@@ -562,6 +715,12 @@ mod pod {
     unsafe impl aya::Pod for super::HostSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::AttachInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RateState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BanEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RateSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StrictRule {}
     // SAFETY: as above.
@@ -594,12 +753,13 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// Bumped whenever a map's layout or where pins live changes; pins of
 /// another version are refused rather than misread. 4: pins moved from
 /// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
-/// layout-3 pins are adopted by moving them). 5: strict mode (the policy
-/// holds rules and provider media ports; FLOWS and CONFIRM maps; dropped
-/// sources keyed by reason): older pins are refused. 6: FLOWS split into
-/// FLOWS_V4 (16-byte keys) and FLOWS_V6, with the reply cache
-/// (`REPLY_CACHE`) in front of them.
-pub const PIN_LAYOUT_VERSION: u32 = 6;
+/// layout-3 pins are adopted by moving them). 5: the abuse controls' maps
+/// (ban set, rate-limit buckets) and the rate limits in [`Policy`]. 6:
+/// strict mode (the policy holds rules and provider media ports; FLOWS and
+/// CONFIRM maps; dropped sources keyed by reason): older pins are refused.
+/// 7: FLOWS split into FLOWS_V4 (16-byte keys) and FLOWS_V6, with the
+/// reply cache (`REPLY_CACHE`) in front of them.
+pub const PIN_LAYOUT_VERSION: u32 = 7;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

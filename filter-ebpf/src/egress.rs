@@ -8,7 +8,7 @@ use filter_common::{FlowKey, FlowKeyV4, FlowSeen, FLOW_REFRESH_NS};
 
 use crate::{
     maps::{FLOWS_V4, FLOWS_V6},
-    parse::{destination, v4_address, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6},
+    parse::{destination, icmp_id, v4_address, Packet, Parsed, ICMP_FULL},
 };
 
 const ICMP_ECHO_REQUEST: u8 = 8;
@@ -24,6 +24,7 @@ pub fn learn(pkt: Packet, parsed: &Parsed) {
             ports,
             src,
             l3,
+            ..
         } => {
             let Some(dst) = destination(pkt, v6, l3) else {
                 return;
@@ -42,25 +43,23 @@ pub fn learn(pkt: Packet, parsed: &Parsed) {
             proto,
             src,
             l3,
-            l4,
-            end,
+            icmp,
         } => {
             let echo = if v6 {
                 ICMPV6_ECHO_REQUEST
             } else {
                 ICMP_ECHO_REQUEST
             };
-            let icmp = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-            if proto != icmp || l4 + 8 > end || pkt.load::<u8>(l4) != Some(echo) {
+            if icmp & ICMP_FULL == 0 || icmp as u8 != echo {
                 return;
             }
-            let (Some(id), Some(dst)) = (pkt.load::<u16>(l4 + 4), destination(pkt, v6, l3)) else {
+            let Some(dst) = destination(pkt, v6, l3) else {
                 return;
             };
             let key = FlowKey {
                 remote: dst,
                 local: src,
-                ports: u32::from(id) << 16,
+                ports: u32::from(icmp_id(icmp)) << 16,
                 proto: proto as u32,
             };
             (v6, key)

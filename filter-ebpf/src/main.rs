@@ -4,7 +4,9 @@
 // plain binary with an empty main.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
+mod bans;
 mod egress;
+mod limits;
 mod maps;
 mod parse;
 mod policy;
@@ -17,7 +19,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    Counter, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, FLAG_DRY_RUN, FLAG_LOG_DENIED,
+    Counter, DropKey, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, FLAG_DRY_RUN, FLAG_LOG_DENIED,
     FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
@@ -39,10 +41,11 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     };
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let parsed = parse::parse(pkt);
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
     let reason = if policy.flags & FLAG_STRICT == 0 {
-        policy::decide(&parsed, policy, generation)
+        policy::decide(&parsed, policy, generation, bytes)
     } else {
-        strict::decide(pkt, &parsed, policy, generation)
+        strict::decide(pkt, &parsed, policy, generation, bytes)
     };
     record(&ctx, policy, &parsed, reason)
 }
@@ -106,6 +109,24 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
             count(Reason::Malformed, bytes);
             return drop_unless_dry_run(policy);
         }
+        Reason::Banned => {
+            count(Reason::Banned, bytes);
+            count_source(Reason::Banned, parsed, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::SipRatelimited => {
+            count(Reason::SipRatelimited, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::RtpRatelimited => {
+            count(Reason::RtpRatelimited, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::RtpInvalid => {
+            count(Reason::RtpInvalid, bytes);
+            count_source(Reason::RtpInvalid, parsed, bytes);
+            return drop_unless_dry_run(policy);
+        }
         Reason::SipDenied => {
             count(Reason::SipDenied, bytes);
             count_denied(ctx, policy, parsed, bytes);
@@ -136,16 +157,30 @@ fn drop_unless_dry_run(policy: &Policy) -> u32 {
     }
 }
 
+/// The key words seen as the rate-limit maps' key type.
+#[inline(always)]
+fn as_source_key(words: &[u64; 2]) -> &SourceKey {
+    // SAFETY: SourceKey is repr(C) around 16 bytes of alignment 1; the
+    // words are 16 bytes in the key's memory order.
+    unsafe { &*(words as *const [u64; 2]).cast::<SourceKey>() }
+}
+
 /// Counts a dropped packet's source under its drop reason (a constant at
-/// each call) for `top --reason`. A source that keeps sending stays in its
-/// cache slot and costs an array access; a new one pushes the slot's old
-/// source into DENIED.
+/// each call) for `top --reason`.
 #[inline(always)]
 fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]> {
     let key = match *parsed {
-        Parsed::Ports { src, .. } | Parsed::OtherProto { src, .. } => src,
+        Parsed::Ports { src, .. }
+        | Parsed::OtherProto { src, .. }
+        | Parsed::Fragment { src, .. } => src,
         _ => return None,
     };
+    // A source that keeps sending stays in its cache slot and costs an
+    // array access; a new one pushes the slot's old source into DENIED,
+    // unless that one sent a single packet: in a flood of spoofed sources
+    // nearly every source is such, and remembering each would cost an LRU
+    // insert per packet (a third of XDP_DROP's rate in the bench's
+    // 65,536-source flood, nine tenths without).
     let folded = key[0] ^ key[1] ^ (reason as u64);
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
@@ -159,7 +194,7 @@ fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]>
                 s.packets += 1;
                 s.bytes += bytes;
             } else {
-                if s.packets != 0 {
+                if s.packets > 1 {
                     add_denied(*addr, s.reason, s.packets, s.bytes);
                 }
                 *addr = key;
@@ -199,9 +234,9 @@ fn add_denied(addr: [u64; 2], reason: u32, packets: u64, bytes: u64) {
         reason,
         reserved: 0,
     };
-    // SAFETY: `SourceKey` is repr(C): 16 address bytes then two u32, the
+    // SAFETY: `DropKey` is repr(C): 16 address bytes then two u32, the
     // layout of `Key` (whose words keep the bytes in memory order).
-    let key = unsafe { &*(&key as *const Key).cast::<SourceKey>() };
+    let key = unsafe { &*(&key as *const Key).cast::<DropKey>() };
     match DENIED.get_ptr_mut(key) {
         // SAFETY: a per-CPU value of the LRU map, written by this CPU only.
         Some(c) => unsafe {

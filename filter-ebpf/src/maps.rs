@@ -2,14 +2,15 @@
 //! `filter_common::maps`) and pins them, so counters and allowlists outlive
 //! both the tool and a program upgrade.
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
-    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, DENIED_MAX, FLOWS_MAX},
-    Counter, DeniedSlot, FlowKey, FlowKeyV4, FlowSeen, HostSlot, LogBucket, Policy, ReplySlot,
-    SourceKey, DENIED_CACHE_SLOTS, DIRECT_WORDS, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
+    BanEntry, Counter, DeniedSlot, DropKey, FlowKey, FlowKeyV4, FlowSeen, HostSlot, LogBucket,
+    Policy, RateSlot, RateState, ReplySlot, SourceKey, BAN_GATE_WORDS, DENIED_CACHE_SLOTS,
+    DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -57,9 +58,10 @@ pub static ALLOW_V6_0: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V
 #[map]
 pub static ALLOW_V6_1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V6_MAX, 0);
 
-/// Denied signalling sources, per address, least recently seen evicted.
+/// Sources of dropped packets, per address and drop reason, least
+/// recently seen evicted.
 #[map]
-pub static DENIED: LruPerCpuHashMap<SourceKey, Counter> =
+pub static DENIED: LruPerCpuHashMap<DropKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DENIED_MAX, 2);
 
 /// Token bucket that limits how many denied sources each CPU logs.
@@ -74,6 +76,53 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
     PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
 
+/// Token bucket of each allowed signalling source (see
+/// `filter_common::RateState`), shared by all CPUs, least recently seen
+/// evicted. Only read when `[signalling] rate_limit` is set.
+#[map]
+pub static SIP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_entries(RATE_MAX, 0);
+
+/// Token bucket of each media source, when `[media] rate_limit` is set.
+#[map]
+pub static RTP_RATE: LruHashMap<SourceKey, RateState> = LruHashMap::with_max_entries(RATE_MAX, 0);
+
+/// Direct-mapped cache in front of `SIP_RATE`, shared by all CPUs: a
+/// source in its slot costs an array read instead of a hash lookup (see
+/// `filter_common::RateSlot`).
+#[map]
+pub static SIP_RATE_CACHE: Array<RateSlot> = Array::with_max_entries(RATE_CACHE_SLOTS, 0);
+
+/// The same in front of `RTP_RATE`.
+#[map]
+pub static RTP_RATE_CACHE: Array<RateSlot> = Array::with_max_entries(RATE_CACHE_SLOTS, 0);
+
+/// The IPv4 ban prefixes shorter than /32, with each entry's expiry.
+/// Written live by `sipwall ban`, not per generation; outlives re-attach
+/// like the rest.
+#[map]
+pub static BAN_V4: LpmTrie<[u8; 4], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
+
+/// The IPv6 ban prefixes shorter than /128.
+#[map]
+pub static BAN_V6: LpmTrie<[u8; 16], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
+
+/// Banned IPv4 addresses (/32), keyed by the address as the packet holds
+/// it: one hash lookup whatever the size of the set. Allocated as filled.
+#[map]
+pub static BAN_HOSTS_V4: HashMap<u32, BanEntry> =
+    HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
+
+/// Banned IPv6 addresses (/128), keyed by the parser's two words.
+#[map]
+pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
+    HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
+
+/// Two bits per first 24 bits of an address, IPv4 half then IPv6 half
+/// (`filter_common::BAN_GATE_WORDS` words each): where single addresses
+/// and where prefixes are banned, so that every other source costs one
+/// array read.
+#[map]
+pub static BAN_GATE: Array<u64> = Array::with_max_entries(2 * BAN_GATE_WORDS, BPF_F_MMAPABLE);
 /// A policy applied with `--confirm` waiting for `sipwall confirm`: the
 /// waiting process's token and the one `confirm` writes back. Userspace
 /// only; pinned with the rest so that `confirm` finds it.

@@ -47,19 +47,22 @@ pub enum Parsed {
     NonIp,
     /// A header is cut short or invalid.
     Malformed,
-    /// A non-first fragment: no transport header to read.
-    Fragment,
+    /// A non-first fragment: no transport header to read. The source (as
+    /// in `Ports`) is there for the ban set.
+    Fragment { v6: bool, src: [u64; 2] },
     /// Any other IP packet (ICMP, ESP, ...).
     OtherProto {
         v6: bool,
         proto: u8,
         /// As in `Ports`.
         src: [u64; 2],
-        /// Offsets of the IP header, of what follows it (ICMP's header)
-        /// and of the IP packet's end.
+        /// Offset of the IP header (strict mode reads the destination).
         l3: usize,
-        l4: usize,
-        end: usize,
+        /// ICMP's header as strict mode needs it (see [`icmp_head`]); 0
+        /// for other protocols. Read here, where the header's offset is
+        /// known, so that the decision does not carry offsets that differ
+        /// with every header chain (each would be verified on its own).
+        icmp: u32,
     },
     /// A UDP, TCP or SCTP packet (or first fragment).
     Ports {
@@ -72,9 +75,63 @@ pub enum Parsed {
         /// `::ffff:a.b.c.d`), its 16 bytes as two native words: see
         /// [`v4_key`].
         src: [u64; 2],
+        /// UDP whose payload could be RTP or RTCP: at least 12 bytes,
+        /// version 2 in the first byte's top bits.
+        rtp_like: bool,
         /// Offset of the IP header (strict mode reads the destination).
         l3: usize,
     },
+}
+
+/// Bytes of an RTP header without CSRCs: the shortest RTP (or RTCP, as
+/// RFC 3550 compounds it) payload `check_rtp` passes.
+const RTP_MIN: usize = 12;
+/// The first byte's top two bits of RTP and RTCP version 2.
+const RTP_VERSION_2: u8 = 0x80;
+
+/// Whether a UDP payload starting with `first` and `len` bytes long could
+/// be RTP or RTCP (RFC 7983 puts 128-191 there; SRTP keeps it in clear).
+#[inline(always)]
+fn rtp_like(first: u8, len: usize) -> bool {
+    len >= RTP_MIN && first & 0xc0 == RTP_VERSION_2
+}
+
+/// `Parsed::OtherProto::icmp`: the type, code and checksum (4 bytes) lie
+/// within the IP packet.
+pub const ICMP_HEAD: u32 = 1 << 31;
+/// ... and so does the rest of the 8-byte header (an echo's identifier).
+pub const ICMP_FULL: u32 = 1 << 30;
+
+/// The ICMP (v4) or ICMPv6 (v6) header at `l4`, for a packet of IP
+/// protocol `proto` ending at `end`: [`ICMP_HEAD`] and the type in the low
+/// byte when 4 bytes are there, plus [`ICMP_FULL`] and the identifier (as
+/// loaded, bytes 4-5) in bits 8-23 when 8 are. 0 when it is not ICMP of
+/// the packet's family or is cut shorter.
+#[inline(always)]
+fn icmp_head(pkt: Packet, v6: bool, proto: u8, l4: usize, end: usize) -> u32 {
+    let icmp = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+    if proto != icmp || l4 + 4 > end {
+        return 0;
+    }
+    // The 4-byte head in one load: a 1-byte load's bounds check comes out
+    // in a form the verifier cannot follow. The type is its first byte.
+    let Some(first4) = pkt.load::<u32>(l4) else {
+        return 0;
+    };
+    let head = ICMP_HEAD | (first4 & 0xff);
+    if l4 + 8 > end {
+        return head;
+    }
+    match pkt.load::<u16>(l4 + 4) {
+        Some(id) => head | ICMP_FULL | (u32::from(id) << 8),
+        None => head,
+    }
+}
+
+/// The echo identifier (as loaded) of an `icmp` with [`ICMP_FULL`].
+#[inline(always)]
+pub fn icmp_id(icmp: u32) -> u16 {
+    (icmp >> 8) as u16
 }
 
 /// The source port (host byte order) of `Parsed::Ports::ports`.
@@ -206,7 +263,7 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
     const IP: usize = ETH_HLEN;
     const L4: usize = ETH_HLEN + IPV4_HLEN;
     // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
-    let (total_len, frag, proto, src, ports, tcp_doff) = unsafe {
+    let (total_len, frag, proto, src, ports, tcp_doff, udp_first) = unsafe {
         (
             u16::from_be(field(block, IP + 2)) as usize,
             u16::from_be(field(block, IP + 6)),
@@ -214,13 +271,17 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
             field::<u32>(block, IP + 12),
             field::<u32>(block, L4),
             field::<u8>(block, L4 + 12),
+            field::<u8>(block, L4 + 8),
         )
     };
     if total_len < IPV4_HLEN {
         return Parsed::Malformed;
     }
     if frag & IPV4_FRAG_OFFSET != 0 {
-        return Parsed::Fragment;
+        return Parsed::Fragment {
+            v6: false,
+            src: v4_key(src),
+        };
     }
     // Bytes past the IP total length are link padding, not transport header.
     let end = min(pkt.len(), IP + total_len);
@@ -235,8 +296,7 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
                 proto,
                 src: v4_key(src),
                 l3: IP,
-                l4: L4,
-                end,
+                icmp: icmp_head(pkt, false, proto, L4, end),
             }
         }
     };
@@ -249,6 +309,7 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
         proto,
         ports,
         src: v4_key(src),
+        rtp_like: rtp_like(udp_first, end.saturating_sub(L4 + 8)),
         l3: IP,
     }
 }
@@ -312,7 +373,10 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
         return Parsed::Malformed;
     }
     if u16::from_be(frag) & IPV4_FRAG_OFFSET != 0 {
-        return Parsed::Fragment;
+        return Parsed::Fragment {
+            v6: false,
+            src: v4_key(src),
+        };
     }
     // Bytes past the IP total length are link padding, not transport header.
     let end = min(pkt.len(), off + total_len);
@@ -351,15 +415,15 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
             proto,
             src: v4_key(src),
             l3: off,
-            l4: cur,
-            end,
+            icmp: icmp_head(pkt, false, proto, cur, end),
         },
         Ports::Malformed => Parsed::Malformed,
-        Ports::Both(ports) => Parsed::Ports {
+        Ports::Both(ports, rtp_like) => Parsed::Ports {
             v6: false,
             proto,
             ports,
             src: v4_key(src),
+            rtp_like,
             l3: off,
         },
     }
@@ -413,7 +477,7 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
                 return Parsed::Malformed;
             };
             if u16::from_be(frag) & 0xfff8 != 0 {
-                return Parsed::Fragment;
+                return Parsed::Fragment { v6: true, src };
             }
         }
         next = after;
@@ -439,15 +503,15 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
             proto: next,
             src,
             l3: off,
-            l4: cur,
-            end,
+            icmp: icmp_head(pkt, true, next, cur, end),
         },
         Ports::Malformed => Parsed::Malformed,
-        Ports::Both(ports) => Parsed::Ports {
+        Ports::Both(ports, rtp_like) => Parsed::Ports {
             v6: true,
             proto: next,
             ports,
             src,
+            rtp_like,
             l3: off,
         },
     }
@@ -458,8 +522,9 @@ enum Ports {
     Other,
     /// The transport header is incomplete.
     Malformed,
-    /// Source and destination port as loaded (see [`sport`], [`dport`]).
-    Both(u32),
+    /// Source and destination port as loaded (see [`sport`], [`dport`]),
+    /// and whether the payload could be RTP (UDP only).
+    Both(u32, bool),
 }
 
 /// Reads the ports of UDP, TCP and SCTP, whose headers must be
@@ -489,7 +554,13 @@ fn ports(pkt: Packet, l4: L4) -> Ports {
             return Ports::Malformed;
         }
     }
-    Ports::Both(both)
+    let payload = off + 8;
+    let rtp = proto == IPPROTO_UDP
+        && payload + RTP_MIN <= end
+        && pkt
+            .load::<u8>(payload)
+            .is_some_and(|first| rtp_like(first, end - payload));
+    Ports::Both(both, rtp)
 }
 
 /// The IPv6 extension headers the walk steps over.

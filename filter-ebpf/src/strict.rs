@@ -9,12 +9,13 @@ use filter_common::{
 };
 
 use crate::{
+    bans::banned,
     maps::{FLOWS_V4, FLOWS_V6, REPLY_CACHE},
     parse::{
-        destination, dport, sport, v4_address, Packet, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        destination, dport, icmp_id, sport, v4_address, Packet, Parsed, ICMP_FULL, ICMP_HEAD,
         IPPROTO_UDP,
     },
-    policy::signalling,
+    policy::{media, signalling},
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -22,26 +23,39 @@ const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
+/// `bytes` (the frame's length) is counted against a source that goes
+/// over its rate limit. Bans come right after `malformed`, as in guard
+/// mode.
 #[inline(always)]
-pub fn decide(pkt: Packet, parsed: &Parsed, policy: &Policy, generation: u32) -> Reason {
+pub fn decide(
+    pkt: Packet,
+    parsed: &Parsed,
+    policy: &Policy,
+    generation: u32,
+    bytes: u64,
+) -> Reason {
     match *parsed {
         Parsed::NonIp => Reason::NonIp,
         Parsed::Malformed => Reason::Malformed,
-        Parsed::Fragment => Reason::Fragment,
+        Parsed::Fragment { v6, src } if banned(v6, src) => Reason::Banned,
+        Parsed::Fragment { .. } => Reason::Fragment,
+        Parsed::OtherProto { v6, src, .. } if banned(v6, src) => Reason::Banned,
+        Parsed::Ports { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::Ports {
             v6,
             proto,
             ports,
             src,
+            rtp_like,
             l3,
         } => {
             let dport = dport(ports);
             if policy.is_sig_port(dport) {
-                return signalling(v6, src, policy, generation);
+                return signalling(v6, src, policy, generation, bytes);
             }
             let udp = proto == IPPROTO_UDP;
             if udp && policy.is_rtp_port(dport) {
-                return Reason::RtpAllowed;
+                return media(src, rtp_like, policy, bytes);
             }
             let sport = sport(ports);
             // DHCP's server-to-client direction, v4 and v6.
@@ -66,35 +80,26 @@ pub fn decide(pkt: Packet, parsed: &Parsed, policy: &Policy, generation: u32) ->
             proto,
             src,
             l3,
-            l4,
-            end,
+            icmp,
         } => {
-            let icmp = if v6 {
-                proto == IPPROTO_ICMPV6
-            } else {
-                proto == IPPROTO_ICMP
-            };
-            // The type is read when ICMP's 4-byte head (type, code,
+            // The parser read ICMP's type when its 4-byte head (type, code,
             // checksum) is within the IP packet, an echo's identifier when
             // its 8-byte header is.
-            if icmp && l4 + 4 <= end {
-                if let Some(head) = pkt.load::<u32>(l4) {
-                    let kind = head as u8;
-                    if essential_icmp(v6, kind, policy) {
-                        return Reason::Essential;
-                    }
-                    let echo_reply = if v6 {
-                        kind == ICMPV6_ECHO_REPLY
-                    } else {
-                        kind == ICMP_ECHO_REPLY
-                    };
-                    if echo_reply && l4 + 8 <= end {
-                        if let (Some(id), Some(dst)) =
-                            (pkt.load::<u16>(l4 + 4), destination(pkt, v6, l3))
-                        {
-                            if is_reply(v6, src, dst, u32::from(id) << 16, proto as u32) {
-                                return Reason::Reply;
-                            }
+            if icmp & ICMP_HEAD != 0 {
+                let kind = icmp as u8;
+                if essential_icmp(v6, kind, policy) {
+                    return Reason::Essential;
+                }
+                let echo_reply = if v6 {
+                    kind == ICMPV6_ECHO_REPLY
+                } else {
+                    kind == ICMP_ECHO_REPLY
+                };
+                if echo_reply && icmp & ICMP_FULL != 0 {
+                    if let Some(dst) = destination(pkt, v6, l3) {
+                        let ports = u32::from(icmp_id(icmp)) << 16;
+                        if is_reply(v6, src, dst, ports, proto as u32) {
+                            return Reason::Reply;
                         }
                     }
                 }

@@ -5,14 +5,18 @@
 //! - Tier 2: packets per second through network namespaces and a veth, with
 //!   traffic from XDP live frames, against no filter, nftables and XDP_DROP.
 //! - Tier 3: allowlist update latency, and replaces under a flood.
+//! - Tier 4: the abuse controls' cost per packet (rate limits, RTP check,
+//!   ban lookups at 1 and 100,000 bans) against the same packet with the
+//!   control idle.
 //!
 //! Prints a table (figures beside their targets) and writes JSON. Not a
 //! test: nothing fails on time, but counters that disagree with the packets
 //! sent abort the run, since the figure would be meaningless.
 //!
-//! Usage: `bench [--tiers 1,2,3] [--quick] [--json PATH] [--before OBJECT]`
+//! Usage: `bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT]`
 //! (`--before`: another build of the XDP object, whose size figures tier 1
 //! reports as "before" instead of the recorded ones).
+mod abuse;
 mod allowlists;
 mod progs;
 mod receivers;
@@ -78,7 +82,7 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
-        tiers: vec![1, 2, 3],
+        tiers: vec![1, 2, 3, 4],
         scale: FULL,
         // The workspace's target/, whatever CARGO_TARGET_DIR says.
         json: Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -101,7 +105,9 @@ fn parse_args() -> Result<Args> {
             "--json" => args.json = it.next().context("--json needs a path")?.into(),
             "--before" => args.before = Some(it.next().context("--before needs an object")?.into()),
             "-h" | "--help" => {
-                println!("usage: bench [--tiers 1,2,3] [--quick] [--json PATH] [--before OBJECT]");
+                println!(
+                    "usage: bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -134,6 +140,13 @@ fn main() -> Result<()> {
         let strict = strict::run(args.scale)?;
         strict.print(&mut out);
         json.insert("tier1_strict".into(), strict.to_json());
+    }
+    if args.tiers.contains(&4) {
+        let t4 = abuse::run(args.scale).context(
+            "tier 4 loads XDP programs, which needs CAP_BPF and CAP_NET_ADMIN: run the bench as root",
+        )?;
+        t4.print(&mut out);
+        json.insert("tier4".into(), t4.to_json());
     }
     let lab_tiers: Vec<u8> = [2, 3]
         .into_iter()

@@ -142,6 +142,17 @@ impl Generator {
         }
     }
 
+    /// Also aims sources at `nets` (a ban set, say) and their edges.
+    pub fn probing(mut self, nets: &[IpNet]) -> Generator {
+        for net in nets {
+            match net {
+                IpNet::V4(n) => self.v4.push(*n),
+                IpNet::V6(n) => self.v6.push(*n),
+            }
+        }
+        self
+    }
+
     /// The same, with some frames aimed at answering `flows` (strict
     /// mode's replies), exactly or with one field off.
     pub fn with_flows(mut self, flows: &[Flow]) -> Generator {
@@ -552,7 +563,12 @@ impl Build<'_> {
             2 => r.range(200, 1500),
             _ => r.range(1500, 3400),
         } as usize;
-        let payload = r.bytes(payload_len);
+        let mut payload = r.bytes(payload_len);
+        // Often an RTP or RTCP version in the first byte, so that a media
+        // range checked for RTP sees both kinds.
+        if proto == 17 && !payload.is_empty() && r.percent(40) {
+            payload[0] = 0x80 | (payload[0] & 0x3f);
+        }
         let mut h = Vec::with_capacity(64);
         h.extend_from_slice(&sport.to_be_bytes());
         h.extend_from_slice(&dport.to_be_bytes());

@@ -123,18 +123,23 @@ pub fn sipwall_unprivileged(lab: &TestLab, args: &[&str]) -> Run {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub allow: Value,
+    pub bans: Value,
     pub status: Value,
     pub counters: Vec<(String, Value)>,
     pub xdp_prog: Option<u64>,
 }
 
 /// Reasons background traffic (neighbour discovery, ARP) never moves.
-const QUIET_REASONS: [&str; 5] = [
+const QUIET_REASONS: [&str; 9] = [
     "sip_allowed",
     "sip_denied",
     "rtp_allowed",
     "fragment",
     "malformed",
+    "banned",
+    "sip_ratelimited",
+    "rtp_ratelimited",
+    "rtp_invalid",
 ];
 
 pub fn snapshot(lab: &TestLab, iface: &str) -> Snapshot {
@@ -144,6 +149,7 @@ pub fn snapshot(lab: &TestLab, iface: &str) -> Snapshot {
         serde_json::from_str(out).unwrap_or_else(|e| panic!("{args:?} is not JSON ({e}): {out}"))
     };
     let allow = json(&["allow", "list", "-i", iface, "--json"]);
+    let bans = json(&["ban", "list", "-i", iface, "--json"]);
     let status = json(&["status", "-i", iface, "--json"]);
     let stats = json(&["stats", "-i", iface, "--json"]);
     let counters = QUIET_REASONS
@@ -152,6 +158,7 @@ pub fn snapshot(lab: &TestLab, iface: &str) -> Snapshot {
         .collect();
     Snapshot {
         allow,
+        bans,
         status,
         counters,
         xdp_prog: xdp_prog(lab, iface),

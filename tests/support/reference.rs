@@ -8,11 +8,12 @@
 //! case. The limits below are written out here on purpose rather than taken
 //! from filter-common, so a change there shows up as a disagreement.
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use filter_common::Reason;
+use ipnet::IpNet;
 use sipwall::{
     kernel::runner::Verdict,
     policy::ruleset::{Mode, RuleProto, Ruleset},
@@ -32,14 +33,6 @@ pub struct Flow {
     pub remote_port: u16,
     pub local: IpAddr,
     pub local_port: u16,
-}
-
-/// What the walk hands to the decision: addresses, and ports (or, for
-/// ICMP, type and echo identifier).
-struct Seen<'a> {
-    src: IpAddr,
-    dst: IpAddr,
-    flows: &'a Flows,
 }
 
 /// VLAN tags walked before the IP header; a further tag is malformed.
@@ -69,15 +62,109 @@ pub struct Expected {
     pub reason: Reason,
 }
 
-/// Verdict and reason for `frame` under `rules` (no flows of the host).
+/// What the abuse controls remember between packets: the ban set (each
+/// prefix with the time it ends, `u64::MAX` for never) and one token
+/// bucket per source and kind. Time is an input: the caller says what the
+/// clock reads for each packet.
+#[derive(Clone, Debug, Default)]
+pub struct Abuse {
+    pub bans: Vec<(IpNet, u64)>,
+    sip: HashMap<IpAddr, Bucket>,
+    rtp: HashMap<IpAddr, Bucket>,
+}
+
+/// A classic token bucket: `tokens` (fractional) as of `at_ns`.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at_ns: u64,
+}
+
+impl Abuse {
+    /// No bucket yet, and these bans.
+    pub fn with_bans(bans: Vec<(IpNet, u64)>) -> Abuse {
+        Abuse {
+            bans,
+            ..Abuse::default()
+        }
+    }
+
+    /// Banned at `now_ns`: some ban covering `src` has not ended yet.
+    fn banned(&self, src: IpAddr, now_ns: u64) -> bool {
+        self.bans
+            .iter()
+            .any(|(net, ends)| net.contains(&src) && now_ns < *ends)
+    }
+
+    /// Takes a token from `src`'s bucket (full when first seen); false
+    /// when there is none.
+    fn take(
+        buckets: &mut HashMap<IpAddr, Bucket>,
+        src: IpAddr,
+        per_sec: u32,
+        burst: u32,
+        now_ns: u64,
+    ) -> bool {
+        let full = Bucket {
+            tokens: f64::from(burst),
+            at_ns: now_ns,
+        };
+        // Buckets are per address in its IPv6 form (an IPv4 address is
+        // ::ffff:a.b.c.d, as docs/policy.md says): an IPv6 packet from the
+        // IPv4-mapped form of an address shares that address's bucket.
+        let src = match src {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(src, IpAddr::V4),
+            v4 => v4,
+        };
+        let b = buckets.entry(src).or_insert(full);
+        let elapsed = now_ns.saturating_sub(b.at_ns) as f64 / 1e9;
+        b.tokens = (b.tokens + elapsed * f64::from(per_sec)).min(f64::from(burst));
+        b.at_ns = b.at_ns.max(now_ns);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Verdict and reason for `frame` under `rules`, with no ban, fresh rate
+/// limits and no flows of the host.
 pub fn judge(frame: &[u8], rules: &Ruleset) -> Expected {
-    judge_with_flows(frame, rules, &Flows::default())
+    judge_at(frame, rules, &mut Abuse::default(), 0)
 }
 
 /// Verdict and reason for `frame` under `rules`, the host's flows being
-/// `flows`.
+/// `flows` (no ban, fresh rate limits).
 pub fn judge_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Expected {
-    let reason = classify_with_flows(frame, rules, flows);
+    judge_full(frame, rules, &mut Abuse::default(), 0, flows)
+}
+
+/// Verdict and reason for `frame` under `rules` arriving at `now_ns`
+/// (CLOCK_MONOTONIC), given and updating what the abuse controls hold.
+pub fn judge_at(frame: &[u8], rules: &Ruleset, abuse: &mut Abuse, now_ns: u64) -> Expected {
+    judge_full(frame, rules, abuse, now_ns, &Flows::default())
+}
+
+/// Everything at once: the abuse controls' state at `now_ns`, and the
+/// host's flows.
+pub fn judge_full(
+    frame: &[u8],
+    rules: &Ruleset,
+    abuse: &mut Abuse,
+    now_ns: u64,
+    flows: &Flows,
+) -> Expected {
+    let mut env = Env {
+        rules,
+        abuse,
+        now_ns,
+        flows,
+    };
+    let reason = match classify_inner(frame, &mut env) {
+        Ok(reason) | Err(reason) => reason,
+    };
     let verdict = if reason.drops() && !rules.dry_run {
         Verdict::Drop
     } else {
@@ -86,20 +173,38 @@ pub fn judge_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Expecte
     Expected { verdict, reason }
 }
 
-/// The counter `frame` is recorded under.
+/// The counter `frame` is recorded under (no ban, fresh rate limits).
 pub fn classify(frame: &[u8], rules: &Ruleset) -> Reason {
-    classify_with_flows(frame, rules, &Flows::default())
+    judge(frame, rules).reason
 }
 
+/// The counter `frame` is recorded under, the host's flows being `flows`.
 pub fn classify_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Reason {
-    match classify_inner(frame, rules, flows) {
-        Ok(reason) | Err(reason) => reason,
+    judge_with_flows(frame, rules, flows).reason
+}
+
+/// Everything a decision depends on besides the frame.
+struct Env<'a> {
+    rules: &'a Ruleset,
+    abuse: &'a mut Abuse,
+    now_ns: u64,
+    flows: &'a Flows,
+}
+
+impl Env<'_> {
+    /// `reason`, unless the source is banned: the ban comes first.
+    fn unless_banned(&self, src: IpAddr, reason: Reason) -> Reason {
+        if self.abuse.banned(src, self.now_ns) {
+            Reason::Banned
+        } else {
+            reason
+        }
     }
 }
 
 /// `Err` carries an early decision (malformed, fragment); `Ok` the one
 /// reached after the whole walk.
-fn classify_inner(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
+fn classify_inner(frame: &[u8], env: &mut Env) -> Result<Reason, Reason> {
     if frame.len() < ETH_HEADER {
         return Err(Reason::Malformed);
     }
@@ -119,13 +224,13 @@ fn classify_inner(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason
     }
     let l3 = &frame[at..];
     match ethertype {
-        ETHERTYPE_IPV4 => ipv4(l3, rules, flows),
-        ETHERTYPE_IPV6 => ipv6(l3, rules, flows),
+        ETHERTYPE_IPV4 => ipv4(l3, env),
+        ETHERTYPE_IPV6 => ipv6(l3, env),
         _ => Ok(Reason::NonIp),
     }
 }
 
-fn ipv4(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
+fn ipv4(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
     let fixed = take(ip, 0, 20)?;
     if fixed[0] >> 4 != 4 {
         return Err(Reason::Malformed);
@@ -138,10 +243,10 @@ fn ipv4(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
     if total_len < header_len {
         return Err(Reason::Malformed);
     }
-    if be16(fixed, 6)? & 0x1fff != 0 {
-        return Err(Reason::Fragment);
-    }
     let src = IpAddr::V4(Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]));
+    if be16(fixed, 6)? & 0x1fff != 0 {
+        return Err(env.unless_banned(src, Reason::Fragment));
+    }
     let dst = IpAddr::V4(Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]));
     // Bytes past the total length are link padding, not L4.
     let mut l4 = &ip[header_len..total_len.min(ip.len())];
@@ -159,10 +264,10 @@ fn ipv4(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
         l4 = &l4[len..];
         walked += 1;
     }
-    transport(proto, l4, Seen { src, dst, flows }, rules)
+    transport(proto, l4, src, dst, env)
 }
 
-fn ipv6(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
+fn ipv6(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
     let fixed = take(ip, 0, 40)?;
     if fixed[0] >> 4 != 6 {
         return Err(Reason::Malformed);
@@ -189,7 +294,7 @@ fn ipv6(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
         };
         let header = take(payload, at, len)?;
         if next == PROTO_FRAGMENT && be16(header, 2)? & 0xfff8 != 0 {
-            return Err(Reason::Fragment);
+            return Err(env.unless_banned(src, Reason::Fragment));
         }
         next = header[0];
         at += len;
@@ -197,7 +302,7 @@ fn ipv6(ip: &[u8], rules: &Ruleset, flows: &Flows) -> Result<Reason, Reason> {
     if is_extension_header(next) {
         return Err(Reason::Malformed);
     }
-    transport(next, &payload[at..], Seen { src, dst, flows }, rules)
+    transport(next, &payload[at..], src, dst, env)
 }
 
 fn is_extension_header(proto: u8) -> bool {
@@ -209,8 +314,14 @@ fn is_extension_header(proto: u8) -> bool {
 
 /// `l4` holds the bytes from the transport header to the end of the IP
 /// payload (or of the frame, when that comes first).
-fn transport(proto: u8, l4: &[u8], seen: Seen, rules: &Ruleset) -> Result<Reason, Reason> {
-    let src = seen.src;
+fn transport(
+    proto: u8,
+    l4: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    env: &mut Env,
+) -> Result<Reason, Reason> {
+    let rules = env.rules;
     match proto {
         PROTO_UDP => {
             take(l4, 0, 8)?;
@@ -226,32 +337,59 @@ fn transport(proto: u8, l4: &[u8], seen: Seen, rules: &Ruleset) -> Result<Reason
         PROTO_SCTP => {
             take(l4, 0, 12)?;
         }
-        _ if rules.mode == Mode::Strict => return Ok(strict_other(proto, l4, &seen, rules)),
+        _ if env.abuse.banned(src, env.now_ns) => return Ok(Reason::Banned),
+        _ if rules.mode == Mode::Strict => {
+            return Ok(strict_other(proto, l4, src, dst, env.flows, rules))
+        }
         _ => return Ok(Reason::Other),
+    }
+    if env.abuse.banned(src, env.now_ns) {
+        return Ok(Reason::Banned);
     }
     // UDP, TCP and SCTP all start with source port, destination port.
     let sport = be16(l4, 0)?;
     let dport = be16(l4, 2)?;
     if rules.sig_ports.contains(&dport) {
         let allowed = rules.allow.iter().any(|net| net.contains(&src));
-        return Ok(if allowed {
-            Reason::SipAllowed
-        } else {
-            Reason::SipDenied
-        });
+        if !allowed {
+            return Ok(Reason::SipDenied);
+        }
+        if let Some(limit) = rules.sip_limit {
+            let now = env.now_ns;
+            if !Abuse::take(&mut env.abuse.sip, src, limit.per_sec, limit.burst, now) {
+                return Ok(Reason::SipRatelimited);
+            }
+        }
+        return Ok(Reason::SipAllowed);
     }
     let udp = proto == PROTO_UDP;
     let to_our_media = udp && rules.rtp.0 <= dport && dport <= rules.rtp.1;
     let from_provider_media = udp && rules.provider_rtp.0 <= sport && sport <= rules.provider_rtp.1;
-    if rules.mode == Mode::Guard {
-        if to_our_media || from_provider_media {
-            return Ok(Reason::RtpAllowed);
-        }
-        return Ok(Reason::Other);
-    }
-    // Strict mode, rows 4-10.
+    // Media into this host's RTP ports is checked and rate limited in
+    // both modes; guard mode also counts UDP from the provider's media
+    // ports as media, unchecked. Strict mode's rows 4-10 follow.
     if to_our_media {
+        // RTP and RTCP: a 12-byte header at least, version 2 in the top
+        // two bits of the first byte.
+        let payload = &l4[8..];
+        let looks_rtp = payload.len() >= 12 && payload[0] >> 6 == 2;
+        if rules.check_rtp && !looks_rtp {
+            return Ok(Reason::RtpInvalid);
+        }
+        if let Some(limit) = rules.rtp_limit {
+            let now = env.now_ns;
+            if !Abuse::take(&mut env.abuse.rtp, src, limit.per_sec, limit.burst, now) {
+                return Ok(Reason::RtpRatelimited);
+            }
+        }
         return Ok(Reason::RtpAllowed);
+    }
+    if rules.mode == Mode::Guard {
+        return Ok(if from_provider_media {
+            Reason::RtpAllowed
+        } else {
+            Reason::Other
+        });
     }
     let dhcp = (sport, dport) == (67, 68) || (sport, dport) == (547, 546);
     if udp && dhcp {
@@ -261,10 +399,10 @@ fn transport(proto: u8, l4: &[u8], seen: Seen, rules: &Ruleset) -> Result<Reason
         proto,
         remote: src,
         remote_port: sport,
-        local: seen.dst,
+        local: dst,
         local_port: dport,
     };
-    if seen.flows.0.contains(&flow) {
+    if env.flows.0.contains(&flow) {
         return Ok(Reason::Reply);
     }
     if rule_matches(rules, proto, src, Some(dport)) {
@@ -278,8 +416,15 @@ fn transport(proto: u8, l4: &[u8], seen: Seen, rules: &Ruleset) -> Result<Reason
 
 /// Strict mode for protocols without ports: ICMP's essential types and
 /// echo replies, then the rules.
-fn strict_other(proto: u8, l4: &[u8], seen: &Seen, rules: &Ruleset) -> Reason {
-    let v6 = seen.src.is_ipv6();
+fn strict_other(
+    proto: u8,
+    l4: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    flows: &Flows,
+    rules: &Ruleset,
+) -> Reason {
+    let v6 = src.is_ipv6();
     let icmp = if v6 { proto == 58 } else { proto == 1 };
     // The type is read when ICMP's 4-byte head is there; an echo's
     // identifier when its 8-byte header is.
@@ -301,17 +446,17 @@ fn strict_other(proto: u8, l4: &[u8], seen: &Seen, rules: &Ruleset) -> Reason {
         if echo_reply && l4.len() >= 8 {
             let flow = Flow {
                 proto,
-                remote: seen.src,
+                remote: src,
                 remote_port: 0,
-                local: seen.dst,
+                local: dst,
                 local_port: u16::from_be_bytes([l4[4], l4[5]]),
             };
-            if seen.flows.0.contains(&flow) {
+            if flows.0.contains(&flow) {
                 return Reason::Reply;
             }
         }
     }
-    if rule_matches(rules, proto, seen.src, None) {
+    if rule_matches(rules, proto, src, None) {
         return Reason::RuleAllowed;
     }
     Reason::Denied

@@ -14,17 +14,19 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use filter_common::{Reason, REASON_COUNT};
+use filter_common::{Reason, BAN_PERMANENT, REASON_COUNT};
 use sipwall::{
     kernel::{
+        bans::Ban,
         flows::FlowTuple,
+        maps::monotonic_ns,
         runner::{Outcome, Runner},
     },
-    policy::ruleset::{AllowRule, Mode, RuleProto, Ruleset},
+    policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset},
 };
 use sipwall_tests::{
     generator::{frame_seed, Generator},
-    reference::{self, Expected, Flow, Flows},
+    reference::{self, Abuse, Expected, Flow, Flows},
 };
 
 const FIXED_SEED: u64 = 0x5195_a11e_d1ff_0001;
@@ -86,9 +88,16 @@ const REGRESSIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Single sources the rate-limited configurations send from again and
+/// again.
+const HOT_SOURCES: [&str; 3] = ["192.0.2.200/32", "203.0.113.5/32", "2001:db8:99::1/128"];
+
 struct Config {
     name: &'static str,
     rules: Ruleset,
+    /// The ban set, as (prefix, nanoseconds from the configuration's start
+    /// to its end): negative for already over, `None` for permanent.
+    bans: Vec<(&'static str, Option<i64>)>,
     /// The host's flows: the model's own table, entered in the kernel's
     /// flow map too (strict configurations only).
     flows: Flows,
@@ -117,6 +126,62 @@ fn host_flows() -> Vec<Flow> {
     ]
 }
 
+impl Config {
+    /// Whether the rate limiter keeps state across frames: such a
+    /// configuration gets a program of its own, so the kernel's buckets
+    /// start as empty as the model's.
+    fn stateful(&self) -> bool {
+        self.rules.sip_limit.is_some() || self.rules.rtp_limit.is_some()
+    }
+
+    /// The reasons this configuration can give.
+    fn reachable(&self, reason: Reason) -> bool {
+        match reason {
+            Reason::Banned => !self.bans.is_empty(),
+            Reason::SipRatelimited => self.rules.sip_limit.is_some(),
+            Reason::RtpRatelimited => self.rules.rtp_limit.is_some(),
+            Reason::RtpInvalid => self.rules.check_rtp,
+            // Guard's last row; strict mode's own rows instead.
+            Reason::Other => !self.rules.strict(),
+            Reason::Essential
+            | Reason::Reply
+            | Reason::RuleAllowed
+            | Reason::RtpOutside
+            | Reason::Denied => self.rules.strict(),
+            _ => true,
+        }
+    }
+
+    /// The ban set with absolute expiries, for the kernel and the model.
+    fn bans_from(&self, start_ns: u64) -> Vec<Ban> {
+        self.bans
+            .iter()
+            .map(|(net, ends)| Ban {
+                net: net.parse().expect("ban CIDR"),
+                expires_ns: match ends {
+                    None => BAN_PERMANENT,
+                    Some(d) => start_ns.saturating_add_signed(*d),
+                },
+            })
+            .collect()
+    }
+}
+
+/// The abuse configurations' bans: nested prefixes of both families, an
+/// allowlisted address, entries already over, and one that ends while the
+/// configuration runs (the kernel's clock and the test's agree on when).
+const BANS: &[(&str, Option<i64>)] = &[
+    ("203.0.113.128/26", None),
+    ("44.238.177.138/32", Some(3_600_000_000_000)),
+    ("198.51.100.0/24", Some(400_000_000)),
+    ("198.51.100.7/32", Some(-1)),
+    ("198.51.100.130/32", Some(3_600_000_000_000)),
+    ("192.0.2.64/26", Some(-1_000_000_000)),
+    ("2001:db8:1::/48", None),
+    ("2001:db8:2:3::1/128", Some(-1)),
+    ("2001:db8:1:2::/64", Some(3_600_000_000_000)),
+];
+
 fn nets(cidrs: &[&str]) -> Vec<ipnet::IpNet> {
     cidrs.iter().map(|c| c.parse().expect(c)).collect()
 }
@@ -140,6 +205,8 @@ fn configs() -> Vec<Config> {
         // Bit-map edges (1, 65535) beside real-world alternatives.
         sig_ports: vec![1, 5060, 5080, 6060, 65535],
         rtp: (10000, 20000),
+        dry_run: false,
+        log_denied: false,
         ..Ruleset::default()
     };
     let moved = Ruleset {
@@ -184,6 +251,34 @@ fn configs() -> Vec<Config> {
         dry_run: true,
         ..Ruleset::default()
     };
+    // Rates that divide a second exactly (the kernel keeps whole
+    // nanoseconds between packets); bursts small enough to be reached.
+    let mut hot_allow = custom.allow.clone();
+    hot_allow.extend(nets(&["192.0.2.200/32", "2001:db8:99::1/128"]));
+    let abuse = Ruleset {
+        allow: hot_allow,
+        sip_limit: Some(RateLimit {
+            per_sec: 2,
+            burst: 3,
+        }),
+        // A wide media range and a burst of one: enough media frames from
+        // the hot sources reach the media limit.
+        rtp: (10000, 40000),
+        rtp_limit: Some(RateLimit {
+            per_sec: 1,
+            burst: 1,
+        }),
+        check_rtp: true,
+        ..custom.clone()
+    };
+    let abuse_dry = Ruleset {
+        dry_run: true,
+        ..abuse.clone()
+    };
+    let check_only = Ruleset {
+        check_rtp: true,
+        ..long.clone()
+    };
     let strict = Ruleset {
         mode: Mode::Strict,
         rtp: (10000, 20000),
@@ -226,18 +321,34 @@ fn configs() -> Vec<Config> {
         dry_run: true,
         ..strict.clone()
     };
+    // Strict mode with every abuse control: bans before the strict rows,
+    // rate limits and the RTP check on its signalling and media.
+    let strict_abuse = Ruleset {
+        mode: Mode::Strict,
+        rules: strict.rules.clone(),
+        ..abuse.clone()
+    };
+    let no_bans: &[(&str, Option<i64>)] = &[];
     [
-        ("defaults", Ruleset::default()),
-        ("custom", custom),
-        ("custom, RTP range moved", moved),
-        ("custom, allowlists too long to be inline", long),
-        ("dry run", dry_run),
-        ("strict", strict),
-        ("strict, no ping, long allowlist", strict_no_ping),
-        ("strict, dry run", strict_dry),
+        ("defaults", Ruleset::default(), no_bans),
+        ("custom", custom, no_bans),
+        ("custom, RTP range moved", moved, no_bans),
+        ("custom, allowlists too long to be inline", long, no_bans),
+        ("dry run", dry_run, no_bans),
+        ("abuse: bans, rate limits, RTP check", abuse, BANS),
+        ("abuse, dry run", abuse_dry, BANS),
+        ("bans and RTP check, long allowlists", check_only, BANS),
+        ("strict", strict, no_bans),
+        ("strict, no ping, long allowlist", strict_no_ping, no_bans),
+        ("strict, dry run", strict_dry, no_bans),
+        (
+            "strict with bans, rate limits, RTP check",
+            strict_abuse,
+            BANS,
+        ),
     ]
     .into_iter()
-    .map(|(name, rules)| Config {
+    .map(|(name, rules, bans)| Config {
         name,
         flows: if rules.strict() {
             Flows(host_flows().into_iter().collect())
@@ -245,8 +356,20 @@ fn configs() -> Vec<Config> {
             Flows::default()
         },
         rules: rules.normalise().expect("a valid ruleset"),
+        bans: bans.to_vec(),
     })
     .collect()
+}
+
+/// CLOCK_MONOTONIC_COARSE, the clock of `bpf_ktime_get_coarse_ns`.
+fn monotonic_coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -296,14 +419,50 @@ struct Tally {
     reasons: Vec<[u64; REASON_COUNT as usize]>,
     /// Disagreements by kind: "model answer -> kernel answer".
     kinds: BTreeMap<String, u64>,
+    /// Frames whose answer changed while the kernel ran them (a refill or
+    /// an expiry between the clock readings around the run).
+    straddled: u64,
 }
 
 impl Tally {
-    fn check(&mut self, runner: &Runner, ci: usize, config: &Config, origin: Origin, frame: &[u8]) {
-        let want = reference::judge_with_flows(frame, &config.rules, &config.flows);
+    /// Runs `frame` through the kernel between two readings of the clock
+    /// and through the model at both: the kernel read its clock somewhere
+    /// in between, so it must agree with one of them, and the model moves
+    /// on with that one's state.
+    fn check(
+        &mut self,
+        runner: &Runner,
+        (ci, config): (usize, &Config),
+        abuse: &mut Abuse,
+        origin: Origin,
+        frame: &[u8],
+    ) {
+        // The kernel reads its coarse clock, which lags the precise one by
+        // up to a tick: its reading lies between these two.
+        let before_ns = monotonic_coarse_ns();
         let got = runner
             .run(frame)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e:#}", hex(frame)));
+        let after_ns = monotonic_ns();
+        let mut early = abuse.clone();
+        let want_early =
+            reference::judge_full(frame, &config.rules, &mut early, before_ns, &config.flows);
+        let mut late = abuse.clone();
+        let want_late =
+            reference::judge_full(frame, &config.rules, &mut late, after_ns, &config.flows);
+        let want = if want_early == want_late {
+            *abuse = early;
+            want_early
+        } else {
+            self.straddled += 1;
+            if agrees(&want_late, &got, frame.len()) {
+                *abuse = late;
+                want_late
+            } else {
+                *abuse = early;
+                want_early
+            }
+        };
         self.packets += 1;
         self.reasons[ci][want.reason as usize] += 1;
         if agrees(&want, &got, frame.len()) {
@@ -376,16 +535,26 @@ fn kernel_program_agrees_with_the_reference_model() {
          (replay with SIPWALL_FUZZ_SEED={seed:#x})"
     );
 
-    let mut runner = Runner::new(&configs[0].rules).expect("loading the program (needs root)");
+    let mut shared = Runner::new(&configs[0].rules).expect("loading the program (needs root)");
     let mut tally = Tally {
         reasons: vec![[0; REASON_COUNT as usize]; configs.len()],
         ..Tally::default()
     };
     let started = Instant::now();
     for (ci, config) in configs.iter().enumerate() {
-        runner
-            .install(&config.rules)
-            .expect("installing the ruleset");
+        let mut own;
+        let runner = if config.stateful() {
+            own = Runner::new(&config.rules).expect("loading the program");
+            &mut own
+        } else {
+            shared
+                .install(&config.rules)
+                .expect("installing the ruleset");
+            &mut shared
+        };
+        let bans = config.bans_from(monotonic_ns());
+        runner.maps.set_bans(&bans).expect("writing the ban set");
+        let mut abuse = Abuse::with_bans(bans.iter().map(|b| (b.net, b.expires_ns)).collect());
         runner.maps.clear_flows().expect("clearing the flows");
         let tuples: Vec<FlowTuple> = config
             .flows
@@ -400,11 +569,26 @@ fn kernel_program_agrees_with_the_reference_model() {
             })
             .collect();
         runner.maps.add_flows(&tuples).expect("entering the flows");
+        let at = (ci, config);
         for (why, text) in REGRESSIONS {
-            tally.check(&runner, ci, config, Origin::Regression(why), &unhex(text));
+            let frame = unhex(text);
+            tally.check(runner, at, &mut abuse, Origin::Regression(why), &frame);
+        }
+        let mut probed: Vec<ipnet::IpNet> = bans.iter().map(|b| b.net).collect();
+        if config.stateful() {
+            // Sources that come back often enough to run out of tokens.
+            for _ in 0..24 {
+                probed.extend(
+                    HOT_SOURCES
+                        .iter()
+                        .map(|s| s.parse::<ipnet::IpNet>().unwrap()),
+                );
+            }
         }
         let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
-        let generator = Generator::new(&config.rules).with_flows(&flows);
+        let generator = Generator::new(&config.rules)
+            .probing(&probed)
+            .with_flows(&flows);
         // Each configuration draws its own stream from each seed.
         let halves = [
             (FIXED_SEED, per_config / 2),
@@ -425,7 +609,8 @@ fn kernel_program_agrees_with_the_reference_model() {
                         .expect("refreshing the flows");
                 }
                 let frame = generator.frame(frame_seed(stream, index));
-                tally.check(&runner, ci, config, Origin::Seed(stream, index), &frame);
+                let origin = Origin::Seed(stream, index);
+                tally.check(runner, at, &mut abuse, origin, &frame);
             }
         }
     }
@@ -439,10 +624,11 @@ fn kernel_program_agrees_with_the_reference_model() {
         println!("  {:<24} {}", config.name, per_reason(counts));
     }
     println!(
-        "differential summary: {} packets, {} configurations, {} disagreements, {seconds:.1} s; {}",
+        "differential summary: {} packets, {} configurations, {} disagreements, {} straddled a refill or an expiry, {seconds:.1} s; {}",
         tally.packets,
         configs.len(),
         tally.disagreements,
+        tally.straddled,
         per_reason(&totals)
     );
     for (kind, n) in &tally.kinds {
@@ -455,21 +641,7 @@ fn kernel_program_agrees_with_the_reference_model() {
     );
     if per_config >= 2_000 {
         for (config, counts) in configs.iter().zip(&tally.reasons) {
-            for reason in Reason::ALL {
-                // Each mode reaches its own reasons: `other` is guard's
-                // last row, the five after it strict's.
-                let strict_only = [
-                    Reason::Essential,
-                    Reason::Reply,
-                    Reason::RuleAllowed,
-                    Reason::RtpOutside,
-                    Reason::Denied,
-                ];
-                if config.rules.strict() == (reason == Reason::Other)
-                    || (!config.rules.strict() && strict_only.contains(&reason))
-                {
-                    continue;
-                }
+            for reason in Reason::ALL.into_iter().filter(|r| config.reachable(*r)) {
                 assert!(
                     counts[reason as usize] >= MIN_PER_REASON,
                     "configuration \"{}\" reached {} only {} times: the generator no longer covers it",

@@ -52,11 +52,55 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
     let ports = |list: &str| format!("[signalling]\nports = {list}\n").into_bytes();
     let rtp = |value: &str| format!("[media]\nrtp_ports = {value}\n").into_bytes();
     let policy = |line: &str| format!("[policy]\n{line}\n").into_bytes();
+    let media = |lines: &str| format!("[media]\n{lines}\n").into_bytes();
+    let signalling = |lines: &str| format!("[signalling]\n{lines}\n").into_bytes();
     let huge = |list: Vec<String>| {
         let quoted: Vec<String> = list.iter().map(|c| format!("\"{c}\"")).collect();
         allow(&format!("[{}]", quoted.join(",\n")))
     };
     vec![
+        (
+            "rate-no-unit.toml",
+            signalling("rate_limit = \"200\""),
+            vec!["line 2", "N/s"],
+            "rate limit without /s",
+        ),
+        (
+            "rate-zero.toml",
+            signalling("rate_limit = \"0/s\""),
+            vec!["line 2", "out of range"],
+            "rate limit of 0",
+        ),
+        (
+            "rate-huge.toml",
+            media("rate_limit = \"99999999999/s\""),
+            vec!["line 2", "out of range"],
+            "rate limit beyond 10,000,000/s",
+        ),
+        (
+            "rate-number.toml",
+            media("rate_limit = 50"),
+            vec!["line 2", "string"],
+            "rate limit as a bare number",
+        ),
+        (
+            "burst-alone.toml",
+            signalling("burst = 10"),
+            vec!["burst", "without rate_limit"],
+            "burst without a rate",
+        ),
+        (
+            "burst-zero.toml",
+            media("rate_limit = \"50/s\"\nburst = 0"),
+            vec!["line 3", "burst 0"],
+            "burst of 0",
+        ),
+        (
+            "check-rtp-string.toml",
+            media("check_rtp = \"on\""),
+            vec!["line 2", "boolean"],
+            "check_rtp not a boolean",
+        ),
         (
             "prefix33.toml",
             allow("[\"44.229.228.186/33\"]"),
@@ -450,6 +494,108 @@ fn bad_input_is_refused_and_changes_nothing() {
         "deleting every entry without --force",
     ));
     cases.push(case(&["allow", "add"], &["required"], "nothing to add"));
+
+    // ban add / del: the same entries, durations, ban files, top --reason.
+    for (cidr, says, why) in BAD_CIDRS {
+        cases.push(case(
+            &["ban", "add", cidr],
+            says,
+            &format!("ban add: {why}"),
+        ));
+        cases.push(case(
+            &["ban", "add", "192.0.2.50", cidr, "--for", "1h"],
+            says,
+            &format!("ban add, one bad among good: {why}"),
+        ));
+        cases.push(case(
+            &["ban", "del", cidr],
+            says,
+            &format!("ban del: {why}"),
+        ));
+    }
+    for (duration, why) in [
+        ("0", "no time"),
+        ("-5", "negative"),
+        ("1x", "unknown unit"),
+        ("1.5h", "fraction"),
+        ("h", "unit without a number"),
+        ("1h30", "number without a unit after a part"),
+        ("99999999999999999999", "too long for a number"),
+        ("5000w", "longer than ten years"),
+        ("", "empty"),
+    ] {
+        cases.push(case(
+            &["ban", "add", "192.0.2.50", "--for", duration],
+            &["--for"],
+            &format!("ban add --for: {why}"),
+        ));
+    }
+    cases.push(case(
+        &["ban", "del", "192.0.2.99"],
+        &["not banned", "nothing changed"],
+        "lifting a ban that is not there",
+    ));
+    cases.push(case(&["ban", "add"], &["required"], "nothing to ban"));
+    cases.push(case(&["ban", "del"], &["required"], "nothing to lift"));
+    cases.push(case(&["ban"], &["Usage"], "no ban action"));
+    for (name, bytes, says, why) in [
+        (
+            "ban-bad-line.txt",
+            &b"192.0.2.50
+
+nonsense
+"[..],
+            &["line 3", "not an IP address"][..],
+            "a bad line",
+        ),
+        (
+            "ban-binary.txt",
+            &[0xff, 0xfe, 0, 0x80][..],
+            &["not a text file"][..],
+            "binary",
+        ),
+        (
+            "ban-json.json",
+            &b"{\"ipaddress\": [\"192.0.2.50\", 7]}"[..],
+            &["ipaddress[1]", "not a string"][..],
+            "JSON with a number",
+        ),
+        (
+            "ban-json-key.json",
+            &b"{\"ips\": []}"[..],
+            &["ipaddress"][..],
+            "JSON without ipaddress",
+        ),
+        (
+            "ban-json-broken.json",
+            &b"{\"ipaddress\": ["[..],
+            &["not valid JSON"][..],
+            "JSON cut short",
+        ),
+    ] {
+        let f = file(name, bytes);
+        cases.push(case(
+            &["ban", "add", "--file", &f],
+            says,
+            &format!("ban add --file: {why}"),
+        ));
+    }
+    cases.push(case(
+        &["ban", "add", "--file", &missing],
+        &["cannot read"],
+        "ban file missing",
+    ));
+    for (reason, why) in [
+        ("malformed", "a reason without sources"),
+        ("sip-denied", "a misspelt reason"),
+        ("", "empty"),
+    ] {
+        cases.push(case(
+            &["top", "--reason", reason],
+            &["--reason"],
+            &format!("top --reason: {why}"),
+        ));
+    }
     cases.push(case(&["allow"], &["Usage"], "no allow action"));
 
     // allow replace --file: unreadable, empty, binary, bad lines, too big.

@@ -305,6 +305,8 @@ fn custom_ruleset() -> Ruleset {
             .collect(),
         sig_ports: vec![5080],
         rtp: (10000, 10999),
+        dry_run: false,
+        log_denied: false,
         ..Ruleset::default()
     }
     .normalise()
@@ -467,9 +469,13 @@ fn runner(ruleset: &Ruleset) -> Runner {
 fn default_ruleset_table() {
     sipwall_tests::skip_unless_root!();
     let table = default_table();
-    // Every reason of guard mode appears, with both verdicts.
+    // Every reason of guard mode appears, with both verdicts; the abuse
+    // controls, off by default, and strict mode have their own tables below.
     let strict_only = [Essential, Reply, RuleAllowed, RtpOutside, Denied];
-    for reason in Reason::ALL.into_iter().filter(|r| !strict_only.contains(r)) {
+    for reason in Reason::ALL
+        .into_iter()
+        .filter(|r| !ABUSE.contains(r) && !strict_only.contains(r))
+    {
         assert!(
             table.iter().any(|c| c.reason == reason),
             "no row for {}",
@@ -687,6 +693,225 @@ fn host_maps_are_found_in_every_slot_of_both_buckets() {
     run_table("host map positions", &runner, &table_rows, |c| c.verdict);
 }
 
+// --- abuse controls (docs/policy.md: ban set, rate limits, RTP check) ---
+
+/// The reasons only the abuse controls give.
+const ABUSE: [Reason; 4] = [Banned, SipRatelimited, RtpRatelimited, RtpInvalid];
+
+/// A source banned for an hour in the abuse table, and its neighbour.
+const BANNED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
+const BANNED_NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 67);
+/// Banned once, expired since.
+const EXPIRED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+/// Its own /32 ban expired, but the live /28 around it still bans it.
+const COVERED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+
+/// An RTP header (version 2, PCMA), then `payload_len` bytes.
+fn rtp(payload_len: usize) -> Vec<u8> {
+    let mut p = vec![
+        0x80, 0x08, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef,
+    ];
+    p.extend(std::iter::repeat_n(0xd5, payload_len));
+    p
+}
+
+fn abuse_ruleset() -> Ruleset {
+    use sipwall::policy::ruleset::RateLimit;
+    Ruleset {
+        // Two packets at once, then one a second: the rows below run in
+        // well under a second.
+        sip_limit: Some(RateLimit {
+            per_sec: 1,
+            burst: 2,
+        }),
+        rtp_limit: Some(RateLimit {
+            per_sec: 1,
+            burst: 1,
+        }),
+        check_rtp: true,
+        ..Ruleset::default()
+    }
+}
+
+/// The ban set of the abuse table, written through the kernel layer with
+/// expiries relative to now.
+fn install_bans(runner: &mut Runner) {
+    use sipwall::kernel::{bans::Ban, maps::monotonic_ns};
+    let now = monotonic_ns();
+    let hour = 3_600_000_000_000;
+    let ban = |net: &str, expires_ns| Ban {
+        net: net.parse().unwrap(),
+        expires_ns,
+    };
+    runner
+        .maps
+        .set_bans(&[
+            ban("203.0.113.66/32", now + hour),
+            ban("44.238.177.138/32", filter_common::BAN_PERMANENT),
+            ban("198.51.100.7/32", now - 1),
+            ban("192.0.2.0/28", now + hour),
+            ban("192.0.2.5/32", now - 1),
+            ban("2001:db8:bad::/48", now + hour),
+        ])
+        .expect("writing the ban set");
+}
+
+/// Rows in order: the rate-limit rows count on the ones before them.
+#[rustfmt::skip]
+fn abuse_table() -> Vec<Case> {
+    let stun = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    let rtcp_rr = [0x81, 0xc9, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    vec![
+        // --- banned: right after malformed, before every other rule ---
+        case(DROP, Banned, "banned source, UDP 5060", ip4(BANNED).udp(5060, 5060)),
+        case(DROP, Banned, "banned source, RTP", ip4(BANNED).udp(50000, 40000).payload(&rtp(160))),
+        case(DROP, Banned, "banned source, SSH", ip4(BANNED).tcp(33000, 22)),
+        case(DROP, Banned, "banned source, ICMP", ip4(BANNED).icmp_echo()),
+        case(DROP, Banned, "banned source, non-first fragment", ip4(BANNED).udp(5060, 5060).fragment(10, true)),
+        case(DROP, Banned, "banned source behind IPv4 options and a VLAN tag", ip4(BANNED).ipv4_options(8).vlan(TPID_8021Q, 7).udp(5060, 5060)),
+        case(DROP, Banned, "an allowlisted address banned: the ban wins", ip4(PROVIDER_B).udp(5060, 5060)),
+        case(DROP, Banned, "own /32 ban expired, the live /28 around it still bans", ip4(COVERED).udp(50000, 40000).payload(&rtp(20))),
+        case(DROP, Banned, "banned IPv6 /48", ip6(stranger6()).udp(5060, 5060)),
+        case(DROP, Banned, "banned IPv6 /48 behind extension headers", common_chain(ip6(stranger6())).tcp(1, 22)),
+        case(DROP, Malformed, "malformed from a banned source stays malformed", ip4(BANNED).udp(5060, 5060).cut_to(14 + 20 + 6)),
+        case(PASS, NonIp, "ARP from a banned address is not IP", Frame::arp(BANNED, HOST)),
+        case(DROP, SipDenied, "neighbour of a banned /32 (same /24): not banned", ip4(BANNED_NEIGHBOUR).udp(5060, 5060)),
+        case(DROP, SipDenied, "expired ban: back to the other rules", ip4(EXPIRED).udp(5060, 5060)),
+        case(PASS, Other, "192.0.2.16, just outside the banned /28", ip4(Ipv4Addr::new(192, 0, 2, 16)).tcp(1, 22)),
+        case(PASS, Other, "IPv6 next to the banned /48", ip6(v6("2001:db8:bae::9")).tcp(1, 22)),
+        // --- sip_ratelimited: two at once, then one a second, per source ---
+        case(PASS, SipAllowed, "provider A, first packet", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(PASS, SipAllowed, "provider A, second packet: the burst", ip4(PROVIDER_A).tcp(1, 5061)),
+        case(DROP, SipRatelimited, "provider A, third packet at once: over the limit", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(DROP, SipRatelimited, "provider A, fourth", ip4(PROVIDER_A).sctp(5060, 5060)),
+        case(DROP, SipDenied, "a stranger is denied, not limited (and takes no bucket)", ip4(STRANGER).udp(5060, 5060)),
+        // --- rtp_invalid, then rtp_ratelimited: one at once per source ---
+        case(PASS, RtpAllowed, "RTP, 12-byte header and 160 bytes of PCMA", ip4(Ipv4Addr::new(198, 51, 100, 20)).udp(40000, 40000).payload(&rtp(160))),
+        case(DROP, RtpRatelimited, "the same source again at once: over the limit", ip4(Ipv4Addr::new(198, 51, 100, 20)).udp(40000, 40000).payload(&rtp(160))),
+        case(PASS, RtpAllowed, "RTCP receiver report (version 2, 32 bytes)", ip4(Ipv4Addr::new(198, 51, 100, 21)).udp(40001, 40001).payload(&rtcp_rr)),
+        case(PASS, RtpAllowed, "RTP header only, 12 bytes", ip4(Ipv4Addr::new(198, 51, 100, 22)).udp(40000, 40000).payload(&rtp(0))),
+        case(PASS, RtpAllowed, "SRTP: clear header, ciphertext and a 10-byte tag", ip4(Ipv4Addr::new(198, 51, 100, 23)).udp(40000, 50000).payload(&{ let mut p = rtp(0); p.extend([0x5a; 170]); p })),
+        case(PASS, RtpAllowed, "RTP over IPv6", ip6(v6("2001:db8:5::1")).udp(40000, 40000).payload(&rtp(160))),
+        case(PASS, RtpAllowed, "RTP behind IPv4 options (the general walk)", ip4(Ipv4Addr::new(198, 51, 100, 24)).ipv4_options(4).udp(40000, 40000).payload(&rtp(20))),
+        case(DROP, RtpInvalid, "11 bytes of payload: shorter than an RTP header", ip4(STRANGER).udp(40000, 40000).payload(&rtp(0)[..11])),
+        case(DROP, RtpInvalid, "no payload at all", ip4(STRANGER).udp(40000, 40000)),
+        case(DROP, RtpInvalid, "version 0: a STUN binding request", ip4(STRANGER).udp(40000, 40000).payload(&stun)),
+        case(DROP, RtpInvalid, "version 1", ip4(STRANGER).udp(40000, 40000).payload(&[0x40; 40])),
+        case(DROP, RtpInvalid, "version 3", ip4(STRANGER).udp(40000, 40000).payload(&[0xc0; 40])),
+        case(DROP, RtpInvalid, "zeros, a typical flood payload", ip4(STRANGER).udp(40000, 40000).payload(&[0; 100])),
+        case(DROP, RtpInvalid, "junk over IPv6", ip6(v6("2001:db8:5::2")).udp(40000, 40000).payload(&[0; 100])),
+        case(DROP, RtpInvalid, "junk behind IPv4 options", ip4(STRANGER).ipv4_options(4).udp(40000, 40000).payload(&[0x17; 30])),
+        case(DROP, RtpInvalid, "RTP header cut by the IP total length, frame padded", ip4(STRANGER).udp(40000, 40000).payload(&rtp(0)).ip4(|h| h.total_len = Some(20 + 8 + 11))),
+        case(PASS, Other, "junk outside the media ports, both ways, is not checked", ip4(STRANGER).udp(30000, 39999).payload(&[0; 100])),
+        case(PASS, RtpAllowed, "junk from a provider media port to a port outside rtp_ports: media by its source, not checked", ip4(STRANGER).udp(40000, 39999).payload(&[0; 100])),
+        case(PASS, Other, "TCP into the media range is not RTP's business", ip4(STRANGER).tcp(1, 40000)),
+    ]
+}
+
+#[test]
+fn abuse_controls_table() {
+    sipwall_tests::skip_unless_root!();
+    let table = abuse_table();
+    for reason in ABUSE {
+        assert!(
+            table.iter().any(|c| c.reason == reason),
+            "no row for {}",
+            reason.name()
+        );
+    }
+    let mut live = runner(&abuse_ruleset());
+    install_bans(&mut live);
+    run_table("abuse controls", &live, &table, |c| c.verdict);
+    // `top --reason sip_ratelimited` names provider A with its two drops.
+    let limited = live.maps.drop_sources(SipRatelimited).unwrap();
+    let a = IpAddr::V4(PROVIDER_A);
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!((limited[0].0, limited[0].1.packets), (a, 2), "{limited:?}");
+    let rtp_limited = live.maps.drop_sources(RtpRatelimited).unwrap();
+    assert_eq!(rtp_limited.len(), 1, "{rtp_limited:?}");
+    // Dry run: the same rows and counters, nothing dropped.
+    let mut dry = runner(&Ruleset {
+        dry_run: true,
+        ..abuse_ruleset()
+    });
+    install_bans(&mut dry);
+    run_table("abuse controls, dry run", &dry, &table, |_| PASS);
+}
+
+#[test]
+fn a_ban_expires_by_itself_in_the_kernel() {
+    sipwall_tests::skip_unless_root!();
+    use sipwall::kernel::{bans::Ban, maps::monotonic_ns};
+    let mut runner = runner(&Ruleset::default());
+    let ban = Ban {
+        net: "203.0.113.66/32".parse().unwrap(),
+        expires_ns: monotonic_ns() + 300_000_000,
+    };
+    runner.maps.set_bans(&[ban]).unwrap();
+    let frame = || ip4(BANNED).tcp(33000, 22);
+    check(
+        &runner,
+        &case(DROP, Banned, "banned for 300 ms", frame()),
+        DROP,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Nothing in userspace touched the maps: the kernel's clock ended it.
+    check(&runner, &case(PASS, Other, "300 ms later", frame()), PASS).unwrap();
+    assert_eq!(
+        runner.maps.bans().unwrap(),
+        [ban],
+        "the entry is still there"
+    );
+}
+
+/// A flood of spoofed sources that send one packet each is counted whole,
+/// but does not fill the map of denied sources: a source pushed out of its
+/// per-CPU cache slot after a single packet is forgotten (an LRU insert per
+/// packet would cut the rate to a third), while one that sent more is kept
+/// (docs/cli.md, `top`).
+#[test]
+fn single_packet_sources_pushed_out_of_the_cache_are_not_remembered() {
+    sipwall_tests::skip_unless_root!();
+    // One CPU, so that one per-CPU cache sees every packet.
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity get valid pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pinning the test to CPU 0"
+        );
+    }
+    let runner = Runner::new(&Ruleset::default()).unwrap();
+    let sip_from = |src: Ipv6Addr| ip6(src).udp(5060, 5060).build();
+    let keeper = v6("2001:db8:1:2::3");
+    for _ in 0..2 {
+        assert_eq!(runner.run(&sip_from(keeper)).unwrap().verdict, DROP);
+    }
+    const SOURCES: u32 = 40_000;
+    for i in 0..SOURCES {
+        let src = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, (i >> 16) as u16, i as u16);
+        assert_eq!(runner.run(&sip_from(src)).unwrap().verdict, DROP);
+    }
+    let counted = runner.maps.counters().unwrap()[SipDenied as usize].packets;
+    assert_eq!(counted, u64::from(SOURCES) + 2, "every packet is counted");
+    let denied = runner.maps.denied_sources().unwrap();
+    let kept = denied.iter().find(|(a, _)| *a == IpAddr::V6(keeper));
+    assert_eq!(
+        kept.map(|(_, c)| c.packets),
+        Some(2),
+        "the source that sent two packets is listed with both"
+    );
+    let singles = denied.iter().filter(|(_, c)| c.packets == 1).count();
+    assert!(
+        singles <= filter_common::DENIED_CACHE_SLOTS as usize,
+        "{singles} one-packet sources remembered: more than the cache holds, so pushed-out ones went to the LRU map"
+    );
+}
+
 // --- strict mode (docs/policy.md, "Strict mode") ---
 
 const STRICT_TOML: &str = r#"
@@ -824,11 +1049,72 @@ fn strict_runner(ruleset: &Ruleset) -> Runner {
     r
 }
 
+/// Strict mode with the abuse controls: bans right after `malformed`,
+/// before essential traffic, replies and rules; rate limits and the RTP
+/// check on strict mode's signalling and media rows. Rows in order.
+#[rustfmt::skip]
+fn strict_abuse_table() -> Vec<Case> {
+    let media_src = Ipv4Addr::new(198, 51, 100, 30);
+    vec![
+        case(DROP, Malformed, "malformed from a banned source stays malformed", ip4(BANNED).udp(5060, 5060).cut_to(14 + 20 + 6)),
+        case(DROP, Banned, "banned source's path-MTU ICMP", ip4(BANNED).icmp(3, 4)),
+        case(DROP, Banned, "banned source answering the host's own flow", ip6(stranger6()).tcp(443, 40002)),
+        case(DROP, Banned, "banned allowlisted provider address", ip4(PROVIDER_B).udp(5060, 5060)),
+        case(DROP, Banned, "banned source's non-first fragment", ip4(BANNED).raw(PROTO_UDP, b"rest").fragment(185, false)),
+        case(PASS, NonIp, "ARP from a banned address", Frame::arp(BANNED, HOST)),
+        case(PASS, RuleAllowed, "SSH from the management network (its /32 ban expired)", ip4(MGMT).tcp(50123, 22)),
+        case(PASS, Reply, "the host's DNS answer (not banned)", ip4(RESOLVER).udp(53, 33333).payload(&[0; 40])),
+        case(PASS, SipAllowed, "provider A, first", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(PASS, SipAllowed, "provider A, second: the burst", ip4(PROVIDER_A).tcp(1, 5061)),
+        case(DROP, SipRatelimited, "provider A, third at once", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(PASS, RtpAllowed, "RTP into rtp_ports", ip4(media_src).udp(40000, 10000).payload(&rtp(160))),
+        case(DROP, RtpRatelimited, "the same source again at once", ip4(media_src).udp(40000, 10000).payload(&rtp(160))),
+        case(DROP, RtpInvalid, "junk into rtp_ports", ip4(STRANGER).udp(40000, 10000).payload(&[0; 100])),
+        case(DROP, RtpOutside, "junk from a provider media port outside rtp_ports: not media in strict mode", ip4(STRANGER).udp(40000, 30000).payload(&[0; 100])),
+        case(DROP, Denied, "outsider TCP SYN", ip4(STRANGER).tcp(50000, 80)),
+    ]
+}
+
+#[test]
+fn strict_mode_with_abuse_controls_table() {
+    sipwall_tests::skip_unless_root!();
+    let abuse = abuse_ruleset();
+    let rules = Ruleset {
+        sip_limit: abuse.sip_limit,
+        rtp_limit: abuse.rtp_limit,
+        check_rtp: true,
+        ..strict_ruleset()
+    };
+    let table = strict_abuse_table();
+    let mut live = strict_runner(&rules);
+    install_bans(&mut live);
+    run_table("strict with abuse controls", &live, &table, |c| c.verdict);
+    // `top --reason banned` names the banned sources that sent packets.
+    let banned = live.maps.drop_sources(Banned).unwrap();
+    assert!(
+        banned
+            .iter()
+            .any(|(a, c)| *a == IpAddr::V4(BANNED) && c.packets >= 2),
+        "{banned:?}"
+    );
+    let mut dry = strict_runner(&Ruleset {
+        dry_run: true,
+        ..rules
+    });
+    install_bans(&mut dry);
+    run_table("strict with abuse controls, dry run", &dry, &table, |_| {
+        PASS
+    });
+}
+
 #[test]
 fn strict_ruleset_table() {
     sipwall_tests::skip_unless_root!();
     let table = strict_table();
-    for reason in Reason::ALL.into_iter().filter(|r| *r != Other) {
+    for reason in Reason::ALL
+        .into_iter()
+        .filter(|r| *r != Other && !ABUSE.contains(r))
+    {
         assert!(
             table.iter().any(|c| c.reason == reason),
             "no row for {}",

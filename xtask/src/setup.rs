@@ -18,7 +18,8 @@ use anyhow::{bail, Context as _, Result};
 /// clang for the bench's reference program in C, dnsmasq-base (the daemon
 /// only, no service) for the lab resolver of the doctor's DNS check,
 /// systemd for `systemd-analyze verify` of the unit (installing it does not
-/// make it PID 1).
+/// make it PID 1); fail2ban for the test of the
+/// shipped action (dist/fail2ban), run in a temporary directory.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -35,6 +36,7 @@ const PACKAGES: &[&str] = &[
     "clang",
     "dnsmasq-base",
     "systemd",
+    "fail2ban",
 ];
 
 /// cargo-deb builds the Debian package; this version builds with rustc 1.85

@@ -6,7 +6,10 @@ use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
     ops::snapshot::{warn_if_stale, Snapshot},
-    policy::allowlist::{self, Change},
+    policy::{
+        allowlist::{self, Change},
+        cidr,
+    },
 };
 
 pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
@@ -16,12 +19,12 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
             iface,
             cidrs,
             force,
-        } => (iface, Change::Add(allowlist::parse_all(&cidrs)?), force),
+        } => (iface, Change::Add(cidr::parse_all(&cidrs)?), force),
         AllowAction::Del {
             iface,
             cidrs,
             force,
-        } => (iface, Change::Del(allowlist::parse_all(&cidrs)?), force),
+        } => (iface, Change::Del(cidr::parse_all(&cidrs)?), force),
         AllowAction::Replace { iface, file, force } => {
             (iface, Change::Replace(allowlist::read_file(&file)?), force)
         }

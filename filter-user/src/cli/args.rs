@@ -129,10 +129,16 @@ pub enum Command {
         /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
-        /// The drop reason whose sources to show: sip_denied, denied,
-        /// rtp_outside (or another reason that drops).
-        #[arg(long, default_value = "sip_denied")]
+        /// The drop reason whose sources to show: sip_denied (the default),
+        /// denied, rtp_outside, banned, sip_ratelimited, rtp_ratelimited,
+        /// rtp_invalid.
+        #[arg(long, value_name = "R", default_value = "sip_denied")]
         reason: String,
+    },
+    /// Show or change the ban set: sources dropped before any other rule.
+    Ban {
+        #[command(subcommand)]
+        action: BanAction,
     },
     /// Run every packet of a pcap through the real program (nothing attached).
     ///
@@ -250,5 +256,40 @@ pub enum AllowAction {
         /// is not filtering.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BanAction {
+    /// Ban addresses or CIDRs, for a time or permanently; a banned entry takes the new time.
+    Add {
+        #[arg(short, long)]
+        iface: Option<String>,
+        /// Addresses or CIDRs.
+        #[arg(required_unless_present = "file")]
+        cidrs: Vec<String>,
+        /// Also ban every entry of a file (one a line, # comments; or APIBAN's JSON); - for standard input.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// How long: seconds (3600) or 90s, 10m, 1h30m, 7d; permanent when left out.
+        #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
+        duration: Option<String>,
+    },
+    /// Lift bans.
+    Del {
+        #[arg(short, long)]
+        iface: Option<String>,
+        #[arg(required = true)]
+        cidrs: Vec<String>,
+        /// Skip entries that are not banned (expired, say) instead of refusing.
+        #[arg(long)]
+        missing_ok: bool,
+    },
+    /// The bans in force and the time left on each.
+    List {
+        #[arg(short, long)]
+        iface: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -4,6 +4,7 @@
 pub mod allow;
 pub mod args;
 pub mod attach;
+pub mod ban;
 pub mod check;
 pub mod detach;
 pub mod doctor;
@@ -15,7 +16,7 @@ pub mod top;
 use anyhow::Result;
 
 use crate::kernel::pins::PinRoot;
-pub use args::{AllowAction, AttachMode, Cli, Command};
+pub use args::{AllowAction, AttachMode, BanAction, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
     // First: interfaces, pins and `ip` all answer for the namespace this
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             reason,
         } => top::run(&root, iface.as_deref(), n, json, &reason),
+        Command::Ban { action } => ban::run(&root, action),
         Command::Check {
             pcap,
             config,

@@ -37,14 +37,15 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, Counter, DeniedSlot, FlowKey, FlowKeyV4, FlowSeen, Policy, Reason, ReplySlot,
-    SourceKey, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, REASON_COUNT, REPLY_CACHE_SLOTS,
-    V4_HOST_SLOTS,
+    maps as names, BanEntry, Counter, DeniedSlot, DropKey, FlowKey, FlowKeyV4, FlowSeen, Policy,
+    RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_WORDS, DIRECT_WORDS, FLAG_STRICT,
+    INLINE_NONE, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
 use crate::{
     kernel::{
+        bans::{self, Ban},
         direct::{self, V4Table},
         flows::{FlowMapKey, FlowTuple},
     },
@@ -60,13 +61,23 @@ pub struct Maps {
     policy: Array<MapData, Policy>,
     allow_v4: [Trie<4>; 2],
     allow_v6: [Trie<16>; 2],
-    denied: PerCpuHashMap<MapData, SourceKey, Counter>,
+    denied: PerCpuHashMap<MapData, DropKey, Counter>,
     denied_cache: PerCpuArray<MapData, DeniedSlot>,
     /// The direct table, written through a memory mapping.
     v4_direct: MapData,
     /// The host slots, written the same way.
     v4_hosts: MapData,
     v6_direct: MapData,
+    sip_rate: HashMap<MapData, SourceKey, RateState>,
+    rtp_rate: HashMap<MapData, SourceKey, RateState>,
+    sip_rate_cache: Array<MapData, RateSlot>,
+    rtp_rate_cache: Array<MapData, RateSlot>,
+    ban_v4: LpmTrie<MapData, [u8; 4], BanEntry>,
+    ban_v6: LpmTrie<MapData, [u8; 16], BanEntry>,
+    ban_hosts_v4: HashMap<MapData, [u8; 4], BanEntry>,
+    ban_hosts_v6: HashMap<MapData, [u8; 16], BanEntry>,
+    /// The ban gate, written through a memory mapping.
+    ban_gate: MapData,
     /// The host's flows (strict mode's replies), IPv4 and IPv6.
     flows_v4: HashMap<MapData, FlowKeyV4, FlowSeen>,
     flows_v6: HashMap<MapData, FlowKey, FlowSeen>,
@@ -149,6 +160,15 @@ impl Maps {
             v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
+            sip_rate: typed(one(names::SIP_RATE)?, names::SIP_RATE)?,
+            rtp_rate: typed(one(names::RTP_RATE)?, names::RTP_RATE)?,
+            sip_rate_cache: typed(one(names::SIP_RATE_CACHE)?, names::SIP_RATE_CACHE)?,
+            rtp_rate_cache: typed(one(names::RTP_RATE_CACHE)?, names::RTP_RATE_CACHE)?,
+            ban_v4: typed(one(names::BAN_V4)?, names::BAN_V4)?,
+            ban_v6: typed(one(names::BAN_V6)?, names::BAN_V6)?,
+            ban_hosts_v4: typed(one(names::BAN_HOSTS_V4)?, names::BAN_HOSTS_V4)?,
+            ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
+            ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
             flows_v4: typed(one(names::FLOWS_V4)?, names::FLOWS_V4)?,
             flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
             reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
@@ -536,8 +556,12 @@ impl Maps {
     }
 
     /// The sources of packets dropped as `reason`, counters summed over
-    /// CPUs, most packets first.
+    /// CPUs, most packets first. Sources over a rate limit are counted in
+    /// their buckets, every other drop reason's in the dropped-sources map.
     pub fn drop_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
+        if matches!(reason, Reason::SipRatelimited | Reason::RtpRatelimited) {
+            return self.ratelimited_sources(reason);
+        }
         let wanted = reason as u32;
         // The LRU map and the per-CPU cache in front of it (a source's
         // counts may be in both), summed by address.
@@ -573,18 +597,212 @@ impl Maps {
         }
         let mut out: Vec<(IpAddr, Counter)> = sums
             .into_iter()
-            .map(|(addr, c)| {
-                let v6 = Ipv6Addr::from(addr);
-                let addr = match v6.to_ipv4_mapped() {
-                    Some(v4) => IpAddr::V4(v4),
-                    None => IpAddr::V6(v6),
+            .map(|(addr, c)| (source_addr(addr), c))
+            .collect();
+        out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+}
+
+impl Maps {
+    /// The sources dropped over a rate limit (`Reason::SipRatelimited` or
+    /// `Reason::RtpRatelimited`) with their dropped packets and bytes,
+    /// most packets first.
+    fn ratelimited_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
+        let (cache, map) = match reason {
+            Reason::SipRatelimited => (&self.sip_rate_cache, &self.sip_rate),
+            Reason::RtpRatelimited => (&self.rtp_rate_cache, &self.rtp_rate),
+            _ => anyhow::bail!("no per-source rate counts for {}", reason.name()),
+        };
+        // A source's bucket in the cache is the current one; the map may
+        // hold an older copy of it.
+        let mut states: std::collections::HashMap<[u8; 16], RateState> = Default::default();
+        for index in 0..cache.len() {
+            let slot = cache
+                .get(&index, 0)
+                .context("reading the rate-limit cache")?;
+            if slot.state.tat_ns != 0 {
+                states.insert(slot.addr, slot.state);
+            }
+        }
+        for item in map.iter() {
+            let (key, state) = item.context("reading the rate-limit map")?;
+            states.entry(key.addr).or_insert(state);
+        }
+        let mut out: Vec<(IpAddr, Counter)> = states
+            .into_iter()
+            .filter(|(_, s)| s.dropped_packets != 0)
+            .map(|(addr, s)| {
+                let counter = Counter {
+                    packets: s.dropped_packets,
+                    bytes: s.dropped_bytes,
                 };
-                (addr, c)
+                (source_addr(addr), counter)
             })
             .collect();
         out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
         Ok(out)
     }
+
+    /// Every entry of the ban set, expired ones included (the program
+    /// ignores those), sorted by prefix.
+    pub fn bans(&self) -> Result<Vec<Ban>> {
+        let mut out: Vec<Ban> = self
+            .ban_entries()?
+            .into_iter()
+            .map(|(net, e)| Ban {
+                net,
+                expires_ns: e.expires_ns,
+            })
+            .collect();
+        out.sort_by_key(|b| b.net);
+        Ok(out)
+    }
+
+    /// The ban maps' entries as they are.
+    fn ban_entries(&self) -> Result<std::collections::HashMap<IpNet, BanEntry>> {
+        let mut out = std::collections::HashMap::new();
+        for item in self.ban_v4.iter() {
+            let (key, entry) = item.context("reading the IPv4 ban prefixes")?;
+            let addr = IpAddr::V4(Ipv4Addr::from(key.data()));
+            out.insert(ban_net(addr, key.prefix_len())?, entry);
+        }
+        for item in self.ban_v6.iter() {
+            let (key, entry) = item.context("reading the IPv6 ban prefixes")?;
+            let addr = IpAddr::V6(Ipv6Addr::from(key.data()));
+            out.insert(ban_net(addr, key.prefix_len())?, entry);
+        }
+        for item in self.ban_hosts_v4.iter() {
+            let (key, entry) = item.context("reading the banned IPv4 addresses")?;
+            out.insert(ban_net(IpAddr::V4(Ipv4Addr::from(key)), 32)?, entry);
+        }
+        for item in self.ban_hosts_v6.iter() {
+            let (key, entry) = item.context("reading the banned IPv6 addresses")?;
+            out.insert(ban_net(IpAddr::V6(Ipv6Addr::from(key)), 128)?, entry);
+        }
+        Ok(out)
+    }
+
+    /// Makes the ban set exactly `new` (one entry per prefix), live. Every
+    /// step leaves each ban of the old or the new set in force, as a
+    /// packet sees it: the gate bits of the new entries are set first (a
+    /// bit without its entry only costs a lookup), so an entry `ban list`
+    /// shows is already enforced; then the new and changed entries go in,
+    /// then the entries that leave are removed, and only then do gate bits
+    /// clear. Entries that stay as they are are not rewritten.
+    pub fn set_bans(&mut self, new: &[Ban]) -> Result<()> {
+        let old = self.ban_entries()?;
+        let old_list: Vec<Ban> = old
+            .iter()
+            .map(|(net, e)| Ban {
+                net: *net,
+                expires_ns: e.expires_ns,
+            })
+            .collect();
+        let staying: std::collections::HashSet<IpNet> = new.iter().map(|b| b.net).collect();
+        let old_gate = bans::gate(&old_list);
+        let new_gate = bans::gate(new);
+        anyhow::ensure!(new_gate.len() == 2 * BAN_GATE_WORDS as usize);
+        let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
+        write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
+        for (ban, entry) in new.iter().zip(bans::entries(new)) {
+            if old.get(&ban.net) != Some(&entry) {
+                self.write_ban(ban.net, entry)
+                    .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
+            }
+        }
+        for net in old.keys().filter(|n| !staying.contains(n)) {
+            self.remove_ban(*net)
+                .with_context(|| format!("removing {net} from the ban set"))?;
+        }
+        write_changed(&self.ban_gate, &new_gate).context("writing the ban gate")?;
+        Ok(())
+    }
+
+    fn write_ban(&mut self, net: IpNet, entry: BanEntry) -> Result<(), aya::maps::MapError> {
+        match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                self.ban_hosts_v4.insert(n.addr().octets(), entry, 0)
+            }
+            IpNet::V6(n) if n.prefix_len() == 128 => {
+                self.ban_hosts_v6.insert(n.addr().octets(), entry, 0)
+            }
+            IpNet::V4(n) => self.ban_v4.insert(
+                &Key::new(n.prefix_len().into(), n.network().octets()),
+                entry,
+                0,
+            ),
+            IpNet::V6(n) => self.ban_v6.insert(
+                &Key::new(n.prefix_len().into(), n.network().octets()),
+                entry,
+                0,
+            ),
+        }
+    }
+
+    fn remove_ban(&mut self, net: IpNet) -> Result<(), aya::maps::MapError> {
+        match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => self.ban_hosts_v4.remove(&n.addr().octets()),
+            IpNet::V6(n) if n.prefix_len() == 128 => self.ban_hosts_v6.remove(&n.addr().octets()),
+            IpNet::V4(n) => self
+                .ban_v4
+                .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
+            IpNet::V6(n) => self
+                .ban_v6
+                .remove(&Key::new(n.prefix_len().into(), n.network().octets())),
+        }
+    }
+}
+
+fn source_addr(addr: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn ban_net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
+    IpNet::new(addr, prefix_len as u8)
+        .with_context(|| format!("bad prefix {addr}/{prefix_len} in the ban map"))
+}
+
+/// Writes the words of `values` that differ over a memory-mappable BPF
+/// array of exactly that many u64, one aligned word store each (a packet
+/// reads a word whole, old or new).
+fn write_changed(map: &MapData, values: &[u64]) -> Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let len = std::mem::size_of_val(values);
+    // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
+    // a length beyond the map.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mapping the array");
+    }
+    let words = ptr.cast::<u64>();
+    for (i, &v) in values.iter().enumerate() {
+        // SAFETY: `i` is within the mapping of `values.len()` aligned
+        // words; the program reads them concurrently, so each is read and
+        // written with one volatile access of its own width.
+        unsafe {
+            let w = words.add(i);
+            if w.read_volatile() != v {
+                w.write_volatile(v);
+            }
+        }
+    }
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(ptr, len) };
+    Ok(())
 }
 
 fn net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
@@ -676,7 +894,7 @@ fn monotonic_coarse_ns() -> u64 {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

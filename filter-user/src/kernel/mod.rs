@@ -3,6 +3,7 @@
 //! interface.
 pub mod attach;
 pub mod attachment;
+pub mod bans;
 pub mod direct;
 pub mod flows;
 pub mod iface;

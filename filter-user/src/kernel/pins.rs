@@ -234,6 +234,16 @@ impl PinRoot {
         if info.magic != ATTACH_MAGIC || info.layout_version != 3 {
             return Ok(());
         }
+        // Layout 3 only moved the folder; the maps must be this sipwall's
+        // (a sipwall before the abuse controls had fewer maps and a shorter
+        // policy): those are left, and `status` lists them.
+        if let Err(e) = crate::kernel::maps::Maps::open_pinned(&old) {
+            eprintln!(
+                "sipwall: the layout-3 pins of {iface} hold maps of an older sipwall ({e:#}); not adopted: `rm -r {}` detaches them, then attach again",
+                old.display()
+            );
+            return Ok(());
+        }
         create_dir(&self.netns_dir())?;
         let new = self.iface_dir(iface);
         std::fs::rename(&old, &new)

@@ -107,6 +107,8 @@ pub fn top_json(sources: &[(IpAddr, Counter)]) -> Value {
 pub fn top_text(iface: &str, reason: Reason, sources: &[(IpAddr, Counter)]) -> String {
     let what = match reason {
         Reason::SipDenied => "denied signalling sources".to_string(),
+        Reason::SipRatelimited => "signalling sources over the rate limit".to_string(),
+        Reason::RtpRatelimited => "media sources over the rate limit".to_string(),
         r => format!("sources of {} drops", r.name()),
     };
     if sources.is_empty() {

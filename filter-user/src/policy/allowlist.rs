@@ -9,44 +9,14 @@ use ipnet::IpNet;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot},
-    policy::{cidr::parse_cidr, input},
+    policy::{cidr::parse_lines, input},
 };
-
-/// Parses every CIDR, refusing the whole list if any is invalid.
-pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
-    texts
-        .iter()
-        .map(|t| parse_cidr(t).map_err(UsageError))
-        .collect()
-}
 
 /// Reads an allowlist file: one CIDR a line, `#` starts a comment; `-`
 /// is standard input.
 pub fn read_file(path: &Path) -> Result<Vec<IpNet>> {
-    let stdin = path == Path::new("-");
-    let name = if stdin {
-        "standard input".to_string()
-    } else {
-        path.display().to_string()
-    };
-    let bytes = if stdin {
-        input::read_stdin("allowlist", input::TEXT_CAP)?
-    } else {
-        input::read_regular(path, "allowlist", input::TEXT_CAP)?
-    };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
-    let mut nets = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let entry = line.split('#').next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        nets.push(
-            parse_cidr(entry).map_err(|e| UsageError(format!("{name}, line {}: {e}", i + 1)))?,
-        );
-    }
-    Ok(nets)
+    let (name, text) = input::read_list_text(path, "allowlist")?;
+    Ok(parse_lines(&name, &text)?)
 }
 
 /// Which change to make.

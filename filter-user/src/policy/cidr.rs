@@ -4,6 +4,32 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::error::UsageError;
+
+/// Parses every entry, refusing the whole list if any is invalid.
+pub fn parse_all(texts: &[String]) -> Result<Vec<IpNet>, UsageError> {
+    texts
+        .iter()
+        .map(|t| parse_cidr(t).map_err(UsageError))
+        .collect()
+}
+
+/// Parses a list file's text: one entry a line, `#` starts a comment,
+/// blank lines skipped; an error names `name` and the line.
+pub fn parse_lines(name: &str, text: &str) -> Result<Vec<IpNet>, UsageError> {
+    let mut nets = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        nets.push(
+            parse_cidr(entry).map_err(|e| UsageError(format!("{name}, line {}: {e}", i + 1)))?,
+        );
+    }
+    Ok(nets)
+}
+
 /// Parses `text` as an allowlist entry. A bare address means a single host
 /// (/32 or /128). Refused, each with a message saying why and what to write
 /// instead: host bits set below the prefix, IPv4-mapped IPv6 addresses, zone

@@ -13,8 +13,8 @@ use crate::{
         cidr::parse_cidr,
         input,
         ruleset::{
-            AllowRule, Mode as RulesetMode, RuleProto, Ruleset, DEFAULT_PROVIDER_RTP, DEFAULT_RTP,
-            DEFAULT_SIG_PORTS,
+            AllowRule, Mode as RulesetMode, RateLimit, RuleProto, Ruleset, DEFAULT_PROVIDER_RTP,
+            DEFAULT_RTP, DEFAULT_SIG_PORTS,
         },
     },
 };
@@ -132,6 +132,10 @@ impl RuleFile {
 struct Signalling {
     allow: Vec<Cidr>,
     ports: SigPorts,
+    /// Per-source limit of allowed signalling, "N/s"; off when absent.
+    rate_limit: Option<Rate>,
+    /// Packets a source may send at once; default: one second's worth.
+    burst: Option<Burst>,
 }
 
 impl Default for Signalling {
@@ -139,6 +143,8 @@ impl Default for Signalling {
         Signalling {
             allow: Ruleset::default().allow.into_iter().map(Cidr).collect(),
             ports: SigPorts(DEFAULT_SIG_PORTS.to_vec()),
+            rate_limit: None,
+            burst: None,
         }
     }
 }
@@ -147,6 +153,10 @@ impl Default for Signalling {
 #[serde(deny_unknown_fields, default)]
 struct Media {
     rtp_ports: PortRange,
+    rate_limit: Option<Rate>,
+    burst: Option<Burst>,
+    /// UDP into the media range must look like RTP/RTCP.
+    check_rtp: bool,
     provider_rtp_ports: PortRange,
 }
 
@@ -154,8 +164,72 @@ impl Default for Media {
     fn default() -> Self {
         Media {
             rtp_ports: PortRange(DEFAULT_RTP.0, DEFAULT_RTP.1),
+            rate_limit: None,
+            burst: None,
+            check_rtp: false,
             provider_rtp_ports: PortRange(DEFAULT_PROVIDER_RTP.0, DEFAULT_PROVIDER_RTP.1),
         }
+    }
+}
+
+/// `"N/s"`: packets a second, 1 to `RateLimit::MAX_RATE`.
+struct Rate(u32);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_rate(&text).map(Rate).map_err(D::Error::custom)
+    }
+}
+
+/// Parses a rate limit such as `"200/s"`.
+pub fn parse_rate(text: &str) -> Result<u32, String> {
+    let Some(number) = text.trim().strip_suffix("/s") else {
+        return Err(format!(
+            "rate_limit {text:?} is not packets a second: write it as \"N/s\", e.g. \"200/s\""
+        ));
+    };
+    match number.trim().parse::<u64>() {
+        Ok(n) if (1..=u64::from(RateLimit::MAX_RATE)).contains(&n) => Ok(n as u32),
+        Ok(n) => Err(format!(
+            "rate_limit {n}/s is out of range (1-{}/s)",
+            RateLimit::MAX_RATE
+        )),
+        Err(_) => Err(format!("rate_limit {text:?}: {number:?} is not a number")),
+    }
+}
+
+/// A burst size: 1 to `RateLimit::MAX_BURST` packets.
+struct Burst(u32);
+
+impl<'de> Deserialize<'de> for Burst {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(b) if (1..=RateLimit::MAX_BURST).contains(&b) => Ok(Burst(b)),
+            _ => Err(D::Error::custom(format!(
+                "burst {n} is out of range (1-{})",
+                RateLimit::MAX_BURST
+            ))),
+        }
+    }
+}
+
+/// The limit of a section, refusing a burst without a rate.
+fn rate_limit(
+    section: &str,
+    rate: Option<Rate>,
+    burst: Option<Burst>,
+) -> Result<Option<RateLimit>, String> {
+    match (rate, burst) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(format!(
+            "[{section}] burst is set without rate_limit: set rate_limit = \"N/s\" too, or remove burst"
+        )),
+        (Some(Rate(per_sec)), burst) => Ok(Some(RateLimit {
+            per_sec,
+            burst: burst.map_or(per_sec, |b| b.0),
+        })),
     }
 }
 
@@ -279,6 +353,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         .map(|(i, r)| r.rule(i + 1))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(format!("{origin}: {e}")))?;
+    let sip_limit = rate_limit(
+        "signalling",
+        file.signalling.rate_limit,
+        file.signalling.burst,
+    )
+    .map_err(|e| UsageError(format!("{origin}: {e}")))?;
+    let rtp_limit = rate_limit("media", file.media.rate_limit, file.media.burst)
+        .map_err(|e| UsageError(format!("{origin}: {e}")))?;
     Ruleset {
         allow: file.signalling.allow.into_iter().map(|c| c.0).collect(),
         sig_ports: file.signalling.ports.0,
@@ -289,6 +371,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         ),
         dry_run: file.policy.dry_run,
         log_denied: file.policy.log_denied,
+        sip_limit,
+        rtp_limit,
+        check_rtp: file.media.check_rtp,
         mode,
         ping: file.strict.ping,
         rules,
@@ -396,6 +481,40 @@ log_denied = true
         assert_eq!(r.sig_ports, [5060, 5080]);
         assert_eq!(r.rtp, (10000, 20000));
         assert!(r.dry_run && r.log_denied);
+    }
+
+    #[test]
+    fn abuse_controls_are_read() {
+        let r = ok(r#"
+[signalling]
+rate_limit = "200/s"
+burst = 400
+
+[media]
+rate_limit = "5000/s"
+check_rtp = true
+"#);
+        assert_eq!(
+            r.sip_limit,
+            Some(RateLimit {
+                per_sec: 200,
+                burst: 400
+            })
+        );
+        // Without a burst, one second's worth.
+        assert_eq!(
+            r.rtp_limit,
+            Some(RateLimit {
+                per_sec: 5000,
+                burst: 5000
+            })
+        );
+        assert!(r.check_rtp);
+        // And they survive the trip through the kernel's form.
+        let back = Ruleset::from_parts(&r.policy(), r.allow.clone());
+        assert_eq!(back, r);
+        let d = Ruleset::default();
+        assert!(d.sip_limit.is_none() && d.rtp_limit.is_none() && !d.check_rtp);
     }
 
     #[test]
@@ -515,6 +634,13 @@ proto = "icmp"
                 "section [media] is empty",
             ),
             ("media = {}\n", 0, "section [media] is empty"),
+            ("[signalling]\nrate_limit = \"200\"\n", 2, "N/s"),
+            ("[signalling]\nrate_limit = \"0/s\"\n", 2, "out of range"),
+            ("[signalling]\nrate_limit = \"x/s\"\n", 2, "not a number"),
+            ("[signalling]\nrate_limit = 200\n", 2, "string"),
+            ("[media]\nrate_limit = \"50/s\"\nburst = 0\n", 3, "burst 0"),
+            ("[media]\nburst = 10\n", 0, "without rate_limit"),
+            ("[media]\ncheck_rtp = \"yes\"\n", 2, "boolean"),
         ];
         for (text, line, says) in cases {
             let msg = err(text);

@@ -64,6 +64,26 @@ pub fn read_regular(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>, UsageE
     })
 }
 
+/// A list file as text: a regular file of at most [`TEXT_CAP`] bytes, or
+/// standard input for `-`. Returns the name to use in messages and the
+/// text.
+pub fn read_list_text(path: &Path, what: &str) -> Result<(String, String), UsageError> {
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let bytes = if stdin {
+        read_stdin(what, TEXT_CAP)?
+    } else {
+        read_regular(path, what, TEXT_CAP)?
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| UsageError(format!("{name}: not a text file (invalid UTF-8)")))?;
+    Ok((name, text))
+}
+
 /// Reads standard input to its end, refusing more than `cap` bytes.
 pub fn read_stdin(what: &str, cap: u64) -> Result<Vec<u8>, UsageError> {
     read_capped(std::io::stdin().lock(), cap).map_err(|e| match e {

@@ -3,8 +3,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{
-    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, Policy, StrictRule, FLAG_DRY_RUN, FLAG_LOG_DENIED,
-    FLAG_PING, FLAG_STRICT, MAX_STRICT_RULES, RULE_ANY_PROTO,
+    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, Policy, StrictRule, FLAG_CHECK_RTP, FLAG_DRY_RUN,
+    FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT, MAX_STRICT_RULES, RULE_ANY_PROTO,
 };
 use ipnet::{IpNet, Ipv6Net};
 
@@ -130,11 +130,56 @@ pub struct Ruleset {
     pub provider_rtp: (u16, u16),
     pub dry_run: bool,
     pub log_denied: bool,
+    /// Per-source limit of allowed signalling (`[signalling] rate_limit`).
+    pub sip_limit: Option<RateLimit>,
+    /// Per-source limit of media (`[media] rate_limit`).
+    pub rtp_limit: Option<RateLimit>,
+    /// UDP into the media range must look like RTP/RTCP.
+    pub check_rtp: bool,
     pub mode: Mode,
     /// Strict mode passes echo requests.
     pub ping: bool,
     /// Strict mode's `[[strict.allow]]` rules, in file order.
     pub rules: Vec<AllowRule>,
+}
+
+/// A per-source token bucket: `per_sec` packets a second on average,
+/// `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// 1 to [`RateLimit::MAX_RATE`].
+    pub per_sec: u32,
+    /// 1 to [`RateLimit::MAX_BURST`].
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub const MAX_RATE: u32 = 10_000_000;
+    pub const MAX_BURST: u32 = 10_000_000;
+
+    /// The kernel's form: (interval, window) in nanoseconds.
+    pub fn to_kernel(self) -> (u64, u64) {
+        let interval = 1_000_000_000 / u64::from(self.per_sec);
+        (interval, interval * u64::from(self.burst))
+    }
+
+    /// Back from the kernel's form; `None` for "no limit".
+    pub fn from_kernel(interval_ns: u64, window_ns: u64) -> Option<RateLimit> {
+        if interval_ns == 0 {
+            return None;
+        }
+        let per_sec = (1_000_000_000 + interval_ns / 2) / interval_ns;
+        Some(RateLimit {
+            per_sec: per_sec.max(1) as u32,
+            burst: (window_ns / interval_ns).max(1) as u32,
+        })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/s burst {}", self.per_sec, self.burst)
+    }
 }
 
 impl Default for Ruleset {
@@ -149,6 +194,9 @@ impl Default for Ruleset {
             provider_rtp: DEFAULT_PROVIDER_RTP,
             dry_run: false,
             log_denied: false,
+            sip_limit: None,
+            rtp_limit: None,
+            check_rtp: false,
             mode: Mode::Guard,
             ping: true,
             rules: Vec::new(),
@@ -218,6 +266,15 @@ impl Ruleset {
         if self.log_denied {
             p.flags |= FLAG_LOG_DENIED;
         }
+        if self.check_rtp {
+            p.flags |= FLAG_CHECK_RTP;
+        }
+        if let Some(limit) = self.sip_limit {
+            (p.sip_interval_ns, p.sip_window_ns) = limit.to_kernel();
+        }
+        if let Some(limit) = self.rtp_limit {
+            (p.rtp_interval_ns, p.rtp_window_ns) = limit.to_kernel();
+        }
         let v4: Vec<_> = self.v4().collect();
         if v4.len() <= filter_common::INLINE_PREFIXES {
             p.v4_inline_len = v4.len() as u32;
@@ -262,6 +319,9 @@ impl Ruleset {
             provider_rtp: (policy.provider_rtp_first, policy.provider_rtp_last),
             dry_run: policy.flags & FLAG_DRY_RUN != 0,
             log_denied: policy.flags & FLAG_LOG_DENIED != 0,
+            sip_limit: RateLimit::from_kernel(policy.sip_interval_ns, policy.sip_window_ns),
+            rtp_limit: RateLimit::from_kernel(policy.rtp_interval_ns, policy.rtp_window_ns),
+            check_rtp: policy.flags & FLAG_CHECK_RTP != 0,
             mode: if policy.flags & FLAG_STRICT != 0 {
                 Mode::Strict
             } else {
@@ -285,7 +345,7 @@ impl Ruleset {
             String::new()
         };
         format!(
-            "{strict}signalling ports {} from {} allowlisted prefixes ({} IPv4, {} IPv6); RTP UDP to {}-{}, from provider ports {}-{}{}",
+            "{strict}signalling ports {} from {} allowlisted prefixes ({} IPv4, {} IPv6); RTP UDP to {}-{}, from provider ports {}-{}{}{}",
             ports.join(","),
             self.allow.len(),
             self.v4().count(),
@@ -294,12 +354,30 @@ impl Ruleset {
             self.rtp.1,
             self.provider_rtp.0,
             self.provider_rtp.1,
+            self.abuse_summary(),
             if self.dry_run {
                 "; DRY RUN (nothing dropped)"
             } else {
                 ""
             }
         )
+    }
+}
+
+impl Ruleset {
+    /// The abuse controls that are on, as "; ..." parts of the summary.
+    fn abuse_summary(&self) -> String {
+        let mut out = String::new();
+        if let Some(l) = self.sip_limit {
+            out += &format!("; signalling limited to {l} per source");
+        }
+        if let Some(l) = self.rtp_limit {
+            out += &format!("; media limited to {l} per source");
+        }
+        if self.check_rtp {
+            out += "; media must be RTP";
+        }
+        out
     }
 }
 

@@ -1,0 +1,63 @@
+//! `sipwall ban add|del|list`: the live ban set.
+use anyhow::Result;
+
+use super::BanAction;
+use crate::{
+    kernel::{pins::PinRoot, privileges::require_root},
+    policy::{
+        banlist::{self, Change},
+        cidr,
+    },
+};
+
+pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
+    let (iface, change) = match action {
+        BanAction::List { iface, json } => return list(root, iface.as_deref(), json),
+        BanAction::Add {
+            iface,
+            cidrs,
+            file,
+            duration,
+        } => {
+            let duration = duration
+                .as_deref()
+                .map(banlist::parse_duration)
+                .transpose()?;
+            let mut nets = cidr::parse_all(&cidrs)?;
+            if let Some(file) = file {
+                nets.extend(banlist::read_file(&file)?);
+            }
+            (iface, Change::Add(nets, duration))
+        }
+        BanAction::Del {
+            iface,
+            cidrs,
+            missing_ok,
+        } => (iface, Change::Del(cidr::parse_all(&cidrs)?, missing_ok)),
+    };
+    require_root()?;
+    let iface = root.resolve(iface.as_deref())?;
+    let bans = banlist::apply(root, &iface, change)?;
+    println!("{iface}: {} entries banned", bans.len());
+    Ok(())
+}
+
+fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
+    require_root()?;
+    let (_, bans) = banlist::list(root, iface)?;
+    if json {
+        let list: Vec<serde_json::Value> = bans
+            .iter()
+            .map(|(net, left)| serde_json::json!({ "cidr": net.to_string(), "expires_in": left }))
+            .collect();
+        println!("{}", serde_json::json!({ "bans": list }));
+    } else {
+        for (net, left) in &bans {
+            match left {
+                Some(secs) => println!("{net}\texpires in {}", banlist::human_duration(*secs)),
+                None => println!("{net}\tpermanent"),
+            }
+        }
+    }
+    Ok(())
+}

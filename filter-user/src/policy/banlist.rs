@@ -1,0 +1,295 @@
+//! `sipwall ban`: the live ban set of an attached filter (docs/cli.md).
+//! Entries, durations and ban files are validated completely first; then
+//! the whole new set is written under the pin-root lock (see
+//! `Maps::set_bans`). Entries whose time is up are dropped from the maps
+//! by the next change (the program already ignores them).
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use filter_common::{maps::BAN_MAX, BAN_PERMANENT};
+use ipnet::IpNet;
+
+use crate::{
+    error::UsageError,
+    kernel::{attachment::Attachment, bans::Ban, maps::monotonic_ns, pins::PinRoot},
+    policy::{
+        cidr::{parse_cidr, parse_lines},
+        input,
+    },
+};
+
+/// Reads a ban list: one address or CIDR a line with `#` comments (as
+/// APIBAN's clients and most blocklists write them), or APIBAN's JSON
+/// answer, `{"ipaddress": ["203.0.113.9", ...], ...}`.
+/// `-` reads standard input, as `allow replace --file -` does.
+pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
+    let (name, text) = input::read_list_text(path, "ban list")?;
+    if text.trim_start().starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| UsageError(format!("{name}: not valid JSON: {e}")))?;
+        let list = value
+            .get("ipaddress")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "{name}: JSON without an \"ipaddress\" array (APIBAN's format); or give one address a line"
+                ))
+            })?;
+        return list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let text = v
+                    .as_str()
+                    .ok_or_else(|| UsageError(format!("{name}: ipaddress[{i}] is not a string")))?;
+                parse_cidr(text).map_err(|e| UsageError(format!("{name}: ipaddress[{i}]: {e}")))
+            })
+            .collect();
+    }
+    parse_lines(&name, &text)
+}
+
+/// Parses `--for`: seconds (`3600`, as fail2ban's `<bantime>` gives it) or
+/// a sum of numbers with units s, m, h, d, w (`90s`, `10m`, `1h30m`, `7d`).
+pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
+    let bad = |why: &str| {
+        UsageError(format!(
+            "--for {text:?}: {why}; write seconds (3600) or a duration like 90s, 10m, 1h30m, 7d"
+        ))
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad("empty"));
+    }
+    if t.starts_with('-') {
+        return Err(bad(
+            "a negative time (fail2ban's bantime -1 means permanent: leave --for out)",
+        ));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut saw_unit = false;
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(bad(&format!("{c:?} is not a unit"))),
+        };
+        let n: u64 = number.parse().map_err(|_| bad("a unit without a number"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| bad("too long"))?;
+        number.clear();
+        saw_unit = true;
+    }
+    if !number.is_empty() {
+        if saw_unit {
+            return Err(bad("a number without a unit after another part"));
+        }
+        total = number.parse().map_err(|_| bad("too long"))?;
+    }
+    if total == 0 {
+        return Err(bad("a ban of no time bans nothing"));
+    }
+    // Ten years: longer is a permanent ban (leave --for out).
+    if total > 10 * 365 * 86_400 {
+        return Err(bad(
+            "longer than ten years (leave --for out for a permanent ban)",
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Which change to make.
+pub enum Change {
+    /// Ban these for the duration (`None`: permanently); an entry already
+    /// there takes the new expiry.
+    Add(Vec<IpNet>, Option<Duration>),
+    /// Lift these bans; with `missing_ok`, entries not in the set are
+    /// skipped instead of refused.
+    Del(Vec<IpNet>, bool),
+}
+
+/// Applies `change` to the ban set of `iface`; returns the entries in
+/// force afterwards.
+pub fn apply(root: &PinRoot, iface: &str, change: Change) -> Result<Vec<Ban>> {
+    let _lock = root.lock()?;
+    let mut att = Attachment::open_resolved(root, iface.to_string())?;
+    let now = monotonic_ns();
+    // Live entries only: expired ones leave the maps with this change.
+    let mut set: BTreeMap<IpNet, u64> = att
+        .maps
+        .bans()?
+        .into_iter()
+        .filter(|b| b.expires_ns > now)
+        .map(|b| (b.net, b.expires_ns))
+        .collect();
+    match change {
+        Change::Add(nets, duration) => {
+            let expires = match duration {
+                Some(d) => now + d.as_nanos() as u64,
+                None => BAN_PERMANENT,
+            };
+            for net in nets {
+                set.insert(net.trunc(), expires);
+            }
+        }
+        Change::Del(nets, missing_ok) => {
+            let missing: Vec<String> = nets
+                .iter()
+                .filter(|n| !set.contains_key(n))
+                .map(IpNet::to_string)
+                .collect();
+            if !missing.is_empty() && !missing_ok {
+                return Err(UsageError(format!(
+                    "not banned on {iface}: {} (nothing changed)",
+                    missing.join(", ")
+                ))
+                .into());
+            }
+            for net in &nets {
+                set.remove(net);
+            }
+        }
+    }
+    let bans: Vec<Ban> = set
+        .into_iter()
+        .map(|(net, expires_ns)| Ban { net, expires_ns })
+        .collect();
+    check_fits(&bans)?;
+    att.maps
+        .set_bans(&bans)
+        .with_context(|| format!("updating the ban set of {iface}"))?;
+    Ok(bans)
+}
+
+/// A ban in force and its whole seconds left (`None`: permanent).
+pub type Listed = (IpNet, Option<u64>);
+
+/// The bans in force on the interface (named in the result).
+pub fn list(root: &PinRoot, iface: Option<&str>) -> Result<(String, Vec<Listed>)> {
+    let att = Attachment::open(root, iface)?;
+    let now = monotonic_ns();
+    let bans = att
+        .maps
+        .bans()?
+        .into_iter()
+        .filter(|b| b.expires_ns > now)
+        .map(|b| {
+            let left = (!b.is_permanent()).then(|| (b.expires_ns - now) / 1_000_000_000);
+            (b.net, left)
+        })
+        .collect();
+    Ok((att.iface, bans))
+}
+
+/// Refuses more entries than the tries hold, before anything is written.
+fn check_fits(bans: &[Ban]) -> Result<(), UsageError> {
+    let v4 = bans
+        .iter()
+        .filter(|b| matches!(b.net, IpNet::V4(_)))
+        .count();
+    let v6 = bans.len() - v4;
+    if v4 > BAN_MAX as usize || v6 > BAN_MAX as usize {
+        return Err(UsageError(format!(
+            "the ban set would have {v4} IPv4 and {v6} IPv6 entries; at most {BAN_MAX} of each fit (nothing changed)"
+        )));
+    }
+    Ok(())
+}
+
+/// Seconds as "1h02m03s" for people.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h{m:02}m")
+    } else if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |t: &str| parse_duration(t).unwrap().as_secs();
+        assert_eq!(ok("3600"), 3600);
+        assert_eq!(ok("90s"), 90);
+        assert_eq!(ok("10m"), 600);
+        assert_eq!(ok("1h30m"), 5400);
+        assert_eq!(ok("7d"), 604_800);
+        assert_eq!(ok("1w"), 604_800);
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1x",
+            "h",
+            "1h30",
+            "1.5h",
+            "99999999999999999999",
+            "20000d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn ban_files() {
+        let dir = std::env::temp_dir().join(format!("sipwall-banfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines = dir.join("list.txt");
+        std::fs::write(
+            &lines,
+            "# APIBAN\n203.0.113.9\n\n198.51.100.0/24 # a network\n",
+        )
+        .unwrap();
+        let got: Vec<String> = read_file(&lines)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(got, ["203.0.113.9/32", "198.51.100.0/24"]);
+        let json = dir.join("list.json");
+        std::fs::write(
+            &json,
+            r#"{"ipaddress":["203.0.113.7","2001:db8::9"],"ID":"1234"}"#,
+        )
+        .unwrap();
+        let got: Vec<String> = read_file(&json)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(got, ["203.0.113.7/32", "2001:db8::9/128"]);
+        let bad = dir.join("bad.txt");
+        std::fs::write(&bad, "203.0.113.9\nnot-an-ip\n").unwrap();
+        let e = read_file(&bad).unwrap_err().0;
+        assert!(e.contains("line 2"), "{e}");
+        std::fs::write(&bad, r#"{"ips":[]}"#).unwrap();
+        assert!(read_file(&bad).unwrap_err().0.contains("ipaddress"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(59), "59s");
+        assert_eq!(human_duration(3599), "59m59s");
+        assert_eq!(human_duration(3600), "1h00m00s");
+        assert_eq!(human_duration(90_000), "1d01h00m");
+    }
+}
