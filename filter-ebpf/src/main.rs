@@ -46,7 +46,9 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let parsed = parse::parse(pkt);
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let reason = if policy.flags & FLAG_STRICT == 0 {
+    let reason = if policy::source_banned(&parsed) {
+        Reason::Banned
+    } else if policy.flags & FLAG_STRICT == 0 {
         policy::decide(&parsed, policy, generation, bytes)
     } else {
         strict::decide(pkt, &parsed, policy, generation, bytes)
@@ -93,9 +95,7 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
         }
     }
     if learn {
-        if let Some(key) = egress::flow_of(&outbound) {
-            egress::remember(&key);
-        }
+        egress::learn(&outbound);
     }
     TC_ACT_UNSPEC
 }
