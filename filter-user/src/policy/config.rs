@@ -51,8 +51,9 @@ struct RuleFile {
     proto: ProtoName,
     #[serde(default)]
     ports: Option<Vec<PortOrRange>>,
+    /// Absent means any source; present, it must name at least one.
     #[serde(default)]
-    from: Vec<Cidr>,
+    from: Option<Vec<Cidr>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -120,7 +121,18 @@ impl RuleFile {
         let mut ports: Vec<(u16, u16)> = ports;
         ports.sort();
         ports.dedup();
-        let mut from: Vec<IpNet> = self.from.into_iter().map(|c| c.0).collect();
+        // An empty list would read as "any source" (as if `from` were
+        // absent): a template whose list came out empty must not open the
+        // port to everyone.
+        let from = match self.from {
+            Some(f) if f.is_empty() => {
+                return Err(format!(
+                    "[[strict.allow]] rule {n} (proto {name}): from is empty; list the source prefixes, or remove `from` to allow any source"
+                ))
+            }
+            f => f.unwrap_or_default(),
+        };
+        let mut from: Vec<IpNet> = from.into_iter().map(|c| c.0).collect();
         from.sort();
         from.dedup();
         Ok(AllowRule { proto, ports, from })
@@ -569,6 +581,14 @@ proto = "icmp"
                 "unknown field",
             ),
             ("[strict]\npong = true\n", "unknown field"),
+            (
+                "[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = []\n",
+                "from is empty",
+            ),
+            (
+                "[[strict.allow]]\nproto = \"any\"\nfrom = []\n",
+                "from is empty",
+            ),
         ];
         for (text, says) in cases {
             let msg = err(text);
