@@ -83,6 +83,7 @@ pub enum Command {
     },
     /// Keep a policy applied with --confirm.
     Confirm {
+        /// The interface whose --confirm waits (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
     },
