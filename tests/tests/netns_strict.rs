@@ -857,4 +857,49 @@ fn run_with_confirm_rolls_back_or_keeps_running() {
         status.success(),
         "SIGTERM stops the service cleanly: {status}"
     );
+
+    // Stopped while the confirmation is awaited, over a filter that was
+    // there before (which the service leaves attached): the unconfirmed
+    // strict policy must not stay behind.
+    lab.sipwall_ok(&["attach", "-i", PBX_IFACE, "--mode", "native"]);
+    let mode = || {
+        let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE, "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        status["interfaces"][0]["policy_mode"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(mode(), "guard");
+    let mut stopped = run("60");
+    let end = Instant::now() + Duration::from_secs(20);
+    while mode() != "strict" {
+        assert!(
+            Instant::now() < end,
+            "run --confirm never applied strict mode"
+        );
+        assert!(
+            stopped.try_wait().unwrap().is_none(),
+            "the service ended early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(stopped.id() as libc::pid_t, libc::SIGTERM) };
+    let status = stopped.wait().unwrap();
+    let mut log = String::new();
+    stopped
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "stopped unconfirmed exits 1: {log}");
+    assert!(log.contains("stopped before a confirmation"), "{log}");
+    assert_eq!(mode(), "guard", "the previous policy is back: {log}");
+    assert_eq!(
+        programs_on_iface(&lab),
+        (true, true),
+        "the filter that was there before stays attached"
+    );
 }
