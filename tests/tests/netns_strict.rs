@@ -491,6 +491,28 @@ fn strict_mode_with_real_peers() {
         status.contains("rtp_outside") && status.contains("rtp_ports"),
         "status says what to set: {status}"
     );
+    // So does doctor (an address as the provider's host: no DNS wait).
+    let doctor = lab.sipwall(&[
+        "doctor",
+        "-i",
+        PBX_IFACE,
+        "--provider-host",
+        "44.229.228.186",
+        "--json",
+    ]);
+    let doctor: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let near = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "near_provider")
+        .unwrap_or_else(|| panic!("no near_provider check: {doctor}"));
+    assert_eq!(near["status"], "warn", "{near}");
+    assert!(
+        near["summary"].as_str().unwrap().contains("15 packets")
+            && near["action"].as_str().unwrap().contains("rtp_ports"),
+        "doctor names the one-way audio and what to set: {near}"
+    );
 
     // SSH-like TCP from the management network passes, from elsewhere not.
     let ssh = listen(&lab, Host::Pbx, SocketAddr::new(pbx, 22));
