@@ -44,7 +44,7 @@ pub fn to_json(
                 "rtp_ports": r.map(|r| format!("{}-{}", r.rtp.0, r.rtp.1)),
                 "provider_rtp_ports": r.map(|r| format!("{}-{}", r.provider_rtp.0, r.provider_rtp.1)),
                 "policy_mode": r.map(|r| r.mode.name()),
-                "strict_rules": r.map(|r| r.rules.len()),
+                "strict_rules": r.map(|r| crate::policy::ruleset::compile_rules(&r.rules).len()),
                 "hints": hints(s),
                 "policy": r.map(|r| r.summary()),
                 "problems": s.problems,
