@@ -180,6 +180,12 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
             "strict tcp rule without ports",
         ),
         (
+            "strictfromempty.toml",
+            b"[policy]\nmode = \"strict\"\n\n[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = []\n".to_vec(),
+            vec!["rule 1", "from is empty"],
+            "strict rule whose from lists nothing (not: any source)",
+        ),
+        (
             "strictproto.toml",
             b"[[strict.allow]]\nproto = \"gre\"\n".to_vec(),
             vec!["line 2", "unknown variant"],

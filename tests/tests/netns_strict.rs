@@ -412,7 +412,7 @@ fn strict_mode_with_real_peers() {
     lab.sipwall_ok(&["allow", "add", "-i", PBX_IFACE, &format!("{OUTSIDER}/32")]);
     let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE]);
     assert!(
-        status.contains("STRICT") && status.contains("1 allow rules"),
+        status.contains("STRICT") && status.contains("1 [[strict.allow]] entry,"),
         "{status}"
     );
     let calls = sipp::call(
@@ -490,6 +490,28 @@ fn strict_mode_with_real_peers() {
     assert!(
         status.contains("rtp_outside") && status.contains("rtp_ports"),
         "status says what to set: {status}"
+    );
+    // So does doctor (an address as the provider's host: no DNS wait).
+    let doctor = lab.sipwall(&[
+        "doctor",
+        "-i",
+        PBX_IFACE,
+        "--provider-host",
+        "44.229.228.186",
+        "--json",
+    ]);
+    let doctor: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let near = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "near_provider")
+        .unwrap_or_else(|| panic!("no near_provider check: {doctor}"));
+    assert_eq!(near["status"], "warn", "{near}");
+    assert!(
+        near["summary"].as_str().unwrap().contains("15 packets")
+            && near["action"].as_str().unwrap().contains("rtp_ports"),
+        "doctor names the one-way audio and what to set: {near}"
     );
 
     // SSH-like TCP from the management network passes, from elsewhere not.
@@ -856,5 +878,53 @@ fn run_with_confirm_rolls_back_or_keeps_running() {
     assert!(
         status.success(),
         "SIGTERM stops the service cleanly: {status}"
+    );
+
+    // Stopped while the confirmation is awaited, over a filter that was
+    // there before (which the service leaves attached): the unconfirmed
+    // strict policy must not stay behind.
+    lab.sipwall_ok(&["attach", "-i", PBX_IFACE, "--mode", "native"]);
+    // The policy's mode, read with `status` (which may exit 1 while `run`
+    // replaces the program in place: the new program runs before its
+    // pins are written).
+    let mode = || {
+        let status = lab.sipwall(&["status", "-i", PBX_IFACE, "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        status["interfaces"][0]["policy_mode"]
+            .as_str()
+            .unwrap_or("unreadable")
+            .to_owned()
+    };
+    assert_eq!(mode(), "guard");
+    let mut stopped = run("60");
+    let end = Instant::now() + Duration::from_secs(20);
+    while mode() != "strict" {
+        assert!(
+            Instant::now() < end,
+            "run --confirm never applied strict mode"
+        );
+        assert!(
+            stopped.try_wait().unwrap().is_none(),
+            "the service ended early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(stopped.id() as libc::pid_t, libc::SIGTERM) };
+    let status = stopped.wait().unwrap();
+    let mut log = String::new();
+    stopped
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "stopped unconfirmed exits 1: {log}");
+    assert!(log.contains("stopped before a confirmation"), "{log}");
+    assert_eq!(mode(), "guard", "the previous policy is back: {log}");
+    assert_eq!(
+        programs_on_iface(&lab),
+        (true, true),
+        "the filter that was there before stays attached"
     );
 }

@@ -277,6 +277,12 @@ fn every_command_and_flag_has_help() {
         &["check"],
         &["run"],
         &["demo"],
+        &["confirm"],
+        &["ban"],
+        &["ban", "add"],
+        &["ban", "del"],
+        &["ban", "list"],
+        &["doctor"],
     ];
     for cmd in commands {
         let out = Command::new(&bin).args(*cmd).arg("-h").output().unwrap();

@@ -83,6 +83,7 @@ pub enum Command {
     },
     /// Keep a policy applied with --confirm.
     Confirm {
+        /// The interface whose --confirm waits (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
     },
@@ -197,6 +198,7 @@ pub enum Command {
     Demo,
     /// Production checks, each ok/warn/fail with what to do; exit 0, 1 or 2 by the worst.
     Doctor {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
         /// Configuration file to compare with the running policy.
@@ -205,6 +207,7 @@ pub enum Command {
         /// The provider's signalling hostname, resolved and compared with the allowlist.
         #[arg(long, value_name = "NAME", default_value = crate::ops::doctor::DEFAULT_PROVIDER_HOST)]
         provider_host: String,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -266,6 +269,7 @@ pub enum AllowAction {
 pub enum BanAction {
     /// Ban addresses or CIDRs, for a time or permanently; a banned entry takes the new time.
     Add {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
         /// Addresses or CIDRs.
@@ -280,8 +284,10 @@ pub enum BanAction {
     },
     /// Lift bans.
     Del {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Addresses or CIDRs.
         #[arg(required = true)]
         cidrs: Vec<String>,
         /// Skip entries that are not banned (expired, say) instead of refusing.
@@ -290,8 +296,10 @@ pub enum BanAction {
     },
     /// The bans in force and the time left on each.
     List {
+        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
+        /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
     },

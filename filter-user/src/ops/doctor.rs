@@ -707,36 +707,23 @@ fn near_provider(scene: &Scene, ruleset: Option<&Ruleset>) -> Check {
             actions.push(format!("sipwall allow add -i {iface} {addr}/{len}"));
         }
     }
-    let rtp_outside = Reason::ALL.iter().find(|r| r.name() == "rtp_outside");
-    let rtp_note = match (rtp_outside, snap.counters) {
-        (Some(r), Some(counters)) if counters[*r as usize].packets > 0 => {
-            findings.push(format!(
-                "{} packets of provider media arrived outside [media] rtp_ports (rtp_outside): one-way audio",
-                counters[*r as usize].packets
-            ));
-            actions.push("set [media] rtp_ports to the PBX's RTP range".into());
-            ""
-        }
-        (Some(_), _) => "",
-        (None, _) => {
-            " (rtp_outside does not exist in this build: strict mode not built; not checked)"
-        }
-    };
+    let rtp_outside = snap
+        .counters
+        .map_or(0, |c| c[Reason::RtpOutside as usize].packets);
+    if rtp_outside > 0 {
+        findings.push(format!(
+            "{rtp_outside} packets of provider media arrived outside [media] rtp_ports (rtp_outside): one-way audio"
+        ));
+        actions.push("set [media] rtp_ports to the PBX's RTP range".into());
+    }
     if findings.is_empty() {
         Check::new(
             "near_provider",
             Level::Ok,
-            format!(
-                "no denied signalling from next to the provider's or the allowlist's addresses{rtp_note}"
-            ),
+            "no denied signalling from next to the provider's or the allowlist's addresses, no provider media outside rtp_ports".to_string(),
         )
     } else {
-        Check::new(
-            "near_provider",
-            Level::Warn,
-            format!("{}{rtp_note}", findings.join("; ")),
-        )
-        .action(format!(
+        Check::new("near_provider", Level::Warn, findings.join("; ")).action(format!(
             "if the provider confirms the address: {}",
             actions.join("; ")
         ))

@@ -5,7 +5,8 @@
 //! `/healthz` and `/readyz` probes, passes the kernel's rate-limited log
 //! records on to stderr, and on SIGTERM or SIGINT leaves the interface as it
 //! found it: a filter it attached itself is detached, one it took over (or
-//! any, with `keep_attached`) stays attached and pinned.
+//! any, with `keep_attached`) stays attached and pinned; a policy still
+//! awaiting `--confirm` is rolled back first.
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -203,33 +204,22 @@ impl Service {
                         pending = None;
                     } else if tokio::time::Instant::now() >= *deadline {
                         let Some((_, _, previous)) = pending.take() else { continue };
-                        let _ = maps.set_confirm_pending(0);
-                        match previous {
-                            lockout::Previous::Policy(ruleset) => {
-                                match root.lock().and_then(|_lock| maps.install(&ruleset)) {
-                                    Ok(_) => eprintln!(
-                                        "sipwall: no confirmation in time: rolled back to the previous policy ({})",
-                                        ruleset.summary()
-                                    ),
-                                    Err(e) => break Err(e.context("rolling back the unconfirmed policy")),
-                                }
-                            }
-                            lockout::Previous::Nothing => {
-                                // Even with --keep-attached: nothing was
-                                // there before, so nothing stays.
-                                if let Err(e) = attach::detach(&root, &self.iface) {
-                                    break Err(e.context("rolling back the unconfirmed policy"));
-                                }
-                                break Err(anyhow::anyhow!(
-                                    "no confirmation in time: rolled back (detached from {})",
-                                    self.iface
-                                ));
-                            }
+                        match self.roll_back(&root, &mut maps, previous, "no confirmation in time") {
+                            Ok(true) => {}
+                            Ok(false) => break Err(anyhow::anyhow!(
+                                "no confirmation in time: rolled back (detached from {})",
+                                self.iface
+                            )),
+                            Err(e) => break Err(e),
                         }
                     }
                 }
-                _ = term.recv() => break Ok(()),
-                _ = int.recv() => break Ok(()),
+                // Stopped while a confirmation is awaited: the unconfirmed
+                // policy must not outlive the service (it would stay with
+                // --keep-attached or a taken-over filter), as with
+                // `attach --confirm`.
+                _ = term.recv() => break self.stop(&root, &mut maps, pending.take()),
+                _ = int.recv() => break self.stop(&root, &mut maps, pending.take()),
                 result = async {
                     match &mut http_task {
                         Some(task) => task.await,
@@ -248,6 +238,59 @@ impl Service {
         drop(attached.ebpf);
         self.leave(&root, took_over)?;
         outcome
+    }
+
+    /// Installs the policy from before the unconfirmed one, or detaches
+    /// when there was none (even with `keep_attached`: nothing was there
+    /// before, so nothing stays). Whether the filter is still attached.
+    fn roll_back(
+        &self,
+        root: &PinRoot,
+        maps: &mut Maps,
+        previous: lockout::Previous,
+        why: &str,
+    ) -> Result<bool> {
+        let _ = maps.set_confirm_pending(0);
+        match previous {
+            lockout::Previous::Policy(ruleset) => {
+                root.lock()
+                    .and_then(|_lock| maps.install(&ruleset))
+                    .context("rolling back the unconfirmed policy")?;
+                eprintln!(
+                    "sipwall: {why}: rolled back to the previous policy ({})",
+                    ruleset.summary()
+                );
+                Ok(true)
+            }
+            lockout::Previous::Nothing => {
+                attach::detach(root, &self.iface).context("rolling back the unconfirmed policy")?;
+                eprintln!(
+                    "sipwall: {why}: rolled back: detached from {} (nothing was attached before)",
+                    self.iface
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// SIGTERM or SIGINT: a clean stop, unless a confirmation was still
+    /// awaited; then the policy is rolled back first and the service fails
+    /// (exit 1), as `attach --confirm` does.
+    fn stop(
+        &self,
+        root: &PinRoot,
+        maps: &mut Maps,
+        pending: Option<(u64, tokio::time::Instant, lockout::Previous)>,
+    ) -> Result<()> {
+        let Some((_, _, previous)) = pending else {
+            return Ok(());
+        };
+        let why = "stopped before a confirmation";
+        self.roll_back(root, maps, previous, why)?;
+        Err(anyhow::anyhow!(
+            "{why}: the policy on {} was rolled back",
+            self.iface
+        ))
     }
 
     /// On exit: detach only a filter this service attached itself, and not

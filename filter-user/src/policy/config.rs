@@ -71,6 +71,7 @@ struct RuleFile {
     proto: ProtoName,
     #[serde(default)]
     ports: Option<Vec<PortOrRange>>,
+    /// Absent means any source; present, it must name at least one.
     #[serde(default)]
     from: Option<Vec<Cidr>>,
     #[serde(default)]
@@ -134,7 +135,21 @@ impl RuleFile {
     /// outbound rule's `to` becomes the rule's remote prefixes (`from`).
     fn rule(self, n: usize, kind: RuleKind) -> Result<AllowRule, String> {
         let table = kind.table();
+        // An empty list would read as "any" (as if the key were absent): a
+        // template whose list came out empty must not open the port to
+        // everyone.
+        let key = match kind {
+            RuleKind::Inbound => "from",
+            RuleKind::Outbound => "to",
+        };
         let remote = match (kind, self.from, self.to) {
+            (RuleKind::Inbound, Some(list), None) | (RuleKind::Outbound, None, Some(list))
+                if list.is_empty() =>
+            {
+                return Err(format!(
+                    "{table} rule {n}: {key} is empty; list the prefixes, or remove `{key}` to allow any address"
+                ))
+            }
             (RuleKind::Inbound, from, None) => from.unwrap_or_default(),
             (RuleKind::Outbound, None, to) => to.unwrap_or_default(),
             (RuleKind::Inbound, _, Some(_)) => {
@@ -642,6 +657,14 @@ proto = "icmp"
                 "unknown field",
             ),
             ("[strict]\npong = true\n", "unknown field"),
+            (
+                "[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = []\n",
+                "from is empty",
+            ),
+            (
+                "[[strict.allow]]\nproto = \"any\"\nfrom = []\n",
+                "from is empty",
+            ),
         ];
         for (text, says) in cases {
             let msg = err(text);

@@ -458,9 +458,13 @@ impl Ruleset {
     pub fn summary(&self) -> String {
         let ports: Vec<String> = self.sig_ports.iter().map(u16::to_string).collect();
         let strict = if self.strict() {
+            // Counted as the kernel holds them (one per port range and
+            // source prefix, ICMP twice), so that a file's rules and the
+            // same policy read back from the kernel say the same.
+            let entries = compile_rules(&self.rules).len();
             format!(
-                "STRICT (default deny, {} allow rules, ping {}); ",
-                self.rules.len(),
+                "STRICT (default deny, {entries} [[strict.allow]] {}, ping {}); ",
+                if entries == 1 { "entry" } else { "entries" },
                 if self.ping { "on" } else { "off" }
             )
         } else {
