@@ -215,6 +215,24 @@ pub const FLAG_PING: u32 = 16;
 pub const MAX_STRICT_RULES: usize = 32;
 /// `StrictRule::proto` that matches every IP protocol.
 pub const RULE_ANY_PROTO: u32 = 256;
+/// `StrictRule::proto`'s low bits: the protocol (or [`RULE_ANY_PROTO`]).
+pub const RULE_PROTO_MASK: u32 = 0xffff;
+/// `StrictRule::proto`'s family bits: the entry applies to IPv4 packets,
+/// to IPv6 packets (an entry without a prefix has both). A prefix alone
+/// cannot say it: `::/0` would cover IPv4 sources too (they are compared
+/// as `::ffff:a.b.c.d`), and an IPv4 prefix an IPv6 packet from an
+/// IPv4-mapped address.
+pub const RULE_V4: u32 = 1 << 16;
+pub const RULE_V6: u32 = 1 << 17;
+
+/// Whether an entry's `proto` (protocol and family bits) takes a packet of
+/// IP protocol `proto` and family `v6`.
+#[inline(always)]
+pub fn rule_takes(entry_proto: u32, proto: u32, v6: bool) -> bool {
+    let family = if v6 { RULE_V6 } else { RULE_V4 };
+    let wanted = entry_proto & RULE_PROTO_MASK;
+    (wanted == RULE_ANY_PROTO || wanted == proto) && entry_proto & family != 0
+}
 
 /// One compiled `[[strict.allow]]` entry: protocol, destination port
 /// range and source prefix. Sources are compared as the parser hands them
@@ -223,7 +241,8 @@ pub const RULE_ANY_PROTO: u32 = 256;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StrictRule {
-    /// IP protocol number (6, 17, 132, 1, 58) or [`RULE_ANY_PROTO`].
+    /// IP protocol number (6, 17, 132, 1, 58) or [`RULE_ANY_PROTO`], with
+    /// [`RULE_V4`] and/or [`RULE_V6`] (see [`rule_takes`]).
     pub proto: u32,
     /// Destination ports, inclusive; 0-65535 where ports do not apply.
     pub port_first: u16,

@@ -3,7 +3,7 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{EgressPolicy, OutReason, Policy, StrictRule, FLAG_PING, RULE_ANY_PROTO};
+use filter_common::{rule_takes, EgressPolicy, OutReason, Policy, StrictRule, FLAG_PING};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
@@ -261,17 +261,17 @@ fn decide(
         // rule's sources.
         if (policy.is_sig_port(sport) && allowlisted(v6, dst, policy, generation))
             || (udp && policy.is_rtp_port(sport))
-            || matches(&policy.rules, policy.rule_count, proto, sport, dst)
+            || matches(&policy.rules, policy.rule_count, v6, proto, sport, dst)
         {
             return OutReason::Reply;
         }
         // DNS to the configured resolvers; the DHCP client, v4 and v6.
-        if matches(&egress.dns, egress.dns_count, proto, dport, dst)
+        if matches(&egress.dns, egress.dns_count, v6, proto, dport, dst)
             || (udp && ((sport == 68 && dport == 67) || (sport == 546 && dport == 547)))
         {
             return OutReason::Essential;
         }
-        if matches(&egress.rules, egress.rule_count, proto, dport, dst) {
+        if matches(&egress.rules, egress.rule_count, v6, proto, dport, dst) {
             return OutReason::RuleAllowed;
         }
         return OutReason::Denied;
@@ -287,13 +287,13 @@ fn decide(
     if icmp_type == echo_reply as u32 && policy.flags & FLAG_PING != 0 {
         return OutReason::Reply;
     }
-    if matches(&policy.rules, policy.rule_count, proto, 0, dst) {
+    if matches(&policy.rules, policy.rule_count, v6, proto, 0, dst) {
         return OutReason::Reply;
     }
     if icmp_type != NO_ICMP_TYPE && essential_icmp(v6, icmp_type as u8) {
         return OutReason::Essential;
     }
-    if matches(&egress.rules, egress.rule_count, proto, 0, dst) {
+    if matches(&egress.rules, egress.rule_count, v6, proto, 0, dst) {
         return OutReason::RuleAllowed;
     }
     OutReason::Denied
@@ -322,6 +322,7 @@ fn essential_icmp(v6: bool, kind: u8) -> bool {
 fn matches<const N: usize>(
     entries: &[StrictRule; N],
     count: u32,
+    v6: bool,
     proto: u32,
     port: u16,
     addr: [u64; 2],
@@ -332,7 +333,7 @@ fn matches<const N: usize>(
             break;
         }
         let r = &entries[i];
-        if (r.proto == RULE_ANY_PROTO || r.proto == proto)
+        if rule_takes(r.proto, proto, v6)
             && port >= r.port_first
             && port <= r.port_last
             && addr[0] & r.mask[0] == r.net[0]

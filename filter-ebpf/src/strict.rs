@@ -4,8 +4,8 @@
 //! host's own flows, the operator's rules, and the two drop reasons.
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
-    MAX_STRICT_RULES, RULE_ANY_PROTO, TICK_MAX_NS,
+    flow_idle_ns, reply_slot, rule_takes, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
+    MAX_STRICT_RULES, TICK_MAX_NS,
 };
 
 use crate::{
@@ -63,7 +63,7 @@ pub fn decide(
                     return Reason::Reply;
                 }
             }
-            if rule_allows(policy, proto as u32, dport, src) {
+            if rule_allows(policy, v6, proto as u32, dport, src) {
                 return Reason::RuleAllowed;
             }
             if udp && policy.is_provider_rtp_port(sport) {
@@ -100,7 +100,7 @@ pub fn decide(
                     }
                 }
             }
-            if rule_allows(policy, proto as u32, 0, src) {
+            if rule_allows(policy, v6, proto as u32, 0, src) {
                 return Reason::RuleAllowed;
             }
             Reason::Denied
@@ -209,14 +209,14 @@ fn look_up_flow(
 /// (0 for protocols without ports, which only `icmp` and `any` entries
 /// cover) and source prefix.
 #[inline(always)]
-fn rule_allows(policy: &Policy, proto: u32, dport: u16, src: [u64; 2]) -> bool {
+fn rule_allows(policy: &Policy, v6: bool, proto: u32, dport: u16, src: [u64; 2]) -> bool {
     let n = policy.rule_count as usize;
     for i in 0..MAX_STRICT_RULES {
         if i >= n {
             break;
         }
         let r = &policy.rules[i];
-        if (r.proto == RULE_ANY_PROTO || r.proto == proto)
+        if rule_takes(r.proto, proto, v6)
             && dport >= r.port_first
             && dport <= r.port_last
             && src[0] & r.mask[0] == r.net[0]

@@ -477,7 +477,9 @@ fn rule_matches(rules: &Ruleset, proto: u8, src: IpAddr, dport: Option<u16>) -> 
             RuleProto::Tcp => proto == PROTO_TCP,
             RuleProto::Udp => proto == PROTO_UDP,
             RuleProto::Sctp => proto == PROTO_SCTP,
-            RuleProto::Icmp => proto == 1 || proto == 58,
+            // ICMP of the packet's own family: protocol 58 inside IPv4 (or 1
+            // inside IPv6) is no ICMP.
+            RuleProto::Icmp => proto == if src.is_ipv6() { 58 } else { 1 },
             RuleProto::Any => true,
         };
         let port_ok = match dport {

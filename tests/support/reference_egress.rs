@@ -198,7 +198,9 @@ fn rule_takes(rule: &AllowRule, proto: u8, port: Option<u16>, remote: IpAddr) ->
         RuleProto::Tcp => proto == 6,
         RuleProto::Udp => proto == 17,
         RuleProto::Sctp => proto == 132,
-        RuleProto::Icmp => proto == 1 || proto == 58,
+        // ICMP of the packet's own family: protocol 58 inside IPv4 (or 1
+        // inside IPv6) is no ICMP.
+        RuleProto::Icmp => proto == if remote.is_ipv6() { 58 } else { 1 },
         RuleProto::Any => true,
     };
     let port_ok = rule.ports.is_empty()

@@ -291,6 +291,12 @@ fn configs() -> Vec<Config> {
                 ports: vec![(22, 22), (8000, 8080)],
                 from: nets(&["198.51.100.0/24", "2001:db8:1::/48"]),
             },
+            // Every IPv6 source, and no IPv4 one.
+            AllowRule {
+                proto: RuleProto::Tcp,
+                ports: vec![(2222, 2222)],
+                from: nets(&["::/0"]),
+            },
             AllowRule {
                 proto: RuleProto::Udp,
                 ports: vec![(7000, 7010)],
@@ -596,6 +602,20 @@ fn kernel_program_agrees_with_the_reference_model() {
             tally.check(runner, at, &mut abuse, Origin::Regression(why), &frame);
         }
         let mut probed: Vec<ipnet::IpNet> = bans.iter().map(|b| b.net).collect();
+        // IPv6 packets from the IPv4-mapped form of the rules' IPv4
+        // sources: an IPv4 rule must not take them.
+        for rule in &config.rules.rules {
+            for net in &rule.from {
+                if let ipnet::IpNet::V4(v4) = net {
+                    let mapped = v4.network().to_ipv6_mapped();
+                    probed.push(
+                        ipnet::Ipv6Net::new(mapped, 96 + v4.prefix_len())
+                            .unwrap()
+                            .into(),
+                    );
+                }
+            }
+        }
         if config.stateful() {
             // Sources that come back often enough to run out of tokens.
             for _ in 0..24 {

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use filter_common::{
     maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, EgressPolicy, Policy, StrictRule, EGRESS_STRICT,
     FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT, MAX_DNS_ENTRIES,
-    MAX_EGRESS_RULES, MAX_STRICT_RULES, RULE_ANY_PROTO,
+    MAX_EGRESS_RULES, MAX_STRICT_RULES, RULE_ANY_PROTO, RULE_PROTO_MASK, RULE_V4, RULE_V6,
 };
 use ipnet::{IpNet, Ipv6Net};
 
@@ -551,20 +551,35 @@ pub fn compile_rules(rules: &[AllowRule]) -> Vec<StrictRule> {
         };
         for &(first, last) in &ports {
             for net in &from {
-                let protos: &[u32] = match rule.proto {
-                    RuleProto::Tcp => &[6],
-                    RuleProto::Udp => &[17],
-                    RuleProto::Sctp => &[132],
-                    RuleProto::Icmp => &[1, 58],
-                    RuleProto::Any => &[RULE_ANY_PROTO],
+                // Each protocol with the families it exists in: ICMP is
+                // protocol 1 in IPv4 and 58 in IPv6.
+                const BOTH: u32 = RULE_V4 | RULE_V6;
+                let protos: &[(u32, u32)] = match rule.proto {
+                    RuleProto::Tcp => &[(6, BOTH)],
+                    RuleProto::Udp => &[(17, BOTH)],
+                    RuleProto::Sctp => &[(132, BOTH)],
+                    RuleProto::Icmp => &[(1, RULE_V4), (58, RULE_V6)],
+                    RuleProto::Any => &[(RULE_ANY_PROTO, BOTH)],
                 };
-                let (net_words, mask_words) = match net {
-                    None => ([0; 2], [0; 2]),
-                    Some(n) => source_words(n),
+                let (net_words, mask_words, families) = match net {
+                    None => ([0; 2], [0; 2], BOTH),
+                    Some(n) => {
+                        let (net, mask) = source_words(n);
+                        let family = match n {
+                            IpNet::V4(_) => RULE_V4,
+                            IpNet::V6(_) => RULE_V6,
+                        };
+                        (net, mask, family)
+                    }
                 };
-                for &proto in protos {
+                for &(proto, proto_families) in protos {
+                    let families = families & proto_families;
+                    if families == 0 {
+                        // ICMPv4 from an IPv6 prefix, say: nothing to match.
+                        continue;
+                    }
                     out.push(StrictRule {
-                        proto,
+                        proto: proto | families,
                         port_first: first,
                         port_last: last,
                         net: net_words,
@@ -599,7 +614,7 @@ fn source_words(net: &IpNet) -> ([u64; 2], [u64; 2]) {
 /// The rule an entry of [`compile_rules`] came from (one port range, one
 /// prefix): compiling it again gives the same entry.
 fn decompile_rule(entry: &StrictRule) -> AllowRule {
-    let proto = match entry.proto {
+    let proto = match entry.proto & RULE_PROTO_MASK {
         6 => RuleProto::Tcp,
         17 => RuleProto::Udp,
         132 => RuleProto::Sctp,
@@ -612,7 +627,9 @@ fn decompile_rule(entry: &StrictRule) -> AllowRule {
         b[8..].copy_from_slice(&words[1].to_ne_bytes());
         b
     };
-    let from = if entry.mask == [0; 2] {
+    let from = if entry.mask == [0; 2] && entry.proto & RULE_V4 != 0 {
+        // No prefix: any source (of either family; an ICMP entry has the
+        // one its protocol exists in).
         Vec::new()
     } else {
         let addr = Ipv6Addr::from(bytes(entry.net));
