@@ -5,6 +5,7 @@
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod bans;
+mod clock;
 mod limits;
 mod maps;
 mod parse;

@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
-    BanEntry, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateSlot, RateState, SourceKey,
-    BAN_GATE_WORDS, DENIED_CACHE_SLOTS, DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT,
+    BanEntry, CoarseClock, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateSlot, RateState,
+    SourceKey, BAN_GATE_LEN, DENIED_CACHE_SLOTS, DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT,
     V4_HOST_SLOTS,
 };
 
@@ -119,6 +119,11 @@ pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
 /// Two bits per first 24 bits of an address, IPv4 half then IPv6 half
 /// (`filter_common::BAN_GATE_WORDS` words each): where single addresses
 /// and where prefixes are banned, so that every other source costs one
-/// array read.
+/// array read; then one bit per banned single address
+/// (`filter_common::BAN_HOST_WORDS`), so that its neighbours cost one more.
 #[map]
-pub static BAN_GATE: Array<u64> = Array::with_max_entries(2 * BAN_GATE_WORDS, BPF_F_MMAPABLE);
+pub static BAN_GATE: Array<u64> = Array::with_max_entries(BAN_GATE_LEN, BPF_F_MMAPABLE);
+
+/// Each CPU's copy of the coarse clock, by jiffy (see `clock.rs`).
+#[map]
+pub static CLOCK: PerCpuArray<CoarseClock> = PerCpuArray::with_max_entries(1, 0);

@@ -1,9 +1,13 @@
-//! The ban set as the program reads it (see `filter_common::BanEntry` and
-//! `BAN_GATE_WORDS`): the value each trie entry holds and the gate bits.
+//! The ban set as the program reads it (see `filter_common::BanEntry`,
+//! `BAN_GATE_WORDS` and `BAN_HOST_WORDS`): the value each trie entry holds
+//! and the gate bits.
 //! Pure computations; `maps.rs` writes them.
 use std::collections::HashMap;
 
-use filter_common::{BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT};
+use filter_common::{
+    ban_host_bit_v4, ban_host_bit_v6, BanEntry, BAN_GATE_HOSTS, BAN_GATE_LEN, BAN_GATE_PREFIXES,
+    BAN_GATE_WORDS, BAN_PERMANENT,
+};
 use ipnet::IpNet;
 
 /// One ban: a prefix and when it ends (CLOCK_MONOTONIC nanoseconds, or
@@ -49,10 +53,10 @@ pub fn entries(bans: &[Ban]) -> Vec<BanEntry> {
 }
 
 /// The gate: IPv4 half then IPv6 half, two bits per first 24 bits of an
-/// address: single banned addresses in it, or a ban prefix covering some of
-/// it.
+/// address (single banned addresses in it, or a ban prefix covering some
+/// of it), then the host bitmap: one bit per single banned address.
 pub fn gate(bans: &[Ban]) -> Vec<u64> {
-    let mut words = vec![0u64; 2 * BAN_GATE_WORDS as usize];
+    let mut words = vec![0u64; BAN_GATE_LEN as usize];
     for ban in bans {
         let (half, top24, len) = match ban.net {
             IpNet::V4(n) => (0, u32::from(n.network()) >> 8, n.prefix_len()),
@@ -63,6 +67,8 @@ pub fn gate(bans: &[Ban]) -> Vec<u64> {
             ),
         };
         let bit = if is_host(&ban.net) {
+            let (word, bit) = host_bit(&ban.net);
+            words[word as usize] |= 1 << bit;
             BAN_GATE_HOSTS
         } else {
             BAN_GATE_PREFIXES
@@ -73,6 +79,17 @@ pub fn gate(bans: &[Ban]) -> Vec<u64> {
         }
     }
     words
+}
+
+/// Where a single address's bit is in the gate's host bitmap.
+fn host_bit(net: &IpNet) -> (u32, u32) {
+    match net {
+        IpNet::V4(n) => ban_host_bit_v4(u32::from(n.addr())),
+        IpNet::V6(n) => {
+            let a = u128::from(n.addr());
+            ban_host_bit_v6((a >> 64) as u64, a as u64)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +138,27 @@ mod tests {
         }
         assert_eq!(bits(0, u32::from_be_bytes([0, 10, 0, 4])), 0);
         assert_eq!(bits(BAN_GATE_WORDS as usize, 0x20_01_0d), BAN_GATE_PREFIXES);
-        assert_eq!(g.iter().map(|w| w.count_ones()).sum::<u32>(), 6);
+        let halves = 2 * BAN_GATE_WORDS as usize;
+        assert_eq!(g[..halves].iter().map(|w| w.count_ones()).sum::<u32>(), 6);
+        // The single address has its bit in the host bitmap; prefixes none.
+        let (word, bit) = ban_host_bit_v4(u32::from_be_bytes([198, 51, 100, 7]));
+        assert_eq!(g[word as usize], 1 << bit);
+        assert_eq!(g[halves..].iter().map(|w| w.count_ones()).sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn a_banned_hosts_neighbours_have_their_own_bits() {
+        let host = |last: u8| u32::from_be_bytes([198, 51, 100, last]);
+        let (word, bit) = ban_host_bit_v4(host(66));
+        assert!((2 * BAN_GATE_WORDS..BAN_GATE_LEN).contains(&word));
+        for last in (0..=255).filter(|&l| l != 66) {
+            assert_ne!(ban_host_bit_v4(host(last)), (word, bit), "{last}");
+        }
+        let v6 = |last: u64| ban_host_bit_v6(0x2001_0db8_0000_0001, 0x42 << 8 | last);
+        let (word6, bit6) = v6(1);
+        assert!((2 * BAN_GATE_WORDS..BAN_GATE_LEN).contains(&word6));
+        for last in 2..=255 {
+            assert_ne!(v6(last), (word6, bit6), "{last}");
+        }
     }
 }

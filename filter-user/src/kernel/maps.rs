@@ -35,7 +35,7 @@ use aya::{
 };
 use filter_common::{
     maps as names, BanEntry, Counter, DeniedSlot, Policy, RateSlot, RateState, Reason, SourceKey,
-    BAN_GATE_WORDS, DIRECT_WORDS, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
+    BAN_GATE_LEN, DIRECT_WORDS, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -572,7 +572,7 @@ impl Maps {
         let staying: std::collections::HashSet<IpNet> = new.iter().map(|b| b.net).collect();
         let old_gate = bans::gate(&old_list);
         let new_gate = bans::gate(new);
-        anyhow::ensure!(new_gate.len() == 2 * BAN_GATE_WORDS as usize);
+        anyhow::ensure!(new_gate.len() == BAN_GATE_LEN as usize);
         let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
         write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
         for (ban, entry) in new.iter().zip(bans::entries(new)) {
