@@ -259,6 +259,34 @@ pub struct DeniedSlot {
 /// Slots of the denied-source cache (a power of two).
 pub const DENIED_CACHE_SLOTS: u32 = 4096;
 
+/// Writes each CPU may make per tick of the kernel (1-10 ms; 250 a second
+/// on Debian's kernels: 16,000 a second per CPU) to the map of denied
+/// sources for sources pushed out of the cache: every new entry, and every
+/// write of a source pushed out with fewer than [`DENIED_HEAVY_PACKETS`].
+/// An insert into that LRU map costs about 0.5 µs and a lookup a tenth of
+/// that, against some 0.15 µs per packet at line rate, so a flood of
+/// spoofed sources that each send twice would otherwise make every other
+/// packet one of each. Past the budget such a source is not written:
+/// the map (what `top` lists) is a sample of it, while its packets are
+/// still counted under their reason, and a source that sent many (the
+/// ones `top` is for) is always added to its entry when it has one.
+pub const DENIED_BUDGET_PER_TICK: u64 = 64;
+
+/// Packets from which a source pushed out of the cache is always written
+/// to its entry in the map of denied sources (a new entry still needs the
+/// budget).
+pub const DENIED_HEAVY_PACKETS: u64 = 8;
+
+/// Per-CPU state of that budget.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InsertBudget {
+    /// The tick (`bpf_jiffies64`) the budget was last filled at.
+    pub jiffy: u64,
+    /// Inserts left in that tick.
+    pub left: u64,
+}
+
 /// Key of the denied-sources map: an IPv6 address, IPv4 as `::ffff:a.b.c.d`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -432,6 +460,8 @@ pub mod maps {
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
     /// Per-CPU array of one [`crate::CoarseClock`].
     pub const CLOCK: &str = "CLOCK";
+    /// Per-CPU array of one [`crate::InsertBudget`].
+    pub const DENIED_BUDGET: &str = "DENIED_BUDGET";
     /// LRU hash of [`crate::SourceKey`] → [`crate::RateState`] for allowed
     /// signalling.
     pub const SIP_RATE: &str = "SIP_RATE";
@@ -454,7 +484,7 @@ pub mod maps {
     pub const BAN_GATE: &str = "BAN_GATE";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -478,6 +508,7 @@ pub mod maps {
         BAN_HOSTS_V6,
         BAN_GATE,
         CLOCK,
+        DENIED_BUDGET,
     ];
 
     /// Entries each IPv4 allowlist trie can hold.
@@ -522,6 +553,7 @@ assert_pod_size!(RateState, 24);
 assert_pod_size!(RateSlot, 40);
 assert_pod_size!(BanEntry, 16);
 assert_pod_size!(CoarseClock, 24);
+assert_pod_size!(InsertBudget, 16);
 assert_pod_size!(AttachInfo, 4 * 4 + 8);
 // A key, not a value: 16 bytes, no rounding needed.
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
@@ -573,7 +605,8 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
 /// layout-3 pins are adopted by moving them). 5: the abuse controls' maps
 /// (ban set, rate-limit buckets) and the rate limits in [`Policy`]. 6: the
-/// ban gate's host bitmap (`BAN_GATE` grew) and the `CLOCK` map.
+/// ban gate's host bitmap (`BAN_GATE` grew), the `CLOCK` and
+/// `DENIED_BUDGET` maps.
 pub const PIN_LAYOUT_VERSION: u32 = 6;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]

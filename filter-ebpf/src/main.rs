@@ -12,15 +12,18 @@ mod parse;
 mod policy;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    macros::xdp,
+    programs::XdpContext,
 };
 use filter_common::{
-    Counter, Policy, Reason, SourceKey, DENIED_CACHE_SLOTS, FLAG_DRY_RUN, FLAG_LOG_DENIED,
-    LOG_RATE_PER_SEC,
+    Counter, Policy, Reason, SourceKey, DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS,
+    DENIED_HEAVY_PACKETS, FLAG_DRY_RUN, FLAG_LOG_DENIED, LOG_RATE_PER_SEC,
 };
 
 use crate::{
-    maps::{ACTIVE, COUNTERS, DENIED, DENIED_CACHE, LOG_BUCKET, POLICY},
+    maps::{ACTIVE, COUNTERS, DENIED, DENIED_BUDGET, DENIED_CACHE, LOG_BUCKET, POLICY},
     parse::Parsed,
 };
 
@@ -122,7 +125,10 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) 
     // unless that one sent a single packet: in a flood of spoofed sources
     // nearly every source is such, and remembering each would cost an LRU
     // insert per packet (a third of XDP_DROP's rate in the bench's
-    // 65,536-source flood, nine tenths without).
+    // 65,536-source flood, nine tenths without). A source of a few packets
+    // goes there within the CPU's budget per tick, and one of many always,
+    // taking from the budget only for a new entry (see
+    // `filter_common::DENIED_BUDGET_PER_TICK`).
     let folded = key[0] ^ key[1];
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
@@ -136,24 +142,27 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) 
                 s.packets += 1;
                 s.bytes += bytes;
             } else {
-                if s.packets > 1 {
-                    add_denied(as_source_key(addr), s.packets, s.bytes);
+                if s.packets >= DENIED_HEAVY_PACKETS {
+                    add_denied(as_source_key(addr), s.packets, s.bytes, false);
+                } else if s.packets > 1 && take_budget() {
+                    add_denied(as_source_key(addr), s.packets, s.bytes, true);
                 }
                 *addr = key;
                 s.packets = 1;
                 s.bytes = bytes;
             }
         }
-        None => add_denied(as_source_key(&key), 1, bytes),
+        None => add_denied(as_source_key(&key), 1, bytes, false),
     }
     if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
         log_denied(ctx, key[0], key[1]);
     }
 }
 
-/// Adds to a source's counters in the LRU map of denied sources.
+/// Adds to a source's counters in the LRU map of denied sources; a new
+/// entry needs a unit of the budget, unless the caller `paid` one.
 #[inline(always)]
-fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
+fn add_denied(key: &SourceKey, packets: u64, bytes: u64, paid: bool) {
     match DENIED.get_ptr_mut(key) {
         // SAFETY: a per-CPU value of the LRU map, written by this CPU only.
         Some(c) => unsafe {
@@ -161,10 +170,34 @@ fn add_denied(key: &SourceKey, packets: u64, bytes: u64) {
             (*c).bytes += bytes;
         },
         None => {
-            let first = Counter { packets, bytes };
-            let _ = DENIED.insert(key, first, 0);
+            if paid || take_budget() {
+                let first = Counter { packets, bytes };
+                let _ = DENIED.insert(key, first, 0);
+            }
         }
     }
+}
+
+/// Whether this CPU may still write to `DENIED` in this tick (see
+/// `filter_common::DENIED_BUDGET_PER_TICK`); takes one unit if so.
+#[inline(always)]
+fn take_budget() -> bool {
+    let Some(b) = DENIED_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a helper without preconditions (a load of `jiffies_64`).
+    let jiffy = unsafe { bpf_jiffies64() };
+    // SAFETY: a per-CPU slot, written by this CPU only.
+    let b = unsafe { &mut *b };
+    if b.jiffy != jiffy {
+        b.jiffy = jiffy;
+        b.left = DENIED_BUDGET_PER_TICK;
+    }
+    if b.left == 0 {
+        return false;
+    }
+    b.left -= 1;
+    true
 }
 
 /// The rare path: a log record for a denied source, given as its key's

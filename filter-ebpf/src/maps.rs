@@ -8,9 +8,9 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
-    BanEntry, CoarseClock, Counter, DeniedSlot, HostSlot, LogBucket, Policy, RateSlot, RateState,
-    SourceKey, BAN_GATE_LEN, DENIED_CACHE_SLOTS, DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT,
-    V4_HOST_SLOTS,
+    BanEntry, CoarseClock, Counter, DeniedSlot, HostSlot, InsertBudget, LogBucket, Policy,
+    RateSlot, RateState, SourceKey, BAN_GATE_LEN, DENIED_CACHE_SLOTS, DIRECT_WORDS,
+    RATE_CACHE_SLOTS, REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -74,6 +74,11 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 #[map]
 pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
     PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
+
+/// Each CPU's budget of new sources for `DENIED` in the current tick
+/// (see `filter_common::DENIED_INSERTS_PER_TICK`).
+#[map]
+pub static DENIED_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::with_max_entries(1, 0);
 
 /// Token bucket of each allowed signalling source (see
 /// `filter_common::RateState`), shared by all CPUs, least recently seen
