@@ -26,10 +26,21 @@ pub enum Reason {
     RtpRatelimited = 9,
     /// UDP into the media range that is not RTP/RTCP (`check_rtp`).
     RtpInvalid = 10,
+    /// Strict mode: ICMP errors, neighbour discovery, DHCP replies, pings.
+    Essential = 11,
+    /// Strict mode: a packet of a flow this host has sent on.
+    Reply = 12,
+    /// Strict mode: matched a `[[strict.allow]]` rule.
+    RuleAllowed = 13,
+    /// Strict mode: UDP from the provider's media ports to a port outside
+    /// `rtp_ports` (dropped: one-way audio).
+    RtpOutside = 14,
+    /// Strict mode: nothing allowed it.
+    Denied = 15,
 }
 
 /// Number of reasons, the size of the counters map.
-pub const REASON_COUNT: u32 = 11;
+pub const REASON_COUNT: u32 = 16;
 
 impl Reason {
     /// Every reason, in the order `stats --json` lists them (docs/json.md).
@@ -45,6 +56,11 @@ impl Reason {
         Reason::SipRatelimited,
         Reason::RtpRatelimited,
         Reason::RtpInvalid,
+        Reason::Essential,
+        Reason::Reply,
+        Reason::RuleAllowed,
+        Reason::RtpOutside,
+        Reason::Denied,
     ];
 
     /// The counter's name as it appears in JSON, metrics and tests.
@@ -61,10 +77,16 @@ impl Reason {
             Reason::SipRatelimited => "sip_ratelimited",
             Reason::RtpRatelimited => "rtp_ratelimited",
             Reason::RtpInvalid => "rtp_invalid",
+            Reason::Essential => "essential",
+            Reason::Reply => "reply",
+            Reason::RuleAllowed => "rule_allowed",
+            Reason::RtpOutside => "rtp_outside",
+            Reason::Denied => "denied",
         }
     }
 
-    /// Whether guard mode drops packets counted under this reason.
+    /// Whether packets counted under this reason are dropped (unless in
+    /// dry run).
     pub const fn drops(self) -> bool {
         matches!(
             self,
@@ -74,6 +96,8 @@ impl Reason {
                 | Reason::SipRatelimited
                 | Reason::RtpRatelimited
                 | Reason::RtpInvalid
+                | Reason::RtpOutside
+                | Reason::Denied
         )
     }
 
@@ -103,6 +127,33 @@ pub const FLAG_DRY_RUN: u32 = 1;
 pub const FLAG_LOG_DENIED: u32 = 2;
 /// `Policy::flags`: UDP into the media range must look like RTP/RTCP.
 pub const FLAG_CHECK_RTP: u32 = 4;
+/// `Policy::flags`: strict mode (docs/policy.md): default deny.
+pub const FLAG_STRICT: u32 = 8;
+/// `Policy::flags`: strict mode passes ICMP/ICMPv6 echo requests.
+pub const FLAG_PING: u32 = 16;
+
+/// Compiled `[[strict.allow]]` entries a policy holds: each rule gives
+/// one entry per port range and source prefix (an `icmp` rule two per
+/// prefix, ICMP and ICMPv6). More are refused by the configuration.
+pub const MAX_STRICT_RULES: usize = 32;
+/// `StrictRule::proto` that matches every IP protocol.
+pub const RULE_ANY_PROTO: u32 = 256;
+
+/// One compiled `[[strict.allow]]` entry: protocol, destination port
+/// range and source prefix. Sources are compared as the parser hands them
+/// on (16 bytes, IPv4 as `::ffff:a.b.c.d`, two native words in memory
+/// order): `src & mask == net` word by word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StrictRule {
+    /// IP protocol number (6, 17, 132, 1, 58) or [`RULE_ANY_PROTO`].
+    pub proto: u32,
+    /// Destination ports, inclusive; 0-65535 where ports do not apply.
+    pub port_first: u16,
+    pub port_last: u16,
+    pub net: [u64; 2],
+    pub mask: [u64; 2],
+}
 
 /// Everything the program decides by, apart from the allowlists.
 ///
@@ -144,6 +195,12 @@ pub struct Policy {
     pub v6_inline: [[u64; 4]; INLINE_PREFIXES],
     /// Bit `p % 64` of word `p / 64` is set when port `p` is a signalling port.
     pub sig_ports: [u64; PORT_WORDS],
+    /// The provider's media ports (UDP source), inclusive.
+    pub provider_rtp_first: u16,
+    pub provider_rtp_last: u16,
+    /// Entries of `rules` in use (strict mode).
+    pub rule_count: u32,
+    pub rules: [StrictRule; MAX_STRICT_RULES],
 }
 
 impl Policy {
@@ -163,6 +220,16 @@ impl Policy {
             v4_inline: [[0; 2]; INLINE_PREFIXES],
             v6_inline: [[0; 4]; INLINE_PREFIXES],
             sig_ports: [0; PORT_WORDS],
+            provider_rtp_first: 0,
+            provider_rtp_last: 0,
+            rule_count: 0,
+            rules: [StrictRule {
+                proto: 0,
+                port_first: 0,
+                port_last: 0,
+                net: [0; 2],
+                mask: [0; 2],
+            }; MAX_STRICT_RULES],
         }
     }
 
@@ -178,6 +245,11 @@ impl Policy {
     #[inline(always)]
     pub fn is_rtp_port(&self, port: u16) -> bool {
         port >= self.rtp_first && port <= self.rtp_last
+    }
+
+    #[inline(always)]
+    pub fn is_provider_rtp_port(&self, port: u16) -> bool {
+        port >= self.provider_rtp_first && port <= self.provider_rtp_last
     }
 }
 
@@ -247,11 +319,14 @@ fn mix32(mut h: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// One slot of the per-CPU cache of denied sources in front of `DENIED`.
+/// One slot of the per-CPU cache of dropped sources in front of `DENIED`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeniedSlot {
     pub addr: [u8; 16],
+    /// The drop [`Reason`] as its `u32`.
+    pub reason: u32,
+    pub reserved: u32,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -260,7 +335,7 @@ pub struct DeniedSlot {
 pub const DENIED_CACHE_SLOTS: u32 = 4096;
 
 /// Writes each CPU may make per tick of the kernel (1-10 ms; 250 a second
-/// on Debian's kernels: 16,000 a second per CPU) to the map of denied
+/// on Debian's kernels: 16,000 a second per CPU) to the map of dropped
 /// sources for sources pushed out of the cache: every new entry, and every
 /// write of a source pushed out with fewer than [`DENIED_HEAVY_PACKETS`].
 /// An insert into that LRU map costs about 0.5 µs and a lookup a tenth of
@@ -287,11 +362,23 @@ pub struct InsertBudget {
     pub left: u64,
 }
 
-/// Key of the denied-sources map: an IPv6 address, IPv4 as `::ffff:a.b.c.d`.
+/// A source address as the rate-limit maps key it: an IPv6 address, IPv4
+/// as `::ffff:a.b.c.d`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceKey {
     pub addr: [u8; 16],
+}
+
+/// Key of the dropped-sources map (`DENIED`): the source as in
+/// [`SourceKey`] and the drop [`Reason`] (as its `u32`) its packets were
+/// counted under, so `top --reason R` shows any drop reason's sources.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DropKey {
+    pub addr: [u8; 16],
+    pub reason: u32,
+    pub reserved: u32,
 }
 
 /// Per-CPU state of the kernel's log rate limiter (token bucket).
@@ -444,7 +531,8 @@ pub mod maps {
     pub const ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
     /// IPv6 allowlist tries of generation 0 and 1.
     pub const ALLOW_V6: [&str; 2] = ["ALLOW_V6_0", "ALLOW_V6_1"];
-    /// Per-CPU LRU hash of [`crate::SourceKey`] → [`crate::Counter`].
+    /// Per-CPU LRU hash of [`crate::DropKey`] → [`crate::Counter`]: the
+    /// sources of dropped packets, by drop reason.
     pub const DENIED: &str = "DENIED";
     /// Per-CPU array of one [`crate::LogBucket`].
     pub const LOG_BUCKET: &str = "LOG_BUCKET";
@@ -482,9 +570,16 @@ pub mod maps {
     /// ([`crate::BAN_GATE_WORDS`] each), then its host bitmap
     /// ([`crate::BAN_HOST_WORDS`]), memory-mappable.
     pub const BAN_GATE: &str = "BAN_GATE";
+    /// LRU hash of [`crate::FlowKey`] → [`crate::FlowSeen`]: the host's
+    /// own flows, learnt by the TC egress program (strict mode's replies).
+    pub const FLOWS: &str = "FLOWS";
+    /// Array of two u64: a policy applied with `--confirm` waiting for
+    /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
+    /// the programs; pinned with the rest so `confirm` finds it.
+    pub const CONFIRM: &str = "CONFIRM";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -507,9 +602,15 @@ pub mod maps {
         BAN_HOSTS_V4,
         BAN_HOSTS_V6,
         BAN_GATE,
+        FLOWS,
+        CONFIRM,
         CLOCK,
         DENIED_BUDGET,
     ];
+
+    /// Flows remembered for strict mode's replies (least recently used
+    /// are evicted first).
+    pub const FLOWS_MAX: u32 = 262_144;
 
     /// Entries each IPv4 allowlist trie can hold.
     pub const ALLOW_V4_MAX: u32 = 131_072;
@@ -522,6 +623,60 @@ pub mod maps {
     /// Entries each ban trie can hold (an APIBAN list is a few thousand).
     pub const BAN_MAX: u32 = 262_144;
 }
+
+/// A flow of this host as both programs key it: the remote end, the local
+/// end, their ports and the protocol. The XDP program builds it from an
+/// incoming packet's source and destination, the TC egress program from an
+/// outgoing packet's destination and source, so a reply finds the flow its
+/// host opened. Addresses are 16 bytes in memory order (IPv4 as
+/// `::ffff:a.b.c.d`) held as native words; `ports` holds the remote port's
+/// two bytes then the local port's, in network order (an ICMP echo: 0 and
+/// its identifier); `proto` is the IP protocol (1 and 58 for echo).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub remote: [u64; 2],
+    pub local: [u64; 2],
+    pub ports: u32,
+    pub proto: u32,
+}
+
+/// When a flow last sent a packet out (`bpf_ktime_get_coarse_ns`: the
+/// coarse clock is a few ms behind and far cheaper, and idle times are
+/// seconds to days).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSeen {
+    pub last_out_ns: u64,
+}
+
+/// How long a flow stays open without an outgoing packet (docs/policy.md,
+/// "Replies"): TCP like conntrack's established timeout, since an idle SSH
+/// session must survive; SCTP sends heartbeats every 30 s; UDP and ICMP
+/// echo answer within seconds.
+pub const FLOW_IDLE_TCP_NS: u64 = 5 * 24 * 3600 * 1_000_000_000;
+pub const FLOW_IDLE_SCTP_NS: u64 = 3600 * 1_000_000_000;
+pub const FLOW_IDLE_UDP_NS: u64 = 180 * 1_000_000_000;
+pub const FLOW_IDLE_ICMP_NS: u64 = 30 * 1_000_000_000;
+/// The egress program rewrites a flow's timestamp at most this often.
+pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
+/// The idle time of a flow of IP protocol `proto`.
+#[inline(always)]
+pub const fn flow_idle_ns(proto: u32) -> u64 {
+    match proto {
+        6 => FLOW_IDLE_TCP_NS,
+        132 => FLOW_IDLE_SCTP_NS,
+        17 => FLOW_IDLE_UDP_NS,
+        _ => FLOW_IDLE_ICMP_NS,
+    }
+}
+
+/// `CONFIRM` slot holding the token of the process waiting for a
+/// confirmation (0: nothing waits).
+pub const CONFIRM_PENDING: u32 = 0;
+/// `CONFIRM` slot `sipwall confirm` writes that token into.
+pub const CONFIRM_GIVEN: u32 = 1;
 
 /// How many IPv6 extension headers the parser walks before it gives up and
 /// counts the packet as malformed.
@@ -544,10 +699,23 @@ macro_rules! assert_pod_size {
 assert_pod_size!(Counter, 16);
 assert_pod_size!(
     Policy,
-    4 + 4 + 4 + 4 + 8 + 4 * 8 + 8 + INLINE_PREFIXES * 8 + INLINE_PREFIXES * 32 + PORT_WORDS * 8
+    4 + 4
+        + 4
+        + 4
+        + 8
+        + 4 * 8
+        + 8
+        + INLINE_PREFIXES * 8
+        + INLINE_PREFIXES * 32
+        + PORT_WORDS * 8
+        + 8
+        + MAX_STRICT_RULES * 40
 );
+assert_pod_size!(StrictRule, 40);
+assert_pod_size!(FlowKey, 40);
+assert_pod_size!(FlowSeen, 8);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
-assert_pod_size!(DeniedSlot, 16 + 8 + 8);
+assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
 assert_pod_size!(RateState, 24);
 assert_pod_size!(RateSlot, 40);
@@ -555,8 +723,9 @@ assert_pod_size!(BanEntry, 16);
 assert_pod_size!(CoarseClock, 24);
 assert_pod_size!(InsertBudget, 16);
 assert_pod_size!(AttachInfo, 4 * 4 + 8);
-// A key, not a value: 16 bytes, no rounding needed.
+// Keys, not values: no padding, no rounding needed.
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+const _: () = assert!(core::mem::size_of::<DropKey>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -567,6 +736,8 @@ mod pod {
     unsafe impl aya::Pod for super::Policy {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SourceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::LogBucket {}
     // SAFETY: as above.
@@ -581,6 +752,12 @@ mod pod {
     unsafe impl aya::Pod for super::BanEntry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RateSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StrictRule {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowSeen {}
 }
 
 /// What userspace records about an attachment, in the pinned `INFO` map
@@ -604,10 +781,12 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// another version are refused rather than misread. 4: pins moved from
 /// `<root>/<iface>/` to `<root>/netns-<INODE>/<iface>/` (maps unchanged, so
 /// layout-3 pins are adopted by moving them). 5: the abuse controls' maps
-/// (ban set, rate-limit buckets) and the rate limits in [`Policy`]. 6: the
-/// ban gate's host bitmap (`BAN_GATE` grew), the `CLOCK` and
+/// (ban set, rate-limit buckets) and the rate limits in [`Policy`]. 6:
+/// strict mode (the policy holds rules and provider media ports; FLOWS and
+/// CONFIRM maps; dropped sources keyed by reason): older pins are refused.
+/// 7: the ban gate's host bitmap (`BAN_GATE` grew), the `CLOCK` and
 /// `DENIED_BUDGET` maps.
-pub const PIN_LAYOUT_VERSION: u32 = 6;
+pub const PIN_LAYOUT_VERSION: u32 = 7;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

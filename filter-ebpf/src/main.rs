@@ -6,25 +6,27 @@
 
 mod bans;
 mod clock;
+mod egress;
 mod limits;
 mod maps;
 mod parse;
 mod policy;
+mod strict;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, TC_ACT_UNSPEC},
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},
-    macros::xdp,
-    programs::XdpContext,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    Counter, Policy, Reason, SourceKey, DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS,
-    DENIED_HEAVY_PACKETS, FLAG_DRY_RUN, FLAG_LOG_DENIED, LOG_RATE_PER_SEC,
+    Counter, DropKey, Policy, Reason, SourceKey, DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS,
+    DENIED_HEAVY_PACKETS, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
     maps::{ACTIVE, COUNTERS, DENIED, DENIED_BUDGET, DENIED_CACHE, LOG_BUCKET, POLICY},
-    parse::Parsed,
+    parse::{Packet, Parsed},
 };
 
 #[xdp]
@@ -38,11 +40,45 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     let Some(policy) = POLICY.get(generation) else {
         return xdp_action::XDP_PASS;
     };
-    let parsed = parse::parse(&ctx);
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let parsed = parse::parse(pkt);
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let reason = policy::decide(&parsed, policy, generation, bytes);
+    let reason = if policy.flags & FLAG_STRICT == 0 {
+        policy::decide(&parsed, policy, generation, bytes)
+    } else {
+        strict::decide(pkt, &parsed, policy, generation, bytes)
+    };
     record(&ctx, policy, &parsed, reason)
 }
+
+/// The TC egress program (TCX): in strict mode, learns the host's own
+/// flows so that their answers pass as `reply`. Never drops; hands the
+/// packet on to whatever runs next.
+#[classifier]
+pub fn sipwall_egress(ctx: TcContext) -> i32 {
+    let strict = match ACTIVE.get(0) {
+        Some(g) => POLICY
+            .get(*g & 1)
+            .is_some_and(|p| p.flags & FLAG_STRICT != 0),
+        None => false,
+    };
+    if strict {
+        let mut parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
+        if matches!(parsed, Parsed::Malformed) {
+            // Headers beyond the linear part of the skb: pull them in and
+            // look again (the pointers change).
+            if ctx.pull_data(PULL_BYTES).is_ok() {
+                parsed = parse::parse(Packet::new(ctx.data(), ctx.data_end()));
+            }
+        }
+        egress::learn(Packet::new(ctx.data(), ctx.data_end()), &parsed);
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Headers the egress program pulls into the linear part when they are
+/// not there: Ethernet, two tags, IPv6 with extension headers, TCP.
+const PULL_BYTES: u32 = 256;
 
 /// The one exit: count the decision, remember denied sources, and turn the
 /// reason into a verdict (a DROP passes in dry-run). Each arm counts under
@@ -57,12 +93,26 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         Reason::Fragment => count(Reason::Fragment, bytes),
         Reason::Other => count(Reason::Other, bytes),
         Reason::NonIp => count(Reason::NonIp, bytes),
+        Reason::Essential => count(Reason::Essential, bytes),
+        Reason::Reply => count(Reason::Reply, bytes),
+        Reason::RuleAllowed => count(Reason::RuleAllowed, bytes),
+        Reason::RtpOutside => {
+            count(Reason::RtpOutside, bytes);
+            count_source(Reason::RtpOutside, parsed, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::Denied => {
+            count(Reason::Denied, bytes);
+            count_source(Reason::Denied, parsed, bytes);
+            return drop_unless_dry_run(policy);
+        }
         Reason::Malformed => {
             count(Reason::Malformed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::Banned => {
             count(Reason::Banned, bytes);
+            count_source(Reason::Banned, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::SipRatelimited => {
@@ -75,6 +125,7 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         }
         Reason::RtpInvalid => {
             count(Reason::RtpInvalid, bytes);
+            count_source(Reason::RtpInvalid, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::SipDenied => {
@@ -107,7 +158,7 @@ fn drop_unless_dry_run(policy: &Policy) -> u32 {
     }
 }
 
-/// The key words seen as the map's key type.
+/// The key words seen as the rate-limit maps' key type.
 #[inline(always)]
 fn as_source_key(words: &[u64; 2]) -> &SourceKey {
     // SAFETY: SourceKey is repr(C) around 16 bytes of alignment 1; the
@@ -115,10 +166,15 @@ fn as_source_key(words: &[u64; 2]) -> &SourceKey {
     unsafe { &*(words as *const [u64; 2]).cast::<SourceKey>() }
 }
 
+/// Counts a dropped packet's source under its drop reason (a constant at
+/// each call) for `top --reason`.
 #[inline(always)]
-fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) {
-    let Parsed::Ports { src: key, .. } = *parsed else {
-        return;
+fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]> {
+    let key = match *parsed {
+        Parsed::Ports { src, .. }
+        | Parsed::OtherProto { src, .. }
+        | Parsed::Fragment { src, .. } => src,
+        _ => return None,
     };
     // A source that keeps sending stays in its cache slot and costs an
     // array access; a new one pushes the slot's old source into DENIED,
@@ -129,7 +185,7 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) 
     // goes there within the CPU's budget per tick, and one of many always,
     // taking from the budget only for a new entry (see
     // `filter_common::DENIED_BUDGET_PER_TICK`).
-    let folded = key[0] ^ key[1];
+    let folded = key[0] ^ key[1] ^ (reason as u64);
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
     match DENIED_CACHE.get_ptr_mut(slot) {
@@ -138,31 +194,56 @@ fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) 
             // first field of an 8-byte-aligned map value, so it can be
             // read and written as two u64 words.
             let (s, addr) = unsafe { (&mut *s, &mut *(*s).addr.as_mut_ptr().cast::<[u64; 2]>()) };
-            if s.packets != 0 && *addr == key {
+            if s.packets != 0 && *addr == key && s.reason == reason as u32 {
                 s.packets += 1;
                 s.bytes += bytes;
             } else {
                 if s.packets >= DENIED_HEAVY_PACKETS {
-                    add_denied(as_source_key(addr), s.packets, s.bytes, false);
+                    add_denied(*addr, s.reason, s.packets, s.bytes, false);
                 } else if s.packets > 1 && take_budget() {
-                    add_denied(as_source_key(addr), s.packets, s.bytes, true);
+                    add_denied(*addr, s.reason, s.packets, s.bytes, true);
                 }
                 *addr = key;
+                s.reason = reason as u32;
                 s.packets = 1;
                 s.bytes = bytes;
             }
         }
-        None => add_denied(as_source_key(&key), 1, bytes, false),
+        None => add_denied(key, reason as u32, 1, bytes, false),
     }
+    Some(key)
+}
+
+#[inline(always)]
+fn count_denied(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, bytes: u64) {
+    let Some(key) = count_source(Reason::SipDenied, parsed, bytes) else {
+        return;
+    };
     if policy.flags & FLAG_LOG_DENIED != 0 && take_log_token() {
         log_denied(ctx, key[0], key[1]);
     }
 }
 
-/// Adds to a source's counters in the LRU map of denied sources; a new
+/// Adds to a source's counters in the LRU map of dropped sources; a new
 /// entry needs a unit of the budget, unless the caller `paid` one.
 #[inline(always)]
-fn add_denied(key: &SourceKey, packets: u64, bytes: u64, paid: bool) {
+fn add_denied(addr: [u64; 2], reason: u32, packets: u64, bytes: u64, paid: bool) {
+    // The key's words in memory order, as the map stores them: no byte
+    // stores read back as wider words.
+    #[repr(C, align(8))]
+    struct Key {
+        addr: [u64; 2],
+        reason: u32,
+        reserved: u32,
+    }
+    let key = Key {
+        addr,
+        reason,
+        reserved: 0,
+    };
+    // SAFETY: `DropKey` is repr(C): 16 address bytes then two u32, the
+    // layout of `Key` (whose words keep the bytes in memory order).
+    let key = unsafe { &*(&key as *const Key).cast::<DropKey>() };
     match DENIED.get_ptr_mut(key) {
         // SAFETY: a per-CPU value of the LRU map, written by this CPU only.
         Some(c) => unsafe {

@@ -7,10 +7,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use filter_common::{
-    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, RATE_MAX},
-    BanEntry, CoarseClock, Counter, DeniedSlot, HostSlot, InsertBudget, LogBucket, Policy,
-    RateSlot, RateState, SourceKey, BAN_GATE_LEN, DENIED_CACHE_SLOTS, DIRECT_WORDS,
-    RATE_CACHE_SLOTS, REASON_COUNT, V4_HOST_SLOTS,
+    maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
+    BanEntry, CoarseClock, Counter, DeniedSlot, DropKey, FlowKey, FlowSeen, HostSlot, InsertBudget,
+    LogBucket, Policy, RateSlot, RateState, SourceKey, BAN_GATE_LEN, DENIED_CACHE_SLOTS,
+    DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -58,9 +58,10 @@ pub static ALLOW_V6_0: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V
 #[map]
 pub static ALLOW_V6_1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOW_V6_MAX, 0);
 
-/// Denied signalling sources, per address, least recently seen evicted.
+/// Sources of dropped packets, per address and drop reason, least
+/// recently seen evicted.
 #[map]
-pub static DENIED: LruPerCpuHashMap<SourceKey, Counter> =
+pub static DENIED: LruPerCpuHashMap<DropKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DENIED_MAX, 2);
 
 /// Token bucket that limits how many denied sources each CPU logs.
@@ -132,3 +133,17 @@ pub static BAN_GATE: Array<u64> = Array::with_max_entries(BAN_GATE_LEN, BPF_F_MM
 /// Each CPU's copy of the coarse clock, by jiffy (see `clock.rs`).
 #[map]
 pub static CLOCK: PerCpuArray<CoarseClock> = PerCpuArray::with_max_entries(1, 0);
+
+/// A policy applied with `--confirm` waiting for `sipwall confirm`: the
+/// waiting process's token and the one `confirm` writes back. Userspace
+/// only; pinned with the rest so that `confirm` finds it.
+#[map]
+pub static CONFIRM: Array<u64> = Array::with_max_entries(2, 0);
+
+/// The host's own flows, entered by the TC egress program from outgoing
+/// packets and looked up by the XDP program for strict mode's `reply`
+/// (and seeded by userspace from the socket table when strict mode
+/// starts). Shared by all CPUs: a flow's packets leave on one CPU and its
+/// answers arrive on another. Least recently used entries are evicted.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);

@@ -6,7 +6,6 @@
 //! IPv4 packet without options, takes [`parse_ipv4_plain`]: one bounds check,
 //! then loads at fixed offsets. Everything else takes the general walk,
 //! which never assumes a 14-byte Ethernet or a 20-byte IPv4 header.
-use aya_ebpf::programs::XdpContext;
 use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
 
 const ETH_HLEN: usize = 14;
@@ -19,9 +18,11 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
@@ -50,13 +51,26 @@ pub enum Parsed {
     /// in `Ports`) is there for the ban set.
     Fragment { v6: bool, src: [u64; 2] },
     /// Any other IP packet (ICMP, ESP, ...).
-    OtherProto { v6: bool, src: [u64; 2] },
+    OtherProto {
+        v6: bool,
+        proto: u8,
+        /// As in `Ports`.
+        src: [u64; 2],
+        /// Offset of the IP header (strict mode reads the destination).
+        l3: usize,
+        /// ICMP's header as strict mode needs it (see [`icmp_head`]); 0
+        /// for other protocols. Read here, where the header's offset is
+        /// known, so that the decision does not carry offsets that differ
+        /// with every header chain (each would be verified on its own).
+        icmp: u32,
+    },
     /// A UDP, TCP or SCTP packet (or first fragment).
     Ports {
         v6: bool,
-        udp: bool,
-        /// Destination port, host byte order.
-        dport: u16,
+        proto: u8,
+        /// Source then destination port as one load from the packet (see
+        /// [`sport`] and [`dport`]).
+        ports: u32,
         /// The source as the denied-sources key holds it (IPv4 as
         /// `::ffff:a.b.c.d`), its 16 bytes as two native words: see
         /// [`v4_key`].
@@ -64,6 +78,8 @@ pub enum Parsed {
         /// UDP whose payload could be RTP or RTCP: at least 12 bytes,
         /// version 2 in the first byte's top bits.
         rtp_like: bool,
+        /// Offset of the IP header (strict mode reads the destination).
+        l3: usize,
     },
 }
 
@@ -78,6 +94,56 @@ const RTP_VERSION_2: u8 = 0x80;
 #[inline(always)]
 fn rtp_like(first: u8, len: usize) -> bool {
     len >= RTP_MIN && first & 0xc0 == RTP_VERSION_2
+}
+
+/// `Parsed::OtherProto::icmp`: the type, code and checksum (4 bytes) lie
+/// within the IP packet.
+pub const ICMP_HEAD: u32 = 1 << 31;
+/// ... and so does the rest of the 8-byte header (an echo's identifier).
+pub const ICMP_FULL: u32 = 1 << 30;
+
+/// The ICMP (v4) or ICMPv6 (v6) header at `l4`, for a packet of IP
+/// protocol `proto` ending at `end`: [`ICMP_HEAD`] and the type in the low
+/// byte when 4 bytes are there, plus [`ICMP_FULL`] and the identifier (as
+/// loaded, bytes 4-5) in bits 8-23 when 8 are. 0 when it is not ICMP of
+/// the packet's family or is cut shorter.
+#[inline(always)]
+fn icmp_head(pkt: Packet, v6: bool, proto: u8, l4: usize, end: usize) -> u32 {
+    let icmp = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+    if proto != icmp || l4 + 4 > end {
+        return 0;
+    }
+    // The 4-byte head in one load: a 1-byte load's bounds check comes out
+    // in a form the verifier cannot follow. The type is its first byte.
+    let Some(first4) = pkt.load::<u32>(l4) else {
+        return 0;
+    };
+    let head = ICMP_HEAD | (first4 & 0xff);
+    if l4 + 8 > end {
+        return head;
+    }
+    match pkt.load::<u16>(l4 + 4) {
+        Some(id) => head | ICMP_FULL | (u32::from(id) << 8),
+        None => head,
+    }
+}
+
+/// The echo identifier (as loaded) of an `icmp` with [`ICMP_FULL`].
+#[inline(always)]
+pub fn icmp_id(icmp: u32) -> u16 {
+    (icmp >> 8) as u16
+}
+
+/// The source port (host byte order) of `Parsed::Ports::ports`.
+#[inline(always)]
+pub fn sport(ports: u32) -> u16 {
+    u16::from_be(ports as u16)
+}
+
+/// The destination port (host byte order) of `Parsed::Ports::ports`.
+#[inline(always)]
+pub fn dport(ports: u32) -> u16 {
+    u16::from_be((ports >> 16) as u16)
 }
 
 /// The key words of an IPv4 source as loaded from the packet (a b c d in
@@ -108,12 +174,17 @@ struct L4 {
 
 /// The frame's bounds. Offsets are from the frame's start.
 #[derive(Clone, Copy)]
-struct Packet {
+pub struct Packet {
     start: usize,
     end: usize,
 }
 
 impl Packet {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Packet {
+        Packet { start, end }
+    }
+
     /// Pointer to a `T` at `off`, or `None` when it would run past the end:
     /// the one bounds check every read goes through.
     #[inline(always)]
@@ -127,7 +198,7 @@ impl Packet {
     /// One load of a field's own width (`u8`, `u16`, `u32` or `[u64; 2]`),
     /// in network byte order.
     #[inline(always)]
-    fn load<T: Copy>(self, off: usize) -> Option<T> {
+    pub fn load<T: Copy>(self, off: usize) -> Option<T> {
         // SAFETY: `ptr_at` checked that the `T` lies within the frame. The
         // kernel allows packet loads at any alignment (no
         // BPF_F_STRICT_ALIGNMENT), and the BPF backend emits one load of
@@ -152,12 +223,19 @@ unsafe fn field<T: Copy>(block: *const u8, off: usize) -> T {
     unsafe { block.add(off).cast::<T>().read() }
 }
 
+/// The destination address of a packet whose IP header is at `l3`, as
+/// [`Parsed::Ports::src`] holds a source.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
-    let pkt = Packet {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    };
+pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
+    if v6 {
+        pkt.load::<[u64; 2]>(l3 + 24)
+    } else {
+        pkt.load::<u32>(l3 + 16).map(v4_key)
+    }
+}
+
+#[inline(always)]
+pub fn parse(pkt: Packet) -> Parsed {
     if let Some(block) = pkt.ptr_at::<[u8; PLAIN_IPV4_BYTES]>(0) {
         let block = block.cast::<u8>();
         // SAFETY: both lie within the checked block.
@@ -178,13 +256,13 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
     const IP: usize = ETH_HLEN;
     const L4: usize = ETH_HLEN + IPV4_HLEN;
     // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
-    let (total_len, frag, proto, src, dport, tcp_doff, udp_first) = unsafe {
+    let (total_len, frag, proto, src, ports, tcp_doff, udp_first) = unsafe {
         (
             u16::from_be(field(block, IP + 2)) as usize,
             u16::from_be(field(block, IP + 6)),
             field::<u8>(block, IP + 9),
             field::<u32>(block, IP + 12),
-            u16::from_be(field(block, L4 + 2)),
+            field::<u32>(block, L4),
             field::<u8>(block, L4 + 12),
             field::<u8>(block, L4 + 8),
         )
@@ -208,7 +286,10 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
         _ => {
             return Parsed::OtherProto {
                 v6: false,
+                proto,
                 src: v4_key(src),
+                l3: IP,
+                icmp: icmp_head(pkt, false, proto, L4, end),
             }
         }
     };
@@ -218,10 +299,11 @@ fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
     }
     Parsed::Ports {
         v6: false,
-        udp: proto == IPPROTO_UDP,
-        dport,
+        proto,
+        ports,
         src: v4_key(src),
         rtp_like: rtp_like(udp_first, end.saturating_sub(L4 + 8)),
+        l3: IP,
     }
 }
 
@@ -323,15 +405,19 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
     ) {
         Ports::Other => Parsed::OtherProto {
             v6: false,
+            proto,
             src: v4_key(src),
+            l3: off,
+            icmp: icmp_head(pkt, false, proto, cur, end),
         },
         Ports::Malformed => Parsed::Malformed,
-        Ports::Dport(dport, rtp_like) => Parsed::Ports {
+        Ports::Both(ports, rtp_like) => Parsed::Ports {
             v6: false,
-            udp: proto == IPPROTO_UDP,
-            dport,
+            proto,
+            ports,
             src: v4_key(src),
             rtp_like,
+            l3: off,
         },
     }
 }
@@ -405,14 +491,21 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
             end,
         },
     ) {
-        Ports::Other => Parsed::OtherProto { v6: true, src },
-        Ports::Malformed => Parsed::Malformed,
-        Ports::Dport(dport, rtp_like) => Parsed::Ports {
+        Ports::Other => Parsed::OtherProto {
             v6: true,
-            udp: next == IPPROTO_UDP,
-            dport,
+            proto: next,
+            src,
+            l3: off,
+            icmp: icmp_head(pkt, true, next, cur, end),
+        },
+        Ports::Malformed => Parsed::Malformed,
+        Ports::Both(ports, rtp_like) => Parsed::Ports {
+            v6: true,
+            proto: next,
+            ports,
             src,
             rtp_like,
+            l3: off,
         },
     }
 }
@@ -422,12 +515,12 @@ enum Ports {
     Other,
     /// The transport header is incomplete.
     Malformed,
-    /// The destination port, host byte order, and whether the payload
-    /// could be RTP (UDP only).
-    Dport(u16, bool),
+    /// Source and destination port as loaded (see [`sport`], [`dport`]),
+    /// and whether the payload could be RTP (UDP only).
+    Both(u32, bool),
 }
 
-/// Reads the destination port of UDP, TCP and SCTP, whose headers must be
+/// Reads the ports of UDP, TCP and SCTP, whose headers must be
 /// complete within `l4.end` (the IP packet's end).
 #[inline(always)]
 fn ports(pkt: Packet, l4: L4) -> Ports {
@@ -441,7 +534,7 @@ fn ports(pkt: Packet, l4: L4) -> Ports {
     if off + min_len > end {
         return Ports::Malformed;
     }
-    let Some(dport) = pkt.load::<u16>(off + 2) else {
+    let Some(both) = pkt.load::<u32>(off) else {
         return Ports::Malformed;
     };
     if proto == IPPROTO_TCP {
@@ -460,7 +553,7 @@ fn ports(pkt: Packet, l4: L4) -> Ports {
         && pkt
             .load::<u8>(payload)
             .is_some_and(|first| rtp_like(first, end - payload));
-    Ports::Dport(u16::from_be(dport), rtp)
+    Ports::Both(both, rtp)
 }
 
 /// The IPv6 extension headers the walk steps over.

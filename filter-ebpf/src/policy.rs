@@ -11,7 +11,7 @@ use crate::{
         ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, RTP_RATE_CACHE, SIP_RATE, SIP_RATE_CACHE, V4_DIRECT,
         V4_HOSTS, V6_DIRECT,
     },
-    parse::{v4_of_key, Parsed},
+    parse::{dport, sport, v4_of_key, Parsed, IPPROTO_UDP},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
 
@@ -24,57 +24,81 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
         Parsed::Malformed => Reason::Malformed,
         Parsed::Fragment { v6, src } if banned(v6, src) => Reason::Banned,
         Parsed::Fragment { .. } => Reason::Fragment,
-        Parsed::OtherProto { v6, src } if banned(v6, src) => Reason::Banned,
+        Parsed::OtherProto { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::OtherProto { .. } => Reason::Other,
         Parsed::Ports { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::Ports {
             v6,
-            udp,
-            dport,
+            proto,
+            ports,
             src,
             rtp_like,
+            ..
         } => {
+            let dport = dport(ports);
             if policy.is_sig_port(dport) {
-                let allowed = if v6 {
-                    allowlisted_v6(src, policy, generation)
-                } else {
-                    allowlisted_v4(v4_of_key(src), policy, generation)
-                };
-                if !allowed {
-                    Reason::SipDenied
-                } else if policy.sip_interval_ns != 0
-                    && over_limit(
-                        (&SIP_RATE_CACHE, &SIP_RATE),
-                        src,
-                        policy.sip_interval_ns,
-                        policy.sip_window_ns,
-                        bytes,
-                    )
-                {
-                    Reason::SipRatelimited
-                } else {
-                    Reason::SipAllowed
-                }
-            } else if udp && policy.is_rtp_port(dport) {
-                if policy.flags & FLAG_CHECK_RTP != 0 && !rtp_like {
-                    Reason::RtpInvalid
-                } else if policy.rtp_interval_ns != 0
-                    && over_limit(
-                        (&RTP_RATE_CACHE, &RTP_RATE),
-                        src,
-                        policy.rtp_interval_ns,
-                        policy.rtp_window_ns,
-                        bytes,
-                    )
-                {
-                    Reason::RtpRatelimited
-                } else {
-                    Reason::RtpAllowed
-                }
+                signalling(v6, src, policy, generation, bytes)
+            } else if proto != IPPROTO_UDP {
+                Reason::Other
+            } else if policy.is_rtp_port(dport) {
+                media(src, rtp_like, policy, bytes)
+            } else if policy.is_provider_rtp_port(sport(ports)) {
+                // Media by its source port only: counted as media, but the
+                // RTP check and the media limit guard `rtp_ports` (the
+                // ephemeral ports of other UDP fall in 40000-60000 too).
+                Reason::RtpAllowed
             } else {
                 Reason::Other
             }
         }
+    }
+}
+
+/// A packet to a signalling port, by its source: not allowlisted, over
+/// its rate limit, or allowed.
+#[inline(always)]
+pub fn signalling(v6: bool, src: [u64; 2], policy: &Policy, generation: u32, bytes: u64) -> Reason {
+    let allowed = if v6 {
+        allowlisted_v6(src, policy, generation)
+    } else {
+        allowlisted_v4(v4_of_key(src), policy, generation)
+    };
+    if !allowed {
+        Reason::SipDenied
+    } else if policy.sip_interval_ns != 0
+        && over_limit(
+            (&SIP_RATE_CACHE, &SIP_RATE),
+            src,
+            policy.sip_interval_ns,
+            policy.sip_window_ns,
+            bytes,
+        )
+    {
+        Reason::SipRatelimited
+    } else {
+        Reason::SipAllowed
+    }
+}
+
+/// A media packet (UDP the media rules let in), by its payload and its
+/// source's rate: not RTP while `check_rtp` is on, over the rate limit, or
+/// allowed.
+#[inline(always)]
+pub fn media(src: [u64; 2], rtp_like: bool, policy: &Policy, bytes: u64) -> Reason {
+    if policy.flags & FLAG_CHECK_RTP != 0 && !rtp_like {
+        Reason::RtpInvalid
+    } else if policy.rtp_interval_ns != 0
+        && over_limit(
+            (&RTP_RATE_CACHE, &RTP_RATE),
+            src,
+            policy.rtp_interval_ns,
+            policy.rtp_window_ns,
+            bytes,
+        )
+    {
+        Reason::RtpRatelimited
+    } else {
+        Reason::RtpAllowed
     }
 }
 

@@ -22,6 +22,7 @@ mod progs;
 mod receivers;
 mod report;
 mod size;
+mod strict;
 mod testbed;
 mod tier1;
 mod tier2;
@@ -136,6 +137,9 @@ fn main() -> Result<()> {
         )?;
         t1.print(&mut out);
         json.insert("tier1".into(), t1.to_json());
+        let strict = strict::run(args.scale)?;
+        strict.print(&mut out);
+        json.insert("tier1_strict".into(), strict.to_json());
     }
     if args.tiers.contains(&4) {
         let t4 = abuse::run(args.scale).context(

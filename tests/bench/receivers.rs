@@ -26,15 +26,18 @@ pub enum Receiver {
     Nftables,
     SipwallNative,
     SipwallSkb,
+    /// sipwall native in strict mode (default deny).
+    SipwallStrict,
     XdpDrop,
 }
 
 impl Receiver {
-    pub const ALL: [Receiver; 5] = [
+    pub const ALL: [Receiver; 6] = [
         Receiver::NoFilter,
         Receiver::Nftables,
         Receiver::SipwallNative,
         Receiver::SipwallSkb,
+        Receiver::SipwallStrict,
         Receiver::XdpDrop,
     ];
 
@@ -44,6 +47,7 @@ impl Receiver {
             Receiver::Nftables => "nftables (netdev ingress)",
             Receiver::SipwallNative => "sipwall native",
             Receiver::SipwallSkb => "sipwall skb",
+            Receiver::SipwallStrict => "sipwall native strict",
             Receiver::XdpDrop => "XDP_DROP",
         }
     }
@@ -54,6 +58,7 @@ impl Receiver {
             Receiver::Nftables => "nftables",
             Receiver::SipwallNative => "sipwall_native",
             Receiver::SipwallSkb => "sipwall_skb",
+            Receiver::SipwallStrict => "sipwall_native_strict",
             Receiver::XdpDrop => "xdp_drop",
         }
     }
@@ -142,15 +147,23 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
             bed.lab.exec(Host::Pbx, &["nft", "-f", path])?;
             Ok(Installed::Nftables)
         }
-        Receiver::SipwallNative | Receiver::SipwallSkb => {
-            let mode = if r == Receiver::SipwallNative {
-                Some(filter_common::XdpMode::Native)
-            } else {
+        Receiver::SipwallNative | Receiver::SipwallSkb | Receiver::SipwallStrict => {
+            let mode = if r == Receiver::SipwallSkb {
                 Some(filter_common::XdpMode::Skb)
+            } else {
+                Some(filter_common::XdpMode::Native)
+            };
+            let ruleset = if r == Receiver::SipwallStrict {
+                Ruleset {
+                    mode: sipwall::policy::ruleset::Mode::Strict,
+                    ..Ruleset::default()
+                }
+            } else {
+                Ruleset::default()
             };
             let root = PinRoot::new(&bed.bpffs());
             let attached = bed.lab.in_ns(Host::Pbx, || {
-                attach::attach(&root, PBX_IFACE, &Ruleset::default(), mode, false)
+                attach::attach(&root, PBX_IFACE, &ruleset, mode, false)
             })??;
             Ok(Installed::Sipwall(Box::new(attached)))
         }
@@ -272,7 +285,10 @@ pub fn check_all_seen(r: Receiver, seen: &Seen, sent: u64) -> Result<()> {
     );
     if matches!(
         r,
-        Receiver::Nftables | Receiver::SipwallNative | Receiver::SipwallSkb
+        Receiver::Nftables
+            | Receiver::SipwallNative
+            | Receiver::SipwallSkb
+            | Receiver::SipwallStrict
     ) {
         ensure!(
             seen.judged_total() == seen.rx,

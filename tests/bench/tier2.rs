@@ -111,7 +111,10 @@ impl Mix {
     fn check(self, r: Receiver, seen: &Seen, sent: u64) -> Result<()> {
         if !matches!(
             r,
-            Receiver::Nftables | Receiver::SipwallNative | Receiver::SipwallSkb
+            Receiver::Nftables
+                | Receiver::SipwallNative
+                | Receiver::SipwallSkb
+                | Receiver::SipwallStrict
         ) {
             return Ok(());
         }
@@ -327,6 +330,12 @@ impl Tier2 {
                 Receiver::NoFilter,
                 None,
             ),
+            (
+                "strict / guard (sipwall native)",
+                Receiver::SipwallStrict,
+                Receiver::SipwallNative,
+                Some(0.9),
+            ),
         ] {
             let ratio = |mix: Mix| self.mpps(mix, a) / self.mpps(mix, b);
             let mut row = vec![name.to_string()];
@@ -382,6 +391,7 @@ impl Tier2 {
                         "sipwall_native_over_xdp_drop": ratio(Receiver::SipwallNative, Receiver::XdpDrop),
                         "sipwall_skb_over_nftables": ratio(Receiver::SipwallSkb, Receiver::Nftables),
                         "sipwall_native_over_no_filter": ratio(Receiver::SipwallNative, Receiver::NoFilter),
+                        "strict_over_guard": ratio(Receiver::SipwallStrict, Receiver::SipwallNative),
                     },
                 }),
             );

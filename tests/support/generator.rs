@@ -6,9 +6,11 @@
 //!
 //! Every frame comes from its own seed ([`Generator::frame`]), so one frame
 //! of a long run can be rebuilt from the seed and index printed on failure.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::reference::Flow;
 use sipwall::{
     kernel::runner::{MAX_FRAME, MIN_FRAME},
     policy::ruleset::Ruleset,
@@ -102,25 +104,41 @@ const EXTRA_PORTS: [u16; 10] = [5060, 5061, 5080, 40000, 60000, 22, 53, 443, 347
 pub struct Generator {
     sig_ports: Vec<u16>,
     rtp: (u16, u16),
+    provider_rtp: (u16, u16),
+    /// Edges of the strict rules' port ranges.
+    rule_ports: Vec<u16>,
     v4: Vec<Ipv4Net>,
     v6: Vec<Ipv6Net>,
+    /// The host's flows: some frames answer one, exactly or nearly.
+    flows: Vec<Flow>,
 }
 
 impl Generator {
     pub fn new(rules: &Ruleset) -> Generator {
         let mut v4: Vec<Ipv4Net> = EXTRA_V4.iter().map(|s| s.parse().unwrap()).collect();
         let mut v6: Vec<Ipv6Net> = EXTRA_V6.iter().map(|s| s.parse().unwrap()).collect();
-        for net in &rules.allow {
+        let rule_nets = rules.rules.iter().flat_map(|r| r.from.iter());
+        for net in rules.allow.iter().chain(rule_nets) {
             match net {
                 IpNet::V4(n) => v4.push(*n),
                 IpNet::V6(n) => v6.push(*n),
             }
         }
+        let mut rule_ports: Vec<u16> = rules
+            .rules
+            .iter()
+            .flat_map(|r| r.ports.iter())
+            .flat_map(|&(a, b)| [a.wrapping_sub(1), a, b, b.wrapping_add(1)])
+            .collect();
+        rule_ports.extend([67, 68, 546, 547]);
         Generator {
             sig_ports: rules.sig_ports.clone(),
             rtp: rules.rtp,
+            provider_rtp: rules.provider_rtp,
+            rule_ports,
             v4,
             v6,
+            flows: Vec::new(),
         }
     }
 
@@ -135,12 +153,24 @@ impl Generator {
         self
     }
 
+    /// The same, with some frames aimed at answering `flows` (strict
+    /// mode's replies), exactly or with one field off.
+    pub fn with_flows(mut self, flows: &[Flow]) -> Generator {
+        self.flows = flows.to_vec();
+        self
+    }
+
     /// The frame for `seed`: between MIN_FRAME and MAX_FRAME bytes.
     pub fn frame(&self, seed: u64) -> Vec<u8> {
         let mut b = Build {
             rng: Rng::new(seed),
             g: self,
+            answer: None,
         };
+        if !self.flows.is_empty() && b.rng.percent(20) {
+            let flow = b.rng.pick(&self.flows);
+            b.answer = Some(b.near(flow));
+        }
         b.frame()
     }
 }
@@ -148,6 +178,8 @@ impl Generator {
 struct Build<'a> {
     rng: Rng,
     g: &'a Generator,
+    /// The tuple this frame carries, when it is aimed at a flow.
+    answer: Option<Flow>,
 }
 
 /// What sits above the (possibly tagged) Ethernet header.
@@ -158,6 +190,34 @@ enum Network {
 }
 
 impl Build<'_> {
+    /// `flow`'s answer, or now and then one with a field off by one.
+    fn near(&mut self, flow: Flow) -> Flow {
+        let mut a = flow;
+        let r = &mut self.rng;
+        match r.weighted(&[70, 6, 6, 6, 6, 6]) {
+            0 => {}
+            1 => a.remote_port = a.remote_port.wrapping_add(1),
+            2 => a.local_port = a.local_port.wrapping_add(1),
+            3 => a.proto = r.pick(&[6, 17, 132]),
+            4 => {
+                a.remote = match a.remote {
+                    IpAddr::V4(v) => IpAddr::V4(Ipv4Addr::from(u32::from(v) ^ 1)),
+                    IpAddr::V6(v) => IpAddr::V6(Ipv6Addr::from(u128::from(v) ^ 1)),
+                }
+            }
+            _ => {
+                a.local = match a.local {
+                    IpAddr::V4(v) => IpAddr::V4(Ipv4Addr::from(u32::from(v) ^ 256)),
+                    IpAddr::V6(v) => IpAddr::V6(Ipv6Addr::from(u128::from(v) ^ 256)),
+                }
+            }
+        }
+        if (a.proto == 1 || a.proto == 58) != (flow.proto == 1 || flow.proto == 58) {
+            a.proto = flow.proto;
+        }
+        a
+    }
+
     fn frame(&mut self) -> Vec<u8> {
         let r = &mut self.rng;
         let mut f = r.bytes(12); // destination and source MAC
@@ -171,9 +231,11 @@ impl Build<'_> {
             f.extend_from_slice(&tpid.to_be_bytes());
             f.extend_from_slice(&r.u16().to_be_bytes()); // TCI
         }
-        let network = match r.weighted(&[45, 40, 15]) {
-            0 => Network::V4,
-            1 => Network::V6,
+        let network = match (self.answer, r.weighted(&[45, 40, 15])) {
+            (Some(a), _) if a.remote.is_ipv4() => Network::V4,
+            (Some(_), _) => Network::V6,
+            (None, 0) => Network::V4,
+            (None, 1) => Network::V6,
             _ => Network::Other(r.pick(&[0x0806, 0x88cc, 0x8847, 0x88e5, 0x0842, 0x86dc, 0x0801])),
         };
         let (ethertype, payload) = match network {
@@ -279,7 +341,19 @@ impl Build<'_> {
                 offset | r.pick(&[0, 0x2000, 0x8000])
             }
         };
-        let src = self.v4_source();
+        let src = match self.answer.map(|a| a.remote) {
+            Some(IpAddr::V4(a)) => a,
+            _ => self.v4_source(),
+        };
+        let dst = match self.answer.map(|a| a.local) {
+            Some(IpAddr::V4(a)) => a.octets(),
+            _ => [
+                self.rng.pick(&[192, 198, 203]),
+                self.rng.u8(),
+                self.rng.u8(),
+                self.rng.u8(),
+            ],
+        };
         let r = &mut self.rng;
         let mut ip = vec![version << 4 | ihl, r.u8()];
         ip.extend_from_slice(&total.to_be_bytes());
@@ -288,7 +362,7 @@ impl Build<'_> {
         ip.extend_from_slice(&[r.u8(), proto]);
         ip.extend_from_slice(&r.u16().to_be_bytes()); // checksum, not checked
         ip.extend_from_slice(&src.octets());
-        ip.extend_from_slice(&[r.pick(&[192, 198, 203]), r.u8(), r.u8(), r.u8()]);
+        ip.extend_from_slice(&dst);
         let option_bytes = r.bytes(options);
         ip.extend_from_slice(&option_bytes);
         ip.extend_from_slice(&l4);
@@ -322,7 +396,14 @@ impl Build<'_> {
             chain.extend_from_slice(&header);
         }
         let first = kinds.first().copied().unwrap_or(proto);
-        let src = self.v6_source();
+        let src = match self.answer.map(|a| a.remote) {
+            Some(IpAddr::V6(a)) => a,
+            _ => self.v6_source(),
+        };
+        let dst = match self.answer.map(|a| a.local) {
+            Some(IpAddr::V6(a)) => u128::from(a),
+            _ => 0x2001_0db8_u128 << 96 | u128::from(self.rng.next_u64()),
+        };
         let r = &mut self.rng;
         let payload = chain.len() + l4.len();
         let mut payload_len = payload.min(0xffff) as u16;
@@ -345,7 +426,6 @@ impl Build<'_> {
         ip.extend_from_slice(&payload_len.to_be_bytes());
         ip.extend_from_slice(&[first, r.u8()]);
         ip.extend_from_slice(&src.octets());
-        let dst = 0x2001_0db8_u128 << 96 | u128::from(r.next_u64());
         ip.extend_from_slice(&dst.to_be_bytes());
         ip.extend_from_slice(&chain);
         ip.extend_from_slice(&l4);
@@ -407,6 +487,9 @@ impl Build<'_> {
 
     /// A transport protocol number; `icmp` is ICMP's number for the family.
     fn proto(&mut self, icmp: u8) -> u8 {
+        if let Some(a) = self.answer {
+            return a.proto;
+        }
         let r = &mut self.rng;
         match r.weighted(&[40, 25, 12, 8, 15]) {
             0 => 17,
@@ -444,8 +527,35 @@ impl Build<'_> {
     }
 
     fn transport(&mut self, proto: u8) -> Vec<u8> {
-        let sport = self.source_port();
-        let dport = self.destination_port();
+        let (sport, dport) = match self.answer {
+            Some(a) if a.proto == 1 || a.proto == 58 => {
+                // An echo reply (or, now and then, another type) carrying
+                // the flow's identifier.
+                let reply = if a.proto == 1 { 0 } else { 129 };
+                let kind = if self.rng.percent(85) {
+                    reply
+                } else {
+                    self.rng.u8()
+                };
+                (u16::from(kind) << 8, a.local_port)
+            }
+            Some(a) => (a.remote_port, a.local_port),
+            None => (self.source_port(), self.destination_port()),
+        };
+        let proto = match self.answer {
+            // ICMP's "ports" are the type and code, then the checksum.
+            Some(a) if a.proto == 1 || a.proto == 58 => {
+                let mut h = sport.to_be_bytes().to_vec();
+                h.extend_from_slice(&self.rng.bytes(2));
+                h.extend_from_slice(&dport.to_be_bytes());
+                h.extend_from_slice(&self.rng.bytes(2));
+                if self.rng.percent(6) {
+                    h.truncate(self.rng.below(h.len() as u64) as usize);
+                }
+                return h;
+            }
+            _ => proto,
+        };
         let r = &mut self.rng;
         let payload_len = match r.weighted(&[20, 60, 18, 2]) {
             0 => 0,
@@ -486,8 +596,18 @@ impl Build<'_> {
                 }
             }
             132 => h.extend_from_slice(&r.bytes(8)), // verification tag, checksum
+            1 | 58 if r.percent(60) => {
+                // ICMP: type and code (essential ones often), checksum,
+                // identifier and sequence.
+                let kind = r.pick(&[
+                    0, 1, 2, 3, 4, 5, 8, 11, 12, 13, 128, 129, 130, 133, 134, 135, 136, 137, 138,
+                    143, 200,
+                ]);
+                h = vec![kind, r.u8()];
+                h.extend_from_slice(&r.bytes(6));
+            }
             _ => {
-                // ICMP and the rest: ports mean nothing, keep 4 more bytes.
+                // The rest: ports mean nothing, keep 4 more bytes.
                 h.extend_from_slice(&r.bytes(4));
             }
         }
@@ -502,7 +622,8 @@ impl Build<'_> {
     fn destination_port(&mut self) -> u16 {
         let g = self.g;
         let r = &mut self.rng;
-        match r.weighted(&[25, 5, 10, 8, 14, 5, 8, 25]) {
+        match r.weighted(&[25, 5, 10, 8, 14, 5, 8, 25, 10]) {
+            8 if !g.rule_ports.is_empty() => r.pick(&g.rule_ports),
             0 => r.pick(&g.sig_ports),
             1 => r.pick(&g.sig_ports).wrapping_add(r.pick(&[1, u16::MAX])),
             2 => r.pick(&EXTRA_PORTS),
@@ -520,10 +641,22 @@ impl Build<'_> {
     fn source_port(&mut self) -> u16 {
         let g = self.g;
         let r = &mut self.rng;
-        match r.weighted(&[50, 20, 30]) {
+        match r.weighted(&[50, 20, 30, 15, 5]) {
             0 => r.u16(),
             1 => r.pick(&g.sig_ports),
-            _ => r.range(g.rtp.0.into(), g.rtp.1.into()) as u16,
+            2 => r.range(g.rtp.0.into(), g.rtp.1.into()) as u16,
+            3 => {
+                let (first, last) = g.provider_rtp;
+                let inside = r.range(first.into(), last.into()) as u16;
+                r.pick(&[
+                    first.wrapping_sub(1),
+                    first,
+                    inside,
+                    last,
+                    last.wrapping_add(1),
+                ])
+            }
+            _ => r.pick(&[53, 67, 547, 443]),
         }
     }
 

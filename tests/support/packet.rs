@@ -364,6 +364,13 @@ impl Frame {
         self
     }
 
+    /// An ICMP (ICMPv6 in an IPv6 frame) message of `kind` and `code`, with
+    /// identifier 1 and sequence 1 in its second word.
+    pub fn icmp(mut self, kind: u8, code: u8) -> Frame {
+        self.l4 = L4::Icmp { kind, code };
+        self
+    }
+
     /// Raw transport bytes under protocol `proto`.
     pub fn raw(mut self, proto: u8, bytes: &[u8]) -> Frame {
         self.l4 = L4::Raw {

@@ -8,13 +8,32 @@
 //! case. The limits below are written out here on purpose rather than taken
 //! from filter-common, so a change there shows up as a disagreement.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use filter_common::Reason;
 use ipnet::IpNet;
-use sipwall::{kernel::runner::Verdict, policy::ruleset::Ruleset};
+use sipwall::{
+    kernel::runner::Verdict,
+    policy::ruleset::{Mode, RuleProto, Ruleset},
+};
+
+/// The model's own table of the host's flows (strict mode's replies),
+/// filled by the test: a packet from `remote`:`remote_port` to
+/// `local`:`local_port` over `proto` is a reply. ICMP echo flows have
+/// protocol 1 or 58, remote port 0 and the echo identifier as local port.
+#[derive(Clone, Debug, Default)]
+pub struct Flows(pub HashSet<Flow>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub proto: u8,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub local: IpAddr,
+    pub local_port: u16,
+}
 
 /// VLAN tags walked before the IP header; a further tag is malformed.
 pub const VLAN_TAGS: usize = 2;
@@ -110,19 +129,38 @@ impl Abuse {
     }
 }
 
-/// Verdict and reason for `frame` under `rules`, with no ban and fresh
-/// rate limits.
+/// Verdict and reason for `frame` under `rules`, with no ban, fresh rate
+/// limits and no flows of the host.
 pub fn judge(frame: &[u8], rules: &Ruleset) -> Expected {
     judge_at(frame, rules, &mut Abuse::default(), 0)
+}
+
+/// Verdict and reason for `frame` under `rules`, the host's flows being
+/// `flows` (no ban, fresh rate limits).
+pub fn judge_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Expected {
+    judge_full(frame, rules, &mut Abuse::default(), 0, flows)
 }
 
 /// Verdict and reason for `frame` under `rules` arriving at `now_ns`
 /// (CLOCK_MONOTONIC), given and updating what the abuse controls hold.
 pub fn judge_at(frame: &[u8], rules: &Ruleset, abuse: &mut Abuse, now_ns: u64) -> Expected {
+    judge_full(frame, rules, abuse, now_ns, &Flows::default())
+}
+
+/// Everything at once: the abuse controls' state at `now_ns`, and the
+/// host's flows.
+pub fn judge_full(
+    frame: &[u8],
+    rules: &Ruleset,
+    abuse: &mut Abuse,
+    now_ns: u64,
+    flows: &Flows,
+) -> Expected {
     let mut env = Env {
         rules,
         abuse,
         now_ns,
+        flows,
     };
     let reason = match classify_inner(frame, &mut env) {
         Ok(reason) | Err(reason) => reason,
@@ -140,11 +178,17 @@ pub fn classify(frame: &[u8], rules: &Ruleset) -> Reason {
     judge(frame, rules).reason
 }
 
+/// The counter `frame` is recorded under, the host's flows being `flows`.
+pub fn classify_with_flows(frame: &[u8], rules: &Ruleset, flows: &Flows) -> Reason {
+    judge_with_flows(frame, rules, flows).reason
+}
+
 /// Everything a decision depends on besides the frame.
 struct Env<'a> {
     rules: &'a Ruleset,
     abuse: &'a mut Abuse,
     now_ns: u64,
+    flows: &'a Flows,
 }
 
 impl Env<'_> {
@@ -203,6 +247,7 @@ fn ipv4(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
     if be16(fixed, 6)? & 0x1fff != 0 {
         return Err(env.unless_banned(src, Reason::Fragment));
     }
+    let dst = IpAddr::V4(Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]));
     // Bytes past the total length are link padding, not L4.
     let mut l4 = &ip[header_len..total_len.min(ip.len())];
     // Up to two IPsec AH headers (README: parsing) come before the ports.
@@ -219,7 +264,7 @@ fn ipv4(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
         l4 = &l4[len..];
         walked += 1;
     }
-    transport(proto, l4, src, env)
+    transport(proto, l4, src, dst, env)
 }
 
 fn ipv6(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
@@ -233,6 +278,8 @@ fn ipv6(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
     let payload = &ip[..end];
     let src: [u8; 16] = fixed[8..24].try_into().expect("16 bytes");
     let src = IpAddr::V6(Ipv6Addr::from(src));
+    let dst: [u8; 16] = fixed[24..40].try_into().expect("16 bytes");
+    let dst = IpAddr::V6(Ipv6Addr::from(dst));
 
     let mut next = fixed[6];
     let mut at = 40;
@@ -255,7 +302,7 @@ fn ipv6(ip: &[u8], env: &mut Env) -> Result<Reason, Reason> {
     if is_extension_header(next) {
         return Err(Reason::Malformed);
     }
-    transport(next, &payload[at..], src, env)
+    transport(next, &payload[at..], src, dst, env)
 }
 
 fn is_extension_header(proto: u8) -> bool {
@@ -267,7 +314,13 @@ fn is_extension_header(proto: u8) -> bool {
 
 /// `l4` holds the bytes from the transport header to the end of the IP
 /// payload (or of the frame, when that comes first).
-fn transport(proto: u8, l4: &[u8], src: IpAddr, env: &mut Env) -> Result<Reason, Reason> {
+fn transport(
+    proto: u8,
+    l4: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    env: &mut Env,
+) -> Result<Reason, Reason> {
     let rules = env.rules;
     match proto {
         PROTO_UDP => {
@@ -284,12 +337,17 @@ fn transport(proto: u8, l4: &[u8], src: IpAddr, env: &mut Env) -> Result<Reason,
         PROTO_SCTP => {
             take(l4, 0, 12)?;
         }
-        _ => return Ok(env.unless_banned(src, Reason::Other)),
+        _ if env.abuse.banned(src, env.now_ns) => return Ok(Reason::Banned),
+        _ if rules.mode == Mode::Strict => {
+            return Ok(strict_other(proto, l4, src, dst, env.flows, rules))
+        }
+        _ => return Ok(Reason::Other),
     }
     if env.abuse.banned(src, env.now_ns) {
         return Ok(Reason::Banned);
     }
     // UDP, TCP and SCTP all start with source port, destination port.
+    let sport = be16(l4, 0)?;
     let dport = be16(l4, 2)?;
     if rules.sig_ports.contains(&dport) {
         let allowed = rules.allow.iter().any(|net| net.contains(&src));
@@ -304,7 +362,13 @@ fn transport(proto: u8, l4: &[u8], src: IpAddr, env: &mut Env) -> Result<Reason,
         }
         return Ok(Reason::SipAllowed);
     }
-    if proto == PROTO_UDP && rules.rtp.0 <= dport && dport <= rules.rtp.1 {
+    let udp = proto == PROTO_UDP;
+    let to_our_media = udp && rules.rtp.0 <= dport && dport <= rules.rtp.1;
+    let from_provider_media = udp && rules.provider_rtp.0 <= sport && sport <= rules.provider_rtp.1;
+    // Media into this host's RTP ports is checked and rate limited in
+    // both modes; guard mode also counts UDP from the provider's media
+    // ports as media, unchecked. Strict mode's rows 4-10 follow.
+    if to_our_media {
         // RTP and RTCP: a 12-byte header at least, version 2 in the top
         // two bits of the first byte.
         let payload = &l4[8..];
@@ -320,7 +384,103 @@ fn transport(proto: u8, l4: &[u8], src: IpAddr, env: &mut Env) -> Result<Reason,
         }
         return Ok(Reason::RtpAllowed);
     }
-    Ok(Reason::Other)
+    if rules.mode == Mode::Guard {
+        return Ok(if from_provider_media {
+            Reason::RtpAllowed
+        } else {
+            Reason::Other
+        });
+    }
+    let dhcp = (sport, dport) == (67, 68) || (sport, dport) == (547, 546);
+    if udp && dhcp {
+        return Ok(Reason::Essential);
+    }
+    let flow = Flow {
+        proto,
+        remote: src,
+        remote_port: sport,
+        local: dst,
+        local_port: dport,
+    };
+    if env.flows.0.contains(&flow) {
+        return Ok(Reason::Reply);
+    }
+    if rule_matches(rules, proto, src, Some(dport)) {
+        return Ok(Reason::RuleAllowed);
+    }
+    if from_provider_media {
+        return Ok(Reason::RtpOutside);
+    }
+    Ok(Reason::Denied)
+}
+
+/// Strict mode for protocols without ports: ICMP's essential types and
+/// echo replies, then the rules.
+fn strict_other(
+    proto: u8,
+    l4: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    flows: &Flows,
+    rules: &Ruleset,
+) -> Reason {
+    let v6 = src.is_ipv6();
+    let icmp = if v6 { proto == 58 } else { proto == 1 };
+    // The type is read when ICMP's 4-byte head is there; an echo's
+    // identifier when its 8-byte header is.
+    if icmp && l4.len() >= 4 {
+        let kind = l4[0];
+        let error_or_nd = if v6 {
+            matches!(
+                kind,
+                1 | 2 | 3 | 4 | 130 | 131 | 132 | 133 | 134 | 135 | 136 | 137 | 143
+            )
+        } else {
+            matches!(kind, 3 | 11 | 12)
+        };
+        let echo_request = if v6 { kind == 128 } else { kind == 8 };
+        if error_or_nd || (rules.ping && echo_request) {
+            return Reason::Essential;
+        }
+        let echo_reply = if v6 { kind == 129 } else { kind == 0 };
+        if echo_reply && l4.len() >= 8 {
+            let flow = Flow {
+                proto,
+                remote: src,
+                remote_port: 0,
+                local: dst,
+                local_port: u16::from_be_bytes([l4[4], l4[5]]),
+            };
+            if flows.0.contains(&flow) {
+                return Reason::Reply;
+            }
+        }
+    }
+    if rule_matches(rules, proto, src, None) {
+        return Reason::RuleAllowed;
+    }
+    Reason::Denied
+}
+
+/// Whether one of the `[[strict.allow]]` rules takes the packet; `dport`
+/// is `None` for protocols without ports.
+fn rule_matches(rules: &Ruleset, proto: u8, src: IpAddr, dport: Option<u16>) -> bool {
+    rules.rules.iter().any(|rule| {
+        let proto_ok = match rule.proto {
+            RuleProto::Tcp => proto == PROTO_TCP,
+            RuleProto::Udp => proto == PROTO_UDP,
+            RuleProto::Sctp => proto == PROTO_SCTP,
+            RuleProto::Icmp => proto == 1 || proto == 58,
+            RuleProto::Any => true,
+        };
+        let port_ok = match dport {
+            _ if rule.ports.is_empty() => true,
+            Some(p) => rule.ports.iter().any(|&(a, b)| a <= p && p <= b),
+            None => false,
+        };
+        let from_ok = rule.from.is_empty() || rule.from.iter().any(|n| n.contains(&src));
+        proto_ok && port_ok && from_ok
+    })
 }
 
 /// `len` bytes of `bytes` from `at`, or malformed when they are not all there.

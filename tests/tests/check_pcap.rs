@@ -250,7 +250,7 @@ fn a_configuration_changes_the_verdicts() {
     // The stranger becomes the allowlisted source; provider A does not.
     std::fs::write(
         &config,
-        "[signalling]\nallow = [\"203.0.113.9/32\"]\n\n[media]\nrtp_ports = \"40001-40002\"\n",
+        "[signalling]\nallow = [\"203.0.113.9/32\"]\n\n[media]\nrtp_ports = \"40001-40002\"\nprovider_rtp_ports = \"40001-40002\"\n",
     )
     .unwrap();
     let got: Vec<(String, String)> = check_json(&pcap, Some(&config))
@@ -260,7 +260,7 @@ fn a_configuration_changes_the_verdicts() {
     let want = [
         ("drop", "sip_denied"),  // provider A, no longer allowlisted
         ("pass", "sip_allowed"), // the stranger, now allowlisted
-        ("pass", "other"),       // 40000 is outside the new RTP range
+        ("pass", "other"),       // 40000 is outside both new media ranges
         ("pass", "fragment"),
         ("pass", "other"),
         ("pass", "non_ip"),
@@ -461,6 +461,48 @@ fn a_bad_configuration_is_refused_with_exit_2_naming_the_line() {
             &says,
         );
     }
+}
+
+#[test]
+fn strict_configuration_says_replies_cannot_be_known() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let pcap = dir.join("sample.pcap");
+    write_pcap(&pcap, &sample_frames(), DataLink::ETHERNET);
+    let config = dir.join("strict.toml");
+    std::fs::write(&config, "[policy]\nmode = \"strict\"\n").unwrap();
+    let got: Vec<(String, String)> = check_json(&pcap, Some(&config))
+        .into_iter()
+        .map(|(v, r, _)| (v, r))
+        .collect();
+    let want = [
+        ("pass", "sip_allowed"),
+        ("drop", "sip_denied"),
+        ("pass", "rtp_allowed"),
+        ("pass", "fragment"),
+        ("pass", "essential"), // ping = true
+        ("pass", "non_ip"),
+        ("drop", "malformed"),
+        ("error", "null"),
+    ]
+    .map(|(v, r)| (v.to_string(), r.to_string()));
+    assert_eq!(got, want);
+    let args = ["check", "--pcap", path_str(&pcap), "-c", path_str(&config)];
+    let run = sipwall(&args);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("replies cannot be known"),
+        "strict check says what it cannot know: {}",
+        run.stdout
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let run = sipwall(&json_args);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        json["note"].as_str().is_some_and(|n| n.contains("replies")),
+        "{json}"
+    );
 }
 
 /// Finding 8: in a two-way capture taken on the host, the host's own

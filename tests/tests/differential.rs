@@ -18,14 +18,15 @@ use filter_common::{Reason, BAN_PERMANENT, REASON_COUNT};
 use sipwall::{
     kernel::{
         bans::Ban,
+        flows::FlowTuple,
         maps::monotonic_ns,
         runner::{Outcome, Runner},
     },
-    policy::ruleset::{RateLimit, Ruleset},
+    policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset},
 };
 use sipwall_tests::{
     generator::{frame_seed, Generator},
-    reference::{self, Abuse, Expected},
+    reference::{self, Abuse, Expected, Flow, Flows},
 };
 
 const FIXED_SEED: u64 = 0x5195_a11e_d1ff_0001;
@@ -97,6 +98,32 @@ struct Config {
     /// The ban set, as (prefix, nanoseconds from the configuration's start
     /// to its end): negative for already over, `None` for permanent.
     bans: Vec<(&'static str, Option<i64>)>,
+    /// The host's flows: the model's own table, entered in the kernel's
+    /// flow map too (strict configurations only).
+    flows: Flows,
+}
+
+/// The host's flows in strict configurations, both families and every
+/// protocol the egress program learns.
+fn host_flows() -> Vec<Flow> {
+    let flow = |proto, remote: &str, remote_port, local: &str, local_port| Flow {
+        proto,
+        remote: remote.parse().unwrap(),
+        remote_port,
+        local: local.parse().unwrap(),
+        local_port,
+    };
+    vec![
+        flow(6, "203.0.113.50", 443, "192.0.2.10", 40001),
+        flow(6, "198.51.100.9", 22, "192.0.2.10", 50022),
+        flow(17, "203.0.113.53", 53, "192.0.2.10", 33333),
+        flow(17, "44.229.228.186", 45000, "192.0.2.10", 30000),
+        flow(132, "203.0.113.50", 2905, "192.0.2.10", 2905),
+        flow(1, "203.0.113.60", 0, "192.0.2.10", 7),
+        flow(6, "2001:db8:bad::9", 443, "2001:db8::10", 40002),
+        flow(17, "2001:db8:bad::53", 53, "2001:db8::10", 33334),
+        flow(58, "2001:db8:bad::60", 0, "2001:db8::10", 9),
+    ]
 }
 
 impl Config {
@@ -114,6 +141,13 @@ impl Config {
             Reason::SipRatelimited => self.rules.sip_limit.is_some(),
             Reason::RtpRatelimited => self.rules.rtp_limit.is_some(),
             Reason::RtpInvalid => self.rules.check_rtp,
+            // Guard's last row; strict mode's own rows instead.
+            Reason::Other => !self.rules.strict(),
+            Reason::Essential
+            | Reason::Reply
+            | Reason::RuleAllowed
+            | Reason::RtpOutside
+            | Reason::Denied => self.rules.strict(),
             _ => true,
         }
     }
@@ -227,9 +261,12 @@ fn configs() -> Vec<Config> {
             per_sec: 2,
             burst: 3,
         }),
+        // A wide media range and a burst of one: enough media frames from
+        // the hot sources reach the media limit.
+        rtp: (10000, 40000),
         rtp_limit: Some(RateLimit {
             per_sec: 1,
-            burst: 2,
+            burst: 1,
         }),
         check_rtp: true,
         ..custom.clone()
@@ -242,6 +279,55 @@ fn configs() -> Vec<Config> {
         check_rtp: true,
         ..long.clone()
     };
+    let strict = Ruleset {
+        mode: Mode::Strict,
+        rtp: (10000, 20000),
+        rules: vec![
+            AllowRule {
+                proto: RuleProto::Tcp,
+                ports: vec![(22, 22), (8000, 8080)],
+                from: nets(&["198.51.100.0/24", "2001:db8:1::/48"]),
+            },
+            AllowRule {
+                proto: RuleProto::Udp,
+                ports: vec![(7000, 7010)],
+                from: vec![],
+            },
+            AllowRule {
+                proto: RuleProto::Sctp,
+                ports: vec![(2905, 2905)],
+                from: nets(&["203.0.113.128/25"]),
+            },
+            AllowRule {
+                proto: RuleProto::Icmp,
+                ports: vec![],
+                from: nets(&["192.0.2.64/26"]),
+            },
+            AllowRule {
+                proto: RuleProto::Any,
+                ports: vec![],
+                from: nets(&["203.0.113.130/32", "2001:db8:2:3::1/128"]),
+            },
+        ],
+        ..custom.clone()
+    };
+    let strict_no_ping = Ruleset {
+        ping: false,
+        provider_rtp: (30000, 30100),
+        allow: long.allow.clone(),
+        ..strict.clone()
+    };
+    let strict_dry = Ruleset {
+        dry_run: true,
+        ..strict.clone()
+    };
+    // Strict mode with every abuse control: bans before the strict rows,
+    // rate limits and the RTP check on its signalling and media.
+    let strict_abuse = Ruleset {
+        mode: Mode::Strict,
+        rules: strict.rules.clone(),
+        ..abuse.clone()
+    };
     let no_bans: &[(&str, Option<i64>)] = &[];
     [
         ("defaults", Ruleset::default(), no_bans),
@@ -252,10 +338,23 @@ fn configs() -> Vec<Config> {
         ("abuse: bans, rate limits, RTP check", abuse, BANS),
         ("abuse, dry run", abuse_dry, BANS),
         ("bans and RTP check, long allowlists", check_only, BANS),
+        ("strict", strict, no_bans),
+        ("strict, no ping, long allowlist", strict_no_ping, no_bans),
+        ("strict, dry run", strict_dry, no_bans),
+        (
+            "strict with bans, rate limits, RTP check",
+            strict_abuse,
+            BANS,
+        ),
     ]
     .into_iter()
     .map(|(name, rules, bans)| Config {
         name,
+        flows: if rules.strict() {
+            Flows(host_flows().into_iter().collect())
+        } else {
+            Flows::default()
+        },
         rules: rules.normalise().expect("a valid ruleset"),
         bans: bans.to_vec(),
     })
@@ -346,9 +445,11 @@ impl Tally {
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e:#}", hex(frame)));
         let after_ns = monotonic_ns();
         let mut early = abuse.clone();
-        let want_early = reference::judge_at(frame, &config.rules, &mut early, before_ns);
+        let want_early =
+            reference::judge_full(frame, &config.rules, &mut early, before_ns, &config.flows);
         let mut late = abuse.clone();
-        let want_late = reference::judge_at(frame, &config.rules, &mut late, after_ns);
+        let want_late =
+            reference::judge_full(frame, &config.rules, &mut late, after_ns, &config.flows);
         let want = if want_early == want_late {
             *abuse = early;
             want_early
@@ -450,6 +551,20 @@ fn kernel_program_agrees_with_the_reference_model() {
         let bans = config.bans_from(monotonic_ns());
         runner.maps.set_bans(&bans).expect("writing the ban set");
         let mut abuse = Abuse::with_bans(bans.iter().map(|b| (b.net, b.expires_ns)).collect());
+        runner.maps.clear_flows().expect("clearing the flows");
+        let tuples: Vec<FlowTuple> = config
+            .flows
+            .0
+            .iter()
+            .map(|f| FlowTuple {
+                proto: f.proto,
+                remote: f.remote,
+                remote_port: f.remote_port,
+                local: f.local,
+                local_port: f.local_port,
+            })
+            .collect();
+        runner.maps.add_flows(&tuples).expect("entering the flows");
         let runner = &*runner;
         let at = (ci, config);
         for (why, text) in REGRESSIONS {
@@ -459,7 +574,7 @@ fn kernel_program_agrees_with_the_reference_model() {
         let mut probed: Vec<ipnet::IpNet> = bans.iter().map(|b| b.net).collect();
         if config.stateful() {
             // Sources that come back often enough to run out of tokens.
-            for _ in 0..12 {
+            for _ in 0..24 {
                 probed.extend(
                     HOT_SOURCES
                         .iter()
@@ -467,7 +582,10 @@ fn kernel_program_agrees_with_the_reference_model() {
                 );
             }
         }
-        let generator = Generator::new(&config.rules).probing(&probed);
+        let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
+        let generator = Generator::new(&config.rules)
+            .probing(&probed)
+            .with_flows(&flows);
         // Each configuration draws its own stream from each seed.
         let halves = [
             (FIXED_SEED, per_config / 2),

@@ -174,6 +174,37 @@ fn bad_configs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>, &'static str)
             "string for the list",
         ),
         (
+            "strictnoports.toml",
+            b"[policy]\nmode = \"strict\"\n\n[[strict.allow]]\nproto = \"tcp\"\n".to_vec(),
+            vec!["rule 1", "has no ports"],
+            "strict tcp rule without ports",
+        ),
+        (
+            "strictproto.toml",
+            b"[[strict.allow]]\nproto = \"gre\"\n".to_vec(),
+            vec!["line 2", "unknown variant"],
+            "strict rule with an unknown protocol",
+        ),
+        (
+            "strictmany.toml",
+            format!(
+                "[policy]\nmode = \"strict\"\n\n[[strict.allow]]\nproto = \"udp\"\nports = [{}]\n",
+                (1..=33)
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into_bytes(),
+            vec!["33 entries", "at most 32"],
+            "more strict rule entries than the policy holds",
+        ),
+        (
+            "providerrtp.toml",
+            b"[media]\nprovider_rtp_ports = \"60000-40000\"\n".to_vec(),
+            vec!["line 2", "starts after it ends"],
+            "provider media range backwards",
+        ),
+        (
             "port0.toml",
             ports("[0]"),
             vec!["line 2", "port 0"],
@@ -839,6 +870,31 @@ nonsense
             "-n negative",
         ),
         (&["top", "-n", "0"], &["-n 0"], "-n zero shows nothing"),
+        (
+            &["top", "--reason", "reply"],
+            &["--reason reply", "not a drop reason", "denied"],
+            "top --reason of a reason that passes",
+        ),
+        (
+            &["top", "--reason", "nonsense"],
+            &["not a drop reason"],
+            "top --reason of no reason",
+        ),
+        (
+            &["top", "--reason", "malformed"],
+            &["not trusted"],
+            "top --reason malformed: no trusted source",
+        ),
+        (
+            &["attach", "-i", IFACE, "--confirm", "0"],
+            &["invalid value '0'"],
+            "--confirm 0 seconds",
+        ),
+        (
+            &["attach", "-i", IFACE, "--confirm", "abc"],
+            &["invalid value 'abc'"],
+            "--confirm not a number",
+        ),
         (
             &["top", "-n", "1e3"],
             &["invalid value"],

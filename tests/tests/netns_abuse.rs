@@ -384,7 +384,8 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
         (&["ban", "add", "-i", PBX_IFACE, "--file", "/nonexistent/bans"], &["cannot read"]),
         (&["ban", "add", "-i", PBX_IFACE], &["required"]),
         (&["ban", "del", "-i", PBX_IFACE, "203.0.113.5"], &["not banned", "nothing changed"]),
-        (&["top", "-i", PBX_IFACE, "--reason", "malformed"], &["--reason", "sip_ratelimited"]),
+        (&["top", "-i", PBX_IFACE, "--reason", "malformed"], &["--reason malformed", "not trusted"]),
+        (&["top", "-i", PBX_IFACE, "--reason", "non_ip"], &["not a drop reason", "sip_ratelimited"]),
         (&["top", "-i", PBX_IFACE, "--reason", "nonsense"], &["--reason"]),
     ];
     for (args, words) in cases {

@@ -63,7 +63,9 @@ fn send_and_count(
     payload: usize,
 ) -> u64 {
     let rx = lab.udp(Host::Pbx, dst.ip(), dst.port());
-    let tx = lab.udp(host, src, 0);
+    // A fixed source port outside the provider's media ports (40000-60000,
+    // counted as media whatever the destination) and the ephemeral range.
+    let tx = lab.udp(host, src, 30123);
     traffic::send(&tx, dst, n, payload).unwrap_or_else(|e| panic!("{e:#}"));
     traffic::count(&rx, IDLE).unwrap_or_else(|e| panic!("{e:#}"))
 }

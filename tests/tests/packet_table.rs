@@ -154,11 +154,16 @@ fn default_table() -> Vec<Case> {
         case(DROP, SipDenied, "provider address as destination, stranger as source: source decides", Frame::ipv4(STRANGER, PROVIDER_A).udp(5060, 5060)),
         case(DROP, SipDenied, "stranger with DF set, offset 0: not a fragment", ip4(STRANGER).udp(5060, 5060).ip4(|h| h.dont_fragment = true)),
         // --- policy row 5: RTP range (UDP only) ---
-        case(PASS, Other, "UDP 39999, one below the RTP range", ip4(STRANGER).udp(50000, 39999)),
+        case(PASS, Other, "UDP 39999, one below the RTP range, from a port outside the provider's", ip4(STRANGER).udp(33000, 39999)),
+        case(PASS, RtpAllowed, "UDP from provider media port 40000 to this host's 16384 (media correction)", ip4(STRANGER).udp(40000, 16384)),
+        case(PASS, RtpAllowed, "UDP from provider media port 60000 to 10000", ip4(STRANGER).udp(60000, 10000)),
+        case(PASS, Other, "UDP from port 39999, one below the provider's media ports", ip4(STRANGER).udp(39999, 16384)),
+        case(PASS, Other, "UDP from port 60001, one above the provider's media ports", ip4(STRANGER).udp(60001, 16384)),
+        case(PASS, Other, "TCP from a provider media port: media is UDP only", ip4(STRANGER).tcp(40000, 16384)),
         case(PASS, RtpAllowed, "UDP 40000, first RTP port, any source", ip4(STRANGER).udp(50000, 40000)),
         case(PASS, RtpAllowed, "UDP 50000, inside the RTP range", ip4(STRANGER).udp(50000, 50000).payload(&[0x80; 172])),
         case(PASS, RtpAllowed, "UDP 60000, last RTP port", ip4(STRANGER).udp(50000, 60000)),
-        case(PASS, Other, "UDP 60001, one above the RTP range", ip4(STRANGER).udp(50000, 60001)),
+        case(PASS, Other, "UDP 60001, one above the RTP range", ip4(STRANGER).udp(33000, 60001)),
         case(PASS, Other, "TCP to an RTP port: RTP is UDP only", ip4(STRANGER).tcp(50000, 40000)),
         case(PASS, Other, "SCTP to an RTP port: RTP is UDP only", ip4(STRANGER).sctp(50000, 50000)),
         // --- policy row 7: everything else -> other ---
@@ -233,7 +238,8 @@ fn default_table() -> Vec<Case> {
         case(DROP, SipDenied, "IPv6 SCTP 5060", ip6(stranger6()).sctp(5060, 5060)),
         case(PASS, RtpAllowed, "IPv6 UDP 40000", ip6(stranger6()).udp(50000, 40000)),
         case(PASS, RtpAllowed, "IPv6 UDP 60000", ip6(stranger6()).udp(50000, 60000)),
-        case(PASS, Other, "IPv6 UDP 60001", ip6(stranger6()).udp(50000, 60001)),
+        case(PASS, Other, "IPv6 UDP 60001", ip6(stranger6()).udp(33000, 60001)),
+        case(PASS, RtpAllowed, "IPv6 UDP from provider media port 50000 to 20000", ip6(stranger6()).udp(50000, 20000)),
         case(PASS, Other, "IPv6 TCP to an RTP port", ip6(stranger6()).tcp(50000, 50000)),
         case(PASS, Other, "ICMPv6 echo request", ip6(stranger6()).icmp_echo()),
         case(PASS, Other, "IPv6 no next header (59)", ip6(stranger6())),
@@ -358,13 +364,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs one frame and checks verdict, counters and the denied-sources map.
+/// The drop reasons whose sources are recorded (`top --reason`).
+const SOURCED: [Reason; 3] = [SipDenied, Denied, RtpOutside];
+
+/// Every recorded source of a dropped packet: (reason, address, counter).
+fn drop_sources(runner: &Runner) -> Result<Vec<(Reason, IpAddr, Counter)>, String> {
+    let mut out = Vec::new();
+    for reason in SOURCED {
+        let list = runner
+            .maps
+            .drop_sources(reason)
+            .map_err(|e| format!("{e:#}"))?;
+        out.extend(list.into_iter().map(|(a, c)| (reason, a, c)));
+    }
+    Ok(out)
+}
+
+/// Runs one frame and checks verdict, counters and the dropped-sources map.
 fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
     let frame = c.frame.build();
     let len = frame.len() as u64;
-    let denied_before = runner.maps.denied_sources().map_err(|e| format!("{e:#}"))?;
+    let denied_before = drop_sources(runner)?;
     let out = runner.run(&frame).map_err(|e| format!("{e:#}"))?;
-    let denied_after = runner.maps.denied_sources().map_err(|e| format!("{e:#}"))?;
+    let denied_after = drop_sources(runner)?;
     let want = vec![(
         c.reason,
         Counter {
@@ -380,21 +402,19 @@ fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
             hex(&frame)
         ));
     }
+    let before_of = |r: Reason, addr: &IpAddr| {
+        denied_before
+            .iter()
+            .find(|(br, a, _)| *br == r && a == addr)
+            .map_or(Counter::default(), |(_, _, c)| *c)
+    };
     let denied_moved: Vec<_> = denied_after
         .iter()
-        .filter(|(addr, after)| {
-            let before = denied_before
-                .iter()
-                .find(|(a, _)| a == addr)
-                .map_or(Counter::default(), |(_, c)| *c);
-            before != *after
-        })
-        .map(|(addr, after)| {
-            let before = denied_before
-                .iter()
-                .find(|(a, _)| a == addr)
-                .map_or(Counter::default(), |(_, c)| *c);
+        .filter(|(r, addr, after)| before_of(*r, addr) != *after)
+        .map(|(r, addr, after)| {
+            let before = before_of(*r, addr);
             (
+                *r,
                 *addr,
                 Counter {
                     packets: after.packets - before.packets,
@@ -403,8 +423,9 @@ fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
             )
         })
         .collect();
-    let want_denied = match (c.reason, source(&c.frame)) {
-        (SipDenied, Some(src)) => vec![(
+    let want_denied = match source(&c.frame) {
+        Some(src) if SOURCED.contains(&c.reason) => vec![(
+            c.reason,
             src,
             Counter {
                 packets: 1,
@@ -415,7 +436,7 @@ fn check(runner: &Runner, c: &Case, verdict: Verdict) -> Result<(), String> {
     };
     if denied_moved != want_denied {
         return Err(format!(
-            "denied sources moved {denied_moved:?}, want {want_denied:?}"
+            "dropped sources moved {denied_moved:?}, want {want_denied:?}"
         ));
     }
     Ok(())
@@ -448,9 +469,13 @@ fn runner(ruleset: &Ruleset) -> Runner {
 fn default_ruleset_table() {
     sipwall_tests::skip_unless_root!();
     let table = default_table();
-    // Every reason of docs/policy.md appears, with both verdicts; the abuse
-    // controls, off by default, have their own table below.
-    for reason in Reason::ALL.into_iter().filter(|r| !ABUSE.contains(r)) {
+    // Every reason of guard mode appears, with both verdicts; the abuse
+    // controls, off by default, and strict mode have their own tables below.
+    let strict_only = [Essential, Reply, RuleAllowed, RtpOutside, Denied];
+    for reason in Reason::ALL
+        .into_iter()
+        .filter(|r| !ABUSE.contains(r) && !strict_only.contains(r))
+    {
         assert!(
             table.iter().any(|c| c.reason == reason),
             "no row for {}",
@@ -777,7 +802,8 @@ fn abuse_table() -> Vec<Case> {
         case(DROP, RtpInvalid, "junk over IPv6", ip6(v6("2001:db8:5::2")).udp(40000, 40000).payload(&[0; 100])),
         case(DROP, RtpInvalid, "junk behind IPv4 options", ip4(STRANGER).ipv4_options(4).udp(40000, 40000).payload(&[0x17; 30])),
         case(DROP, RtpInvalid, "RTP header cut by the IP total length, frame padded", ip4(STRANGER).udp(40000, 40000).payload(&rtp(0)).ip4(|h| h.total_len = Some(20 + 8 + 11))),
-        case(PASS, Other, "junk to a port outside the media range is not checked", ip4(STRANGER).udp(40000, 39999).payload(&[0; 100])),
+        case(PASS, Other, "junk outside the media ports, both ways, is not checked", ip4(STRANGER).udp(30000, 39999).payload(&[0; 100])),
+        case(PASS, RtpAllowed, "junk from a provider media port to a port outside rtp_ports: media by its source, not checked", ip4(STRANGER).udp(40000, 39999).payload(&[0; 100])),
         case(PASS, Other, "TCP into the media range is not RTP's business", ip4(STRANGER).tcp(1, 40000)),
     ]
 }
@@ -797,11 +823,11 @@ fn abuse_controls_table() {
     install_bans(&mut live);
     run_table("abuse controls", &live, &table, |c| c.verdict);
     // `top --reason sip_ratelimited` names provider A with its two drops.
-    let limited = live.maps.ratelimited_sources(SipRatelimited).unwrap();
+    let limited = live.maps.drop_sources(SipRatelimited).unwrap();
     let a = IpAddr::V4(PROVIDER_A);
     assert_eq!(limited.len(), 1, "{limited:?}");
     assert_eq!((limited[0].0, limited[0].1.packets), (a, 2), "{limited:?}");
-    let rtp_limited = live.maps.ratelimited_sources(RtpRatelimited).unwrap();
+    let rtp_limited = live.maps.drop_sources(RtpRatelimited).unwrap();
     assert_eq!(rtp_limited.len(), 1, "{rtp_limited:?}");
     // Dry run: the same rows and counters, nothing dropped.
     let mut dry = runner(&Ruleset {
@@ -883,5 +909,345 @@ fn single_packet_sources_pushed_out_of_the_cache_are_not_remembered() {
     assert!(
         singles <= filter_common::DENIED_CACHE_SLOTS as usize,
         "{singles} one-packet sources remembered: more than the cache holds, so pushed-out ones went to the LRU map"
+    );
+}
+
+// --- strict mode (docs/policy.md, "Strict mode") ---
+
+const STRICT_TOML: &str = r#"
+[media]
+rtp_ports = "10000-20000"
+
+[policy]
+mode = "strict"
+
+[[strict.allow]]
+proto = "tcp"
+ports = [22]
+from = ["198.51.100.0/24", "2001:db8:a::/48"]
+
+[[strict.allow]]
+proto = "udp"
+ports = ["7000-7010"]
+
+[[strict.allow]]
+proto = "any"
+from = ["203.0.113.200/32"]
+"#;
+
+const MGMT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const WEB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
+const PINGED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 60);
+const TRUSTED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
+
+fn strict_ruleset() -> Ruleset {
+    config::parse(STRICT_TOML, "strict.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The flows the strict table's host has open (entered in the program's
+/// flow map as the egress program or the socket-table seeding would).
+fn strict_flows() -> Vec<sipwall::kernel::flows::FlowTuple> {
+    use sipwall::kernel::flows::FlowTuple;
+    let flow = |proto, remote: IpAddr, remote_port, local: IpAddr, local_port| FlowTuple {
+        proto,
+        remote,
+        remote_port,
+        local,
+        local_port,
+    };
+    vec![
+        flow(6, WEB.into(), 443, HOST.into(), 40001),
+        flow(17, RESOLVER.into(), 53, HOST.into(), 33333),
+        flow(1, PINGED.into(), 0, HOST.into(), 1),
+        flow(6, stranger6().into(), 443, host6().into(), 40002),
+        flow(58, stranger6().into(), 0, host6().into(), 1),
+        flow(132, WEB.into(), 2905, HOST.into(), 2905),
+    ]
+}
+
+#[rustfmt::skip]
+fn strict_table() -> Vec<Case> {
+    let sip = b"OPTIONS sip:host SIP/2.0\r\n\r\n";
+    vec![
+        // 1: not IP
+        case(PASS, NonIp, "ARP is never filtered", Frame::arp(STRANGER, HOST)),
+        // 2: malformed
+        case(DROP, Malformed, "IHL 4", ip4(STRANGER).udp(5060, 5060).ip4(|h| h.ihl = Some(4))),
+        // 3: signalling as guard
+        case(PASS, SipAllowed, "provider SIP", ip4(PROVIDER_A).udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "outsider SIP", ip4(STRANGER).udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "outsider SIP from the management network: rules come after signalling", ip4(MGMT).tcp(40000, 5061)),
+        // 4: UDP to rtp_ports
+        case(PASS, RtpAllowed, "media into rtp_ports from the provider's media port", ip4(STRANGER).udp(40000, 10000)),
+        case(PASS, RtpAllowed, "media into rtp_ports from any port", ip4(STRANGER).udp(1234, 20000)),
+        case(PASS, RtpAllowed, "IPv6 media into rtp_ports", ip6(stranger6()).udp(50000, 15000)),
+        // 5: essential
+        case(PASS, Essential, "ICMP fragmentation needed (path MTU)", ip4(STRANGER).icmp(3, 4)),
+        case(PASS, Essential, "ICMP time exceeded", ip4(STRANGER).icmp(11, 0)),
+        case(PASS, Essential, "ICMP parameter problem", ip4(STRANGER).icmp(12, 0)),
+        case(PASS, Essential, "ICMP echo request (ping = true)", ip4(STRANGER).icmp_echo()),
+        case(PASS, Essential, "ICMPv6 packet too big", ip6(stranger6()).icmp(2, 0)),
+        case(PASS, Essential, "ICMPv6 destination unreachable", ip6(stranger6()).icmp(1, 4)),
+        case(PASS, Essential, "ICMPv6 neighbour solicitation", ip6(stranger6()).icmp(135, 0)),
+        case(PASS, Essential, "ICMPv6 neighbour advertisement", ip6(stranger6()).icmp(136, 0)),
+        case(PASS, Essential, "ICMPv6 router advertisement", ip6(stranger6()).icmp(134, 0)),
+        case(PASS, Essential, "ICMPv6 MLD query", ip6(stranger6()).icmp(130, 0)),
+        case(PASS, Essential, "ICMPv6 MLDv2 report", ip6(stranger6()).icmp(143, 0)),
+        case(PASS, Essential, "ICMPv6 echo request (ping = true)", ip6(stranger6()).icmp_echo()),
+        case(PASS, Essential, "DHCPv4 server to client", ip4(STRANGER).udp(67, 68)),
+        case(PASS, Essential, "DHCPv6 server to client", ip6(stranger6()).udp(547, 546)),
+        case(DROP, Denied, "DHCPv4 the other way (68 -> 67)", ip4(STRANGER).udp(68, 67)),
+        case(DROP, Denied, "ICMP redirect: not essential", ip4(STRANGER).icmp(5, 0)),
+        case(DROP, Denied, "ICMPv6 type 138 (router renumbering): not essential", ip6(stranger6()).icmp(138, 0)),
+        case(DROP, Denied, "ICMP type cut short (2 bytes of ICMP)", ip4(STRANGER).raw(1, &[3, 4])),
+        // 6: replies to the host's flows
+        case(PASS, Reply, "TCP answer of the host's HTTPS connection", ip4(WEB).tcp(443, 40001)),
+        case(PASS, Reply, "IPv6 TCP answer of the host's connection", ip6(stranger6()).tcp(443, 40002)),
+        case(PASS, Reply, "DNS answer to the host's query", ip4(RESOLVER).udp(53, 33333).payload(&[0; 40])),
+        case(PASS, Reply, "ICMP echo reply to the host's ping", ip4(PINGED).icmp(0, 0)),
+        case(PASS, Reply, "ICMPv6 echo reply to the host's ping", ip6(stranger6()).icmp(129, 0)),
+        case(PASS, Reply, "SCTP answer of the host's association", ip4(WEB).sctp(2905, 2905)),
+        case(DROP, Denied, "unsolicited TCP ACK/SYN-ACK: the web server's port is right, the host's port is not", ip4(WEB).tcp(443, 40009)),
+        case(DROP, Denied, "unsolicited TCP from another address to the host's open port", ip4(STRANGER).tcp(443, 40001)),
+        case(DROP, Denied, "unsolicited UDP 'reply' from port 53", ip4(STRANGER).udp(53, 33333)),
+        case(DROP, Denied, "DNS answer to a port the host did not ask from", ip4(RESOLVER).udp(53, 33334)),
+        case(DROP, Denied, "UDP with the flow's ports but TCP's protocol swapped: UDP from 443", ip4(WEB).udp(443, 40001)),
+        case(DROP, Denied, "ICMP echo reply nobody asked for", ip4(STRANGER).icmp(0, 0)),
+        // 7: rules
+        case(PASS, RuleAllowed, "SSH from the management network", ip4(MGMT).tcp(50123, 22)),
+        case(PASS, RuleAllowed, "SSH from the IPv6 management network", ip6(v6("2001:db8:a::1")).tcp(50123, 22)),
+        case(DROP, Denied, "SSH from elsewhere", ip4(STRANGER).tcp(50123, 22)),
+        case(DROP, Denied, "SSH from just outside the management /24", ip4(Ipv4Addr::new(198, 51, 101, 7)).tcp(50123, 22)),
+        case(DROP, Denied, "UDP 22 from the management network: the rule is TCP", ip4(MGMT).udp(33123, 22)),
+        case(PASS, RuleAllowed, "UDP 7000, first port of a range rule, any source", ip4(STRANGER).udp(1000, 7000)),
+        case(PASS, RuleAllowed, "UDP 7010, last port of the range", ip6(stranger6()).udp(1000, 7010)),
+        case(DROP, Denied, "UDP 7011, one past the range", ip4(STRANGER).udp(1000, 7011)),
+        case(PASS, RuleAllowed, "ESP from the 'any' rule's source", ip4(TRUSTED).raw(PROTO_ESP, &[0; 24])),
+        case(PASS, RuleAllowed, "TCP 80 from the 'any' rule's source", ip4(TRUSTED).tcp(1000, 80)),
+        // 8: non-first fragments
+        case(PASS, Fragment, "non-first fragment", ip4(STRANGER).raw(PROTO_UDP, b"rest of a datagram").fragment(185, false)),
+        case(PASS, Fragment, "IPv6 non-first fragment", ip6(stranger6()).ext(Ext::Fragment { offset: 185, more: true }).udp(5060, 5060)),
+        // 9: provider media outside rtp_ports
+        case(DROP, RtpOutside, "UDP from provider port 40000 to 30000: one-way audio", ip4(STRANGER).udp(40000, 30000)),
+        case(DROP, RtpOutside, "UDP from provider port 60000 to 9999", ip6(stranger6()).udp(60000, 9999)),
+        case(DROP, Denied, "UDP from port 39999 to 30000: not the provider's media port", ip4(STRANGER).udp(39999, 30000)),
+        case(DROP, Denied, "TCP from provider port 50000: media is UDP", ip4(STRANGER).tcp(50000, 30000)),
+        // 10: everything else
+        case(DROP, Denied, "outsider TCP SYN to an unruled port", ip4(STRANGER).tcp(50000, 80)),
+        case(DROP, Denied, "ESP from an outsider", ip4(STRANGER).raw(PROTO_ESP, &[0; 24])),
+        case(DROP, Denied, "IPv4 with no transport (protocol 59)", ip4(STRANGER)),
+        case(DROP, Denied, "IPv6 no next header", ip6(stranger6())),
+    ]
+}
+
+fn strict_runner(ruleset: &Ruleset) -> Runner {
+    let mut r = runner(ruleset);
+    r.maps
+        .add_flows(&strict_flows())
+        .expect("entering the flows");
+    r
+}
+
+/// Strict mode with the abuse controls: bans right after `malformed`,
+/// before essential traffic, replies and rules; rate limits and the RTP
+/// check on strict mode's signalling and media rows. Rows in order.
+#[rustfmt::skip]
+fn strict_abuse_table() -> Vec<Case> {
+    let media_src = Ipv4Addr::new(198, 51, 100, 30);
+    vec![
+        case(DROP, Malformed, "malformed from a banned source stays malformed", ip4(BANNED).udp(5060, 5060).cut_to(14 + 20 + 6)),
+        case(DROP, Banned, "banned source's path-MTU ICMP", ip4(BANNED).icmp(3, 4)),
+        case(DROP, Banned, "banned source answering the host's own flow", ip6(stranger6()).tcp(443, 40002)),
+        case(DROP, Banned, "banned allowlisted provider address", ip4(PROVIDER_B).udp(5060, 5060)),
+        case(DROP, Banned, "banned source's non-first fragment", ip4(BANNED).raw(PROTO_UDP, b"rest").fragment(185, false)),
+        case(PASS, NonIp, "ARP from a banned address", Frame::arp(BANNED, HOST)),
+        case(PASS, RuleAllowed, "SSH from the management network (its /32 ban expired)", ip4(MGMT).tcp(50123, 22)),
+        case(PASS, Reply, "the host's DNS answer (not banned)", ip4(RESOLVER).udp(53, 33333).payload(&[0; 40])),
+        case(PASS, SipAllowed, "provider A, first", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(PASS, SipAllowed, "provider A, second: the burst", ip4(PROVIDER_A).tcp(1, 5061)),
+        case(DROP, SipRatelimited, "provider A, third at once", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(PASS, RtpAllowed, "RTP into rtp_ports", ip4(media_src).udp(40000, 10000).payload(&rtp(160))),
+        case(DROP, RtpRatelimited, "the same source again at once", ip4(media_src).udp(40000, 10000).payload(&rtp(160))),
+        case(DROP, RtpInvalid, "junk into rtp_ports", ip4(STRANGER).udp(40000, 10000).payload(&[0; 100])),
+        case(DROP, RtpOutside, "junk from a provider media port outside rtp_ports: not media in strict mode", ip4(STRANGER).udp(40000, 30000).payload(&[0; 100])),
+        case(DROP, Denied, "outsider TCP SYN", ip4(STRANGER).tcp(50000, 80)),
+    ]
+}
+
+#[test]
+fn strict_mode_with_abuse_controls_table() {
+    sipwall_tests::skip_unless_root!();
+    let abuse = abuse_ruleset();
+    let rules = Ruleset {
+        sip_limit: abuse.sip_limit,
+        rtp_limit: abuse.rtp_limit,
+        check_rtp: true,
+        ..strict_ruleset()
+    };
+    let table = strict_abuse_table();
+    let mut live = strict_runner(&rules);
+    install_bans(&mut live);
+    run_table("strict with abuse controls", &live, &table, |c| c.verdict);
+    // `top --reason banned` names the banned sources that sent packets.
+    let banned = live.maps.drop_sources(Banned).unwrap();
+    assert!(
+        banned
+            .iter()
+            .any(|(a, c)| *a == IpAddr::V4(BANNED) && c.packets >= 2),
+        "{banned:?}"
+    );
+    let mut dry = strict_runner(&Ruleset {
+        dry_run: true,
+        ..rules
+    });
+    install_bans(&mut dry);
+    run_table("strict with abuse controls, dry run", &dry, &table, |_| {
+        PASS
+    });
+}
+
+#[test]
+fn strict_ruleset_table() {
+    sipwall_tests::skip_unless_root!();
+    let table = strict_table();
+    for reason in Reason::ALL
+        .into_iter()
+        .filter(|r| *r != Other && !ABUSE.contains(r))
+    {
+        assert!(
+            table.iter().any(|c| c.reason == reason),
+            "no row for {}",
+            reason.name()
+        );
+    }
+    run_table("strict", &strict_runner(&strict_ruleset()), &table, |c| {
+        c.verdict
+    });
+    // The audit stage: same counters, nothing dropped.
+    let dry = Ruleset {
+        dry_run: true,
+        ..strict_ruleset()
+    };
+    run_table("strict dry run", &strict_runner(&dry), &table, |_| PASS);
+}
+
+#[test]
+fn strict_without_ping_and_with_long_allowlists() {
+    sipwall_tests::skip_unless_root!();
+    let no_ping = Ruleset {
+        ping: false,
+        ..strict_ruleset()
+    };
+    let rows = vec![
+        case(
+            DROP,
+            Denied,
+            "echo request with ping = false",
+            ip4(STRANGER).icmp_echo(),
+        ),
+        case(
+            DROP,
+            Denied,
+            "ICMPv6 echo request with ping = false",
+            ip6(stranger6()).icmp_echo(),
+        ),
+        case(
+            PASS,
+            Essential,
+            "path MTU still passes",
+            ip4(STRANGER).icmp(3, 4),
+        ),
+        case(
+            PASS,
+            Reply,
+            "replies to the host's own ping still pass",
+            ip4(PINGED).icmp(0, 0),
+        ),
+    ];
+    run_table("strict, ping off", &strict_runner(&no_ping), &rows, |c| {
+        c.verdict
+    });
+    run_table(
+        "strict + filler",
+        &strict_runner(&with_filler(&strict_ruleset())),
+        &strict_table(),
+        |c| c.verdict,
+    );
+}
+
+/// The TC egress program learns the host's flows from outgoing frames
+/// (BPF_PROG_TEST_RUN on TC): their answers pass as `reply`, other
+/// packets to the same ports stay denied.
+#[test]
+fn egress_program_learns_the_hosts_flows() {
+    sipwall_tests::skip_unless_root!();
+    let runner = runner(&strict_ruleset());
+    let out4 = |dst| Frame::ipv4(HOST, dst);
+    let out6 = |dst| Frame::ipv6(host6(), dst);
+    let answers = [
+        (
+            out4(WEB).tcp(40100, 443),
+            ip4(WEB).tcp(443, 40100),
+            "TCP SYN out, SYN-ACK back",
+        ),
+        (
+            out4(RESOLVER).udp(33400, 53),
+            ip4(RESOLVER).udp(53, 33400),
+            "DNS query out, answer back",
+        ),
+        (
+            out4(PINGED).icmp_echo(),
+            ip4(PINGED).icmp(0, 0),
+            "ping out, echo reply back",
+        ),
+        (
+            out6(stranger6()).tcp(40101, 443),
+            ip6(stranger6()).tcp(443, 40101),
+            "IPv6 TCP",
+        ),
+        (
+            out6(stranger6()).icmp_echo(),
+            ip6(stranger6()).icmp(129, 0),
+            "IPv6 ping",
+        ),
+        (
+            out4(WEB).sctp(2906, 2906),
+            ip4(WEB).sctp(2906, 2906),
+            "SCTP",
+        ),
+    ];
+    // Before: unsolicited.
+    for (_, back, why) in &answers {
+        let c = case(DROP, Denied, why, back.clone());
+        check(&runner, &c, DROP).unwrap_or_else(|e| panic!("before egress, {why}: {e}"));
+    }
+    for (out, _, why) in &answers {
+        let (action, _) = runner
+            .egress(&out.build(), 1)
+            .unwrap_or_else(|e| panic!("{why}: {e:#}"));
+        assert_eq!(
+            action, -1,
+            "{why}: the egress program must hand the packet on (TC_ACT_UNSPEC)"
+        );
+    }
+    for (_, back, why) in &answers {
+        let c = case(PASS, Reply, why, back.clone());
+        check(&runner, &c, PASS).unwrap_or_else(|e| panic!("after egress, {why}: {e}"));
+    }
+    // Still denied: another port, another address.
+    let c = case(DROP, Denied, "other port", ip4(WEB).tcp(443, 40199));
+    check(&runner, &c, DROP).unwrap_or_else(|e| panic!("{e}"));
+    let c = case(DROP, Denied, "other address", ip4(STRANGER).udp(53, 33400));
+    check(&runner, &c, DROP).unwrap_or_else(|e| panic!("{e}"));
+    // Guard mode learns nothing (the egress program costs a map read).
+    let mut guard = runner;
+    guard.install(&Ruleset::default()).unwrap();
+    guard.maps.clear_flows().unwrap();
+    guard.egress(&out4(WEB).tcp(40300, 443).build(), 1).unwrap();
+    assert_eq!(
+        guard.maps.flow_count(),
+        0,
+        "guard mode must not learn flows"
     );
 }

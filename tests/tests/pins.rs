@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use sipwall::kernel::{
-    pins::{INFO_PIN, LINK_PIN},
+    pins::{EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
     program::object_map_names,
 };
 use sipwall_tests::netns::TestLab;
@@ -35,6 +35,7 @@ fn attach_pins_every_map_of_the_object_and_nothing_else() {
     let mut expected: BTreeSet<String> = object_map_names().unwrap().into_iter().collect();
     expected.insert(INFO_PIN.to_string());
     expected.insert(LINK_PIN.to_string());
+    expected.insert(EGRESS_LINK_PIN.to_string());
     let unpinned: Vec<_> = expected.difference(&pinned).collect();
     let extra: Vec<_> = pinned.difference(&expected).collect();
     assert!(

@@ -72,9 +72,19 @@ pub enum Command {
         /// Count every decision but drop nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Accept an empty allowlist (which denies all signalling).
+        /// Accept an empty allowlist (which denies all signalling), and a
+        /// strict policy the SSH guard refuses.
         #[arg(long)]
         force: bool,
+        /// Roll the policy back unless `sipwall confirm` (or Enter) comes
+        /// within SECS seconds.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        confirm: Option<u64>,
+    },
+    /// Keep a policy applied with --confirm.
+    Confirm {
+        #[arg(short, long)]
+        iface: Option<String>,
     },
     /// Remove the filter from an interface, with its pins.
     Detach {
@@ -120,7 +130,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// The drop reason whose sources to show: sip_denied (the default),
-        /// sip_ratelimited or rtp_ratelimited.
+        /// denied, rtp_outside, banned, sip_ratelimited, rtp_ratelimited,
+        /// rtp_invalid.
         #[arg(long, value_name = "R", default_value = "sip_denied")]
         reason: String,
     },
@@ -167,12 +178,17 @@ pub enum Command {
         /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address (e.g. 127.0.0.1:9464).
         #[arg(long)]
         metrics: Option<SocketAddr>,
-        /// Accept an empty allowlist (which denies all signalling).
+        /// Accept an empty allowlist (which denies all signalling), and a
+        /// strict policy the SSH guard refuses.
         #[arg(long)]
         force: bool,
         /// Never detach on exit: the filter stays attached and pinned for the next start (fleets, Kubernetes).
         #[arg(long)]
         keep_attached: bool,
+        /// Roll the policy back (detach) unless `sipwall confirm` comes
+        /// within SECS seconds of the start.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        confirm: Option<u64>,
     },
     /// Build a throw-away lab of network namespaces and show the filter at work.
     Demo,

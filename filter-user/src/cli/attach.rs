@@ -7,6 +7,7 @@ use super::AttachMode;
 use crate::{
     error::UsageError,
     kernel::{attach, pins::PinRoot, privileges::require_root},
+    ops::lockout,
     policy::config,
 };
 
@@ -17,9 +18,11 @@ pub fn run(
     mode: AttachMode,
     dry_run: bool,
     force: bool,
+    confirm: Option<u64>,
 ) -> Result<()> {
     let mut ruleset = config::load(config_path)?;
     ruleset.dry_run |= dry_run;
+    lockout::check_ssh_guard(&ruleset, force)?;
     if ruleset.allow.is_empty() && !force {
         return Err(UsageError(
             "the allowlist is empty, which denies all signalling; add --force if that is what you want".into(),
@@ -27,7 +30,8 @@ pub fn run(
         .into());
     }
     require_root()?;
-    let attached = attach::attach(root, iface, &ruleset, mode.requested(), true)?;
+    let previous = confirm.map(|_| lockout::previous(root, iface));
+    let mut attached = attach::attach(root, iface, &ruleset, mode.requested(), true)?;
     let live = attached.maps.read_ruleset()?;
     if attached.replaced {
         println!(
@@ -54,5 +58,10 @@ pub fn run(
         );
     }
     println!("  {}", live.summary());
+    if let (Some(secs), Some(previous)) = (confirm, previous) {
+        // The loaded object would detach its links when dropped: only the
+        // pinned links keep the filter, so drop nothing but the maps use.
+        lockout::await_confirmation(root, iface, &mut attached.maps, previous, secs)?;
+    }
     Ok(())
 }

@@ -24,9 +24,16 @@ pub fn run(
     require_root()?;
     let results = check::check(&frames, &ruleset, &local)?;
     if json {
-        println!("{}", check::to_json(&results));
+        let mut out = check::to_json(&results);
+        if ruleset.strict() {
+            out["note"] = check::STRICT_NOTE.into();
+        }
+        println!("{out}");
     } else {
         print!("{}", check::to_text(&results));
+        if ruleset.strict() {
+            println!("note: {}", check::STRICT_NOTE);
+        }
     }
     Ok(())
 }

@@ -35,7 +35,22 @@ pub fn run(cli: Cli) -> Result<()> {
             mode,
             dry_run,
             force,
-        } => attach::run(&root, &iface, config.as_deref(), mode, dry_run, force),
+            confirm,
+        } => attach::run(
+            &root,
+            &iface,
+            config.as_deref(),
+            mode,
+            dry_run,
+            force,
+            confirm,
+        ),
+        Command::Confirm { iface } => {
+            crate::kernel::privileges::require_root()?;
+            let iface = crate::ops::lockout::confirm(&root, iface.as_deref())?;
+            println!("confirmed: the policy on {iface} stays");
+            Ok(())
+        }
         Command::Detach { iface } => detach::run(&root, iface.as_deref()),
         Command::Status { iface, json } => status::run(&root, iface.as_deref(), json),
         Command::Allow { action } => allow::run(&root, action),
@@ -61,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
             metrics,
             force,
             keep_attached,
+            confirm,
         } => run::run(
             &cli.bpffs,
             run::Options {
@@ -70,6 +86,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 metrics,
                 force,
                 keep_attached,
+                confirm,
             },
         ),
         Command::Demo => crate::lab::demo::run(),

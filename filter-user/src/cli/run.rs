@@ -17,6 +17,8 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
     pub force: bool,
     pub keep_attached: bool,
+    /// Seconds to wait for `sipwall confirm` before rolling back.
+    pub confirm: Option<u64>,
 }
 
 pub fn run(bpffs: &Path, options: Options) -> Result<()> {
@@ -28,6 +30,7 @@ pub fn run(bpffs: &Path, options: Options) -> Result<()> {
         metrics: options.metrics,
         force: options.force,
         keep_attached: options.keep_attached,
+        confirm: options.confirm,
     };
     // Refuse a bad file before anything else.
     service.load_config()?;

@@ -1,5 +1,5 @@
-//! `sipwall top`: the sources with the most packets dropped for a reason
-//! (denied signalling by default, or over a rate limit).
+//! `sipwall top`: the sources of dropped packets with the most packets,
+//! for one drop reason (`--reason`, default sip_denied).
 use anyhow::Result;
 use filter_common::Reason;
 
@@ -12,24 +12,26 @@ use crate::{
     },
 };
 
-/// The reasons whose sources are counted one by one.
-const PER_SOURCE: [Reason; 3] = [
-    Reason::SipDenied,
-    Reason::SipRatelimited,
-    Reason::RtpRatelimited,
-];
-
 pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &str) -> Result<()> {
     if n == 0 {
         return Err(UsageError("-n 0: nothing to show; give at least 1".into()).into());
     }
     let reason = match Reason::from_name(reason) {
-        Some(r) if PER_SOURCE.contains(&r) => r,
+        Some(r) if r.drops() && r != Reason::Malformed => r,
+        Some(Reason::Malformed) => return Err(UsageError(
+            "--reason malformed: a malformed packet's source is not trusted, so none is recorded"
+                .into(),
+        )
+        .into()),
         _ => {
-            let names: Vec<&str> = PER_SOURCE.iter().map(|r| r.name()).collect();
+            let drops: Vec<&str> = Reason::ALL
+                .into_iter()
+                .filter(|r| r.drops() && *r != Reason::Malformed)
+                .map(Reason::name)
+                .collect();
             return Err(UsageError(format!(
-                "--reason {reason:?}: sources are counted for {} only",
-                names.join(", ")
+                "--reason {reason}: not a drop reason; sources are recorded for {}",
+                drops.join(", ")
             ))
             .into());
         }
@@ -37,20 +39,14 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
     require_root()?;
     let att = Attachment::open(root, iface)?;
     warn_if_stale(&Snapshot::liveness(root, &att.iface));
-    let mut sources = match reason {
-        Reason::SipDenied => att.maps.denied_sources()?,
-        r => att.maps.ratelimited_sources(r)?,
-    };
+    let mut sources = att.maps.drop_sources(reason)?;
     sources.truncate(n);
     if json {
-        println!("{}", stats::top_json(&sources));
+        let mut out = stats::top_json(&sources);
+        out["reason"] = reason.name().into();
+        println!("{out}");
     } else {
-        let what = match reason {
-            Reason::SipDenied => "denied signalling sources",
-            Reason::SipRatelimited => "signalling sources over the rate limit",
-            _ => "media sources over the rate limit",
-        };
-        print!("{}", stats::top_text(&att.iface, what, &sources));
+        print!("{}", stats::top_text(&att.iface, reason, &sources));
     }
     Ok(())
 }

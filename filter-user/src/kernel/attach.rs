@@ -18,7 +18,12 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
-    programs::{links::FdLink, links::PinnedLink, xdp::XdpLink},
+    programs::{
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+        xdp::XdpLink,
+        TcAttachType,
+    },
     Ebpf,
 };
 use filter_common::{maps as map_names, AttachInfo, XdpMode, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
@@ -29,7 +34,7 @@ use crate::{
         iface::{foreign_program, if_index, iface_xdp, IfaceXdp},
         links::open_link,
         maps::Maps,
-        pins::{self, PinRoot, INFO_PIN, LINK_PIN},
+        pins::{self, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
         program,
     },
     policy::ruleset::Ruleset,
@@ -68,6 +73,14 @@ pub fn attach(
     let (mut ebpf, maps) = install(&plan, ruleset)?;
     let (mode, link) = link(&mut plan, &mut ebpf, mode)?;
     let program_id = link.info().context("reading the XDP link")?.program_id();
+    if let Err(e) = link_egress(&mut ebpf, &plan.iface, &plan.dir) {
+        if ruleset.strict() {
+            return Err(e.context(
+                "strict mode needs the TC egress program to learn the host's own flows (TCX: Linux 6.6 or later)",
+            ));
+        }
+        eprintln!("sipwall: the TC egress program is not attached ({e:#}); guard mode does not need it, strict mode will");
+    }
     record_info(&plan, mode)?;
     guard.disarm();
     Ok(Attached {
@@ -242,6 +255,36 @@ impl Drop for NewPinsGuard {
             let _ = pins::remove_dir(dir);
         }
     }
+}
+
+/// Puts the TC egress program on the interface (TCX): in place of the one
+/// behind sipwall's pinned egress link, or through a new link pinned in
+/// `dir`. It runs after other TCX programs (it sees the packet as it
+/// leaves, after any rewriting) and hands every packet on.
+fn link_egress(ebpf: &mut Ebpf, iface: &str, dir: &Path) -> Result<()> {
+    let path = dir.join(EGRESS_LINK_PIN);
+    let tc = program::egress_mut(ebpf)?;
+    if let Some((link, _)) = open_link(&path) {
+        let link = SchedClassifierLink::try_from(link)
+            .context("sipwall's pinned egress link is not a TCX link")?;
+        let id = tc
+            .attach_to_link(link)
+            .context("replacing the program behind sipwall's egress link (bpf_link_update)")?;
+        drop(tc.take_link(id)?);
+        return Ok(());
+    }
+    let id = tc
+        .attach_with_options(
+            iface,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::last()),
+        )
+        .with_context(|| format!("attaching the TC egress program to {iface} (TCX)"))?;
+    let link = FdLink::try_from(tc.take_link(id)?)
+        .context("the egress program was attached without a link")?;
+    link.pin(&path)
+        .with_context(|| format!("pinning the egress link at {}", path.display()))?;
+    Ok(())
 }
 
 /// Swaps the program behind sipwall's pinned link for the new one.

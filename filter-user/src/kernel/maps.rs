@@ -34,8 +34,9 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, BanEntry, Counter, DeniedSlot, Policy, RateSlot, RateState, Reason, SourceKey,
-    BAN_GATE_LEN, DIRECT_WORDS, INLINE_NONE, REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, BanEntry, Counter, DeniedSlot, DropKey, FlowKey, FlowSeen, Policy, RateSlot,
+    RateState, Reason, SourceKey, BAN_GATE_LEN, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE,
+    REASON_COUNT, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -43,6 +44,7 @@ use crate::{
     kernel::{
         bans::{self, Ban},
         direct::{self, V4Table},
+        flows::FlowTuple,
     },
     policy::ruleset::Ruleset,
 };
@@ -56,7 +58,7 @@ pub struct Maps {
     policy: Array<MapData, Policy>,
     allow_v4: [Trie<4>; 2],
     allow_v6: [Trie<16>; 2],
-    denied: PerCpuHashMap<MapData, SourceKey, Counter>,
+    denied: PerCpuHashMap<MapData, DropKey, Counter>,
     denied_cache: PerCpuArray<MapData, DeniedSlot>,
     /// The direct table, written through a memory mapping.
     v4_direct: MapData,
@@ -73,6 +75,10 @@ pub struct Maps {
     ban_hosts_v6: HashMap<MapData, [u8; 16], BanEntry>,
     /// The ban gate, written through a memory mapping.
     ban_gate: MapData,
+    /// The host's flows (strict mode's replies).
+    flows: HashMap<MapData, FlowKey, FlowSeen>,
+    /// A `--confirm` in progress (tokens).
+    confirm: Array<MapData, u64>,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
     /// The allowlist of a generation as this handle last read or wrote it.
@@ -157,6 +163,8 @@ impl Maps {
             ban_hosts_v4: typed(one(names::BAN_HOSTS_V4)?, names::BAN_HOSTS_V4)?,
             ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
             ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
+            flows: typed(one(names::FLOWS)?, names::FLOWS)?,
+            confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             settled_ns: 0,
             known: Default::default(),
         })
@@ -217,6 +225,14 @@ impl Maps {
         // here. The record it left in the old generation once its wait was
         // over says whether it did (see `SETTLED`).
         let previous = active_policy.installed_ns;
+        // Entering strict mode: the flows already open (the operator's SSH
+        // session above all) must not lose their answers. The egress
+        // program learns from now on; the socket table gives the rest.
+        if ruleset.strict() && active_policy.flags & FLAG_STRICT == 0 {
+            let open = crate::kernel::flows::open_flows()?;
+            self.add_flows(&open)
+                .context("entering the open connections in the flow map")?;
+        }
         let settled = previous != 0
             && (next_policy.installed_ns == previous
                 || next_policy.installed_ns == previous + SETTLED);
@@ -292,6 +308,71 @@ impl Maps {
                 .context("writing the policy")?;
         }
         Ok(next)
+    }
+
+    /// Enters flows of this host as if they had just sent a packet out
+    /// (seeding from the socket table; tests). Returns how many.
+    pub fn add_flows(&mut self, flows: &[FlowTuple]) -> Result<usize> {
+        // The programs' clock: bpf_ktime_get_coarse_ns.
+        let now = monotonic_coarse_ns();
+        for flow in flows {
+            self.flows
+                .insert(flow.key(), FlowSeen { last_out_ns: now }, 0)
+                .with_context(|| format!("entering the flow {flow:?}"))?;
+        }
+        Ok(flows.len())
+    }
+
+    /// How many flows the map holds (expired ones included).
+    pub fn flow_count(&self) -> usize {
+        self.flows.keys().filter(|k| k.is_ok()).count()
+    }
+
+    /// Whether `flow` is in the map.
+    pub fn has_flow(&self, flow: &FlowTuple) -> bool {
+        self.flows.get(&flow.key(), 0).is_ok()
+    }
+
+    /// Forgets every flow.
+    pub fn clear_flows(&mut self) -> Result<()> {
+        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.flows.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Marks a confirmation as awaited by `token` (non-zero), or none (0).
+    pub fn set_confirm_pending(&mut self, token: u64) -> Result<()> {
+        self.confirm
+            .set(filter_common::CONFIRM_GIVEN, 0, 0)
+            .and_then(|()| self.confirm.set(filter_common::CONFIRM_PENDING, token, 0))
+            .context("writing the confirmation map")
+    }
+
+    /// The token of the process waiting for a confirmation, if one waits.
+    pub fn confirm_pending(&self) -> Result<Option<u64>> {
+        let token = self
+            .confirm
+            .get(&filter_common::CONFIRM_PENDING, 0)
+            .context("reading the confirmation map")?;
+        Ok((token != 0).then_some(token))
+    }
+
+    /// Confirms the policy `token` waits on.
+    pub fn give_confirmation(&mut self, token: u64) -> Result<()> {
+        self.confirm
+            .set(filter_common::CONFIRM_GIVEN, token, 0)
+            .context("writing the confirmation map")
+    }
+
+    /// Whether the confirmation `token` waits for has been given.
+    pub fn confirmed(&self, token: u64) -> Result<bool> {
+        Ok(self
+            .confirm
+            .get(&filter_common::CONFIRM_GIVEN, 0)
+            .context("reading the confirmation map")?
+            == token)
     }
 
     /// The allowlist of generation `g` as this handle last read or wrote
@@ -428,9 +509,20 @@ impl Maps {
         Ok(out)
     }
 
-    /// Denied sources with their counters summed over CPUs, most packets
-    /// first.
+    /// Denied signalling sources with their counters summed over CPUs,
+    /// most packets first.
     pub fn denied_sources(&self) -> Result<Vec<(IpAddr, Counter)>> {
+        self.drop_sources(Reason::SipDenied)
+    }
+
+    /// The sources of packets dropped as `reason`, counters summed over
+    /// CPUs, most packets first. Sources over a rate limit are counted in
+    /// their buckets, every other drop reason's in the dropped-sources map.
+    pub fn drop_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
+        if matches!(reason, Reason::SipRatelimited | Reason::RtpRatelimited) {
+            return self.ratelimited_sources(reason);
+        }
+        let wanted = reason as u32;
         // The LRU map and the per-CPU cache in front of it (a source's
         // counts may be in both), summed by address.
         let mut sums: std::collections::HashMap<[u8; 16], Counter> = Default::default();
@@ -441,14 +533,19 @@ impl Maps {
         };
         for item in self.denied.iter() {
             let (key, per_cpu) = item.context("reading the denied-sources map")?;
-            per_cpu.iter().for_each(|c| add(key.addr, c));
+            if key.reason == wanted {
+                per_cpu.iter().for_each(|c| add(key.addr, c));
+            }
         }
         for slot in 0..filter_common::DENIED_CACHE_SLOTS {
             let per_cpu = self
                 .denied_cache
                 .get(&slot, 0)
                 .context("reading the denied-sources cache")?;
-            for s in per_cpu.iter().filter(|s| s.packets != 0) {
+            for s in per_cpu
+                .iter()
+                .filter(|s| s.packets != 0 && s.reason == wanted)
+            {
                 add(
                     s.addr,
                     &Counter {
@@ -460,14 +557,7 @@ impl Maps {
         }
         let mut out: Vec<(IpAddr, Counter)> = sums
             .into_iter()
-            .map(|(addr, c)| {
-                let v6 = Ipv6Addr::from(addr);
-                let addr = match v6.to_ipv4_mapped() {
-                    Some(v4) => IpAddr::V4(v4),
-                    None => IpAddr::V6(v6),
-                };
-                (addr, c)
-            })
+            .map(|(addr, c)| (source_addr(addr), c))
             .collect();
         out.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
         Ok(out)
@@ -478,7 +568,7 @@ impl Maps {
     /// The sources dropped over a rate limit (`Reason::SipRatelimited` or
     /// `Reason::RtpRatelimited`) with their dropped packets and bytes,
     /// most packets first.
-    pub fn ratelimited_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
+    fn ratelimited_sources(&self, reason: Reason) -> Result<Vec<(IpAddr, Counter)>> {
         let (cache, map) = match reason {
             Reason::SipRatelimited => (&self.sip_rate_cache, &self.sip_rate),
             Reason::RtpRatelimited => (&self.rtp_rate_cache, &self.rtp_rate),
@@ -749,6 +839,18 @@ fn wait_for_packets_in_flight() {
         });
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds (the clock of
+/// `bpf_ktime_get_coarse_ns`, which the flow map's times are in).
+fn monotonic_coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).

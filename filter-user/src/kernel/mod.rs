@@ -5,6 +5,7 @@ pub mod attach;
 pub mod attachment;
 pub mod bans;
 pub mod direct;
+pub mod flows;
 pub mod iface;
 pub mod links;
 pub mod maps;

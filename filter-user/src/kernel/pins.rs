@@ -19,10 +19,16 @@ use anyhow::{bail, Context as _, Result};
 use aya::maps::{Array, MapData};
 use filter_common::{AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
 
+/// The layout of layout-3 pins once moved to their namespace's folder: the
+/// maps unchanged, only the place (see [`PinRoot::adopt_legacy`]).
+const MOVED_LAYOUT_VERSION: u32 = 4;
+
 use crate::{error::UsageError, kernel::netns::NetnsId};
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub const LINK_PIN: &str = "link";
+/// The TCX link of the TC egress program (strict mode's flow learning).
+pub const EGRESS_LINK_PIN: &str = "egress_link";
 pub const INFO_PIN: &str = "INFO";
 
 /// The pin root as one network namespace sees it.
@@ -242,7 +248,10 @@ impl PinRoot {
         let new = self.iface_dir(iface);
         std::fs::rename(&old, &new)
             .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
-        info.layout_version = PIN_LAYOUT_VERSION;
+        // Moved, but their maps are still layout 3's: recorded as layout 4
+        // (the move), so that a sipwall whose maps changed since refuses
+        // them (`detach` removes them) rather than misreading them.
+        info.layout_version = MOVED_LAYOUT_VERSION.min(PIN_LAYOUT_VERSION);
         write_info(&new, &info)?;
         eprintln!(
             "sipwall: adopted the pins of {iface} from sipwall's previous layout: moved {} to {}",

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use aya::{programs::Xdp, Ebpf, EbpfLoader};
+use aya::{
+    programs::{SchedClassifier, Xdp},
+    Ebpf, EbpfLoader,
+};
 
 /// The object built from filter-ebpf by build.rs.
 pub static PROGRAM_OBJECT: &[u8] =
@@ -18,6 +21,8 @@ pub static BENCH_OBJECT: &[u8] =
 
 /// Name of the XDP function in the object.
 pub const PROGRAM_NAME: &str = "sipwall";
+/// Name of the TC egress function (strict mode's flow learning).
+pub const EGRESS_NAME: &str = "sipwall_egress";
 
 /// Names of every map the object declares, as the ELF names them: the maps
 /// of `filter_common::maps` and those the libraries add (aya-log's). The
@@ -66,7 +71,24 @@ pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
     program_mut(&mut ebpf)?
         .load()
         .context("the kernel's verifier refused the XDP program")?;
+    egress_mut(&mut ebpf)?
+        .load()
+        .context("the kernel's verifier refused the TC egress program")?;
     Ok(ebpf)
+}
+
+pub fn egress_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    Ok(ebpf
+        .program_mut(EGRESS_NAME)
+        .context("the object has no egress program")?
+        .try_into()?)
+}
+
+pub fn egress(ebpf: &Ebpf) -> Result<&SchedClassifier> {
+    Ok(ebpf
+        .program(EGRESS_NAME)
+        .context("the object has no egress program")?
+        .try_into()?)
 }
 
 pub fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {

@@ -79,6 +79,9 @@ impl Runner {
         let mut ebpf = program::load(None)?;
         let mut maps = Maps::take(&mut ebpf)?;
         maps.install(ruleset)?;
+        // Entering strict mode seeds the flow map from this process's
+        // socket table: a replay knows no flows of the host it judges for.
+        maps.clear_flows()?;
         Ok(Runner { ebpf, maps })
     }
 
@@ -116,6 +119,17 @@ impl Runner {
         opts.repeat = repeat;
         let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
         Ok((r.return_value, r.duration.as_nanos() as f64))
+    }
+
+    /// Runs one outgoing frame through the TC egress program; returns its
+    /// action (-1: hand on) and the mean time per run in nanoseconds.
+    pub fn egress(&self, frame: &[u8], repeat: u32) -> Result<(i32, f64)> {
+        let prog = program::egress(&self.ebpf)?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN on TC")?;
+        Ok((r.return_value as i32, r.duration.as_nanos() as f64))
     }
 
     fn test_run(&self, frame: &[u8], repeat: u32) -> Result<u32> {

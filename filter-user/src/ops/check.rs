@@ -125,6 +125,9 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 /// Reads every frame of a pcap or pcapng file with an Ethernet link type.
+/// What a replay cannot know in strict mode.
+pub const STRICT_NOTE: &str = "strict mode: replies cannot be known from a capture (the host's own flows are learnt live by the egress program), so answers to the host's connections are judged as unsolicited here (denied, unless a rule or another row takes them)";
+
 pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>> {
     let name = path.display();
     let bad = |what: String| UsageError(format!("{name}: {what}"));

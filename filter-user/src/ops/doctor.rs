@@ -16,7 +16,7 @@ use super::snapshot::Snapshot;
 use crate::{
     kernel::{
         attachment::Attachment,
-        pins::{is_bpffs, PinRoot, INFO_PIN, LINK_PIN},
+        pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
         program,
     },
     policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING},
@@ -286,8 +286,22 @@ fn pins(root: &PinRoot, scene: &Scene) -> Check {
             problems.push(format!("{name} is missing"));
         }
     }
+    let strict = scene
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.ruleset.as_ref())
+        .is_some_and(|r| r.strict());
+    if strict && !present.iter().any(|p| p == EGRESS_LINK_PIN) {
+        problems.push(format!(
+            "{EGRESS_LINK_PIN} is missing: strict mode learns no flows, so the host's own connections get no replies"
+        ));
+    }
     for name in &present {
-        if !expected.contains(name) && name != INFO_PIN && name != LINK_PIN {
+        if !expected.contains(name)
+            && name != INFO_PIN
+            && name != LINK_PIN
+            && name != EGRESS_LINK_PIN
+        {
             problems.push(format!("{name} is not one of sipwall's pins"));
         }
     }

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod doctor;
 pub mod http;
+pub mod lockout;
 pub mod metrics;
 pub mod service;
 pub mod snapshot;

@@ -27,6 +27,7 @@ use super::{
 use crate::{
     error::UsageError,
     kernel::{attach, maps::Maps, pins::PinRoot},
+    ops::lockout,
     policy::{config, ruleset::Ruleset},
 };
 
@@ -40,6 +41,8 @@ pub struct Service {
     pub force: bool,
     /// Never detach on exit (fleets: a pod restart keeps the filter).
     pub keep_attached: bool,
+    /// Seconds to wait for `sipwall confirm` before rolling back.
+    pub confirm: Option<u64>,
 }
 
 /// What set off a reload, for the log.
@@ -63,6 +66,7 @@ impl Service {
     /// empty unless `force`.
     pub fn load_config(&self) -> Result<Ruleset> {
         let ruleset = config::load(self.config.as_deref())?;
+        lockout::check_ssh_guard(&ruleset, self.force)?;
         if ruleset.allow.is_empty() && !self.force {
             return Err(UsageError(
                 "the configuration's allowlist is empty, which denies all signalling; start with --force if that is what you want".into(),
@@ -92,6 +96,7 @@ impl Service {
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let previous = self.confirm.map(|_| lockout::previous(&root, &self.iface));
         // The file's bytes as last read, so that a change of something else
         // in its directory does not reload.
         let mut last_read = self.read_config_bytes();
@@ -137,6 +142,24 @@ impl Service {
             Err(e) => eprintln!("sipwall: kernel log records unavailable: {e}"),
         }
         let mut maps = attached.maps;
+        // --confirm: the token `sipwall confirm` answers, and when to give up.
+        let mut pending = match (self.confirm, previous) {
+            (Some(secs), Some(previous)) => {
+                let token = lockout::token();
+                maps.set_confirm_pending(token)?;
+                eprintln!(
+                    "sipwall: run `sipwall confirm -i {}` within {secs} s, or the policy is rolled back",
+                    self.iface
+                );
+                Some((
+                    token,
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
+                    previous,
+                ))
+            }
+            _ => None,
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         let reloads = Arc::new(Mutex::new(ReloadState::started(now_secs())));
         let mut http_task = listener.map(|listener| {
             let root_path = self.root.clone();
@@ -170,6 +193,39 @@ impl Service {
                         last_read = now;
                         let applied = self.reload(&root, &mut maps, Trigger::FileChanged);
                         reloads.lock().unwrap_or_else(|e| e.into_inner()).record(applied, now_secs());
+                    }
+                }
+                _ = tick.tick(), if pending.is_some() => {
+                    let Some((token, deadline, _)) = &pending else { continue };
+                    if maps.confirmed(*token).unwrap_or(false) {
+                        let _ = maps.set_confirm_pending(0);
+                        eprintln!("sipwall: confirmed; the policy on {} stays", self.iface);
+                        pending = None;
+                    } else if tokio::time::Instant::now() >= *deadline {
+                        let Some((_, _, previous)) = pending.take() else { continue };
+                        let _ = maps.set_confirm_pending(0);
+                        match previous {
+                            lockout::Previous::Policy(ruleset) => {
+                                match root.lock().and_then(|_lock| maps.install(&ruleset)) {
+                                    Ok(_) => eprintln!(
+                                        "sipwall: no confirmation in time: rolled back to the previous policy ({})",
+                                        ruleset.summary()
+                                    ),
+                                    Err(e) => break Err(e.context("rolling back the unconfirmed policy")),
+                                }
+                            }
+                            lockout::Previous::Nothing => {
+                                // Even with --keep-attached: nothing was
+                                // there before, so nothing stays.
+                                if let Err(e) = attach::detach(&root, &self.iface) {
+                                    break Err(e.context("rolling back the unconfirmed policy"));
+                                }
+                                break Err(anyhow::anyhow!(
+                                    "no confirmation in time: rolled back (detached from {})",
+                                    self.iface
+                                ));
+                            }
+                        }
                     }
                 }
                 _ = term.recv() => break Ok(()),

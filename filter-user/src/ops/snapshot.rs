@@ -10,7 +10,7 @@ use crate::{
         iface::{foreign_program, if_index, iface_xdp},
         links::open_link,
         maps::CounterSet,
-        pins::{read_info, PinRoot, LINK_PIN},
+        pins::{read_info, PinRoot, EGRESS_LINK_PIN, LINK_PIN},
     },
     policy::ruleset::Ruleset,
 };
@@ -132,6 +132,12 @@ impl Snapshot {
             snap.problems.push(format!(
                 "the pinned XDP link is missing or unreadable ({}); `sipwall attach -i {iface}` repairs it",
                 dir.join(LINK_PIN).display()
+            ));
+        }
+        let strict = snap.ruleset.as_ref().is_some_and(|r| r.strict());
+        if strict && open_link(&dir.join(EGRESS_LINK_PIN)).is_none() {
+            snap.problems.push(format!(
+                "strict mode without its TC egress program: the host's own connections get no replies; `sipwall attach -i {iface}` attaches it again"
             ));
         }
     }

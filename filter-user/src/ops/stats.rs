@@ -104,8 +104,13 @@ pub fn top_json(sources: &[(IpAddr, Counter)]) -> Value {
     json!({ "sources": list })
 }
 
-/// `what` names the sources: "denied signalling sources", say.
-pub fn top_text(iface: &str, what: &str, sources: &[(IpAddr, Counter)]) -> String {
+pub fn top_text(iface: &str, reason: Reason, sources: &[(IpAddr, Counter)]) -> String {
+    let what = match reason {
+        Reason::SipDenied => "denied signalling sources".to_string(),
+        Reason::SipRatelimited => "signalling sources over the rate limit".to_string(),
+        Reason::RtpRatelimited => "media sources over the rate limit".to_string(),
+        r => format!("sources of {} drops", r.name()),
+    };
     if sources.is_empty() {
         return format!("{iface}: no {what} seen\n");
     }

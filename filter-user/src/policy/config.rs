@@ -12,7 +12,10 @@ use crate::{
     policy::{
         cidr::parse_cidr,
         input,
-        ruleset::{RateLimit, Ruleset, DEFAULT_RTP, DEFAULT_SIG_PORTS},
+        ruleset::{
+            AllowRule, Mode as RulesetMode, RateLimit, RuleProto, Ruleset, DEFAULT_PROVIDER_RTP,
+            DEFAULT_RTP, DEFAULT_SIG_PORTS,
+        },
     },
 };
 
@@ -22,6 +25,106 @@ struct ConfigFile {
     signalling: Signalling,
     media: Media,
     policy: PolicySection,
+    strict: StrictSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StrictSection {
+    ping: bool,
+    allow: Vec<RuleFile>,
+}
+
+impl Default for StrictSection {
+    fn default() -> Self {
+        StrictSection {
+            ping: true,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// A `[[strict.allow]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    proto: ProtoName,
+    #[serde(default)]
+    ports: Option<Vec<PortOrRange>>,
+    #[serde(default)]
+    from: Vec<Cidr>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ProtoName {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Any,
+}
+
+/// `22` or `"8000-8080"`.
+struct PortOrRange(u16, u16);
+
+impl<'de> Deserialize<'de> for PortOrRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            D::Error::custom("a port is a number (22) or a range string (\"8000-8080\")")
+        })? {
+            Raw::Number(n) => port_number(n)
+                .map(|p| PortOrRange(p, p))
+                .map_err(D::Error::custom),
+            Raw::Text(t) => parse_port_range(&t)
+                .map(|r| PortOrRange(r.0, r.1))
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+impl RuleFile {
+    /// The rule, or why it is refused (`n` counts rules from 1).
+    fn rule(self, n: usize) -> Result<AllowRule, String> {
+        let proto = match self.proto {
+            ProtoName::Tcp => RuleProto::Tcp,
+            ProtoName::Udp => RuleProto::Udp,
+            ProtoName::Sctp => RuleProto::Sctp,
+            ProtoName::Icmp => RuleProto::Icmp,
+            ProtoName::Any => RuleProto::Any,
+        };
+        let name = proto.name();
+        let ports = match (proto.has_ports(), self.ports) {
+            (true, None) => {
+                return Err(format!(
+                    "[[strict.allow]] rule {n} (proto {name}) has no ports: list them (\"1-65535\" for all)"
+                ))
+            }
+            (true, Some(p)) if p.is_empty() => {
+                return Err(format!("[[strict.allow]] rule {n} (proto {name}): ports is empty"))
+            }
+            (true, Some(p)) => p.into_iter().map(|r| (r.0, r.1)).collect(),
+            (false, Some(_)) => {
+                return Err(format!(
+                    "[[strict.allow]] rule {n}: proto {name} has no ports; remove `ports` or use tcp, udp or sctp"
+                ))
+            }
+            (false, None) => Vec::new(),
+        };
+        let mut ports: Vec<(u16, u16)> = ports;
+        ports.sort();
+        ports.dedup();
+        let mut from: Vec<IpNet> = self.from.into_iter().map(|c| c.0).collect();
+        from.sort();
+        from.dedup();
+        Ok(AllowRule { proto, ports, from })
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,6 +157,7 @@ struct Media {
     burst: Option<Burst>,
     /// UDP into the media range must look like RTP/RTCP.
     check_rtp: bool,
+    provider_rtp_ports: PortRange,
 }
 
 impl Default for Media {
@@ -63,6 +167,7 @@ impl Default for Media {
             rate_limit: None,
             burst: None,
             check_rtp: false,
+            provider_rtp_ports: PortRange(DEFAULT_PROVIDER_RTP.0, DEFAULT_PROVIDER_RTP.1),
         }
     }
 }
@@ -142,6 +247,7 @@ struct PolicySection {
 enum Mode {
     #[default]
     Guard,
+    Strict,
 }
 
 struct Cidr(IpNet);
@@ -235,7 +341,18 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
             "{origin}:{at} section [{name}] is empty (a file caught while being written?): set its keys or remove it"
         )));
     }
-    let Mode::Guard = file.policy.mode;
+    let mode = match file.policy.mode {
+        Mode::Guard => RulesetMode::Guard,
+        Mode::Strict => RulesetMode::Strict,
+    };
+    let rules = file
+        .strict
+        .allow
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.rule(i + 1))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| UsageError(format!("{origin}: {e}")))?;
     let sip_limit = rate_limit(
         "signalling",
         file.signalling.rate_limit,
@@ -248,11 +365,18 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         allow: file.signalling.allow.into_iter().map(|c| c.0).collect(),
         sig_ports: file.signalling.ports.0,
         rtp: (file.media.rtp_ports.0, file.media.rtp_ports.1),
+        provider_rtp: (
+            file.media.provider_rtp_ports.0,
+            file.media.provider_rtp_ports.1,
+        ),
         dry_run: file.policy.dry_run,
         log_denied: file.policy.log_denied,
         sip_limit,
         rtp_limit,
         check_rtp: file.media.check_rtp,
+        mode,
+        ping: file.strict.ping,
+        rules,
     }
     .normalise()
     .map_err(|e| UsageError(format!("{origin}: {e}")))
@@ -391,6 +515,65 @@ check_rtp = true
         assert_eq!(back, r);
         let d = Ruleset::default();
         assert!(d.sip_limit.is_none() && d.rtp_limit.is_none() && !d.check_rtp);
+    }
+
+    #[test]
+    fn strict_file_is_read() {
+        let r = ok(r#"
+[media]
+rtp_ports = "10000-20000"
+provider_rtp_ports = "30000-31000"
+
+[policy]
+mode = "strict"
+
+[strict]
+ping = false
+
+[[strict.allow]]
+proto = "tcp"
+ports = [22, "8000-8080"]
+from = ["198.51.100.0/24"]
+
+[[strict.allow]]
+proto = "icmp"
+"#);
+        assert!(r.strict() && !r.ping);
+        assert_eq!(r.provider_rtp, (30000, 31000));
+        assert_eq!(r.rules.len(), 2);
+        assert_eq!(r.rules[0].ports, [(22, 22), (8000, 8080)]);
+        assert_eq!(r.rules[0].from[0].to_string(), "198.51.100.0/24");
+        assert!(r.rules[1].ports.is_empty() && r.rules[1].from.is_empty());
+    }
+
+    #[test]
+    fn bad_strict_rules_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("[[strict.allow]]\nproto = \"tcp\"\n", "has no ports"),
+            (
+                "[[strict.allow]]\nproto = \"icmp\"\nports = [1]\n",
+                "has no ports; remove",
+            ),
+            ("[[strict.allow]]\nproto = \"gre\"\n", "unknown variant"),
+            ("[[strict.allow]]\nproto = \"udp\"\nports = [0]\n", "port 0"),
+            (
+                "[[strict.allow]]\nproto = \"udp\"\nports = [\"9-1\"]\n",
+                "starts after",
+            ),
+            (
+                "[[strict.allow]]\nproto = \"udp\"\nports = [1]\nfrom = [\"x\"]\n",
+                "not an IP",
+            ),
+            (
+                "[[strict.allow]]\nproto = \"udp\"\nport = [1]\n",
+                "unknown field",
+            ),
+            ("[strict]\npong = true\n", "unknown field"),
+        ];
+        for (text, says) in cases {
+            let msg = err(text);
+            assert!(msg.contains(says), "{text:?}: {msg}");
+        }
     }
 
     #[test]

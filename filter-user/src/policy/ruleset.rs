@@ -3,9 +3,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{
-    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, Policy, FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED,
+    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, Policy, StrictRule, FLAG_CHECK_RTP, FLAG_DRY_RUN,
+    FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT, MAX_STRICT_RULES, RULE_ANY_PROTO,
 };
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 
 use crate::error::UsageError;
 
@@ -13,6 +14,109 @@ use crate::error::UsageError;
 pub const PROVIDER_SIGNALLING: [&str; 2] = ["44.229.228.186/32", "44.238.177.138/32"];
 pub const DEFAULT_SIG_PORTS: [u16; 2] = [5060, 5061];
 pub const DEFAULT_RTP: (u16, u16) = (40000, 60000);
+/// The provider's media ports: it sends media from these (UDP source).
+pub const DEFAULT_PROVIDER_RTP: (u16, u16) = (40000, 60000);
+
+/// `[policy] mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Guard the signalling ports, pass everything else (docs/policy.md).
+    #[default]
+    Guard,
+    /// Default deny (docs/policy.md, "Strict mode").
+    Strict,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Guard => "guard",
+            Mode::Strict => "strict",
+        }
+    }
+}
+
+/// The protocol of a `[[strict.allow]]` rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleProto {
+    Tcp,
+    Udp,
+    Sctp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    Any,
+}
+
+impl RuleProto {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleProto::Tcp => "tcp",
+            RuleProto::Udp => "udp",
+            RuleProto::Sctp => "sctp",
+            RuleProto::Icmp => "icmp",
+            RuleProto::Any => "any",
+        }
+    }
+
+    /// Whether the rule names ports (tcp, udp, sctp).
+    pub fn has_ports(self) -> bool {
+        matches!(self, RuleProto::Tcp | RuleProto::Udp | RuleProto::Sctp)
+    }
+
+    /// Whether a packet of IP protocol `proto` is this rule's.
+    pub fn matches(self, proto: u8) -> bool {
+        match self {
+            RuleProto::Tcp => proto == 6,
+            RuleProto::Udp => proto == 17,
+            RuleProto::Sctp => proto == 132,
+            RuleProto::Icmp => proto == 1 || proto == 58,
+            RuleProto::Any => true,
+        }
+    }
+}
+
+/// One `[[strict.allow]]` rule: `proto`, destination `ports` (inclusive
+/// ranges; empty for icmp and any) and source prefixes (`from`, empty for
+/// any source).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AllowRule {
+    pub proto: RuleProto,
+    pub ports: Vec<(u16, u16)>,
+    pub from: Vec<IpNet>,
+}
+
+impl AllowRule {
+    /// Whether a new packet of `proto` from `src` to `dport` matches.
+    pub fn allows(&self, proto: u8, src: std::net::IpAddr, dport: u16) -> bool {
+        self.proto.matches(proto)
+            && (self.ports.is_empty() || self.ports.iter().any(|&(a, b)| a <= dport && dport <= b))
+            && (self.from.is_empty() || self.from.iter().any(|n| n.contains(&src)))
+    }
+
+    /// The rule as the configuration file writes it.
+    pub fn to_toml(&self) -> String {
+        let mut out = format!("[[strict.allow]]\nproto = \"{}\"\n", self.proto.name());
+        if !self.ports.is_empty() {
+            let ports: Vec<String> = self
+                .ports
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("\"{a}-{b}\"")
+                    }
+                })
+                .collect();
+            out += &format!("ports = [{}]\n", ports.join(", "));
+        }
+        if !self.from.is_empty() {
+            let from: Vec<String> = self.from.iter().map(|n| format!("\"{n}\"")).collect();
+            out += &format!("from = [{}]\n", from.join(", "));
+        }
+        out
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ruleset {
@@ -22,6 +126,8 @@ pub struct Ruleset {
     pub sig_ports: Vec<u16>,
     /// Inclusive RTP port range, first <= last.
     pub rtp: (u16, u16),
+    /// The provider's media ports (UDP source), inclusive.
+    pub provider_rtp: (u16, u16),
     pub dry_run: bool,
     pub log_denied: bool,
     /// Per-source limit of allowed signalling (`[signalling] rate_limit`).
@@ -30,6 +136,11 @@ pub struct Ruleset {
     pub rtp_limit: Option<RateLimit>,
     /// UDP into the media range must look like RTP/RTCP.
     pub check_rtp: bool,
+    pub mode: Mode,
+    /// Strict mode passes echo requests.
+    pub ping: bool,
+    /// Strict mode's `[[strict.allow]]` rules, in file order.
+    pub rules: Vec<AllowRule>,
 }
 
 /// A per-source token bucket: `per_sec` packets a second on average,
@@ -80,11 +191,15 @@ impl Default for Ruleset {
                 .collect(),
             sig_ports: DEFAULT_SIG_PORTS.to_vec(),
             rtp: DEFAULT_RTP,
+            provider_rtp: DEFAULT_PROVIDER_RTP,
             dry_run: false,
             log_denied: false,
             sip_limit: None,
             rtp_limit: None,
             check_rtp: false,
+            mode: Mode::Guard,
+            ping: true,
+            rules: Vec::new(),
         }
     }
 }
@@ -97,7 +212,17 @@ impl Ruleset {
         self.sig_ports.sort();
         self.sig_ports.dedup();
         check_allow_fits(&self.allow)?;
+        let entries = compile_rules(&self.rules).len();
+        if entries > MAX_STRICT_RULES {
+            return Err(UsageError(format!(
+                "the [[strict.allow]] rules need {entries} entries (one per port range and source prefix, ICMP counts twice); at most {MAX_STRICT_RULES} fit: merge ports into ranges or prefixes into shorter ones"
+            )));
+        }
         Ok(self)
+    }
+
+    pub fn strict(&self) -> bool {
+        self.mode == Mode::Strict
     }
 
     pub fn v4(&self) -> impl Iterator<Item = (Ipv4Addr, u8)> + '_ {
@@ -122,6 +247,19 @@ impl Ruleset {
         }
         p.rtp_first = self.rtp.0;
         p.rtp_last = self.rtp.1;
+        p.provider_rtp_first = self.provider_rtp.0;
+        p.provider_rtp_last = self.provider_rtp.1;
+        if self.strict() {
+            p.flags |= FLAG_STRICT;
+        }
+        if self.ping {
+            p.flags |= FLAG_PING;
+        }
+        let entries = compile_rules(&self.rules);
+        p.rule_count = entries.len().min(MAX_STRICT_RULES) as u32;
+        for (slot, entry) in p.rules.iter_mut().zip(entries) {
+            *slot = entry;
+        }
         if self.dry_run {
             p.flags |= FLAG_DRY_RUN;
         }
@@ -173,29 +311,49 @@ impl Ruleset {
     /// Rebuilds a ruleset from what the program holds.
     pub fn from_parts(policy: &Policy, allow: Vec<IpNet>) -> Ruleset {
         let sig_ports = (0..=u16::MAX).filter(|&p| policy.is_sig_port(p)).collect();
+        let n = (policy.rule_count as usize).min(MAX_STRICT_RULES);
         Ruleset {
             allow,
             sig_ports,
             rtp: (policy.rtp_first, policy.rtp_last),
+            provider_rtp: (policy.provider_rtp_first, policy.provider_rtp_last),
             dry_run: policy.flags & FLAG_DRY_RUN != 0,
             log_denied: policy.flags & FLAG_LOG_DENIED != 0,
             sip_limit: RateLimit::from_kernel(policy.sip_interval_ns, policy.sip_window_ns),
             rtp_limit: RateLimit::from_kernel(policy.rtp_interval_ns, policy.rtp_window_ns),
             check_rtp: policy.flags & FLAG_CHECK_RTP != 0,
+            mode: if policy.flags & FLAG_STRICT != 0 {
+                Mode::Strict
+            } else {
+                Mode::Guard
+            },
+            ping: policy.flags & FLAG_PING != 0,
+            rules: policy.rules[..n].iter().map(decompile_rule).collect(),
         }
     }
 
-    /// One line for humans: ports, RTP range, allowlist size, dry-run.
+    /// One line for humans: mode, ports, RTP range, allowlist size, dry-run.
     pub fn summary(&self) -> String {
         let ports: Vec<String> = self.sig_ports.iter().map(u16::to_string).collect();
+        let strict = if self.strict() {
+            format!(
+                "STRICT (default deny, {} allow rules, ping {}); ",
+                self.rules.len(),
+                if self.ping { "on" } else { "off" }
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "signalling ports {} from {} allowlisted prefixes ({} IPv4, {} IPv6); RTP UDP {}-{}{}{}",
+            "{strict}signalling ports {} from {} allowlisted prefixes ({} IPv4, {} IPv6); RTP UDP to {}-{}, from provider ports {}-{}{}{}",
             ports.join(","),
             self.allow.len(),
             self.v4().count(),
             self.v6().count(),
             self.rtp.0,
             self.rtp.1,
+            self.provider_rtp.0,
+            self.provider_rtp.1,
             self.abuse_summary(),
             if self.dry_run {
                 "; DRY RUN (nothing dropped)"
@@ -238,4 +396,163 @@ pub fn check_allow_fits(allow: &[IpNet]) -> Result<(), UsageError> {
         )));
     }
     Ok(())
+}
+
+/// The kernel's entries for `rules`: one per rule, port range and source
+/// prefix, sorted and without duplicates. ICMP is two entries (ICMP,
+/// ICMPv6) per prefix.
+pub fn compile_rules(rules: &[AllowRule]) -> Vec<StrictRule> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let ports: Vec<(u16, u16)> = if rule.proto.has_ports() {
+            rule.ports.clone()
+        } else {
+            vec![(0, u16::MAX)]
+        };
+        let from: Vec<Option<IpNet>> = if rule.from.is_empty() {
+            vec![None]
+        } else {
+            rule.from.iter().copied().map(Some).collect()
+        };
+        for &(first, last) in &ports {
+            for net in &from {
+                let protos: &[u32] = match rule.proto {
+                    RuleProto::Tcp => &[6],
+                    RuleProto::Udp => &[17],
+                    RuleProto::Sctp => &[132],
+                    RuleProto::Icmp => &[1, 58],
+                    RuleProto::Any => &[RULE_ANY_PROTO],
+                };
+                let (net_words, mask_words) = match net {
+                    None => ([0; 2], [0; 2]),
+                    Some(n) => source_words(n),
+                };
+                for &proto in protos {
+                    out.push(StrictRule {
+                        proto,
+                        port_first: first,
+                        port_last: last,
+                        net: net_words,
+                        mask: mask_words,
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.proto, r.port_first, r.port_last, r.net, r.mask));
+    out.dedup();
+    out
+}
+
+/// A source prefix as the kernel compares it: its network and mask as 16
+/// bytes (IPv4 mapped into IPv6) in two native words of memory order.
+fn source_words(net: &IpNet) -> ([u64; 2], [u64; 2]) {
+    let v6 = match net {
+        IpNet::V4(n) => Ipv6Net::new(n.network().to_ipv6_mapped(), 96 + n.prefix_len())
+            .expect("a mapped prefix is at most /128"),
+        IpNet::V6(n) => *n,
+    };
+    let words = |bytes: [u8; 16]| {
+        [
+            u64::from_ne_bytes(bytes[..8].try_into().expect("8 bytes")),
+            u64::from_ne_bytes(bytes[8..].try_into().expect("8 bytes")),
+        ]
+    };
+    (words(v6.network().octets()), words(v6.netmask().octets()))
+}
+
+/// The rule an entry of [`compile_rules`] came from (one port range, one
+/// prefix): compiling it again gives the same entry.
+fn decompile_rule(entry: &StrictRule) -> AllowRule {
+    let proto = match entry.proto {
+        6 => RuleProto::Tcp,
+        17 => RuleProto::Udp,
+        132 => RuleProto::Sctp,
+        1 | 58 => RuleProto::Icmp,
+        _ => RuleProto::Any,
+    };
+    let bytes = |words: [u64; 2]| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&words[0].to_ne_bytes());
+        b[8..].copy_from_slice(&words[1].to_ne_bytes());
+        b
+    };
+    let from = if entry.mask == [0; 2] {
+        Vec::new()
+    } else {
+        let addr = Ipv6Addr::from(bytes(entry.net));
+        let len = u128::from_be_bytes(bytes(entry.mask)).count_ones() as u8;
+        let net = match addr.to_ipv4_mapped() {
+            Some(v4) if len >= 96 => IpNet::new(v4.into(), len - 96),
+            _ => IpNet::new(addr.into(), len),
+        };
+        vec![net.expect("a valid prefix length")]
+    };
+    let ports = if proto.has_ports() {
+        vec![(entry.port_first, entry.port_last)]
+    } else {
+        Vec::new()
+    };
+    AllowRule { proto, ports, from }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_survive_the_round_trip_through_the_policy() {
+        let rules = vec![
+            AllowRule {
+                proto: RuleProto::Tcp,
+                ports: vec![(22, 22), (8000, 8080)],
+                from: vec![
+                    "198.51.100.0/24".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ],
+            },
+            AllowRule {
+                proto: RuleProto::Icmp,
+                ports: vec![],
+                from: vec![],
+            },
+            AllowRule {
+                proto: RuleProto::Any,
+                ports: vec![],
+                from: vec!["192.0.2.7/32".parse().unwrap()],
+            },
+        ];
+        let ruleset = Ruleset {
+            mode: Mode::Strict,
+            rules,
+            ..Ruleset::default()
+        };
+        let policy = ruleset.policy();
+        assert_eq!(policy.rule_count, 4 + 2 + 1);
+        assert!(ruleset.rules[0].allows(6, "198.51.100.9".parse().unwrap(), 8080));
+        let back = Ruleset::from_parts(&policy, ruleset.allow.clone());
+        assert_eq!(compile_rules(&back.rules), compile_rules(&ruleset.rules));
+        assert_eq!(back.policy(), policy);
+        assert!(back.strict() && back.ping);
+    }
+
+    #[test]
+    fn too_many_entries_are_refused() {
+        let rule = AllowRule {
+            proto: RuleProto::Udp,
+            ports: (1..=33).map(|p| (p, p)).collect(),
+            from: vec![],
+        };
+        let e = Ruleset {
+            mode: Mode::Strict,
+            rules: vec![rule],
+            ..Ruleset::default()
+        }
+        .normalise()
+        .unwrap_err();
+        assert!(
+            e.0.contains("33 entries") && e.0.contains("at most 32"),
+            "{e}"
+        );
+    }
 }

@@ -1,0 +1,169 @@
+//! Strict mode's decision table (docs/policy.md, "Strict mode"): the
+//! provider's rules plus what a host needs to stay reachable, and nothing
+//! else. Rows 1-4 are guard's; this adds essential traffic, replies to the
+//! host's own flows, the operator's rules, and the two drop reasons.
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use filter_common::{
+    flow_idle_ns, FlowKey, Policy, Reason, FLAG_PING, MAX_STRICT_RULES, RULE_ANY_PROTO,
+};
+
+use crate::{
+    bans::banned,
+    maps::FLOWS,
+    parse::{
+        destination, dport, icmp_id, sport, Packet, Parsed, ICMP_FULL, ICMP_HEAD, IPPROTO_UDP,
+    },
+    policy::{media, signalling},
+};
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// `bytes` (the frame's length) is counted against a source that goes
+/// over its rate limit. Bans come right after `malformed`, as in guard
+/// mode.
+#[inline(always)]
+pub fn decide(
+    pkt: Packet,
+    parsed: &Parsed,
+    policy: &Policy,
+    generation: u32,
+    bytes: u64,
+) -> Reason {
+    match *parsed {
+        Parsed::NonIp => Reason::NonIp,
+        Parsed::Malformed => Reason::Malformed,
+        Parsed::Fragment { v6, src } if banned(v6, src) => Reason::Banned,
+        Parsed::Fragment { .. } => Reason::Fragment,
+        Parsed::OtherProto { v6, src, .. } if banned(v6, src) => Reason::Banned,
+        Parsed::Ports { v6, src, .. } if banned(v6, src) => Reason::Banned,
+        Parsed::Ports {
+            v6,
+            proto,
+            ports,
+            src,
+            rtp_like,
+            l3,
+        } => {
+            let dport = dport(ports);
+            if policy.is_sig_port(dport) {
+                return signalling(v6, src, policy, generation, bytes);
+            }
+            let udp = proto == IPPROTO_UDP;
+            if udp && policy.is_rtp_port(dport) {
+                return media(src, rtp_like, policy, bytes);
+            }
+            let sport = sport(ports);
+            // DHCP's server-to-client direction, v4 and v6.
+            if udp && ((sport == 67 && dport == 68) || (sport == 547 && dport == 546)) {
+                return Reason::Essential;
+            }
+            if let Some(dst) = destination(pkt, v6, l3) {
+                if is_reply(src, dst, ports, proto as u32) {
+                    return Reason::Reply;
+                }
+            }
+            if rule_allows(policy, proto as u32, dport, src) {
+                return Reason::RuleAllowed;
+            }
+            if udp && policy.is_provider_rtp_port(sport) {
+                return Reason::RtpOutside;
+            }
+            Reason::Denied
+        }
+        Parsed::OtherProto {
+            v6,
+            proto,
+            src,
+            l3,
+            icmp,
+        } => {
+            // The parser read ICMP's type when its 4-byte head (type, code,
+            // checksum) is within the IP packet, an echo's identifier when
+            // its 8-byte header is.
+            if icmp & ICMP_HEAD != 0 {
+                let kind = icmp as u8;
+                if essential_icmp(v6, kind, policy) {
+                    return Reason::Essential;
+                }
+                let echo_reply = if v6 {
+                    kind == ICMPV6_ECHO_REPLY
+                } else {
+                    kind == ICMP_ECHO_REPLY
+                };
+                if echo_reply && icmp & ICMP_FULL != 0 {
+                    if let Some(dst) = destination(pkt, v6, l3) {
+                        let ports = u32::from(icmp_id(icmp)) << 16;
+                        if is_reply(src, dst, ports, proto as u32) {
+                            return Reason::Reply;
+                        }
+                    }
+                }
+            }
+            if rule_allows(policy, proto as u32, 0, src) {
+                return Reason::RuleAllowed;
+            }
+            Reason::Denied
+        }
+    }
+}
+
+/// ICMP errors (path MTU discovery), neighbour discovery, router
+/// messages and MLD, and echo requests when pings are allowed.
+#[inline(always)]
+fn essential_icmp(v6: bool, kind: u8, policy: &Policy) -> bool {
+    let ping = policy.flags & FLAG_PING != 0;
+    if v6 {
+        matches!(kind, 1..=4 | 130..=137 | 143) || (ping && kind == ICMPV6_ECHO_REQUEST)
+    } else {
+        matches!(kind, 3 | 11 | 12) || (ping && kind == ICMP_ECHO_REQUEST)
+    }
+}
+
+/// Whether the host has sent on this flow recently enough: an incoming
+/// packet from `src` to `dst` whose ports (as loaded, source first) and
+/// protocol are those of a flow the egress program learnt.
+#[inline(always)]
+fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
+    let key = FlowKey {
+        remote: src,
+        local: dst,
+        ports,
+        proto,
+    };
+    // SAFETY: a lookup by a key of the map's own type.
+    match unsafe { FLOWS.get(key) } {
+        Some(seen) => {
+            // SAFETY: a helper without preconditions.
+            let now = unsafe { bpf_ktime_get_coarse_ns() };
+            // Signed: a time a little ahead of this CPU's clock is fresh.
+            (now.wrapping_sub(seen.last_out_ns) as i64) < flow_idle_ns(proto) as i64
+        }
+        None => false,
+    }
+}
+
+/// Whether a `[[strict.allow]]` entry matches: protocol, destination port
+/// (0 for protocols without ports, which only `icmp` and `any` entries
+/// cover) and source prefix.
+#[inline(always)]
+fn rule_allows(policy: &Policy, proto: u32, dport: u16, src: [u64; 2]) -> bool {
+    let n = policy.rule_count as usize;
+    for i in 0..MAX_STRICT_RULES {
+        if i >= n {
+            break;
+        }
+        let r = &policy.rules[i];
+        if (r.proto == RULE_ANY_PROTO || r.proto == proto)
+            && dport >= r.port_first
+            && dport <= r.port_last
+            && src[0] & r.mask[0] == r.net[0]
+            && src[1] & r.mask[1] == r.net[1]
+        {
+            return true;
+        }
+    }
+    false
+}
