@@ -43,7 +43,9 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let parsed = parse::parse(pkt);
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let reason = if policy.flags & FLAG_STRICT == 0 {
+    let reason = if policy::source_banned(&parsed) {
+        Reason::Banned
+    } else if policy.flags & FLAG_STRICT == 0 {
         policy::decide(&parsed, policy, generation, bytes)
     } else {
         strict::decide(pkt, &parsed, policy, generation, bytes)

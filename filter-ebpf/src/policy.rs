@@ -15,18 +15,29 @@ use crate::{
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
 
-/// `bytes` (the frame's length) is counted against a source that goes
-/// over its rate limit.
+/// Row 2a of both modes, right after `malformed`: whether the packet's
+/// source is in the ban set. Packets without a source (not IP, malformed)
+/// are not.
+#[inline(always)]
+pub fn source_banned(parsed: &Parsed) -> bool {
+    match *parsed {
+        Parsed::Fragment { v6, src }
+        | Parsed::OtherProto { v6, src, .. }
+        | Parsed::Ports { v6, src, .. } => banned(v6, src),
+        Parsed::NonIp | Parsed::Malformed => false,
+    }
+}
+
+/// Guard mode's table for a source that is not banned. `bytes` (the
+/// frame's length) is counted against a source that goes over its rate
+/// limit.
 #[inline(always)]
 pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> Reason {
     match *parsed {
         Parsed::NonIp => Reason::NonIp,
         Parsed::Malformed => Reason::Malformed,
-        Parsed::Fragment { v6, src } if banned(v6, src) => Reason::Banned,
         Parsed::Fragment { .. } => Reason::Fragment,
-        Parsed::OtherProto { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::OtherProto { .. } => Reason::Other,
-        Parsed::Ports { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::Ports {
             v6,
             proto,

@@ -8,7 +8,6 @@ use filter_common::{
 };
 
 use crate::{
-    bans::banned,
     maps::FLOWS,
     parse::{
         destination, dport, icmp_id, sport, Packet, Parsed, ICMP_FULL, ICMP_HEAD, IPPROTO_UDP,
@@ -22,8 +21,8 @@ const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// `bytes` (the frame's length) is counted against a source that goes
-/// over its rate limit. Bans come right after `malformed`, as in guard
-/// mode.
+/// over its rate limit. The caller has ruled out a banned source
+/// ([`crate::policy::source_banned`]), as in guard mode.
 #[inline(always)]
 pub fn decide(
     pkt: Packet,
@@ -35,10 +34,7 @@ pub fn decide(
     match *parsed {
         Parsed::NonIp => Reason::NonIp,
         Parsed::Malformed => Reason::Malformed,
-        Parsed::Fragment { v6, src } if banned(v6, src) => Reason::Banned,
         Parsed::Fragment { .. } => Reason::Fragment,
-        Parsed::OtherProto { v6, src, .. } if banned(v6, src) => Reason::Banned,
-        Parsed::Ports { v6, src, .. } if banned(v6, src) => Reason::Banned,
         Parsed::Ports {
             v6,
             proto,
