@@ -29,7 +29,12 @@ use crate::{
     parse::{Packet, Parsed},
 };
 
+// `#[xdp]` wraps this function in the program's entry point; inlined, it
+// saves every packet a call and its return, which this CPU's return-stack
+// mitigations make dear (LLVM stopped inlining it once strict mode made
+// the body large: +8 ns on every class).
 #[xdp]
+#[inline(always)]
 pub fn sipwall(ctx: XdpContext) -> u32 {
     let generation = match ACTIVE.get(0) {
         Some(g) => *g & 1,
