@@ -570,16 +570,23 @@ pub mod maps {
     /// ([`crate::BAN_GATE_WORDS`] each), then its host bitmap
     /// ([`crate::BAN_HOST_WORDS`]), memory-mappable.
     pub const BAN_GATE: &str = "BAN_GATE";
+    /// LRU hash of [`crate::FlowKeyV4`] → [`crate::FlowSeen`]: the host's
+    /// own IPv4 flows, learnt by the TC egress program (strict mode's
+    /// replies).
+    pub const FLOWS_V4: &str = "FLOWS_V4";
     /// LRU hash of [`crate::FlowKey`] → [`crate::FlowSeen`]: the host's
-    /// own flows, learnt by the TC egress program (strict mode's replies).
-    pub const FLOWS: &str = "FLOWS";
+    /// own IPv6 flows.
+    pub const FLOWS_V6: &str = "FLOWS_V6";
+    /// Per-CPU array of [`crate::ReplySlot`]: the XDP program's cache of
+    /// flows it found in `FLOWS_V4` and `FLOWS_V6` (strict mode's replies).
+    pub const REPLY_CACHE: &str = "REPLY_CACHE";
     /// Array of two u64: a policy applied with `--confirm` waiting for
     /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
     /// the programs; pinned with the rest so `confirm` finds it.
     pub const CONFIRM: &str = "CONFIRM";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 28] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -602,14 +609,16 @@ pub mod maps {
         BAN_HOSTS_V4,
         BAN_HOSTS_V6,
         BAN_GATE,
-        FLOWS,
+        FLOWS_V4,
+        FLOWS_V6,
+        REPLY_CACHE,
         CONFIRM,
         CLOCK,
         DENIED_BUDGET,
     ];
 
-    /// Flows remembered for strict mode's replies (least recently used
-    /// are evicted first).
+    /// Flows remembered for strict mode's replies, per address family
+    /// (least recently used are evicted first).
     pub const FLOWS_MAX: u32 = 262_144;
 
     /// Entries each IPv4 allowlist trie can hold.
@@ -629,14 +638,29 @@ pub mod maps {
 /// incoming packet's source and destination, the TC egress program from an
 /// outgoing packet's destination and source, so a reply finds the flow its
 /// host opened. Addresses are 16 bytes in memory order (IPv4 as
-/// `::ffff:a.b.c.d`) held as native words; `ports` holds the remote port's
-/// two bytes then the local port's, in network order (an ICMP echo: 0 and
-/// its identifier); `proto` is the IP protocol (1 and 58 for echo).
+/// `::ffff:a.b.c.d`, in the reply cache) held as native words; `ports`
+/// holds the remote port's two bytes then the local port's, in network
+/// order (an ICMP echo: 0 and its identifier); `proto` is the IP protocol
+/// (1 and 58 for echo). The key of `FLOWS_V6`; IPv4 flows are keyed by the
+/// shorter [`FlowKeyV4`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub remote: [u64; 2],
     pub local: [u64; 2],
+    pub ports: u32,
+    pub proto: u32,
+}
+
+/// An IPv4 flow as `FLOWS_V4` keys it: [`FlowKey`]'s fields with the
+/// addresses as their 4 bytes in memory order, held as native u32. 16
+/// bytes: the kernel hashes (jhash) and compares a third of what an IPv6
+/// key costs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKeyV4 {
+    pub remote: u32,
+    pub local: u32,
     pub ports: u32,
     pub proto: u32,
 }
@@ -670,6 +694,40 @@ pub const fn flow_idle_ns(proto: u32) -> u64 {
         17 => FLOW_IDLE_UDP_NS,
         _ => FLOW_IDLE_ICMP_NS,
     }
+}
+
+/// One slot of the XDP program's per-CPU reply cache in front of the flow
+/// maps:
+/// a flow found there, and until when its answers may pass without asking
+/// the map again, in jiffies (`bpf_jiffies64`, read without a helper call;
+/// the map's times are read through one). A flow is cached with the time
+/// it had left in its map, counted in ticks of [`TICK_MAX_NS`], never more
+/// than the map would allow, and only ever less (the egress program moves
+/// the map's time on, not the cache's): when the slot's time is up, the
+/// map decides again. Userspace empties the cache when it removes flows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplySlot {
+    pub key: FlowKey,
+    pub until_jiffies: u64,
+}
+
+/// Slots of the reply cache, per CPU (a power of two).
+pub const REPLY_CACHE_SLOTS: u32 = 4096;
+
+/// The longest a jiffy lasts: 10 ms (Linux's HZ is at least 100). A cached
+/// flow's time left is counted in jiffies of this length, so that with
+/// shorter ones (HZ 250: 4 ms) it runs out sooner than the flow's, never
+/// later.
+pub const TICK_MAX_NS: u64 = 10_000_000;
+
+/// The reply cache slot of a flow, from its key's words as the XDP program
+/// holds them.
+#[inline(always)]
+pub fn reply_slot(remote: [u64; 2], local: [u64; 2], ports: u32) -> u32 {
+    let folded = remote[0] ^ remote[1] ^ local[0] ^ local[1].rotate_left(16) ^ u64::from(ports);
+    let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
+    hash >> (32 - REPLY_CACHE_SLOTS.trailing_zeros())
 }
 
 /// `CONFIRM` slot holding the token of the process waiting for a
@@ -713,7 +771,9 @@ assert_pod_size!(
 );
 assert_pod_size!(StrictRule, 40);
 assert_pod_size!(FlowKey, 40);
+assert_pod_size!(FlowKeyV4, 16);
 assert_pod_size!(FlowSeen, 8);
+assert_pod_size!(ReplySlot, 48);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
 assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
 assert_pod_size!(LogBucket, 16);
@@ -757,7 +817,11 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKeyV4 {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowSeen {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ReplySlot {}
 }
 
 /// What userspace records about an attachment, in the pinned `INFO` map
@@ -784,9 +848,11 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// (ban set, rate-limit buckets) and the rate limits in [`Policy`]. 6:
 /// strict mode (the policy holds rules and provider media ports; FLOWS and
 /// CONFIRM maps; dropped sources keyed by reason): older pins are refused.
-/// 7: the ban gate's host bitmap (`BAN_GATE` grew), the `CLOCK` and
+/// 7: FLOWS split into FLOWS_V4 (16-byte keys) and FLOWS_V6, with the
+/// reply cache (`REPLY_CACHE`) in front of them.
+/// 8: the ban gate's host bitmap (`BAN_GATE` grew), the `CLOCK` and
 /// `DENIED_BUDGET` maps.
-pub const PIN_LAYOUT_VERSION: u32 = 7;
+pub const PIN_LAYOUT_VERSION: u32 = 8;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

@@ -8,9 +8,10 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
-    BanEntry, CoarseClock, Counter, DeniedSlot, DropKey, FlowKey, FlowSeen, HostSlot, InsertBudget,
-    LogBucket, Policy, RateSlot, RateState, SourceKey, BAN_GATE_LEN, DENIED_CACHE_SLOTS,
-    DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT, V4_HOST_SLOTS,
+    BanEntry, CoarseClock, Counter, DeniedSlot, DropKey, FlowKey, FlowKeyV4, FlowSeen, HostSlot,
+    InsertBudget, LogBucket, Policy, RateSlot, RateState, ReplySlot, SourceKey, BAN_GATE_LEN,
+    DENIED_CACHE_SLOTS, DIRECT_WORDS, RATE_CACHE_SLOTS, REASON_COUNT, REPLY_CACHE_SLOTS,
+    V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -140,10 +141,22 @@ pub static CLOCK: PerCpuArray<CoarseClock> = PerCpuArray::with_max_entries(1, 0)
 #[map]
 pub static CONFIRM: Array<u64> = Array::with_max_entries(2, 0);
 
-/// The host's own flows, entered by the TC egress program from outgoing
-/// packets and looked up by the XDP program for strict mode's `reply`
-/// (and seeded by userspace from the socket table when strict mode
+/// The host's own IPv4 flows, entered by the TC egress program from
+/// outgoing packets and looked up by the XDP program for strict mode's
+/// `reply` (and seeded by userspace from the socket table when strict mode
 /// starts). Shared by all CPUs: a flow's packets leave on one CPU and its
 /// answers arrive on another. Least recently used entries are evicted.
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+pub static FLOWS_V4: LruHashMap<FlowKeyV4, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+
+/// The host's own IPv6 flows, as `FLOWS_V4`.
+#[map]
+pub static FLOWS_V6: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+
+/// Per-CPU direct-mapped cache in front of the flow maps for the XDP program: a
+/// reply of a flow in its slot costs an array read and a compare instead
+/// of a hash lookup and a clock helper (see `filter_common::ReplySlot`).
+/// Per CPU, so no slot is ever written by two CPUs at once.
+#[map]
+pub static REPLY_CACHE: PerCpuArray<ReplySlot> =
+    PerCpuArray::with_max_entries(REPLY_CACHE_SLOTS, 0);

@@ -155,10 +155,17 @@ pub fn v4_key(src: u32) -> [u64; 2] {
     [0, 0xffff_0000 | (u64::from(src) << 32)]
 }
 
+/// The IPv4 address of a key built by [`v4_key`] as the packet holds it:
+/// its 4 bytes in memory order, as a native u32.
+#[inline(always)]
+pub fn v4_address(key: [u64; 2]) -> u32 {
+    (key[1] >> 32) as u32
+}
+
 /// The IPv4 source (host byte order) of a key built by [`v4_key`].
 #[inline(always)]
 pub fn v4_of_key(key: [u64; 2]) -> u32 {
-    u32::from_be((key[1] >> 32) as u32)
+    u32::from_be(v4_address(key))
 }
 
 // The key words assume the little-endian BPF target (bpfel).

@@ -2,15 +2,17 @@
 //! provider's rules plus what a host needs to stay reachable, and nothing
 //! else. Rows 1-4 are guard's; this adds essential traffic, replies to the
 //! host's own flows, the operator's rules, and the two drop reasons.
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, FlowKey, Policy, Reason, FLAG_PING, MAX_STRICT_RULES, RULE_ANY_PROTO,
+    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
+    MAX_STRICT_RULES, RULE_ANY_PROTO, TICK_MAX_NS,
 };
 
 use crate::{
-    maps::FLOWS,
+    maps::{FLOWS_V4, FLOWS_V6, REPLY_CACHE},
     parse::{
-        destination, dport, icmp_id, sport, Packet, Parsed, ICMP_FULL, ICMP_HEAD, IPPROTO_UDP,
+        destination, dport, icmp_id, sport, v4_address, Packet, Parsed, ICMP_FULL, ICMP_HEAD,
+        IPPROTO_UDP,
     },
     policy::{media, signalling},
 };
@@ -57,7 +59,7 @@ pub fn decide(
                 return Reason::Essential;
             }
             if let Some(dst) = destination(pkt, v6, l3) {
-                if is_reply(src, dst, ports, proto as u32) {
+                if is_reply(v6, src, dst, ports, proto as u32) {
                     return Reason::Reply;
                 }
             }
@@ -92,7 +94,7 @@ pub fn decide(
                 if echo_reply && icmp & ICMP_FULL != 0 {
                     if let Some(dst) = destination(pkt, v6, l3) {
                         let ports = u32::from(icmp_id(icmp)) << 16;
-                        if is_reply(src, dst, ports, proto as u32) {
+                        if is_reply(v6, src, dst, ports, proto as u32) {
                             return Reason::Reply;
                         }
                     }
@@ -120,25 +122,87 @@ fn essential_icmp(v6: bool, kind: u8, policy: &Policy) -> bool {
 
 /// Whether the host has sent on this flow recently enough: an incoming
 /// packet from `src` to `dst` whose ports (as loaded, source first) and
-/// protocol are those of a flow the egress program learnt.
+/// protocol are those of a flow the egress program learnt. A flow in this
+/// CPU's cache slot costs a compare and a jiffies read (inlined, no helper
+/// call); otherwise the flow map of its family decides and the slot takes
+/// the flow.
 #[inline(always)]
-fn is_reply(src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
-    let key = FlowKey {
+fn is_reply(v6: bool, src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
+    let Some(slot) = REPLY_CACHE.get_ptr_mut(reply_slot(src, dst, ports)) else {
+        return false;
+    };
+    // SAFETY: a per-CPU slot of the array: no other CPU writes it, and the
+    // program does not run twice at once on one CPU.
+    let slot = unsafe { &mut *slot };
+    // SAFETY: a helper without preconditions (the verifier inlines it as
+    // a load of jiffies_64).
+    let now_jiffies = unsafe { bpf_jiffies64() };
+    let cached = &slot.key;
+    if cached.remote == src
+        && cached.local == dst
+        && cached.ports == ports
+        && cached.proto == proto
+        // Signed: a slot whose time is up, or never set (0), is not used.
+        && (slot.until_jiffies.wrapping_sub(now_jiffies) as i64) > 0
+    {
+        return true;
+    }
+    look_up_flow(slot, now_jiffies, v6, src, dst, ports, proto)
+}
+
+/// The cache missed: whether the flow map holds the flow, still fresh; if
+/// so the cache slot takes it, for the time it has left counted in the
+/// longest jiffies (so the slot runs out before the flow does).
+#[inline(always)]
+fn look_up_flow(
+    slot: &mut ReplySlot,
+    now_jiffies: u64,
+    v6: bool,
+    src: [u64; 2],
+    dst: [u64; 2],
+    ports: u32,
+    proto: u32,
+) -> bool {
+    let seen = if v6 {
+        let key = FlowKey {
+            remote: src,
+            local: dst,
+            ports,
+            proto,
+        };
+        // SAFETY: a lookup by a key of the map's own type.
+        unsafe { FLOWS_V6.get(key) }
+    } else {
+        let key = FlowKeyV4 {
+            remote: v4_address(src),
+            local: v4_address(dst),
+            ports,
+            proto,
+        };
+        // SAFETY: as above.
+        unsafe { FLOWS_V4.get(key) }
+    };
+    let Some(seen) = seen else {
+        return false;
+    };
+    // SAFETY: a helper without preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // Signed: a time a little ahead of this CPU's clock is fresh.
+    let left = seen
+        .last_out_ns
+        .wrapping_add(flow_idle_ns(proto))
+        .wrapping_sub(now) as i64;
+    if left <= 0 {
+        return false;
+    }
+    slot.key = FlowKey {
         remote: src,
         local: dst,
         ports,
         proto,
     };
-    // SAFETY: a lookup by a key of the map's own type.
-    match unsafe { FLOWS.get(key) } {
-        Some(seen) => {
-            // SAFETY: a helper without preconditions.
-            let now = unsafe { bpf_ktime_get_coarse_ns() };
-            // Signed: a time a little ahead of this CPU's clock is fresh.
-            (now.wrapping_sub(seen.last_out_ns) as i64) < flow_idle_ns(proto) as i64
-        }
-        None => false,
-    }
+    slot.until_jiffies = now_jiffies + left as u64 / TICK_MAX_NS;
+    true
 }
 
 /// Whether a `[[strict.allow]]` entry matches: protocol, destination port

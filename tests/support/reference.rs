@@ -73,12 +73,18 @@ pub struct Abuse {
     rtp: HashMap<IpAddr, Bucket>,
 }
 
-/// A classic token bucket: `tokens` (fractional) as of `at_ns`.
+/// A classic token bucket: `credit` as of `at_ns`, in billionths of a
+/// token, so that refills are exact integers (a float drifts by a rounding
+/// error, and the kernel's coarse clock lands on exact refill boundaries
+/// often enough for that to show).
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    tokens: f64,
+    credit: u128,
     at_ns: u64,
 }
+
+/// One token in a [`Bucket`]'s `credit`.
+const TOKEN: u128 = 1_000_000_000;
 
 impl Abuse {
     /// No bucket yet, and these bans.
@@ -106,7 +112,7 @@ impl Abuse {
         now_ns: u64,
     ) -> bool {
         let full = Bucket {
-            tokens: f64::from(burst),
+            credit: u128::from(burst) * TOKEN,
             at_ns: now_ns,
         };
         // Buckets are per address in its IPv6 form (an IPv4 address is
@@ -117,11 +123,12 @@ impl Abuse {
             v4 => v4,
         };
         let b = buckets.entry(src).or_insert(full);
-        let elapsed = now_ns.saturating_sub(b.at_ns) as f64 / 1e9;
-        b.tokens = (b.tokens + elapsed * f64::from(per_sec)).min(f64::from(burst));
+        // `per_sec` tokens a second: per_sec billionths a nanosecond.
+        let elapsed = u128::from(now_ns.saturating_sub(b.at_ns));
+        b.credit = (b.credit + elapsed * u128::from(per_sec)).min(u128::from(burst) * TOKEN);
         b.at_ns = b.at_ns.max(now_ns);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        if b.credit >= TOKEN {
+            b.credit -= TOKEN;
             true
         } else {
             false

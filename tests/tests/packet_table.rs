@@ -1251,3 +1251,49 @@ fn egress_program_learns_the_hosts_flows() {
         "guard mode must not learn flows"
     );
 }
+
+/// The XDP program's reply cache (a per-CPU slot per flow it found in the
+/// flow map) never lets more in than the map: a flow removed from the map
+/// (with the cache emptied, as `clear_flows` does) or past its idle time
+/// is denied again, whether its slot was filled or not.
+#[test]
+fn reply_cache_never_outlives_the_flow() {
+    sipwall_tests::skip_unless_root!();
+    use sipwall::kernel::flows::FlowTuple;
+    use std::time::Duration;
+    let mut runner = runner(&strict_ruleset());
+    let dns = FlowTuple {
+        proto: 17,
+        remote: RESOLVER.into(),
+        remote_port: 53,
+        local: HOST.into(),
+        local_port: 33500,
+    };
+    let answer = || case(PASS, Reply, "DNS answer", ip4(RESOLVER).udp(53, 33500));
+    let unsolicited = || {
+        case(
+            DROP,
+            Denied,
+            "DNS answer to no flow",
+            ip4(RESOLVER).udp(53, 33500),
+        )
+    };
+    runner.maps.add_flows(&[dns]).unwrap();
+    // The first answer fills the slot from the map, the rest come from it.
+    for i in 0..3 {
+        check(&runner, &answer(), PASS).unwrap_or_else(|e| panic!("answer {i}: {e}"));
+    }
+    runner.maps.clear_flows().unwrap();
+    check(&runner, &unsolicited(), DROP).unwrap_or_else(|e| panic!("after clearing: {e}"));
+    // UDP's idle time is 180 s: a flow quiet for 179.5 s is let in (and
+    // cached), and a second later neither the map nor the slot lets it in.
+    runner
+        .maps
+        .add_flows_idle(&[dns], Duration::from_millis(179_500))
+        .unwrap();
+    for i in 0..3 {
+        check(&runner, &answer(), PASS).unwrap_or_else(|e| panic!("aged answer {i}: {e}"));
+    }
+    std::thread::sleep(Duration::from_millis(1_000));
+    check(&runner, &unsolicited(), DROP).unwrap_or_else(|e| panic!("after the idle time: {e}"));
+}

@@ -1,12 +1,13 @@
-//! The host's own flows, as strict mode's replies need them: the key the
-//! two programs agree on (`filter_common::FlowKey`), and the flows already
+//! The host's own flows, as strict mode's replies need them: the keys the
+//! two programs agree on (`filter_common::FlowKeyV4` and `FlowKey`, one
+//! map per address family), and the flows already
 //! open when strict mode starts, read from the kernel's socket table
 //! (/proc/net/tcp, tcp6, udp, udp6) so that they are not cut (the
 //! operator's SSH session above all).
 use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{Context as _, Result};
-use filter_common::FlowKey;
+use filter_common::{FlowKey, FlowKeyV4};
 
 /// One flow of this host: its remote and local ends and the protocol (for
 /// an ICMP echo, remote port 0 and the identifier as the local port).
@@ -19,19 +20,42 @@ pub struct FlowTuple {
     pub local_port: u16,
 }
 
+/// A flow's key in the map of its address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowMapKey {
+    /// `FLOWS_V4`.
+    V4(FlowKeyV4),
+    /// `FLOWS_V6` (a tuple mixing the families, which no packet has, is
+    /// entered here with its IPv4 end mapped, and never matched).
+    V6(FlowKey),
+}
+
 impl FlowTuple {
     /// The key both programs build for this flow.
-    pub fn key(&self) -> FlowKey {
-        let ports = [
-            self.remote_port.to_be_bytes(),
-            self.local_port.to_be_bytes(),
-        ]
-        .concat();
-        FlowKey {
-            remote: words(self.remote),
-            local: words(self.local),
-            ports: u32::from_ne_bytes(ports.try_into().expect("4 bytes")),
-            proto: u32::from(self.proto),
+    pub fn key(&self) -> FlowMapKey {
+        let ports = u32::from_ne_bytes(
+            [
+                self.remote_port.to_be_bytes(),
+                self.local_port.to_be_bytes(),
+            ]
+            .concat()
+            .try_into()
+            .expect("4 bytes"),
+        );
+        let proto = u32::from(self.proto);
+        match (self.remote, self.local) {
+            (IpAddr::V4(remote), IpAddr::V4(local)) => FlowMapKey::V4(FlowKeyV4 {
+                remote: u32::from_ne_bytes(remote.octets()),
+                local: u32::from_ne_bytes(local.octets()),
+                ports,
+                proto,
+            }),
+            (remote, local) => FlowMapKey::V6(FlowKey {
+                remote: words(remote),
+                local: words(local),
+                ports,
+                proto,
+            }),
         }
     }
 }
@@ -125,6 +149,38 @@ fn endpoint(text: &str) -> Option<(IpAddr, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_hold_the_packet_bytes_in_the_map_of_their_family() {
+        let v4 = FlowTuple {
+            proto: 17,
+            remote: "203.0.113.53".parse().unwrap(),
+            remote_port: 53,
+            local: "192.0.2.10".parse().unwrap(),
+            local_port: 33333,
+        };
+        let FlowMapKey::V4(k) = v4.key() else {
+            panic!("an IPv4 flow belongs in FLOWS_V4");
+        };
+        assert_eq!(k.remote.to_ne_bytes(), [203, 0, 113, 53]);
+        assert_eq!(k.local.to_ne_bytes(), [192, 0, 2, 10]);
+        // Remote port then local port, each in network order.
+        assert_eq!(k.ports.to_ne_bytes(), [0, 53, 0x82, 0x35]);
+        assert_eq!(k.proto, 17);
+        let v6 = FlowTuple {
+            remote: "2001:db8:bad::53".parse().unwrap(),
+            local: "2001:db8::10".parse().unwrap(),
+            ..v4
+        };
+        let FlowMapKey::V6(k) = v6.key() else {
+            panic!("an IPv6 flow belongs in FLOWS_V6");
+        };
+        assert_eq!(
+            k.remote[0].to_ne_bytes(),
+            [0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad, 0, 0]
+        );
+        assert_eq!(k.local[1].to_ne_bytes(), [0, 0, 0, 0, 0, 0, 0, 0x10]);
+    }
 
     #[test]
     fn proc_net_lines_are_read() {

@@ -30,13 +30,16 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap,
+        PerCpuValues,
+    },
     Ebpf,
 };
 use filter_common::{
-    maps as names, BanEntry, Counter, DeniedSlot, DropKey, FlowKey, FlowSeen, Policy, RateSlot,
-    RateState, Reason, SourceKey, BAN_GATE_LEN, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE,
-    REASON_COUNT, V4_HOST_SLOTS,
+    maps as names, BanEntry, Counter, DeniedSlot, DropKey, FlowKey, FlowKeyV4, FlowSeen, Policy,
+    RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_LEN, DIRECT_WORDS, FLAG_STRICT,
+    INLINE_NONE, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -44,7 +47,7 @@ use crate::{
     kernel::{
         bans::{self, Ban},
         direct::{self, V4Table},
-        flows::FlowTuple,
+        flows::{FlowMapKey, FlowTuple},
     },
     policy::ruleset::Ruleset,
 };
@@ -75,8 +78,11 @@ pub struct Maps {
     ban_hosts_v6: HashMap<MapData, [u8; 16], BanEntry>,
     /// The ban gate, written through a memory mapping.
     ban_gate: MapData,
-    /// The host's flows (strict mode's replies).
-    flows: HashMap<MapData, FlowKey, FlowSeen>,
+    /// The host's flows (strict mode's replies), IPv4 and IPv6.
+    flows_v4: HashMap<MapData, FlowKeyV4, FlowSeen>,
+    flows_v6: HashMap<MapData, FlowKey, FlowSeen>,
+    /// The XDP program's per-CPU cache of flows found in those.
+    reply_cache: PerCpuArray<MapData, ReplySlot>,
     /// A `--confirm` in progress (tokens).
     confirm: Array<MapData, u64>,
     /// `installed_ns` of the last flip this handle waited out.
@@ -163,7 +169,9 @@ impl Maps {
             ban_hosts_v4: typed(one(names::BAN_HOSTS_V4)?, names::BAN_HOSTS_V4)?,
             ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
             ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
-            flows: typed(one(names::FLOWS)?, names::FLOWS)?,
+            flows_v4: typed(one(names::FLOWS_V4)?, names::FLOWS_V4)?,
+            flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
+            reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
             confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             settled_ns: 0,
             known: Default::default(),
@@ -313,31 +321,63 @@ impl Maps {
     /// Enters flows of this host as if they had just sent a packet out
     /// (seeding from the socket table; tests). Returns how many.
     pub fn add_flows(&mut self, flows: &[FlowTuple]) -> Result<usize> {
+        self.add_flows_idle(flows, std::time::Duration::ZERO)
+    }
+
+    /// Enters flows of this host as if they had last sent a packet out
+    /// `idle` ago (tests of the idle times).
+    pub fn add_flows_idle(
+        &mut self,
+        flows: &[FlowTuple],
+        idle: std::time::Duration,
+    ) -> Result<usize> {
         // The programs' clock: bpf_ktime_get_coarse_ns.
-        let now = monotonic_coarse_ns();
+        let last_out_ns = monotonic_coarse_ns().saturating_sub(idle.as_nanos() as u64);
+        let seen = FlowSeen { last_out_ns };
         for flow in flows {
-            self.flows
-                .insert(flow.key(), FlowSeen { last_out_ns: now }, 0)
-                .with_context(|| format!("entering the flow {flow:?}"))?;
+            match flow.key() {
+                FlowMapKey::V4(key) => self.flows_v4.insert(key, seen, 0),
+                FlowMapKey::V6(key) => self.flows_v6.insert(key, seen, 0),
+            }
+            .with_context(|| format!("entering the flow {flow:?}"))?;
         }
         Ok(flows.len())
     }
 
     /// How many flows the map holds (expired ones included).
     pub fn flow_count(&self) -> usize {
-        self.flows.keys().filter(|k| k.is_ok()).count()
+        self.flows_v4.keys().filter(|k| k.is_ok()).count()
+            + self.flows_v6.keys().filter(|k| k.is_ok()).count()
     }
 
     /// Whether `flow` is in the map.
     pub fn has_flow(&self, flow: &FlowTuple) -> bool {
-        self.flows.get(&flow.key(), 0).is_ok()
+        match flow.key() {
+            FlowMapKey::V4(key) => self.flows_v4.get(&key, 0).is_ok(),
+            FlowMapKey::V6(key) => self.flows_v6.get(&key, 0).is_ok(),
+        }
     }
 
-    /// Forgets every flow.
+    /// Forgets every flow, also in the XDP program's reply cache (a cached
+    /// flow would pass its answers until its slot's time is up).
     pub fn clear_flows(&mut self) -> Result<()> {
-        let keys: Vec<FlowKey> = self.flows.keys().filter_map(|k| k.ok()).collect();
+        let keys: Vec<FlowKeyV4> = self.flows_v4.keys().filter_map(|k| k.ok()).collect();
         for key in keys {
-            let _ = self.flows.remove(&key);
+            let _ = self.flows_v4.remove(&key);
+        }
+        let keys: Vec<FlowKey> = self.flows_v6.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = self.flows_v6.remove(&key);
+        }
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .context("counting the possible CPUs")?;
+        for slot in 0..REPLY_CACHE_SLOTS {
+            let empty = PerCpuValues::try_from(vec![ReplySlot::default(); cpus])
+                .context("building an empty reply cache slot")?;
+            self.reply_cache
+                .set(slot, empty, 0)
+                .context("emptying the reply cache")?;
         }
         Ok(())
     }
