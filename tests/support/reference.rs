@@ -66,7 +66,7 @@ pub struct Expected {
 /// prefix with the time it ends, `u64::MAX` for never) and one token
 /// bucket per source and kind. Time is an input: the caller says what the
 /// clock reads for each packet.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Abuse {
     pub bans: Vec<(IpNet, u64)>,
     sip: HashMap<IpAddr, Bucket>,
@@ -77,7 +77,7 @@ pub struct Abuse {
 /// token, so that refills are exact integers (a float drifts by a rounding
 /// error, and the kernel's coarse clock lands on exact refill boundaries
 /// often enough for that to show).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Bucket {
     credit: u128,
     at_ns: u64,

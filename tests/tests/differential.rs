@@ -34,6 +34,9 @@ const DEFAULT_TOTAL: u64 = 50_000;
 /// Each reason must be reached this often per configuration, so a generator
 /// that degrades (say, every frame malformed) fails the test.
 const MIN_PER_REASON: u64 = 10;
+/// States the model keeps for the instants the kernel may have read its
+/// clock at (see `Tally::check`).
+const MAX_MODEL_STATES: usize = 4;
 /// Disagreements printed in full; the rest are only counted.
 const SHOWN: u64 = 20;
 
@@ -425,42 +428,58 @@ struct Tally {
 }
 
 impl Tally {
-    /// Runs `frame` through the kernel between two readings of the clock
-    /// and through the model at both: the kernel read its clock somewhere
-    /// in between, so it must agree with one of them, and the model moves
-    /// on with that one's state.
+    /// Runs `frame` through the kernel between readings of the clock and
+    /// through the model at each reading, from each state the model may be
+    /// in: the kernel read its coarse clock at an instant in between that
+    /// the test cannot see, so every resulting state that agrees with the
+    /// kernel is kept (they converge once a bucket refills or a ban ends).
     fn check(
         &mut self,
         runner: &Runner,
         (ci, config): (usize, &Config),
-        abuse: &mut Abuse,
+        model: &mut Vec<Abuse>,
         origin: Origin,
         frame: &[u8],
     ) {
-        // The kernel reads its coarse clock, which lags the precise one by
-        // up to a tick: its reading lies between these two.
         let before_ns = monotonic_coarse_ns();
         let got = runner
             .run(frame)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e:#}", hex(frame)));
-        let after_ns = monotonic_ns();
-        let mut early = abuse.clone();
-        let want_early =
-            reference::judge_full(frame, &config.rules, &mut early, before_ns, &config.flows);
-        let mut late = abuse.clone();
-        let want_late =
-            reference::judge_full(frame, &config.rules, &mut late, after_ns, &config.flows);
-        let want = if want_early == want_late {
-            *abuse = early;
-            want_early
-        } else {
+        // The coarse clock after the run, and the precise one (which the
+        // coarse one lags by up to a tick) as the latest bound.
+        let after = [monotonic_coarse_ns(), monotonic_ns()];
+        let mut judged: Vec<(Expected, Abuse)> = Vec::new();
+        for state in model.iter() {
+            for now_ns in [before_ns, after[0], after[1]] {
+                let mut next = state.clone();
+                let want =
+                    reference::judge_full(frame, &config.rules, &mut next, now_ns, &config.flows);
+                judged.push((want, next));
+            }
+        }
+        let first = judged[0].0;
+        if judged.iter().any(|(want, _)| *want != first) {
             self.straddled += 1;
-            if agrees(&want_late, &got, frame.len()) {
-                *abuse = late;
-                want_late
-            } else {
-                *abuse = early;
-                want_early
+        }
+        let mut kept: Vec<Abuse> = Vec::new();
+        let mut agreed = None;
+        for (want, state) in judged.iter() {
+            if agrees(want, &got, frame.len()) {
+                agreed.get_or_insert(*want);
+                if !kept.contains(state) {
+                    kept.push(state.clone());
+                }
+            }
+        }
+        kept.truncate(MAX_MODEL_STATES);
+        let want = match agreed {
+            Some(want) => {
+                *model = kept;
+                want
+            }
+            None => {
+                *model = vec![judged.swap_remove(0).1];
+                first
             }
         };
         self.packets += 1;
@@ -554,7 +573,9 @@ fn kernel_program_agrees_with_the_reference_model() {
         };
         let bans = config.bans_from(monotonic_ns());
         runner.maps.set_bans(&bans).expect("writing the ban set");
-        let mut abuse = Abuse::with_bans(bans.iter().map(|b| (b.net, b.expires_ns)).collect());
+        let mut abuse = vec![Abuse::with_bans(
+            bans.iter().map(|b| (b.net, b.expires_ns)).collect(),
+        )];
         runner.maps.clear_flows().expect("clearing the flows");
         let tuples: Vec<FlowTuple> = config
             .flows
