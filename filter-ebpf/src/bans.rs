@@ -1,17 +1,21 @@
 //! The ban set (docs/policy.md, abuse controls): is a source banned now?
 //!
 //! One word of the gate answers "no" for every source outside the /24s a
-//! ban touches, whatever the size of the set. Behind a set gate, single
-//! banned addresses are one hash lookup, shorter prefixes a trie lookup.
-//! Expiry is a comparison with the kernel's coarse clock, so a ban ends on
-//! time (to a tick) with nothing in userspace running.
-use aya_ebpf::{
-    helpers::bpf_ktime_get_coarse_ns,
-    maps::{lpm_trie::Key, LpmTrie},
+//! ban touches, whatever the size of the set; one bit of its host bitmap
+//! answers "no" for a neighbour of a banned address. Behind a set bit,
+//! single banned addresses are one hash lookup, shorter prefixes a trie
+//! lookup. Both checks stay in this function's caller: a call costs a
+//! return, which this CPU's mitigations make dear. Expiry is a comparison
+//! with the kernel's coarse clock, so a ban ends on time (to a tick) with
+//! nothing in userspace running.
+use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
+use filter_common::{
+    ban_host_bit_v4, ban_host_bit_v6, BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS,
+    BAN_PERMANENT,
 };
-use filter_common::{BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT};
 
 use crate::{
+    clock,
     maps::{BAN_GATE, BAN_HOSTS_V4, BAN_HOSTS_V6, BAN_V4, BAN_V6},
     parse::v4_of_key,
 };
@@ -20,11 +24,20 @@ use crate::{
 #[inline(always)]
 pub fn banned(v6: bool, src: [u64; 2]) -> bool {
     if v6 {
-        let top24 = (u64::from_be(src[0]) >> 40) as u32;
-        let gate = gate(BAN_GATE_WORDS, top24);
+        let (hi, lo) = (u64::from_be(src[0]), u64::from_be(src[1]));
+        let gate = gate(BAN_GATE_WORDS, (hi >> 40) as u32);
+        if gate == 0 {
+            return false;
+        }
+        let gate = hosts_filtered(gate, ban_host_bit_v6(hi, lo));
         gate != 0 && banned_v6(gate, src[0], src[1])
     } else {
-        let gate = gate(0, v4_of_key(src) >> 8);
+        let addr = v4_of_key(src);
+        let gate = gate(0, addr >> 8);
+        if gate == 0 {
+            return false;
+        }
+        let gate = hosts_filtered(gate, ban_host_bit_v4(addr));
         // The address's 4 bytes in packet order (see `parse::v4_key`).
         gate != 0 && banned_v4(gate, (src[1] >> 32) as u32)
     }
@@ -36,6 +49,19 @@ fn gate(half: u32, top24: u32) -> u64 {
     match BAN_GATE.get(half + (top24 >> 5)) {
         Some(word) => (*word >> ((top24 & 31) * 2)) & 3,
         None => 0,
+    }
+}
+
+/// `gate` without its hosts bit when the address's own bit in the host
+/// bitmap is clear: no single ban names it.
+#[inline(always)]
+fn hosts_filtered(gate: u64, (word, bit): (u32, u32)) -> u64 {
+    if gate & BAN_GATE_HOSTS == 0 {
+        return gate;
+    }
+    match BAN_GATE.get(word) {
+        Some(w) if (*w >> bit) & 1 != 0 => gate,
+        _ => gate & !BAN_GATE_HOSTS,
     }
 }
 
@@ -53,7 +79,7 @@ struct V6Key {
     data: [u32; 4],
 }
 
-/// The rare path, behind a set gate; the address comes in registers.
+/// The rare path, behind a set gate bit; the address comes in registers.
 #[inline(never)]
 fn banned_v4(gate: u64, addr: u32) -> bool {
     if gate & BAN_GATE_HOSTS != 0 {
@@ -111,7 +137,5 @@ fn live(entry: &BanEntry) -> bool {
     if entry.effective_ns == BAN_PERMANENT {
         return true;
     }
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    now < entry.effective_ns
+    clock::now_ns() < entry.effective_ns
 }

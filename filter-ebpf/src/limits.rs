@@ -1,16 +1,14 @@
 //! Per-source rate limits (docs/policy.md, abuse controls): a token bucket
 //! per source address, kept as one theoretical arrival time (see
-//! `filter_common::RateState`), by the kernel's coarse monotonic clock.
+//! `filter_common::RateState`), by the kernel's coarse monotonic clock
+//! (`clock.rs`).
 //! The buckets live in an LRU map with a direct-mapped cache in front
 //! (`filter_common::RateSlot`), so a source that keeps sending costs an
 //! array read.
-use aya_ebpf::{
-    helpers::bpf_ktime_get_coarse_ns,
-    maps::{Array, LruHashMap},
-};
+use aya_ebpf::maps::{Array, LruHashMap};
 use filter_common::{rate_slot, RateSlot, RateState, SourceKey};
 
-use crate::as_source_key;
+use crate::{as_source_key, clock};
 
 /// Whether a packet of `bytes` from `src` is over the limit of one packet
 /// per `interval_ns` with bursts up to `window_ns / interval_ns`. Takes a
@@ -39,11 +37,10 @@ pub fn over_limit(
     if *addr != src || slot.state.tat_ns == 0 {
         swap_in(slot, addr, map, src);
     }
-    // The coarse clock (a tick's resolution) costs a memory read where the
+    // The coarse clock (a tick's resolution) is a load or two where the
     // precise one reads the TSC; a bucket only needs the average rate, and
     // a tick's worth of tokens arrives at once.
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = clock::now_ns();
     let state = &mut slot.state;
     let start = if state.tat_ns > now {
         state.tat_ns

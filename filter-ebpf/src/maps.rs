@@ -8,10 +8,10 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
-    BanEntry, Counter, DeniedSlot, DropKey, EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, HostSlot,
-    LogBucket, Policy, RateSlot, RateState, ReplySlot, SourceKey, BAN_GATE_WORDS,
-    DENIED_CACHE_SLOTS, DIRECT_WORDS, OUT_REASON_COUNT, RATE_CACHE_SLOTS, REASON_COUNT,
-    REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    BanEntry, CoarseClock, Counter, DeniedSlot, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
+    FlowSeen, HostSlot, InsertBudget, LogBucket, Policy, RateSlot, RateState, ReplySlot, SourceKey,
+    BAN_GATE_LEN, DENIED_CACHE_SLOTS, DIRECT_WORDS, OUT_REASON_COUNT, RATE_CACHE_SLOTS,
+    REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -77,6 +77,11 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
     PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
 
+/// Each CPU's budget of new sources for `DENIED` in the current tick
+/// (see `filter_common::DENIED_INSERTS_PER_TICK`).
+#[map]
+pub static DENIED_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::with_max_entries(1, 0);
+
 /// Token bucket of each allowed signalling source (see
 /// `filter_common::RateState`), shared by all CPUs, least recently seen
 /// evicted. Only read when `[signalling] rate_limit` is set.
@@ -121,9 +126,15 @@ pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
 /// Two bits per first 24 bits of an address, IPv4 half then IPv6 half
 /// (`filter_common::BAN_GATE_WORDS` words each): where single addresses
 /// and where prefixes are banned, so that every other source costs one
-/// array read.
+/// array read; then one bit per banned single address
+/// (`filter_common::BAN_HOST_WORDS`), so that its neighbours cost one more.
 #[map]
-pub static BAN_GATE: Array<u64> = Array::with_max_entries(2 * BAN_GATE_WORDS, BPF_F_MMAPABLE);
+pub static BAN_GATE: Array<u64> = Array::with_max_entries(BAN_GATE_LEN, BPF_F_MMAPABLE);
+
+/// Each CPU's copy of the coarse clock, by jiffy (see `clock.rs`).
+#[map]
+pub static CLOCK: PerCpuArray<CoarseClock> = PerCpuArray::with_max_entries(1, 0);
+
 /// A policy applied with `--confirm` waiting for `sipwall confirm`: the
 /// waiting process's token and the one `confirm` writes back. Userspace
 /// only; pinned with the rest so that `confirm` finds it.

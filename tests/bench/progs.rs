@@ -23,9 +23,17 @@ pub const GEN_SAME: &str = "bench_gen_same";
 pub const GEN_FLOOD: &str = "bench_gen_flood";
 pub const GEN_MIX: &str = "bench_gen_mix";
 pub const GEN_FLOOD6: &str = "bench_gen_flood6";
+pub const GEN_FLOOD6_TWICE: &str = "bench_gen_flood6_twice";
 
-const ALL: [&str; 7] = [
-    PASS, DROP, REFERENCE, GEN_SAME, GEN_FLOOD, GEN_MIX, GEN_FLOOD6,
+const ALL: [&str; 8] = [
+    PASS,
+    DROP,
+    REFERENCE,
+    GEN_SAME,
+    GEN_FLOOD,
+    GEN_MIX,
+    GEN_FLOOD6,
+    GEN_FLOOD6_TWICE,
 ];
 
 /// Frames per live-frames batch (the kernel's default).

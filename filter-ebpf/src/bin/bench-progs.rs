@@ -165,6 +165,16 @@ pub fn bench_gen_flood6(ctx: XdpContext) -> u32 {
     rewrite_v6_source(&ctx, seq as u16)
 }
 
+/// The same flood with each source sending twice in a row: enough to be
+/// flushed from the cache into the LRU map of denied sources under the
+/// single-packet rule, so that, without a budget on those inserts, every
+/// other packet would cost one.
+#[xdp]
+pub fn bench_gen_flood6_twice(ctx: XdpContext) -> u32 {
+    let seq = next_seq();
+    rewrite_v6_source(&ctx, (seq >> 1) as u16)
+}
+
 /// A trunk's traffic: 15 of 16 frames RTP from 482 media sources to even
 /// ports of 40000-59998, one of 16 SIP from the provider's two addresses.
 #[xdp]

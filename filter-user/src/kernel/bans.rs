@@ -1,9 +1,13 @@
-//! The ban set as the program reads it (see `filter_common::BanEntry` and
-//! `BAN_GATE_WORDS`): the value each trie entry holds and the gate bits.
+//! The ban set as the program reads it (see `filter_common::BanEntry`,
+//! `BAN_GATE_WORDS` and `BAN_HOST_WORDS`): the value each trie entry holds
+//! and the gate bits.
 //! Pure computations; `maps.rs` writes them.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use filter_common::{BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT};
+use filter_common::{
+    ban_host_bit_v4, ban_host_bit_v6, BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS,
+    BAN_PERMANENT,
+};
 use ipnet::IpNet;
 
 /// One ban: a prefix and when it ends (CLOCK_MONOTONIC nanoseconds, or
@@ -49,35 +53,72 @@ pub fn entries(bans: &[Ban]) -> Vec<BanEntry> {
 }
 
 /// The gate: IPv4 half then IPv6 half, two bits per first 24 bits of an
-/// address: single banned addresses in it, or a ban prefix covering some of
-/// it.
-pub fn gate(bans: &[Ban]) -> Vec<u64> {
-    let mut words = vec![0u64; 2 * BAN_GATE_WORDS as usize];
+/// address (single banned addresses in it, or a ban prefix covering some
+/// of it), then the host bitmap: one bit per single banned address. Only
+/// the words that are not zero, by index: a change writes the words it
+/// changes, not the whole 10 MiB.
+pub fn gate(bans: &[Ban]) -> BTreeMap<u32, u64> {
+    let mut words = BTreeMap::new();
     for ban in bans {
         let (half, top24, len) = match ban.net {
             IpNet::V4(n) => (0, u32::from(n.network()) >> 8, n.prefix_len()),
             IpNet::V6(n) => (
-                BAN_GATE_WORDS as usize,
+                BAN_GATE_WORDS,
                 (u128::from(n.network()) >> 104) as u32,
                 n.prefix_len(),
             ),
         };
         let bit = if is_host(&ban.net) {
+            let (word, bit) = host_bit(&ban.net);
+            *words.entry(word).or_insert(0) |= 1 << bit;
             BAN_GATE_HOSTS
         } else {
             BAN_GATE_PREFIXES
         };
         let count = if len >= 24 { 1 } else { 1u32 << (24 - len) };
         for t in top24..top24 + count {
-            words[half + (t >> 5) as usize] |= bit << ((t & 31) * 2);
+            *words.entry(half + (t >> 5)).or_insert(0) |= bit << ((t & 31) * 2);
         }
     }
     words
 }
 
+/// The gate words to write to go from gate `from` to gate `to` (index and
+/// new value).
+pub fn gate_changes(from: &BTreeMap<u32, u64>, to: &BTreeMap<u32, u64>) -> Vec<(u32, u64)> {
+    let value = |g: &BTreeMap<u32, u64>, i: &u32| g.get(i).copied().unwrap_or(0);
+    let indices: std::collections::BTreeSet<u32> = from.keys().chain(to.keys()).copied().collect();
+    indices
+        .into_iter()
+        .filter(|i| value(from, i) != value(to, i))
+        .map(|i| (i, value(to, &i)))
+        .collect()
+}
+
+/// Both gates' bits: what is set while a change is under way.
+pub fn gate_union(a: &BTreeMap<u32, u64>, b: &BTreeMap<u32, u64>) -> BTreeMap<u32, u64> {
+    let mut out = a.clone();
+    for (i, w) in b {
+        *out.entry(*i).or_insert(0) |= w;
+    }
+    out
+}
+
+/// Where a single address's bit is in the gate's host bitmap.
+fn host_bit(net: &IpNet) -> (u32, u32) {
+    match net {
+        IpNet::V4(n) => ban_host_bit_v4(u32::from(n.addr())),
+        IpNet::V6(n) => {
+            let a = u128::from(n.addr());
+            ban_host_bit_v6((a >> 64) as u64, a as u64)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use filter_common::BAN_GATE_LEN;
 
     fn ban(net: &str, expires_ns: u64) -> Ban {
         Ban {
@@ -108,7 +149,8 @@ mod tests {
             ban("10.0.0.0/22", 1),
             ban("2001:db8::/127", 1),
         ]);
-        let bits = |half: usize, top: u32| g[half + (top >> 5) as usize] >> ((top & 31) * 2) & 3;
+        let word = |i: u32| g.get(&i).copied().unwrap_or(0);
+        let bits = |half: u32, top: u32| word(half + (top >> 5)) >> ((top & 31) * 2) & 3;
         assert_eq!(
             bits(0, u32::from_be_bytes([0, 198, 51, 100])),
             BAN_GATE_HOSTS
@@ -120,7 +162,51 @@ mod tests {
             );
         }
         assert_eq!(bits(0, u32::from_be_bytes([0, 10, 0, 4])), 0);
-        assert_eq!(bits(BAN_GATE_WORDS as usize, 0x20_01_0d), BAN_GATE_PREFIXES);
-        assert_eq!(g.iter().map(|w| w.count_ones()).sum::<u32>(), 6);
+        assert_eq!(bits(BAN_GATE_WORDS, 0x20_01_0d), BAN_GATE_PREFIXES);
+        let halves = 2 * BAN_GATE_WORDS;
+        let ones = |r: std::ops::Range<u32>| g.range(r).map(|(_, w)| w.count_ones()).sum::<u32>();
+        assert_eq!(ones(0..halves), 6);
+        // The single address has its bit in the host bitmap; prefixes none.
+        let (host_word, bit) = ban_host_bit_v4(u32::from_be_bytes([198, 51, 100, 7]));
+        assert_eq!(word(host_word), 1 << bit);
+        assert_eq!(ones(halves..BAN_GATE_LEN), 1);
+        assert!(g.keys().all(|&i| i < BAN_GATE_LEN));
+    }
+
+    #[test]
+    fn a_change_writes_the_words_it_changes() {
+        let old = gate(&[ban("198.51.100.7/32", 1), ban("10.0.0.0/24", 1)]);
+        let new = gate(&[ban("198.51.100.8/32", 1), ban("10.0.0.0/24", 1)]);
+        let both = gate_union(&old, &new);
+        // Setting up: only the new address's bit is added (its /24's gate
+        // word is already set).
+        let up = gate_changes(&old, &both);
+        let (w8, b8) = ban_host_bit_v4(u32::from_be_bytes([198, 51, 100, 8]));
+        let (w7, b7) = ban_host_bit_v4(u32::from_be_bytes([198, 51, 100, 7]));
+        assert!(up.contains(&(w8, both[&w8])), "{up:?}");
+        assert!(both[&w8] & (1 << b8) != 0 && both[&w7] & (1 << b7) != 0);
+        assert!(up.len() <= 2, "{up:?}");
+        // Tearing down: the old address's bit goes, nothing else changes.
+        let down = gate_changes(&both, &new);
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert_eq!(down[0].0, w7);
+        assert_eq!(down[0].1 & (1 << b7), 0);
+        assert!(gate_changes(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn a_banned_hosts_neighbours_have_their_own_bits() {
+        let host = |last: u8| u32::from_be_bytes([198, 51, 100, last]);
+        let (word, bit) = ban_host_bit_v4(host(66));
+        assert!((2 * BAN_GATE_WORDS..BAN_GATE_LEN).contains(&word));
+        for last in (0..=255).filter(|&l| l != 66) {
+            assert_ne!(ban_host_bit_v4(host(last)), (word, bit), "{last}");
+        }
+        let v6 = |last: u64| ban_host_bit_v6(0x2001_0db8_0000_0001, 0x42 << 8 | last);
+        let (word6, bit6) = v6(1);
+        assert!((2 * BAN_GATE_WORDS..BAN_GATE_LEN).contains(&word6));
+        for last in 2..=255 {
+            assert_ne!(v6(last), (word6, bit6), "{last}");
+        }
     }
 }

@@ -38,7 +38,7 @@ use aya::{
 };
 use filter_common::{
     maps as names, BanEntry, Counter, DeniedSlot, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
-    FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_WORDS,
+    FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_LEN,
     DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, OUT_REASON_COUNT, REASON_COUNT, REPLY_CACHE_SLOTS,
     V4_HOST_SLOTS,
 };
@@ -741,11 +741,18 @@ impl Maps {
             })
             .collect();
         let staying: std::collections::HashSet<IpNet> = new.iter().map(|b| b.net).collect();
+        // The gate is taken to hold the bits of the entries there are: bits
+        // are set before their entries and cleared after, so a change cut
+        // short leaves only bits to spare (a lookup each, never a miss).
         let old_gate = bans::gate(&old_list);
         let new_gate = bans::gate(new);
-        anyhow::ensure!(new_gate.len() == 2 * BAN_GATE_WORDS as usize);
-        let both: Vec<u64> = old_gate.iter().zip(&new_gate).map(|(a, b)| a | b).collect();
-        write_changed(&self.ban_gate, &both).context("writing the ban gate")?;
+        let both = bans::gate_union(&old_gate, &new_gate);
+        write_words(
+            &self.ban_gate,
+            BAN_GATE_LEN,
+            &bans::gate_changes(&old_gate, &both),
+        )
+        .context("writing the ban gate")?;
         for (ban, entry) in new.iter().zip(bans::entries(new)) {
             if old.get(&ban.net) != Some(&entry) {
                 self.write_ban(ban.net, entry)
@@ -756,7 +763,12 @@ impl Maps {
             self.remove_ban(*net)
                 .with_context(|| format!("removing {net} from the ban set"))?;
         }
-        write_changed(&self.ban_gate, &new_gate).context("writing the ban gate")?;
+        write_words(
+            &self.ban_gate,
+            BAN_GATE_LEN,
+            &bans::gate_changes(&both, &new_gate),
+        )
+        .context("writing the ban gate")?;
         Ok(())
     }
 
@@ -808,18 +820,25 @@ fn ban_net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
         .with_context(|| format!("bad prefix {addr}/{prefix_len} in the ban map"))
 }
 
-/// Writes the words of `values` that differ over a memory-mappable BPF
-/// array of exactly that many u64, one aligned word store each (a packet
-/// reads a word whole, old or new).
-fn write_changed(map: &MapData, values: &[u64]) -> Result<()> {
+/// Writes `words` (index, value) into a memory-mappable BPF array of `len`
+/// u64 through a mapping of it, one aligned word store each (a packet
+/// reads a word whole, old or new); only the pages written are touched.
+fn write_words(map: &MapData, len: u32, words: &[(u32, u64)]) -> Result<()> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
-    let len = std::mem::size_of_val(values);
+    if words.is_empty() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        words.iter().all(|&(i, _)| i < len),
+        "a word beyond the array's {len}"
+    );
+    let bytes = len as usize * 8;
     // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
     // a length beyond the map.
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            len,
+            bytes,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
             map.fd().as_fd().as_raw_fd(),
@@ -829,20 +848,15 @@ fn write_changed(map: &MapData, values: &[u64]) -> Result<()> {
     if ptr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error()).context("mapping the array");
     }
-    let words = ptr.cast::<u64>();
-    for (i, &v) in values.iter().enumerate() {
-        // SAFETY: `i` is within the mapping of `values.len()` aligned
-        // words; the program reads them concurrently, so each is read and
+    let base = ptr.cast::<u64>();
+    for &(i, v) in words {
+        // SAFETY: `i` is below the array's length (checked above), within
+        // the mapping; the program reads the word concurrently, so it is
         // written with one volatile access of its own width.
-        unsafe {
-            let w = words.add(i);
-            if w.read_volatile() != v {
-                w.write_volatile(v);
-            }
-        }
+        unsafe { base.add(i as usize).write_volatile(v) };
     }
     // SAFETY: the mapping made above, no longer used.
-    unsafe { libc::munmap(ptr, len) };
+    unsafe { libc::munmap(ptr, bytes) };
     Ok(())
 }
 
