@@ -384,6 +384,8 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
         (&["ban", "add", "-i", PBX_IFACE, "--file", "/nonexistent/bans"], &["cannot read"]),
         (&["ban", "add", "-i", PBX_IFACE], &["required"]),
         (&["ban", "del", "-i", PBX_IFACE, "203.0.113.5"], &["not banned", "nothing changed"]),
+        (&["ban", "add", "-i", PBX_IFACE, "0.0.0.0/0"], &["every IPv4 source", "--force"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "::/0"], &["every IPv6 source", "--force"]),
         (&["top", "-i", PBX_IFACE, "--reason", "malformed"], &["--reason malformed", "not trusted"]),
         (&["top", "-i", PBX_IFACE, "--reason", "non_ip"], &["not a drop reason", "sip_ratelimited"]),
         (&["top", "-i", PBX_IFACE, "--reason", "nonsense"], &["--reason"]),
@@ -392,6 +394,28 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
         sipwall(&lab, args).expect(2, words, &format!("{args:?}"));
         assert_eq!(snapshot(), before, "{args:?} changed the ban set");
     }
+    // From an SSH session, a ban covering the operator's own client is
+    // refused unless --force.
+    let from_ssh = |extra: &[&str]| {
+        let mut args = vec!["ban", "add", "-i", PBX_IFACE, "198.51.100.0/24"];
+        args.extend_from_slice(extra);
+        lab.sipwall_command(&args)
+            .env("SSH_CONNECTION", "198.51.100.7 50022 192.0.2.1 22")
+            .output()
+            .expect("running sipwall")
+    };
+    let refused = from_ssh(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("your own SSH client 198.51.100.7") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(), before, "the refused ban changed the ban set");
+    let forced = from_ssh(&["--force"]);
+    assert!(forced.status.success(), "{forced:?}");
+    assert!(snapshot().contains("198.51.100.0/24"));
+    lab.sipwall_ok(&["ban", "del", "-i", PBX_IFACE, "198.51.100.0/24"]);
     // A good file (one a line, or APIBAN's JSON) goes in whole.
     let json = lab.dir().join("apiban.json");
     std::fs::write(

@@ -281,6 +281,9 @@ pub enum BanAction {
         /// How long: seconds (3600) or 90s, 10m, 1h30m, 7d; permanent when left out.
         #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
         duration: Option<String>,
+        /// Ban even a prefix of length 0 or one covering your own SSH client (SSH_CONNECTION).
+        #[arg(long)]
+        force: bool,
     },
     /// Lift bans.
     Del {

@@ -4,6 +4,7 @@ use anyhow::Result;
 use super::BanAction;
 use crate::{
     kernel::{pins::PinRoot, privileges::require_root},
+    ops::lockout,
     policy::{
         banlist::{self, Change},
         cidr,
@@ -18,6 +19,7 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
             cidrs,
             file,
             duration,
+            force,
         } => {
             let duration = duration
                 .as_deref()
@@ -26,6 +28,9 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
             let mut nets = cidr::parse_all(&cidrs)?;
             if let Some(file) = file {
                 nets.extend(banlist::read_file(&file)?);
+            }
+            if !force {
+                lockout::check_bans(&nets)?;
             }
             (iface, Change::Add(nets, duration))
         }

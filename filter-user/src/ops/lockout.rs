@@ -17,6 +17,8 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+use ipnet::IpNet;
+
 use crate::{
     error::UsageError,
     kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot},
@@ -35,6 +37,29 @@ pub fn ssh_connection() -> Option<(IpAddr, u16)> {
         v4 => v4,
     };
     Some((client, port))
+}
+
+/// Refuses (exit 2) a ban that would cut the operator off: a prefix of
+/// length 0 (every source of a family, the provider and the operator
+/// included), or one covering the client address of their SSH session
+/// (`SSH_CONNECTION`). `ban add --force` skips this; fail2ban's action runs
+/// without `SSH_CONNECTION`, so it is never refused here for an address.
+pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
+    if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0) {
+        return Err(UsageError(format!(
+            "ban add {net}: bans every {} source, the provider's and yours included; nothing changed (--force to ban it anyway)",
+            if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
+        )));
+    }
+    let Some((client, _)) = ssh_connection() else {
+        return Ok(());
+    };
+    match nets.iter().find(|n| n.contains(&client)) {
+        Some(net) => Err(UsageError(format!(
+            "ban add {net}: it covers your own SSH client {client} (SSH_CONNECTION): every packet of your session would be dropped; nothing changed (--force to ban it anyway)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Refuses (exit 2) a strict `ruleset` under which a new TCP connection
