@@ -123,6 +123,11 @@ pub fn run(opts: &Options) -> Vec<Check> {
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
     ));
+    checks.push(rtp_ephemeral(
+        ruleset.as_ref(),
+        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
+        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports").unwrap_or_default(),
+    ));
     checks.push(clock(&root, &scene));
     checks.push(rlimits(&kernel_release()));
     checks
@@ -446,6 +451,58 @@ pub fn egress_dns(ruleset: Option<&Ruleset>, resolv: &str, upstream: &str) -> Ch
     .action(format!(
         "add them to [egress] dns: dns = [{}]",
         used.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// With `check_rtp` or a media rate limit, the answers to the host's own
+/// UDP (DNS, NTP) that arrive at a port of `rtp_ports` are judged as media:
+/// not RTP, they are dropped as `rtp_invalid`. The kernel picks those ports
+/// from `ip_local_port_range` (`port_range`: "32768\t60999"), except the
+/// `ip_local_reserved_ports` (`reserved`: "10000-20000,30000").
+pub fn rtp_ephemeral(ruleset: Option<&Ruleset>, port_range: &str, reserved: &str) -> Check {
+    const NAME: &str = "rtp_ephemeral";
+    let Some(r) = ruleset.filter(|r| r.check_rtp || r.rtp_limit.is_some()) else {
+        return Check::new(
+            NAME,
+            Level::Skip,
+            "neither check_rtp nor a media rate limit is on (or the running policy could not be read)",
+        );
+    };
+    let mut bounds = port_range.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(low)), Some(Ok(high))) = (bounds.next(), bounds.next()) else {
+        return Check::new(NAME, Level::Skip, "ip_local_port_range could not be read");
+    };
+    let reserved: Vec<(u16, u16)> = reserved
+        .trim()
+        .split(',')
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect();
+    let (first, last) = r.rtp;
+    let exposed = (first.max(low)..=last.min(high))
+        .filter(|p| !reserved.iter().any(|&(a, b)| a <= *p && *p <= b))
+        .count();
+    if exposed == 0 {
+        return Check::new(
+            NAME,
+            Level::Ok,
+            format!(
+                "rtp_ports {first}-{last} holds none of the host's ephemeral UDP ports ({low}-{high}, reserved ones aside)"
+            ),
+        );
+    }
+    Check::new(
+        NAME,
+        Level::Warn,
+        format!(
+            "{exposed} ports of rtp_ports {first}-{last} are ephemeral ports of this host ({low}-{high}): answers to its own UDP (DNS, NTP) landing there are judged as media and dropped by {}",
+            if r.check_rtp { "check_rtp (rtp_invalid)" } else { "the media rate limit" }
+        ),
+    )
+    .action(format!(
+        "set [media] rtp_ports to your PBX's RTP range outside {low}-{high}, or reserve it: sysctl -w net.ipv4.ip_local_reserved_ports={first}-{last} (and in /etc/sysctl.d)"
     ))
 }
 
@@ -910,6 +967,33 @@ mod tests {
             1
         );
         assert_eq!(worst(&[c(Level::Fail), c(Level::Warn)]).exit_status(), 2);
+    }
+
+    #[test]
+    fn rtp_ports_against_the_ephemeral_range() {
+        let base = Ruleset {
+            check_rtp: true,
+            ..Ruleset::default()
+        };
+        let level = |r: &Ruleset, range: &str, reserved: &str| {
+            rtp_ephemeral(Some(r), range, reserved).level
+        };
+        // The defaults: 40000-60000 inside 32768-60999.
+        assert_eq!(level(&base, "32768\t60999\n", "\n"), Level::Warn);
+        assert_eq!(level(&base, "32768\t60999\n", "40000-60000\n"), Level::Ok);
+        assert_eq!(
+            level(&base, "32768\t60999\n", "40000-50000,50001-60000\n"),
+            Level::Ok
+        );
+        assert_eq!(level(&base, "32768\t60999\n", "40000-59999\n"), Level::Warn);
+        let asterisk = Ruleset {
+            rtp: (10000, 20000),
+            ..base.clone()
+        };
+        assert_eq!(level(&asterisk, "32768\t60999\n", ""), Level::Ok);
+        let off = Ruleset::default();
+        assert_eq!(level(&off, "32768\t60999\n", ""), Level::Skip);
+        assert_eq!(level(&base, "garbage", ""), Level::Skip);
     }
 
     #[test]
