@@ -928,3 +928,27 @@ fn run_with_confirm_rolls_back_or_keeps_running() {
         "the filter that was there before stays attached"
     );
 }
+
+/// `--confirm` over pins whose policy cannot be read refuses, rather than
+/// take "nothing was attached" as the state to return to (its rollback
+/// would then detach the filter in force).
+#[test]
+fn confirm_over_unreadable_pins_refuses_and_keeps_the_filter() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    std::fs::remove_file(lab.pin_dir(PBX_IFACE).join("POLICY")).expect("removing the POLICY pin");
+    let out = lab
+        .sipwall_command(&["attach", "-i", PBX_IFACE, "--confirm", "5"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--confirm needs the policy in force"),
+        "{stderr}"
+    );
+    assert!(programs_on_iface(&lab).0, "the filter in force was removed");
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+}

@@ -30,7 +30,10 @@ pub fn run(
         .into());
     }
     require_root()?;
-    let previous = confirm.map(|_| lockout::previous(root, iface));
+    let previous = match confirm {
+        Some(_) => Some(lockout::previous(root, iface)?),
+        None => None,
+    };
     let mut attached = attach::attach(root, iface, &ruleset, mode.requested(), true)?;
     let live = attached.maps.read_ruleset()?;
     if attached.replaced {

@@ -249,15 +249,22 @@ pub fn await_confirmation(
     bail!("{why}: the policy on {iface} was rolled back")
 }
 
-/// The policy in force on `iface` now, to return to.
-pub fn previous(root: &PinRoot, iface: &str) -> Previous {
-    match Attachment::open(root, Some(iface)) {
-        Ok(a) => match a.maps.read_ruleset() {
-            Ok(r) => Previous::Policy(r),
-            Err(_) => Previous::Nothing,
-        },
-        Err(_) => Previous::Nothing,
+/// The policy in force on `iface` now, to return to: nothing when sipwall
+/// is not attached there. Pins that are there but cannot be read are an
+/// error: taking them for "nothing" would make the rollback detach a filter
+/// that was in force before.
+pub fn previous(root: &PinRoot, iface: &str) -> Result<Previous> {
+    let attached = root.attached()?.iter().any(|name| name == iface);
+    if !attached {
+        return Ok(Previous::Nothing);
     }
+    let why = || {
+        format!(
+            "--confirm needs the policy in force on {iface} to return to, and it cannot be read (`sipwall status -i {iface}` says why); nothing changed"
+        )
+    };
+    let a = Attachment::open(root, Some(iface)).with_context(why)?;
+    Ok(Previous::Policy(a.maps.read_ruleset().with_context(why)?))
 }
 
 /// `sipwall confirm`: tells the waiting process to keep its policy.

@@ -97,7 +97,10 @@ impl Service {
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let previous = self.confirm.map(|_| lockout::previous(&root, &self.iface));
+        let previous = match self.confirm {
+            Some(_) => Some(lockout::previous(&root, &self.iface)?),
+            None => None,
+        };
         // The file's bytes as last read, so that a change of something else
         // in its directory does not reload.
         let mut last_read = self.read_config_bytes();
