@@ -952,3 +952,42 @@ fn confirm_over_unreadable_pins_refuses_and_keeps_the_filter() {
     assert!(programs_on_iface(&lab).0, "the filter in force was removed");
     lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
 }
+
+/// A second `--confirm` while one waits is refused: each would otherwise
+/// roll back to the other's unconfirmed policy.
+#[test]
+fn a_second_confirm_while_one_waits_is_refused() {
+    use std::io::BufRead as _;
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    let mut first = lab
+        .sipwall_command(&["attach", "-i", PBX_IFACE, "--confirm", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The countdown's first line comes once its token is in the map.
+    let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    let waiting = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("keep this policy"));
+    assert!(waiting, "the first --confirm never asked");
+    let out = lab
+        .sipwall_command(&["attach", "-i", PBX_IFACE, "--confirm", "5"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another --confirm"), "{stderr}");
+    lab.sipwall_ok(&["confirm", "-i", PBX_IFACE]);
+    drop(lines);
+    assert!(
+        first.wait().unwrap().success(),
+        "the first attach, confirmed"
+    );
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+}

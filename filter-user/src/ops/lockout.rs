@@ -264,6 +264,19 @@ pub fn previous(root: &PinRoot, iface: &str) -> Result<Previous> {
         )
     };
     let a = Attachment::open(root, Some(iface)).with_context(why)?;
+    // A second --confirm while one waits would make each roll back to the
+    // other's unconfirmed policy.
+    if let Some(pid) = a.maps.confirm_pending()?.map(|token| (token >> 32) as i32) {
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if alive {
+            return Err(UsageError(format!(
+                "another --confirm (process {pid}) waits on {iface}: run `sipwall confirm -i {iface}` or let it roll back first; nothing changed"
+            ))
+            .into());
+        }
+    }
     Ok(Previous::Policy(a.maps.read_ruleset().with_context(why)?))
 }
 
