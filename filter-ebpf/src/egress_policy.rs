@@ -3,7 +3,7 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{rule_takes, EgressPolicy, OutReason, Policy, StrictRule, FLAG_PING};
+use filter_common::{EgressPolicy, OutReason, Policy, FLAG_PING};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
@@ -11,6 +11,7 @@ use crate::{
     maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
     parse::{destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_UDP},
     policy::allowlisted,
+    rules::matches,
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -308,39 +309,4 @@ fn essential_icmp(v6: bool, kind: u8) -> bool {
     } else {
         matches!(kind, 3 | 11 | 12)
     }
-}
-
-/// Whether one of the first `count` entries matches: protocol, port (0 for
-/// protocols without ports) and the remote address (`addr & mask == net`,
-/// word by word). Serves the `[[strict.allow]]` rules turned around (the
-/// local port is the rule's, the destination its source), the resolvers
-/// and the `[[egress.allow]]` rules.
-// An index loop bounded by a constant, as strict.rs's rule loop: the form
-// the verifier follows.
-#[allow(clippy::needless_range_loop)]
-#[inline(always)]
-fn matches<const N: usize>(
-    entries: &[StrictRule; N],
-    count: u32,
-    v6: bool,
-    proto: u32,
-    port: u16,
-    addr: [u64; 2],
-) -> bool {
-    let n = count as usize;
-    for i in 0..N {
-        if i >= n {
-            break;
-        }
-        let r = &entries[i];
-        if rule_takes(r.proto, proto, v6)
-            && port >= r.port_first
-            && port <= r.port_last
-            && addr[0] & r.mask[0] == r.net[0]
-            && addr[1] & r.mask[1] == r.net[1]
-        {
-            return true;
-        }
-    }
-    false
 }

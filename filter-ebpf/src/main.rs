@@ -12,6 +12,7 @@ mod limits;
 mod maps;
 mod parse;
 mod policy;
+mod rules;
 mod strict;
 
 use aya_ebpf::{

@@ -4,8 +4,7 @@
 //! host's own flows, the operator's rules, and the two drop reasons.
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, reply_slot, rule_takes, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
-    MAX_STRICT_RULES, TICK_MAX_NS,
+    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING, TICK_MAX_NS,
 };
 
 use crate::{
@@ -15,6 +14,7 @@ use crate::{
         IPPROTO_UDP,
     },
     policy::{media, signalling},
+    rules::matches,
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -210,20 +210,5 @@ fn look_up_flow(
 /// cover) and source prefix.
 #[inline(always)]
 fn rule_allows(policy: &Policy, v6: bool, proto: u32, dport: u16, src: [u64; 2]) -> bool {
-    let n = policy.rule_count as usize;
-    for i in 0..MAX_STRICT_RULES {
-        if i >= n {
-            break;
-        }
-        let r = &policy.rules[i];
-        if rule_takes(r.proto, proto, v6)
-            && dport >= r.port_first
-            && dport <= r.port_last
-            && src[0] & r.mask[0] == r.net[0]
-            && src[1] & r.mask[1] == r.net[1]
-        {
-            return true;
-        }
-    }
-    false
+    matches(&policy.rules, policy.rule_count, v6, proto, dport, src)
 }

@@ -1,0 +1,38 @@
+//! The rule entries both programs match (`[[strict.allow]]`,
+//! `[[egress.allow]]`, the egress resolvers), compiled by userspace into
+//! `filter_common::StrictRule`s.
+use filter_common::{rule_takes, StrictRule};
+
+/// Whether one of the first `count` entries matches: protocol, port (0 for
+/// protocols without ports) and the remote address (`addr & mask == net`,
+/// word by word). Serves the `[[strict.allow]]` rules turned around (the
+/// local port is the rule's, the destination its source), the resolvers
+/// and the `[[egress.allow]]` rules.
+// An index loop bounded by a constant: the form the verifier follows.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+pub fn matches<const N: usize>(
+    entries: &[StrictRule; N],
+    count: u32,
+    v6: bool,
+    proto: u32,
+    port: u16,
+    addr: [u64; 2],
+) -> bool {
+    let n = count as usize;
+    for i in 0..N {
+        if i >= n {
+            break;
+        }
+        let r = &entries[i];
+        if rule_takes(r.proto, proto, v6)
+            && port >= r.port_first
+            && port <= r.port_last
+            && addr[0] & r.mask[0] == r.net[0]
+            && addr[1] & r.mask[1] == r.net[1]
+        {
+            return true;
+        }
+    }
+    false
+}
