@@ -241,83 +241,140 @@ pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
     }
 }
 
+/// What the packet is: the fast path for an untagged IPv4 packet without
+/// options ([`plain_ipv4`]), the general walk for everything else.
 #[inline(always)]
 pub fn parse(pkt: Packet) -> Parsed {
-    if let Some(block) = pkt.ptr_at::<[u8; PLAIN_IPV4_BYTES]>(0) {
-        let block = block.cast::<u8>();
-        // SAFETY: both lie within the checked block.
-        let (ethertype, version_ihl) =
-            unsafe { (field::<u16>(block, 12), field::<u8>(block, ETH_HLEN)) };
-        if ethertype == ETH_P_IPV4.to_be() && version_ihl == 0x45 {
-            return parse_ipv4_plain(pkt, block);
-        }
+    match plain_ipv4(pkt) {
+        Some(plain) => plain.parsed(pkt),
+        None => parse_general(pkt),
     }
-    parse_general(pkt)
 }
 
-/// The fast path: an untagged IPv4 packet without options, whose first
-/// `PLAIN_IPV4_BYTES` are in `block`. It decides as the general walk does
-/// and hands IPsec AH on to it.
+/// The fields of an untagged IPv4 packet without options, read at fixed
+/// offsets from the first `PLAIN_IPV4_BYTES` of the frame.
+pub struct PlainIpv4 {
+    total_len: usize,
+    frag: u16,
+    proto: u8,
+    src: u32,
+    ports: u32,
+    tcp_doff: u8,
+    udp_first: u8,
+}
+
+const PLAIN_IP: usize = ETH_HLEN;
+const PLAIN_L4: usize = ETH_HLEN + IPV4_HLEN;
+
+/// The fast path's check: one bounds check for `PLAIN_IPV4_BYTES`, then
+/// loads at fixed offsets; `None` when the frame is not such a packet
+/// (tagged, IPv6, IPv4 with options, or shorter).
 #[inline(always)]
-fn parse_ipv4_plain(pkt: Packet, block: *const u8) -> Parsed {
-    const IP: usize = ETH_HLEN;
-    const L4: usize = ETH_HLEN + IPV4_HLEN;
+pub fn plain_ipv4(pkt: Packet) -> Option<PlainIpv4> {
+    let block = pkt.ptr_at::<[u8; PLAIN_IPV4_BYTES]>(0)?.cast::<u8>();
     // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
-    let (total_len, frag, proto, src, ports, tcp_doff, udp_first) = unsafe {
-        (
-            u16::from_be(field(block, IP + 2)) as usize,
-            u16::from_be(field(block, IP + 6)),
-            field::<u8>(block, IP + 9),
-            field::<u32>(block, IP + 12),
-            field::<u32>(block, L4),
-            field::<u8>(block, L4 + 12),
-            field::<u8>(block, L4 + 8),
-        )
-    };
-    if total_len < IPV4_HLEN {
-        return Parsed::Malformed;
+    unsafe {
+        if field::<u16>(block, 12) != ETH_P_IPV4.to_be() || field::<u8>(block, ETH_HLEN) != 0x45
+        {
+            return None;
+        }
+        Some(PlainIpv4 {
+            total_len: u16::from_be(field(block, PLAIN_IP + 2)) as usize,
+            frag: u16::from_be(field(block, PLAIN_IP + 6)),
+            proto: field::<u8>(block, PLAIN_IP + 9),
+            src: field::<u32>(block, PLAIN_IP + 12),
+            ports: field::<u32>(block, PLAIN_L4),
+            tcp_doff: field::<u8>(block, PLAIN_L4 + 12),
+            udp_first: field::<u8>(block, PLAIN_L4 + 8),
+        })
     }
-    if frag & IPV4_FRAG_OFFSET != 0 {
-        return Parsed::Fragment {
+}
+
+impl PlainIpv4 {
+    /// Where the IP packet ends: bytes past its total length are link
+    /// padding, not transport header.
+    #[inline(always)]
+    fn end(&self, pkt: Packet) -> usize {
+        min(pkt.len(), PLAIN_IP + self.total_len)
+    }
+
+    /// The transport header's length for the protocols with ports (TCP's
+    /// data offset counts its options).
+    #[inline(always)]
+    fn transport_len(&self) -> Option<usize> {
+        match self.proto {
+            IPPROTO_UDP => Some(8),
+            IPPROTO_TCP => Some((self.tcp_doff >> 4) as usize * 4),
+            IPPROTO_SCTP => Some(12),
+            _ => None,
+        }
+    }
+
+    /// What [`PlainIpv4::parsed`] gives when that is `Parsed::Ports`
+    /// (well-formed UDP, TCP or SCTP, not a non-first fragment), else
+    /// `None`. Its caller can decide such a packet without the other
+    /// variants in the way, which keeps the fields in registers.
+    #[inline(always)]
+    pub fn ports(&self, pkt: Packet) -> Option<Parsed> {
+        if self.total_len < IPV4_HLEN || self.frag & IPV4_FRAG_OFFSET != 0 {
+            return None;
+        }
+        let hdr_len = self.transport_len()?;
+        self.ports_parsed(self.end(pkt), hdr_len)
+    }
+
+    /// `Parsed::Ports` when the transport header of `hdr_len` bytes lies
+    /// within the packet, `None` when it is cut short or (TCP) shorter
+    /// than its fixed part: malformed.
+    #[inline(always)]
+    fn ports_parsed(&self, end: usize, hdr_len: usize) -> Option<Parsed> {
+        if PLAIN_L4 + hdr_len > end || (self.proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
+            return None;
+        }
+        Some(Parsed::Ports {
             v6: false,
-            src: v4_key(src),
-        };
+            proto: self.proto,
+            ports: self.ports,
+            src: v4_key(self.src),
+            rtp_like: rtp_like(self.udp_first, end.saturating_sub(PLAIN_L4 + 8)),
+            l3: PLAIN_IP,
+        })
     }
-    // Bytes past the IP total length are link padding, not transport header.
-    let end = min(pkt.len(), IP + total_len);
-    let hdr_len = match proto {
-        IPPROTO_UDP => 8,
-        IPPROTO_TCP => (tcp_doff >> 4) as usize * 4,
-        IPPROTO_SCTP => 12,
-        IPPROTO_AH => return parse_general(pkt),
-        _ => {
+
+    /// What the general walk would make of the packet; IPsec AH is handed
+    /// on to it.
+    #[inline(always)]
+    pub fn parsed(&self, pkt: Packet) -> Parsed {
+        if self.total_len < IPV4_HLEN {
+            return Parsed::Malformed;
+        }
+        if self.frag & IPV4_FRAG_OFFSET != 0 {
+            return Parsed::Fragment {
+                v6: false,
+                src: v4_key(self.src),
+            };
+        }
+        let end = self.end(pkt);
+        if self.proto == IPPROTO_AH {
+            return parse_general(pkt);
+        }
+        let Some(hdr_len) = self.transport_len() else {
             return Parsed::OtherProto {
                 v6: false,
-                proto,
-                src: v4_key(src),
-                l3: IP,
-                icmp: icmp_head(pkt, false, proto, L4, end),
-            }
-        }
-    };
-    // The data offset counts the TCP header with its options.
-    if L4 + hdr_len > end || (proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
-        return Parsed::Malformed;
-    }
-    Parsed::Ports {
-        v6: false,
-        proto,
-        ports,
-        src: v4_key(src),
-        rtp_like: rtp_like(udp_first, end.saturating_sub(L4 + 8)),
-        l3: IP,
+                proto: self.proto,
+                src: v4_key(self.src),
+                l3: PLAIN_IP,
+                icmp: icmp_head(pkt, false, self.proto, PLAIN_L4, end),
+            };
+        };
+        self.ports_parsed(end, hdr_len).unwrap_or(Parsed::Malformed)
     }
 }
 
 /// The general walk: VLAN tags, IPv4 with options and AH, IPv6 with
 /// extension headers.
 #[inline(always)]
-fn parse_general(pkt: Packet) -> Parsed {
+pub fn parse_general(pkt: Packet) -> Parsed {
     let Some(mut ethertype) = pkt.load::<u16>(ETH_HLEN - 2) else {
         return Parsed::Malformed;
     };
