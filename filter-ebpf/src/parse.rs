@@ -274,8 +274,7 @@ pub fn plain_ipv4(pkt: Packet) -> Option<PlainIpv4> {
     let block = pkt.ptr_at::<[u8; PLAIN_IPV4_BYTES]>(0)?.cast::<u8>();
     // SAFETY: every offset lies within the PLAIN_IPV4_BYTES checked.
     unsafe {
-        if field::<u16>(block, 12) != ETH_P_IPV4.to_be() || field::<u8>(block, ETH_HLEN) != 0x45
-        {
+        if field::<u16>(block, 12) != ETH_P_IPV4.to_be() || field::<u8>(block, ETH_HLEN) != 0x45 {
             return None;
         }
         Some(PlainIpv4 {

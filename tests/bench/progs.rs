@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::Array,
+    maps::{Array, PerCpuArray},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
@@ -72,6 +72,34 @@ impl BenchProgs {
             .program_mut(name)
             .with_context(|| format!("no program {name}"))?
             .try_into()?)
+    }
+
+    /// The reference's counters (`REF_COUNTERS`), packets summed over
+    /// CPUs, by sipwall's names of the same reasons.
+    pub fn reference_counters(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        const NAMES: [&str; 7] = [
+            "sip_allowed",
+            "sip_denied",
+            "rtp_allowed",
+            "fragment",
+            "other",
+            "non_ip",
+            "malformed",
+        ];
+        let counters: PerCpuArray<_, [u64; 2]> = PerCpuArray::try_from(
+            self.ebpf
+                .map("REF_COUNTERS")
+                .context("the bench object has no REF_COUNTERS map")?,
+        )?;
+        let mut out = std::collections::BTreeMap::new();
+        for (index, name) in (0u32..).zip(NAMES) {
+            let per_cpu = counters.get(&index, 0).context("reading REF_COUNTERS")?;
+            let packets: u64 = per_cpu.iter().map(|c| c[0]).sum();
+            if packets > 0 {
+                out.insert(name.to_string(), packets);
+            }
+        }
+        Ok(out)
     }
 
     /// Sets the interface (index, in the namespace the generators run in)

@@ -28,16 +28,26 @@ pub enum Receiver {
     SipwallSkb,
     /// sipwall native in strict mode (default deny).
     SipwallStrict,
+    /// The tier-1 reference (`bench_reference`): a minimal hand-written
+    /// program of the default policy for plain IPv4, with per-reason
+    /// counters and no per-source accounting. IPv4 mixes only.
+    Reference,
     XdpDrop,
 }
 
 impl Receiver {
-    pub const ALL: [Receiver; 6] = [
+    /// Whether the receiver counts what it judges (the bench checks it).
+    pub fn counts(self) -> bool {
+        !matches!(self, Receiver::NoFilter | Receiver::XdpDrop)
+    }
+
+    pub const ALL: [Receiver; 7] = [
         Receiver::NoFilter,
         Receiver::Nftables,
         Receiver::SipwallNative,
         Receiver::SipwallSkb,
         Receiver::SipwallStrict,
+        Receiver::Reference,
         Receiver::XdpDrop,
     ];
 
@@ -48,6 +58,7 @@ impl Receiver {
             Receiver::SipwallNative => "sipwall native",
             Receiver::SipwallSkb => "sipwall skb",
             Receiver::SipwallStrict => "sipwall native strict",
+            Receiver::Reference => "reference (minimal IPv4)",
             Receiver::XdpDrop => "XDP_DROP",
         }
     }
@@ -59,6 +70,7 @@ impl Receiver {
             Receiver::SipwallNative => "sipwall_native",
             Receiver::SipwallSkb => "sipwall_skb",
             Receiver::SipwallStrict => "sipwall_native_strict",
+            Receiver::Reference => "reference",
             Receiver::XdpDrop => "xdp_drop",
         }
     }
@@ -69,7 +81,8 @@ pub enum Installed {
     NoFilter,
     Nftables,
     Sipwall(Box<Attached>),
-    XdpDrop(BenchProgs),
+    /// XDP_DROP or the reference, attached from the bench programs.
+    BenchProg(BenchProgs),
 }
 
 /// Counts a receiver keeps, read before and after a run.
@@ -79,7 +92,7 @@ pub struct Snapshot {
     pub rx: u64,
     /// sipwall's counters per reason.
     pub sipwall: Option<CounterSet>,
-    /// nftables' named counters.
+    /// nftables' named counters, or the reference's per reason.
     pub nft: BTreeMap<String, u64>,
 }
 
@@ -167,16 +180,21 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
             })??;
             Ok(Installed::Sipwall(Box::new(attached)))
         }
-        Receiver::XdpDrop => {
+        Receiver::Reference | Receiver::XdpDrop => {
+            let (name, what) = if r == Receiver::Reference {
+                (crate::progs::REFERENCE, "the reference")
+            } else {
+                (crate::progs::DROP, "XDP_DROP")
+            };
             let mut progs = BenchProgs::load()?;
             bed.lab.in_ns(Host::Pbx, || -> Result<()> {
                 progs
-                    .xdp_mut(crate::progs::DROP)?
+                    .xdp_mut(name)?
                     .attach(PBX_IFACE, XdpMode::Driver)
-                    .context("attaching XDP_DROP in native mode")?;
+                    .with_context(|| format!("attaching {what} in native mode"))?;
                 Ok(())
             })??;
-            Ok(Installed::XdpDrop(progs))
+            Ok(Installed::BenchProg(progs))
         }
     }
 }
@@ -190,7 +208,8 @@ impl Installed {
         match self {
             Installed::Sipwall(a) => s.sipwall = Some(a.maps.counters()?),
             Installed::Nftables => s.nft = nft_counters(bed)?,
-            Installed::NoFilter | Installed::XdpDrop(_) => {}
+            Installed::BenchProg(progs) => s.nft = progs.reference_counters()?,
+            Installed::NoFilter => {}
         }
         Ok(s)
     }
@@ -210,7 +229,7 @@ impl Installed {
                 Ok(())
             }
             // Dropping the programs detaches their link.
-            Installed::XdpDrop(progs) => {
+            Installed::BenchProg(progs) => {
                 drop(progs);
                 Ok(())
             }
@@ -283,13 +302,7 @@ pub fn check_all_seen(r: Receiver, seen: &Seen, sent: u64) -> Result<()> {
         r.name(),
         seen.rx
     );
-    if matches!(
-        r,
-        Receiver::Nftables
-            | Receiver::SipwallNative
-            | Receiver::SipwallSkb
-            | Receiver::SipwallStrict
-    ) {
+    if r.counts() {
         ensure!(
             seen.judged_total() == seen.rx,
             "{}: {} frames arrived but its counters moved by {} ({:?})",
