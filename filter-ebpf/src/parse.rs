@@ -251,6 +251,59 @@ pub fn parse(pkt: Packet) -> Parsed {
     }
 }
 
+/// Bytes the IPv6 fast path checks at once: Ethernet, the fixed IPv6
+/// header and a TCP header without options.
+const PLAIN_IPV6_BYTES: usize = ETH_HLEN + IPV6_HLEN + TCP_HLEN;
+
+/// The IPv6 fast path: an untagged IPv6 packet whose fixed header is
+/// followed directly by well-formed UDP, TCP or SCTP, as the general walk
+/// would give it (always `Parsed::Ports`), or `None` for every other frame
+/// (extension headers, other protocols, anything cut short, shorter
+/// frames), which the general walk decides.
+#[inline(always)]
+pub fn plain_ipv6_ports(pkt: Packet) -> Option<Parsed> {
+    const IP: usize = ETH_HLEN;
+    const L4: usize = ETH_HLEN + IPV6_HLEN;
+    let block = pkt.ptr_at::<[u8; PLAIN_IPV6_BYTES]>(0)?.cast::<u8>();
+    // SAFETY: every offset lies within the PLAIN_IPV6_BYTES checked.
+    let (ethertype, version, payload_len, proto, src, ports, tcp_doff, udp_first) = unsafe {
+        (
+            field::<u16>(block, 12),
+            field::<u8>(block, IP),
+            u16::from_be(field(block, IP + 4)) as usize,
+            field::<u8>(block, IP + 6),
+            field::<[u64; 2]>(block, IP + 8),
+            field::<u32>(block, L4),
+            field::<u8>(block, L4 + 12),
+            field::<u8>(block, L4 + 8),
+        )
+    };
+    if ethertype != ETH_P_IPV6.to_be() || version >> 4 != 6 {
+        return None;
+    }
+    let end = min(pkt.len(), L4 + payload_len);
+    let hdr_len = match proto {
+        IPPROTO_UDP => 8,
+        IPPROTO_TCP => (tcp_doff >> 4) as usize * 4,
+        IPPROTO_SCTP => 12,
+        _ => return None,
+    };
+    if L4 + hdr_len > end || (proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
+        return None;
+    }
+    let payload = L4 + 8;
+    Some(Parsed::Ports {
+        v6: true,
+        proto,
+        ports,
+        src,
+        rtp_like: proto == IPPROTO_UDP
+            && payload + RTP_MIN <= end
+            && rtp_like(udp_first, end - payload),
+        l3: IP,
+    })
+}
+
 /// The fields of an untagged IPv4 packet without options, read at fixed
 /// offsets from the first `PLAIN_IPV4_BYTES` of the frame.
 pub struct PlainIpv4 {
