@@ -479,6 +479,26 @@ pub struct DeniedSlot {
 /// Slots of the denied-source cache (a power of two).
 pub const DENIED_CACHE_SLOTS: u32 = 4096;
 
+/// Slots per value of the denied-source cache's map. The cache is a
+/// per-CPU array of a few blocks of slots rather than one value per slot:
+/// a per-CPU value is found through a table of pointers, one per entry,
+/// and in a flood from hundreds of sources a table of 4,096 entries
+/// missed the CPU's cache on nearly every packet; one of
+/// [`DENIED_CACHE_BLOCKS`] stays in it. (A per-CPU value may hold at most
+/// 32 KiB.)
+pub const DENIED_BLOCK_SLOTS: u32 = 512;
+
+/// Entries of the denied-source cache's map.
+pub const DENIED_CACHE_BLOCKS: u32 = DENIED_CACHE_SLOTS / DENIED_BLOCK_SLOTS;
+
+/// One entry of the denied-source cache's map: slot `i` of the cache is
+/// slot `i % DENIED_BLOCK_SLOTS` of entry `i / DENIED_BLOCK_SLOTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DeniedBlock {
+    pub slots: [DeniedSlot; DENIED_BLOCK_SLOTS as usize],
+}
+
 /// Writes each CPU may make per tick of the kernel (1-10 ms; 250 a second
 /// on Debian's kernels: 16,000 a second per CPU) to the map of dropped
 /// sources for sources pushed out of the cache: every new entry, and every
@@ -689,7 +709,7 @@ pub mod maps {
     /// Array of [`crate::HostSlot`], two halves of
     /// [`crate::V4_HOST_SLOTS`], memory-mappable like `V4_DIRECT`.
     pub const V4_HOSTS: &str = "V4_HOSTS";
-    /// Per-CPU array of [`crate::DeniedSlot`].
+    /// Per-CPU array of [`crate::DeniedBlock`].
     pub const DENIED_CACHE: &str = "DENIED_CACHE";
     /// Per-CPU array of one [`crate::CoarseClock`].
     pub const CLOCK: &str = "CLOCK";
@@ -936,6 +956,9 @@ assert_pod_size!(FlowSeen, 8);
 assert_pod_size!(ReplySlot, 48);
 assert_pod_size!(HostSlot, 4 + 4 + 32);
 assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
+assert_pod_size!(DeniedBlock, DENIED_BLOCK_SLOTS as usize * 40);
+const _: () = assert!(DENIED_CACHE_SLOTS.is_multiple_of(DENIED_BLOCK_SLOTS));
+const _: () = assert!(core::mem::size_of::<DeniedBlock>() <= 32 * 1024);
 assert_pod_size!(LogBucket, 16);
 assert_pod_size!(RateState, 24);
 assert_pod_size!(RateSlot, 40);
@@ -962,6 +985,8 @@ mod pod {
     unsafe impl aya::Pod for super::LogBucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DeniedSlot {}
+    // SAFETY: as above (an array of `DeniedSlot`).
+    unsafe impl aya::Pod for super::DeniedBlock {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::HostSlot {}
     // SAFETY: as above.
@@ -1014,7 +1039,8 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// reply cache (`REPLY_CACHE`) in front of them. 8: strict egress
 /// (OUT_COUNTERS, EGRESS_POLICY, EGRESS_SCRATCH maps). 9: the ban gate's
 /// host bitmap (`BAN_GATE` grew), the `CLOCK` and `DENIED_BUDGET` maps.
-pub const PIN_LAYOUT_VERSION: u32 = 9;
+/// 10: `DENIED_CACHE` holds blocks of slots ([`DeniedBlock`]).
+pub const PIN_LAYOUT_VERSION: u32 = 10;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

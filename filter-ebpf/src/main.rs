@@ -22,9 +22,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    Counter, DropKey, OutReason, Policy, Reason, SourceKey, DENIED_BUDGET_PER_TICK,
-    DENIED_CACHE_SLOTS, DENIED_HEAVY_PACKETS, EGRESS_STRICT, FLAG_DRY_RUN, FLAG_LOG_DENIED,
-    FLAG_STRICT, LOG_RATE_PER_SEC,
+    Counter, DropKey, OutReason, Policy, Reason, SourceKey, DENIED_BLOCK_SLOTS,
+    DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS, DENIED_HEAVY_PACKETS, EGRESS_STRICT, FLAG_DRY_RUN,
+    FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
@@ -266,12 +266,16 @@ fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]>
     let folded = key[0] ^ key[1] ^ (reason as u64);
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
-    match DENIED_CACHE.get_ptr_mut(slot) {
-        Some(s) => {
-            // SAFETY: a per-CPU slot, no other CPU writes it. `addr` is the
-            // first field of an 8-byte-aligned map value, so it can be
-            // read and written as two u64 words.
-            let (s, addr) = unsafe { (&mut *s, &mut *(*s).addr.as_mut_ptr().cast::<[u64; 2]>()) };
+    match DENIED_CACHE.get_ptr_mut(slot / DENIED_BLOCK_SLOTS) {
+        Some(block) => {
+            // SAFETY: a per-CPU block, no other CPU writes it; the index is
+            // below DENIED_BLOCK_SLOTS. `addr` is the first field of a
+            // slot, and slots (40 bytes) start 8-byte aligned in an
+            // 8-byte-aligned map value, so it can be read and written as
+            // two u64 words.
+            let s = unsafe { &mut (*block).slots[(slot % DENIED_BLOCK_SLOTS) as usize] };
+            // SAFETY: as above.
+            let addr = unsafe { &mut *s.addr.as_mut_ptr().cast::<[u64; 2]>() };
             if s.packets != 0 && *addr == key && s.reason == reason as u32 {
                 s.packets += 1;
                 s.bytes += bytes;

@@ -8,9 +8,9 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
-    BanEntry, CoarseClock, Counter, DeniedSlot, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
+    BanEntry, CoarseClock, Counter, DeniedBlock, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
     FlowSeen, HostSlot, InsertBudget, LogBucket, Policy, RateSlot, RateState, ReplySlot, SourceKey,
-    BAN_GATE_LEN, DENIED_CACHE_SLOTS, DIRECT_WORDS, OUT_REASON_COUNT, RATE_CACHE_SLOTS,
+    BAN_GATE_LEN, DENIED_CACHE_BLOCKS, DIRECT_WORDS, OUT_REASON_COUNT, RATE_CACHE_SLOTS,
     REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 
@@ -74,8 +74,8 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 /// source that takes the slot of another flushes that one into `DENIED`.
 /// Userspace adds both when it reports denied sources.
 #[map]
-pub static DENIED_CACHE: PerCpuArray<DeniedSlot> =
-    PerCpuArray::with_max_entries(DENIED_CACHE_SLOTS, 0);
+pub static DENIED_CACHE: PerCpuArray<DeniedBlock> =
+    PerCpuArray::with_max_entries(DENIED_CACHE_BLOCKS, 0);
 
 /// Each CPU's budget of new sources for `DENIED` in the current tick
 /// (see `filter_common::DENIED_INSERTS_PER_TICK`).

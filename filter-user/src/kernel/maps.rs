@@ -37,7 +37,7 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, BanEntry, Counter, DeniedSlot, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
+    maps as names, BanEntry, Counter, DeniedBlock, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
     FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_LEN,
     DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, OUT_REASON_COUNT, REASON_COUNT, REPLY_CACHE_SLOTS,
     V4_HOST_SLOTS,
@@ -63,7 +63,7 @@ pub struct Maps {
     allow_v4: [Trie<4>; 2],
     allow_v6: [Trie<16>; 2],
     denied: PerCpuHashMap<MapData, DropKey, Counter>,
-    denied_cache: PerCpuArray<MapData, DeniedSlot>,
+    denied_cache: PerCpuArray<MapData, DeniedBlock>,
     /// The direct table, written through a memory mapping.
     v4_direct: MapData,
     /// The host slots, written the same way.
@@ -618,13 +618,14 @@ impl Maps {
                 per_cpu.iter().for_each(|c| add(key.addr, c));
             }
         }
-        for slot in 0..filter_common::DENIED_CACHE_SLOTS {
+        for block in 0..filter_common::DENIED_CACHE_BLOCKS {
             let per_cpu = self
                 .denied_cache
-                .get(&slot, 0)
+                .get(&block, 0)
                 .context("reading the denied-sources cache")?;
             for s in per_cpu
                 .iter()
+                .flat_map(|b| b.slots.iter())
                 .filter(|s| s.packets != 0 && s.reason == wanted)
             {
                 add(
