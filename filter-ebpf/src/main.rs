@@ -60,11 +60,15 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     // packet here).
     let plain = parse::plain_ipv4(pkt);
     if guard {
-        let fast = match &plain {
-            Some(p) => p.ports(pkt),
-            None => parse::plain_ipv6_ports(pkt),
-        };
-        if let Some(parsed) = fast {
+        // One path per family: a path that took both would carry the
+        // family as data, and the verifier would walk it as many times
+        // again as the separate paths together.
+        if let Some(plain) = &plain {
+            if let Some(parsed) = plain.ports(pkt) {
+                let reason = guard_reason(&parsed, policy, generation, bytes);
+                return record(&ctx, policy, &parsed, reason);
+            }
+        } else if let Some(parsed) = parse::plain_ipv6_ports(pkt) {
             let reason = guard_reason(&parsed, policy, generation, bytes);
             return record(&ctx, policy, &parsed, reason);
         }
