@@ -57,7 +57,7 @@ pub struct Scale {
 
 const FULL: Scale = Scale {
     repeat: 1_000_000,
-    samples: 5,
+    samples: 7,
     rounds: 9,
     seconds: 0.6,
     replaces: 1_000,

@@ -183,7 +183,10 @@ fn classes() -> Vec<Class> {
     ]
 }
 
-/// Medians in ns per packet of one class at one allowlist size.
+/// Medians in ns per packet of one class at one allowlist size. The
+/// differences are medians of each sample's own difference (its programs
+/// timed back to back), which a phase change of the VM between samples
+/// moves far less than a difference of medians.
 #[derive(Clone, Copy)]
 struct Figure {
     prog: f64,
@@ -194,22 +197,28 @@ struct Figure {
     reference_floor: f64,
     /// The C reference on the yardstick's frame, when clang was there.
     reference_c: Option<f64>,
+    /// Median of sipwall − floor.
+    own: f64,
+    /// Median of reference − its floor (NaN without references).
+    reference_own: f64,
+    /// Median of (sipwall − floor) − (reference − its floor).
+    over_reference: f64,
 }
 
 impl Figure {
     /// sipwall's own cost: over the floor.
     fn own(self) -> f64 {
-        self.prog - self.floor
+        self.own
     }
 
     /// The reference's own cost on the yardstick's frame.
     fn reference_own(self) -> f64 {
-        self.reference - self.reference_floor
+        self.reference_own
     }
 
     /// What sipwall costs beyond the reference.
     fn over_reference(self) -> f64 {
-        self.own() - self.reference_own()
+        self.over_reference
     }
 
     fn over_reference_c(self) -> Option<f64> {
@@ -356,16 +365,33 @@ pub fn run(scale: Scale, before_object: Option<&std::path::Path>) -> Result<Tier
         let row: Vec<Figure> = (0..n)
             .map(|i| {
                 let floor = median(&floor_ns[i]);
+                // The reference's floor is the class's own floor sample
+                // unless the yardstick is another class's frame.
+                let ref_floor = if ref_floor_ns[i].is_empty() {
+                    &floor_ns[i]
+                } else {
+                    &ref_floor_ns[i]
+                };
+                let own: Vec<f64> = prog_ns[i]
+                    .iter()
+                    .zip(&floor_ns[i])
+                    .map(|(p, f)| p - f)
+                    .collect();
+                let ref_own: Vec<f64> = ref_ns[i]
+                    .iter()
+                    .zip(ref_floor)
+                    .map(|(r, f)| r - f)
+                    .collect();
+                let over: Vec<f64> = own.iter().zip(&ref_own).map(|(o, r)| o - r).collect();
                 Figure {
                     prog: median(&prog_ns[i]),
                     floor,
                     reference: median(&ref_ns[i]),
-                    reference_floor: if ref_floor_ns[i].is_empty() {
-                        floor
-                    } else {
-                        median(&ref_floor_ns[i])
-                    },
+                    reference_floor: median(ref_floor),
                     reference_c: (!ref_c_ns[i].is_empty()).then(|| median(&ref_c_ns[i])),
+                    own: median(&own),
+                    reference_own: median(&ref_own),
+                    over_reference: median(&over),
                 }
             })
             .collect();
@@ -466,7 +492,7 @@ impl Tier1 {
             .collect();
         out.table(&header, &rows);
         out.line(format!(
-            "(the kernel reports whole ns per run; floor: an empty XDP program on the same frame; reference: a minimal hand-written Rust program of the default policy for plain IPv4 (* on the plain-IPv4 counterpart's frame); own = sipwall - floor; ref. own = reference - floor; over ref. = own - ref. own; ratio = sipwall / floor; floor..ratio with the provider's 2 prefixes; 1,000 and 100,000: sipwall's ns with that many prefixes, IPv4 and IPv6 of mixed lengths; growth: of the own cost, largest over the two sizes, target <= {SCALE_TARGET_NS:.0} ns)"
+            "(the kernel reports whole ns per run; floor: an empty XDP program on the same frame; reference: a minimal hand-written Rust program of the default policy for plain IPv4 (* on the plain-IPv4 counterpart's frame); own, ref. own and over ref.: medians of each sample's own difference (sipwall - floor, reference - floor, and the one less the other), the programs of a sample timed back to back; ratio = sipwall / floor; floor..ratio with the provider's 2 prefixes; 1,000 and 100,000: sipwall's ns with that many prefixes, IPv4 and IPv6 of mixed lengths; growth: of the own cost, largest over the two sizes, target <= {SCALE_TARGET_NS:.0} ns)"
         ));
         match &self.c_skipped {
             None => out.line(
