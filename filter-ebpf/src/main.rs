@@ -73,6 +73,7 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
             return record(&ctx, policy, &parsed, reason);
         }
     }
+    // What the packet is: the IPv4 fields already read, or the general walk.
     let parsed = match plain {
         Some(plain) => plain.parsed(pkt),
         None => parse::parse_general(pkt),

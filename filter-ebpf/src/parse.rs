@@ -3,9 +3,12 @@
 //!
 //! Fields are read in place, each with one load of its own width through
 //! [`Packet::ptr_at`], the one bounds check. The common case, an untagged
-//! IPv4 packet without options, takes [`parse_ipv4_plain`]: one bounds check,
-//! then loads at fixed offsets. Everything else takes the general walk,
-//! which never assumes a 14-byte Ethernet or a 20-byte IPv4 header.
+//! IPv4 packet without options, takes [`plain_ipv4`]: one bounds check,
+//! then loads at fixed offsets; guard mode also reads untagged IPv6 with
+//! ports right after its fixed header through [`plain_ipv6_ports`].
+//! Everything else takes the general walk ([`parse_general`]), which never
+//! assumes a 14-byte Ethernet or a 20-byte IPv4 header, and decides the same
+//! for the packets the fast paths take.
 use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
 
 const ETH_HLEN: usize = 14;
@@ -238,16 +241,6 @@ pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
         pkt.load::<[u64; 2]>(l3 + 24)
     } else {
         pkt.load::<u32>(l3 + 16).map(v4_key)
-    }
-}
-
-/// What the packet is: the fast path for an untagged IPv4 packet without
-/// options ([`plain_ipv4`]), the general walk for everything else.
-#[inline(always)]
-pub fn parse(pkt: Packet) -> Parsed {
-    match plain_ipv4(pkt) {
-        Some(plain) => plain.parsed(pkt),
-        None => parse_general(pkt),
     }
 }
 
