@@ -244,6 +244,18 @@ pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
     }
 }
 
+/// What the packet is: the IPv4 fast path's fields for an untagged IPv4
+/// packet without options ([`plain_ipv4`]), the general walk for
+/// everything else (the egress program's parser; the XDP program does the
+/// same with the fields it has already read).
+#[inline(always)]
+pub fn parse(pkt: Packet) -> Parsed {
+    match plain_ipv4(pkt) {
+        Some(plain) => plain.parsed(pkt),
+        None => parse_general(pkt),
+    }
+}
+
 /// Bytes the IPv6 fast path checks at once: Ethernet, the fixed IPv6
 /// header and a TCP header without options.
 const PLAIN_IPV6_BYTES: usize = ETH_HLEN + IPV6_HLEN + TCP_HLEN;
