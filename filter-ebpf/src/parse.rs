@@ -256,6 +256,26 @@ pub fn parse(pkt: Packet) -> Parsed {
     }
 }
 
+/// The length of a UDP, TCP (its data offset, options included) or SCTP
+/// header, for the fast paths; `None` for other protocols.
+#[inline(always)]
+fn transport_len(proto: u8, tcp_doff: u8) -> Option<usize> {
+    match proto {
+        IPPROTO_UDP => Some(8),
+        IPPROTO_TCP => Some((tcp_doff >> 4) as usize * 4),
+        IPPROTO_SCTP => Some(12),
+        _ => None,
+    }
+}
+
+/// Whether a transport header of `hdr_len` bytes at `l4` lies within the
+/// IP packet ending at `end` (and TCP's is at least its fixed part): what
+/// the general walk's `ports` demands before it reads ports.
+#[inline(always)]
+fn ports_fit(proto: u8, hdr_len: usize, l4: usize, end: usize) -> bool {
+    l4 + hdr_len <= end && (proto != IPPROTO_TCP || hdr_len >= TCP_HLEN)
+}
+
 /// Bytes the IPv6 fast path checks at once: Ethernet, the fixed IPv6
 /// header and a TCP header without options.
 const PLAIN_IPV6_BYTES: usize = ETH_HLEN + IPV6_HLEN + TCP_HLEN;
@@ -287,13 +307,7 @@ pub fn plain_ipv6_ports(pkt: Packet) -> Option<Parsed> {
         return None;
     }
     let end = min(pkt.len(), L4 + payload_len);
-    let hdr_len = match proto {
-        IPPROTO_UDP => 8,
-        IPPROTO_TCP => (tcp_doff >> 4) as usize * 4,
-        IPPROTO_SCTP => 12,
-        _ => return None,
-    };
-    if L4 + hdr_len > end || (proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
+    if !ports_fit(proto, transport_len(proto, tcp_doff)?, L4, end) {
         return None;
     }
     let payload = L4 + 8;
@@ -359,12 +373,7 @@ impl PlainIpv4 {
     /// data offset counts its options).
     #[inline(always)]
     fn transport_len(&self) -> Option<usize> {
-        match self.proto {
-            IPPROTO_UDP => Some(8),
-            IPPROTO_TCP => Some((self.tcp_doff >> 4) as usize * 4),
-            IPPROTO_SCTP => Some(12),
-            _ => None,
-        }
+        transport_len(self.proto, self.tcp_doff)
     }
 
     /// What [`PlainIpv4::parsed`] gives when that is `Parsed::Ports`
@@ -385,7 +394,7 @@ impl PlainIpv4 {
     /// than its fixed part: malformed.
     #[inline(always)]
     fn ports_parsed(&self, end: usize, hdr_len: usize) -> Option<Parsed> {
-        if PLAIN_L4 + hdr_len > end || (self.proto == IPPROTO_TCP && hdr_len < TCP_HLEN) {
+        if !ports_fit(self.proto, hdr_len, PLAIN_L4, end) {
             return None;
         }
         Some(Parsed::Ports {
