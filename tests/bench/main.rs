@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: what sipwall costs, measured side by side in one run.
 //!
 //! - Tier 1: the program's own cost per packet class (BPF_PROG_TEST_RUN)
-//!   against an empty XDP program, at three allowlist sizes; strict mode
+//!   against an empty XDP program, at three allowlist sizes; SIP denied
+//!   again as a flood from many sources; strict mode
 //!   against guard; the TC egress program per outbound packet, strict
 //!   egress against open.
 //! - Tier 2: packets per second through network namespaces and a veth, with
@@ -21,6 +22,7 @@
 mod abuse;
 mod allowlists;
 mod egress;
+mod flood;
 mod progs;
 mod receivers;
 mod report;
@@ -140,6 +142,9 @@ fn main() -> Result<()> {
         )?;
         t1.print(&mut out);
         json.insert("tier1".into(), t1.to_json());
+        let flood = flood::run(args.scale)?;
+        flood.print(&mut out);
+        json.insert("tier1_flood".into(), flood.to_json());
         let strict = strict::run(args.scale)?;
         strict.print(&mut out);
         json.insert("tier1_strict".into(), strict.to_json());

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::{Array, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    maps::{Array, PerCpuArray, ProgramArray},
+    programs::{ProgramFd, TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
 use sipwall::kernel::program::BENCH_OBJECT;
@@ -24,8 +24,12 @@ pub const GEN_FLOOD: &str = "bench_gen_flood";
 pub const GEN_MIX: &str = "bench_gen_mix";
 pub const GEN_FLOOD6: &str = "bench_gen_flood6";
 pub const GEN_FLOOD6_TWICE: &str = "bench_gen_flood6_twice";
+/// Flood fronts for BPF_PROG_TEST_RUN: the next source, then the program
+/// set with [`BenchProgs::set_flood_target`].
+pub const FLOOD_FRONT: &str = "bench_flood_front";
+pub const FLOOD_FRONT6: &str = "bench_flood_front6";
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 10] = [
     PASS,
     DROP,
     REFERENCE,
@@ -34,6 +38,8 @@ const ALL: [&str; 8] = [
     GEN_MIX,
     GEN_FLOOD6,
     GEN_FLOOD6_TWICE,
+    FLOOD_FRONT,
+    FLOOD_FRONT6,
 ];
 
 /// Frames per live-frames batch (the kernel's default).
@@ -100,6 +106,17 @@ impl BenchProgs {
             }
         }
         Ok(out)
+    }
+
+    /// Sets the program the flood fronts hand each frame to.
+    pub fn set_flood_target(&mut self, prog: &ProgramFd) -> Result<()> {
+        let mut next: ProgramArray<_> = ProgramArray::try_from(
+            self.ebpf
+                .map_mut("FLOOD_NEXT")
+                .context("the bench object has no FLOOD_NEXT map")?,
+        )?;
+        next.set(0, prog, 0).context("writing FLOOD_NEXT")?;
+        Ok(())
     }
 
     /// Sets the interface (index, in the namespace the generators run in)

@@ -4,6 +4,11 @@
 //! for plain IPv4), and traffic generators for BPF_PROG_TEST_RUN's live-frames mode, which send
 //! every frame they see out of the interface named in `GEN_TARGET`.
 //!
+//! Two flood fronts do for BPF_PROG_TEST_RUN what the generators do for
+//! the veth: each run writes the next source into the frame, then tail-calls
+//! the program under test (set in `FLOOD_NEXT` by the bench), so that a
+//! timed run of one frame is a flood from many sources.
+//!
 //! The generators expect Ethernet + IPv4 (no options) + UDP, at least 42
 //! bytes, and rewrite the source address, the destination port and the
 //! checksums of each frame, so that one template becomes a stream of
@@ -18,7 +23,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_redirect,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 
@@ -272,6 +277,58 @@ fn rewrite_v6_source(ctx: &XdpContext, low: u16) -> u32 {
     // SAFETY: the two bytes lie within the bounds checked above.
     unsafe { *src_low = low.to_be_bytes() };
     redirect()
+}
+
+/// The program a flood front hands each frame to (index 0).
+#[map]
+static FLOOD_NEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Sources of [`bench_flood_front`]: every host (1-254) of the three IPv4
+/// documentation networks, in turn.
+const FLOOD_SOURCES_V4: u32 = 3 * 254;
+
+/// A flood front for IPv4 frames (Ethernet, IPv4 without options): the
+/// source becomes the next of [`FLOOD_SOURCES_V4`] addresses. The header
+/// checksum goes stale; no program timed behind it reads it.
+#[xdp]
+pub fn bench_flood_front(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + UDP > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let i = next_seq() % FLOOD_SOURCES_V4;
+    let net = match i / 254 {
+        0 => [192, 0, 2],
+        1 => [198, 51, 100],
+        _ => [203, 0, 113],
+    };
+    let src = (start + IP + 12) as *mut [u8; 4];
+    // SAFETY: the four bytes lie within the bounds checked above.
+    unsafe { *src = [net[0], net[1], net[2], 1 + (i % 254) as u8] };
+    flood_next(&ctx)
+}
+
+/// A flood front for IPv6 frames (Ethernet, IPv6): the last two bytes of
+/// the source count up, 65,536 sources in turn.
+#[xdp]
+pub fn bench_flood_front6(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + IP6_SRC_LOW + 2 > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let src_low = (start + IP6_SRC_LOW) as *mut [u8; 2];
+    // SAFETY: the two bytes lie within the bounds checked above.
+    unsafe { *src_low = (next_seq() as u16).to_be_bytes() };
+    flood_next(&ctx)
+}
+
+/// Tail-calls the program under test; XDP_ABORTED if none is set.
+#[inline(always)]
+fn flood_next(ctx: &XdpContext) -> u32 {
+    // SAFETY: the context is this program's own; a tail call that fails
+    // (no program at index 0) returns here.
+    unsafe { FLOOD_NEXT.tail_call(ctx, 0) };
+    xdp_action::XDP_ABORTED
 }
 
 #[cfg(target_arch = "bpf")]

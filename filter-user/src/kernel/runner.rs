@@ -3,7 +3,7 @@
 //! `sipwall check` and by the packet-table tests.
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{TestRun, TestRunOptions},
+    programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
 use filter_common::{Counter, OutReason, Reason};
@@ -147,6 +147,11 @@ impl Runner {
         opts.repeat = repeat;
         let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
         Ok((r.return_value, r.duration.as_nanos() as f64))
+    }
+
+    /// The loaded XDP program (the bench hands it frames by tail call).
+    pub fn program(&self) -> Result<&Xdp> {
+        program::program(&self.ebpf)
     }
 
     /// Runs one outgoing frame through the TC egress program; returns its
