@@ -3,7 +3,8 @@
 //! comes from the next of many sources. A flood front
 //! (`bench_flood_front`, `bench_flood_front6`) writes the source, then
 //! tail-calls the program under test: the empty program (the floor), the
-//! reference, or sipwall. One repeating source keeps sipwall's slot of
+//! reference, the reference with the least per-source accounting there is,
+//! or sipwall. One repeating source keeps sipwall's slot of
 //! per-source counts in the CPU's cache; a flood does not, and pays what
 //! a real flood pays for the accounting.
 use anyhow::{ensure, Context as _, Result};
@@ -19,7 +20,7 @@ use sipwall_tests::packet::Frame;
 use crate::{
     allowlists::{allowlist, ruleset},
     progress,
-    progs::{self, BenchProgs, FLOOD_FRONT, FLOOD_FRONT6, PASS, REFERENCE},
+    progs::{self, BenchProgs, FLOOD_FRONT, FLOOD_FRONT6, PASS, REFERENCE, REFERENCE_SOURCES},
     report::{median, verdict, Report},
     testbed::check_stop,
     tier1::{TARGET_DENIED_NS, TARGET_OTHER_NS},
@@ -81,6 +82,8 @@ struct Figure {
     own: f64,
     reference_own: f64,
     over_reference: f64,
+    /// The reference with per-source counts, over its floor.
+    reference_sources_own: f64,
 }
 
 pub struct Flood {
@@ -115,6 +118,7 @@ pub fn run(scale: Scale) -> Result<Flood> {
     let runner = Runner::new(&ruleset(allowlist(2, 1)))?;
     let floor = progs.xdp(PASS)?.fd()?.try_clone()?;
     let reference = progs.xdp(REFERENCE)?.fd()?.try_clone()?;
+    let reference_sources = progs.xdp(REFERENCE_SOURCES)?.fd()?.try_clone()?;
     let sipwall = runner.program()?.fd()?.try_clone()?;
     let denied =
         |r: &Runner| -> Result<u64> { Ok(r.maps.counters()?[Reason::SipDenied as usize].packets) };
@@ -127,7 +131,8 @@ pub fn run(scale: Scale) -> Result<Flood> {
     }
     progress("tier 1: a flood of denied sources");
     let n = classes.len();
-    let (mut floor_ns, mut ref_ns, mut prog_ns) = (
+    let (mut floor_ns, mut ref_ns, mut ref_sources_ns, mut prog_ns) = (
+        vec![Vec::new(); n],
         vec![Vec::new(); n],
         vec![Vec::new(); n],
         vec![Vec::new(); n],
@@ -138,6 +143,13 @@ pub fn run(scale: Scale) -> Result<Flood> {
             floor_ns[i].push(timed(&mut progs, c, &floor, PASS_ACTION, scale.repeat)?);
             if c.reference {
                 ref_ns[i].push(timed(&mut progs, c, &reference, DROP, scale.repeat)?);
+                ref_sources_ns[i].push(timed(
+                    &mut progs,
+                    c,
+                    &reference_sources,
+                    DROP,
+                    scale.repeat,
+                )?);
             }
             prog_ns[i].push(timed(&mut progs, c, &sipwall, DROP, scale.repeat)?);
             sent += u64::from(scale.repeat);
@@ -159,6 +171,11 @@ pub fn run(scale: Scale) -> Result<Flood> {
         .zip(&floor_ns[yard])
         .map(|(r, f)| r - f)
         .collect();
+    let ref_sources_own: Vec<f64> = ref_sources_ns[yard]
+        .iter()
+        .zip(&floor_ns[yard])
+        .map(|(r, f)| r - f)
+        .collect();
     let figures = (0..n)
         .map(|i| {
             let own: Vec<f64> = prog_ns[i]
@@ -174,6 +191,7 @@ pub fn run(scale: Scale) -> Result<Flood> {
                 own: median(&own),
                 reference_own: median(&ref_own),
                 over_reference: median(&over),
+                reference_sources_own: median(&ref_sources_own),
             }
         })
         .collect();
@@ -202,6 +220,7 @@ impl Flood {
             "over ref.",
             "target",
             "",
+            "ref. + sources own",
         ];
         let rows: Vec<Vec<String>> = self
             .classes
@@ -220,12 +239,13 @@ impl Flood {
                     format!("{:+.1}", f.over_reference),
                     format!("<= {:.0}", c.allowance),
                     verdict(self.met(i)).to_string(),
+                    format!("{:.1}{star}", f.reference_sources_own),
                 ]
             })
             .collect();
         out.table(&header, &rows);
         out.line(format!(
-            "(floor: the front and an empty program; own and ref. own: over that floor; * the reference on the IPv4 flood, which it can judge; sources from 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and 2001:db8:7::/112; every one of the {} packets sipwall judged was counted as sip_denied)",
+            "(floor: the front and an empty program; own and ref. own: over that floor; * the reference on the IPv4 flood, which it can judge; ref. + sources: the reference with the least per-source accounting there is (a per-CPU table of sources by hash, a new source overwriting the slot's); sources from 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and 2001:db8:7::/112; every one of the {} packets sipwall judged was counted as sip_denied)",
             self.counted
         ));
     }
@@ -249,6 +269,7 @@ impl Flood {
                     "own_ns": f.own,
                     "reference_own_ns": f.reference_own,
                     "sipwall_over_reference_ns": f.over_reference,
+                    "reference_per_source_own_ns": f.reference_sources_own,
                     "target_over_reference_ns": c.allowance,
                     "met": self.met(i),
                 })

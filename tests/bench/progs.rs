@@ -18,6 +18,8 @@ pub const DROP: &str = "bench_drop";
 /// The reference: a minimal hand-written program of the default policy for
 /// plain IPv4.
 pub const REFERENCE: &str = "bench_reference";
+/// The reference with the least per-source accounting of denied packets.
+pub const REFERENCE_SOURCES: &str = "bench_reference_sources";
 /// Live-frames generators (see the eBPF source for what each sends).
 pub const GEN_SAME: &str = "bench_gen_same";
 pub const GEN_FLOOD: &str = "bench_gen_flood";
@@ -29,10 +31,11 @@ pub const GEN_FLOOD6_TWICE: &str = "bench_gen_flood6_twice";
 pub const FLOOD_FRONT: &str = "bench_flood_front";
 pub const FLOOD_FRONT6: &str = "bench_flood_front6";
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     PASS,
     DROP,
     REFERENCE,
+    REFERENCE_SOURCES,
     GEN_SAME,
     GEN_FLOOD,
     GEN_MIX,

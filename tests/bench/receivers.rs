@@ -32,6 +32,9 @@ pub enum Receiver {
     /// program of the default policy for plain IPv4, with per-reason
     /// counters and no per-source accounting. IPv4 mixes only.
     Reference,
+    /// The reference with the least per-source accounting of denied
+    /// packets (`bench_reference_sources`). IPv4 mixes only.
+    ReferenceSources,
     XdpDrop,
 }
 
@@ -41,13 +44,14 @@ impl Receiver {
         !matches!(self, Receiver::NoFilter | Receiver::XdpDrop)
     }
 
-    pub const ALL: [Receiver; 7] = [
+    pub const ALL: [Receiver; 8] = [
         Receiver::NoFilter,
         Receiver::Nftables,
         Receiver::SipwallNative,
         Receiver::SipwallSkb,
         Receiver::SipwallStrict,
         Receiver::Reference,
+        Receiver::ReferenceSources,
         Receiver::XdpDrop,
     ];
 
@@ -59,6 +63,7 @@ impl Receiver {
             Receiver::SipwallSkb => "sipwall skb",
             Receiver::SipwallStrict => "sipwall native strict",
             Receiver::Reference => "reference (minimal IPv4)",
+            Receiver::ReferenceSources => "reference + per-source counts",
             Receiver::XdpDrop => "XDP_DROP",
         }
     }
@@ -71,6 +76,7 @@ impl Receiver {
             Receiver::SipwallSkb => "sipwall_skb",
             Receiver::SipwallStrict => "sipwall_native_strict",
             Receiver::Reference => "reference",
+            Receiver::ReferenceSources => "reference_per_source",
             Receiver::XdpDrop => "xdp_drop",
         }
     }
@@ -81,7 +87,7 @@ pub enum Installed {
     NoFilter,
     Nftables,
     Sipwall(Box<Attached>),
-    /// XDP_DROP or the reference, attached from the bench programs.
+    /// XDP_DROP or a reference, attached from the bench programs.
     BenchProg(BenchProgs),
 }
 
@@ -180,11 +186,14 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
             })??;
             Ok(Installed::Sipwall(Box::new(attached)))
         }
-        Receiver::Reference | Receiver::XdpDrop => {
-            let (name, what) = if r == Receiver::Reference {
-                (crate::progs::REFERENCE, "the reference")
-            } else {
-                (crate::progs::DROP, "XDP_DROP")
+        Receiver::Reference | Receiver::ReferenceSources | Receiver::XdpDrop => {
+            let (name, what) = match r {
+                Receiver::Reference => (crate::progs::REFERENCE, "the reference"),
+                Receiver::ReferenceSources => (
+                    crate::progs::REFERENCE_SOURCES,
+                    "the reference with per-source counts",
+                ),
+                _ => (crate::progs::DROP, "XDP_DROP"),
             };
             let mut progs = BenchProgs::load()?;
             bed.lab.in_ns(Host::Pbx, || -> Result<()> {

@@ -101,10 +101,11 @@ impl Mix {
         }
     }
 
-    /// Whether the receiver can judge this mix (the reference knows IPv4
+    /// Whether the receiver can judge this mix (the references know IPv4
     /// only).
     fn suits(self, r: Receiver) -> bool {
-        r != Receiver::Reference || matches!(self, Mix::Flood | Mix::Trunk)
+        !matches!(r, Receiver::Reference | Receiver::ReferenceSources)
+            || matches!(self, Mix::Flood | Mix::Trunk)
     }
 
     /// Whether the ratio to XDP_DROP compares the same work (XDP_DROP
@@ -353,9 +354,23 @@ impl Tier2 {
                 false,
             ),
             (
+                "reference + per-source counts / XDP_DROP",
+                Receiver::ReferenceSources,
+                Receiver::XdpDrop,
+                None,
+                false,
+            ),
+            (
                 "sipwall native / reference",
                 Receiver::SipwallNative,
                 Receiver::Reference,
+                None,
+                false,
+            ),
+            (
+                "sipwall native / reference + per-source counts",
+                Receiver::SipwallNative,
+                Receiver::ReferenceSources,
                 None,
                 false,
             ),
@@ -444,6 +459,8 @@ impl Tier2 {
                         "sipwall_native_over_xdp_drop": ratio(Receiver::SipwallNative, Receiver::XdpDrop),
                         "sipwall_native_over_xdp_drop_median_of_rounds": self.paired_ratio(mix, Receiver::SipwallNative, Receiver::XdpDrop),
                         "reference_over_xdp_drop": ratio(Receiver::Reference, Receiver::XdpDrop),
+                        "reference_per_source_over_xdp_drop": ratio(Receiver::ReferenceSources, Receiver::XdpDrop),
+                        "sipwall_native_over_reference_per_source": ratio(Receiver::SipwallNative, Receiver::ReferenceSources),
                         "sipwall_native_over_reference": ratio(Receiver::SipwallNative, Receiver::Reference),
                         "sipwall_skb_over_nftables": ratio(Receiver::SipwallSkb, Receiver::Nftables),
                         "sipwall_native_over_no_filter": ratio(Receiver::SipwallNative, Receiver::NoFilter),
