@@ -6,7 +6,9 @@
 //!   against guard; the TC egress program per outbound packet, strict
 //!   egress against open.
 //! - Tier 2: packets per second through network namespaces and a veth, with
-//!   traffic from XDP live frames, against no filter, nftables and XDP_DROP.
+//!   traffic from XDP live frames, against no filter, nftables and XDP_DROP;
+//!   then the time each XDP receiver spends per packet inside its program
+//!   in the SIP flood, by the kernel's run-time statistics.
 //! - Tier 3: allowlist update latency, and replaces under a flood.
 //! - Tier 4: the abuse controls' cost per packet (rate limits, RTP check,
 //!   ban lookups at 1 and 100,000 bans) against the same packet with the
@@ -23,6 +25,7 @@ mod abuse;
 mod allowlists;
 mod egress;
 mod flood;
+mod in_program;
 mod progs;
 mod receivers;
 mod report;
@@ -178,6 +181,9 @@ fn main() -> Result<()> {
                     let t2 = tier2::run(&bench_lab, args.scale)?;
                     t2.print(&mut out);
                     json.insert("tier2".into(), t2.to_json());
+                    let inside = in_program::run(&bench_lab, args.scale, &t2)?;
+                    inside.print(&mut out);
+                    json.insert("tier2_in_program".into(), inside.to_json());
                 }
                 Err(why) => {
                     let msg = format!("tier 2 skipped: {why}");

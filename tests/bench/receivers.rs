@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, ensure, Context as _, Result};
-use aya::programs::XdpMode;
+use aya::programs::{ProgramInfo, XdpMode};
 use filter_common::{Counter, Reason};
 use sipwall::{
     kernel::{
@@ -87,8 +87,9 @@ pub enum Installed {
     NoFilter,
     Nftables,
     Sipwall(Box<Attached>),
-    /// XDP_DROP or a reference, attached from the bench programs.
-    BenchProg(BenchProgs),
+    /// XDP_DROP or a reference (the program's name), attached from the
+    /// bench programs.
+    BenchProg(BenchProgs, &'static str),
 }
 
 /// Counts a receiver keeps, read before and after a run.
@@ -203,7 +204,7 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
                     .with_context(|| format!("attaching {what} in native mode"))?;
                 Ok(())
             })??;
-            Ok(Installed::BenchProg(progs))
+            Ok(Installed::BenchProg(progs, name))
         }
     }
 }
@@ -217,10 +218,20 @@ impl Installed {
         match self {
             Installed::Sipwall(a) => s.sipwall = Some(a.maps.counters()?),
             Installed::Nftables => s.nft = nft_counters(bed)?,
-            Installed::BenchProg(progs) => s.nft = progs.reference_counters()?,
+            Installed::BenchProg(progs, _) => s.nft = progs.reference_counters()?,
             Installed::NoFilter => {}
         }
         Ok(s)
+    }
+
+    /// The kernel's information on the receiver's XDP program (its run
+    /// time and count when statistics are on); `None` without one.
+    pub fn program_info(&self) -> Result<Option<ProgramInfo>> {
+        Ok(match self {
+            Installed::Sipwall(a) => Some(sipwall::kernel::program::program(&a.ebpf)?.info()?),
+            Installed::BenchProg(progs, name) => Some(progs.xdp(name)?.info()?),
+            Installed::NoFilter | Installed::Nftables => None,
+        })
     }
 
     /// Removes the receiver from `wan0`.
@@ -238,7 +249,7 @@ impl Installed {
                 Ok(())
             }
             // Dropping the programs detaches their link.
-            Installed::BenchProg(progs) => {
+            Installed::BenchProg(progs, _) => {
                 drop(progs);
                 Ok(())
             }

@@ -64,7 +64,7 @@ impl Mix {
         }
     }
 
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             Mix::Flood => "sip_flood",
             Mix::Trunk => "trunk_mix",
@@ -91,7 +91,7 @@ impl Mix {
     }
 
     /// The template the generator rewrites.
-    fn frame(self, bed: &Testbed) -> Vec<u8> {
+    pub fn frame(self, bed: &Testbed) -> Vec<u8> {
         match self {
             Mix::Flood6 | Mix::Flood6Twice => bed.sip_frame6(
                 Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 1),
@@ -144,7 +144,7 @@ impl Mix {
 }
 
 /// Frames sent to calibrate each receiver before its first sample.
-const WARMUP: u32 = 20_000;
+pub const WARMUP: u32 = 20_000;
 
 pub struct Tier2 {
     /// Mpps samples per (mix, receiver), by the kernel's clock.
@@ -209,7 +209,7 @@ const ATTEMPTS: usize = 4;
 
 /// [`measure_once`] until no frame is lost on the way; returns the rates
 /// and how many attempts were retaken.
-fn measure(
+pub fn measure(
     bed: &Testbed,
     installed: &receivers::Installed,
     r: Receiver,
@@ -265,7 +265,7 @@ fn measure_once(
 }
 
 impl Tier2 {
-    fn mpps(&self, mix: Mix, r: Receiver) -> f64 {
+    pub fn mpps(&self, mix: Mix, r: Receiver) -> f64 {
         let ri = Receiver::ALL.iter().position(|x| *x == r).unwrap_or(0);
         self.samples
             .get(&(mix, ri))

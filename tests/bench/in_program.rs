@@ -1,0 +1,148 @@
+//! Tier 2, time inside the program: the SIP flood again, with the kernel's
+//! run-time statistics on (`BPF_ENABLE_STATS`), so that each XDP receiver's
+//! own time per packet is read off the kernel rather than inferred from a
+//! rate. A rate moves with the VM's phases and with everything else on the
+//! path; the time inside a program, measured around every run, moves far
+//! less. The statistics cost each run the same two clock reads, so these
+//! rounds come after tier 2's and their rates are not reported. What a
+//! receiver spends over XDP_DROP here is what stands between its flood rate
+//! and XDP_DROP's.
+use anyhow::{ensure, Context as _, Result};
+use aya::sys::{enable_stats, Stats};
+use serde_json::{json, Value};
+
+use crate::{
+    progress,
+    receivers::{self, Receiver},
+    report::{median, Report},
+    testbed::{check_stop, Testbed},
+    tier2::{measure, Mix, Tier2, WARMUP},
+    Scale,
+};
+
+/// The receivers timed: the filters that run as one XDP program.
+const RECEIVERS: [Receiver; 4] = [
+    Receiver::SipwallNative,
+    Receiver::Reference,
+    Receiver::ReferenceSources,
+    Receiver::XdpDrop,
+];
+
+pub struct InProgram {
+    /// ns inside the program per packet, per round, by `RECEIVERS` index.
+    ns: Vec<Vec<f64>>,
+    /// XDP_DROP's whole path per packet in tier 2 (the kernel's clock of
+    /// the run, statistics off).
+    drop_path_ns: f64,
+}
+
+pub fn run(bed: &Testbed, scale: Scale, tier2: &Tier2) -> Result<InProgram> {
+    let mix = Mix::Flood;
+    let frame = mix.frame(bed);
+    let count = (scale.seconds * 4e6) as u32;
+    let rounds = scale.rounds;
+    let mut ns = vec![Vec::new(); RECEIVERS.len()];
+    for round in 0..rounds {
+        for i in 0..RECEIVERS.len() {
+            let ri = (i + round) % RECEIVERS.len();
+            let r = RECEIVERS[ri];
+            check_stop()?;
+            let installed = receivers::install(bed, r)?;
+            measure(bed, &installed, r, mix, &frame, WARMUP)?;
+            let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+            let info = || -> Result<_> {
+                installed
+                    .program_info()?
+                    .context("an XDP receiver without a program")
+            };
+            let before = info()?;
+            measure(bed, &installed, r, mix, &frame, count)?;
+            let after = info()?;
+            drop(stats);
+            let runs = after.run_count() - before.run_count();
+            ensure!(
+                runs >= u64::from(count),
+                "{}: the kernel counted {runs} runs for {count} frames",
+                r.name()
+            );
+            let per_run = (after.run_time() - before.run_time()).as_nanos() as f64 / runs as f64;
+            progress(format!(
+                "tier 2, time inside the program, round {}/{rounds}: {:<30} {per_run:.1} ns per packet",
+                round + 1,
+                r.name()
+            ));
+            ns[ri].push(per_run);
+            installed.remove(bed)?;
+        }
+    }
+    Ok(InProgram {
+        ns,
+        drop_path_ns: 1e3 / tier2.mpps(mix, Receiver::XdpDrop),
+    })
+}
+
+impl InProgram {
+    fn median_of(&self, r: Receiver) -> f64 {
+        RECEIVERS
+            .iter()
+            .position(|x| *x == r)
+            .map(|i| median(&self.ns[i]))
+            .unwrap_or(f64::NAN)
+    }
+
+    /// What 0.95x XDP_DROP's rate leaves a filter per packet over XDP_DROP.
+    fn budget_ns(&self) -> f64 {
+        self.drop_path_ns / 0.95 - self.drop_path_ns
+    }
+
+    pub fn print(&self, out: &mut Report) {
+        out.line("");
+        out.line(format!(
+            "Tier 2, time inside the program — SIP flood, the kernel's run-time statistics on, ns per packet, median of {} rounds",
+            self.ns.first().map_or(0, Vec::len)
+        ));
+        let drop = self.median_of(Receiver::XdpDrop);
+        let rows: Vec<Vec<String>> = RECEIVERS
+            .iter()
+            .map(|&r| {
+                let ns = self.median_of(r);
+                vec![
+                    r.name().to_string(),
+                    format!("{ns:.1}"),
+                    format!("{:+.1}", ns - drop),
+                ]
+            })
+            .collect();
+        out.table(&["receiver", "in the program", "over XDP_DROP"], &rows);
+        out.line(format!(
+            "(XDP_DROP's whole path takes {:.0} ns per packet in tier 2; a flood rate of 0.95x XDP_DROP's leaves a filter {:.1} ns per packet over XDP_DROP; the statistics' own clock reads are in every figure alike)",
+            self.drop_path_ns,
+            self.budget_ns()
+        ));
+    }
+
+    pub fn to_json(&self) -> Value {
+        let drop = self.median_of(Receiver::XdpDrop);
+        let receivers: serde_json::Map<String, Value> = RECEIVERS
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                (
+                    r.key().to_string(),
+                    json!({
+                        "ns_per_packet": median(&self.ns[i]),
+                        "over_xdp_drop_ns": median(&self.ns[i]) - drop,
+                        "samples_ns": self.ns[i],
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "mix": Mix::Flood.key(),
+            "unit": "ns inside the XDP program per packet, from the kernel's run-time statistics (BPF_ENABLE_STATS), median of rounds",
+            "receivers": receivers,
+            "xdp_drop_path_ns": self.drop_path_ns,
+            "budget_for_0_95_ns": self.budget_ns(),
+        })
+    }
+}
