@@ -76,3 +76,10 @@ pub fn verdict(met: bool) -> &'static str {
         "MISSED"
     }
 }
+
+/// Each sample's own difference, `a[i] - b[i]`, of two series taken side by
+/// side (their medians move with the VM's phases, a sample's difference far
+/// less).
+pub fn differences(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}

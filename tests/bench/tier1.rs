@@ -23,7 +23,7 @@ use crate::{
     allowlists::{allowlist, ruleset},
     progress,
     progs::{self, BenchProgs, ReferenceC, PASS, REFERENCE},
-    report::{median, verdict, Report},
+    report::{differences, median, verdict, Report},
     size::{self, Sizes},
     testbed::check_stop,
     Scale,
@@ -372,17 +372,9 @@ pub fn run(scale: Scale, before_object: Option<&std::path::Path>) -> Result<Tier
                 } else {
                     &ref_floor_ns[i]
                 };
-                let own: Vec<f64> = prog_ns[i]
-                    .iter()
-                    .zip(&floor_ns[i])
-                    .map(|(p, f)| p - f)
-                    .collect();
-                let ref_own: Vec<f64> = ref_ns[i]
-                    .iter()
-                    .zip(ref_floor)
-                    .map(|(r, f)| r - f)
-                    .collect();
-                let over: Vec<f64> = own.iter().zip(&ref_own).map(|(o, r)| o - r).collect();
+                let own = differences(&prog_ns[i], &floor_ns[i]);
+                let ref_own = differences(&ref_ns[i], ref_floor);
+                let over = differences(&own, &ref_own);
                 Figure {
                     prog: median(&prog_ns[i]),
                     floor,
