@@ -316,9 +316,8 @@ pub fn plain_ipv6_ports(pkt: Packet) -> Option<Parsed> {
         proto,
         ports,
         src,
-        rtp_like: proto == IPPROTO_UDP
-            && payload + RTP_MIN <= end
-            && rtp_like(udp_first, end - payload),
+        // UDP's 8 bytes fit (`ports_fit`), so `payload <= end`.
+        rtp_like: proto == IPPROTO_UDP && rtp_like(udp_first, end - payload),
         l3: IP,
     })
 }

@@ -9,6 +9,7 @@ use aya::{
     programs::{ProgramFd, TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
+use filter_common::Reason;
 use sipwall::kernel::program::BENCH_OBJECT;
 
 /// Returns XDP_PASS and nothing else: the floor.
@@ -44,6 +45,10 @@ const ALL: [&str; 11] = [
     FLOOD_FRONT,
     FLOOD_FRONT6,
 ];
+
+/// Reasons the reference counts (`REF_COUNTERS`' entries): sipwall's
+/// indices 0 (`sip_allowed`) to 6 (`malformed`).
+const REFERENCE_REASONS: usize = 7;
 
 /// Frames per live-frames batch (the kernel's default).
 const LIVE_BATCH: u32 = 64;
@@ -86,26 +91,20 @@ impl BenchProgs {
     /// The reference's counters (`REF_COUNTERS`), packets summed over
     /// CPUs, by sipwall's names of the same reasons.
     pub fn reference_counters(&self) -> Result<std::collections::BTreeMap<String, u64>> {
-        const NAMES: [&str; 7] = [
-            "sip_allowed",
-            "sip_denied",
-            "rtp_allowed",
-            "fragment",
-            "other",
-            "non_ip",
-            "malformed",
-        ];
         let counters: PerCpuArray<_, [u64; 2]> = PerCpuArray::try_from(
             self.ebpf
                 .map("REF_COUNTERS")
                 .context("the bench object has no REF_COUNTERS map")?,
         )?;
         let mut out = std::collections::BTreeMap::new();
-        for (index, name) in (0u32..).zip(NAMES) {
-            let per_cpu = counters.get(&index, 0).context("reading REF_COUNTERS")?;
+        // The reference counts under sipwall's first reason indices.
+        for reason in &Reason::ALL[..REFERENCE_REASONS] {
+            let per_cpu = counters
+                .get(&(*reason as u32), 0)
+                .context("reading REF_COUNTERS")?;
             let packets: u64 = per_cpu.iter().map(|c| c[0]).sum();
             if packets > 0 {
-                out.insert(name.to_string(), packets);
+                out.insert(reason.name().to_string(), packets);
             }
         }
         Ok(out)
