@@ -465,3 +465,58 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
     ]);
     assert_eq!(snapshot().trim(), r#"{"bans":[]}"#);
 }
+
+/// A ban is judged before the allowlist: one that overlaps it (covering an
+/// allowlisted address, or inside an allowlisted prefix) is refused unless
+/// --force, given by hand or in a file (the whole file refused), and the
+/// provider's signalling keeps arriving.
+#[test]
+fn a_ban_overlapping_the_allowlist_needs_force() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    lab.sipwall_ok(&["allow", "add", "-i", PBX_IFACE, "198.51.100.0/24"]);
+    let provider = IpAddr::V4(PROVIDER[0]);
+    assert_eq!(send(&lab, Host::Provider, provider, 9, b"warm-up!", 1), 1);
+    let file = config(
+        &lab,
+        "bans.txt",
+        "# fail2ban's findings\n203.0.113.7\n44.229.228.186\n",
+    );
+    let file = file.to_str().unwrap();
+    let snapshot = || lab.sipwall_ok(&["ban", "list", "-i", PBX_IFACE, "--json"]);
+    let before = snapshot();
+    #[rustfmt::skip]
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["ban", "add", "-i", PBX_IFACE, "44.229.228.186"], &["44.229.228.186/32 overlaps allowlisted 44.229.228.186/32", "--force"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.9", "44.238.177.138", "--for", "1h"], &["44.238.177.138/32 overlaps", "nothing changed"]),
+        (&["ban", "add", "-i", PBX_IFACE, "44.0.0.0/8"], &["44.0.0.0/8 overlaps allowlisted 44.229.228.186/32", "44.238.177.138/32"]),
+        (&["ban", "add", "-i", PBX_IFACE, "198.51.100.77"], &["198.51.100.77/32 overlaps allowlisted 198.51.100.0/24"]),
+        (&["ban", "add", "-i", PBX_IFACE, "198.51.100.128/25"], &["overlaps allowlisted 198.51.100.0/24"]),
+        (&["ban", "add", "-i", PBX_IFACE, "--file", file], &["44.229.228.186/32 overlaps", "--force"]),
+    ];
+    for (args, words) in cases {
+        sipwall(&lab, args).expect(2, words, &format!("{args:?}"));
+        assert_eq!(snapshot(), before, "{args:?} changed the ban set");
+    }
+    // The provider still gets through, as signalling and as anything else.
+    let before_counters = lab.counters();
+    assert_eq!(send(&lab, Host::Provider, provider, 5060, b"OPTIONS", 5), 5);
+    let d = delta(&before_counters, &lab.counters());
+    assert_eq!((get(&d, "sip_allowed"), get(&d, "banned")), (5, 0), "{d:?}");
+    // Next to the allowlist is fine; --force bans even the provider.
+    lab.sipwall_ok(&[
+        "ban",
+        "add",
+        "-i",
+        PBX_IFACE,
+        "44.229.228.187",
+        "198.51.101.0/24",
+    ]);
+    lab.sipwall_ok(&["ban", "add", "-i", PBX_IFACE, "--file", file, "--force"]);
+    let listed = snapshot();
+    for cidr in ["203.0.113.7/32", "44.229.228.186/32", "44.229.228.187/32"] {
+        assert!(listed.contains(cidr), "{cidr} not banned: {listed}");
+    }
+    assert_eq!(send(&lab, Host::Provider, provider, 5060, b"OPTIONS", 5), 0);
+}

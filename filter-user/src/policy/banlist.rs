@@ -111,8 +111,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
 /// Which change to make.
 pub enum Change {
     /// Ban these for the duration (`None`: permanently); an entry already
-    /// there takes the new expiry.
-    Add(Vec<IpNet>, Option<Duration>),
+    /// there takes the new expiry. Unless `force`, an entry overlapping
+    /// the allowlist refuses the whole change.
+    Add {
+        nets: Vec<IpNet>,
+        duration: Option<Duration>,
+        force: bool,
+    },
     /// Lift these bans; with `missing_ok`, entries not in the set are
     /// skipped instead of refused.
     Del(Vec<IpNet>, bool),
@@ -133,7 +138,14 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change) -> Result<Vec<Ban>> {
         .map(|b| (b.net, b.expires_ns))
         .collect();
     match change {
-        Change::Add(nets, duration) => {
+        Change::Add {
+            nets,
+            duration,
+            force,
+        } => {
+            if !force {
+                check_allowlist(&nets, &att.maps.read_ruleset()?.allow)?;
+            }
             let expires = match duration {
                 Some(d) => now + d.as_nanos() as u64,
                 None => BAN_PERMANENT,
@@ -169,6 +181,30 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change) -> Result<Vec<Ban>> {
         .set_bans(&bans)
         .with_context(|| format!("updating the ban set of {iface}"))?;
     Ok(bans)
+}
+
+/// Refuses (exit 2) bans that overlap the allowlist `allow`: a ban is
+/// judged before the allowlist, so one covering an allowlisted address, or
+/// lying inside an allowlisted prefix, cuts the provider off. UDP
+/// signalling can carry a spoofed provider address, and a PBX then logs
+/// failed registrations "from" the provider for fail2ban to act on.
+pub fn check_allowlist(nets: &[IpNet], allow: &[IpNet]) -> Result<(), UsageError> {
+    let overlaps: Vec<String> = nets
+        .iter()
+        .flat_map(|ban| {
+            allow
+                .iter()
+                .filter(move |a| a.contains(ban) || ban.contains(*a))
+                .map(move |a| format!("{ban} overlaps allowlisted {a}"))
+        })
+        .collect();
+    if overlaps.is_empty() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "ban add: {}: a ban is judged before the allowlist, so the allowlisted sources it covers (the provider's signalling) would be dropped; nothing changed (--force to ban them anyway)",
+        overlaps.join(", ")
+    )))
 }
 
 /// A ban in force and its whole seconds left (`None`: permanent).
@@ -283,6 +319,35 @@ mod tests {
         std::fs::write(&bad, r#"{"ips":[]}"#).unwrap();
         assert!(read_file(&bad).unwrap_err().0.contains("ipaddress"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bans_overlapping_the_allowlist_in_either_direction() {
+        let nets =
+            |list: &[&str]| -> Vec<IpNet> { list.iter().map(|t| t.parse().unwrap()).collect() };
+        let allow = nets(&["44.229.228.186/32", "198.51.100.0/24", "2001:db8:5::/48"]);
+        for refused in [
+            "44.229.228.186/32",
+            "44.229.0.0/16",
+            "198.51.100.7/32",
+            "198.51.100.0/25",
+            "2001:db8::/32",
+            "2001:db8:5:1::/64",
+        ] {
+            let e = check_allowlist(&nets(&["203.0.113.9/32", refused]), &allow).unwrap_err();
+            assert!(
+                e.0.contains(refused) && e.0.contains("--force"),
+                "{refused}: {e}"
+            );
+        }
+        for fine in [
+            "44.229.228.187/32",
+            "198.51.101.0/24",
+            "2001:db8:6::/48",
+            "203.0.113.0/24",
+        ] {
+            assert!(check_allowlist(&nets(&[fine]), &allow).is_ok(), "{fine}");
+        }
     }
 
     #[test]
