@@ -380,6 +380,8 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
         (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5/24"], &["host bits"]),
         (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "0"], &["--for", "no time"]),
         (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "1x"], &["--for", "unit"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "99999999999999999999999s"], &["--for", "too large"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "99999999999999999999999"], &["--for", "too large"]),
         (&["ban", "add", "-i", PBX_IFACE, "--file", banlist], &["line 3", "not an IP address"]),
         (&["ban", "add", "-i", PBX_IFACE, "--file", "/nonexistent/bans"], &["cannot read"]),
         (&["ban", "add", "-i", PBX_IFACE], &["required"]),

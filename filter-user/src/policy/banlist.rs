@@ -52,6 +52,7 @@ pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
 /// Parses `--for`: seconds (`3600`, as fail2ban's `<bantime>` gives it) or
 /// a sum of numbers with units s, m, h, d, w (`90s`, `10m`, `1h30m`, `7d`).
 pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
+    const TOO_LARGE: &str = "too large: at most ten years (leave --for out for a permanent ban)";
     let bad = |why: &str| {
         UsageError(format!(
             "--for {text:?}: {why}; write seconds (3600) or a duration like 90s, 10m, 1h30m, 7d"
@@ -82,11 +83,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
             'w' => 604_800,
             _ => return Err(bad(&format!("{c:?} is not a unit"))),
         };
-        let n: u64 = number.parse().map_err(|_| bad("a unit without a number"))?;
+        if number.is_empty() {
+            return Err(bad("a unit without a number"));
+        }
+        // Digits only: a parse can only fail by overflow.
+        let n: u64 = number.parse().map_err(|_| bad(TOO_LARGE))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| bad("too long"))?;
+            .ok_or_else(|| bad(TOO_LARGE))?;
         number.clear();
         saw_unit = true;
     }
@@ -94,16 +99,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
         if saw_unit {
             return Err(bad("a number without a unit after another part"));
         }
-        total = number.parse().map_err(|_| bad("too long"))?;
+        total = number.parse().map_err(|_| bad(TOO_LARGE))?;
     }
     if total == 0 {
         return Err(bad("a ban of no time bans nothing"));
     }
     // Ten years: longer is a permanent ban (leave --for out).
     if total > 10 * 365 * 86_400 {
-        return Err(bad(
-            "longer than ten years (leave --for out for a permanent ban)",
-        ));
+        return Err(bad(TOO_LARGE));
     }
     Ok(Duration::from_secs(total))
 }
@@ -269,6 +272,15 @@ mod tests {
         assert_eq!(ok("1h30m"), 5400);
         assert_eq!(ok("7d"), 604_800);
         assert_eq!(ok("1w"), 604_800);
+        for large in [
+            "99999999999999999999999s",
+            "99999999999999999999",
+            "20000d",
+            "1h99999999999999999999m",
+        ] {
+            let e = parse_duration(large).unwrap_err().0;
+            assert!(e.contains("too large"), "{large}: {e}");
+        }
         for bad in [
             "",
             "0",
