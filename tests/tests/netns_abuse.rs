@@ -17,6 +17,7 @@ use serde_json::Value;
 use sipwall_tests::{
     netns::{delta, traffic, Count, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     operate::sipwall,
+    service::{write_config, Service},
     sipp::{self, expect_answered, Transport},
 };
 
@@ -202,6 +203,16 @@ fn rtp_from_sipp_passes_the_rtp_check_and_junk_is_dropped() {
         pcap.display()
     );
     let lab = TestLab::new();
+    // check_rtp needs the media range out of the host's ephemeral ports.
+    lab.exec(
+        Host::Pbx,
+        &[
+            "sysctl",
+            "-w",
+            "net.ipv4.ip_local_reserved_ports=40000-60000",
+        ],
+    )
+    .unwrap();
     let conf = config(&lab, "check.toml", "[media]\ncheck_rtp = true\n");
     lab.attach(&["-c", conf.to_str().unwrap()]);
     let provider = IpAddr::V4(PROVIDER[0]);
@@ -521,4 +532,97 @@ fn a_ban_overlapping_the_allowlist_needs_force() {
         assert!(listed.contains(cidr), "{cidr} not banned: {listed}");
     }
     assert_eq!(send(&lab, Host::Provider, provider, 5060, b"OPTIONS", 5), 0);
+}
+
+/// `check_rtp`, a media rate limit and strict egress go wrong where
+/// `rtp_ports` holds the host's ephemeral ports: `attach` and `run` refuse
+/// them (naming both sysctls and the value to set) unless the range is
+/// reserved in the interface's namespace or --force is given; a reload to
+/// such a file keeps the running policy.
+#[test]
+fn media_settings_among_the_ephemeral_ports_are_refused() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let sysctl = |setting: &str| {
+        lab.exec(Host::Pbx, &["sysctl", "-w", setting])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    };
+    // The PBX's namespace has its own sysctls: Linux's defaults, set
+    // explicitly so that the host's own values cannot leak in.
+    sysctl("net.ipv4.ip_local_port_range=32768 60999");
+    sysctl("net.ipv4.ip_local_reserved_ports=");
+    let checked = config(&lab, "check.toml", "[media]\ncheck_rtp = true\n");
+    let limited = config(&lab, "limit.toml", "[media]\nrate_limit = \"5000/s\"\n");
+    let egress = config(
+        &lab,
+        "egress.toml",
+        "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\"]\n",
+    );
+    for (file, says) in [
+        (&checked, "rtp_invalid"),
+        (&limited, "media rate limit"),
+        (&egress, "out_reply"),
+    ] {
+        let args = [
+            "attach",
+            "-i",
+            PBX_IFACE,
+            "--mode",
+            "native",
+            "-c",
+            file.to_str().unwrap(),
+        ];
+        sipwall(&lab, &args).expect(
+            2,
+            &[
+                "rtp_ports 40000-60000 holds 20001",
+                "net.ipv4.ip_local_port_range = 32768 60999",
+                "sysctl -w net.ipv4.ip_local_reserved_ports=40000-60000",
+                "ip_local_port_range=\"32768 39999\"",
+                says,
+                "--force",
+            ],
+            &format!("{}", file.display()),
+        );
+        assert_eq!(lab.xdp_prog_id(), None, "the refusal attached something");
+    }
+    // Dry run drops nothing: not refused. --force applies anyway.
+    lab.attach(&["-c", checked.to_str().unwrap(), "--dry-run"]);
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+    lab.attach(&["-c", egress.to_str().unwrap(), "--force"]);
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+
+    // `run`: a file without the check starts; a reload to check_rtp is
+    // refused while the range is not reserved, applied once it is.
+    let file = lab.dir().join("run.toml");
+    write_config(&file, "[media]\ncheck_rtp = false\n");
+    let service = Service::start(&lab, &file);
+    let junk = || {
+        send(
+            &lab,
+            Host::Outsider,
+            IpAddr::V4(OUTSIDER),
+            45000,
+            &[0u8; 40],
+            5,
+        )
+    };
+    assert_eq!(junk(), 5, "junk to the media range without check_rtp");
+    write_config(&file, "[media]\ncheck_rtp = true\n");
+    let line = service.reload();
+    assert!(line.contains("kept the running policy"), "{line}");
+    assert!(
+        service
+            .log()
+            .contains("net.ipv4.ip_local_reserved_ports=40000-60000"),
+        "{}",
+        service.log()
+    );
+    assert_eq!(junk(), 5, "the refused reload turned check_rtp on");
+    sysctl("net.ipv4.ip_local_reserved_ports=40000-60000");
+    let line = service.reload();
+    assert!(line.contains("configuration reloaded"), "{line}");
+    assert_eq!(junk(), 0, "check_rtp after the reservation");
+    let (status, log) = service.stop();
+    assert!(status.success(), "{status}: {log}");
 }

@@ -3,6 +3,7 @@
 //! and the watch on its configuration file), and pcap replay.
 pub mod check;
 pub mod doctor;
+pub mod ephemeral;
 pub mod http;
 pub mod lockout;
 pub mod metrics;
