@@ -8,6 +8,7 @@ pub mod http;
 pub mod lockout;
 pub mod metrics;
 pub mod service;
+pub mod sessions;
 pub mod snapshot;
 pub mod stats;
 pub mod status;
