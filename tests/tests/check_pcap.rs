@@ -704,28 +704,18 @@ fn direction_out_runs_the_egress_program() {
     assert!(run.stderr.contains("sideways"), "{}", run.stderr);
 }
 
-/// tcpdump in a lab namespace, killed (and reaped) when dropped.
-struct Tcpdump(std::process::Child);
-
-impl Drop for Tcpdump {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A real snap-length capture: `tcpdump -s 96` on the PBX's interface
 /// while the provider and a stranger send SIP larger than 96 bytes. Each
 /// cut packet is judged on the bytes captured (the UDP header is whole, so
 /// its port and source decide), marked truncated, and the run goes on.
 #[test]
 fn snap_length_captures_are_judged_on_the_bytes_captured() {
-    use sipwall_tests::netns::{Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
+    use sipwall_tests::netns::{Host, Running, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
     let pcap = lab.dir().join("snap96.pcap");
     let stderr = lab.dir().join("tcpdump.stderr");
-    let mut tcpdump = Tcpdump(
+    let mut tcpdump = Running(
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", lab.ns(Host::Pbx)))
             .args([

@@ -483,10 +483,7 @@ fn doctor_usage_errors_exit_2_and_text_output_lists_every_check() {
 fn rtp_ephemeral_in_every_mode() {
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
-    let sysctl = |setting: &str| {
-        lab.exec(Host::Pbx, &["sysctl", "-w", setting])
-            .unwrap_or_else(|e| panic!("{e:#}"));
-    };
+    let sysctl = |setting: &str| lab.sysctl(Host::Pbx, setting);
     sysctl("net.ipv4.ip_local_port_range=32768 60999");
     sysctl("net.ipv4.ip_local_reserved_ports=");
     lab.attach(&[]);

@@ -543,10 +543,7 @@ fn a_ban_overlapping_the_allowlist_needs_force() {
 fn media_settings_among_the_ephemeral_ports_are_refused() {
     sipwall_tests::skip_unless_root!();
     let lab = TestLab::new();
-    let sysctl = |setting: &str| {
-        lab.exec(Host::Pbx, &["sysctl", "-w", setting])
-            .unwrap_or_else(|e| panic!("{e:#}"));
-    };
+    let sysctl = |setting: &str| lab.sysctl(Host::Pbx, setting);
     // The PBX's namespace has its own sysctls: Linux's defaults, set
     // explicitly so that the host's own values cannot leak in.
     sysctl("net.ipv4.ip_local_port_range=32768 60999");

@@ -17,7 +17,9 @@ use std::{
 };
 
 use sipwall_tests::{
-    netns::{delta, Count, Host, TestLab, OUTSIDER, OUTSIDER6, PBX, PBX6, PBX_IFACE, PROVIDER},
+    netns::{
+        delta, Count, Host, Running, TestLab, OUTSIDER, OUTSIDER6, PBX, PBX6, PBX_IFACE, PROVIDER,
+    },
     sipp::{self, expect_answered, expect_unanswered, Transport},
 };
 
@@ -990,17 +992,6 @@ fn a_second_confirm_while_one_waits_is_refused() {
         "the first attach, confirmed"
     );
     lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
-}
-
-/// A process in a lab namespace (sshd, an ssh client), killed and reaped
-/// when dropped.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `program ARGS` in `host`'s network namespace (nsenter: the mount

@@ -261,65 +261,55 @@ pub fn check(
     frames
         .iter()
         .enumerate()
-        .map(
-            |(
+        .map(|(index, captured)| {
+            let frame = captured.data.as_slice();
+            let sent = local.sent(frame);
+            let result = if direction == Direction::In && sent {
+                Judged::Outbound
+            } else if direction == Direction::Out && !local.addrs.is_empty() && !sent {
+                Judged::Inbound
+            } else if frame.len() < MIN_FRAME {
+                Judged::NotRun(format!(
+                    "{} bytes: shorter than an Ethernet header, not run",
+                    frame.len()
+                ))
+            } else if frame.len() > MAX_FRAME {
+                Judged::NotRun(format!(
+                    "{} bytes: larger than one page, not run",
+                    frame.len()
+                ))
+            } else if direction == Direction::Out {
+                let outcome = runner.run_out(frame).with_context(|| {
+                    format!("running packet {index} through the egress program")
+                })?;
+                match (outcome.reason(), outcome.moved.is_empty()) {
+                    (Some(reason), _) => Judged::RanOut(outcome.verdict, reason),
+                    // Open egress: nothing judged, the packet goes out.
+                    (None, true) if !ruleset.egress.strict() => {
+                        Judged::NotRun("open egress: not judged, passes".into())
+                    }
+                    _ => {
+                        Judged::NotRun(format!("counters moved unexpectedly: {:?}", outcome.moved))
+                    }
+                }
+            } else {
+                let outcome = runner
+                    .run(frame)
+                    .with_context(|| format!("running packet {index} through the program"))?;
+                match outcome.reason() {
+                    Some(reason) => Judged::Ran(outcome.verdict, reason),
+                    None => {
+                        Judged::NotRun(format!("counters moved unexpectedly: {:?}", outcome.moved))
+                    }
+                }
+            };
+            Ok(Checked {
                 index,
-                Frame {
-                    data: frame,
-                    orig_len,
-                },
-            )| {
-                let frame = frame.as_slice();
-                let sent = local.sent(frame);
-                let result = if direction == Direction::In && sent {
-                    Judged::Outbound
-                } else if direction == Direction::Out && !local.addrs.is_empty() && !sent {
-                    Judged::Inbound
-                } else if frame.len() < MIN_FRAME {
-                    Judged::NotRun(format!(
-                        "{} bytes: shorter than an Ethernet header, not run",
-                        frame.len()
-                    ))
-                } else if frame.len() > MAX_FRAME {
-                    Judged::NotRun(format!(
-                        "{} bytes: larger than one page, not run",
-                        frame.len()
-                    ))
-                } else if direction == Direction::Out {
-                    let outcome = runner.run_out(frame).with_context(|| {
-                        format!("running packet {index} through the egress program")
-                    })?;
-                    match (outcome.reason(), outcome.moved.is_empty()) {
-                        (Some(reason), _) => Judged::RanOut(outcome.verdict, reason),
-                        // Open egress: nothing judged, the packet goes out.
-                        (None, true) if !ruleset.egress.strict() => {
-                            Judged::NotRun("open egress: not judged, passes".into())
-                        }
-                        _ => Judged::NotRun(format!(
-                            "counters moved unexpectedly: {:?}",
-                            outcome.moved
-                        )),
-                    }
-                } else {
-                    let outcome = runner
-                        .run(frame)
-                        .with_context(|| format!("running packet {index} through the program"))?;
-                    match outcome.reason() {
-                        Some(reason) => Judged::Ran(outcome.verdict, reason),
-                        None => Judged::NotRun(format!(
-                            "counters moved unexpectedly: {:?}",
-                            outcome.moved
-                        )),
-                    }
-                };
-                Ok(Checked {
-                    index,
-                    len: frame.len(),
-                    truncated_from: (frame.len() < *orig_len).then_some(*orig_len),
-                    result,
-                })
-            },
-        )
+                len: frame.len(),
+                truncated_from: captured.truncated().then_some(captured.orig_len),
+                result,
+            })
+        })
         .collect()
 }
 
