@@ -140,6 +140,14 @@ impl TestLab {
             .collect()
     }
 
+    /// `sysctl -w SETTING` in `host`'s network namespace (its own
+    /// `net.*` values), panicking on failure.
+    pub fn sysctl(&self, host: Host, setting: &str) {
+        self.lab
+            .exec(host, &["sysctl", "-w", setting])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
     /// A UDP socket in `host` bound to `addr` (port 0: any).
     pub fn udp(&self, host: Host, addr: IpAddr, port: u16) -> UdpSocket {
         traffic::udp_socket(&self.lab, host, SocketAddr::new(addr, port))
@@ -168,6 +176,17 @@ impl TestLab {
         json[0]["xdp"]["prog"]["id"]
             .as_u64()
             .or_else(|| json[0]["xdp"]["attached"][0]["prog"]["id"].as_u64())
+    }
+}
+
+/// A process a test started (a server, a client, a capture), killed and
+/// reaped when dropped, also when the test fails.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

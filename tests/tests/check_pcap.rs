@@ -703,3 +703,110 @@ fn direction_out_runs_the_egress_program() {
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("sideways"), "{}", run.stderr);
 }
+
+/// A real snap-length capture: `tcpdump -s 96` on the PBX's interface
+/// while the provider and a stranger send SIP larger than 96 bytes. Each
+/// cut packet is judged on the bytes captured (the UDP header is whole, so
+/// its port and source decide), marked truncated, and the run goes on.
+#[test]
+fn snap_length_captures_are_judged_on_the_bytes_captured() {
+    use sipwall_tests::netns::{Host, Running, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let pcap = lab.dir().join("snap96.pcap");
+    let stderr = lab.dir().join("tcpdump.stderr");
+    let mut tcpdump = Running(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.ns(Host::Pbx)))
+            .args([
+                "tcpdump", "-i", PBX_IFACE, "-s", "96", "-U", "-n", "-Z", "root", "-w",
+            ])
+            .arg(&pcap)
+            .args(["udp", "port", "5060"])
+            .stdout(std::process::Stdio::null())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .expect("starting tcpdump (cargo xtask setup installs it)"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stderr)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tcpdump did not start: {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let invite = format!(
+        "INVITE sip:bob@{PBX} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bK-{}\r\n\r\n",
+        "x".repeat(300)
+    );
+    let to = std::net::SocketAddr::new(PBX.into(), 5060);
+    for (host, src) in [(Host::Provider, PROVIDER[0]), (Host::Outsider, OUTSIDER)] {
+        let sock = lab.udp(host, src.into(), 0);
+        for _ in 0..3 {
+            sock.send_to(invite.as_bytes(), to).unwrap();
+        }
+    }
+    // -U writes each packet as it comes; wait for all six.
+    let wire = 14 + 20 + 8 + invite.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0) < 24 + 6 * (16 + 96) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tcpdump wrote too little"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child; SIGINT lets tcpdump flush and exit.
+    unsafe { libc::kill(tcpdump.0.id() as libc::pid_t, libc::SIGINT) };
+    let _ = tcpdump.0.wait();
+
+    let run = sipwall(&["check", "--pcap", path_str(&pcap), "--json"]);
+    assert_eq!(
+        run.status, 0,
+        "check refused tcpdump -s 96 output: {}",
+        run.stderr
+    );
+    let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let packets: Vec<(String, u64, bool, u64)> = json["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["reason"].as_str().unwrap_or("null").to_string(),
+                p["len"].as_u64().unwrap(),
+                p["truncated"] == true,
+                p["wire_len"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let cut = |reason: &str| (reason.to_string(), 96, true, wire as u64);
+    assert_eq!(
+        packets,
+        [
+            cut("sip_allowed"),
+            cut("sip_allowed"),
+            cut("sip_allowed"),
+            cut("sip_denied"),
+            cut("sip_denied"),
+            cut("sip_denied")
+        ],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(json["summary"]["truncated"], 6, "{}", run.stdout);
+    let text = sipwall(&["check", "--pcap", path_str(&pcap)]);
+    assert_eq!(text.status, 0, "{}", text.stderr);
+    assert!(
+        text.stdout
+            .contains(&format!("truncated (96 of {wire} bytes captured)"))
+            && text.stdout.contains("6 truncated"),
+        "{}",
+        text.stdout
+    );
+}

@@ -473,3 +473,57 @@ fn doctor_usage_errors_exit_2_and_text_output_lists_every_check() {
     assert!(text.contains("worst: "), "{text}");
     assert!(out.status.code().unwrap() <= 1, "{text}");
 }
+
+/// `rtp_ephemeral` is judged in every mode, strict egress included, from
+/// the sysctls of the interface's namespace; `egress_dns` says that a
+/// resolver strict egress drops still answers now and then while
+/// `rtp_ports` holds ephemeral ports (queries from those leave as
+/// `out_reply`), instead of "name resolution fails".
+#[test]
+fn rtp_ephemeral_in_every_mode() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let sysctl = |setting: &str| lab.sysctl(Host::Pbx, setting);
+    sysctl("net.ipv4.ip_local_port_range=32768 60999");
+    sysctl("net.ipv4.ip_local_reserved_ports=");
+    lab.attach(&[]);
+    // Guard mode, no media control on: the overlap is told, harmlessly.
+    doctor(&lab, &[]).expect(
+        "rtp_ephemeral",
+        "ok",
+        &[
+            "holds 20001",
+            "harmless",
+            "ip_local_reserved_ports=40000-60000",
+        ],
+    );
+    // Strict egress (applied with --force over the refusal), DNS to a
+    // resolver that is not the host's.
+    let egress = lab.dir().join("egress.toml");
+    write_config(
+        &egress,
+        "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\"]\n",
+    );
+    lab.attach(&["-c", path(&egress), "--force"]);
+    let r = doctor(&lab, &[]);
+    r.expect(
+        "rtp_ephemeral",
+        "warn",
+        &[
+            "20001 ports of rtp_ports 40000-60000",
+            "out_reply",
+            "sysctl -w net.ipv4.ip_local_reserved_ports=40000-60000",
+        ],
+    );
+    r.expect(
+        "egress_dns",
+        "warn",
+        &[RESOLVER, "works by accident", "20001 of the 28232"],
+    );
+    // Reserved: the sieve is closed, and DNS to that resolver always fails.
+    sysctl("net.ipv4.ip_local_reserved_ports=40000-60000");
+    let r = doctor(&lab, &[]);
+    r.expect("rtp_ephemeral", "ok", &["holds none"]);
+    r.expect("egress_dns", "warn", &[RESOLVER, "name resolution fails"]);
+    assert!(!r.raw.contains("works by accident"), "{}", r.raw);
+}

@@ -4,7 +4,9 @@
 //! in the PBX's namespace with jails on Asterisk's log format; the test
 //! writes failed registrations into their logs, fail2ban bans the source
 //! through the action, the source's packets are then dropped as `banned`,
-//! and fail2ban's unban lifts it. The server is stopped and its files go
+//! and fail2ban's unban lifts it. Failed registrations "from" the provider
+//! (a spoofed address) ban nothing: the shipped jail ignores them, and
+//! where a jail lacks that `ignoreip`, sipwall refuses the action's ban. The server is stopped and its files go
 //! with the lab, also when the test fails.
 use std::{
     io::Write as _,
@@ -15,7 +17,7 @@ use std::{
 };
 
 use serde_json::Value;
-use sipwall_tests::netns::{delta, traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE};
+use sipwall_tests::netns::{delta, traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
 
 /// A source only named in the logs (never sends): banned for ever.
 const FOREVER: &str = "198.51.100.99";
@@ -83,11 +85,15 @@ fn logs(dir: &Path) -> String {
         .join("\n")
 }
 
-/// The configuration folder: fail2ban.conf, the jails, Debian's asterisk
-/// filter (and common.conf, which it includes) and the shipped action.
+/// The configuration folder: fail2ban.conf, Debian's asterisk filter (and
+/// common.conf, which it includes), the shipped action and the shipped
+/// jail (`[asterisk]`, with the provider in `ignoreip`), whose log path and
+/// binary `jail.local` points at the lab's; and a jail `asterisk-forever`
+/// of the test's own, with no `ignoreip`: there only sipwall's own guard
+/// stands between a spoofed failed registration and the provider's ban.
 fn write_config(lab: &TestLab, dir: &Path) -> PathBuf {
     let conf = dir.join("conf");
-    for sub in ["filter.d", "action.d"] {
+    for sub in ["filter.d", "action.d", "jail.d"] {
         std::fs::create_dir_all(conf.join(sub)).unwrap();
     }
     for filter in ["asterisk.conf", "common.conf"] {
@@ -97,9 +103,11 @@ fn write_config(lab: &TestLab, dir: &Path) -> PathBuf {
         )
         .unwrap_or_else(|e| panic!("copying Debian's filter {filter}: {e}"));
     }
-    let action =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/fail2ban/action.d/sipwall.conf");
-    std::fs::copy(&action, conf.join("action.d/sipwall.conf")).expect("copying the shipped action");
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/fail2ban");
+    for shipped in ["action.d/sipwall.conf", "jail.d/sipwall.conf"] {
+        std::fs::copy(dist.join(shipped), conf.join(shipped))
+            .unwrap_or_else(|e| panic!("copying the shipped {shipped}: {e}"));
+    }
     std::fs::write(
         conf.join("fail2ban.conf"),
         format!(
@@ -112,24 +120,27 @@ fn write_config(lab: &TestLab, dir: &Path) -> PathBuf {
     )
     .unwrap();
     // The action as a jail names it, with the binary under test on the
-    // lab's bpffs instead of /usr/local/bin/sipwall.
+    // lab's bpffs instead of the installed one.
     let action = format!(
         "sipwall[sipwall=\"{} --bpffs {}\", sipwall_opts=\"-i {PBX_IFACE}\"]",
         lab.bin.display(),
         lab.bpffs().display()
     );
-    let jail = |name: &str, bantime: &str| {
-        format!(
-            "[{name}]\nenabled = true\nfilter = asterisk\nlogpath = {}\nbantime = {bantime}\naction = {action}\n\n",
-            dir.join(format!("{name}.log")).display()
-        )
-    };
+    let log = |name: &str| dir.join(format!("{name}.log")).display().to_string();
     std::fs::write(
         conf.join("jail.conf"),
         format!(
-            "[DEFAULT]\nbackend = polling\nfindtime = 10m\nmaxretry = 3\n\n{}{}",
-            jail("asterisk", "1h"),
-            jail("asterisk-forever", "-1"),
+            "[DEFAULT]\nbackend = polling\n\n[asterisk-forever]\nenabled = true\nfilter = asterisk\nfindtime = 10m\nmaxretry = 3\nlogpath = {}\nbantime = -1\naction = {action}\n",
+            log("asterisk-forever")
+        ),
+    )
+    .unwrap();
+    // Read after jail.d/*.conf: only the lab's paths change.
+    std::fs::write(
+        conf.join("jail.local"),
+        format!(
+            "[asterisk]\nlogpath = {}\naction = {action}\n",
+            log("asterisk")
         ),
     )
     .unwrap();
@@ -187,14 +198,18 @@ fn wait_for(what: &str, dir: &Path, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Sends `n` datagrams from the outsider to `port` on the PBX; returns how
-/// many arrived.
-fn from_outsider(lab: &TestLab, port: u16, n: u64) -> u64 {
+/// Sends `n` datagrams from `host`'s address `src` to `port` on the PBX;
+/// returns how many arrived.
+fn deliver(lab: &TestLab, host: Host, src: IpAddr, port: u16, n: u64) -> u64 {
     let dst = SocketAddr::new(IpAddr::V4(PBX), port);
     let rx = lab.udp(Host::Pbx, dst.ip(), port);
-    let tx = lab.udp(Host::Outsider, IpAddr::V4(OUTSIDER), 0);
+    let tx = lab.udp(host, src, 0);
     traffic::send(&tx, dst, n, 64).unwrap();
     traffic::count(&rx, Duration::from_millis(400)).unwrap()
+}
+
+fn from_outsider(lab: &TestLab, port: u16, n: u64) -> u64 {
+    deliver(lab, Host::Outsider, IpAddr::V4(OUTSIDER), port, n)
 }
 
 #[test]
@@ -216,12 +231,46 @@ fn fail2ban_bans_and_unbans_through_the_shipped_action() {
     let outsider = OUTSIDER.to_string();
     fail_registrations(&dir.join("asterisk.log"), &outsider, 3);
     fail_registrations(&dir.join("asterisk-forever.log"), FOREVER, 3);
+    // Failed registrations "from" the provider, as a datagram with its
+    // address spoofed makes the PBX log them: the shipped jail ignores
+    // them (ignoreip); the jail without ignoreip runs the action, and
+    // sipwall refuses to ban an allowlisted address.
+    let provider = PROVIDER[0].to_string();
+    fail_registrations(&dir.join("asterisk.log"), &provider, 3);
+    fail_registrations(&dir.join("asterisk-forever.log"), &provider, 3);
     let outsider_cidr = format!("{outsider}/32");
     let forever_cidr = format!("{FOREVER}/32");
     wait_for("fail2ban to ban both sources through sipwall", &dir, || {
         let b = bans(&lab);
         b.iter().any(|(c, _)| *c == outsider_cidr) && b.iter().any(|(c, _)| *c == forever_cidr)
     });
+    let f2b_log = || std::fs::read_to_string(dir.join("fail2ban.log")).unwrap_or_default();
+    wait_for("the shipped jail to ignore the provider", &dir, || {
+        f2b_log().contains(&format!("[asterisk] Ignore {provider} by ip"))
+    });
+    wait_for("sipwall to refuse the provider's ban", &dir, || {
+        f2b_log().contains(&format!("{provider}/32 overlaps allowlisted {provider}/32"))
+    });
+    assert!(
+        !bans(&lab)
+            .iter()
+            .any(|(c, _)| *c == format!("{provider}/32")),
+        "the provider was banned: {:?}\n{}",
+        bans(&lab),
+        logs(&dir)
+    );
+    let before = lab.counters();
+    assert_eq!(
+        deliver(&lab, Host::Provider, IpAddr::V4(PROVIDER[0]), 5060, 5),
+        5,
+        "the provider's signalling after its failed registrations"
+    );
+    let d = delta(&before, &lab.counters());
+    assert_eq!(
+        (d["sip_allowed"].packets, d["banned"].packets),
+        (5, 0),
+        "{d:?}"
+    );
     let listed = bans(&lab);
     let left = |cidr: &str| listed.iter().find(|(c, _)| c == cidr).unwrap().1;
     let hour = left(&outsider_cidr).expect("bantime = 1h gives a ban with an end");

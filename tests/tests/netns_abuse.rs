@@ -17,6 +17,7 @@ use serde_json::Value;
 use sipwall_tests::{
     netns::{delta, traffic, Count, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     operate::sipwall,
+    service::{write_config, Service},
     sipp::{self, expect_answered, Transport},
 };
 
@@ -202,6 +203,16 @@ fn rtp_from_sipp_passes_the_rtp_check_and_junk_is_dropped() {
         pcap.display()
     );
     let lab = TestLab::new();
+    // check_rtp needs the media range out of the host's ephemeral ports.
+    lab.exec(
+        Host::Pbx,
+        &[
+            "sysctl",
+            "-w",
+            "net.ipv4.ip_local_reserved_ports=40000-60000",
+        ],
+    )
+    .unwrap();
     let conf = config(&lab, "check.toml", "[media]\ncheck_rtp = true\n");
     lab.attach(&["-c", conf.to_str().unwrap()]);
     let provider = IpAddr::V4(PROVIDER[0]);
@@ -380,6 +391,8 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
         (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5/24"], &["host bits"]),
         (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "0"], &["--for", "no time"]),
         (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "1x"], &["--for", "unit"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "99999999999999999999999s"], &["--for", "too large"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.5", "--for", "99999999999999999999999"], &["--for", "too large"]),
         (&["ban", "add", "-i", PBX_IFACE, "--file", banlist], &["line 3", "not an IP address"]),
         (&["ban", "add", "-i", PBX_IFACE, "--file", "/nonexistent/bans"], &["cannot read"]),
         (&["ban", "add", "-i", PBX_IFACE], &["required"]),
@@ -464,4 +477,149 @@ fn ban_commands_refuse_bad_input_and_change_nothing() {
         "198.51.100.9",
     ]);
     assert_eq!(snapshot().trim(), r#"{"bans":[]}"#);
+}
+
+/// A ban is judged before the allowlist: one that overlaps it (covering an
+/// allowlisted address, or inside an allowlisted prefix) is refused unless
+/// --force, given by hand or in a file (the whole file refused), and the
+/// provider's signalling keeps arriving.
+#[test]
+fn a_ban_overlapping_the_allowlist_needs_force() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    lab.sipwall_ok(&["allow", "add", "-i", PBX_IFACE, "198.51.100.0/24"]);
+    let provider = IpAddr::V4(PROVIDER[0]);
+    assert_eq!(send(&lab, Host::Provider, provider, 9, b"warm-up!", 1), 1);
+    let file = config(
+        &lab,
+        "bans.txt",
+        "# fail2ban's findings\n203.0.113.7\n44.229.228.186\n",
+    );
+    let file = file.to_str().unwrap();
+    let snapshot = || lab.sipwall_ok(&["ban", "list", "-i", PBX_IFACE, "--json"]);
+    let before = snapshot();
+    #[rustfmt::skip]
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["ban", "add", "-i", PBX_IFACE, "44.229.228.186"], &["44.229.228.186/32 overlaps allowlisted 44.229.228.186/32", "--force"]),
+        (&["ban", "add", "-i", PBX_IFACE, "203.0.113.9", "44.238.177.138", "--for", "1h"], &["44.238.177.138/32 overlaps", "nothing changed"]),
+        (&["ban", "add", "-i", PBX_IFACE, "44.0.0.0/8"], &["44.0.0.0/8 overlaps allowlisted 44.229.228.186/32", "44.238.177.138/32"]),
+        (&["ban", "add", "-i", PBX_IFACE, "198.51.100.77"], &["198.51.100.77/32 overlaps allowlisted 198.51.100.0/24"]),
+        (&["ban", "add", "-i", PBX_IFACE, "198.51.100.128/25"], &["overlaps allowlisted 198.51.100.0/24"]),
+        (&["ban", "add", "-i", PBX_IFACE, "--file", file], &["44.229.228.186/32 overlaps", "--force"]),
+    ];
+    for (args, words) in cases {
+        sipwall(&lab, args).expect(2, words, &format!("{args:?}"));
+        assert_eq!(snapshot(), before, "{args:?} changed the ban set");
+    }
+    // The provider still gets through, as signalling and as anything else.
+    let before_counters = lab.counters();
+    assert_eq!(send(&lab, Host::Provider, provider, 5060, b"OPTIONS", 5), 5);
+    let d = delta(&before_counters, &lab.counters());
+    assert_eq!((get(&d, "sip_allowed"), get(&d, "banned")), (5, 0), "{d:?}");
+    // Next to the allowlist is fine; --force bans even the provider.
+    lab.sipwall_ok(&[
+        "ban",
+        "add",
+        "-i",
+        PBX_IFACE,
+        "44.229.228.187",
+        "198.51.101.0/24",
+    ]);
+    lab.sipwall_ok(&["ban", "add", "-i", PBX_IFACE, "--file", file, "--force"]);
+    let listed = snapshot();
+    for cidr in ["203.0.113.7/32", "44.229.228.186/32", "44.229.228.187/32"] {
+        assert!(listed.contains(cidr), "{cidr} not banned: {listed}");
+    }
+    assert_eq!(send(&lab, Host::Provider, provider, 5060, b"OPTIONS", 5), 0);
+}
+
+/// `check_rtp`, a media rate limit and strict egress go wrong where
+/// `rtp_ports` holds the host's ephemeral ports: `attach` and `run` refuse
+/// them (naming both sysctls and the value to set) unless the range is
+/// reserved in the interface's namespace or --force is given; a reload to
+/// such a file keeps the running policy.
+#[test]
+fn media_settings_among_the_ephemeral_ports_are_refused() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let sysctl = |setting: &str| lab.sysctl(Host::Pbx, setting);
+    // The PBX's namespace has its own sysctls: Linux's defaults, set
+    // explicitly so that the host's own values cannot leak in.
+    sysctl("net.ipv4.ip_local_port_range=32768 60999");
+    sysctl("net.ipv4.ip_local_reserved_ports=");
+    let checked = config(&lab, "check.toml", "[media]\ncheck_rtp = true\n");
+    let limited = config(&lab, "limit.toml", "[media]\nrate_limit = \"5000/s\"\n");
+    let egress = config(
+        &lab,
+        "egress.toml",
+        "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\"]\n",
+    );
+    for (file, says) in [
+        (&checked, "rtp_invalid"),
+        (&limited, "media rate limit"),
+        (&egress, "out_reply"),
+    ] {
+        let args = [
+            "attach",
+            "-i",
+            PBX_IFACE,
+            "--mode",
+            "native",
+            "-c",
+            file.to_str().unwrap(),
+        ];
+        sipwall(&lab, &args).expect(
+            2,
+            &[
+                "rtp_ports 40000-60000 holds 20001",
+                "net.ipv4.ip_local_port_range = 32768 60999",
+                "sysctl -w net.ipv4.ip_local_reserved_ports=40000-60000",
+                "ip_local_port_range=\"32768 39999\"",
+                says,
+                "--force",
+            ],
+            &format!("{}", file.display()),
+        );
+        assert_eq!(lab.xdp_prog_id(), None, "the refusal attached something");
+    }
+    // Dry run drops nothing: not refused. --force applies anyway.
+    lab.attach(&["-c", checked.to_str().unwrap(), "--dry-run"]);
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+    lab.attach(&["-c", egress.to_str().unwrap(), "--force"]);
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+
+    // `run`: a file without the check starts; a reload to check_rtp is
+    // refused while the range is not reserved, applied once it is.
+    let file = lab.dir().join("run.toml");
+    write_config(&file, "[media]\ncheck_rtp = false\n");
+    let service = Service::start(&lab, &file);
+    let junk = || {
+        send(
+            &lab,
+            Host::Outsider,
+            IpAddr::V4(OUTSIDER),
+            45000,
+            &[0u8; 40],
+            5,
+        )
+    };
+    assert_eq!(junk(), 5, "junk to the media range without check_rtp");
+    write_config(&file, "[media]\ncheck_rtp = true\n");
+    let line = service.reload();
+    assert!(line.contains("kept the running policy"), "{line}");
+    assert!(
+        service
+            .log()
+            .contains("net.ipv4.ip_local_reserved_ports=40000-60000"),
+        "{}",
+        service.log()
+    );
+    assert_eq!(junk(), 5, "the refused reload turned check_rtp on");
+    sysctl("net.ipv4.ip_local_reserved_ports=40000-60000");
+    let line = service.reload();
+    assert!(line.contains("configuration reloaded"), "{line}");
+    assert_eq!(junk(), 0, "check_rtp after the reservation");
+    let (status, log) = service.stop();
+    assert!(status.success(), "{status}: {log}");
 }

@@ -14,13 +14,13 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     path::PathBuf,
-    process::{Child, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use sipwall_tests::{
-    netns::{Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
+    netns::{Host, Running, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     sipp::{self, expect_answered, Transport},
 };
 
@@ -44,16 +44,6 @@ dns = ["{OUTSIDER}"]
         text += &format!("\n[[egress.allow]]\nproto = \"tcp\"\nports = [{HTTP_PORT}]\nto = [\"{OUTSIDER}/32\"]\n");
     }
     text
-}
-
-/// A process in a lab host, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run_dir(lab: &TestLab, name: &str) -> PathBuf {

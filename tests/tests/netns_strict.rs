@@ -17,7 +17,9 @@ use std::{
 };
 
 use sipwall_tests::{
-    netns::{delta, Count, Host, TestLab, OUTSIDER, OUTSIDER6, PBX, PBX6, PBX_IFACE, PROVIDER},
+    netns::{
+        delta, Count, Host, Running, TestLab, OUTSIDER, OUTSIDER6, PBX, PBX6, PBX_IFACE, PROVIDER,
+    },
     sipp::{self, expect_answered, expect_unanswered, Transport},
 };
 
@@ -990,4 +992,162 @@ fn a_second_confirm_while_one_waits_is_refused() {
         "the first attach, confirmed"
     );
     lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+}
+
+/// `program ARGS` in `host`'s network namespace (nsenter: the mount
+/// namespace stays the test's).
+fn in_netns(lab: &TestLab, host: Host, program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", lab.ns(host)))
+        .arg(program);
+    cmd
+}
+
+/// An ssh client in the outsider's namespace running `command` on the PBX
+/// with the throw-away key; its stdout piped.
+fn ssh(lab: &TestLab, key: &std::path::Path, command: &str) -> std::process::Command {
+    let mut cmd = in_netns(lab, Host::Outsider, "ssh");
+    cmd.args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=5",
+        ])
+        .arg(format!("root@{PBX}"))
+        .arg(command)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The SSH guard without `SSH_CONNECTION` (as under sudo's env_reset): with
+/// no session to find, the strict policy is applied with a warning; with a
+/// real sshd in the PBX's namespace and a logged-in ssh client from the
+/// outsider, a strict policy that would deny the outsider's next login is
+/// refused, naming the rule; with that rule, it is applied and the next
+/// login works through the filter.
+#[test]
+fn the_ssh_guard_finds_sessions_itself() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let strict = write_config(&lab, "strict.toml", STRICT);
+    let attach = |config: &str| {
+        lab.sipwall_command(&["attach", "-i", PBX_IFACE, "--mode", "native", "-c", config])
+            .env_remove("SSH_CONNECTION")
+            .output()
+            .unwrap()
+    };
+
+    // Neither an sshd session nor SSH_CONNECTION: said, then applied.
+    let out = attach(&strict);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no SSH session found") && stderr.contains("--confirm"),
+        "{stderr}"
+    );
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
+
+    // A real sshd on the PBX, a throw-away host key and client key.
+    let dir = lab.dir().join("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    for key in ["host_key", "client_key"] {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(key))
+            .output()
+            .expect("ssh-keygen (cargo xtask setup installs openssh-client)");
+        assert!(out.status.success(), "ssh-keygen: {out:?}");
+    }
+    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "ListenAddress {PBX}\nPort 22\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // sshd's privilege separation directory (Debian's service makes it).
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let log = dir.join("sshd.log");
+    let _sshd = Running(
+        in_netns(&lab, Host::Pbx, "/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting sshd (cargo xtask setup installs openssh-server)"),
+    );
+    lab.wait_bound(Host::Pbx, "tcp", 22, Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+
+    // The operator logs in from the outsider's address and stays.
+    let key = dir.join("client_key");
+    let mut session = Running(
+        ssh(&lab, &key, "echo logged-in; sleep 300")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(session.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(
+        line.trim(),
+        "logged-in",
+        "ssh login: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // No rule covers the outsider: refused, the rule named, nothing attached.
+    let out = attach(&strict);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "a new SSH connection from {OUTSIDER} to TCP port 22"
+        )) && stderr.contains("an established connection to sshd")
+            && stderr.contains(&format!("from = [\"{OUTSIDER}/32\"]")),
+        "{stderr}"
+    );
+    assert_eq!(lab.xdp_prog_id(), None, "the refusal attached something");
+
+    // With the rule: applied without a warning, and the next login works.
+    let ruled = write_config(
+        &lab,
+        "ruled.toml",
+        &format!("{STRICT}\n[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = [\"{OUTSIDER}/32\"]\n"),
+    );
+    let out = attach(&ruled);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("no SSH session found"), "{stderr}");
+    let next = ssh(&lab, &key, "echo again").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&next.stdout).trim(),
+        "again",
+        "the next login through strict mode: {next:?}"
+    );
+    drop(session);
 }

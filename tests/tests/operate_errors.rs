@@ -249,8 +249,32 @@ fn refusals_leave_the_running_filter_alone() {
     let list = lab.dir().join("list.txt");
     write_list(&list, &["198.51.100.9/32".to_string()]);
     let list = list.to_str().unwrap();
+    let everyone = lab.dir().join("everyone.txt");
+    write_list(
+        &everyone,
+        &["44.229.228.186/32".to_string(), "::/0".to_string()],
+    );
+    let everyone = everyone.to_str().unwrap();
 
     let rows: &[(&[&str], i32, &[&str], &str)] = &[
+        (
+            &["allow", "add", "-i", IFACE, "0.0.0.0/0"],
+            2,
+            &["0.0.0.0/0", "every IPv4 source", "--force"],
+            "allowing every IPv4 source needs --force",
+        ),
+        (
+            &["allow", "add", "-i", IFACE, "192.0.2.9", "::/0"],
+            2,
+            &["::/0", "every IPv6 source", "--force"],
+            "allowing every IPv6 source needs --force",
+        ),
+        (
+            &["allow", "replace", "-i", IFACE, "--file", everyone],
+            2,
+            &["::/0", "--force"],
+            "a file allowing every IPv6 source needs --force",
+        ),
         (
             &["attach", "-i", IFACE, "--mode", "skb"],
             2,
@@ -350,6 +374,9 @@ fn refusals_leave_the_running_filter_alone() {
     sipwall(&lab, &["detach", "-i", IFACE2]).ok("detach wan1");
     assert_eq!(xdp_prog(&lab, IFACE2), None, "detach left wan1's program");
     assert!(allowlist(&lab).contains(&"198.51.100.7/32".to_string()));
+    sipwall(&lab, &["allow", "add", "-i", IFACE, "0.0.0.0/0", "--force"])
+        .ok("allow add /0 --force");
+    assert!(allowlist(&lab).contains(&"0.0.0.0/0".to_string()));
 }
 
 #[test]

@@ -19,7 +19,10 @@ use anyhow::{bail, Context as _, Result};
 /// only, no service) for the lab resolver of the doctor's DNS check,
 /// systemd for `systemd-analyze verify` of the unit (installing it does not
 /// make it PID 1); fail2ban for the test of the
-/// shipped action (dist/fail2ban), run in a temporary directory.
+/// shipped action (dist/fail2ban), run in a temporary directory; tcpdump
+/// for snap-length captures (`check --pcap`); openssh-server and
+/// openssh-client for a real SSH session in the SSH guard's test (its sshd
+/// runs in a lab namespace, not as a service).
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -37,6 +40,9 @@ const PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "systemd",
     "fail2ban",
+    "tcpdump",
+    "openssh-server",
+    "openssh-client",
 ];
 
 /// cargo-deb builds the Debian package; this version builds with rustc 1.85

@@ -72,8 +72,9 @@ pub enum Command {
         /// Count every decision but drop nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Accept an empty allowlist (which denies all signalling), and a
-        /// strict policy the SSH guard refuses.
+        /// Accept an empty allowlist (which denies all signalling), a
+        /// strict policy the SSH guard refuses, and check_rtp, a media rate
+        /// limit or strict egress over the host's unreserved ephemeral ports.
         #[arg(long)]
         force: bool,
         /// Roll the policy back unless `sipwall confirm` (or Enter) comes
@@ -182,8 +183,9 @@ pub enum Command {
         /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address (e.g. 127.0.0.1:9464).
         #[arg(long)]
         metrics: Option<SocketAddr>,
-        /// Accept an empty allowlist (which denies all signalling), and a
-        /// strict policy the SSH guard refuses.
+        /// Accept an empty allowlist (which denies all signalling), a
+        /// strict policy the SSH guard refuses, and check_rtp, a media rate
+        /// limit or strict egress over the host's unreserved ephemeral ports.
         #[arg(long)]
         force: bool,
         /// Never detach on exit: the filter stays attached and pinned for the next start (fleets, Kubernetes).
@@ -227,13 +229,13 @@ pub enum AllowAction {
     /// Add CIDRs.
     Add {
         /// The attached interface (may be left out when only one is attached).
-        /// The attached interface (may be left out when only one is attached).
         #[arg(short, long)]
         iface: Option<String>,
         /// Addresses or networks (a bare address is /32 or /128).
         #[arg(required = true, value_name = "CIDR")]
         cidrs: Vec<String>,
-        /// Change the pinned allowlist even when the attachment is not filtering.
+        /// Change the pinned allowlist even when the attachment is not filtering, and add a
+        /// prefix of length 0 (every source of a family).
         #[arg(long)]
         force: bool,
     },
@@ -258,8 +260,8 @@ pub enum AllowAction {
         /// The new allowlist: a regular file of at most 32 MiB, or `-` for standard input.
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
-        /// Accept an empty file (which denies all signalling), and change an attachment that
-        /// is not filtering.
+        /// Accept an empty file (which denies all signalling) or one with a prefix of length 0,
+        /// and change an attachment that is not filtering.
         #[arg(long)]
         force: bool,
     },
@@ -281,7 +283,8 @@ pub enum BanAction {
         /// How long: seconds (3600) or 90s, 10m, 1h30m, 7d; permanent when left out.
         #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
         duration: Option<String>,
-        /// Ban even a prefix of length 0 or one covering your own SSH client (SSH_CONNECTION).
+        /// Ban even a prefix of length 0, one overlapping the allowlist (the provider), or one
+        /// covering your own SSH client (SSH_CONNECTION).
         #[arg(long)]
         force: bool,
     },

@@ -7,7 +7,7 @@ use super::AttachMode;
 use crate::{
     error::UsageError,
     kernel::{attach, pins::PinRoot, privileges::require_root},
-    ops::lockout,
+    ops::{ephemeral, lockout},
     policy::config,
 };
 
@@ -23,6 +23,7 @@ pub fn run(
     let mut ruleset = config::load(config_path)?;
     ruleset.dry_run |= dry_run;
     lockout::check_ssh_guard(&ruleset, force)?;
+    ephemeral::check(&ruleset, force)?;
     if ruleset.allow.is_empty() && !force {
         return Err(UsageError(
             "the allowlist is empty, which denies all signalling; add --force if that is what you want".into(),

@@ -32,7 +32,14 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
             if !force {
                 lockout::check_bans(&nets)?;
             }
-            (iface, Change::Add(nets, duration))
+            (
+                iface,
+                Change::Add {
+                    nets,
+                    duration,
+                    force,
+                },
+            )
         }
         BanAction::Del {
             iface,

@@ -18,11 +18,29 @@ use crate::{
     policy::{input, ruleset::Ruleset},
 };
 
+/// One frame of a capture: the bytes captured, and the frame's length on
+/// the wire (more than the bytes when the capture's snap length cut it).
+#[derive(Debug)]
+pub struct Frame {
+    pub data: Vec<u8>,
+    pub orig_len: usize,
+}
+
+impl Frame {
+    /// Cut short by the capture's snap length (`tcpdump -s`).
+    pub fn truncated(&self) -> bool {
+        self.data.len() < self.orig_len
+    }
+}
+
 /// What happened to one frame of the capture.
 #[derive(Debug)]
 pub struct Checked {
     pub index: usize,
     pub len: usize,
+    /// The frame's length on the wire, when the capture cut it shorter
+    /// (it was judged on the bytes captured).
+    pub truncated_from: Option<usize>,
     pub result: Judged,
 }
 
@@ -129,11 +147,15 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 ];
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
-/// Reads every frame of a pcap or pcapng file with an Ethernet link type.
 /// What a replay cannot know in strict mode.
 pub const STRICT_NOTE: &str = "strict mode: replies cannot be known from a capture (the host's own flows are learnt live by the egress program), so answers to the host's connections are judged as unsolicited here (denied, unless a rule or another row takes them)";
 
-pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>> {
+/// Reads every frame of a pcap or pcapng file with an Ethernet link type.
+/// A frame cut by the capture's snap length is kept, with its length on
+/// the wire: pcap records are read raw, since pcap-file 2.0's checked
+/// reader refuses every record longer on the wire than the file's snap
+/// length (courvoif/pcap-file#36), which is each one `tcpdump -s` cut.
+pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
     let name = path.display();
     let bad = |what: String| UsageError(format!("{name}: {what}"));
     let bytes = input::read_regular(path, "capture", input::PCAP_CAP)?;
@@ -153,14 +175,17 @@ pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>> {
             ))
             .into());
         }
-        while let Some(packet) = reader.next_packet() {
+        while let Some(packet) = reader.next_raw_packet() {
             let packet = packet.map_err(|e| {
                 bad(format!(
                     "packet {} is cut short or corrupt: {e}",
                     frames.len()
                 ))
             })?;
-            frames.push(packet.data.into_owned());
+            frames.push(Frame {
+                orig_len: packet.orig_len as usize,
+                data: packet.data.into_owned(),
+            });
         }
     } else if magic == PCAPNG_MAGIC {
         let mut reader =
@@ -179,11 +204,17 @@ pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>> {
                 Block::EnhancedPacket(epb) => {
                     let link = links.get(epb.interface_id as usize).copied();
                     ensure_ethernet(link, frames.len()).map_err(bad)?;
-                    frames.push(epb.data.into_owned());
+                    frames.push(Frame {
+                        orig_len: epb.original_len as usize,
+                        data: epb.data.into_owned(),
+                    });
                 }
                 Block::SimplePacket(spb) => {
                     ensure_ethernet(links.first().copied(), frames.len()).map_err(bad)?;
-                    frames.push(spb.data.into_owned());
+                    frames.push(Frame {
+                        orig_len: spb.original_len as usize,
+                        data: spb.data.into_owned(),
+                    });
                 }
                 _ => {}
             }
@@ -221,7 +252,7 @@ pub const OPEN_EGRESS_NOTE: &str = "--direction out: egress is open in this conf
 /// all but those `local` sent; outbound, those `local` sent (every frame
 /// when no local address is given).
 pub fn check(
-    frames: &[Vec<u8>],
+    frames: &[Frame],
     ruleset: &Ruleset,
     local: &Local,
     direction: Direction,
@@ -230,7 +261,8 @@ pub fn check(
     frames
         .iter()
         .enumerate()
-        .map(|(index, frame)| {
+        .map(|(index, captured)| {
+            let frame = captured.data.as_slice();
             let sent = local.sent(frame);
             let result = if direction == Direction::In && sent {
                 Judged::Outbound
@@ -274,6 +306,7 @@ pub fn check(
             Ok(Checked {
                 index,
                 len: frame.len(),
+                truncated_from: captured.truncated().then_some(captured.orig_len),
                 result,
             })
         })
@@ -297,6 +330,14 @@ pub fn to_json(results: &[Checked]) -> serde_json::Value {
                 "index": c.index, "verdict": "inbound", "reason": "inbound", "len": c.len,
             }),
             Judged::NotRun(e) => json!({"index": c.index, "verdict": "error", "reason": null, "len": c.len, "error": e}),
+        })
+        .zip(results)
+        .map(|(mut packet, c)| {
+            if let Some(wire) = c.truncated_from {
+                packet["truncated"] = true.into();
+                packet["wire_len"] = wire.into();
+            }
+            packet
         })
         .collect();
     json!({ "packets": packets, "summary": summary_counts(results) })
@@ -331,6 +372,14 @@ fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Va
     if inbound > 0 {
         m.insert("inbound".into(), inbound.into());
     }
+    m.insert(
+        "truncated".into(),
+        results
+            .iter()
+            .filter(|c| c.truncated_from.is_some())
+            .count()
+            .into(),
+    );
     m.insert(
         "error".into(),
         results
@@ -397,6 +446,10 @@ pub fn to_text(results: &[Checked]) -> String {
             }
             Judged::NotRun(e) => out += &format!("{:>3}  error    {e}\n", c.index),
         }
+        if let Some(wire) = c.truncated_from {
+            out.pop();
+            out += &format!("  truncated ({} of {wire} bytes captured)\n", c.len);
+        }
     }
     let s = summary_counts(results);
     out += &format!(
@@ -407,6 +460,12 @@ pub fn to_text(results: &[Checked]) -> String {
         out += &format!(
             ", {} outbound (sent by this host, not judged)",
             s["outbound"]
+        );
+    }
+    if s["truncated"].as_u64() != Some(0) {
+        out += &format!(
+            ", {} truncated (cut by the capture's snap length, judged on the bytes captured)",
+            s["truncated"]
         );
     }
     if s.contains_key("inbound") {

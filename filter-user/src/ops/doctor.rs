@@ -12,7 +12,10 @@ use filter_common::{maps as map_names, Reason};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-use super::snapshot::Snapshot;
+use super::{
+    ephemeral::{self, Ephemeral},
+    snapshot::Snapshot,
+};
 use crate::{
     kernel::{
         attachment::Attachment,
@@ -118,16 +121,14 @@ pub fn run(opts: &Options) -> Vec<Check> {
         &scene,
     ));
     checks.push(near_provider(&scene, ruleset.as_ref()));
+    let eph = Ephemeral::of_this_netns();
     checks.push(egress_dns(
         ruleset.as_ref(),
+        eph.as_ref(),
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
     ));
-    checks.push(rtp_ephemeral(
-        ruleset.as_ref(),
-        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
-        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports").unwrap_or_default(),
-    ));
+    checks.push(rtp_ephemeral(ruleset.as_ref(), eph.as_ref()));
     checks.push(clock(&root, &scene));
     checks.push(rlimits(&kernel_release()));
     checks
@@ -398,8 +399,15 @@ fn attachment(scene: &Scene) -> Check {
 
 /// Strict egress lets DNS out only to `[egress] dns`: every resolver the
 /// host uses (`resolv`, or, behind a local stub such as systemd-resolved,
-/// its upstream list `upstream`) must be one of them.
-pub fn egress_dns(ruleset: Option<&Ruleset>, resolv: &str, upstream: &str) -> Check {
+/// its upstream list `upstream`) must be one of them. A query whose
+/// ephemeral source port (`eph`) falls in `rtp_ports` leaves anyway, as
+/// `out_reply`: then resolution fails only now and then.
+pub fn egress_dns(
+    ruleset: Option<&Ruleset>,
+    eph: Option<&Ephemeral>,
+    resolv: &str,
+    upstream: &str,
+) -> Check {
     let Some(r) = ruleset.filter(|r| r.egress.strict()) else {
         return Check::new(
             "egress_dns",
@@ -440,50 +448,53 @@ pub fn egress_dns(ruleset: Option<&Ruleset>, resolv: &str, upstream: &str) -> Ch
             ),
         );
     }
+    let how = match eph.map(|e| (e.exposed(r.rtp), e)) {
+        Some((exposed, e)) if exposed > 0 => {
+            let all = usize::from(e.high.saturating_sub(e.low)) + 1;
+            format!(
+                "name resolution fails whenever a query's source port lies outside rtp_ports {}-{}, and works by accident when it lies inside ({exposed} of the {all} ephemeral ports: their UDP leaves as out_reply; see rtp_ephemeral)",
+                r.rtp.0, r.rtp.1
+            )
+        }
+        _ => "name resolution fails".to_string(),
+    };
     Check::new(
         "egress_dns",
         Level::Warn,
         format!(
-            "strict egress drops DNS to {} (the host's resolvers, not in [egress] dns): name resolution fails",
+            "strict egress drops DNS to {} (the host's resolvers, not in [egress] dns): {how}",
             missing.join(", ")
         ),
     )
     .action(format!(
         "add them to [egress] dns: dns = [{}]",
-        used.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
+        used.iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
-/// With `check_rtp` or a media rate limit, the answers to the host's own
-/// UDP (DNS, NTP) that arrive at a port of `rtp_ports` are judged as media:
-/// not RTP, they are dropped as `rtp_invalid`. The kernel picks those ports
-/// from `ip_local_port_range` (`port_range`: "32768\t60999"), except the
-/// `ip_local_reserved_ports` (`reserved`: "10000-20000,30000").
-pub fn rtp_ephemeral(ruleset: Option<&Ruleset>, port_range: &str, reserved: &str) -> Check {
+/// Whether `rtp_ports` holds ephemeral ports of this host (`eph`: the
+/// namespace's `ip_local_port_range` minus `ip_local_reserved_ports`), in
+/// every mode: a warning when `check_rtp`, a media rate limit or strict
+/// egress makes that go wrong ([`ephemeral::consequences`]), ok (saying
+/// so) while none of them is on.
+pub fn rtp_ephemeral(ruleset: Option<&Ruleset>, eph: Option<&Ephemeral>) -> Check {
     const NAME: &str = "rtp_ephemeral";
-    let Some(r) = ruleset.filter(|r| r.check_rtp || r.rtp_limit.is_some()) else {
+    let Some(r) = ruleset else {
+        return Check::new(NAME, Level::Skip, "the running policy could not be read");
+    };
+    let Some(eph) = eph else {
         return Check::new(
             NAME,
             Level::Skip,
-            "neither check_rtp nor a media rate limit is on (or the running policy could not be read)",
+            "net.ipv4.ip_local_port_range could not be read",
         );
     };
-    let mut bounds = port_range.split_whitespace().map(str::parse::<u16>);
-    let (Some(Ok(low)), Some(Ok(high))) = (bounds.next(), bounds.next()) else {
-        return Check::new(NAME, Level::Skip, "ip_local_port_range could not be read");
-    };
-    let reserved: Vec<(u16, u16)> = reserved
-        .trim()
-        .split(',')
-        .filter_map(|part| {
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-        })
-        .collect();
     let (first, last) = r.rtp;
-    let exposed = (first.max(low)..=last.min(high))
-        .filter(|p| !reserved.iter().any(|&(a, b)| a <= *p && *p <= b))
-        .count();
+    let (low, high) = (eph.low, eph.high);
+    let exposed = eph.exposed(r.rtp);
     if exposed == 0 {
         return Check::new(
             NAME,
@@ -493,17 +504,26 @@ pub fn rtp_ephemeral(ruleset: Option<&Ruleset>, port_range: &str, reserved: &str
             ),
         );
     }
+    let what = ephemeral::consequences(r);
+    if what.is_empty() {
+        return Check::new(
+            NAME,
+            Level::Ok,
+            format!(
+                "rtp_ports {first}-{last} holds {exposed} of the host's ephemeral UDP ports ({low}-{high}); harmless while check_rtp, the media rate limit and strict egress are off: reserve them before turning one on ({})",
+                ephemeral::remedy(r.rtp, eph)
+            ),
+        );
+    }
     Check::new(
         NAME,
         Level::Warn,
         format!(
-            "{exposed} ports of rtp_ports {first}-{last} are ephemeral ports of this host ({low}-{high}): answers to its own UDP (DNS, NTP) landing there are judged as media and dropped by {}",
-            if r.check_rtp { "check_rtp (rtp_invalid)" } else { "the media rate limit" }
+            "{exposed} ports of rtp_ports {first}-{last} are ephemeral ports of this host ({low}-{high}): {}",
+            what.join("; ")
         ),
     )
-    .action(format!(
-        "set [media] rtp_ports to your PBX's RTP range outside {low}-{high}, or reserve it: sysctl -w net.ipv4.ip_local_reserved_ports={first}-{last} (and in /etc/sysctl.d)"
-    ))
+    .action(ephemeral::remedy(r.rtp, eph))
 }
 
 fn covers(allow: &[IpNet], addr: IpAddr) -> bool {
@@ -976,7 +996,7 @@ mod tests {
             ..Ruleset::default()
         };
         let level = |r: &Ruleset, range: &str, reserved: &str| {
-            rtp_ephemeral(Some(r), range, reserved).level
+            rtp_ephemeral(Some(r), Ephemeral::parse(range, reserved).as_ref()).level
         };
         // The defaults: 40000-60000 inside 32768-60999.
         assert_eq!(level(&base, "32768\t60999\n", "\n"), Level::Warn);
@@ -991,8 +1011,16 @@ mod tests {
             ..base.clone()
         };
         assert_eq!(level(&asterisk, "32768\t60999\n", ""), Level::Ok);
-        let off = Ruleset::default();
-        assert_eq!(level(&off, "32768\t60999\n", ""), Level::Skip);
+        // Strict egress alone is judged too; nothing on is ok, but said.
+        let mut egress = Ruleset::default();
+        egress.egress.mode = crate::policy::ruleset::EgressMode::Strict;
+        assert_eq!(level(&egress, "32768\t60999\n", ""), Level::Warn);
+        let off = rtp_ephemeral(
+            Some(&Ruleset::default()),
+            Ephemeral::parse("32768 60999", "").as_ref(),
+        );
+        assert_eq!(off.level, Level::Ok);
+        assert!(off.summary.contains("20001"), "{}", off.summary);
         assert_eq!(level(&base, "garbage", ""), Level::Skip);
     }
 
@@ -1044,21 +1072,37 @@ mod tests {
         };
         let resolv = "search example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n";
         let open = Ruleset::default();
-        assert_eq!(egress_dns(Some(&open), resolv, "").level, Level::Skip);
+        assert_eq!(egress_dns(Some(&open), None, resolv, "").level, Level::Skip);
         let all = rules(&["192.0.2.53/32", "2001:db8::/64"]);
-        assert_eq!(egress_dns(Some(&all), resolv, "").level, Level::Ok);
+        assert_eq!(egress_dns(Some(&all), None, resolv, "").level, Level::Ok);
         let some = rules(&["192.0.2.53/32"]);
-        let c = egress_dns(Some(&some), resolv, "");
+        let c = egress_dns(Some(&some), None, resolv, "");
         assert_eq!(c.level, Level::Warn);
         assert!(c.summary.contains("2001:db8::53"), "{}", c.summary);
         // Behind systemd-resolved's stub, its upstream list counts.
         let stub = "nameserver 127.0.0.53\n";
-        let c = egress_dns(Some(&some), stub, "nameserver 192.0.2.54\n");
+        let c = egress_dns(Some(&some), None, stub, "nameserver 192.0.2.54\n");
         assert!(
             c.level == Level::Warn && c.summary.contains("192.0.2.54"),
             "{}",
             c.summary
         );
-        assert_eq!(egress_dns(Some(&some), stub, "").level, Level::Skip);
+        assert_eq!(egress_dns(Some(&some), None, stub, "").level, Level::Skip);
+        // With rtp_ports among the ephemeral ports, some queries leave
+        // anyway: resolution fails now and then, and the summary says so.
+        let eph = Ephemeral::parse("32768 60999", "").unwrap();
+        let c = egress_dns(Some(&some), Some(&eph), resolv, "");
+        assert!(
+            c.level == Level::Warn && c.summary.contains("20001 of the 28232"),
+            "{}",
+            c.summary
+        );
+        let reserved = Ephemeral::parse("32768 60999", "40000-60000").unwrap();
+        let c = egress_dns(Some(&some), Some(&reserved), resolv, "");
+        assert!(
+            c.summary.ends_with("name resolution fails"),
+            "{}",
+            c.summary
+        );
     }
 }

@@ -10,7 +10,6 @@
 //! the map with every other pin.
 use std::{
     io::Write as _,
-    net::IpAddr,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -19,31 +18,20 @@ use anyhow::{bail, Context as _, Result};
 
 use ipnet::IpNet;
 
+use super::sessions::{self, Source, SshSession};
 use crate::{
     error::UsageError,
     kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot},
     policy::ruleset::{AllowRule, RuleProto, Ruleset},
 };
 
-/// The operator's SSH session as `SSH_CONNECTION` gives it: their address
-/// and the local port they came in on.
-pub fn ssh_connection() -> Option<(IpAddr, u16)> {
-    let text = std::env::var("SSH_CONNECTION").ok()?;
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let client: IpAddr = fields.first()?.parse().ok()?;
-    let port: u16 = fields.get(3)?.parse().ok()?;
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
-        v4 => v4,
-    };
-    Some((client, port))
-}
-
 /// Refuses (exit 2) a ban that would cut the operator off: a prefix of
 /// length 0 (every source of a family, the provider and the operator
 /// included), or one covering the client address of their SSH session
 /// (`SSH_CONNECTION`). `ban add --force` skips this; fail2ban's action runs
 /// without `SSH_CONNECTION`, so it is never refused here for an address.
+/// (Established connections to sshd are not looked at: a password guesser
+/// fail2ban bans has one.)
 pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
     if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0) {
         return Err(UsageError(format!(
@@ -51,7 +39,11 @@ pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
             if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
         )));
     }
-    let Some((client, _)) = ssh_connection() else {
+    let Some(client) = std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|text| sessions::parse_ssh_connection(&text))
+        .map(|s| s.client)
+    else {
         return Ok(());
     };
     match nets.iter().find(|n| n.contains(&client)) {
@@ -63,36 +55,58 @@ pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
 }
 
 /// Refuses (exit 2) a strict `ruleset` under which a new TCP connection
-/// from the operator's address to their SSH port would not pass by a rule
+/// from an SSH client's address to its SSH port would not pass by a rule
 /// (no essential traffic is TCP), naming the rule to add. A seeded flow
 /// keeps today's session, not tomorrow's login. Strict egress must let the
 /// SSH server's answers out too: by that same rule (its answers are
 /// `out_reply`) or an `[[egress.allow]]` rule to the operator's address.
-/// Dry run drops nothing and passes; `force` overrides.
+/// The sessions are those sshd holds in this network namespace, else
+/// `SSH_CONNECTION` ([`sessions::find`]); with neither, a warning on
+/// stderr says the policy goes on unguarded. Dry run drops nothing and
+/// passes; `force` overrides.
 pub fn check_ssh_guard(ruleset: &Ruleset, force: bool) -> Result<(), UsageError> {
     let egress = ruleset.egress.strict();
     if !(ruleset.strict() || egress) || ruleset.dry_run || force {
         return Ok(());
     }
-    let Some((client, port)) = ssh_connection() else {
+    let Some((source, found)) = sessions::find() else {
+        eprintln!(
+            "sipwall: warning: no SSH session found (no logged-in connection to a port sshd listens on in this network namespace, and no SSH_CONNECTION): the SSH guard cannot tell whether this strict policy keeps your next login; apply it with --confirm SECS to be safe"
+        );
         return Ok(());
     };
+    found
+        .iter()
+        .try_for_each(|session| check_session(ruleset, session, source))
+}
+
+/// [`check_ssh_guard`] for one session.
+fn check_session(
+    ruleset: &Ruleset,
+    session: &SshSession,
+    source: Source,
+) -> Result<(), UsageError> {
+    let egress = ruleset.egress.strict();
+    let SshSession {
+        client,
+        client_port,
+        port,
+    } = *session;
+    let how = source.name();
     if ruleset.strict() && ruleset.sig_ports.contains(&port) {
         return Err(UsageError(format!(
-            "strict mode would lock you out: your SSH session came in on TCP port {port}, a signalling port, where only the allowlist passes. Move SSH to another port, or use --force"
+            "strict mode would lock you out: the SSH session of {client} ({how}) came in on TCP port {port}, a signalling port, where only the allowlist passes. Move SSH to another port, or use --force"
         )));
     }
     let ruled = ruleset.rules.iter().any(|r| r.allows(6, client, port));
-    // The answers: from the SSH port to the operator's (unknown) port.
+    // The answers: from the SSH port to the client's port.
     let answered = ruled
         || (ruleset.sig_ports.contains(&port) && ruleset.allow.iter().any(|n| n.contains(&client)))
-        || ssh_client_port().is_some_and(|client_port| {
-            ruleset
-                .egress
-                .rules
-                .iter()
-                .any(|r| r.allows(6, client, client_port))
-        });
+        || ruleset
+            .egress
+            .rules
+            .iter()
+            .any(|r| r.allows(6, client, client_port));
     if (!ruleset.strict() || ruled) && (!egress || answered) {
         return Ok(());
     }
@@ -104,28 +118,17 @@ pub fn check_ssh_guard(ruleset: &Ruleset, force: bool) -> Result<(), UsageError>
     };
     let what = if ruleset.strict() {
         format!(
-            "strict mode would lock you out: a new SSH connection from {client} to TCP port {port} (SSH_CONNECTION) would be denied; your session would survive, your next login would not"
+            "strict mode would lock you out: a new SSH connection from {client} to TCP port {port} ({how}) would be denied; your session would survive, your next login would not"
         )
     } else {
         format!(
-            "strict egress would lock you out: the answers of your SSH session (from TCP port {port} to {client}, SSH_CONNECTION) would be dropped as out_denied; a [[strict.allow]] rule for your SSH port lets them out as out_reply (in guard mode it filters nothing inbound)"
+            "strict egress would lock you out: the answers of the SSH session from {client} (from TCP port {port}, {how}) would be dropped as out_denied; a [[strict.allow]] rule for your SSH port lets them out as out_reply (in guard mode it filters nothing inbound)"
         )
     };
     Err(UsageError(format!(
         "{what}. Add this rule (or your management network instead of the /{prefix}) and try again, or use --force:\n\n{}",
         rule.to_toml()
     )))
-}
-
-/// The operator's own port of their SSH session (`SSH_CONNECTION`'s
-/// second field).
-fn ssh_client_port() -> Option<u16> {
-    std::env::var("SSH_CONNECTION")
-        .ok()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Set by SIGINT and SIGTERM while a confirmation is awaited: roll back now.

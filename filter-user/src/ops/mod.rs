@@ -3,10 +3,12 @@
 //! and the watch on its configuration file), and pcap replay.
 pub mod check;
 pub mod doctor;
+pub mod ephemeral;
 pub mod http;
 pub mod lockout;
 pub mod metrics;
 pub mod service;
+pub mod sessions;
 pub mod snapshot;
 pub mod stats;
 pub mod status;

@@ -28,7 +28,7 @@ use super::{
 use crate::{
     error::UsageError,
     kernel::{attach, maps::Maps, pins::PinRoot},
-    ops::lockout,
+    ops::{ephemeral, lockout},
     policy::{config, ruleset::Ruleset},
 };
 
@@ -63,11 +63,13 @@ impl Trigger {
 }
 
 impl Service {
-    /// The configuration file's ruleset, refused when its allowlist is
-    /// empty unless `force`.
+    /// The configuration file's ruleset, refused unless `force` when its
+    /// allowlist is empty, when the SSH guard refuses it, or when its media
+    /// settings meet this namespace's ephemeral ports ([`ephemeral`]).
     pub fn load_config(&self) -> Result<Ruleset> {
         let ruleset = config::load(self.config.as_deref())?;
         lockout::check_ssh_guard(&ruleset, self.force)?;
+        ephemeral::check(&ruleset, self.force)?;
         if ruleset.allow.is_empty() && !self.force {
             return Err(UsageError(
                 "the configuration's allowlist is empty, which denies all signalling; start with --force if that is what you want".into(),

@@ -37,9 +37,18 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// Applies `change` to the filter attached to `iface`. An empty result
-/// needs `force`.
+/// Applies `change` to the filter attached to `iface`. An empty result,
+/// and a prefix of length 0 added, need `force`.
 pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Applied> {
+    if let Change::Add(nets) | Change::Replace(nets) = &change {
+        if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0).filter(|_| !force) {
+            return Err(UsageError(format!(
+                "{net} allows every {} source to send signalling, which is no allowlist at all; nothing changed (--force if that is what you want)",
+                if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
+            ))
+            .into());
+        }
+    }
     let _lock = root.lock()?;
     let mut att = Attachment::open_resolved(root, iface.to_string())?;
     let mut ruleset = att.maps.read_ruleset()?;

@@ -52,6 +52,7 @@ pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
 /// Parses `--for`: seconds (`3600`, as fail2ban's `<bantime>` gives it) or
 /// a sum of numbers with units s, m, h, d, w (`90s`, `10m`, `1h30m`, `7d`).
 pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
+    const TOO_LARGE: &str = "too large: at most ten years (leave --for out for a permanent ban)";
     let bad = |why: &str| {
         UsageError(format!(
             "--for {text:?}: {why}; write seconds (3600) or a duration like 90s, 10m, 1h30m, 7d"
@@ -82,11 +83,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
             'w' => 604_800,
             _ => return Err(bad(&format!("{c:?} is not a unit"))),
         };
-        let n: u64 = number.parse().map_err(|_| bad("a unit without a number"))?;
+        if number.is_empty() {
+            return Err(bad("a unit without a number"));
+        }
+        // Digits only: a parse can only fail by overflow.
+        let n: u64 = number.parse().map_err(|_| bad(TOO_LARGE))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| bad("too long"))?;
+            .ok_or_else(|| bad(TOO_LARGE))?;
         number.clear();
         saw_unit = true;
     }
@@ -94,16 +99,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
         if saw_unit {
             return Err(bad("a number without a unit after another part"));
         }
-        total = number.parse().map_err(|_| bad("too long"))?;
+        total = number.parse().map_err(|_| bad(TOO_LARGE))?;
     }
     if total == 0 {
         return Err(bad("a ban of no time bans nothing"));
     }
     // Ten years: longer is a permanent ban (leave --for out).
     if total > 10 * 365 * 86_400 {
-        return Err(bad(
-            "longer than ten years (leave --for out for a permanent ban)",
-        ));
+        return Err(bad(TOO_LARGE));
     }
     Ok(Duration::from_secs(total))
 }
@@ -111,8 +114,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
 /// Which change to make.
 pub enum Change {
     /// Ban these for the duration (`None`: permanently); an entry already
-    /// there takes the new expiry.
-    Add(Vec<IpNet>, Option<Duration>),
+    /// there takes the new expiry. Unless `force`, an entry overlapping
+    /// the allowlist refuses the whole change.
+    Add {
+        nets: Vec<IpNet>,
+        duration: Option<Duration>,
+        force: bool,
+    },
     /// Lift these bans; with `missing_ok`, entries not in the set are
     /// skipped instead of refused.
     Del(Vec<IpNet>, bool),
@@ -133,7 +141,14 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change) -> Result<Vec<Ban>> {
         .map(|b| (b.net, b.expires_ns))
         .collect();
     match change {
-        Change::Add(nets, duration) => {
+        Change::Add {
+            nets,
+            duration,
+            force,
+        } => {
+            if !force {
+                check_allowlist(&nets, &att.maps.read_ruleset()?.allow)?;
+            }
             let expires = match duration {
                 Some(d) => now + d.as_nanos() as u64,
                 None => BAN_PERMANENT,
@@ -169,6 +184,30 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change) -> Result<Vec<Ban>> {
         .set_bans(&bans)
         .with_context(|| format!("updating the ban set of {iface}"))?;
     Ok(bans)
+}
+
+/// Refuses (exit 2) bans that overlap the allowlist `allow`: a ban is
+/// judged before the allowlist, so one covering an allowlisted address, or
+/// lying inside an allowlisted prefix, cuts the provider off. UDP
+/// signalling can carry a spoofed provider address, and a PBX then logs
+/// failed registrations "from" the provider for fail2ban to act on.
+pub fn check_allowlist(nets: &[IpNet], allow: &[IpNet]) -> Result<(), UsageError> {
+    let overlaps: Vec<String> = nets
+        .iter()
+        .flat_map(|ban| {
+            allow
+                .iter()
+                .filter(move |a| a.contains(ban) || ban.contains(*a))
+                .map(move |a| format!("{ban} overlaps allowlisted {a}"))
+        })
+        .collect();
+    if overlaps.is_empty() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "ban add: {}: a ban is judged before the allowlist, so the allowlisted sources it covers (the provider's signalling) would be dropped; nothing changed (--force to ban them anyway)",
+        overlaps.join(", ")
+    )))
 }
 
 /// A ban in force and its whole seconds left (`None`: permanent).
@@ -233,6 +272,15 @@ mod tests {
         assert_eq!(ok("1h30m"), 5400);
         assert_eq!(ok("7d"), 604_800);
         assert_eq!(ok("1w"), 604_800);
+        for large in [
+            "99999999999999999999999s",
+            "99999999999999999999",
+            "20000d",
+            "1h99999999999999999999m",
+        ] {
+            let e = parse_duration(large).unwrap_err().0;
+            assert!(e.contains("too large"), "{large}: {e}");
+        }
         for bad in [
             "",
             "0",
@@ -283,6 +331,35 @@ mod tests {
         std::fs::write(&bad, r#"{"ips":[]}"#).unwrap();
         assert!(read_file(&bad).unwrap_err().0.contains("ipaddress"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bans_overlapping_the_allowlist_in_either_direction() {
+        let nets =
+            |list: &[&str]| -> Vec<IpNet> { list.iter().map(|t| t.parse().unwrap()).collect() };
+        let allow = nets(&["44.229.228.186/32", "198.51.100.0/24", "2001:db8:5::/48"]);
+        for refused in [
+            "44.229.228.186/32",
+            "44.229.0.0/16",
+            "198.51.100.7/32",
+            "198.51.100.0/25",
+            "2001:db8::/32",
+            "2001:db8:5:1::/64",
+        ] {
+            let e = check_allowlist(&nets(&["203.0.113.9/32", refused]), &allow).unwrap_err();
+            assert!(
+                e.0.contains(refused) && e.0.contains("--force"),
+                "{refused}: {e}"
+            );
+        }
+        for fine in [
+            "44.229.228.187/32",
+            "198.51.101.0/24",
+            "2001:db8:6::/48",
+            "203.0.113.0/24",
+        ] {
+            assert!(check_allowlist(&nets(&[fine]), &allow).is_ok(), "{fine}");
+        }
     }
 
     #[test]
