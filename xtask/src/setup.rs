@@ -19,7 +19,10 @@ use anyhow::{bail, Context as _, Result};
 /// only, no service) for the lab resolver of the doctor's DNS check,
 /// systemd for `systemd-analyze verify` of the unit (installing it does not
 /// make it PID 1); fail2ban for the test of the
-/// shipped action (dist/fail2ban), run in a temporary directory.
+/// shipped action (dist/fail2ban), run in a temporary directory; lintian
+/// for the Debian package; mmdebstrap and systemd-container (systemd-nspawn)
+/// for the boot test, which builds a Debian root once under ~/.cache/sipwall
+/// and boots it with systemd as PID 1.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -37,6 +40,9 @@ const PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "systemd",
     "fail2ban",
+    "lintian",
+    "mmdebstrap",
+    "systemd-container",
 ];
 
 /// cargo-deb builds the Debian package; this version builds with rustc 1.85
