@@ -23,6 +23,7 @@ use std::{
 };
 
 use serde_json::Value;
+use sipwall_tests::debian::{build_package, run, run_ok};
 use sipwall_tests::netns::{
     traffic::{self, Sink, Stream},
     Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
@@ -33,30 +34,6 @@ const ROOT_PACKAGES: &str = "systemd,systemd-sysv,dbus,iproute2,fail2ban,python3
 
 /// The second interface: a dash in its name, escaped in the unit's name.
 const SECOND_IFACE: &str = "wan-b";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -99,26 +76,9 @@ fn debian_root() -> PathBuf {
 /// Two packages from `cargo xtask deb`: Cargo's version, and the same with
 /// the Debian revision bumped (the upgrade).
 fn build_packages(out: &Path) -> (PathBuf, PathBuf) {
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    let path = format!(
-        "{}:{}",
-        Path::new(&home).join(".cargo/bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let build = |extra: &[&str]| {
-        let printed = run_ok(
-            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["xtask", "deb", "--fast", "--out"])
-                .arg(out)
-                .args(extra)
-                .current_dir(repo())
-                .env("PATH", &path),
-        );
-        PathBuf::from(printed.lines().last().expect("xtask deb names the package"))
-    };
-    let first = build(&[]);
+    let first = build_package(out, &[]);
     let version = format!("{}-2", env!("CARGO_PKG_VERSION"));
-    let second = build(&["--deb-version", &version]);
+    let second = build_package(out, &["--deb-version", &version]);
     assert_ne!(first, second);
     (first, second)
 }
@@ -291,7 +251,7 @@ impl Machine {
     }
 
     fn exec(&self, argv: &[&str]) -> Output {
-        output(&mut self.command(argv))
+        run(&mut self.command(argv))
     }
 
     fn exec_ok(&self, argv: &[&str]) -> String {

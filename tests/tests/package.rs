@@ -9,34 +9,12 @@
 //! machine is left as it was, also when the test fails (a Drop guard).
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
+use sipwall_tests::debian::{build_package, repo, run, run_ok};
+
 const PACKAGE: &str = "sipwall";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn installed() -> bool {
     run(Command::new("dpkg-query").args(["-W", "-f=${Status}", PACKAGE]))
@@ -72,20 +50,7 @@ fn the_deb_builds_installs_runs_verifies_and_purges_clean() {
     }
     let out_dir = Scratch(std::env::temp_dir().join(format!("sipwall-deb-{}", std::process::id())));
     std::fs::create_dir_all(&out_dir.0).unwrap();
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    let path = format!(
-        "{}:{}",
-        Path::new(&home).join(".cargo/bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let printed = run_ok(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["xtask", "deb", "--fast", "--out"])
-            .arg(&out_dir.0)
-            .current_dir(repo())
-            .env("PATH", &path),
-    );
-    let deb = PathBuf::from(printed.lines().last().expect("xtask deb names the package"));
+    let deb = build_package(&out_dir.0, &[]);
 
     // What it holds, before installing.
     let contents = run_ok(Command::new("dpkg-deb").arg("-c").arg(&deb));
@@ -147,6 +112,11 @@ fn the_deb_builds_installs_runs_verifies_and_purges_clean() {
     ] {
         assert!(conffiles.contains(conffile), "{conffile}: {conffiles}");
     }
+    let copyright = std::fs::read_to_string("/usr/share/doc/sipwall/copyright").unwrap();
+    assert!(
+        copyright.contains("Upstream-Name: sipwall\n"),
+        "{copyright}"
+    );
     // Every installed file matches the package's md5sums.
     run_ok(Command::new("dpkg").args(["--verify", PACKAGE]));
     fail2ban_expands_to_the_installed_binary(&out_dir.0);
