@@ -595,7 +595,7 @@ fn the_package_on_a_systemd_boot_filters_before_the_network_and_never_lets_go() 
     let at = |unit: &str| {
         jobs.iter()
             .position(|u| u == unit)
-            .unwrap_or_else(|| panic!("{unit} did not start in this boot: {jobs:?}"))
+            .unwrap_or_else(|| panic!("no finished start of {unit} in this boot's journal (reached before journald started, so before the filters?): {jobs:?}"))
     };
     assert!(
         at("sipwall@wan0.service") < at("network-pre.target")
