@@ -15,8 +15,13 @@
 //! `apt-get remove`, which stops the services and leaves the filter
 //! enforcing (deploy/README.md). Container, bpffs, cgroups and lab are
 //! removed at the end, also on failure.
+//!
+//! Without a container: the notifications `sipwall run` sends systemd
+//! (`Type=notify`) on a socket of the test's, READY=1 once the filter is
+//! attached and STOPPING=1 on SIGTERM.
 use std::{
     net::{IpAddr, SocketAddr},
+    os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -739,4 +744,50 @@ impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+#[test]
+fn run_tells_systemd_it_is_ready_once_attached_and_when_it_stops() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let path = lab.dir().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let config = sipwall_tests::debian::repo().join("dist/sipwall.toml");
+    let mut run = lab
+        .sipwall_command(&[
+            "run",
+            "-i",
+            PBX_IFACE,
+            "--mode",
+            "native",
+            "-c",
+            config.to_str().unwrap(),
+            "--keep-attached",
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let receive = |buf: &mut [u8]| {
+        let n = socket.recv(buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = receive(&mut buf);
+    // Checked at once: READY=1 must not come before the filter is there.
+    let attached = lab.xdp_prog_id();
+    assert_eq!(ready, format!("READY=1\nSTATUS=filtering {PBX_IFACE}\n"));
+    assert!(attached.is_some(), "READY=1 before the filter was attached");
+    assert_eq!(datagrams(&lab, Host::Outsider, OUTSIDER.into(), 5060, 3), 0);
+
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(receive(&mut buf), "STOPPING=1\n");
+    assert!(run.wait().unwrap().success());
+    assert_eq!(lab.xdp_prog_id(), attached, "--keep-attached let go");
+    lab.sipwall_ok(&["detach", "-i", PBX_IFACE]);
 }
