@@ -234,7 +234,7 @@ impl Machine {
                 .status
                 .success()
         });
-        let state = self.exec(&["systemctl", "is-system-running", "--wait"]);
+        let state = self.exec(&["timeout", "120", "systemctl", "is-system-running", "--wait"]);
         String::from_utf8_lossy(&state.stdout).trim().to_string()
     }
 
