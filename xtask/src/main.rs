@@ -1,6 +1,7 @@
 //! Project tasks cargo cannot do alone: install the eBPF toolchain pieces and
 //! test dependencies, run the test suite as root, the demo, the benchmarks,
-//! the Debian package and the long fuzz run.
+//! the Debian package (with its manual pages) and the long fuzz run.
+mod deb;
 mod gates;
 mod setup;
 
@@ -34,8 +35,23 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up and build the Debian package (cargo-deb) into target/debian/.
-    Deb,
+    /// Set up and build the Debian package into target/debian/: the manual
+    /// pages (`man`), cargo-deb, then the md5sums file cargo-deb leaves
+    /// out. Prints the package's path last.
+    Deb {
+        /// Write the package into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// The package's version instead of Cargo's (e.g. 0.1.0-2, to test
+        /// an upgrade).
+        #[arg(long, value_name = "VERSION")]
+        deb_version: Option<String>,
+        /// Quicker, lighter compression (tests).
+        #[arg(long)]
+        fast: bool,
+    },
+    /// Write the manual pages, generated from the command line, into target/man/.
+    Man,
     /// The long differential fuzz runs of the kernel programs (XDP and TC egress).
     Fuzz {
         /// Packets per configuration.
@@ -82,10 +98,17 @@ fn main() -> Result<()> {
             cargo(&["build", "--release", "-p", "filter-user"])?;
             cargo(&bench)
         }
-        Task::Deb => {
+        Task::Deb {
+            out,
+            deb_version,
+            fast,
+        } => {
             setup::all()?;
-            cargo(&["deb", "-p", "filter-user", "--locked"])
+            let deb = deb::build(out.as_deref(), deb_version.as_deref(), fast)?;
+            println!("{}", deb.display());
+            Ok(())
         }
+        Task::Man => deb::man_pages().map(|_| ()),
         Task::Fuzz { packets, seed } => {
             setup::all()?;
             let mut cmd = cargo_cmd(&[

@@ -22,7 +22,10 @@ use anyhow::{bail, Context as _, Result};
 /// shipped action (dist/fail2ban), run in a temporary directory; tcpdump
 /// for snap-length captures (`check --pcap`); openssh-server and
 /// openssh-client for a real SSH session in the SSH guard's test (its sshd
-/// runs in a lab namespace, not as a service).
+/// runs in a lab namespace, not as a service); lintian for the Debian
+/// package; mmdebstrap and systemd-container (systemd-nspawn) for the boot
+/// test, which builds a Debian root once under ~/.cache/sipwall and boots it
+/// with systemd as PID 1.
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -43,6 +46,9 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "openssh-server",
     "openssh-client",
+    "lintian",
+    "mmdebstrap",
+    "systemd-container",
 ];
 
 /// cargo-deb builds the Debian package; this version builds with rustc 1.85

@@ -6,7 +6,8 @@
 //! records on to stderr, and on SIGTERM or SIGINT leaves the interface as it
 //! found it: a filter it attached itself is detached, one it took over (or
 //! any, with `keep_attached`) stays attached and pinned; a policy still
-//! awaiting `--confirm` is rolled back first.
+//! awaiting `--confirm` is rolled back first. Under systemd (`Type=notify`)
+//! it reports READY=1 once the filter is attached, and STOPPING=1 on exit.
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -125,6 +126,10 @@ impl Service {
             attached.program_id,
             ruleset.summary()
         );
+        notify_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("filtering {}", self.iface)),
+        ]);
         let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
             .try_init();
         match aya_log::EbpfLogger::init(&mut attached.ebpf) {
@@ -239,6 +244,7 @@ impl Service {
                 }
             }
         };
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
         drop(maps);
         drop(attached.ebpf);
         self.leave(&root, took_over)?;
@@ -390,6 +396,15 @@ fn answer(path: &str, root: &PinRoot, iface: &str, reloads: &ReloadState) -> Rep
 /// `sipwall_attached 0`, which is what the alert on it needs.
 pub fn scrape(root: &PinRoot, iface: &str) -> String {
     metrics::render(&[Snapshot::gather(root, iface)])
+}
+
+/// Tells systemd (`Type=notify`) about the service's state; nothing when
+/// not started by systemd (no `NOTIFY_SOCKET`). A failure is only logged:
+/// systemd then times the start out, which is the error worth seeing.
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        eprintln!("sipwall: telling systemd the service state: {e}");
+    }
 }
 
 fn now_secs() -> f64 {
