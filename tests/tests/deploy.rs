@@ -32,6 +32,9 @@ const KNOWN_METRICS: &[&str] = &[
     "sipwall_config_last_reload_successful",
     "sipwall_config_last_reload_success_timestamp_seconds",
     "sipwall_config_reloads_total",
+    "sipwall_ban_entries",
+    "sipwall_policy_info",
+    "sipwall_build_info",
     "up",
 ];
 

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod http;
 pub mod lockout;
 pub mod metrics;
+pub mod process;
 pub mod service;
 pub mod snapshot;
 pub mod stats;
