@@ -2,6 +2,7 @@
 //! test dependencies, run the test suite as root, the demo, the benchmarks,
 //! the Debian package and the long fuzz run.
 mod gates;
+mod prometheus_rule;
 mod setup;
 
 use std::process::Command;
@@ -36,6 +37,9 @@ enum Task {
     },
     /// Set up and build the Debian package (cargo-deb) into target/debian/.
     Deb,
+    /// Write deploy/kubernetes/optional/prometheusrule.yaml from
+    /// deploy/prometheus/sipwall-alerts.yml.
+    PrometheusRule,
     /// The long differential fuzz runs of the kernel programs (XDP and TC egress).
     Fuzz {
         /// Packets per configuration.
@@ -86,6 +90,7 @@ fn main() -> Result<()> {
             setup::all()?;
             cargo(&["deb", "-p", "filter-user", "--locked"])
         }
+        Task::PrometheusRule => prometheus_rule::write(),
         Task::Fuzz { packets, seed } => {
             setup::all()?;
             let mut cmd = cargo_cmd(&[
