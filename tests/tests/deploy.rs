@@ -818,6 +818,69 @@ fn manifests_agree_with_each_other_and_with_dist() {
     );
 }
 
+#[test]
+fn containerfile_passes_hadolint_and_pins_its_toolchain() {
+    let Some(hadolint) = pypi_tool("hadolint", "hadolint", "hadolint") else {
+        return;
+    };
+    let path = deploy("container/Containerfile");
+    run_ok(
+        Command::new(&hadolint).arg(&path),
+        "hadolint deploy/container/Containerfile",
+    );
+    // hadolint does refuse what it should: a pipe without pipefail.
+    let scratch = Scratch::new("hadolint");
+    let bad = scratch.0.join("Containerfile");
+    std::fs::write(
+        &bad,
+        "FROM docker.io/library/debian:bookworm-slim\nRUN ls / | head -n1\n",
+    )
+    .unwrap();
+    let out = Command::new(&hadolint).arg(&bad).output().unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("DL4006"),
+        "hadolint accepted a pipe without pipefail: {out:?}"
+    );
+
+    // The toolchain is pinned: a dated nightly, a bpf-linker version, and
+    // both used where they are installed.
+    let text = read(&path);
+    let arg = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
+            .unwrap_or_else(|| panic!("the Containerfile has no `ARG {name}=`"))
+            .to_string()
+    };
+    let nightly = arg("NIGHTLY");
+    let date = nightly
+        .strip_prefix("nightly-")
+        .unwrap_or_else(|| panic!("NIGHTLY {nightly:?} is not nightly-YYYY-MM-DD"));
+    assert!(
+        date.len() == 10
+            && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "NIGHTLY {nightly:?} is not nightly-YYYY-MM-DD"
+    );
+    let linker = arg("BPF_LINKER_VERSION");
+    assert!(
+        linker.split('.').count() == 3 && linker.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "BPF_LINKER_VERSION {linker:?} is not x.y.z"
+    );
+    assert!(text.contains("rustup toolchain install \"$NIGHTLY\""));
+    assert!(text.contains("--version \"$BPF_LINKER_VERSION\""));
+    // The build context leaves out the host's build output and history.
+    let ignore = read(&repo().join(".containerignore"));
+    for pattern in ["target/", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == pattern),
+            ".containerignore lacks {pattern}"
+        );
+    }
+}
+
 // ---- The entrypoint, outside a container --------------------------------
 
 /// The container's arguments as the DaemonSet gives them, for a lab: the
