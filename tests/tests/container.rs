@@ -82,7 +82,7 @@ fn base_image(containerfile: &str) -> String {
     containerfile
         .lines()
         .filter_map(|l| l.strip_prefix("FROM "))
-        .last()
+        .next_back()
         .expect("the Containerfile has a FROM")
         .split_whitespace()
         .next()
