@@ -18,11 +18,14 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use sipwall_tests::netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER};
+use sipwall_tests::{
+    commands::{output, run_ok},
+    netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
+};
 
 const METRICS: &str = "127.0.0.1:9464";
 
@@ -39,24 +42,6 @@ fn read(path: &Path) -> String {
 
 fn home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e} (`cargo xtask setup` installs podman)"))
-}
-
-/// Runs `cmd`; its stdout, or a panic with everything it printed.
-fn run_ok(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// podman, as this machine needs it. Debian 12's crun refuses a host with
