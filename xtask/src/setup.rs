@@ -20,8 +20,9 @@ use anyhow::{bail, Context as _, Result};
 /// systemd for `systemd-analyze verify` of the unit (installing it does not
 /// make it PID 1); fail2ban for the test of the
 /// shipped action (dist/fail2ban), run in a temporary directory; podman to
-/// build and run the container image, with mmdebstrap for the Debian root
-/// its test imports as the base image (no registry is reachable).
+/// build and run the container image, with runc (Debian's default crun
+/// refuses hosts with both cgroup hierarchies mounted) and mmdebstrap for the
+/// Debian root its test imports as the base image (no registry is reachable).
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -40,6 +41,7 @@ const PACKAGES: &[&str] = &[
     "systemd",
     "fail2ban",
     "podman",
+    "runc",
     "mmdebstrap",
 ];
 
