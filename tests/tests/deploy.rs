@@ -456,6 +456,8 @@ fn dashboard_expressions_are_valid_promql() {
         "sipwall_allowlist_entries",
         "sipwall_attached",
         "sipwall_config_last_reload_successful",
+        "sipwall_policy_info",
+        "reason=~\"malformed|sip_denied|banned|sip_ratelimited|rtp_ratelimited|rtp_invalid|rtp_outside|denied|out_sip_denied|out_denied\"",
     ] {
         assert!(all.contains(needle), "no dashboard panel uses {needle}");
     }
