@@ -241,26 +241,41 @@ fn metrics_scraped_with_curl_are_prometheus_text_equal_to_stats() {
         ),
         1.0
     );
-    // The binary's own version and the checkout's commit.
-    let revision = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or("unknown".to_string(), |o| {
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        });
-    assert_eq!(
-        find(
-            "sipwall_build_info",
-            &[
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("revision", revision.as_str())
-            ]
-        ),
-        1.0
-    );
+    // The binary's own version, and the commit of this checkout it was
+    // built from (HEAD then: a commit since may have moved HEAD on), or
+    // "unknown" outside a git checkout.
+    let build = body
+        .lines()
+        .filter(|l| l.starts_with("sipwall_build_info{"))
+        .map(parse_sample)
+        .collect::<Vec<_>>();
+    let [(_, labels, value)] = build.as_slice() else {
+        panic!("not one sipwall_build_info in\n{body}")
+    };
+    assert_eq!(*value, 1.0);
+    assert_eq!(labels["version"], env!("CARGO_PKG_VERSION"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let revision = &labels["revision"];
+    if git(&["rev-parse", "--git-dir"]) {
+        assert!(
+            revision.len() == 12
+                && git(&[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{revision}^{{commit}}")
+                ]),
+            "sipwall_build_info's revision {revision:?} is no commit of this checkout"
+        );
+    } else {
+        assert_eq!(revision, "unknown");
+    }
     // The process figures are this service's, from /proc.
     let pid = service.pid();
     let started = find("process_start_time_seconds", &[]);
