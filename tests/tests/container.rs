@@ -3,8 +3,9 @@
 //! CAP_PERFMON, a read-only root, no privilege escalation, a seccomp filter,
 //! a bpffs from outside, and the network namespace of a lab host. It filters
 //! the lab's PBX interface (a stranger's SIP dropped and counted), answers
-//! `/readyz` on the loopback only (the image's default CMD), and `podman
-//! stop` (SIGTERM) leaves the filter attached and enforcing.
+//! `/readyz` on the loopback only (the image's default CMD), serves metrics
+//! that `promtool check metrics` accepts, and `podman stop` (SIGTERM) leaves
+//! the filter attached and enforcing.
 //!
 //! No image registry is reachable here, so the base image is a Debian 12
 //! root made with mmdebstrap from Debian's packages (cached under
@@ -361,8 +362,18 @@ fn image_builds_and_filters_with_the_daemonsets_security_settings() {
         curl(&lab, &format!("http://{PBX}:9464/readyz")).is_err(),
         "metrics answer on the PBX's interface address"
     );
+    // The image's scrape, linted by promtool.
     let metrics = curl(&lab, &format!("http://{METRICS}/metrics")).unwrap();
-    assert!(metrics.contains("sipwall_attached{"), "{metrics}");
+    assert!(metrics.contains("sipwall_policy_info{"), "{metrics}");
+    let scrape = lab.dir().join("metrics.txt");
+    std::fs::write(&scrape, &metrics).unwrap();
+    run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("promtool check metrics < \"$1\"")
+            .arg("sh")
+            .arg(&scrape),
+    );
 
     // The filter: the provider's SIP passes, a stranger's is dropped and
     // counted.
