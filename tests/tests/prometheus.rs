@@ -259,7 +259,28 @@ fn prometheus_scrapes_run_and_fires_the_not_attached_alert() {
         |v| v == 0.0,
     );
     prom.wait_for("up{job=\"sipwall\"}", Duration::from_secs(5), |v| v == 1.0);
+    // The XDP program's series say `in`; the policy, build and process
+    // series reach Prometheus as the alerts and dashboards query them.
+    let denied_in = prom.query("sipwall_packets_total{direction=\"in\",reason=\"sip_denied\"}");
+    assert!(
+        matches!(denied_in.as_slice(), [(_, v)] if *v == 7.0),
+        "{denied_in:?}"
+    );
+    let policy = prom.wait_for(
+        "sipwall_policy_info{dry_run=\"false\",mode=\"guard\",egress=\"open\"}",
+        Duration::from_secs(5),
+        |v| v == 1.0,
+    );
+    assert_eq!(policy["iface"], PBX_IFACE);
+    prom.wait_for("sipwall_build_info", Duration::from_secs(5), |v| v == 1.0);
+    prom.wait_for(
+        "time() - process_start_time_seconds{job=\"sipwall\"}",
+        Duration::from_secs(5),
+        |v| v > 0.0,
+    );
     assert_eq!(prom.alert_state("SipwallFilterNotAttached"), None);
+    assert_eq!(prom.alert_state("SipwallAbsent"), None);
+    assert_eq!(prom.alert_state("SipwallDryRun"), None);
 
     // The filter taken off the interface by hand (its link pin removed) while
     // the service runs: sipwall_attached 0, the alert pending, then firing

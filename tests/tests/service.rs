@@ -215,6 +215,132 @@ fn metrics_scraped_with_curl_are_prometheus_text_equal_to_stats() {
         1.0
     );
 
+    // Every XDP series says it is inbound; the egress ones outbound.
+    for line in body.lines().filter(|l| {
+        l.starts_with("sipwall_packets_total{") || l.starts_with("sipwall_bytes_total{")
+    }) {
+        let (_, labels, _) = parse_sample(line);
+        let out = labels["reason"].starts_with("out_");
+        assert_eq!(
+            labels.get("direction").map(String::as_str),
+            Some(if out { "out" } else { "in" }),
+            "{line}"
+        );
+    }
+    assert_eq!(types["sipwall_policy_info"], "gauge");
+    assert_eq!(
+        find(
+            "sipwall_policy_info",
+            &[
+                ("iface", PBX_IFACE),
+                ("mode", "guard"),
+                ("dry_run", "false"),
+                ("egress", "open"),
+                ("media", "any"),
+            ]
+        ),
+        1.0
+    );
+    // The binary's own version, and the commit of this checkout it was
+    // built from (HEAD then: a commit since may have moved HEAD on), or
+    // "unknown" outside a git checkout.
+    let build = body
+        .lines()
+        .filter(|l| l.starts_with("sipwall_build_info{"))
+        .map(parse_sample)
+        .collect::<Vec<_>>();
+    let [(_, labels, value)] = build.as_slice() else {
+        panic!("not one sipwall_build_info in\n{body}")
+    };
+    assert_eq!(*value, 1.0);
+    assert_eq!(labels["version"], env!("CARGO_PKG_VERSION"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let revision = &labels["revision"];
+    if git(&["rev-parse", "--git-dir"]) {
+        assert!(
+            revision.len() == 12
+                && git(&[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{revision}^{{commit}}")
+                ]),
+            "sipwall_build_info's revision {revision:?} is no commit of this checkout"
+        );
+    } else {
+        assert_eq!(revision, "unknown");
+    }
+    // The process figures are this service's, from /proc.
+    let pid = service.pid();
+    let started = find("process_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // procps' own reading of the same process: seconds since it started.
+    let elapsed: f64 = String::from_utf8_lossy(
+        &std::process::Command::new("ps")
+            .args(["-o", "etimes=", "-p", &pid.to_string()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        started <= now && (now - elapsed - started).abs() < 3.0,
+        "process_start_time_seconds {started}, ps says {elapsed} s ago (now {now})"
+    );
+    let rss = find("process_resident_memory_bytes", &[]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let vm_rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        rss > 1_000_000.0 && (rss / 1024.0 - vm_rss_kib).abs() < vm_rss_kib / 2.0,
+        "process_resident_memory_bytes {rss}, VmRSS {vm_rss_kib} kB"
+    );
+    assert!(find("process_open_fds", &[]) >= 3.0);
+
+    // Bans in force, by family: an address banned for an hour and one
+    // whose ban ends in a second (then no longer counted).
+    let bans = |family: &str| {
+        let out = curl("/metrics");
+        let (out, _status) = out.trim_end().rsplit_once('\n').unwrap();
+        sample(
+            out,
+            "sipwall_ban_entries",
+            &[("iface", PBX_IFACE), ("family", family)],
+        )
+        .unwrap_or_else(|| panic!("no sipwall_ban_entries {family} in\n{out}"))
+    };
+    assert_eq!((bans("ipv4"), bans("ipv6")), (0.0, 0.0));
+    lab.sipwall_ok(&["ban", "add", "-i", PBX_IFACE, "203.0.113.9", "--for", "1h"]);
+    lab.sipwall_ok(&[
+        "ban",
+        "add",
+        "-i",
+        PBX_IFACE,
+        "2001:db8:5::/48",
+        "--for",
+        "1s",
+    ]);
+    assert_eq!((bans("ipv4"), bans("ipv6")), (1.0, 1.0));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!((bans("ipv4"), bans("ipv6")), (1.0, 0.0));
+
     let other = curl("/nothing-here");
     assert!(other.contains("\n404 text/plain"), "{other}");
     let (status, log) = service.stop();
@@ -338,4 +464,57 @@ fn stats_watch_redraws_in_place_with_rates() {
         (100.0..=1200.0).contains(&rate),
         "rtp_allowed rate {rate}/s while streaming 400/s: {rtp}"
     );
+}
+
+/// A file switched to dry run shows in `sipwall_policy_info` (the policy
+/// the kernel runs, read back from the maps), so that an alert can tell an
+/// enforcing filter from one that only counts.
+#[test]
+fn policy_info_follows_the_running_policy_into_dry_run_and_strict() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let provider = format!("{}/32", PROVIDER[0]);
+    let config = allowlist_config(&lab, "sipwall", &[&provider], false);
+    let service = Service::start(&lab, &config);
+    let info = || {
+        let body = lab
+            .exec(
+                Host::Pbx,
+                &[
+                    "curl",
+                    "-sf",
+                    &format!("http://127.0.0.1:{METRICS_PORT}/metrics"),
+                ],
+            )
+            .unwrap();
+        let rows: Vec<_> = body
+            .lines()
+            .filter(|l| l.starts_with("sipwall_policy_info{"))
+            .map(parse_sample)
+            .collect();
+        assert_eq!(rows.len(), 1, "{body}");
+        let (_, labels, value) = rows.into_iter().next().unwrap();
+        assert_eq!(value, 1.0);
+        let get = |k: &str| labels[k].clone();
+        [get("mode"), get("dry_run"), get("egress"), get("media")]
+    };
+    assert_eq!(info(), ["guard", "false", "open", "any"]);
+    assert_eq!(outsider_sip(&lab, 3), 0);
+
+    write_config(
+        &config,
+        &format!("[signalling]\nallow = [{provider:?}]\n\n[policy]\ndry_run = true\n\n[media]\ncheck_rtp = true\n"),
+    );
+    assert!(service.reload().contains("reloaded"));
+    assert_eq!(info(), ["guard", "true", "open", "rtp"]);
+    assert_eq!(outsider_sip(&lab, 3), 3, "dry run drops nothing");
+
+    write_config(
+        &config,
+        &format!("[signalling]\nallow = [{provider:?}]\n\n[policy]\nmode = \"strict\"\n\n[egress]\nmode = \"strict\"\n"),
+    );
+    assert!(service.reload().contains("reloaded"));
+    assert_eq!(info(), ["strict", "false", "strict", "any"]);
+    let (status, log) = service.stop();
+    assert!(status.success(), "{log}");
 }

@@ -3,6 +3,7 @@
 //! the Debian package (with its manual pages) and the long fuzz run.
 mod deb;
 mod gates;
+mod prometheus_rule;
 mod setup;
 
 use std::process::Command;
@@ -52,6 +53,9 @@ enum Task {
     },
     /// Write the manual pages, generated from the command line, into target/man/.
     Man,
+    /// Write deploy/kubernetes/optional/prometheusrule.yaml from
+    /// deploy/prometheus/sipwall-alerts.yml.
+    PrometheusRule,
     /// The long differential fuzz runs of the kernel programs (XDP and TC egress).
     Fuzz {
         /// Packets per configuration.
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Man => deb::man_pages().map(|_| ()),
+        Task::PrometheusRule => prometheus_rule::write(),
         Task::Fuzz { packets, seed } => {
             setup::all()?;
             let mut cmd = cargo_cmd(&[

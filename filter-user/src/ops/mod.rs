@@ -7,6 +7,7 @@ pub mod ephemeral;
 pub mod http;
 pub mod lockout;
 pub mod metrics;
+pub mod process;
 pub mod service;
 pub mod sessions;
 pub mod snapshot;

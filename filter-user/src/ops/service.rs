@@ -370,7 +370,9 @@ fn answer(path: &str, root: &PinRoot, iface: &str, reloads: &ReloadState) -> Rep
         "/metrics" => Reply {
             status: "200 OK",
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: scrape(root, iface) + &metrics::render_reloads(reloads),
+            body: scrape(root, iface)
+                + &metrics::render_reloads(reloads)
+                + &metrics::render_process(),
         },
         // The process answers: that is all liveness means. The filter
         // itself lives in the kernel and needs no process.

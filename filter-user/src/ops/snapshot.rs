@@ -7,6 +7,7 @@ use filter_common::XdpMode;
 use crate::{
     kernel::{
         attachment::Attachment,
+        bans::Ban,
         iface::{foreign_program, if_index, iface_xdp},
         links::open_link,
         maps::{CounterSet, OutCounterSet},
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub counters: Option<CounterSet>,
     /// The TC egress program's counters (read with `counters`).
     pub out_counters: Option<OutCounterSet>,
+    /// The ban set's entries, expired ones included (read with `counters`).
+    pub bans: Option<Vec<Ban>>,
     /// Why the maps could not be read, when they could not.
     pub unreadable: Option<anyhow::Error>,
     /// What is wrong, each with what to do about it.
@@ -58,6 +61,7 @@ impl Snapshot {
             ruleset: None,
             counters: None,
             out_counters: None,
+            bans: None,
             unreadable: None,
             problems: Vec::new(),
         };
@@ -81,15 +85,20 @@ impl Snapshot {
             Ok(att) => {
                 snap.mode = att.mode_name();
                 recorded_index = Some(att.info.ifindex);
-                let read = att
-                    .maps
-                    .read_ruleset()
-                    .and_then(|r| Ok((r, att.maps.counters()?, att.maps.out_counters()?)));
+                let read = att.maps.read_ruleset().and_then(|r| {
+                    Ok((
+                        r,
+                        att.maps.counters()?,
+                        att.maps.out_counters()?,
+                        att.maps.bans()?,
+                    ))
+                });
                 match read {
-                    Ok((ruleset, counters, out_counters)) => {
+                    Ok((ruleset, counters, out_counters, bans)) => {
                         snap.ruleset = Some(ruleset);
                         snap.counters = Some(counters);
                         snap.out_counters = Some(out_counters);
+                        snap.bans = Some(bans);
                     }
                     Err(e) => snap.unreadable(e, iface, true),
                 }
