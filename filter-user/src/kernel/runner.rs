@@ -3,7 +3,7 @@
 //! `sipwall check` and by the packet-table tests.
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
 use filter_common::{Counter, OutReason, Reason};
@@ -152,6 +152,11 @@ impl Runner {
     /// The loaded XDP program (the bench hands it frames by tail call).
     pub fn program(&self) -> Result<&Xdp> {
         program::program(&self.ebpf)
+    }
+
+    /// The loaded TC egress program (the complexity test reads its figures).
+    pub fn egress_program(&self) -> Result<&SchedClassifier> {
+        program::egress(&self.ebpf)
     }
 
     /// Runs one outgoing frame through the TC egress program; returns its
