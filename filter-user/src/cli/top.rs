@@ -1,7 +1,7 @@
 //! `sipwall top`: the sources of dropped packets with the most packets,
 //! for one drop reason (`--reason`, default sip_denied).
 use anyhow::Result;
-use filter_common::Reason;
+use filter_common::{CounterFamily as _, Reason};
 
 use crate::{
     error::UsageError,

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result};
-use filter_common::{OutReason, Reason};
+use filter_common::{CounterFamily, OutReason, Reason};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
@@ -388,26 +388,35 @@ fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Va
             .count()
             .into(),
     );
-    for reason in Reason::ALL {
-        let n = results
-            .iter()
-            .filter(|c| matches!(&c.result, Judged::Ran(_, r) if *r == reason))
-            .count();
-        m.insert(reason.name().into(), n.into());
-    }
+    count_reasons::<Reason>(&mut m, results, |j| match j {
+        Judged::Ran(_, r) => Some(*r),
+        _ => None,
+    });
     if results
         .iter()
         .any(|c| matches!(c.result, Judged::RanOut(..)))
     {
-        for reason in OutReason::ALL {
-            let n = results
-                .iter()
-                .filter(|c| matches!(&c.result, Judged::RanOut(_, r) if *r == reason))
-                .count();
-            m.insert(reason.name().into(), n.into());
-        }
+        count_reasons::<OutReason>(&mut m, results, |j| match j {
+            Judged::RanOut(_, r) => Some(*r),
+            _ => None,
+        });
     }
     m
+}
+
+/// How many packets each member of a counter family judged, under its name.
+fn count_reasons<F: CounterFamily>(
+    m: &mut serde_json::Map<String, serde_json::Value>,
+    results: &[Checked],
+    reason_of: fn(&Judged) -> Option<F>,
+) {
+    for &reason in F::MEMBERS {
+        let n = results
+            .iter()
+            .filter(|c| reason_of(&c.result) == Some(reason))
+            .count();
+        m.insert(reason.name().into(), n.into());
+    }
 }
 
 pub fn to_text(results: &[Checked]) -> String {
@@ -474,10 +483,10 @@ pub fn to_text(results: &[Checked]) -> String {
             s["inbound"]
         );
     }
-    let names = Reason::ALL
+    let names = Reason::MEMBERS
         .iter()
         .map(|r| r.name())
-        .chain(OutReason::ALL.iter().map(|r| r.name()));
+        .chain(OutReason::MEMBERS.iter().map(|r| r.name()));
     let by_reason: Vec<String> = names
         .filter(|name| s.get(*name).is_some_and(|n| n.as_u64() != Some(0)))
         .map(|name| format!("{name} {}", s[name]))
