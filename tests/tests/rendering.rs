@@ -3,7 +3,8 @@
 //! `doctor --json` and the Prometheus exposition, rendered from fixed
 //! inputs and compared with the files in `golden/`. A change to any of these outputs shows here as
 //! a diff; when the change is meant, `SIPWALL_BLESS=1 cargo test -p
-//! sipwall-tests --test rendering` rewrites the files (review the diff).
+//! sipwall-tests --test rendering` rewrites the files (review the diff; a
+//! new file must exist, empty, before the first run).
 //! Needs no root: nothing is loaded.
 use std::{net::IpAddr, path::Path};
 
@@ -122,42 +123,50 @@ fn checked() -> Vec<Checked> {
     ]
 }
 
-fn golden(name: &str, got: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
+/// Compares `got` with `golden/NAME` (built into the test, so that it
+/// runs from anywhere, as `nobody` too); `SIPWALL_BLESS=1` rewrites it.
+macro_rules! golden {
+    ($name:literal, $got:expr $(,)?) => {
+        compare($name, include_str!(concat!("golden/", $name)), $got)
+    };
+}
+
+fn compare(name: &str, want: &str, got: &str) {
     if std::env::var_os("SIPWALL_BLESS").is_some() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
         std::fs::write(&path, got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (SIPWALL_BLESS=1 writes it)", path.display()));
     assert!(
         want == got,
-        "{name} differs from {}:\n--- want\n{want}\n--- got\n{got}",
-        path.display()
+        "golden/{name} differs:\n--- want\n{want}\n--- got\n{got}"
     );
 }
 
-fn printed(v: &serde_json::Value) -> String {
-    format!("{v}\n")
+/// A document as the command prints it (with its newline).
+macro_rules! printed {
+    ($doc:expr) => {
+        sipwall::ops::json::line($doc) + "\n"
+    };
 }
 
 #[test]
 fn stats_table_rates_and_json() {
     let now = snapshots(5);
     let before = snapshots(3);
-    golden("stats.txt", &stats::to_text(&now, None));
-    golden(
+    golden!("stats.txt", &stats::to_text(&now, None));
+    golden!(
         "stats-watch.txt",
         &stats::to_text(&now, Some((&before, 2.0))),
     );
-    golden("stats.json", &printed(&stats::to_json(&now)));
+    golden!("stats.json", &printed!(&stats::to_json(&now)));
 }
 
 #[test]
 fn metrics_exposition() {
-    golden("metrics.txt", &metrics::render(&snapshots(5)));
+    golden!("metrics.txt", &metrics::render(&snapshots(5)));
 }
 
 #[test]
@@ -167,13 +176,13 @@ fn status_json() {
         netns: NetnsId(4026532999),
         iface: "veth9".into(),
     }];
-    golden(
+    golden!(
         "status.json",
-        &printed(&status::to_json(&snapshots(5), &[], &root, &[])),
+        &printed!(&status::to_json(&snapshots(5), &[], &root, &[])),
     );
-    golden(
+    golden!(
         "status-elsewhere.json",
-        &printed(&status::to_json(
+        &printed!(&status::to_json(
             &snapshots(5),
             &elsewhere,
             &root,
@@ -200,13 +209,20 @@ fn top_json() {
             },
         ),
     ];
-    golden("top.json", &printed(&stats::top_json(&sources)));
+    golden!(
+        "top.json",
+        &printed!(&stats::top_json(Reason::SipDenied, &sources)),
+    );
 }
 
 #[test]
 fn check_table_and_json() {
-    golden("check.txt", &check::to_text(&checked()));
-    golden("check.json", &printed(&check::to_json(&checked())));
+    golden!("check.txt", &check::to_text(&checked()));
+    golden!("check.json", &printed!(&check::to_json(&checked(), None)));
+    golden!(
+        "check-note.json",
+        &printed!(&check::to_json(&checked(), Some(check::STRICT_NOTE))),
+    );
 }
 
 #[test]
@@ -232,5 +248,5 @@ fn doctor_json() {
             action: None,
         },
     ];
-    golden("doctor.json", &printed(&doctor::to_json(&checks)));
+    golden!("doctor.json", &printed!(&doctor::to_json(&checks)));
 }

@@ -7,6 +7,7 @@ use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
     ops::{
+        json,
         snapshot::{warn_if_stale, Snapshot},
         stats,
     },
@@ -42,9 +43,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
     let mut sources = att.maps.drop_sources(reason)?;
     sources.truncate(n);
     if json {
-        let mut out = stats::top_json(&sources);
-        out["reason"] = reason.name().into();
-        println!("{out}");
+        println!("{}", json::line(&stats::top_json(reason, &sources)));
     } else {
         print!("{}", stats::top_text(&att.iface, reason, &sources));
     }

@@ -3,27 +3,50 @@
 //! `stats --json`, the rows of the `stats` table and the Prometheus
 //! series. Written once over [`CounterFamily`], so the two families cannot
 //! drift apart.
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use filter_common::{Counter, CounterFamily};
-use serde::{ser::SerializeMap as _, Serialize, Serializer};
+use serde::{
+    de::Error as _, ser::SerializeMap as _, Deserialize, Deserializer, Serialize, Serializer,
+};
 
 /// The counters of one family as JSON: `{"name": {"packets", "bytes"}}`,
-/// every member.
-pub struct Named<'a, F: CounterFamily>(pub &'a F::Set);
+/// every member and nothing else (reading refuses a missing or unknown
+/// name).
+#[derive(Clone, Copy, Debug)]
+pub struct Counters<F: CounterFamily>(pub F::Set);
 
-impl<F: CounterFamily> Serialize for Named<'_, F> {
+impl<F: CounterFamily> Serialize for Counters<F> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(F::MEMBERS.len()))?;
         for &r in F::MEMBERS {
-            map.serialize_entry(r.name(), &Count::from(slot(self.0, r)))?;
+            map.serialize_entry(r.name(), &Count::from(slot(&self.0, r)))?;
         }
         map.end()
     }
 }
 
+impl<'de, F: CounterFamily> Deserialize<'de> for Counters<F> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let named = BTreeMap::<String, Count>::deserialize(deserializer)?;
+        let mut set = F::Set::default();
+        for (name, count) in &named {
+            let r = F::from_name(name)
+                .ok_or_else(|| D::Error::custom(format!("unknown counter `{name}`")))?;
+            set.as_mut()[r.index() as usize] = Counter {
+                packets: count.packets,
+                bytes: count.bytes,
+            };
+        }
+        if let Some(r) = F::MEMBERS.iter().find(|r| !named.contains_key(r.name())) {
+            return Err(D::Error::custom(format!("missing counter `{}`", r.name())));
+        }
+        Ok(Counters(set))
+    }
+}
+
 /// One counter as JSON.
-#[derive(Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Count {
     pub packets: u64,

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod doctor;
 pub mod ephemeral;
 pub mod http;
+pub mod json;
 pub mod lockout;
 pub mod metrics;
 pub mod process;

@@ -3,10 +3,10 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use filter_common::{Counter, OutReason, Reason};
-use serde_json::{json, Value};
 
 use super::{
-    counters::{self, Named},
+    counters::{self, Counters},
+    json,
     snapshot::Snapshot,
 };
 use crate::kernel::maps::CounterSet;
@@ -19,18 +19,24 @@ fn readings(s: &Snapshot) -> (CounterSet, bool) {
     )
 }
 
-pub fn to_json(all: &[Snapshot]) -> Value {
-    let interfaces: Vec<Value> = all
+pub fn to_json(all: &[Snapshot]) -> json::Stats {
+    let interfaces = all
         .iter()
         .map(|i| {
             let (now, dry_run) = readings(i);
-            let out_now = i.out_counters.unwrap_or_default();
-            json!({"iface": i.iface, "mode": i.mode, "dry_run": dry_run,
-                   "counters": Named::<Reason>(&now),
-                   "egress": {"mode": egress_mode(i), "counters": Named::<OutReason>(&out_now)}})
+            json::StatsInterface {
+                iface: i.iface.clone(),
+                mode: i.mode.into(),
+                dry_run,
+                counters: Counters(now),
+                egress: json::EgressCounters {
+                    mode: egress_mode(i).into(),
+                    counters: Counters(i.out_counters.unwrap_or_default()),
+                },
+            }
         })
         .collect();
-    json!({ "interfaces": interfaces })
+    json::Stats { interfaces }
 }
 
 /// `[egress] mode` of a snapshot ("open" when it could not be read).
@@ -80,12 +86,19 @@ pub fn to_text(all: &[Snapshot], rates: Option<(&[Snapshot], f64)>) -> String {
     out
 }
 
-pub fn top_json(sources: &[(IpAddr, Counter)]) -> Value {
-    let list: Vec<Value> = sources
-        .iter()
-        .map(|(a, c)| json!({"addr": a.to_string(), "packets": c.packets, "bytes": c.bytes}))
-        .collect();
-    json!({ "sources": list })
+/// `top --json`: the sources of `reason`'s drops.
+pub fn top_json(reason: Reason, sources: &[(IpAddr, Counter)]) -> json::Top {
+    json::Top {
+        sources: sources
+            .iter()
+            .map(|(a, c)| json::TopSource {
+                addr: a.to_string(),
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect(),
+        reason: reason.name().into(),
+    }
 }
 
 pub fn top_text(iface: &str, reason: Reason, sources: &[(IpAddr, Counter)]) -> String {
