@@ -29,14 +29,15 @@ pub trait CounterFamily: Copy + PartialEq + core::fmt::Debug + 'static {
 }
 
 /// Declares a counter family from one table: the enum (its members' slots
-/// as discriminants), the number of slots, and for each member its name and
-/// whether it drops (`pass` or `drop`). The inherent `ALL`, `name` and
+/// as discriminants), the number of slots, and for each member its name
+/// (after the family's prefix, if it has one) and whether it drops (`pass`
+/// or `drop`). The inherent `ALL`, `name` and
 /// `drops` are `const` for the eBPF side; [`CounterFamily`] is the same,
 /// for code generic over the two families.
 macro_rules! counter_family {
     (
         $(#[$meta:meta])*
-        pub enum $family:ident, count $count:ident {
+        pub enum $family:ident, count $count:ident, names prefixed $prefix:literal {
             $( $(#[$vmeta:meta])* $variant:ident = $slot:literal => $name:literal, $verdict:ident, )*
         }
     ) => {
@@ -58,7 +59,7 @@ macro_rules! counter_family {
             /// The counter's name as it appears in JSON, metrics and tests.
             pub const fn name(self) -> &'static str {
                 match self {
-                    $( $family::$variant => $name, )*
+                    $( $family::$variant => concat!($prefix, $name), )*
                 }
             }
 
@@ -98,6 +99,16 @@ macro_rules! counter_family {
     };
     (@drops drop) => { true };
     (@drops pass) => { false };
+    // A family whose names have no prefix.
+    (
+        $(#[$meta:meta])*
+        pub enum $family:ident, count $count:ident { $($members:tt)* }
+    ) => {
+        counter_family! {
+            $(#[$meta])*
+            pub enum $family, count $count, names prefixed "" { $($members)* }
+        }
+    };
 }
 
 counter_family! {
@@ -140,28 +151,28 @@ counter_family! {
     /// egress, docs/policy.md "Egress"); the index of its slot in the egress
     /// counters map. Kept apart from [`Reason`]: the two programs count into
     /// maps of their own.
-    pub enum OutReason, count OUT_REASON_COUNT {
+    pub enum OutReason, count OUT_REASON_COUNT, names prefixed "out_" {
         /// Not IPv4/IPv6.
-        NonIp = 0 => "out_non_ip", pass,
+        NonIp = 0 => "non_ip", pass,
         /// To a signalling port at an allowlisted address.
-        SipAllowed = 1 => "out_sip_allowed", pass,
+        SipAllowed = 1 => "sip_allowed", pass,
         /// To a signalling port elsewhere (dropped).
-        SipDenied = 2 => "out_sip_denied", drop,
+        SipDenied = 2 => "sip_denied", drop,
         /// UDP to the provider's media ports.
-        RtpAllowed = 3 => "out_rtp_allowed", pass,
+        RtpAllowed = 3 => "rtp_allowed", pass,
         /// An answer to what ingress lets in: from a signalling port to an
         /// allowlisted address, from `rtp_ports`, from a `[[strict.allow]]`
         /// rule's ports back to its `from`, echo replies when ping is on.
-        Reply = 4 => "out_reply", pass,
+        Reply = 4 => "reply", pass,
         /// ICMP errors, neighbour discovery, DHCP client, DNS to the
         /// configured resolvers.
-        Essential = 5 => "out_essential", pass,
+        Essential = 5 => "essential", pass,
         /// Matched an `[[egress.allow]]` rule.
-        RuleAllowed = 6 => "out_rule_allowed", pass,
+        RuleAllowed = 6 => "rule_allowed", pass,
         /// A non-first fragment (its first fragment was judged by its ports).
-        Fragment = 7 => "out_fragment", pass,
+        Fragment = 7 => "fragment", pass,
         /// Nothing allowed it (dropped); malformed packets too.
-        Denied = 8 => "out_denied", drop,
+        Denied = 8 => "denied", drop,
     }
 }
 

@@ -42,57 +42,43 @@ struct ModeCase {
     programs: &'static [Program],
 }
 
+/// Each mode's configuration adds to the one before it.
+macro_rules! guard_toml {
+    () => {
+        "[media]\nrtp_ports = \"10000-20000\"\n"
+    };
+}
+macro_rules! strict_toml {
+    () => {
+        concat!(
+            guard_toml!(),
+            "[policy]\nmode = \"strict\"\n",
+            "[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = [\"198.51.100.0/24\"]\n",
+        )
+    };
+}
+
 /// Every mode. A new mode is one more entry.
 const MODES: &[ModeCase] = &[
     ModeCase {
         name: "guard",
-        toml: r#"
-[media]
-rtp_ports = "10000-20000"
-"#,
+        toml: guard_toml!(),
         selected: |r| r.mode == Mode::Guard && r.egress.mode == EgressMode::Open,
         programs: &[Program::Xdp, Program::Egress],
     },
     ModeCase {
         name: "strict",
-        toml: r#"
-[media]
-rtp_ports = "10000-20000"
-
-[policy]
-mode = "strict"
-
-[[strict.allow]]
-proto = "tcp"
-ports = [22]
-from = ["198.51.100.0/24", "2001:db8:a::/48"]
-"#,
+        toml: strict_toml!(),
         selected: |r| r.mode == Mode::Strict && r.egress.mode == EgressMode::Open,
         programs: &[Program::Xdp, Program::Egress],
     },
     ModeCase {
         name: "strict egress",
-        toml: r#"
-[media]
-rtp_ports = "10000-20000"
-
-[policy]
-mode = "strict"
-
-[[strict.allow]]
-proto = "tcp"
-ports = [22]
-from = ["198.51.100.0/24"]
-
-[egress]
-mode = "strict"
-dns = ["203.0.113.53", "2001:db8:53::53"]
-
-[[egress.allow]]
-proto = "tcp"
-ports = [443]
-to = ["203.0.113.50/32"]
-"#,
+        toml: concat!(
+            strict_toml!(),
+            "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\", \"2001:db8:53::53\"]\n",
+            "[[egress.allow]]\nproto = \"tcp\"\nports = [443]\nto = [\"203.0.113.50/32\"]\n",
+        ),
         selected: |r| r.mode == Mode::Strict && r.egress.mode == EgressMode::Strict,
         programs: &[Program::Xdp, Program::Egress],
     },

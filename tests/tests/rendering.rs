@@ -24,33 +24,16 @@ use sipwall::{
     policy::config,
 };
 
-const GUARD: &str = r#"
-[media]
-rtp_ports = "10000-20000"
-"#;
+const GUARD: &str = "[media]\nrtp_ports = \"10000-20000\"\n";
 
-const STRICT_EGRESS: &str = r#"
-[media]
-rtp_ports = "16384-32768"
-
-[policy]
-mode = "strict"
-dry_run = true
-
-[[strict.allow]]
-proto = "tcp"
-ports = [22]
-from = ["198.51.100.0/24"]
-
-[egress]
-mode = "strict"
-dns = ["203.0.113.53"]
-
-[[egress.allow]]
-proto = "tcp"
-ports = [443]
-to = ["203.0.113.50/32"]
-"#;
+/// Strict, in dry run, with strict egress.
+const STRICT_EGRESS: &str = concat!(
+    "[media]\nrtp_ports = \"16384-32768\"\n",
+    "[policy]\nmode = \"strict\"\ndry_run = true\n",
+    "[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = [\"198.51.100.0/24\"]\n",
+    "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\"]\n",
+    "[[egress.allow]]\nproto = \"tcp\"\nports = [443]\nto = [\"203.0.113.50/32\"]\n",
+);
 
 /// Counters that differ in every slot and between readings (`seed`).
 fn counters<const N: usize>(seed: u64) -> [Counter; N] {
