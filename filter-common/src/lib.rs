@@ -4,186 +4,175 @@
 //! padding, so both sides read the same bytes.
 #![no_std]
 
-/// Why a packet got its verdict; the index of its slot in the counters map.
-///
-/// The kernel side only ever writes these as constants: a reason is never
-/// built from packet bytes.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    SipAllowed = 0,
-    SipDenied = 1,
-    RtpAllowed = 2,
-    Fragment = 3,
-    Other = 4,
-    NonIp = 5,
-    Malformed = 6,
-    /// The source is in the ban set (docs/policy.md, abuse controls).
-    Banned = 7,
-    /// An allowed signalling packet over its source's rate limit.
-    SipRatelimited = 8,
-    /// A media packet over its source's rate limit.
-    RtpRatelimited = 9,
-    /// UDP into the media range that is not RTP/RTCP (`check_rtp`).
-    RtpInvalid = 10,
-    /// Strict mode: ICMP errors, neighbour discovery, DHCP replies, pings.
-    Essential = 11,
-    /// Strict mode: a packet of a flow this host has sent on.
-    Reply = 12,
-    /// Strict mode: matched a `[[strict.allow]]` rule.
-    RuleAllowed = 13,
-    /// Strict mode: UDP from the provider's media ports to a port outside
-    /// `rtp_ports` (dropped: one-way audio).
-    RtpOutside = 14,
-    /// Strict mode: nothing allowed it.
-    Denied = 15,
-}
-
-/// Number of reasons, the size of the counters map.
-pub const REASON_COUNT: u32 = 16;
-
-impl Reason {
-    /// Every reason, in the order `stats --json` lists them (docs/json.md).
-    pub const ALL: [Reason; REASON_COUNT as usize] = [
-        Reason::SipAllowed,
-        Reason::SipDenied,
-        Reason::RtpAllowed,
-        Reason::Fragment,
-        Reason::Other,
-        Reason::NonIp,
-        Reason::Malformed,
-        Reason::Banned,
-        Reason::SipRatelimited,
-        Reason::RtpRatelimited,
-        Reason::RtpInvalid,
-        Reason::Essential,
-        Reason::Reply,
-        Reason::RuleAllowed,
-        Reason::RtpOutside,
-        Reason::Denied,
-    ];
+/// A family of counters: the reasons one program counts under, each the
+/// index of its slot in that program's counters map. [`Reason`] (the XDP
+/// program) and [`OutReason`] (the TC egress program) are the two, both
+/// declared by `counter_family!`; what reads, diffs, renders or exports
+/// counters is written once, over this trait.
+pub trait CounterFamily: Copy + PartialEq + core::fmt::Debug + 'static {
+    /// Every member, in slot order: the order JSON, metrics and tables list
+    /// them.
+    const MEMBERS: &'static [Self];
+    /// One counter a member, summed over CPUs, indexed by `index()`.
+    type Set: Copy + Default + AsRef<[Counter]> + AsMut<[Counter]>;
 
     /// The counter's name as it appears in JSON, metrics and tests.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Reason::SipAllowed => "sip_allowed",
-            Reason::SipDenied => "sip_denied",
-            Reason::RtpAllowed => "rtp_allowed",
-            Reason::Fragment => "fragment",
-            Reason::Other => "other",
-            Reason::NonIp => "non_ip",
-            Reason::Malformed => "malformed",
-            Reason::Banned => "banned",
-            Reason::SipRatelimited => "sip_ratelimited",
-            Reason::RtpRatelimited => "rtp_ratelimited",
-            Reason::RtpInvalid => "rtp_invalid",
-            Reason::Essential => "essential",
-            Reason::Reply => "reply",
-            Reason::RuleAllowed => "rule_allowed",
-            Reason::RtpOutside => "rtp_outside",
-            Reason::Denied => "denied",
-        }
-    }
+    fn name(self) -> &'static str;
+    /// Whether packets counted under it are dropped (unless in dry run).
+    fn drops(self) -> bool;
+    /// Its slot in the counters map (and in `Set`).
+    fn index(self) -> u32;
 
-    /// Whether packets counted under this reason are dropped (unless in
-    /// dry run).
-    pub const fn drops(self) -> bool {
-        matches!(
-            self,
-            Reason::SipDenied
-                | Reason::Malformed
-                | Reason::Banned
-                | Reason::SipRatelimited
-                | Reason::RtpRatelimited
-                | Reason::RtpInvalid
-                | Reason::RtpOutside
-                | Reason::Denied
-        )
-    }
-
-    pub fn from_index(index: u32) -> Option<Reason> {
-        Reason::ALL.get(index as usize).copied()
-    }
-
-    pub fn from_name(name: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.name() == name)
+    fn from_name(name: &str) -> Option<Self> {
+        Self::MEMBERS.iter().copied().find(|r| r.name() == name)
     }
 }
 
-/// Why the TC egress program passed or dropped an outgoing packet (strict
-/// egress, docs/policy.md "Egress"); the index of its slot in the egress
-/// counters map. Kept apart from [`Reason`]: the two programs count into
-/// maps of their own.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OutReason {
-    /// Not IPv4/IPv6.
-    NonIp = 0,
-    /// To a signalling port at an allowlisted address.
-    SipAllowed = 1,
-    /// To a signalling port elsewhere (dropped).
-    SipDenied = 2,
-    /// UDP to the provider's media ports.
-    RtpAllowed = 3,
-    /// An answer to what ingress lets in: from a signalling port to an
-    /// allowlisted address, from `rtp_ports`, from a `[[strict.allow]]`
-    /// rule's ports back to its `from`, echo replies when ping is on.
-    Reply = 4,
-    /// ICMP errors, neighbour discovery, DHCP client, DNS to the
-    /// configured resolvers.
-    Essential = 5,
-    /// Matched an `[[egress.allow]]` rule.
-    RuleAllowed = 6,
-    /// A non-first fragment (its first fragment was judged by its ports).
-    Fragment = 7,
-    /// Nothing allowed it (dropped); malformed packets too.
-    Denied = 8,
+/// Declares a counter family from one table: the enum (its members' slots
+/// as discriminants), the number of slots, and for each member its name
+/// (after the family's prefix, if it has one) and whether it drops (`pass`
+/// or `drop`). The inherent `ALL`, `name` and
+/// `drops` are `const` for the eBPF side; [`CounterFamily`] is the same,
+/// for code generic over the two families.
+macro_rules! counter_family {
+    (
+        $(#[$meta:meta])*
+        pub enum $family:ident, count $count:ident, names prefixed $prefix:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $slot:literal => $name:literal, $verdict:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $family {
+            $( $(#[$vmeta])* $variant = $slot, )*
+        }
+
+        #[doc = concat!("Number of [`", stringify!($family), "`] members, the size of its counters map.")]
+        pub const $count: u32 = 0 $( + { let _ = $slot; 1 } )*;
+
+        impl $family {
+            /// Every member, in slot order: the order JSON, metrics and
+            /// tables list them (docs/json.md).
+            pub const ALL: [$family; $count as usize] = [ $( $family::$variant ),* ];
+
+            /// The counter's name as it appears in JSON, metrics and tests.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $family::$variant => concat!($prefix, $name), )*
+                }
+            }
+
+            /// Whether packets counted under it are dropped (unless in dry
+            /// run).
+            pub const fn drops(self) -> bool {
+                match self {
+                    $( $family::$variant => counter_family!(@drops $verdict), )*
+                }
+            }
+        }
+
+        // The slots are 0, 1, 2...: `ALL[i]`'s slot is `i`, which is what
+        // indexing a counter set by `reason as usize` relies on.
+        const _: () = {
+            let mut i = 0;
+            while i < $family::ALL.len() {
+                assert!($family::ALL[i] as usize == i);
+                i += 1;
+            }
+        };
+
+        impl CounterFamily for $family {
+            const MEMBERS: &'static [Self] = &$family::ALL;
+            type Set = [Counter; $count as usize];
+
+            fn name(self) -> &'static str {
+                $family::name(self)
+            }
+            fn drops(self) -> bool {
+                $family::drops(self)
+            }
+            fn index(self) -> u32 {
+                self as u32
+            }
+        }
+    };
+    (@drops drop) => { true };
+    (@drops pass) => { false };
+    // A family whose names have no prefix.
+    (
+        $(#[$meta:meta])*
+        pub enum $family:ident, count $count:ident { $($members:tt)* }
+    ) => {
+        counter_family! {
+            $(#[$meta])*
+            pub enum $family, count $count, names prefixed "" { $($members)* }
+        }
+    };
 }
 
-/// Number of egress reasons, the size of the egress counters map.
-pub const OUT_REASON_COUNT: u32 = 9;
-
-impl OutReason {
-    /// Every egress reason, in the order JSON and metrics list them.
-    pub const ALL: [OutReason; OUT_REASON_COUNT as usize] = [
-        OutReason::NonIp,
-        OutReason::SipAllowed,
-        OutReason::SipDenied,
-        OutReason::RtpAllowed,
-        OutReason::Reply,
-        OutReason::Essential,
-        OutReason::RuleAllowed,
-        OutReason::Fragment,
-        OutReason::Denied,
-    ];
-
-    /// The counter's name as it appears in JSON, metrics and tests.
-    pub const fn name(self) -> &'static str {
-        match self {
-            OutReason::NonIp => "out_non_ip",
-            OutReason::SipAllowed => "out_sip_allowed",
-            OutReason::SipDenied => "out_sip_denied",
-            OutReason::RtpAllowed => "out_rtp_allowed",
-            OutReason::Reply => "out_reply",
-            OutReason::Essential => "out_essential",
-            OutReason::RuleAllowed => "out_rule_allowed",
-            OutReason::Fragment => "out_fragment",
-            OutReason::Denied => "out_denied",
-        }
+counter_family! {
+    /// Why a packet got its verdict; the index of its slot in the counters map.
+    ///
+    /// The kernel side only ever writes these as constants: a reason is never
+    /// built from packet bytes.
+    pub enum Reason, count REASON_COUNT {
+        SipAllowed = 0 => "sip_allowed", pass,
+        SipDenied = 1 => "sip_denied", drop,
+        RtpAllowed = 2 => "rtp_allowed", pass,
+        Fragment = 3 => "fragment", pass,
+        Other = 4 => "other", pass,
+        NonIp = 5 => "non_ip", pass,
+        Malformed = 6 => "malformed", drop,
+        /// The source is in the ban set (docs/policy.md, abuse controls).
+        Banned = 7 => "banned", drop,
+        /// An allowed signalling packet over its source's rate limit.
+        SipRatelimited = 8 => "sip_ratelimited", drop,
+        /// A media packet over its source's rate limit.
+        RtpRatelimited = 9 => "rtp_ratelimited", drop,
+        /// UDP into the media range that is not RTP/RTCP (`check_rtp`).
+        RtpInvalid = 10 => "rtp_invalid", drop,
+        /// Strict mode: ICMP errors, neighbour discovery, DHCP replies, pings.
+        Essential = 11 => "essential", pass,
+        /// Strict mode: a packet of a flow this host has sent on.
+        Reply = 12 => "reply", pass,
+        /// Strict mode: matched a `[[strict.allow]]` rule.
+        RuleAllowed = 13 => "rule_allowed", pass,
+        /// Strict mode: UDP from the provider's media ports to a port outside
+        /// `rtp_ports` (dropped: one-way audio).
+        RtpOutside = 14 => "rtp_outside", drop,
+        /// Strict mode: nothing allowed it.
+        Denied = 15 => "denied", drop,
     }
+}
 
-    /// Whether packets counted under this reason are dropped (unless in
-    /// dry run).
-    pub const fn drops(self) -> bool {
-        matches!(self, OutReason::SipDenied | OutReason::Denied)
-    }
-
-    pub fn from_index(index: u32) -> Option<OutReason> {
-        OutReason::ALL.get(index as usize).copied()
-    }
-
-    pub fn from_name(name: &str) -> Option<OutReason> {
-        OutReason::ALL.into_iter().find(|r| r.name() == name)
+counter_family! {
+    /// Why the TC egress program passed or dropped an outgoing packet (strict
+    /// egress, docs/policy.md "Egress"); the index of its slot in the egress
+    /// counters map. Kept apart from [`Reason`]: the two programs count into
+    /// maps of their own.
+    pub enum OutReason, count OUT_REASON_COUNT, names prefixed "out_" {
+        /// Not IPv4/IPv6.
+        NonIp = 0 => "non_ip", pass,
+        /// To a signalling port at an allowlisted address.
+        SipAllowed = 1 => "sip_allowed", pass,
+        /// To a signalling port elsewhere (dropped).
+        SipDenied = 2 => "sip_denied", drop,
+        /// UDP to the provider's media ports.
+        RtpAllowed = 3 => "rtp_allowed", pass,
+        /// An answer to what ingress lets in: from a signalling port to an
+        /// allowlisted address, from `rtp_ports`, from a `[[strict.allow]]`
+        /// rule's ports back to its `from`, echo replies when ping is on.
+        Reply = 4 => "reply", pass,
+        /// ICMP errors, neighbour discovery, DHCP client, DNS to the
+        /// configured resolvers.
+        Essential = 5 => "essential", pass,
+        /// Matched an `[[egress.allow]]` rule.
+        RuleAllowed = 6 => "rule_allowed", pass,
+        /// A non-first fragment (its first fragment was judged by its ports).
+        Fragment = 7 => "fragment", pass,
+        /// Nothing allowed it (dropped); malformed packets too.
+        Denied = 8 => "denied", drop,
     }
 }
 

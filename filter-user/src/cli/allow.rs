@@ -5,7 +5,10 @@ use super::AllowAction;
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
-    ops::snapshot::{warn_if_stale, Snapshot},
+    ops::{
+        json,
+        snapshot::{warn_if_stale, Snapshot},
+    },
     policy::{
         allowlist::{self, Change},
         cidr,
@@ -68,8 +71,10 @@ fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let allow = att.maps.read_ruleset()?.allow;
     if json {
-        let list: Vec<String> = allow.iter().map(|n| n.to_string()).collect();
-        println!("{}", serde_json::json!({ "allow": list }));
+        let doc = json::AllowList {
+            allow: allow.iter().map(|n| n.to_string()).collect(),
+        };
+        println!("{}", json::line(&doc));
     } else if allow.is_empty() {
         println!(
             "the allowlist of {} is empty: all signalling is denied",

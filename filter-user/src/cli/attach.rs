@@ -7,7 +7,7 @@ use super::AttachMode;
 use crate::{
     error::UsageError,
     kernel::{attach, pins::PinRoot, privileges::require_root},
-    ops::{ephemeral, lockout},
+    ops::{confirm, ephemeral, lockout},
     policy::config,
 };
 
@@ -32,7 +32,7 @@ pub fn run(
     }
     require_root()?;
     let previous = match confirm {
-        Some(_) => Some(lockout::previous(root, iface)?),
+        Some(_) => Some(confirm::previous(root, iface)?),
         None => None,
     };
     let mut attached = attach::attach(root, iface, &ruleset, mode.requested(), true)?;
@@ -65,7 +65,7 @@ pub fn run(
     if let (Some(secs), Some(previous)) = (confirm, previous) {
         // The loaded object would detach its links when dropped: only the
         // pinned links keep the filter, so drop nothing but the maps use.
-        lockout::await_confirmation(root, iface, &mut attached.maps, previous, secs)?;
+        confirm::await_confirmation(root, iface, &mut attached.maps, previous, secs)?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use super::BanAction;
 use crate::{
     kernel::{pins::PinRoot, privileges::require_root},
-    ops::lockout,
+    ops::{json, lockout},
     policy::{
         banlist::{self, Change},
         cidr,
@@ -58,11 +58,16 @@ fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;
     let (_, bans) = banlist::list(root, iface)?;
     if json {
-        let list: Vec<serde_json::Value> = bans
-            .iter()
-            .map(|(net, left)| serde_json::json!({ "cidr": net.to_string(), "expires_in": left }))
-            .collect();
-        println!("{}", serde_json::json!({ "bans": list }));
+        let doc = json::BanList {
+            bans: bans
+                .iter()
+                .map(|(net, left)| json::Ban {
+                    cidr: net.to_string(),
+                    expires_in: *left,
+                })
+                .collect(),
+        };
+        println!("{}", json::line(&doc));
     } else {
         for (net, left) in &bans {
             match left {

@@ -5,7 +5,10 @@ use anyhow::Result;
 
 use crate::{
     kernel::privileges::require_root,
-    ops::check::{self, Direction, Local},
+    ops::{
+        check::{self, Direction, Local},
+        json,
+    },
     policy::config,
 };
 
@@ -29,11 +32,7 @@ pub fn run(
     let results = check::check(&frames, &ruleset, &local, direction)?;
     let note = (direction == Direction::In && ruleset.strict()).then_some(check::STRICT_NOTE);
     if json {
-        let mut out = check::to_json(&results);
-        if let Some(note) = note {
-            out["note"] = note.into();
-        }
-        println!("{out}");
+        println!("{}", json::line(&check::to_json(&results, note)));
     } else {
         print!("{}", check::to_text(&results));
         if let Some(note) = note {

@@ -7,7 +7,10 @@ use anyhow::Result;
 use crate::{
     error::{UsageError, Verdict},
     kernel::{pins::check_iface_name, privileges::require_root},
-    ops::doctor::{self, Options},
+    ops::{
+        doctor::{self, Options},
+        json,
+    },
 };
 
 pub fn run(
@@ -34,7 +37,7 @@ pub fn run(
         provider_host,
     });
     if json {
-        println!("{}", doctor::to_json(&checks));
+        println!("{}", json::line(&doctor::to_json(&checks)));
     } else {
         print!("{}", doctor::to_text(&checks));
     }

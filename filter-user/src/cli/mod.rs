@@ -47,7 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Confirm { iface } => {
             crate::kernel::privileges::require_root()?;
-            let iface = crate::ops::lockout::confirm(&root, iface.as_deref())?;
+            let iface = crate::ops::confirm::confirm(&root, iface.as_deref())?;
             println!("confirmed: the policy on {iface} stays");
             Ok(())
         }

@@ -7,6 +7,7 @@ use crate::{
     error::UsageError,
     kernel::{pins::PinRoot, privileges::require_root},
     ops::{
+        json,
         snapshot::{warn_if_stale, Snapshot},
         stats,
     },
@@ -40,7 +41,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) 
     let Some(interval) = watch else {
         let now = first;
         if json {
-            println!("{}", stats::to_json(&now));
+            println!("{}", json::line(&stats::to_json(&now)));
         } else {
             print!("{}", stats::to_text(&now, None));
         }
@@ -55,7 +56,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) 
         last = std::time::Instant::now();
         if json {
             // One JSON document per line.
-            println!("{}", stats::to_json(&now));
+            println!("{}", json::line(&stats::to_json(&now)));
         } else {
             // Redraw in place: home the cursor and clear the screen.
             print!(

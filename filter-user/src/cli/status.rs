@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 
 use crate::{
     kernel::{pins::PinRoot, privileges::require_root},
-    ops::{snapshot::Snapshot, status},
+    ops::{json, snapshot::Snapshot, status},
 };
 
 pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
@@ -25,7 +25,10 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     };
     let legacy = root.legacy();
     if json {
-        println!("{}", status::to_json(&all, &elsewhere, root, &legacy));
+        println!(
+            "{}",
+            json::line(&status::to_json(&all, &elsewhere, root, &legacy))
+        );
     } else {
         print!("{}", status::to_text(&all, &elsewhere, root, &legacy));
     }

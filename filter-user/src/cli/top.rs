@@ -1,12 +1,13 @@
 //! `sipwall top`: the sources of dropped packets with the most packets,
 //! for one drop reason (`--reason`, default sip_denied).
 use anyhow::Result;
-use filter_common::Reason;
+use filter_common::{CounterFamily as _, Reason};
 
 use crate::{
     error::UsageError,
     kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
     ops::{
+        json,
         snapshot::{warn_if_stale, Snapshot},
         stats,
     },
@@ -42,9 +43,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
     let mut sources = att.maps.drop_sources(reason)?;
     sources.truncate(n);
     if json {
-        let mut out = stats::top_json(&sources);
-        out["reason"] = reason.name().into();
-        println!("{out}");
+        println!("{}", json::line(&stats::top_json(reason, &sources)));
     } else {
         print!("{}", stats::top_text(&att.iface, reason, &sources));
     }

@@ -37,10 +37,9 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, BanEntry, Counter, DeniedBlock, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
-    FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_LEN,
-    DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, OUT_REASON_COUNT, REASON_COUNT, REPLY_CACHE_SLOTS,
-    V4_HOST_SLOTS,
+    maps as names, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey, EgressPolicy, FlowKey,
+    FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey,
+    BAN_GATE_LEN, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -116,10 +115,27 @@ const LEVEL_MAX: usize = 256;
 const SETTLED: u64 = 1;
 
 /// Counters of every reason, summed over CPUs, indexed by `Reason as usize`.
-pub type CounterSet = [Counter; REASON_COUNT as usize];
+pub type CounterSet = <Reason as CounterFamily>::Set;
 /// The egress program's counters, summed over CPUs, indexed by
 /// `OutReason as usize`.
-pub type OutCounterSet = [Counter; OUT_REASON_COUNT as usize];
+pub type OutCounterSet = <OutReason as CounterFamily>::Set;
+
+/// A program's counters map read whole: each member's slot, summed over
+/// CPUs.
+fn sum_over_cpus<F: CounterFamily>(map: &PerCpuArray<MapData, Counter>) -> Result<F::Set> {
+    let mut out = F::Set::default();
+    for &reason in F::MEMBERS {
+        let per_cpu = map
+            .get(&reason.index(), 0)
+            .with_context(|| format!("reading the {} counter", reason.name()))?;
+        let slot = &mut out.as_mut()[reason.index() as usize];
+        for c in per_cpu.iter() {
+            slot.packets += c.packets;
+            slot.bytes += c.bytes;
+        }
+    }
+    Ok(out)
+}
 
 impl Maps {
     /// Takes the maps out of a loaded object (the program keeps using them).
@@ -560,34 +576,12 @@ impl Maps {
 
     /// Counters per reason, summed over CPUs.
     pub fn counters(&self) -> Result<CounterSet> {
-        let mut out = CounterSet::default();
-        for reason in Reason::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(reason as u32), 0)
-                .with_context(|| format!("reading the {} counter", reason.name()))?;
-            for c in per_cpu.iter() {
-                out[reason as usize].packets += c.packets;
-                out[reason as usize].bytes += c.bytes;
-            }
-        }
-        Ok(out)
+        sum_over_cpus::<Reason>(&self.counters)
     }
 
     /// The egress program's counters, summed over CPUs.
     pub fn out_counters(&self) -> Result<OutCounterSet> {
-        let mut out = OutCounterSet::default();
-        for reason in OutReason::ALL {
-            let per_cpu = self
-                .out_counters
-                .get(&(reason as u32), 0)
-                .with_context(|| format!("reading the {} counter", reason.name()))?;
-            for c in per_cpu.iter() {
-                out[reason as usize].packets += c.packets;
-                out[reason as usize].bytes += c.bytes;
-            }
-        }
-        Ok(out)
+        sum_over_cpus::<OutReason>(&self.out_counters)
     }
 
     /// Denied signalling sources with their counters summed over CPUs,

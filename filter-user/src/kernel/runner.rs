@@ -3,16 +3,13 @@
 //! `sipwall check` and by the packet-table tests.
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
     Ebpf,
 };
-use filter_common::{Counter, OutReason, Reason};
+use filter_common::{Counter, CounterFamily, OutReason, Reason};
 
 use crate::{
-    kernel::{
-        maps::{CounterSet, Maps, OutCounterSet},
-        program,
-    },
+    kernel::{maps::Maps, program},
     policy::ruleset::Ruleset,
 };
 
@@ -54,35 +51,21 @@ impl Verdict {
     }
 }
 
-/// One frame's run: the verdict and every counter that changed.
+/// One frame's run: the verdict and every counter of the program's family
+/// that changed (`Reason` for the XDP program, `OutReason` for egress).
 #[derive(Clone, Debug)]
-pub struct Outcome {
+pub struct Outcome<F = Reason> {
     pub verdict: Verdict,
     /// (reason, packets and bytes added) for each counter that moved.
-    pub moved: Vec<(Reason, Counter)>,
-}
-
-impl Outcome {
-    /// The reason when exactly one counter moved by exactly one packet.
-    pub fn reason(&self) -> Option<Reason> {
-        match self.moved.as_slice() {
-            [(r, c)] if c.packets == 1 => Some(*r),
-            _ => None,
-        }
-    }
+    pub moved: Vec<(F, Counter)>,
 }
 
 /// One outgoing frame's run through the TC egress program.
-#[derive(Clone, Debug)]
-pub struct OutOutcome {
-    pub verdict: Verdict,
-    /// (reason, packets and bytes added) for each egress counter that moved.
-    pub moved: Vec<(OutReason, Counter)>,
-}
+pub type OutOutcome = Outcome<OutReason>;
 
-impl OutOutcome {
+impl<F: CounterFamily> Outcome<F> {
     /// The reason when exactly one counter moved by exactly one packet.
-    pub fn reason(&self) -> Option<OutReason> {
+    pub fn reason(&self) -> Option<F> {
         match self.moved.as_slice() {
             [(r, c)] if c.packets == 1 => Some(*r),
             _ => None,
@@ -129,24 +112,15 @@ impl Runner {
 
     /// Runs one frame through the program.
     pub fn run(&self, frame: &[u8]) -> Result<Outcome> {
-        let before = self.maps.counters()?;
-        let action = self.test_run(frame, 1)?;
-        let after = self.maps.counters()?;
-        Ok(Outcome {
-            verdict: Verdict::from_action(action),
-            moved: diff(&before, &after),
+        self.judge(Maps::counters, || {
+            Ok(Verdict::from_action(self.test_run(frame, 1)?))
         })
     }
 
     /// Runs one frame `repeat` times in the kernel and returns the action
     /// and the mean time per run in nanoseconds.
     pub fn time(&self, frame: &[u8], repeat: u32) -> Result<(u32, f64)> {
-        let prog = program::program(&self.ebpf)?;
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.repeat = repeat;
-        let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
-        Ok((r.return_value, r.duration.as_nanos() as f64))
+        timed_run(program::program(&self.ebpf)?, frame, repeat).context("BPF_PROG_TEST_RUN")
     }
 
     /// The loaded XDP program (the bench hands it frames by tail call).
@@ -154,25 +128,39 @@ impl Runner {
         program::program(&self.ebpf)
     }
 
+    /// The loaded TC egress program (the complexity test reads its figures).
+    pub fn egress_program(&self) -> Result<&SchedClassifier> {
+        program::egress(&self.ebpf)
+    }
+
     /// Runs one outgoing frame through the TC egress program; returns its
     /// action (-1: hand on) and the mean time per run in nanoseconds.
     pub fn egress(&self, frame: &[u8], repeat: u32) -> Result<(i32, f64)> {
-        let prog = program::egress(&self.ebpf)?;
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.repeat = repeat;
-        let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN on TC")?;
-        Ok((r.return_value as i32, r.duration.as_nanos() as f64))
+        let (action, ns) = timed_run(program::egress(&self.ebpf)?, frame, repeat)
+            .context("BPF_PROG_TEST_RUN on TC")?;
+        Ok((action as i32, ns))
     }
 
     /// Runs one outgoing frame through the TC egress program.
     pub fn run_out(&self, frame: &[u8]) -> Result<OutOutcome> {
-        let before = self.maps.out_counters()?;
-        let (action, _) = self.egress(frame, 1)?;
-        let after = self.maps.out_counters()?;
-        Ok(OutOutcome {
-            verdict: Verdict::from_tc_action(action),
-            moved: diff_out(&before, &after),
+        self.judge(Maps::out_counters, || {
+            Ok(Verdict::from_tc_action(self.egress(frame, 1)?.0))
+        })
+    }
+
+    /// Runs a frame with `run`, and tells which counters of the family
+    /// `read` reads it moved.
+    fn judge<F: CounterFamily>(
+        &self,
+        read: fn(&Maps) -> Result<F::Set>,
+        run: impl FnOnce() -> Result<Verdict>,
+    ) -> Result<Outcome<F>> {
+        let before = read(&self.maps)?;
+        let verdict = run()?;
+        let after = read(&self.maps)?;
+        Ok(Outcome {
+            verdict,
+            moved: diff(&before, &after),
         })
     }
 
@@ -181,29 +169,26 @@ impl Runner {
     }
 }
 
-fn diff(before: &CounterSet, after: &CounterSet) -> Vec<(Reason, Counter)> {
-    Reason::ALL
-        .into_iter()
-        .filter_map(|r| {
-            let (b, a) = (before[r as usize], after[r as usize]);
-            (a != b).then(|| {
-                (
-                    r,
-                    Counter {
-                        packets: a.packets.wrapping_sub(b.packets),
-                        bytes: a.bytes.wrapping_sub(b.bytes),
-                    },
-                )
-            })
-        })
-        .collect()
+/// Runs `frame` through a program `repeat` times (BPF_PROG_TEST_RUN):
+/// its return value and the mean time per run in nanoseconds.
+fn timed_run<P>(prog: &P, frame: &[u8], repeat: u32) -> Result<(u32, f64)>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.repeat = repeat;
+    let r = prog.test_run(opts)?;
+    Ok((r.return_value, r.duration.as_nanos() as f64))
 }
 
-fn diff_out(before: &OutCounterSet, after: &OutCounterSet) -> Vec<(OutReason, Counter)> {
-    OutReason::ALL
-        .into_iter()
-        .filter_map(|r| {
-            let (b, a) = (before[r as usize], after[r as usize]);
+/// The counters that moved between two readings of one family.
+fn diff<F: CounterFamily>(before: &F::Set, after: &F::Set) -> Vec<(F, Counter)> {
+    F::MEMBERS
+        .iter()
+        .filter_map(|&r| {
+            let slot = r.index() as usize;
+            let (b, a) = (before.as_ref()[slot], after.as_ref()[slot]);
             (a != b).then(|| {
                 (
                     r,

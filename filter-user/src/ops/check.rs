@@ -3,19 +3,18 @@
 //! the reason read from the counter it moved.
 use std::{net::IpAddr, path::Path};
 
+use crate::{
+    error::UsageError,
+    kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
+    ops::json,
+    policy::{input, ruleset::Ruleset},
+};
 use anyhow::{Context as _, Result};
-use filter_common::{OutReason, Reason};
+use filter_common::{CounterFamily, OutReason, Reason};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
     DataLink,
-};
-use serde_json::json;
-
-use crate::{
-    error::UsageError,
-    kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
-    policy::{input, ruleset::Ruleset},
 };
 
 /// One frame of a capture: the bytes captured, and the frame's length on
@@ -313,101 +312,90 @@ pub fn check(
         .collect()
 }
 
-pub fn to_json(results: &[Checked]) -> serde_json::Value {
-    let packets: Vec<_> = results
+/// `check --json`; `note` is strict mode's (`STRICT_NOTE`).
+pub fn to_json(results: &[Checked], note: Option<&str>) -> json::Check {
+    let packets = results
         .iter()
-        .map(|c| match &c.result {
-            Judged::Ran(verdict, reason) => json!({
-                "index": c.index, "verdict": verdict.name(), "reason": reason.name(), "len": c.len,
-            }),
-            Judged::RanOut(verdict, reason) => json!({
-                "index": c.index, "verdict": verdict.name(), "reason": reason.name(), "len": c.len,
-            }),
-            Judged::Outbound => json!({
-                "index": c.index, "verdict": "outbound", "reason": "outbound", "len": c.len,
-            }),
-            Judged::Inbound => json!({
-                "index": c.index, "verdict": "inbound", "reason": "inbound", "len": c.len,
-            }),
-            Judged::NotRun(e) => json!({"index": c.index, "verdict": "error", "reason": null, "len": c.len, "error": e}),
-        })
-        .zip(results)
-        .map(|(mut packet, c)| {
-            if let Some(wire) = c.truncated_from {
-                packet["truncated"] = true.into();
-                packet["wire_len"] = wire.into();
+        .map(|c| {
+            let (verdict, reason) = match &c.result {
+                Judged::Ran(verdict, reason) => (verdict.name(), Some(reason.name())),
+                Judged::RanOut(verdict, reason) => (verdict.name(), Some(reason.name())),
+                Judged::Outbound => ("outbound".into(), Some("outbound")),
+                Judged::Inbound => ("inbound".into(), Some("inbound")),
+                Judged::NotRun(_) => ("error".into(), None),
+            };
+            json::CheckedPacket {
+                index: c.index,
+                verdict,
+                reason: reason.map(String::from),
+                len: c.len,
+                error: match &c.result {
+                    Judged::NotRun(e) => Some(e.clone()),
+                    _ => None,
+                },
+                truncated: c.truncated_from.map(|_| true),
+                wire_len: c.truncated_from,
             }
-            packet
         })
         .collect();
-    json!({ "packets": packets, "summary": summary_counts(results) })
+    json::Check {
+        packets,
+        summary: summary_counts(results),
+        note: note.map(String::from),
+    }
 }
 
-/// Packets per reason (and errors), for the closing summary.
-fn summary_counts(results: &[Checked]) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("total".into(), results.len().into());
-    for verdict in ["pass", "drop"] {
-        let n = results
-            .iter()
-            .filter(|c| match &c.result {
-                Judged::Ran(v, _) | Judged::RanOut(v, _) => v.name() == verdict,
-                _ => false,
-            })
-            .count();
-        m.insert(verdict.into(), n.into());
-    }
-    m.insert(
-        "outbound".into(),
+/// Packets per verdict and per reason, for the closing summary.
+fn summary_counts(results: &[Checked]) -> json::CheckSummary {
+    let count = |pick: fn(&Checked) -> bool| results.iter().filter(|c| pick(c)).count();
+    let verdict = |want: Verdict| {
         results
             .iter()
-            .filter(|c| matches!(c.result, Judged::Outbound))
+            .filter(|c| matches!(c.result, Judged::Ran(v, _) | Judged::RanOut(v, _) if v == want))
             .count()
-            .into(),
-    );
-    let inbound = results
+    };
+    let inbound = count(|c| matches!(c.result, Judged::Inbound));
+    let ran_out = results
         .iter()
-        .filter(|c| matches!(c.result, Judged::Inbound))
-        .count();
-    if inbound > 0 {
-        m.insert("inbound".into(), inbound.into());
+        .any(|c| matches!(c.result, Judged::RanOut(..)));
+    json::CheckSummary {
+        total: results.len(),
+        pass: verdict(Verdict::Pass),
+        drop: verdict(Verdict::Drop),
+        error: count(|c| matches!(c.result, Judged::NotRun(_))),
+        outbound: count(|c| matches!(c.result, Judged::Outbound)),
+        truncated: count(|c| c.truncated_from.is_some()),
+        inbound: (inbound > 0).then_some(inbound),
+        reasons: json::ReasonTally {
+            ingress: count_reasons::<Reason>(results, |j| match j {
+                Judged::Ran(_, r) => Some(*r),
+                _ => None,
+            }),
+            egress: ran_out.then(|| {
+                count_reasons::<OutReason>(results, |j| match j {
+                    Judged::RanOut(_, r) => Some(*r),
+                    _ => None,
+                })
+            }),
+        },
     }
-    m.insert(
-        "truncated".into(),
-        results
-            .iter()
-            .filter(|c| c.truncated_from.is_some())
-            .count()
-            .into(),
-    );
-    m.insert(
-        "error".into(),
-        results
-            .iter()
-            .filter(|c| matches!(c.result, Judged::NotRun(_)))
-            .count()
-            .into(),
-    );
-    for reason in Reason::ALL {
-        let n = results
-            .iter()
-            .filter(|c| matches!(&c.result, Judged::Ran(_, r) if *r == reason))
-            .count();
-        m.insert(reason.name().into(), n.into());
-    }
-    if results
+}
+
+/// How many packets each member of a counter family judged.
+fn count_reasons<F: CounterFamily>(
+    results: &[Checked],
+    reason_of: fn(&Judged) -> Option<F>,
+) -> Vec<(F, usize)> {
+    F::MEMBERS
         .iter()
-        .any(|c| matches!(c.result, Judged::RanOut(..)))
-    {
-        for reason in OutReason::ALL {
+        .map(|&reason| {
             let n = results
                 .iter()
-                .filter(|c| matches!(&c.result, Judged::RanOut(_, r) if *r == reason))
+                .filter(|c| reason_of(&c.result) == Some(reason))
                 .count();
-            m.insert(reason.name().into(), n.into());
-        }
-    }
-    m
+            (reason, n)
+        })
+        .collect()
 }
 
 pub fn to_text(results: &[Checked]) -> String {
@@ -454,33 +442,31 @@ pub fn to_text(results: &[Checked]) -> String {
     let s = summary_counts(results);
     out += &format!(
         "\n{} packets: {} pass, {} drop, {} not run",
-        s["total"], s["pass"], s["drop"], s["error"]
+        s.total, s.pass, s.drop, s.error
     );
-    if s["outbound"].as_u64() != Some(0) {
-        out += &format!(
-            ", {} outbound (sent by this host, not judged)",
-            s["outbound"]
-        );
+    if s.outbound != 0 {
+        out += &format!(", {} outbound (sent by this host, not judged)", s.outbound);
     }
-    if s["truncated"].as_u64() != Some(0) {
+    if s.truncated != 0 {
         out += &format!(
             ", {} truncated (cut by the capture's snap length, judged on the bytes captured)",
-            s["truncated"]
+            s.truncated
         );
     }
-    if s.contains_key("inbound") {
-        out += &format!(
-            ", {} inbound (not sent by this host, not judged)",
-            s["inbound"]
-        );
+    if let Some(inbound) = s.inbound {
+        out += &format!(", {inbound} inbound (not sent by this host, not judged)");
     }
-    let names = Reason::ALL
+    let ingress = s.reasons.ingress.iter().map(|(r, n)| (r.name(), *n));
+    let egress = s
+        .reasons
+        .egress
         .iter()
-        .map(|r| r.name())
-        .chain(OutReason::ALL.iter().map(|r| r.name()));
-    let by_reason: Vec<String> = names
-        .filter(|name| s.get(*name).is_some_and(|n| n.as_u64() != Some(0)))
-        .map(|name| format!("{name} {}", s[name]))
+        .flatten()
+        .map(|(r, n)| (r.name(), *n));
+    let by_reason: Vec<String> = ingress
+        .chain(egress)
+        .filter(|(_, n)| *n != 0)
+        .map(|(name, n)| format!("{name} {n}"))
         .collect();
     if !by_reason.is_empty() {
         out += &format!(" ({})", by_reason.join(", "));

@@ -8,12 +8,9 @@ use std::{
     time::Duration,
 };
 
-use filter_common::{maps as map_names, Reason};
-use ipnet::IpNet;
-use serde_json::{json, Value};
-
 use super::{
     ephemeral::{self, Ephemeral},
+    json,
     snapshot::Snapshot,
 };
 use crate::{
@@ -24,6 +21,8 @@ use crate::{
     },
     policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING},
 };
+use filter_common::{maps as map_names, Reason};
+use ipnet::IpNet;
 
 /// The provider's signalling hostname (docs/policy.md).
 pub const DEFAULT_PROVIDER_HOST: &str = "sip.vapi.ai";
@@ -932,19 +931,19 @@ pub fn worst(checks: &[Check]) -> Level {
     checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok)
 }
 
-pub fn to_json(checks: &[Check]) -> Value {
-    let list: Vec<Value> = checks
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "status": c.level.name(),
-                "summary": c.summary,
-                "action": c.action,
+pub fn to_json(checks: &[Check]) -> json::Doctor {
+    json::Doctor {
+        checks: checks
+            .iter()
+            .map(|c| json::DoctorCheck {
+                name: c.name.into(),
+                status: c.level.name().into(),
+                summary: c.summary.clone(),
+                action: c.action.clone(),
             })
-        })
-        .collect();
-    json!({ "checks": list, "worst": worst(checks).name() })
+            .collect(),
+        worst: worst(checks).name().into(),
+    }
 }
 
 pub fn to_text(checks: &[Check]) -> String {

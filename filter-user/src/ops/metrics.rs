@@ -1,10 +1,10 @@
 //! Prometheus text exposition (docs/metrics.md); `ops::http` serves it.
 use std::fmt::Write as _;
 
-use filter_common::{OutReason, Reason};
+use filter_common::{Counter, OutReason, Reason};
 use ipnet::IpNet;
 
-use super::{process::ProcessStats, snapshot::Snapshot};
+use super::{counters, process::ProcessStats, snapshot::Snapshot};
 use crate::kernel::maps::monotonic_ns;
 
 /// The exposition of every snapshot. Counters and allowlist sizes are
@@ -18,65 +18,29 @@ pub fn render(samples: &[Snapshot]) -> String {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         rows(&mut out);
     };
+    // Every counter of both programs, once as packets and once as bytes.
+    let per_reason = |metric: &str, pick: fn(Counter) -> u64, o: &mut String| {
+        for s in samples {
+            let Some(counters) = &s.counters else {
+                continue;
+            };
+            counters::series::<Reason>(o, metric, &s.iface, "in", counters, pick);
+            // The TC egress program's decisions (strict egress).
+            let Some(out) = &s.out_counters else { continue };
+            counters::series::<OutReason>(o, metric, &s.iface, "out", out, pick);
+        }
+    };
     family(
         "sipwall_packets_total",
         "Packets judged by the XDP filter (direction=\"in\") and the TC egress program (direction=\"out\"), by reason.",
         "counter",
-        &mut |o| {
-            for s in samples {
-                let Some(counters) = s.counters else { continue };
-                for r in Reason::ALL {
-                    let _ = writeln!(
-                        o,
-                        "sipwall_packets_total{{iface=\"{}\",direction=\"in\",reason=\"{}\"}} {}",
-                        s.iface,
-                        r.name(),
-                        counters[r as usize].packets
-                    );
-                }
-                // The TC egress program's decisions (strict egress).
-                let Some(out) = s.out_counters else { continue };
-                for r in OutReason::ALL {
-                    let _ = writeln!(
-                        o,
-                        "sipwall_packets_total{{iface=\"{}\",direction=\"out\",reason=\"{}\"}} {}",
-                        s.iface,
-                        r.name(),
-                        out[r as usize].packets
-                    );
-                }
-            }
-        },
+        &mut |o| per_reason("sipwall_packets_total", |c| c.packets, o),
     );
     family(
         "sipwall_bytes_total",
         "Bytes (frame length) judged by the XDP filter (direction=\"in\") and the TC egress program (direction=\"out\"), by reason.",
         "counter",
-        &mut |o| {
-            for s in samples {
-                let Some(counters) = s.counters else { continue };
-                for r in Reason::ALL {
-                    let _ = writeln!(
-                        o,
-                        "sipwall_bytes_total{{iface=\"{}\",direction=\"in\",reason=\"{}\"}} {}",
-                        s.iface,
-                        r.name(),
-                        counters[r as usize].bytes
-                    );
-                }
-                // The TC egress program's decisions (strict egress).
-                let Some(out) = s.out_counters else { continue };
-                for r in OutReason::ALL {
-                    let _ = writeln!(
-                        o,
-                        "sipwall_bytes_total{{iface=\"{}\",direction=\"out\",reason=\"{}\"}} {}",
-                        s.iface,
-                        r.name(),
-                        out[r as usize].bytes
-                    );
-                }
-            }
-        },
+        &mut |o| per_reason("sipwall_bytes_total", |c| c.bytes, o),
     );
     family(
         "sipwall_allowlist_entries",

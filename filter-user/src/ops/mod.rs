@@ -2,9 +2,12 @@
 //! `stats`, `status` and metrics), the `run` service (with its HTTP server
 //! and the watch on its configuration file), and pcap replay.
 pub mod check;
+pub mod confirm;
+pub mod counters;
 pub mod doctor;
 pub mod ephemeral;
 pub mod http;
+pub mod json;
 pub mod lockout;
 pub mod metrics;
 pub mod process;

@@ -29,7 +29,10 @@ use super::{
 use crate::{
     error::UsageError,
     kernel::{attach, maps::Maps, pins::PinRoot},
-    ops::{ephemeral, lockout},
+    ops::{
+        confirm::{self, Pending, State},
+        ephemeral, lockout,
+    },
     policy::{config, ruleset::Ruleset},
 };
 
@@ -101,7 +104,7 @@ impl Service {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let previous = match self.confirm {
-            Some(_) => Some(lockout::previous(&root, &self.iface)?),
+            Some(_) => Some(confirm::previous(&root, &self.iface)?),
             None => None,
         };
         // The file's bytes as last read, so that a change of something else
@@ -156,17 +159,12 @@ impl Service {
         // --confirm: the token `sipwall confirm` answers, and when to give up.
         let mut pending = match (self.confirm, previous) {
             (Some(secs), Some(previous)) => {
-                let token = lockout::token();
-                maps.set_confirm_pending(token)?;
+                let pending = Pending::arm(&self.iface, &mut maps, previous, secs)?;
                 eprintln!(
                     "sipwall: run `sipwall confirm -i {}` within {secs} s, or the policy is rolled back",
                     self.iface
                 );
-                Some((
-                    token,
-                    tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
-                    previous,
-                ))
+                Some(pending)
             }
             _ => None,
         };
@@ -207,21 +205,35 @@ impl Service {
                     }
                 }
                 _ = tick.tick(), if pending.is_some() => {
-                    let Some((token, deadline, _)) = &pending else { continue };
-                    if maps.confirmed(*token).unwrap_or(false) {
-                        let _ = maps.set_confirm_pending(0);
-                        eprintln!("sipwall: confirmed; the policy on {} stays", self.iface);
-                        pending = None;
-                    } else if tokio::time::Instant::now() >= *deadline {
-                        let Some((_, _, previous)) = pending.take() else { continue };
-                        match self.roll_back(&root, &mut maps, previous, "no confirmation in time") {
-                            Ok(true) => {}
-                            Ok(false) => break Err(anyhow::anyhow!(
-                                "no confirmation in time: rolled back (detached from {})",
+                    let state = match &pending {
+                        Some(waiting) => waiting.poll(&maps, false),
+                        None => continue,
+                    };
+                    if matches!(state, State::Waiting(_)) {
+                        continue;
+                    }
+                    let Some(waited) = pending.take() else { continue };
+                    if state == State::Confirmed {
+                        match waited.keep(&mut maps) {
+                            Ok(said) => eprintln!("{said}"),
+                            Err(e) => eprintln!(
+                                "sipwall: confirmed on {}, but clearing the confirmation failed: {e:#}",
                                 self.iface
-                            )),
-                            Err(e) => break Err(e),
+                            ),
                         }
+                        continue;
+                    }
+                    let why = "no confirmation in time";
+                    match waited.roll_back(&root, &mut maps, why) {
+                        Ok((true, said)) => eprintln!("{said}"),
+                        Ok((false, said)) => {
+                            eprintln!("{said}");
+                            break Err(anyhow::anyhow!(
+                                "{why}: rolled back (detached from {})",
+                                self.iface
+                            ));
+                        }
+                        Err(e) => break Err(e),
                     }
                 }
                 // Stopped while a confirmation is awaited: the unconfirmed
@@ -251,53 +263,16 @@ impl Service {
         outcome
     }
 
-    /// Installs the policy from before the unconfirmed one, or detaches
-    /// when there was none (even with `keep_attached`: nothing was there
-    /// before, so nothing stays). Whether the filter is still attached.
-    fn roll_back(
-        &self,
-        root: &PinRoot,
-        maps: &mut Maps,
-        previous: lockout::Previous,
-        why: &str,
-    ) -> Result<bool> {
-        let _ = maps.set_confirm_pending(0);
-        match previous {
-            lockout::Previous::Policy(ruleset) => {
-                root.lock()
-                    .and_then(|_lock| maps.install(&ruleset))
-                    .context("rolling back the unconfirmed policy")?;
-                eprintln!(
-                    "sipwall: {why}: rolled back to the previous policy ({})",
-                    ruleset.summary()
-                );
-                Ok(true)
-            }
-            lockout::Previous::Nothing => {
-                attach::detach(root, &self.iface).context("rolling back the unconfirmed policy")?;
-                eprintln!(
-                    "sipwall: {why}: rolled back: detached from {} (nothing was attached before)",
-                    self.iface
-                );
-                Ok(false)
-            }
-        }
-    }
-
     /// SIGTERM or SIGINT: a clean stop, unless a confirmation was still
     /// awaited; then the policy is rolled back first and the service fails
     /// (exit 1), as `attach --confirm` does.
-    fn stop(
-        &self,
-        root: &PinRoot,
-        maps: &mut Maps,
-        pending: Option<(u64, tokio::time::Instant, lockout::Previous)>,
-    ) -> Result<()> {
-        let Some((_, _, previous)) = pending else {
+    fn stop(&self, root: &PinRoot, maps: &mut Maps, pending: Option<Pending>) -> Result<()> {
+        let Some(pending) = pending else {
             return Ok(());
         };
         let why = "stopped before a confirmation";
-        self.roll_back(root, maps, previous, why)?;
+        let (_, said) = pending.roll_back(root, maps, why)?;
+        eprintln!("{said}");
         Err(anyhow::anyhow!(
             "{why}: the policy on {} was rolled back",
             self.iface

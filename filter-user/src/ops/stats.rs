@@ -3,9 +3,12 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use filter_common::{Counter, OutReason, Reason};
-use serde_json::{json, Value};
 
-use super::snapshot::Snapshot;
+use super::{
+    counters::{self, Counters},
+    json,
+    snapshot::Snapshot,
+};
 use crate::kernel::maps::CounterSet;
 
 /// What `stats` shows of a snapshot: its counters, and whether it drops.
@@ -16,33 +19,24 @@ fn readings(s: &Snapshot) -> (CounterSet, bool) {
     )
 }
 
-pub fn to_json(all: &[Snapshot]) -> Value {
-    let interfaces: Vec<Value> = all
+pub fn to_json(all: &[Snapshot]) -> json::Stats {
+    let interfaces = all
         .iter()
         .map(|i| {
             let (now, dry_run) = readings(i);
-            let mut counters = serde_json::Map::new();
-            for r in Reason::ALL {
-                let c = now[r as usize];
-                counters.insert(
-                    r.name().into(),
-                    json!({"packets": c.packets, "bytes": c.bytes}),
-                );
+            json::StatsInterface {
+                iface: i.iface.clone(),
+                mode: i.mode.into(),
+                dry_run,
+                counters: Counters(now),
+                egress: json::EgressCounters {
+                    mode: egress_mode(i).into(),
+                    counters: Counters(i.out_counters.unwrap_or_default()),
+                },
             }
-            let out_now = i.out_counters.unwrap_or_default();
-            let mut out_counters = serde_json::Map::new();
-            for r in OutReason::ALL {
-                let c = out_now[r as usize];
-                out_counters.insert(
-                    r.name().into(),
-                    json!({"packets": c.packets, "bytes": c.bytes}),
-                );
-            }
-            json!({"iface": i.iface, "mode": i.mode, "dry_run": dry_run, "counters": counters,
-                   "egress": {"mode": egress_mode(i), "counters": out_counters}})
         })
         .collect();
-    json!({ "interfaces": interfaces })
+    json::Stats { interfaces }
 }
 
 /// `[egress] mode` of a snapshot ("open" when it could not be read).
@@ -77,72 +71,34 @@ pub fn to_text(all: &[Snapshot], rates: Option<(&[Snapshot], f64)>) -> String {
         }
         out.push('\n');
         let prev = rates.map(|(prev, secs)| (prev.get(n), secs));
-        for r in Reason::ALL {
-            let before = prev.map(|(p, secs)| {
-                let c = p.map(|p| readings(p).0[r as usize]).unwrap_or_default();
-                (c, secs)
-            });
-            row(
-                &mut out,
-                r.name(),
-                r.drops() && !dry_run,
-                now[r as usize],
-                before,
-            );
-        }
+        let before = prev.map(|(p, secs)| (p.map(|p| readings(p).0).unwrap_or_default(), secs));
+        counters::rows::<Reason>(&mut out, &now, before, dry_run);
         // The egress program's table, when it judges (strict egress) or
         // has judged since the counters began.
         let out_now = i.out_counters.unwrap_or_default();
         if egress_mode(i) == "strict" || out_now.iter().any(|c| c.packets != 0) {
             let _ = writeln!(out, "  outgoing ({} egress)", egress_mode(i));
-            for r in OutReason::ALL {
-                let before = prev.map(|(p, secs)| {
-                    let c = p
-                        .and_then(|p| p.out_counters)
-                        .map(|o| o[r as usize])
-                        .unwrap_or_default();
-                    (c, secs)
-                });
-                row(
-                    &mut out,
-                    r.name(),
-                    r.drops() && !dry_run,
-                    out_now[r as usize],
-                    before,
-                );
-            }
+            let before =
+                prev.map(|(p, secs)| (p.and_then(|p| p.out_counters).unwrap_or_default(), secs));
+            counters::rows::<OutReason>(&mut out, &out_now, before, dry_run);
         }
     }
     out
 }
 
-/// One counter's line; with `before` (the previous reading and seconds
-/// elapsed), its per-second rates too.
-fn row(out: &mut String, name: &str, drops: bool, c: Counter, before: Option<(Counter, f64)>) {
-    let verdict = if drops { "drop" } else { "pass" };
-    let _ = write!(
-        out,
-        "  {:<16} {:>7} {:>14} {:>16}",
-        name, verdict, c.packets, c.bytes
-    );
-    if let Some((p, secs)) = before {
-        let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs.max(1e-9);
-        let _ = write!(
-            out,
-            " {:>12.1} {:>14.1}",
-            rate(c.packets, p.packets),
-            rate(c.bytes, p.bytes)
-        );
+/// `top --json`: the sources of `reason`'s drops.
+pub fn top_json(reason: Reason, sources: &[(IpAddr, Counter)]) -> json::Top {
+    json::Top {
+        sources: sources
+            .iter()
+            .map(|(a, c)| json::TopSource {
+                addr: a.to_string(),
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect(),
+        reason: reason.name().into(),
     }
-    out.push('\n');
-}
-
-pub fn top_json(sources: &[(IpAddr, Counter)]) -> Value {
-    let list: Vec<Value> = sources
-        .iter()
-        .map(|(a, c)| json!({"addr": a.to_string(), "packets": c.packets, "bytes": c.bytes}))
-        .collect();
-    json!({ "sources": list })
 }
 
 pub fn top_text(iface: &str, reason: Reason, sources: &[(IpAddr, Counter)]) -> String {

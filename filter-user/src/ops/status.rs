@@ -2,9 +2,8 @@
 //! [`Snapshot::gather`]), for people and for programs. Attachments of other
 //! network namespaces are listed as such, never checked from here.
 use filter_common::{OutReason, Reason};
-use serde_json::{json, Value};
 
-use super::snapshot::Snapshot;
+use super::{json, snapshot::Snapshot};
 use crate::kernel::pins::{Elsewhere, PinRoot};
 
 /// What the counters say the operator should change, one line each.
@@ -43,56 +42,55 @@ pub fn to_json(
     elsewhere: &[Elsewhere],
     root: &PinRoot,
     legacy: &[String],
-) -> Value {
-    let list: Vec<Value> = all
+) -> json::Status {
+    use crate::policy::ruleset::compile_rules;
+    let interfaces = all
         .iter()
         .map(|s| {
             let r = s.ruleset.as_ref();
-            json!({
-                "iface": s.iface,
-                "attached": s.attached,
-                "mode": s.mode,
-                "program_id": s.program_id,
-                "dry_run": r.map(|r| r.dry_run),
-                "allowlist_entries": r.map(|r| r.allow.len()),
-                "signalling_ports": r.map(|r| r.sig_ports.clone()),
-                "rtp_ports": r.map(|r| format!("{}-{}", r.rtp.0, r.rtp.1)),
-                "provider_rtp_ports": r.map(|r| format!("{}-{}", r.provider_rtp.0, r.provider_rtp.1)),
-                "policy_mode": r.map(|r| r.mode.name()),
-                "strict_rules": r.map(|r| crate::policy::ruleset::compile_rules(&r.rules).len()),
-                "egress_mode": r.map(|r| r.egress.mode.name()),
-                "egress_rules": r.map(|r| crate::policy::ruleset::compile_rules(&r.egress.rules).len()),
-                "egress_dns": r.map(|r| r.egress.dns.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
-                "hints": hints(s),
-                "policy": r.map(|r| r.summary()),
-                "problems": s.problems,
-            })
+            json::StatusInterface {
+                iface: s.iface.clone(),
+                attached: s.attached,
+                mode: s.mode.into(),
+                program_id: s.program_id,
+                dry_run: r.map(|r| r.dry_run),
+                allowlist_entries: r.map(|r| r.allow.len()),
+                signalling_ports: r.map(|r| r.sig_ports.clone()),
+                rtp_ports: r.map(|r| format!("{}-{}", r.rtp.0, r.rtp.1)),
+                provider_rtp_ports: r.map(|r| format!("{}-{}", r.provider_rtp.0, r.provider_rtp.1)),
+                policy_mode: r.map(|r| r.mode.name().into()),
+                strict_rules: r.map(|r| compile_rules(&r.rules).len()),
+                egress_mode: r.map(|r| r.egress.mode.name().into()),
+                egress_rules: r.map(|r| compile_rules(&r.egress.rules).len()),
+                egress_dns: r.map(|r| r.egress.dns.iter().map(|n| n.to_string()).collect()),
+                hints: hints(s),
+                policy: r.map(|r| r.summary()),
+                problems: s.problems.clone(),
+            }
         })
-        .collect();
-    let others: Vec<Value> = elsewhere
-        .iter()
-        .map(|e| {
-            json!({
-                "iface": e.iface,
-                "netns": e.netns.0,
-                "netns_name": e.netns.name(),
-            })
-        })
-        .collect();
-    let legacy: Vec<Value> = legacy
-        .iter()
-        .map(|iface| json!({ "iface": iface, "dir": root.path().join(iface) }))
         .collect();
     // Keys only when there is something to say: with nothing elsewhere the
     // document stays exactly what it always was.
-    let mut doc = json!({ "interfaces": list });
-    if !others.is_empty() {
-        doc["other_netns"] = others.into();
+    let other_netns = elsewhere
+        .iter()
+        .map(|e| json::OtherNetns {
+            iface: e.iface.clone(),
+            netns: e.netns.0,
+            netns_name: e.netns.name(),
+        })
+        .collect();
+    let legacy_pins = legacy
+        .iter()
+        .map(|iface| json::LegacyPins {
+            iface: iface.clone(),
+            dir: root.path().join(iface),
+        })
+        .collect();
+    json::Status {
+        interfaces,
+        other_netns,
+        legacy_pins,
     }
-    if !legacy.is_empty() {
-        doc["legacy_pins"] = legacy.into();
-    }
-    doc
 }
 
 pub fn to_text(
