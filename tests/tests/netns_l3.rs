@@ -1,0 +1,296 @@
+//! A real TUN device (an interface without a link header) in the lab's
+//! PBX namespace: frames written to its file descriptor are what the
+//! kernel receives on it. sipwall attached there, in guard and in strict
+//! mode, keeps a stranger's SIP from a socket on :5060 and lets the
+//! provider's through; a link type it cannot read is refused. Needs root.
+use std::{
+    fs::File,
+    io::Write as _,
+    net::{Ipv4Addr, Ipv6Addr, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _},
+    time::Duration,
+};
+
+use serde_json::Value;
+use sipwall::lab::Host;
+use sipwall_tests::{netns::TestLab, packet::Frame};
+
+const TUN: &str = "swtun0";
+const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const TUN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 1);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+const STRANGER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 9);
+const PROVIDER: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
+const PROVIDER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 5, 0, 0, 0, 0, 9);
+const SIP: &[u8] = b"OPTIONS sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.9\r\n\r\n";
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETLINK: libc::c_ulong = 0x4004_54cd;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// Opens a new TUN device `name` in this thread's network namespace; with
+/// `link_type`, gives it that link type (TUNSETLINK, before it is up).
+fn open_tun(name: &str, link_type: Option<libc::c_int>) -> File {
+    // SAFETY: open(2) of a constant path; the result is checked.
+    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    assert!(
+        fd >= 0,
+        "opening /dev/net/tun: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a descriptor just opened, owned by the File from here on.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zeroes are valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI;
+    // SAFETY: TUNSETIFF reads the name and flags from `req`, which outlives
+    // the call.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
+    assert!(
+        rc == 0,
+        "TUNSETIFF {name}: {}",
+        std::io::Error::last_os_error()
+    );
+    if let Some(link_type) = link_type {
+        // SAFETY: TUNSETLINK takes the link type as its argument.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETLINK, link_type as libc::c_ulong) };
+        assert!(
+            rc == 0,
+            "TUNSETLINK {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    file
+}
+
+/// The one's-complement sum of `data` folded to 16 bits.
+fn fold(mut sum: u32, data: &[u8]) -> u32 {
+    for pair in data.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// A UDP datagram to :5060 as an L3 device receives it (no link header),
+/// with a valid UDP checksum (IPv6 requires one).
+fn sip_datagram(src: std::net::IpAddr, dst: std::net::IpAddr) -> Vec<u8> {
+    let mut frame = match (src, dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => Frame::ipv4(s, d),
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => Frame::ipv6(s, d),
+        _ => panic!("mixed families"),
+    }
+    .udp(40123, 5060)
+    .payload(SIP)
+    .l3()
+    .build();
+    let (l4, pseudo) = match (src, dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            let udp_len = frame.len() - 20;
+            let mut p = [s.octets(), d.octets()].concat();
+            p.extend_from_slice(&[0, 17]);
+            p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+            (20, p)
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            let udp_len = frame.len() - 40;
+            let mut p = [s.octets(), d.octets()].concat();
+            p.extend_from_slice(&(udp_len as u32).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 17]);
+            (40, p)
+        }
+        _ => unreachable!(),
+    };
+    frame[l4 + 6] = 0;
+    frame[l4 + 7] = 0;
+    let sum = !(fold(fold(0, &pseudo), &frame[l4..]) as u16);
+    let sum = if sum == 0 { 0xffff } else { sum };
+    frame[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+/// Whether `socket` receives a datagram within a second.
+fn received(socket: &UdpSocket) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("read timeout");
+    let mut buf = [0u8; 2048];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+fn drain(socket: &UdpSocket) {
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    while socket.recv_from(&mut buf).is_ok() {}
+    socket.set_nonblocking(false).expect("blocking");
+}
+
+fn counter(lab: &TestLab, name: &str) -> u64 {
+    let text = lab.sipwall_ok(&["stats", "-i", TUN, "--json"]);
+    let json: Value = serde_json::from_str(&text).expect("stats --json");
+    json["interfaces"][0]["counters"][name]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}: {text}"))
+}
+
+/// Detaches from the TUN device when the test ends, also on failure.
+struct Detach<'a>(&'a TestLab);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.sipwall(&["detach", "-i", TUN]);
+    }
+}
+
+#[test]
+fn a_strangers_sip_through_a_tun_device_never_reaches_the_socket() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let mut tun = lab
+        .in_ns(Host::Pbx, || open_tun(TUN, None))
+        .expect("entering the PBX");
+    for argv in [
+        vec!["ip", "link", "set", TUN, "up"],
+        vec!["ip", "addr", "add", "198.51.100.1/24", "dev", TUN],
+        vec![
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            TUN,
+            "nodad",
+        ],
+        // The provider's address arrives through the tunnel here, not
+        // through the lab's uplink: no reverse-path check.
+        vec!["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"],
+        vec!["sysctl", "-qw", &format!("net.ipv4.conf.{TUN}.rp_filter=0")],
+    ] {
+        lab.exec(Host::Pbx, &argv)
+            .expect("setting up the TUN device");
+    }
+    let (sock4, sock6) = lab
+        .in_ns(Host::Pbx, || {
+            (
+                UdpSocket::bind((TUN_ADDR, 5060)).expect("binding 198.51.100.1:5060"),
+                UdpSocket::bind((TUN_ADDR6, 5060)).expect("binding [2001:db8:77::1]:5060"),
+            )
+        })
+        .expect("entering the PBX");
+    let guard_toml = lab.dir().join("l3-guard.toml");
+    let strict_toml = lab.dir().join("l3-strict.toml");
+    let allow = r#"[signalling]
+allow = ["44.229.228.186/32", "44.238.177.138/32", "2001:db8:5::/48"]
+"#;
+    std::fs::write(&guard_toml, allow).unwrap();
+    std::fs::write(
+        &strict_toml,
+        format!("{allow}\n[policy]\nmode = \"strict\"\n"),
+    )
+    .unwrap();
+
+    // Before sipwall, the stranger's SIP arrives: the device works.
+    tun.write_all(&sip_datagram(STRANGER.into(), TUN_ADDR.into()))
+        .unwrap();
+    assert!(
+        received(&sock4).is_some(),
+        "the TUN device delivers nothing"
+    );
+
+    let _detach = Detach(&lab);
+    for (mode, config) in [("guard", &guard_toml), ("strict", &strict_toml)] {
+        lab.sipwall_ok(&["attach", "-i", TUN, "-c", config.to_str().unwrap()]);
+        let status: Value =
+            serde_json::from_str(&lab.sipwall_ok(&["status", "--json"])).expect("status --json");
+        assert_eq!(status["interfaces"][0]["link"], "ip", "[{mode}] {status}");
+        let text = lab.sipwall_ok(&["status"]);
+        assert!(
+            text.contains("link: ip (no link header)"),
+            "[{mode}] {text}"
+        );
+        drain(&sock4);
+        drain(&sock6);
+        for (label, datagram, socket) in [
+            (
+                "IPv4",
+                sip_datagram(STRANGER.into(), TUN_ADDR.into()),
+                &sock4,
+            ),
+            (
+                "IPv6",
+                sip_datagram(STRANGER6.into(), TUN_ADDR6.into()),
+                &sock6,
+            ),
+        ] {
+            let denied = counter(&lab, "sip_denied");
+            tun.write_all(&datagram).unwrap();
+            assert_eq!(
+                received(socket),
+                None,
+                "[{mode}] a stranger's {label} SIP reached :5060 through {TUN}"
+            );
+            assert_eq!(counter(&lab, "sip_denied"), denied + 1, "[{mode}] {label}");
+        }
+        for (label, datagram, socket) in [
+            (
+                "IPv4",
+                sip_datagram(PROVIDER.into(), TUN_ADDR.into()),
+                &sock4,
+            ),
+            (
+                "IPv6",
+                sip_datagram(PROVIDER6.into(), TUN_ADDR6.into()),
+                &sock6,
+            ),
+        ] {
+            let allowed = counter(&lab, "sip_allowed");
+            tun.write_all(&datagram).unwrap();
+            let got = received(socket);
+            assert_eq!(
+                got.as_deref(),
+                Some(SIP),
+                "[{mode}] the provider's {label} SIP did not arrive"
+            );
+            assert_eq!(
+                counter(&lab, "sip_allowed"),
+                allowed + 1,
+                "[{mode}] {label}"
+            );
+        }
+    }
+    drop((sock4, sock6, tun));
+}
+
+#[test]
+fn a_link_type_sipwall_cannot_read_is_refused_naming_it() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    // A TUN device posing as GRE (link type 778): XDP would see what GRE
+    // devices hand it, so sipwall must refuse it.
+    let tun = lab
+        .in_ns(Host::Pbx, || open_tun("swgre0", Some(778)))
+        .expect("entering the PBX");
+    lab.exec(Host::Pbx, &["ip", "link", "set", "swgre0", "up"])
+        .expect("setting the device up");
+    let out = lab.sipwall(&["attach", "-i", "swgre0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("link type 778"), "{stderr}");
+    assert!(stderr.contains("swgre0"), "{stderr}");
+    // Nothing was left behind.
+    let status = lab.sipwall(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(!text.contains("swgre0"), "{text}");
+    drop(tun);
+}
