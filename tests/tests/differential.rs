@@ -718,3 +718,63 @@ fn per_reason(counts: &[u64; REASON_COUNT as usize]) -> String {
         .collect();
     parts.join(" ")
 }
+
+/// The same comparison for an L3 device's frames (no link header: the
+/// program reads them from the IP header), for the configurations without
+/// bans or rate limits.
+#[test]
+fn kernel_program_agrees_with_the_reference_model_on_l3_devices() {
+    sipwall_tests::skip_unless_root!();
+    let per_config = env_u64("SIPWALL_FUZZ_PACKETS").unwrap_or(3_000);
+    let seed = env_u64("SIPWALL_FUZZ_SEED").unwrap_or_else(random_seed);
+    println!("differential (L3): {per_config} frames per configuration, seed {seed:#x}");
+    let mut disagreements = 0u64;
+    let mut packets = 0u64;
+    for (ci, config) in configs().iter().enumerate().filter(|(_, c)| !c.stateful()) {
+        let mut runner = Runner::on_link(&config.rules, sipwall::kernel::iface::LinkHeader::Ip)
+            .expect("loading the program (needs root)");
+        runner.maps.clear_flows().expect("clearing the flows");
+        let tuples: Vec<FlowTuple> = config
+            .flows
+            .0
+            .iter()
+            .map(|f| FlowTuple {
+                proto: f.proto,
+                remote: f.remote,
+                remote_port: f.remote_port,
+                local: f.local,
+                local_port: f.local_port,
+            })
+            .collect();
+        runner.maps.add_flows(&tuples).expect("entering the flows");
+        let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
+        let generator = Generator::new(&config.rules).with_flows(&flows);
+        let stream = seed.wrapping_add(ci as u64);
+        for index in 0..per_config {
+            let frame = generator.l3_frame(frame_seed(stream, index));
+            let want = reference::judge_link(
+                &frame,
+                true,
+                &config.rules,
+                &mut Abuse::default(),
+                0,
+                &config.flows,
+            );
+            let got = runner
+                .run(&frame)
+                .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e:#}", hex(&frame)));
+            packets += 1;
+            if !agrees(&want, &got, frame.len()) {
+                disagreements += 1;
+                println!(
+                    "DISAGREEMENT (L3) [{}] model {want:?}, kernel {}: {}",
+                    config.name,
+                    moved(&got),
+                    hex(&frame)
+                );
+            }
+        }
+    }
+    println!("differential (L3) summary: {packets} packets, {disagreements} disagreements");
+    assert_eq!(disagreements, 0, "seed {seed:#x}");
+}
