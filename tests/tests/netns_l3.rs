@@ -143,6 +143,24 @@ fn counter(lab: &TestLab, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name}: {text}"))
 }
 
+/// `doctor --json`'s check `name`: (status, summary, action).
+fn doctor_check(lab: &TestLab, name: &str) -> (String, String, String) {
+    let out = lab.sipwall(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json ({e}): {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let check = json["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name}: {text}"));
+    let s = |k: &str| check[k].as_str().unwrap_or_default().to_string();
+    (s("status"), s("summary"), s("action"))
+}
+
 /// Detaches from the TUN device when the test ends, also on failure.
 struct Detach<'a>(&'a TestLab);
 
@@ -206,6 +224,15 @@ allow = ["44.229.228.186/32", "44.238.177.138/32", "2001:db8:5::/48"]
     assert!(
         received(&sock4).is_some(),
         "the TUN device delivers nothing"
+    );
+
+    // Up, addressed and not filtered: doctor names it and the command.
+    let (status, summary, _) = doctor_check(&lab, "tunnels");
+    assert_eq!(status, "warn", "{summary}");
+    assert!(
+        summary.contains(&format!("`sipwall attach -i {TUN}`"))
+            && summary.contains("link type 65534"),
+        "{summary}"
     );
 
     let _detach = Detach(&lab);
