@@ -2,7 +2,9 @@
 //! PBX namespace: frames written to its file descriptor are what the
 //! kernel receives on it. sipwall attached there, in guard and in strict
 //! mode, keeps a stranger's SIP from a socket on :5060 and lets the
-//! provider's through; a link type it cannot read is refused. Needs root.
+//! provider's through; a link type it cannot read is refused. And PPPoE
+//! frames sent over the lab's wire to the filtered Ethernet interface are
+//! judged by the IP packet inside. Needs root.
 use std::{
     fs::File,
     io::Write as _,
@@ -13,7 +15,10 @@ use std::{
 
 use serde_json::Value;
 use sipwall::lab::Host;
-use sipwall_tests::{netns::TestLab, packet::Frame};
+use sipwall_tests::{
+    netns::{TestLab, PBX_IFACE},
+    packet::{Frame, ETHERTYPE_PPPOE_DISCOVERY, PPP_LCP, TPID_8021Q},
+};
 
 const TUN: &str = "swtun0";
 const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -320,4 +325,121 @@ fn a_link_type_sipwall_cannot_read_is_refused_naming_it() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(!text.contains("swgre0"), "{text}");
     drop(tun);
+}
+
+/// Sends raw Ethernet frames out of `iface` of this thread's namespace.
+fn send_raw(iface: &str, frames: &[Vec<u8>]) {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a descriptor just opened, owned by the File from here on.
+    let sock = unsafe { File::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: a valid NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index != 0, "no interface {iface}");
+    // SAFETY: sockaddr_ll is plain data; zeroes are valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = index as i32;
+    addr.sll_halen = 6;
+    for frame in frames {
+        // SAFETY: `frame` and `addr` outlive the call, with the lengths
+        // given.
+        let sent = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "sending a frame: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn counters(lab: &TestLab) -> Value {
+    let text = lab.sipwall_ok(&["stats", "-i", PBX_IFACE, "--json"]);
+    let json: Value = serde_json::from_str(&text).expect("stats --json");
+    json["interfaces"][0]["counters"].clone()
+}
+
+#[test]
+fn pppoe_session_frames_on_the_wire_are_judged_by_their_ip_packet() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    let pbx = Ipv4Addr::new(192, 0, 2, 1);
+    let pbx6: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let denied = [
+        Frame::ipv4(STRANGER, pbx)
+            .pppoe()
+            .udp(40123, 5060)
+            .payload(SIP),
+        Frame::ipv6(STRANGER6, pbx6).pppoe().tcp(40123, 5061),
+        Frame::ipv4(STRANGER, pbx)
+            .vlan(TPID_8021Q, 7)
+            .pppoe()
+            .udp(40123, 5060)
+            .payload(SIP),
+    ];
+    let allowed = [Frame::ipv4(PROVIDER, pbx)
+        .pppoe()
+        .udp(5060, 5060)
+        .payload(SIP)];
+    let not_ip = [
+        Frame::ipv4(STRANGER, pbx)
+            .pppoe_proto(PPP_LCP)
+            .udp(40123, 5060),
+        Frame::ethertype(
+            ETHERTYPE_PPPOE_DISCOVERY,
+            vec![0x11, 0x09, 0, 0, 0, 4, 1, 1, 0, 0],
+        ),
+    ];
+    let count =
+        |c: &Value, name: &str| c[name]["packets"].as_u64().unwrap_or_else(|| panic!("{c}"));
+    let before = counters(&lab);
+    let frames: Vec<Vec<u8>> = denied
+        .iter()
+        .chain(&allowed)
+        .chain(&not_ip)
+        .map(Frame::build)
+        .collect();
+    lab.in_ns(Host::Router, || send_raw("pbx", &frames))
+        .expect("entering the router");
+    // The frames are on the wire when sendto returns; the counters are
+    // read after the XDP program ran on each.
+    let mut after = counters(&lab);
+    for _ in 0..50 {
+        if count(&after, "sip_denied") >= count(&before, "sip_denied") + 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        after = counters(&lab);
+    }
+    assert_eq!(
+        count(&after, "sip_denied") - count(&before, "sip_denied"),
+        denied.len() as u64,
+        "before {before}\nafter {after}"
+    );
+    assert_eq!(
+        count(&after, "sip_allowed") - count(&before, "sip_allowed"),
+        allowed.len() as u64,
+        "before {before}\nafter {after}"
+    );
+    assert!(
+        count(&after, "non_ip") - count(&before, "non_ip") >= not_ip.len() as u64,
+        "before {before}\nafter {after}"
+    );
 }
