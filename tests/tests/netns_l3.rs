@@ -320,6 +320,13 @@ fn a_link_type_sipwall_cannot_read_is_refused_naming_it() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("link type 778"), "{stderr}");
     assert!(stderr.contains("swgre0"), "{stderr}");
+    // `run` refuses it the same way.
+    let config = lab.dir().join("gre.toml");
+    std::fs::write(&config, "[signalling]\nallow = [\"44.229.228.186/32\"]\n").unwrap();
+    let out = lab.sipwall(&["run", "-i", "swgre0", "-c", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "run: {stderr}");
+    assert!(stderr.contains("link type 778"), "run: {stderr}");
     // Nothing was left behind.
     let status = lab.sipwall(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
