@@ -301,7 +301,90 @@ allow = ["44.229.228.186/32", "44.238.177.138/32", "2001:db8:5::/48"]
             );
         }
     }
+
+    // Strict egress reads the packets the host sends through the device
+    // from their IP header too: SIP to a stranger never leaves, SIP to
+    // the provider does.
+    let egress_toml = lab.dir().join("l3-egress.toml");
+    std::fs::write(
+        &egress_toml,
+        format!("{allow}\n[policy]\nmode = \"strict\"\n\n[egress]\nmode = \"strict\"\n"),
+    )
+    .unwrap();
+    lab.sipwall_ok(&["attach", "-i", TUN, "-c", egress_toml.to_str().unwrap()]);
+    for route in ["203.0.113.9/32", "44.229.228.186/32"] {
+        lab.exec(Host::Pbx, &["ip", "route", "replace", route, "dev", TUN])
+            .expect("routing through the TUN device");
+    }
+    set_nonblocking(&tun);
+    let _ = read_all(&mut tun);
+    let out_before = out_counters(&lab);
+    lab.in_ns(Host::Pbx, || {
+        let s = UdpSocket::bind((TUN_ADDR, 0)).expect("binding a sender");
+        s.send_to(SIP, (STRANGER, 5060))
+            .expect("sending to the stranger");
+        s.send_to(SIP, (PROVIDER, 5060))
+            .expect("sending to the provider");
+    })
+    .expect("entering the PBX");
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen.extend(read_all(&mut tun));
+        if seen.iter().any(|p| to(p, PROVIDER)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        seen.iter().any(|p| to(p, PROVIDER)),
+        "SIP to the provider did not leave through {TUN}"
+    );
+    assert!(
+        !seen.iter().any(|p| to(p, STRANGER)),
+        "SIP to a stranger left through {TUN} under strict egress"
+    );
+    let out_after = out_counters(&lab);
+    let delta = |name: &str| {
+        out_after[name]["packets"].as_u64().unwrap() - out_before[name]["packets"].as_u64().unwrap()
+    };
+    assert_eq!(delta("out_sip_denied"), 1, "{out_after}");
+    assert_eq!(delta("out_sip_allowed"), 1, "{out_after}");
     drop((sock4, sock6, tun));
+}
+
+fn set_nonblocking(file: &File) {
+    // SAFETY: fcntl on a descriptor the File owns.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    assert!(rc == 0, "O_NONBLOCK: {}", std::io::Error::last_os_error());
+}
+
+/// Every packet the kernel has sent out of the TUN device so far.
+fn read_all(tun: &mut File) -> Vec<Vec<u8>> {
+    use std::io::Read as _;
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = tun.read(&mut buf) {
+        packets.push(buf[..n].to_vec());
+    }
+    packets
+}
+
+/// Whether `packet` is IPv4 UDP to `dst` port 5060.
+fn to(packet: &[u8], dst: Ipv4Addr) -> bool {
+    packet.len() >= 28
+        && packet[0] >> 4 == 4
+        && packet[9] == 17
+        && packet[16..20] == dst.octets()
+        && packet[22..24] == 5060u16.to_be_bytes()
+}
+
+/// The egress program's counters of `stats --json` on the TUN device.
+fn out_counters(lab: &TestLab) -> Value {
+    let text = lab.sipwall_ok(&["stats", "-i", TUN, "--json"]);
+    let json: Value = serde_json::from_str(&text).expect("stats --json");
+    json["interfaces"][0]["egress"]["counters"].clone()
 }
 
 #[test]
