@@ -195,21 +195,17 @@ impl Generator {
 
     /// The frame for `seed`: between MIN_FRAME and MAX_FRAME bytes.
     pub fn frame(&self, seed: u64) -> Vec<u8> {
-        let mut b = Build {
-            rng: Rng::new(seed),
-            g: self,
-            answer: None,
-        };
-        if !self.flows.is_empty() && b.rng.percent(20) {
-            let flow = b.rng.pick(&self.flows);
-            b.answer = Some(b.near(flow));
-        }
-        b.frame()
+        self.build(seed).frame()
     }
 
     /// The same for an L3 device (no link header): the IP packet for
     /// `seed`, between MIN_FRAME and MAX_FRAME bytes.
     pub fn l3_frame(&self, seed: u64) -> Vec<u8> {
+        self.build(seed).l3_frame()
+    }
+
+    /// The builder for `seed`, aimed at one of the flows now and then.
+    fn build(&self, seed: u64) -> Build<'_> {
         let mut b = Build {
             rng: Rng::new(seed),
             g: self,
@@ -219,7 +215,7 @@ impl Generator {
             let flow = b.rng.pick(&self.flows);
             b.answer = Some(b.near(flow));
         }
-        b.l3_frame()
+        b
     }
 }
 

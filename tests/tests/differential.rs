@@ -193,6 +193,21 @@ fn host_flows() -> Vec<Flow> {
 }
 
 impl Config {
+    /// The model's flows as the kernel's flow map takes them.
+    fn flow_tuples(&self) -> Vec<FlowTuple> {
+        self.flows
+            .0
+            .iter()
+            .map(|f| FlowTuple {
+                proto: f.proto,
+                remote: f.remote,
+                remote_port: f.remote_port,
+                local: f.local,
+                local_port: f.local_port,
+            })
+            .collect()
+    }
+
     /// Whether the rate limiter keeps state across frames: such a
     /// configuration gets a program of its own, so the kernel's buckets
     /// start as empty as the model's.
@@ -660,18 +675,7 @@ fn kernel_program_agrees_with_the_reference_model() {
             bans.iter().map(|b| (b.net, b.expires_ns)).collect(),
         )];
         runner.maps.clear_flows().expect("clearing the flows");
-        let tuples: Vec<FlowTuple> = config
-            .flows
-            .0
-            .iter()
-            .map(|f| FlowTuple {
-                proto: f.proto,
-                remote: f.remote,
-                remote_port: f.remote_port,
-                local: f.local,
-                local_port: f.local_port,
-            })
-            .collect();
+        let tuples = config.flow_tuples();
         runner.maps.add_flows(&tuples).expect("entering the flows");
         let at = (ci, config);
         for (why, text) in REGRESSIONS {
@@ -797,18 +801,7 @@ fn kernel_program_agrees_with_the_reference_model_on_l3_devices() {
         let mut runner = Runner::on_link(&config.rules, sipwall::kernel::iface::LinkHeader::Ip)
             .expect("loading the program (needs root)");
         runner.maps.clear_flows().expect("clearing the flows");
-        let tuples: Vec<FlowTuple> = config
-            .flows
-            .0
-            .iter()
-            .map(|f| FlowTuple {
-                proto: f.proto,
-                remote: f.remote,
-                remote_port: f.remote_port,
-                local: f.local,
-                local_port: f.local_port,
-            })
-            .collect();
+        let tuples = config.flow_tuples();
         runner.maps.add_flows(&tuples).expect("entering the flows");
         let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
         let generator = Generator::new(&config.rules).with_flows(&flows);

@@ -149,6 +149,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The egress program's outcome for `frame`; `None` when the kernel
+/// refuses to build an skb of it (an IP header cut short by the frame's
+/// end): the stack never sends those.
+fn run_out(runner: &Runner, frame: &[u8]) -> Option<OutOutcome> {
+    match runner.run_out(frame) {
+        Ok(got) => Some(got),
+        Err(e) if format!("{e:#}").contains("Invalid argument") => None,
+        Err(e) => panic!("BPF_PROG_TEST_RUN on TC, {}: {e:#}", hex(frame)),
+    }
+}
+
 fn agrees(want: &ExpectedOut, got: &OutOutcome, len: usize) -> bool {
     match want.reason {
         None => got.verdict == Verdict::Pass && got.moved.is_empty(),
@@ -193,16 +204,9 @@ fn egress_program_agrees_with_the_reference_model() {
             for index in 0..count {
                 let frame = generator.frame(frame_seed(stream, index));
                 let want = reference_egress::judge(&frame, rules);
-                let got = match runner.run_out(&frame) {
-                    Ok(got) => got,
-                    // The kernel refuses to build an skb of some frames
-                    // (an IP header cut short by the frame's end): the
-                    // stack never sends those.
-                    Err(e) if format!("{e:#}").contains("Invalid argument") => {
-                        refused += 1;
-                        continue;
-                    }
-                    Err(e) => panic!("BPF_PROG_TEST_RUN on TC, {}: {e:#}", hex(&frame)),
+                let Some(got) = run_out(&runner, &frame) else {
+                    refused += 1;
+                    continue;
                 };
                 packets += 1;
                 if let Some(r) = want.reason {
@@ -286,13 +290,9 @@ fn egress_program_agrees_with_the_reference_model_on_l3_devices() {
         for index in 0..per_config {
             let frame = generator.l3_frame(frame_seed(stream, index));
             let want = reference_egress::judge_link(&frame, true, rules);
-            let got = match runner.run_out(&frame) {
-                Ok(got) => got,
-                Err(e) if format!("{e:#}").contains("Invalid argument") => {
-                    refused += 1;
-                    continue;
-                }
-                Err(e) => panic!("BPF_PROG_TEST_RUN on TC, {}: {e:#}", hex(&frame)),
+            let Some(got) = run_out(&runner, &frame) else {
+                refused += 1;
+                continue;
             };
             packets += 1;
             if !agrees(&want, &got, frame.len()) {

@@ -37,8 +37,8 @@ pub fn if_index(iface: &str) -> Result<u32> {
     Ok(index)
 }
 
-/// The XDP program the kernel has on `iface`, from `ip -details -json link`.
-pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
+/// What `ip -details -json link show dev IFACE` says of the interface.
+fn link_details(iface: &str) -> Result<serde_json::Value> {
     let out = Command::new("ip")
         .args(["-details", "-json", "link", "show", "dev", iface])
         .output()
@@ -51,7 +51,13 @@ pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
     }
     let links: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("parsing `ip -json link`")?;
-    let xdp = &links[0]["xdp"];
+    Ok(links[0].clone())
+}
+
+/// The XDP program the kernel has on `iface`, from `ip -details -json link`.
+pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
+    let link = link_details(iface)?;
+    let xdp = &link["xdp"];
     let Some(program_id) = xdp["prog"]["id"].as_u64() else {
         return Ok(None);
     };
@@ -297,19 +303,7 @@ fn link_type(iface: &str) -> Result<u16> {
 
 /// The device's kind as `ip -details -json link` reports it, if any.
 fn link_kind(iface: &str) -> Result<Option<String>> {
-    let out = Command::new("ip")
-        .args(["-details", "-json", "link", "show", "dev", iface])
-        .output()
-        .context("running `ip link` (package iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "interface {iface} does not exist ({})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let links: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing `ip -json link`")?;
-    Ok(links[0]["linkinfo"]["info_kind"]
+    Ok(link_details(iface)?["linkinfo"]["info_kind"]
         .as_str()
         .map(str::to_string))
 }
