@@ -763,7 +763,7 @@ pub mod maps {
     /// state, pinned only because every map is.
     pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
-    /// Per-CPU scratch slot of the XDP program's parser (the IP header's
+    /// Per-CPU scratch slot of the programs' parser (the IP header's
     /// offset); no state, pinned only because every map is.
     pub const PARSE_SCRATCH: &str = "PARSE_SCRATCH";
 

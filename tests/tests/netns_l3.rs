@@ -148,8 +148,8 @@ fn counter(lab: &TestLab, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name}: {text}"))
 }
 
-/// `doctor --json`'s check `name`: (status, summary, action).
-fn doctor_check(lab: &TestLab, name: &str) -> (String, String, String) {
+/// `doctor --json`'s checks by name: (status, summary).
+fn doctor(lab: &TestLab) -> std::collections::BTreeMap<String, (String, String)> {
     let out = lab.sipwall(&["doctor", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
@@ -158,12 +158,15 @@ fn doctor_check(lab: &TestLab, name: &str) -> (String, String, String) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let check = json["checks"]
+    json["checks"]
         .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name}: {text}"));
-    let s = |k: &str| check[k].as_str().unwrap_or_default().to_string();
-    (s("status"), s("summary"), s("action"))
+        .unwrap_or_else(|| panic!("no checks: {text}"))
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("name"), (s("status"), s("summary")))
+        })
+        .collect()
 }
 
 /// Detaches from the TUN device when the test ends, also on failure.
@@ -232,7 +235,7 @@ allow = ["44.229.228.186/32", "44.238.177.138/32", "2001:db8:5::/48"]
     );
 
     // Up, addressed and not filtered: doctor names it and the command.
-    let (status, summary, _) = doctor_check(&lab, "tunnels");
+    let (status, summary) = doctor(&lab)["tunnels"].clone();
     assert_eq!(status, "warn", "{summary}");
     assert!(
         summary.contains(&format!("`sipwall attach -i {TUN}`"))
@@ -251,6 +254,18 @@ allow = ["44.229.228.186/32", "44.238.177.138/32", "2001:db8:5::/48"]
             text.contains("link: ip (no link header)"),
             "[{mode}] {text}"
         );
+        // doctor: generic mode is the device's one, the L3 attachment is
+        // fine, and no tunnel is left unfiltered.
+        let checks = doctor(&lab);
+        for (check, words) in [
+            ("xdp_attached", "skb (generic) mode"),
+            ("l3_iface", "L3 device"),
+            ("tunnels", "left unfiltered"),
+        ] {
+            let (status, summary) = &checks[check];
+            assert_eq!(status, "ok", "[{mode}] {check}: {summary}");
+            assert!(summary.contains(words), "[{mode}] {check}: {summary}");
+        }
         drain(&sock4);
         drain(&sock6);
         for (label, datagram, socket) in [

@@ -223,20 +223,22 @@ impl Link {
     /// `none` devices, PPP, raw IP, IP-in-IP, SIT, ip6tnl; the egress
     /// program sees them the same way) are read from the IP header. GRE
     /// devices hand XDP programs the outer IP and GRE headers in front of
-    /// the packet, and vti's XFRM decapsulation may leave a link header:
-    /// those, and every other link type, are refused rather than misread.
+    /// the packet, and vti and XFRM interfaces a rebuilt link header: those,
+    /// and every other link type, are refused rather than misread.
     pub fn header(&self) -> std::result::Result<LinkHeader, String> {
         let kind = self.kind.as_deref();
+        // vti and XFRM interfaces receive what IPsec decapsulated, with the
+        // outer packet's link header rebuilt in front of it.
+        if let Some(ipsec @ ("vti" | "vti6" | "xfrm")) = kind {
+            return Err(format!(
+                "an IPsec {ipsec} device ({}): XDP programs on it see the outer packet's link header rebuilt in front of each packet, so sipwall does not read it; filter SIP inside the tunnel with nftables",
+                self.describe()
+            ));
+        }
         match self.arphrd {
             ARPHRD_ETHER | ARPHRD_LOOPBACK => Ok(LinkHeader::Ethernet),
             ARPHRD_NONE | ARPHRD_PPP | ARPHRD_RAWIP => Ok(LinkHeader::Ip),
-            ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_SIT => match kind {
-                Some("vti" | "vti6") => Err(format!(
-                    "a vti device ({}): what XDP programs see in front of its packets depends on the kernel's IPsec decapsulation, so sipwall does not read it; filter the IPsec interface it rides on, and SIP inside the tunnel with nftables",
-                    self.describe()
-                )),
-                _ => Ok(LinkHeader::Ip),
-            },
+            ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_SIT => Ok(LinkHeader::Ip),
             ARPHRD_IPGRE | ARPHRD_IP6GRE => Err(format!(
                 "a GRE device ({}): XDP programs on it see the outer IP and GRE headers in front of each packet, so sipwall cannot judge the packets inside; filter SIP that arrives through it with nftables, or carry it outside the tunnel",
                 self.describe()
@@ -339,4 +341,54 @@ pub fn all_links() -> Result<Vec<(String, Link, bool, bool)>> {
         links.push((name.to_string(), Link { arphrd, kind }, up, addressed));
     }
     Ok(links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(arphrd: u16, kind: Option<&str>) -> std::result::Result<LinkHeader, String> {
+        Link {
+            arphrd,
+            kind: kind.map(str::to_string),
+        }
+        .header()
+    }
+
+    #[test]
+    fn each_link_type_is_read_as_its_frames_start_or_refused_by_name() {
+        assert_eq!(header(ARPHRD_ETHER, Some("veth")), Ok(LinkHeader::Ethernet));
+        assert_eq!(
+            header(ARPHRD_ETHER, Some("vxlan")),
+            Ok(LinkHeader::Ethernet)
+        );
+        assert_eq!(header(ARPHRD_LOOPBACK, None), Ok(LinkHeader::Ethernet));
+        for (arphrd, kind) in [
+            (ARPHRD_NONE, Some("tun")),
+            (ARPHRD_NONE, Some("wireguard")),
+            (ARPHRD_PPP, None),
+            (ARPHRD_RAWIP, None),
+            (ARPHRD_TUNNEL, Some("ipip")),
+            (ARPHRD_TUNNEL6, Some("ip6tnl")),
+            (ARPHRD_SIT, Some("sit")),
+        ] {
+            assert_eq!(
+                header(arphrd, kind),
+                Ok(LinkHeader::Ip),
+                "{arphrd} {kind:?}"
+            );
+        }
+        for (arphrd, kind, named) in [
+            (ARPHRD_IPGRE, Some("gre"), "link type 778, kind gre"),
+            (ARPHRD_IP6GRE, Some("ip6gre"), "link type 823"),
+            (ARPHRD_TUNNEL, Some("vti"), "IPsec vti"),
+            (ARPHRD_TUNNEL6, Some("vti6"), "IPsec vti6"),
+            (ARPHRD_NONE, Some("xfrm"), "IPsec xfrm"),
+            (280, Some("can"), "link type 280"),
+            (32, None, "link type 32"),
+        ] {
+            let why = header(arphrd, kind).expect_err("refused");
+            assert!(why.contains(named), "{why}");
+        }
+    }
 }

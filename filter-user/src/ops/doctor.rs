@@ -377,6 +377,16 @@ fn attachment(scene: &Scene) -> Check {
             Level::Ok,
             format!("filtering {iface} in {} mode", snap.mode),
         ),
+        // tun, WireGuard, PPP and the IP tunnels build an skb for every
+        // packet themselves and offer no native XDP: generic mode costs
+        // them nothing more.
+        mode if snap.link == Some(crate::kernel::iface::LinkHeader::Ip) => Check::new(
+            "xdp_attached",
+            Level::Ok,
+            format!(
+                "filtering {iface} in {mode} (generic) mode, the one an L3 device offers: its packets are skbs already"
+            ),
+        ),
         mode => {
             let driver = std::fs::read_link(format!("/sys/class/net/{iface}/device/driver"))
                 .ok()
