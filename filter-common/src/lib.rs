@@ -213,6 +213,16 @@ pub const FLAG_PING: u32 = 16;
 /// version nibble says which. Set by userspace from the interface's link
 /// type when it attaches, never from the configuration.
 pub const FLAG_L3: u32 = 32;
+/// `Policy::flags` bits from here up are never set. The parser adds them
+/// (zero) to the IP header's offset: the verifier cannot know they are
+/// zero, so it checks the many ways to the IP header (Ethernet with 0-2
+/// VLAN tags, PPPoE, none) as one, with the offset a number in a range.
+pub const FLAG_UNUSED_SHIFT: u32 = 27;
+const _: () = assert!(
+    (FLAG_DRY_RUN | FLAG_LOG_DENIED | FLAG_CHECK_RTP | FLAG_STRICT | FLAG_PING | FLAG_L3)
+        >> FLAG_UNUSED_SHIFT
+        == 0
+);
 
 /// Compiled `[[strict.allow]]` entries a policy holds: each rule gives
 /// one entry per port range and source prefix (an `icmp` rule two per
@@ -763,12 +773,8 @@ pub mod maps {
     /// state, pinned only because every map is.
     pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
-    /// Per-CPU scratch slot of the programs' parser (the IP header's
-    /// offset); no state, pinned only because every map is.
-    pub const PARSE_SCRATCH: &str = "PARSE_SCRATCH";
-
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 32] = [
+    pub const ALL: [&str; 31] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -800,7 +806,6 @@ pub mod maps {
         EGRESS_SCRATCH,
         CLOCK,
         DENIED_BUDGET,
-        PARSE_SCRATCH,
     ];
 
     /// Flows remembered for strict mode's replies, per address family
@@ -1060,9 +1065,10 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// reply cache (`REPLY_CACHE`) in front of them. 8: strict egress
 /// (OUT_COUNTERS, EGRESS_POLICY, EGRESS_SCRATCH maps). 9: the ban gate's
 /// host bitmap (`BAN_GATE` grew), the `CLOCK` and `DENIED_BUDGET` maps.
-/// 10: `DENIED_CACHE` holds blocks of slots ([`DeniedBlock`]). 11: the
-/// `PARSE_SCRATCH` map, [`FLAG_L3`] in the policy, the reply cache's key
-/// carries the address family.
+/// 10: `DENIED_CACHE` holds blocks of slots ([`DeniedBlock`]). 11:
+/// [`FLAG_L3`] in the policy (which every install must keep: an older
+/// sipwall would drop it and the programs would misread an L3 device's
+/// frames), the reply cache's keys carry the address family.
 pub const PIN_LAYOUT_VERSION: u32 = 11;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]

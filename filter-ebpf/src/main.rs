@@ -79,7 +79,7 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     // What the packet is: the IPv4 fields already read, or the general walk.
     let parsed = match plain {
         Some(plain) => plain.parsed(pkt),
-        None => parse::parse_general(pkt, l3),
+        None => parse::parse_general(pkt, policy.flags),
     };
     let reason = if guard {
         guard_reason(&parsed, policy, generation, bytes)
@@ -122,12 +122,11 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     if !learn && !enforce {
         return TC_ACT_UNSPEC;
     }
-    let l3 = u32::from(policy.flags & FLAG_L3 != 0);
-    if egress_policy::sipwall_egress_parse(ctx.skb.skb, l3) != 0 {
+    if egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags) != 0 {
         // Headers beyond the linear part of the skb: pull them in and
         // look again.
         if ctx.pull_data(PULL_BYTES).is_ok() {
-            egress_policy::sipwall_egress_parse(ctx.skb.skb, l3);
+            egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags);
         }
     }
     let Some(headers) = EGRESS_SCRATCH.get(0) else {

@@ -178,13 +178,3 @@ pub static EGRESS_POLICY: Array<EgressPolicy> = Array::with_max_entries(2, 0);
 #[map]
 pub static EGRESS_SCRATCH: PerCpuArray<crate::egress_policy::Headers> =
     PerCpuArray::with_max_entries(1, 0);
-
-/// One u32 per CPU through which the general walk (of both programs)
-/// passes the IP header's offset: read back from a map, the offset is a
-/// number the verifier does not know, so the many ways to the IP header
-/// (Ethernet with 0-2 tags, PPPoE, none on an L3 device) are verified as
-/// one instead of once each. Scratch space, written and read back at once;
-/// both programs run with bottom halves off, so neither interrupts the
-/// other on a CPU between the two.
-#[map]
-pub static PARSE_SCRATCH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

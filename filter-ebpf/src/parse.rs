@@ -10,9 +10,9 @@
 //! Everything else takes the general walk ([`parse_general`]), which never
 //! assumes a 14-byte Ethernet or a 20-byte IPv4 header, and decides the same
 //! for the packets the fast paths take.
-use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
-
-use crate::maps::PARSE_SCRATCH;
+use filter_common::{
+    FLAG_L3, FLAG_UNUSED_SHIFT, MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+};
 
 const ETH_HLEN: usize = 14;
 const IPV4_HLEN: usize = 20;
@@ -263,16 +263,17 @@ pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
     }
 }
 
-/// What the packet is: on Ethernet, the IPv4 fast path's fields for an
-/// untagged IPv4 packet without options ([`plain_ipv4`]), the general walk
-/// for everything else; on an L3 device (`l3`), the general walk (the
-/// egress program's parser; the XDP program does the same with the fields
-/// it has already read).
+/// What the packet is, by the policy's `flags`: on Ethernet, the IPv4
+/// fast path's fields for an untagged IPv4 packet without options
+/// ([`plain_ipv4`]), the general walk for everything else; on an L3 device
+/// ([`FLAG_L3`]), the general walk (the egress program's parser; the XDP
+/// program does the same with the fields it has already read).
 #[inline(always)]
-pub fn parse(pkt: Packet, l3: bool) -> Parsed {
+pub fn parse(pkt: Packet, flags: u32) -> Parsed {
+    let l3 = flags & FLAG_L3 != 0;
     match if l3 { None } else { plain_ipv4(pkt) } {
         Some(plain) => plain.parsed(pkt),
-        None => parse_general(pkt, l3),
+        None => parse_general(pkt, flags),
     }
 }
 
@@ -441,7 +442,7 @@ impl PlainIpv4 {
         }
         let end = self.end(pkt);
         if self.proto == IPPROTO_AH {
-            return parse_general(pkt, false);
+            return parse_general(pkt, 0);
         }
         let Some(hdr_len) = self.transport_len() else {
             return Parsed::OtherProto {
@@ -456,12 +457,13 @@ impl PlainIpv4 {
     }
 }
 
-/// The general walk: from the link header (Ethernet with up to two VLAN
-/// tags and PPPoE, or none on an L3 device: `l3`) to the IP header, then
-/// IPv4 with options and AH, IPv6 with extension headers.
+/// The general walk, by the policy's `flags`: from the link header
+/// (Ethernet with up to two VLAN tags and PPPoE, or none on an L3 device:
+/// [`FLAG_L3`]) to the IP header, then IPv4 with options and AH, IPv6 with
+/// extension headers.
 #[inline(always)]
-pub fn parse_general(pkt: Packet, l3: bool) -> Parsed {
-    let start = if l3 {
+pub fn parse_general(pkt: Packet, flags: u32) -> Parsed {
+    let start = if flags & FLAG_L3 != 0 {
         ip_start_l3(pkt)
     } else {
         ip_start_ethernet(pkt)
@@ -472,12 +474,13 @@ pub fn parse_general(pkt: Packet, l3: bool) -> Parsed {
         IpStart::NonIp => return Parsed::NonIp,
         IpStart::Malformed => return Parsed::Malformed,
     };
-    let off = opaque(off);
-    if off > MAX_IP_OFFSET {
-        return Parsed::Malformed;
-    }
-    // The verifier keeps the bound just checked; the compiler must not use
-    // it to drop the header's own bounds check (see `unproven`).
+    // The flags' unused bits are zero, which the verifier cannot know: to
+    // it the offset becomes any number below 32, the same on every way
+    // here, and those ways are checked as one (see `FLAG_UNUSED_SHIFT`).
+    let zero = (flags >> FLAG_UNUSED_SHIFT) as usize;
+    let off = (off + zero) & IP_OFFSET_MASK;
+    // The verifier keeps that bound; the compiler must not use it to drop
+    // the header's own bounds check (see `unproven`).
     let off = unproven(off);
     if v6 {
         parse_ipv6(pkt, off)
@@ -486,8 +489,10 @@ pub fn parse_general(pkt: Packet, l3: bool) -> Parsed {
     }
 }
 
-/// Farthest the IP header can start: Ethernet, two tags, PPPoE.
-const MAX_IP_OFFSET: usize = ETH_HLEN + 8 + PPPOE_HLEN + 2;
+/// Every offset the IP header can start at (at most Ethernet, two tags
+/// and PPPoE: 30 bytes) is below this plus one.
+const IP_OFFSET_MASK: usize = 31;
+const _: () = assert!(ETH_HLEN + 8 + PPPOE_HLEN + 2 <= IP_OFFSET_MASK);
 
 /// `x`, as a value the compiler knows nothing of (the verifier still
 /// knows what it knew). The IP header's offset and the IP packet's end are
@@ -498,22 +503,6 @@ const MAX_IP_OFFSET: usize = ETH_HLEN + 8 + PPPOE_HLEN + 2;
 fn unproven(x: usize) -> usize {
     // SAFETY: a read of a local just written.
     unsafe { core::ptr::read_volatile(&x) }
-}
-
-/// `off`, as a number the verifier does not know (see
-/// `maps::PARSE_SCRATCH`); out of range if the slot cannot be had.
-#[inline(always)]
-fn opaque(off: usize) -> usize {
-    match PARSE_SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; the program does not
-        // run twice at once on one CPU. Volatile: the read must come from
-        // the map, not from the value just written.
-        Some(slot) => unsafe {
-            core::ptr::write_volatile(slot, off as u32);
-            core::ptr::read_volatile(slot) as usize
-        },
-        None => usize::MAX,
-    }
 }
 
 /// Where the IP header starts, and which IP it is.
