@@ -197,6 +197,21 @@ pub const FLAG_CHECK_RTP: u32 = 4;
 pub const FLAG_STRICT: u32 = 8;
 /// `Policy::flags`: strict mode passes ICMP/ICMPv6 echo requests.
 pub const FLAG_PING: u32 = 16;
+/// `Policy::flags`: the interface has no link header (tun, WireGuard,
+/// PPP, IP-in-IP, SIT, ip6tnl): frames start with the IP header, and its
+/// version nibble says which. Set by userspace from the interface's link
+/// type when it attaches, never from the configuration.
+pub const FLAG_L3: u32 = 32;
+/// `Policy::flags` bits from here up are never set. The parser adds them
+/// (zero) to the IP header's offset: the verifier cannot know they are
+/// zero, so it checks the many ways to the IP header (Ethernet with 0-2
+/// VLAN tags, PPPoE, none) as one, with the offset a number in a range.
+pub const FLAG_UNUSED_SHIFT: u32 = 27;
+const _: () = assert!(
+    (FLAG_DRY_RUN | FLAG_LOG_DENIED | FLAG_CHECK_RTP | FLAG_STRICT | FLAG_PING | FLAG_L3)
+        >> FLAG_UNUSED_SHIFT
+        == 0
+);
 
 /// Compiled `[[strict.allow]]` entries a policy holds: each rule gives
 /// one entry per port range and source prefix (an `icmp` rule two per
@@ -870,12 +885,23 @@ pub const fn flow_idle_ns(proto: u32) -> u64 {
 /// than the map would allow, and only ever less (the egress program moves
 /// the map's time on, not the cache's): when the slot's time is up, the
 /// map decides again. Userspace empties the cache when it removes flows.
+///
+/// The key's `proto` carries the address family beside the IP protocol
+/// ([`REPLY_FAMILY_V4`] or [`REPLY_FAMILY_V6`]): an IPv4 flow and an IPv6
+/// packet between the IPv4-mapped forms of its addresses have the same
+/// address words, and must not share a slot's answer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplySlot {
     pub key: FlowKey,
     pub until_jiffies: u64,
 }
+
+/// [`ReplySlot`]'s key: `proto | REPLY_FAMILY_V4` for an IPv4 flow,
+/// `proto | REPLY_FAMILY_V6` for an IPv6 one (above every IP protocol
+/// number; an empty slot's 0 is neither).
+pub const REPLY_FAMILY_V4: u32 = 1 << 8;
+pub const REPLY_FAMILY_V6: u32 = 2 << 8;
 
 /// Slots of the reply cache, per CPU (a power of two).
 pub const REPLY_CACHE_SLOTS: u32 = 4096;
@@ -1028,8 +1054,11 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// reply cache (`REPLY_CACHE`) in front of them. 8: strict egress
 /// (OUT_COUNTERS, EGRESS_POLICY, EGRESS_SCRATCH maps). 9: the ban gate's
 /// host bitmap (`BAN_GATE` grew), the `CLOCK` and `DENIED_BUDGET` maps.
-/// 10: `DENIED_CACHE` holds blocks of slots ([`DeniedBlock`]).
-pub const PIN_LAYOUT_VERSION: u32 = 10;
+/// 10: `DENIED_CACHE` holds blocks of slots ([`DeniedBlock`]). 11:
+/// [`FLAG_L3`] in the policy (which every install must keep: an older
+/// sipwall would drop it and the programs would misread an L3 device's
+/// frames), the reply cache's keys carry the address family.
+pub const PIN_LAYOUT_VERSION: u32 = 11;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

@@ -59,20 +59,21 @@ pub struct Headers {
     icmp: u32,
 }
 
-/// Parses the packet of `skb` into this CPU's `EGRESS_SCRATCH` slot;
-/// returns 1 when its headers are malformed (maybe only beyond the linear
-/// part of the skb), else 0. A global function: the verifier checks it
+/// Parses the packet of `skb` into this CPU's `EGRESS_SCRATCH` slot, by
+/// the policy's `flags` (from the IP header on an L3 device, whose packets
+/// have no link header); returns 1 when its headers are malformed (maybe only beyond the
+/// linear part of the skb), else 0. A global function: the verifier checks it
 /// once, with nothing known of the packet, rather than as part of every
 /// path through the program; and the parser's many ways through the
 /// headers end here, in a handful of stores.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn sipwall_egress_parse(skb: *mut __sk_buff) -> u32 {
+pub extern "C" fn sipwall_egress_parse(skb: *mut __sk_buff, flags: u32) -> u32 {
     let Some(slot) = EGRESS_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
     let ctx = TcContext::new(skb);
-    let parsed = parse(Packet::new(ctx.data(), ctx.data_end()));
+    let parsed = parse(Packet::new(ctx.data(), ctx.data_end()), flags);
     let (class, v6, proto, ports, src, l3, icmp) = match parsed {
         Parsed::NonIp => (CLASS_NON_IP, false, 0, 0, [0; 2], 0, 0),
         Parsed::Malformed => (CLASS_DENIED, false, 0, 0, [0; 2], 0, 0),

@@ -24,7 +24,7 @@ use aya_ebpf::{
 use filter_common::{
     Counter, DropKey, OutReason, Policy, Reason, SourceKey, DENIED_BLOCK_SLOTS,
     DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS, DENIED_HEAVY_PACKETS, EGRESS_STRICT, FLAG_DRY_RUN,
-    FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
+    FLAG_L3, FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
@@ -54,12 +54,15 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let guard = policy.flags & FLAG_STRICT == 0;
+    // An L3 device's frames start with the IP header: the fast paths,
+    // which read Ethernet's ethertype, are not for them.
+    let l3 = policy.flags & FLAG_L3 != 0;
     // Guard mode's common packet, plain IPv4 or IPv6 with ports, is
     // decided on a path of its own: its parse result never meets the
     // general walk's other variants, so it stays in registers (2-6 ns a
     // packet here).
-    let plain = parse::plain_ipv4(pkt);
-    if guard {
+    let plain = if l3 { None } else { parse::plain_ipv4(pkt) };
+    if guard && !l3 {
         // One path per family: a path that took both would carry the
         // family as data, and the verifier would walk it as many times
         // again as the separate paths together.
@@ -76,7 +79,7 @@ pub fn sipwall(ctx: XdpContext) -> u32 {
     // What the packet is: the IPv4 fields already read, or the general walk.
     let parsed = match plain {
         Some(plain) => plain.parsed(pkt),
-        None => parse::parse_general(pkt),
+        None => parse::parse_general(pkt, policy.flags),
     };
     let reason = if guard {
         guard_reason(&parsed, policy, generation, bytes)
@@ -119,11 +122,11 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     if !learn && !enforce {
         return TC_ACT_UNSPEC;
     }
-    if egress_policy::sipwall_egress_parse(ctx.skb.skb) != 0 {
+    if egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags) != 0 {
         // Headers beyond the linear part of the skb: pull them in and
         // look again.
         if ctx.pull_data(PULL_BYTES).is_ok() {
-            egress_policy::sipwall_egress_parse(ctx.skb.skb);
+            egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags);
         }
     }
     let Some(headers) = EGRESS_SCRATCH.get(0) else {

@@ -1,5 +1,6 @@
-//! Header parsing: Ethernet, VLAN tags, IPv4/IPv6 (with options and extension
-//! headers) and the ports of UDP, TCP and SCTP.
+//! Header parsing: Ethernet, VLAN tags, PPPoE sessions, or no link header
+//! at all (L3 devices), then IPv4/IPv6 (with options and extension headers)
+//! and the ports of UDP, TCP and SCTP.
 //!
 //! Fields are read in place, each with one load of its own width through
 //! [`Packet::ptr_at`], the one bounds check. The common case, an untagged
@@ -9,7 +10,9 @@
 //! Everything else takes the general walk ([`parse_general`]), which never
 //! assumes a 14-byte Ethernet or a 20-byte IPv4 header, and decides the same
 //! for the packets the fast paths take.
-use filter_common::{MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS};
+use filter_common::{
+    FLAG_L3, FLAG_UNUSED_SHIFT, MAX_IPV4_AH_HEADERS, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+};
 
 const ETH_HLEN: usize = 14;
 const IPV4_HLEN: usize = 20;
@@ -20,6 +23,13 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
+/// PPPoE session stage (RFC 2516); its discovery stage (0x8863) is not IP.
+const ETH_P_PPPOE_SESSION: u16 = 0x8864;
+/// The PPPoE session header before the PPP protocol field.
+const PPPOE_HLEN: usize = 6;
+/// PPP protocol numbers of IPv4 and IPv6.
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -220,6 +230,15 @@ impl Packet {
     fn len(self) -> usize {
         self.end - self.start
     }
+
+    /// The part of the frame from `off` on.
+    #[inline(always)]
+    fn at(self, off: usize) -> Packet {
+        Packet {
+            start: self.start + off,
+            end: self.end,
+        }
+    }
 }
 
 /// Reads a `T` at `off` from a block `ptr_at` has already checked.
@@ -244,15 +263,17 @@ pub fn destination(pkt: Packet, v6: bool, l3: usize) -> Option<[u64; 2]> {
     }
 }
 
-/// What the packet is: the IPv4 fast path's fields for an untagged IPv4
-/// packet without options ([`plain_ipv4`]), the general walk for
-/// everything else (the egress program's parser; the XDP program does the
-/// same with the fields it has already read).
+/// What the packet is, by the policy's `flags`: on Ethernet, the IPv4
+/// fast path's fields for an untagged IPv4 packet without options
+/// ([`plain_ipv4`]), the general walk for everything else; on an L3 device
+/// ([`FLAG_L3`]), the general walk (the egress program's parser; the XDP
+/// program does the same with the fields it has already read).
 #[inline(always)]
-pub fn parse(pkt: Packet) -> Parsed {
-    match plain_ipv4(pkt) {
+pub fn parse(pkt: Packet, flags: u32) -> Parsed {
+    let l3 = flags & FLAG_L3 != 0;
+    match if l3 { None } else { plain_ipv4(pkt) } {
         Some(plain) => plain.parsed(pkt),
-        None => parse_general(pkt),
+        None => parse_general(pkt, flags),
     }
 }
 
@@ -421,7 +442,7 @@ impl PlainIpv4 {
         }
         let end = self.end(pkt);
         if self.proto == IPPROTO_AH {
-            return parse_general(pkt);
+            return parse_general(pkt, 0);
         }
         let Some(hdr_len) = self.transport_len() else {
             return Parsed::OtherProto {
@@ -436,12 +457,82 @@ impl PlainIpv4 {
     }
 }
 
-/// The general walk: VLAN tags, IPv4 with options and AH, IPv6 with
+/// The general walk, by the policy's `flags`: from the link header
+/// (Ethernet with up to two VLAN tags and PPPoE, or none on an L3 device:
+/// [`FLAG_L3`]) to the IP header, then IPv4 with options and AH, IPv6 with
 /// extension headers.
 #[inline(always)]
-pub fn parse_general(pkt: Packet) -> Parsed {
+pub fn parse_general(pkt: Packet, flags: u32) -> Parsed {
+    let start = if flags & FLAG_L3 != 0 {
+        ip_start_l3(pkt)
+    } else {
+        ip_start_ethernet(pkt)
+    };
+    let (v6, off) = match start {
+        IpStart::V4(off) => (false, off),
+        IpStart::V6(off) => (true, off),
+        IpStart::NonIp => return Parsed::NonIp,
+        IpStart::Malformed => return Parsed::Malformed,
+    };
+    // The flags' unused bits are zero, which the verifier cannot know: to
+    // it the offset becomes any number below 32, the same on every way
+    // here, and those ways are checked as one (see `FLAG_UNUSED_SHIFT`).
+    let zero = (flags >> FLAG_UNUSED_SHIFT) as usize;
+    let off = (off + zero) & IP_OFFSET_MASK;
+    // The verifier keeps that bound; the compiler must not use it to drop
+    // the header's own bounds check (see `unproven`).
+    let off = unproven(off);
+    if v6 {
+        parse_ipv6(pkt, off)
+    } else {
+        parse_ipv4(pkt, off)
+    }
+}
+
+/// Every offset the IP header can start at (at most Ethernet, two tags
+/// and PPPoE: 30 bytes) is below this plus one.
+const IP_OFFSET_MASK: usize = 31;
+const _: () = assert!(ETH_HLEN + 8 + PPPOE_HLEN + 2 <= IP_OFFSET_MASK);
+
+/// `x`, as a value the compiler knows nothing of (the verifier still
+/// knows what it knew). The IP header's offset and the IP packet's end are
+/// passed through this: from what it knows of them the compiler would drop
+/// frame-bounds checks that earlier checks imply, and the verifier, which
+/// knows the IP header's start only as a range, needs those checks.
+#[inline(always)]
+fn unproven(x: usize) -> usize {
+    // SAFETY: a read of a local just written.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
+/// Where the IP header starts, and which IP it is.
+enum IpStart {
+    V4(usize),
+    V6(usize),
+    NonIp,
+    Malformed,
+}
+
+/// An L3 device's frame is the IP packet itself: its version nibble says
+/// which. Such a device carries nothing but IP, so any other first nibble
+/// (or no first byte) is malformed, never "not IP".
+#[inline(always)]
+fn ip_start_l3(pkt: Packet) -> IpStart {
+    // A 2-byte load: a 1-byte one's bounds check comes out in a form the
+    // verifier cannot follow. The first byte is the low one (bpfel).
+    match pkt.load::<u16>(0).map(|first| (first as u8) >> 4) {
+        Some(4) => IpStart::V4(0),
+        Some(6) => IpStart::V6(0),
+        _ => IpStart::Malformed,
+    }
+}
+
+/// Ethernet, up to two VLAN tags, and a PPPoE session header whose PPP
+/// protocol is IPv4 or IPv6.
+#[inline(always)]
+fn ip_start_ethernet(pkt: Packet) -> IpStart {
     let Some(mut ethertype) = pkt.load::<u16>(ETH_HLEN - 2) else {
-        return Parsed::Malformed;
+        return IpStart::Malformed;
     };
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -450,28 +541,48 @@ pub fn parse_general(pkt: Packet) -> Parsed {
         }
         // A tag is 2 bytes of TCI, then the inner ethertype.
         let Some(inner) = pkt.load::<u16>(off + 2) else {
-            return Parsed::Malformed;
+            return IpStart::Malformed;
         };
         ethertype = inner;
         off += 4;
     }
     if ethertype == ETH_P_IPV4.to_be() {
-        parse_ipv4(pkt, off)
+        IpStart::V4(off)
     } else if ethertype == ETH_P_IPV6.to_be() {
-        parse_ipv6(pkt, off)
+        IpStart::V6(off)
+    } else if ethertype == ETH_P_PPPOE_SESSION.to_be() {
+        // Version/type, code, session id and length, then the PPP
+        // protocol: the kernel's PPPoE hands IPv4 and IPv6 to ppp0, so
+        // those are judged like any IP packet; LCP, IPCP and the rest stay
+        // with pppd.
+        let Some(ppp_proto) = pkt.load::<u16>(off + PPPOE_HLEN) else {
+            return IpStart::Malformed;
+        };
+        let inner = off + PPPOE_HLEN + 2;
+        if ppp_proto == PPP_IPV4.to_be() {
+            IpStart::V4(inner)
+        } else if ppp_proto == PPP_IPV6.to_be() {
+            IpStart::V6(inner)
+        } else {
+            IpStart::NonIp
+        }
     } else if ethertype == ETH_P_8021Q.to_be() || ethertype == ETH_P_8021AD.to_be() {
         // More tags than we walk: the stack could still unwrap them, so the
         // frame must not pass as "not IP".
-        Parsed::Malformed
+        IpStart::Malformed
     } else {
-        Parsed::NonIp
+        IpStart::NonIp
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
+fn parse_ipv4(frame: Packet, off: usize) -> Parsed {
+    // Offsets from here on count from the IP header (`pkt`), whose start
+    // the verifier knows only as a range: constant offsets from it are
+    // what it follows. `off` is where the frame has it.
+    let pkt = frame.at(off);
     // The fixed part of the header must be there before any of it is read.
-    let Some(hdr) = pkt.ptr_at::<[u8; IPV4_HLEN]>(off) else {
+    let Some(hdr) = pkt.ptr_at::<[u8; IPV4_HLEN]>(0) else {
         return Parsed::Malformed;
     };
     let hdr = hdr.cast::<u8>();
@@ -491,7 +602,7 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
     }
     let hdr_len = ihl * 4;
     let total_len = u16::from_be(total_len) as usize;
-    if off + hdr_len > pkt.len() || total_len < hdr_len {
+    if hdr_len > pkt.len() || total_len < hdr_len {
         return Parsed::Malformed;
     }
     if u16::from_be(frag) & IPV4_FRAG_OFFSET != 0 {
@@ -501,9 +612,9 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
         };
     }
     // Bytes past the IP total length are link padding, not transport header.
-    let end = min(pkt.len(), off + total_len);
+    let end = unproven(min(pkt.len(), total_len));
     let mut proto = proto;
-    let mut cur = off + hdr_len;
+    let mut cur = hdr_len;
     // IPsec AH (transport mode) sits between the IPv4 header and the
     // transport header: walk it as IPv6's chain walks it, so that ports
     // behind it are judged too.
@@ -552,8 +663,10 @@ fn parse_ipv4(pkt: Packet, off: usize) -> Parsed {
 }
 
 #[inline(always)]
-fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
-    let Some(hdr) = pkt.ptr_at::<[u8; IPV6_HLEN]>(off) else {
+fn parse_ipv6(frame: Packet, off: usize) -> Parsed {
+    // Offsets count from the IP header, as in `parse_ipv4`.
+    let pkt = frame.at(off);
+    let Some(hdr) = pkt.ptr_at::<[u8; IPV6_HLEN]>(0) else {
         return Parsed::Malformed;
     };
     let hdr = hdr.cast::<u8>();
@@ -569,12 +682,12 @@ fn parse_ipv6(pkt: Packet, off: usize) -> Parsed {
     if version >> 4 != 6 {
         return Parsed::Malformed;
     }
-    let end = min(
+    let end = unproven(min(
         pkt.len(),
-        off + IPV6_HLEN + u16::from_be(payload_len) as usize,
-    );
+        IPV6_HLEN + u16::from_be(payload_len) as usize,
+    ));
     let mut next = next;
-    let mut cur = off + IPV6_HLEN;
+    let mut cur = IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         // Every extension header starts with its next header and a length
         // byte; the fragment header also needs its offset field.

@@ -4,7 +4,8 @@
 //! host's own flows, the operator's rules, and the two drop reasons.
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING, TICK_MAX_NS,
+    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
+    REPLY_FAMILY_V4, REPLY_FAMILY_V6, TICK_MAX_NS,
 };
 
 use crate::{
@@ -137,11 +138,14 @@ fn is_reply(v6: bool, src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> b
     // SAFETY: a helper without preconditions (the verifier inlines it as
     // a load of jiffies_64).
     let now_jiffies = unsafe { bpf_jiffies64() };
+    // The family goes into the cached key: the address words of an IPv4
+    // flow and of an IPv6 packet between IPv4-mapped addresses are equal.
+    let family = if v6 { REPLY_FAMILY_V6 } else { REPLY_FAMILY_V4 };
     let cached = &slot.key;
     if cached.remote == src
         && cached.local == dst
         && cached.ports == ports
-        && cached.proto == proto
+        && cached.proto == proto | family
         // Signed: a slot whose time is up, or never set (0), is not used.
         && (slot.until_jiffies.wrapping_sub(now_jiffies) as i64) > 0
     {
@@ -199,7 +203,7 @@ fn look_up_flow(
         remote: src,
         local: dst,
         ports,
-        proto,
+        proto: proto | if v6 { REPLY_FAMILY_V6 } else { REPLY_FAMILY_V4 },
     };
     slot.until_jiffies = now_jiffies + left as u64 / TICK_MAX_NS;
     true

@@ -195,6 +195,17 @@ impl Generator {
 
     /// The frame for `seed`: between MIN_FRAME and MAX_FRAME bytes.
     pub fn frame(&self, seed: u64) -> Vec<u8> {
+        self.build(seed).frame()
+    }
+
+    /// The same for an L3 device (no link header): the IP packet for
+    /// `seed`, between MIN_FRAME and MAX_FRAME bytes.
+    pub fn l3_frame(&self, seed: u64) -> Vec<u8> {
+        self.build(seed).l3_frame()
+    }
+
+    /// The builder for `seed`, aimed at one of the flows now and then.
+    fn build(&self, seed: u64) -> Build<'_> {
         let mut b = Build {
             rng: Rng::new(seed),
             g: self,
@@ -204,7 +215,7 @@ impl Generator {
             let flow = b.rng.pick(&self.flows);
             b.answer = Some(b.near(flow));
         }
-        b.frame()
+        b
     }
 }
 
@@ -291,8 +302,42 @@ impl Build<'_> {
         } else {
             ethertype
         };
+        // Now and then the IP packet rides in a PPPoE session, whose PPP
+        // protocol mostly says what follows.
+        let (ethertype, payload) = if ethertype != 0x0800 && ethertype != 0x86dd || !r.percent(10) {
+            (ethertype, payload)
+        } else {
+            let own: u16 = if ethertype == 0x0800 { 0x0021 } else { 0x0057 };
+            let ppp: u16 = match r.weighted(&[85, 5, 5, 5]) {
+                0 => own,
+                1 => 0xc021,       // LCP
+                2 => 0x8021,       // IPCP
+                _ => own ^ 0x0076, // the other IP version's
+            };
+            let mut session = vec![0x11, 0x00];
+            session.extend_from_slice(&r.u16().to_be_bytes());
+            session.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+            session.extend_from_slice(&ppp.to_be_bytes());
+            session.extend_from_slice(&payload);
+            (0x8864, session)
+        };
         f.extend_from_slice(&ethertype.to_be_bytes());
         f.extend_from_slice(&payload);
+        self.mutate(&mut f);
+        f
+    }
+
+    /// An L3 device's frame: the IP packet alone (now and then neither
+    /// IPv4 nor IPv6 by its first nibble), mutated like a frame.
+    fn l3_frame(&mut self) -> Vec<u8> {
+        let v4 = match self.answer {
+            Some(a) => a.remote.is_ipv4(),
+            None => self.rng.percent(55),
+        };
+        let mut f = if v4 { self.ipv4() } else { self.ipv6() };
+        if self.rng.percent(2) {
+            f[0] = (f[0] & 0x0f) | (self.rng.u8() & 0xf0);
+        }
         self.mutate(&mut f);
         f
     }

@@ -21,6 +21,11 @@ pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ETHERTYPE_LLDP: u16 = 0x88CC;
 pub const TPID_8021Q: u16 = 0x8100;
 pub const TPID_8021AD: u16 = 0x88A8;
+pub const ETHERTYPE_PPPOE_DISCOVERY: u16 = 0x8863;
+pub const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+pub const PPP_IPV4: u16 = 0x0021;
+pub const PPP_IPV6: u16 = 0x0057;
+pub const PPP_LCP: u16 = 0xc021;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
@@ -46,6 +51,21 @@ pub struct Frame {
     pub pad_to: usize,
     /// Truncate the finished frame to this many bytes.
     pub cut_to: Option<usize>,
+    /// What carries the network layer.
+    pub link: Link,
+}
+
+/// The link layer around the network packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Ethernet (with the frame's tags).
+    Ethernet,
+    /// Ethernet, the tags, then a PPPoE session header (RFC 2516) and the
+    /// PPP protocol: `ppp_proto` `None` takes IPv4's or IPv6's from the
+    /// packet.
+    Pppoe { ppp_proto: Option<u16> },
+    /// No link header: the frame is the IP packet (an L3 device's).
+    None,
 }
 
 /// What follows the Ethernet header (and tags).
@@ -256,6 +276,7 @@ impl Frame {
             payload: Vec::new(),
             pad_to: 0,
             cut_to: None,
+            link: Link::Ethernet,
         }
     }
 
@@ -321,6 +342,26 @@ impl Frame {
         let mut f = Frame::ethertype(ETHERTYPE_LLDP, body);
         f.dst_mac = [0x01, 0x80, 0xc2, 0, 0, 0x0e];
         f
+    }
+
+    /// Carries the packet in a PPPoE session (inside the tags).
+    pub fn pppoe(mut self) -> Frame {
+        self.link = Link::Pppoe { ppp_proto: None };
+        self
+    }
+
+    /// The same with another PPP protocol than the packet's own.
+    pub fn pppoe_proto(mut self, ppp_proto: u16) -> Frame {
+        self.link = Link::Pppoe {
+            ppp_proto: Some(ppp_proto),
+        };
+        self
+    }
+
+    /// The packet alone, without a link header: an L3 device's frame.
+    pub fn l3(mut self) -> Frame {
+        self.link = Link::None;
+        self
     }
 
     /// Adds a VLAN tag inside the ones already there.
@@ -446,10 +487,14 @@ impl Frame {
         self
     }
 
-    /// Length of the Ethernet header with its tags: where the network
-    /// header starts.
+    /// Length of the link headers (Ethernet with its tags, PPPoE): where
+    /// the network header starts.
     pub fn l2_len(&self) -> usize {
-        14 + 4 * self.tags.len()
+        match self.link {
+            Link::Ethernet => 14 + 4 * self.tags.len(),
+            Link::Pppoe { .. } => 14 + 4 * self.tags.len() + 8,
+            Link::None => 0,
+        }
     }
 
     /// The frame's bytes.
@@ -465,15 +510,32 @@ impl Frame {
             }
         };
         let mut out = Vec::with_capacity(self.l2_len() + net.len());
-        out.extend_from_slice(&self.dst_mac);
-        out.extend_from_slice(&self.src_mac);
-        // Each tag's TPID sits where the ethertype would be; the real
-        // ethertype follows the last tag.
-        for (tpid, tci) in &self.tags {
-            out.extend_from_slice(&tpid.to_be_bytes());
-            out.extend_from_slice(&tci.to_be_bytes());
+        if self.link != Link::None {
+            out.extend_from_slice(&self.dst_mac);
+            out.extend_from_slice(&self.src_mac);
+            // Each tag's TPID sits where the ethertype would be; the real
+            // ethertype follows the last tag.
+            for (tpid, tci) in &self.tags {
+                out.extend_from_slice(&tpid.to_be_bytes());
+                out.extend_from_slice(&tci.to_be_bytes());
+            }
         }
-        out.extend_from_slice(&ethertype.to_be_bytes());
+        match self.link {
+            Link::Ethernet => out.extend_from_slice(&ethertype.to_be_bytes()),
+            Link::Pppoe { ppp_proto } => {
+                let ppp_proto = ppp_proto.unwrap_or(match ethertype {
+                    ETHERTYPE_IPV6 => PPP_IPV6,
+                    _ => PPP_IPV4,
+                });
+                out.extend_from_slice(&ETHERTYPE_PPPOE_SESSION.to_be_bytes());
+                // Version 1, type 1, code 0 (session data), session id, and
+                // the length of the PPP protocol field and the packet.
+                out.extend_from_slice(&[0x11, 0x00, 0x12, 0x34]);
+                out.extend_from_slice(&((net.len() + 2) as u16).to_be_bytes());
+                out.extend_from_slice(&ppp_proto.to_be_bytes());
+            }
+            Link::None => {}
+        }
         out.extend(net);
         if out.len() < self.pad_to {
             out.resize(self.pad_to, 0);

@@ -43,6 +43,9 @@ pub const IPV6_EXT_HEADERS: usize = 8;
 const ETH_HEADER: usize = 14;
 const TPID_8021Q: u16 = 0x8100;
 const TPID_8021AD: u16 = 0x88A8;
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86DD;
 
@@ -163,13 +166,31 @@ pub fn judge_full(
     now_ns: u64,
     flows: &Flows,
 ) -> Expected {
+    judge_link(frame, false, rules, abuse, now_ns, flows)
+}
+
+/// [`judge_full`] for a frame of an interface without a link header
+/// (`l3`: tun, WireGuard, PPP, ...), whose frames are the IP packet.
+pub fn judge_link(
+    frame: &[u8],
+    l3: bool,
+    rules: &Ruleset,
+    abuse: &mut Abuse,
+    now_ns: u64,
+    flows: &Flows,
+) -> Expected {
     let mut env = Env {
         rules,
         abuse,
         now_ns,
         flows,
     };
-    let reason = match classify_inner(frame, &mut env) {
+    let walked = if l3 {
+        classify_l3(frame, &mut env)
+    } else {
+        classify_inner(frame, &mut env)
+    };
+    let reason = match walked {
         Ok(reason) | Err(reason) => reason,
     };
     let verdict = if reason.drops() && !rules.dry_run {
@@ -229,11 +250,33 @@ fn classify_inner(frame: &[u8], env: &mut Env) -> Result<Reason, Reason> {
         at += 4;
         tags += 1;
     }
+    if ethertype == ETHERTYPE_PPPOE_SESSION {
+        // RFC 2516's session header (6 bytes), then the PPP protocol: IPv4
+        // and IPv6 go to the host's ppp device, the rest (LCP, IPCP, ...)
+        // to pppd.
+        let ppp_proto = be16(frame, at + 6)?;
+        let ip = &frame[at + 8..];
+        return match ppp_proto {
+            PPP_IPV4 => ipv4(ip, env),
+            PPP_IPV6 => ipv6(ip, env),
+            _ => Ok(Reason::NonIp),
+        };
+    }
     let l3 = &frame[at..];
     match ethertype {
         ETHERTYPE_IPV4 => ipv4(l3, env),
         ETHERTYPE_IPV6 => ipv6(l3, env),
         _ => Ok(Reason::NonIp),
+    }
+}
+
+/// An L3 device's frame: the IP packet, its version nibble saying which.
+/// Such a device carries only IP, so anything else is malformed.
+fn classify_l3(frame: &[u8], env: &mut Env) -> Result<Reason, Reason> {
+    match frame.first().map(|b| b >> 4) {
+        Some(4) => ipv4(frame, env),
+        Some(6) => ipv6(frame, env),
+        _ => Err(Reason::Malformed),
     }
 }
 

@@ -26,13 +26,19 @@ pub struct ExpectedOut {
 
 /// Verdict and reason for an outgoing `frame` under `rules`.
 pub fn judge(frame: &[u8], rules: &Ruleset) -> ExpectedOut {
+    judge_link(frame, false, rules)
+}
+
+/// The same for an interface without a link header (`l3`), whose frames
+/// are the IP packet.
+pub fn judge_link(frame: &[u8], l3: bool, rules: &Ruleset) -> ExpectedOut {
     if !rules.egress.strict() {
         return ExpectedOut {
             verdict: Verdict::Pass,
             reason: None,
         };
     }
-    let reason = classify(frame, rules);
+    let reason = classify_walked(if l3 { walk_l3(frame) } else { walk(frame) }, rules);
     let verdict = if reason.drops() && !rules.dry_run {
         Verdict::Drop
     } else {
@@ -56,7 +62,11 @@ enum Walked<'a> {
 
 /// The egress counter `frame` is recorded under (strict egress).
 pub fn classify(frame: &[u8], rules: &Ruleset) -> OutReason {
-    match walk(frame) {
+    classify_walked(walk(frame), rules)
+}
+
+fn classify_walked(walked: Walked, rules: &Ruleset) -> OutReason {
+    match walked {
         Walked::NonIp => OutReason::NonIp,
         Walked::Broken => OutReason::Denied,
         Walked::LaterFragment => OutReason::Fragment,
@@ -90,11 +100,34 @@ fn walk(frame: &[u8]) -> Walked<'_> {
         ethertype = inner;
         at += 4;
     }
+    if ethertype == 0x8864 {
+        // A PPPoE session: its 6-byte header, then the PPP protocol; IPv4
+        // (0x0021) and IPv6 (0x0057) are judged, the rest is not IP.
+        let Some(ppp) = u16_at(frame, at + 6) else {
+            return Walked::Broken;
+        };
+        let ip = &frame[(at + 8).min(frame.len())..];
+        return match ppp {
+            0x0021 => walk_v4(ip),
+            0x0057 => walk_v6(ip),
+            _ => Walked::NonIp,
+        };
+    }
     let ip = &frame[at.min(frame.len())..];
     match ethertype {
         0x0800 => walk_v4(ip),
         0x86dd => walk_v6(ip),
         _ => Walked::NonIp,
+    }
+}
+
+/// An L3 device's outgoing packet (no link header): IPv4 or IPv6 by its
+/// first nibble, anything else broken.
+fn walk_l3(frame: &[u8]) -> Walked<'_> {
+    match frame.first().map(|b| b >> 4) {
+        Some(4) => walk_v4(frame),
+        Some(6) => walk_v6(frame),
+        _ => Walked::Broken,
     }
 }
 

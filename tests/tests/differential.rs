@@ -89,6 +89,69 @@ const REGRESSIONS: &[(&str, &str)] = &[
             " 11000008",
         ),
     ),
+    (
+        "PPPoE session inside QinQ: IPv4 UDP from a stranger to 5060",
+        concat!(
+            "ffffffffffff 020000000001 88a8 0064 8100 0007 8864",
+            " 1100 1234 001e 0021",
+            " 4500 001c 0000 0000 4011 0000 cb007109 c0000201",
+            " 9c4b 13c4 0008 0000",
+        ),
+    ),
+    (
+        "PPPoE session whose PPP protocol says IPv4 over an IPv6 packet",
+        concat!(
+            "ffffffffffff 020000000001 8864",
+            " 1100 1234 0032 0021",
+            " 60000000 0008 11 40 20010db8000100000000000000000001",
+            " 20010db8000000000000000000000002",
+            " 13c4 13c4 0008 0000",
+        ),
+    ),
+    (
+        "PPPoE session carrying LCP (not IP), padded",
+        concat!(
+            "ffffffffffff 020000000001 8864",
+            " 1100 1234 000a c021 0101 0008 0104 05d4",
+            " 000000000000000000000000000000000000000000000000",
+        ),
+    ),
+    (
+        "PPPoE session cut inside its PPP protocol field",
+        "ffffffffffff 020000000001 8864 1100 1234 0002 00",
+    ),
+    (
+        "PPPoE discovery (PADI): not IP",
+        concat!(
+            "ffffffffffff 020000000001 8863",
+            " 1109 0000 0004 0101 0000",
+        ),
+    ),
+];
+
+/// Frames of L3 devices (no link header) every run of the L3 comparison
+/// checks first.
+const L3_REGRESSIONS: &[(&str, &str)] = &[
+    (
+        "IPv4 UDP to 5060 whose source address holds 0x0800 where Ethernet's ethertype would be",
+        "4500 001c 0000 0000 4011 0000 0800 4500 c0000201 9c4b 13c4 0008 0000",
+    ),
+    (
+        "IPv6 UDP to 5060 from a stranger",
+        concat!(
+            "60000000 0008 11 40 20010db80bad00000000000000000009",
+            " 20010db8000000000000000000000002",
+            " 9c4b 13c4 0008 0000",
+        ),
+    ),
+    (
+        "version nibble 5 over an IPv4 header",
+        "5500 001c 0000 0000 4011 0000 cb007109 c0000201 9c4b 13c4 0008 0000",
+    ),
+    (
+        "an Ethernet frame where the IP packet should be",
+        "ffffffffffff 020000000001 0800 4500 001c 0000 0000 4011 0000 cb007109 c0000201 9c4b 13c4 0008 0000",
+    ),
 ];
 
 /// Single sources the rate-limited configurations send from again and
@@ -130,6 +193,21 @@ fn host_flows() -> Vec<Flow> {
 }
 
 impl Config {
+    /// The model's flows as the kernel's flow map takes them.
+    fn flow_tuples(&self) -> Vec<FlowTuple> {
+        self.flows
+            .0
+            .iter()
+            .map(|f| FlowTuple {
+                proto: f.proto,
+                remote: f.remote,
+                remote_port: f.remote_port,
+                local: f.local,
+                local_port: f.local_port,
+            })
+            .collect()
+    }
+
     /// Whether the rate limiter keeps state across frames: such a
     /// configuration gets a program of its own, so the kernel's buckets
     /// start as empty as the model's.
@@ -597,18 +675,7 @@ fn kernel_program_agrees_with_the_reference_model() {
             bans.iter().map(|b| (b.net, b.expires_ns)).collect(),
         )];
         runner.maps.clear_flows().expect("clearing the flows");
-        let tuples: Vec<FlowTuple> = config
-            .flows
-            .0
-            .iter()
-            .map(|f| FlowTuple {
-                proto: f.proto,
-                remote: f.remote,
-                remote_port: f.remote_port,
-                local: f.local,
-                local_port: f.local_port,
-            })
-            .collect();
+        let tuples = config.flow_tuples();
         runner.maps.add_flows(&tuples).expect("entering the flows");
         let at = (ci, config);
         for (why, text) in REGRESSIONS {
@@ -717,4 +784,54 @@ fn per_reason(counts: &[u64; REASON_COUNT as usize]) -> String {
         .map(|r| format!("{}={}", r.name(), counts[*r as usize]))
         .collect();
     parts.join(" ")
+}
+
+/// The same comparison for an L3 device's frames (no link header: the
+/// program reads them from the IP header), for the configurations without
+/// bans or rate limits.
+#[test]
+fn kernel_program_agrees_with_the_reference_model_on_l3_devices() {
+    sipwall_tests::skip_unless_root!();
+    let per_config = env_u64("SIPWALL_FUZZ_PACKETS").unwrap_or(3_000);
+    let seed = env_u64("SIPWALL_FUZZ_SEED").unwrap_or_else(random_seed);
+    println!("differential (L3): {per_config} frames per configuration, seed {seed:#x}");
+    let mut disagreements = 0u64;
+    let mut packets = 0u64;
+    for (ci, config) in configs().iter().enumerate().filter(|(_, c)| !c.stateful()) {
+        let mut runner = Runner::on_link(&config.rules, sipwall::kernel::iface::LinkHeader::Ip)
+            .expect("loading the program (needs root)");
+        runner.maps.clear_flows().expect("clearing the flows");
+        let tuples = config.flow_tuples();
+        runner.maps.add_flows(&tuples).expect("entering the flows");
+        let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
+        let generator = Generator::new(&config.rules).with_flows(&flows);
+        let stream = seed.wrapping_add(ci as u64);
+        let regressions = L3_REGRESSIONS.iter().map(|(_, text)| unhex(text));
+        let generated = (0..per_config).map(|index| generator.l3_frame(frame_seed(stream, index)));
+        for frame in regressions.chain(generated) {
+            let want = reference::judge_link(
+                &frame,
+                true,
+                &config.rules,
+                &mut Abuse::default(),
+                0,
+                &config.flows,
+            );
+            let got = runner
+                .run(&frame)
+                .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {}: {e:#}", hex(&frame)));
+            packets += 1;
+            if !agrees(&want, &got, frame.len()) {
+                disagreements += 1;
+                println!(
+                    "DISAGREEMENT (L3) [{}] model {want:?}, kernel {}: {}",
+                    config.name,
+                    moved(&got),
+                    hex(&frame)
+                );
+            }
+        }
+    }
+    println!("differential (L3) summary: {packets} packets, {disagreements} disagreements");
+    assert_eq!(disagreements, 0, "seed {seed:#x}");
 }

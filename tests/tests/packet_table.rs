@@ -11,12 +11,14 @@ use filter_common::{
     Reason::{self, *},
 };
 use ipnet::IpNet;
+use sipwall::kernel::iface::LinkHeader;
 use sipwall::{
     kernel::runner::{Runner, Verdict},
     policy::{config, ruleset::Ruleset},
 };
 use sipwall_tests::packet::{
-    Ext, Frame, Net, L4, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
+    Ext, Frame, Link, Net, ETHERTYPE_PPPOE_DISCOVERY, ETHERTYPE_PPPOE_SESSION, L4, PPP_IPV4,
+    PPP_LCP, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
 };
 
 const PASS: Verdict = Verdict::Pass;
@@ -190,6 +192,20 @@ fn default_table() -> Vec<Case> {
         case(DROP, Malformed, "802.1Q tag cut after its TCI (16-byte frame)", Frame::ethertype(TPID_8021Q, vec![0, 10])),
         case(DROP, Malformed, "second tag cut after its TCI", Frame::ethertype(TPID_8021Q, vec![0, 20]).vlan(TPID_8021AD, 10)),
         case(DROP, Malformed, "802.1Q tag then IPv4 ethertype and nothing else", ip4(PROVIDER_A).vlan(TPID_8021Q, 10).udp(5060, 5060).cut_to(18)),
+        // --- PPPoE: session frames are judged by the IP packet inside ---
+        case(PASS, SipAllowed, "PPPoE session, provider SIP over IPv4", ip4(PROVIDER_A).pppoe().udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "PPPoE session, stranger SIP over IPv4", ip4(STRANGER).pppoe().udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "PPPoE session, stranger SIP over IPv6", ip6(stranger6()).pppoe().tcp(33000, 5061)),
+        case(DROP, SipDenied, "PPPoE session inside an 802.1Q tag, stranger", ip4(STRANGER).vlan(TPID_8021Q, 7).pppoe().udp(5060, 5060)),
+        case(DROP, SipDenied, "PPPoE session inside QinQ, stranger over IPv6", ip6(stranger6()).vlan(TPID_8021AD, 100).vlan(TPID_8021Q, 7).pppoe().udp(5060, 5060)),
+        case(PASS, RtpAllowed, "PPPoE session, RTP", ip4(STRANGER).pppoe().udp(50000, 40000)),
+        case(PASS, Other, "PPPoE session, SSH", ip4(STRANGER).pppoe().tcp(33000, 22)),
+        case(PASS, NonIp, "PPPoE session carrying LCP (PPP 0xc021): pppd's, not IP", ip4(STRANGER).pppoe_proto(PPP_LCP).udp(5060, 5060)),
+        case(PASS, NonIp, "PPPoE discovery (PADI)", Frame::ethertype(ETHERTYPE_PPPOE_DISCOVERY, vec![0x11, 0x09, 0, 0, 0, 4, 1, 1, 0, 0])),
+        case(DROP, Malformed, "PPPoE session cut before the PPP protocol", Frame::ethertype(ETHERTYPE_PPPOE_SESSION, vec![0x11, 0, 0x12, 0x34, 0, 2])),
+        case(DROP, Malformed, "PPPoE session, PPP says IPv4 but an IPv6 packet follows", ip6(stranger6()).pppoe_proto(PPP_IPV4).udp(5060, 5060)),
+        case(DROP, Malformed, "PPPoE session, IPv4 with IHL 4", ip4(PROVIDER_A).pppoe().udp(5060, 5060).ip4(|h| h.ihl = Some(4))),
+        case(DROP, Malformed, "PPPoE session, UDP header cut short", ip4(STRANGER).pppoe().udp(5060, 5060).cut_to(14 + 8 + 20 + 4)),
         // --- IPv4 header length and options ---
         case(PASS, SipAllowed, "IHL 6 (4 option bytes), provider", ip4(PROVIDER_A).ipv4_options(4).udp(5060, 5060)),
         case(DROP, SipDenied, "IHL 6 (4 option bytes), stranger", ip4(STRANGER).ipv4_options(4).udp(5060, 5060)),
@@ -1301,4 +1317,113 @@ fn reply_cache_never_outlives_the_flow() {
     }
     std::thread::sleep(Duration::from_millis(1_000));
     check(&runner, &unsolicited(), DROP).unwrap_or_else(|e| panic!("after the idle time: {e}"));
+}
+
+/// The rows of an Ethernet table that mean the same on an L3 device once
+/// their Ethernet header is taken away: untagged IPv4 and IPv6, not cut
+/// to a length counted with the Ethernet header.
+fn as_l3(table: Vec<Case>) -> Vec<Case> {
+    table
+        .into_iter()
+        .filter(|c| {
+            matches!(c.frame.net, Net::V4(_) | Net::V6(_))
+                && c.frame.tags.is_empty()
+                && c.frame.link == Link::Ethernet
+                && c.frame.cut_to.is_none()
+        })
+        .map(|c| Case {
+            frame: c.frame.l3(),
+            ..c
+        })
+        .collect()
+}
+
+/// What only an L3 device's frames can get wrong: the version nibble is
+/// the only thing that says what the frame is.
+#[rustfmt::skip]
+fn l3_only_table() -> Vec<Case> {
+    vec![
+        case(DROP, Malformed, "version nibble 5: an L3 device carries only IP", ip4(STRANGER).udp(5060, 5060).ip4(|h| h.version = 5).l3()),
+        case(DROP, Malformed, "version nibble 0", ip4(PROVIDER_A).udp(5060, 5060).ip4(|h| h.version = 0).l3()),
+        case(DROP, Malformed, "IPv4 cut inside the UDP header", ip4(STRANGER).udp(5060, 5060).cut_to(24).l3()),
+        case(DROP, Malformed, "IPv6 cut inside its fixed header", ip6(stranger6()).udp(5060, 5060).cut_to(30).l3()),
+        case(DROP, SipDenied, "stranger SIP whose source address starts with what an ethertype would be", Frame::ipv4(Ipv4Addr::new(8, 0, 69, 0), HOST).udp(5060, 5060).l3()),
+    ]
+}
+
+fn runner_on_l3(ruleset: &Ruleset) -> Runner {
+    Runner::on_link(ruleset, LinkHeader::Ip)
+        .unwrap_or_else(|e| panic!("loading the program (run as root): {e:#}"))
+}
+
+#[test]
+fn l3_device_frames_are_judged_from_the_ip_header() {
+    sipwall_tests::skip_unless_root!();
+    let mut table = as_l3(default_table());
+    assert!(table.len() > 60, "only {} rows carried over", table.len());
+    table.extend(l3_only_table());
+    run_table(
+        "guard, L3",
+        &runner_on_l3(&Ruleset::default()),
+        &table,
+        |c| c.verdict,
+    );
+    let mut strict = as_l3(strict_table());
+    strict.extend(l3_only_table());
+    let mut runner = runner_on_l3(&strict_ruleset());
+    runner
+        .maps
+        .add_flows(&strict_flows())
+        .expect("entering the flows");
+    run_table("strict, L3", &runner, &strict, |c| c.verdict);
+}
+
+#[test]
+fn the_ethernet_program_is_not_fooled_by_l3_frames_and_back() {
+    sipwall_tests::skip_unless_root!();
+    // A stranger's SIP as an L3 device delivers it: read as Ethernet, its
+    // "ethertype" lies in the source address; read right, it is denied.
+    let frame = ip4(STRANGER).udp(5060, 5060).l3().build();
+    let on_l3 = runner_on_l3(&Ruleset::default()).run(&frame).unwrap();
+    assert_eq!(on_l3.reason(), Some(SipDenied), "{on_l3:?}");
+    assert_eq!(on_l3.verdict, DROP);
+    // The flag belongs to the attachment: installing another ruleset on
+    // the same maps keeps it.
+    let mut runner = runner_on_l3(&Ruleset::default());
+    runner.install(&strict_ruleset()).unwrap();
+    assert_eq!(runner.maps.link_header().unwrap(), LinkHeader::Ip);
+    assert_eq!(runner.run(&frame).unwrap().reason(), Some(SipDenied));
+}
+
+#[test]
+fn the_reply_cache_tells_the_families_apart() {
+    sipwall_tests::skip_unless_root!();
+    use sipwall::kernel::flows::FlowTuple;
+    let mut runner = strict_runner(&strict_ruleset());
+    let dns = FlowTuple {
+        proto: 17,
+        remote: RESOLVER.into(),
+        remote_port: 53,
+        local: HOST.into(),
+        local_port: 33600,
+    };
+    runner.maps.add_flows(&[dns]).unwrap();
+    // The IPv4 answer puts the flow in this CPU's cache slot.
+    let answer = case(PASS, Reply, "DNS answer", ip4(RESOLVER).udp(53, 33600));
+    check(&runner, &answer, PASS).unwrap_or_else(|e| panic!("IPv4 answer: {e}"));
+    // An IPv6 packet between the IPv4-mapped addresses, with the flow's
+    // ports, has the cached key's address words: not a reply.
+    let mapped = |a: Ipv4Addr| a.to_ipv6_mapped();
+    let forged = Frame::ipv6(mapped(RESOLVER), mapped(HOST))
+        .udp(53, 33600)
+        .build();
+    for i in 0..3 {
+        let out = runner.run(&forged).unwrap();
+        assert_eq!(
+            (out.verdict, out.reason()),
+            (DROP, Some(Denied)),
+            "mapped IPv6 {i}: {out:?}"
+        );
+    }
+    check(&runner, &answer, PASS).unwrap_or_else(|e| panic!("IPv4 answer again: {e}"));
 }

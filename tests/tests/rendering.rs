@@ -11,6 +11,7 @@ use std::{net::IpAddr, path::Path};
 use filter_common::{Counter, OutReason, Reason, OUT_REASON_COUNT};
 use sipwall::{
     kernel::{
+        iface::LinkHeader,
         netns::NetnsId,
         pins::{Elsewhere, PinRoot},
         runner::Verdict,
@@ -54,6 +55,7 @@ fn snapshots(seed: u64) -> Vec<Snapshot> {
             attached: true,
             mode: "native",
             program_id: Some(42),
+            link: Some(LinkHeader::Ethernet),
             ruleset: Some(parse(GUARD)),
             counters: Some(counters(seed)),
             out_counters: Some([Counter::default(); OUT_REASON_COUNT as usize]),
@@ -66,6 +68,7 @@ fn snapshots(seed: u64) -> Vec<Snapshot> {
             attached: true,
             mode: "skb",
             program_id: Some(7),
+            link: Some(LinkHeader::Ip),
             ruleset: Some(parse(STRICT_EGRESS)),
             counters: Some(counters(seed + 2)),
             out_counters: Some(counters(seed + 3)),
@@ -78,6 +81,7 @@ fn snapshots(seed: u64) -> Vec<Snapshot> {
             attached: false,
             mode: "unknown",
             program_id: None,
+            link: None,
             ruleset: None,
             counters: None,
             out_counters: None,

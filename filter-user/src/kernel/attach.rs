@@ -31,7 +31,7 @@ use filter_common::{maps as map_names, AttachInfo, XdpMode, ATTACH_MAGIC, PIN_LA
 use crate::{
     error::UsageError,
     kernel::{
-        iface::{foreign_program, if_index, iface_xdp, IfaceXdp},
+        iface::{foreign_program, if_index, iface_xdp, link_header, IfaceXdp, LinkHeader},
         links::open_link,
         maps::Maps,
         pins::{self, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
@@ -113,10 +113,14 @@ struct Plan {
     upgrade_link: Option<FdLink>,
     /// Keep the live allowlist instead of the ruleset's.
     keep_allowlist: bool,
+    /// What the interface's frames start with.
+    link: LinkHeader,
 }
 
 fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool) -> Result<Plan> {
     let ifindex = if_index(iface)?;
+    // A link the programs cannot read is refused before anything changes.
+    let link = link_header(iface)?;
     let dir = root.iface_dir(iface);
     // An empty folder is no attachment.
     let existed = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
@@ -188,6 +192,7 @@ fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool
         upgrade,
         upgrade_link,
         keep_allowlist: keep,
+        link,
     })
 }
 
@@ -203,6 +208,7 @@ fn install(plan: &Plan, ruleset: &Ruleset) -> Result<(Ebpf, Maps)> {
     if plan.keep_allowlist {
         ruleset.allow = maps.read_ruleset()?.allow;
     }
+    maps.set_link(plan.link);
     maps.install(&ruleset)?;
     Ok((ebpf, maps))
 }

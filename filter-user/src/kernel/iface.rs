@@ -37,8 +37,8 @@ pub fn if_index(iface: &str) -> Result<u32> {
     Ok(index)
 }
 
-/// The XDP program the kernel has on `iface`, from `ip -details -json link`.
-pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
+/// What `ip -details -json link show dev IFACE` says of the interface.
+fn link_details(iface: &str) -> Result<serde_json::Value> {
     let out = Command::new("ip")
         .args(["-details", "-json", "link", "show", "dev", iface])
         .output()
@@ -51,7 +51,13 @@ pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
     }
     let links: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("parsing `ip -json link`")?;
-    let xdp = &links[0]["xdp"];
+    Ok(links[0].clone())
+}
+
+/// The XDP program the kernel has on `iface`, from `ip -details -json link`.
+pub fn iface_xdp(iface: &str) -> Result<Option<IfaceXdp>> {
+    let link = link_details(iface)?;
+    let xdp = &link["xdp"];
     let Some(program_id) = xdp["prog"]["id"].as_u64() else {
         return Ok(None);
     };
@@ -143,4 +149,246 @@ fn removal_hint(iface: &str, x: IfaceXdp) -> String {
         None => "xdp",
     };
     format!("if it should go, remove it first: `ip link set dev {iface} {keyword} off`")
+}
+
+/// What an interface's frames start with, as the programs read them: an
+/// Ethernet header, or (on an L3 device) the IP header itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkHeader {
+    Ethernet,
+    /// No link header: tun, WireGuard, PPP, raw IP, IP-in-IP, SIT, ip6tnl.
+    Ip,
+}
+
+impl LinkHeader {
+    /// The name in `status --json` (`link`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkHeader::Ethernet => "ethernet",
+            LinkHeader::Ip => "ip",
+        }
+    }
+
+    /// The name in `status`'s text.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LinkHeader::Ethernet => "ethernet",
+            LinkHeader::Ip => "ip (no link header)",
+        }
+    }
+}
+
+/// Link types (`/sys/class/net/IF/type`, the kernel's `ARPHRD_*`) sipwall
+/// knows by number.
+pub const ARPHRD_ETHER: u16 = 1;
+pub const ARPHRD_PPP: u16 = 512;
+pub const ARPHRD_RAWIP: u16 = 519;
+pub const ARPHRD_TUNNEL: u16 = 768;
+pub const ARPHRD_TUNNEL6: u16 = 769;
+pub const ARPHRD_LOOPBACK: u16 = 772;
+pub const ARPHRD_SIT: u16 = 776;
+pub const ARPHRD_IPGRE: u16 = 778;
+pub const ARPHRD_IP6GRE: u16 = 823;
+pub const ARPHRD_NONE: u16 = 65534;
+
+/// An interface's link type and, for virtual devices, its kind (`ip -d
+/// link`'s `tun`, `wireguard`, `ipip`, `vti`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub arphrd: u16,
+    pub kind: Option<String>,
+}
+
+impl Link {
+    /// "link type 778, kind gre" for messages.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Some(kind) => format!("link type {}, kind {kind}", self.arphrd),
+            None => format!("link type {}", self.arphrd),
+        }
+    }
+
+    /// Whether the device is a tunnel or another L3 device (what `doctor`'s
+    /// `tunnels` check looks for), supported or not.
+    pub fn is_l3_or_tunnel(&self) -> bool {
+        self.arphrd != ARPHRD_ETHER && self.arphrd != ARPHRD_LOOPBACK
+    }
+
+    /// The header the programs must expect on this link, or why sipwall
+    /// cannot filter it.
+    ///
+    /// Ethernet and loopback (whose frames carry a zeroed Ethernet header)
+    /// are read as Ethernet. The devices whose receive path resets the link
+    /// header to the IP header before XDP runs (tun, WireGuard and other
+    /// `none` devices, PPP, raw IP, IP-in-IP, SIT, ip6tnl; the egress
+    /// program sees them the same way) are read from the IP header. GRE
+    /// devices hand XDP programs the outer IP and GRE headers in front of
+    /// the packet, and vti and XFRM interfaces a rebuilt link header: those,
+    /// and every other link type, are refused rather than misread.
+    pub fn header(&self) -> std::result::Result<LinkHeader, String> {
+        let kind = self.kind.as_deref();
+        // vti and XFRM interfaces receive what IPsec decapsulated, with the
+        // outer packet's link header rebuilt in front of it.
+        if let Some(ipsec @ ("vti" | "vti6" | "xfrm")) = kind {
+            return Err(format!(
+                "an IPsec {ipsec} device ({}): XDP programs on it see the outer packet's link header rebuilt in front of each packet, so sipwall does not read it; filter SIP inside the tunnel with nftables",
+                self.describe()
+            ));
+        }
+        match self.arphrd {
+            ARPHRD_ETHER | ARPHRD_LOOPBACK => Ok(LinkHeader::Ethernet),
+            ARPHRD_NONE | ARPHRD_PPP | ARPHRD_RAWIP => Ok(LinkHeader::Ip),
+            ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_SIT => Ok(LinkHeader::Ip),
+            ARPHRD_IPGRE | ARPHRD_IP6GRE => Err(format!(
+                "a GRE device ({}): XDP programs on it see the outer IP and GRE headers in front of each packet, so sipwall cannot judge the packets inside; filter SIP that arrives through it with nftables, or carry it outside the tunnel",
+                self.describe()
+            )),
+            _ => Err(format!(
+                "its link type is not one sipwall reads ({}): sipwall reads Ethernet (1) and devices without a link header (none 65534: tun, WireGuard; ppp 512; rawip 519; ipip 768; ip6tnl 769; sit 776)",
+                self.describe()
+            )),
+        }
+    }
+}
+
+/// The interface's link type (from the kernel, in this process's network
+/// namespace: sysfs may show another one's) and kind.
+pub fn link_of(iface: &str) -> Result<Link> {
+    pins::check_iface_name(iface)?;
+    Ok(Link {
+        arphrd: link_type(iface)?,
+        kind: link_kind(iface)?,
+    })
+}
+
+/// The header the programs must expect on `iface`; a usage error naming
+/// the link type when sipwall cannot filter it.
+pub fn link_header(iface: &str) -> Result<LinkHeader> {
+    let link = link_of(iface)?;
+    link.header()
+        .map_err(|why| UsageError(format!("sipwall cannot filter {iface}: it is {why}")).into())
+}
+
+/// `ARPHRD_*` of `iface` through SIOCGIFHWADDR, which answers for the
+/// namespace the socket belongs to (this process's).
+fn link_type(iface: &str) -> Result<u16> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("opening a socket to ask for a link type");
+    }
+    // SAFETY: `fd` was just opened and is owned here alone.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name (the name was
+    // checked to be shorter than IFNAMSIZ) and writes the hardware address
+    // into `req`, which outlives the call.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIOCGIFHWADDR,
+            &mut req,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("reading the link type of {iface}"));
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware address member.
+    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+/// The device's kind as `ip -details -json link` reports it, if any.
+fn link_kind(iface: &str) -> Result<Option<String>> {
+    Ok(link_details(iface)?["linkinfo"]["info_kind"]
+        .as_str()
+        .map(str::to_string))
+}
+
+/// Every interface of this namespace with its link, whether it is up, and
+/// whether it has an address (for `doctor`'s `tunnels`).
+pub fn all_links() -> Result<Vec<(String, Link, bool, bool)>> {
+    let out = Command::new("ip")
+        .args(["-details", "-json", "address", "show"])
+        .output()
+        .context("running `ip address` (package iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "`ip address` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing `ip -json address`")?;
+    let mut links = Vec::new();
+    for entry in list.as_array().into_iter().flatten() {
+        let Some(name) = entry["ifname"].as_str() else {
+            continue;
+        };
+        let up = entry["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "UP"));
+        let addressed = entry["addr_info"].as_array().is_some_and(|a| !a.is_empty());
+        let Ok(arphrd) = link_type(name) else {
+            continue;
+        };
+        let kind = entry["linkinfo"]["info_kind"].as_str().map(str::to_string);
+        links.push((name.to_string(), Link { arphrd, kind }, up, addressed));
+    }
+    Ok(links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(arphrd: u16, kind: Option<&str>) -> std::result::Result<LinkHeader, String> {
+        Link {
+            arphrd,
+            kind: kind.map(str::to_string),
+        }
+        .header()
+    }
+
+    #[test]
+    fn each_link_type_is_read_as_its_frames_start_or_refused_by_name() {
+        assert_eq!(header(ARPHRD_ETHER, Some("veth")), Ok(LinkHeader::Ethernet));
+        assert_eq!(
+            header(ARPHRD_ETHER, Some("vxlan")),
+            Ok(LinkHeader::Ethernet)
+        );
+        assert_eq!(header(ARPHRD_LOOPBACK, None), Ok(LinkHeader::Ethernet));
+        for (arphrd, kind) in [
+            (ARPHRD_NONE, Some("tun")),
+            (ARPHRD_NONE, Some("wireguard")),
+            (ARPHRD_PPP, None),
+            (ARPHRD_RAWIP, None),
+            (ARPHRD_TUNNEL, Some("ipip")),
+            (ARPHRD_TUNNEL6, Some("ip6tnl")),
+            (ARPHRD_SIT, Some("sit")),
+        ] {
+            assert_eq!(
+                header(arphrd, kind),
+                Ok(LinkHeader::Ip),
+                "{arphrd} {kind:?}"
+            );
+        }
+        for (arphrd, kind, named) in [
+            (ARPHRD_IPGRE, Some("gre"), "link type 778, kind gre"),
+            (ARPHRD_IP6GRE, Some("ip6gre"), "link type 823"),
+            (ARPHRD_TUNNEL, Some("vti"), "IPsec vti"),
+            (ARPHRD_TUNNEL6, Some("vti6"), "IPsec vti6"),
+            (ARPHRD_NONE, Some("xfrm"), "IPsec xfrm"),
+            (280, Some("can"), "link type 280"),
+            (32, None, "link type 32"),
+        ] {
+            let why = header(arphrd, kind).expect_err("refused");
+            assert!(why.contains(named), "{why}");
+        }
+    }
 }

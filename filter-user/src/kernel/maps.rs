@@ -39,7 +39,8 @@ use aya::{
 use filter_common::{
     maps as names, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey, EgressPolicy, FlowKey,
     FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey,
-    BAN_GATE_LEN, DIRECT_WORDS, FLAG_STRICT, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, INLINE_NONE, REPLY_CACHE_SLOTS,
+    V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -48,6 +49,7 @@ use crate::{
         bans::{self, Ban},
         direct::{self, V4Table},
         flows::{FlowMapKey, FlowTuple},
+        iface::LinkHeader,
     },
     policy::ruleset::Ruleset,
 };
@@ -91,6 +93,9 @@ pub struct Maps {
     egress_policy: Array<MapData, EgressPolicy>,
     /// `installed_ns` of the last flip this handle waited out.
     settled_ns: u64,
+    /// The link header the next install tells the programs to expect;
+    /// `None` keeps the active policy's (see [`Maps::set_link`]).
+    link: Option<LinkHeader>,
     /// The allowlist of a generation as this handle last read or wrote it.
     known: std::sync::Mutex<Option<Known>>,
 }
@@ -200,6 +205,7 @@ impl Maps {
             out_counters: typed(one(names::OUT_COUNTERS)?, names::OUT_COUNTERS)?,
             egress_policy: typed(one(names::EGRESS_POLICY)?, names::EGRESS_POLICY)?,
             settled_ns: 0,
+            link: None,
             known: Default::default(),
         })
     }
@@ -251,6 +257,24 @@ impl Maps {
         Ok(nets)
     }
 
+    /// Makes installs from now on tell the programs that frames start with
+    /// `link` (attaching knows the interface; every other install keeps
+    /// what the active policy says).
+    pub fn set_link(&mut self, link: LinkHeader) {
+        self.link = Some(link);
+    }
+
+    /// The link header the active policy tells the programs to expect.
+    pub fn link_header(&self) -> Result<LinkHeader> {
+        let g = self.active_generation()?;
+        let policy = self.policy.get(&g, 0).context("reading the policy")?;
+        Ok(if policy.flags & FLAG_L3 != 0 {
+            LinkHeader::Ip
+        } else {
+            LinkHeader::Ethernet
+        })
+    }
+
     /// Makes `ruleset` the one packets are judged by, atomically (see the
     /// module comment). Returns the new active generation.
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<u32> {
@@ -258,6 +282,12 @@ impl Maps {
         let next = 1 - active;
         let active_policy = self.policy.get(&active, 0).context("reading the policy")?;
         let next_policy = self.policy.get(&next, 0).context("reading the policy")?;
+        // The link header is the interface's, not the configuration's.
+        let link_flag = match self.link {
+            Some(LinkHeader::Ip) => FLAG_L3,
+            Some(LinkHeader::Ethernet) => 0,
+            None => active_policy.flags & FLAG_L3,
+        };
         // A packet that read the active word just before the last flip may
         // still be judged by the generation about to be rewritten. The
         // install that flipped waited for such packets to finish; if it was
@@ -302,7 +332,7 @@ impl Maps {
             .into_iter()
             .collect();
         let mut policy = self
-            .write_generation(next, &next_policy, &base, &new, ruleset)
+            .write_generation(next, &next_policy, &base, &new, ruleset, link_flag)
             .context("writing the inactive generation")?;
         policy.installed_ns = monotonic_ns();
         let egress = ruleset.egress.policy();
@@ -332,7 +362,7 @@ impl Maps {
         let old_record = match small {
             Some(old_list) => {
                 let mut copy = self
-                    .write_generation(active, &active_policy, old_list, &new, ruleset)
+                    .write_generation(active, &active_policy, old_list, &new, ruleset, link_flag)
                     .context("levelling the old generation")?;
                 copy.installed_ns = policy.installed_ns;
                 Some(copy)
@@ -495,6 +525,7 @@ impl Maps {
         base: &[IpNet],
         new: &[IpNet],
         ruleset: &Ruleset,
+        link_flag: u32,
     ) -> Result<Policy> {
         // Marked as being written first: an install interrupted from here
         // on leaves a record that says the direct tables cannot be trusted.
@@ -515,6 +546,7 @@ impl Maps {
         batch::insert(&mut self.allow_v6[n], &v6_keys(&added))
             .context("adding prefixes to the IPv6 allowlist")?;
         let mut policy = ruleset.policy();
+        policy.flags |= link_flag;
         // The program reads a family's direct table only when its list is
         // too long to be inline in the policy (`v4_inline_len` and
         // `v6_inline_len` say which): short lists leave it alone.

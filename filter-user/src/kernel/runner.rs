@@ -9,7 +9,7 @@ use aya::{
 use filter_common::{Counter, CounterFamily, OutReason, Reason};
 
 use crate::{
-    kernel::{maps::Maps, program},
+    kernel::{iface::LinkHeader, maps::Maps, program},
     policy::ruleset::Ruleset,
 };
 
@@ -85,10 +85,18 @@ pub const MIN_FRAME: usize = 14;
 pub const MAX_FRAME: usize = 3520;
 
 impl Runner {
-    /// Loads the program with private maps and installs `ruleset`.
+    /// Loads the program with private maps and installs `ruleset`, for
+    /// Ethernet frames.
     pub fn new(ruleset: &Ruleset) -> Result<Runner> {
+        Runner::on_link(ruleset, LinkHeader::Ethernet)
+    }
+
+    /// The same for frames that start with `link` (an L3 device's begin
+    /// with the IP header).
+    pub fn on_link(ruleset: &Ruleset, link: LinkHeader) -> Result<Runner> {
         let mut ebpf = program::load(None)?;
         let mut maps = Maps::take(&mut ebpf)?;
+        maps.set_link(link);
         maps.install(ruleset)?;
         // Entering strict mode seeds the flow map from this process's
         // socket table: a replay knows no flows of the host it judges for.

@@ -128,6 +128,11 @@ pub fn run(opts: &Options) -> Vec<Check> {
         &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
     ));
     checks.push(rtp_ephemeral(ruleset.as_ref(), eph.as_ref()));
+    checks.push(l3_iface(&scene));
+    checks.push(tunnels(
+        &crate::kernel::iface::all_links().unwrap_or_default(),
+        &root.attached().unwrap_or_default(),
+    ));
     checks.push(clock(&root, &scene));
     checks.push(rlimits(&kernel_release()));
     checks
@@ -371,6 +376,16 @@ fn attachment(scene: &Scene) -> Check {
             "xdp_attached",
             Level::Ok,
             format!("filtering {iface} in {} mode", snap.mode),
+        ),
+        // tun, WireGuard, PPP and the IP tunnels build an skb for every
+        // packet themselves and offer no native XDP: generic mode costs
+        // them nothing more.
+        mode if snap.link == Some(crate::kernel::iface::LinkHeader::Ip) => Check::new(
+            "xdp_attached",
+            Level::Ok,
+            format!(
+                "filtering {iface} in {mode} (generic) mode, the one an L3 device offers: its packets are skbs already"
+            ),
         ),
         mode => {
             let driver = std::fs::read_link(format!("/sys/class/net/{iface}/device/driver"))
@@ -1103,5 +1118,170 @@ mod tests {
             "{}",
             c.summary
         );
+    }
+}
+
+/// `l3_iface`: an attachment on an interface without a link header (tun,
+/// WireGuard, PPP, ...) is fine, and says so; one whose programs read its
+/// frames with the wrong header fails.
+fn l3_iface(scene: &Scene) -> Check {
+    const NAME: &str = "l3_iface";
+    let (Some(iface), Some(snap)) = (&scene.iface, &scene.snapshot) else {
+        return Check::new(NAME, Level::Skip, "no attachment to look at");
+    };
+    let Ok(link) = crate::kernel::iface::link_of(iface) else {
+        return Check::new(
+            NAME,
+            Level::Skip,
+            format!("the link type of {iface} could not be read"),
+        );
+    };
+    l3_verdict(iface, &link, snap.link)
+}
+
+/// `l3_iface`'s judgement of `link` on `iface`, whose programs read frames
+/// as starting with `read` (`None`: not known).
+pub fn l3_verdict(
+    iface: &str,
+    link: &crate::kernel::iface::Link,
+    read: Option<crate::kernel::iface::LinkHeader>,
+) -> Check {
+    use crate::kernel::iface::LinkHeader;
+    const NAME: &str = "l3_iface";
+    match (link.header(), read) {
+        (Ok(want), Some(got)) if want != got => Check::new(
+            NAME,
+            Level::Fail,
+            format!(
+                "the filter reads {iface}'s frames as starting with {}, but {iface} ({}) starts them with {}: its packets are misread",
+                got.describe(),
+                link.describe(),
+                want.describe()
+            ),
+        )
+        .action(format!("sipwall attach -i {iface}")),
+        (Ok(LinkHeader::Ip), _) => Check::new(
+            NAME,
+            Level::Ok,
+            format!(
+                "{iface} is an L3 device ({}): the filter reads its frames from the IP header",
+                link.describe()
+            ),
+        ),
+        (Ok(LinkHeader::Ethernet), _) => Check::new(
+            NAME,
+            Level::Ok,
+            format!("{iface} has an Ethernet header ({})", link.describe()),
+        ),
+        (Err(why), _) => Check::new(NAME, Level::Fail, format!("sipwall cannot filter {iface}: it is {why}"))
+            .action(format!("sipwall detach -i {iface}")),
+    }
+}
+
+/// Kinds of Ethernet-typed devices that are tunnels (their packets arrive
+/// decapsulated, unseen by a filter on the physical interface).
+const ETHERNET_TUNNEL_KINDS: [&str; 5] = ["vxlan", "geneve", "gretap", "ip6gretap", "bareudp"];
+
+/// `tunnels`: a tunnel or L3 device that is up, has addresses and is not
+/// filtered: SIP may arrive through it unseen. `links` is every interface
+/// (name, link, up, has addresses); `filtered` the attached ones.
+pub fn tunnels(
+    links: &[(String, crate::kernel::iface::Link, bool, bool)],
+    filtered: &[String],
+) -> Check {
+    const NAME: &str = "tunnels";
+    let open: Vec<String> = links
+        .iter()
+        .filter(|(name, link, up, addressed)| {
+            let tunnel = link.is_l3_or_tunnel()
+                || link
+                    .kind
+                    .as_deref()
+                    .is_some_and(|k| ETHERNET_TUNNEL_KINDS.contains(&k));
+            tunnel && *up && *addressed && !filtered.contains(name)
+        })
+        .map(|(name, link, ..)| match link.header() {
+            Ok(_) => format!("{name} ({}): `sipwall attach -i {name}`", link.describe()),
+            Err(why) => format!("{name}: sipwall cannot filter it, it is {why}"),
+        })
+        .collect();
+    if open.is_empty() {
+        return Check::new(
+            NAME,
+            Level::Ok,
+            "no tunnel or L3 device with addresses is left unfiltered",
+        );
+    }
+    Check::new(
+        NAME,
+        Level::Warn,
+        format!(
+            "SIP may arrive unseen through {} (up, with addresses, not filtered): the kernel hands a tunnel's inner packets to its own device, not to the filtered interface",
+            open.join("; ")
+        ),
+    )
+    .action(
+        "attach sipwall to each of them (the commands above), or take their addresses away if no SIP should arrive there",
+    )
+}
+
+#[cfg(test)]
+mod tunnel_tests {
+    use super::*;
+    use crate::kernel::iface::{Link, LinkHeader};
+
+    fn link(arphrd: u16, kind: Option<&str>) -> Link {
+        Link {
+            arphrd,
+            kind: kind.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_unfiltered_tunnel_with_addresses_is_named_with_its_command() {
+        let links = vec![
+            ("eth0".to_string(), link(1, None), true, true),
+            (
+                "wg0".to_string(),
+                link(65534, Some("wireguard")),
+                true,
+                true,
+            ),
+            ("tun9".to_string(), link(65534, Some("tun")), false, true),
+            ("vxlan0".to_string(), link(1, Some("vxlan")), true, true),
+            ("gre1".to_string(), link(778, Some("gre")), true, true),
+            ("ppp0".to_string(), link(512, None), true, false),
+        ];
+        let c = tunnels(&links, &["eth0".to_string(), "vxlan0".to_string()]);
+        assert_eq!(c.level, Level::Warn, "{}", c.summary);
+        assert!(
+            c.summary.contains("`sipwall attach -i wg0`"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            c.summary.contains("gre1: sipwall cannot filter it"),
+            "{}",
+            c.summary
+        );
+        for quiet in ["eth0", "tun9", "vxlan0", "ppp0"] {
+            assert!(!c.summary.contains(quiet), "{quiet}: {}", c.summary);
+        }
+        let all: Vec<String> = links.iter().map(|l| l.0.clone()).collect();
+        let filtered = tunnels(&links[..5], &all);
+        assert_eq!(filtered.level, Level::Ok, "{}", filtered.summary);
+    }
+
+    #[test]
+    fn an_attachment_on_an_l3_device_is_fine_unless_misread() {
+        let wg = link(65534, Some("wireguard"));
+        let ok = l3_verdict("wg0", &wg, Some(LinkHeader::Ip));
+        assert_eq!(ok.level, Level::Ok);
+        assert!(ok.summary.contains("L3 device"), "{}", ok.summary);
+        let misread = l3_verdict("wg0", &wg, Some(LinkHeader::Ethernet));
+        assert_eq!(misread.level, Level::Fail);
+        assert_eq!(misread.action.as_deref(), Some("sipwall attach -i wg0"));
+        let eth = l3_verdict("eth0", &link(1, None), Some(LinkHeader::Ethernet));
+        assert_eq!(eth.level, Level::Ok);
     }
 }

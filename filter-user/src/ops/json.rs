@@ -207,6 +207,8 @@ pub struct StatusInterface {
     pub attached: bool,
     pub mode: String,
     pub program_id: Option<u32>,
+    /// The header the programs expect: `ethernet`, or `ip` on an L3 device.
+    pub link: Option<String>,
     pub dry_run: Option<bool>,
     pub allowlist_entries: Option<usize>,
     pub signalling_ports: Option<Vec<u16>>,

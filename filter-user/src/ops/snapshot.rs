@@ -8,7 +8,7 @@ use crate::{
     kernel::{
         attachment::Attachment,
         bans::Ban,
-        iface::{foreign_program, if_index, iface_xdp},
+        iface::{foreign_program, if_index, iface_xdp, link_of, LinkHeader},
         links::open_link,
         maps::{CounterSet, OutCounterSet},
         pins::{read_info, PinRoot, EGRESS_LINK_PIN, LINK_PIN},
@@ -23,6 +23,9 @@ pub struct Snapshot {
     /// The mode attached in (from the pins, else from the kernel).
     pub mode: &'static str,
     pub program_id: Option<u32>,
+    /// What the programs expect the interface's frames to start with (read
+    /// with the ruleset).
+    pub link: Option<LinkHeader>,
     /// The ruleset packets are judged by; `None` when the maps could not be
     /// read (see `unreadable`).
     pub ruleset: Option<Ruleset>,
@@ -58,6 +61,7 @@ impl Snapshot {
             attached: false,
             mode: "unknown",
             program_id: None,
+            link: None,
             ruleset: None,
             counters: None,
             out_counters: None,
@@ -91,10 +95,12 @@ impl Snapshot {
                         att.maps.counters()?,
                         att.maps.out_counters()?,
                         att.maps.bans()?,
+                        att.maps.link_header()?,
                     ))
                 });
                 match read {
-                    Ok((ruleset, counters, out_counters, bans)) => {
+                    Ok((ruleset, counters, out_counters, bans, link)) => {
+                        snap.link = Some(link);
                         snap.ruleset = Some(ruleset);
                         snap.counters = Some(counters);
                         snap.out_counters = Some(out_counters);
@@ -123,6 +129,9 @@ impl Snapshot {
                     snap.problems.push(format!(
                         "{iface} was deleted and created again (index {then} then, {index} now)"
                     ));
+                }
+                if let Some(problem) = snap.link.and_then(|read| link_problem(iface, read)) {
+                    snap.problems.push(problem);
                 }
                 match (iface_xdp(iface), link_prog) {
                     (Ok(Some(now)), Some(ours)) if now.program_id == ours => {
@@ -183,6 +192,26 @@ impl Snapshot {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// What is wrong when the programs read `iface`'s frames as starting with
+/// `read` but the interface's link type says otherwise (an attachment of a
+/// version that read every link as Ethernet, or a device whose type
+/// changed): its packets are misread.
+fn link_problem(iface: &str, read: LinkHeader) -> Option<String> {
+    let link = link_of(iface).ok()?;
+    match link.header() {
+        Ok(expected) if expected == read => None,
+        Ok(expected) => Some(format!(
+            "the filter reads {iface}'s frames as starting with {}, but {iface} ({}) starts them with {}: its packets are misread; `sipwall attach -i {iface}` sets it right",
+            read.describe(),
+            link.describe(),
+            expected.describe()
+        )),
+        Err(why) => Some(format!(
+            "sipwall cannot filter {iface}: it is {why}; `sipwall detach -i {iface}` removes the filter"
+        )),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn to_json(
                 attached: s.attached,
                 mode: s.mode.into(),
                 program_id: s.program_id,
+                link: s.link.map(|l| l.name().to_string()),
                 dry_run: r.map(|r| r.dry_run),
                 allowlist_entries: r.map(|r| r.allow.len()),
                 signalling_ports: r.map(|r| r.sig_ports.clone()),
@@ -119,6 +120,9 @@ pub fn to_text(
         out.push('\n');
         if let Some(r) = &s.ruleset {
             out += &format!("  {}\n", r.summary());
+        }
+        if let Some(link) = s.link {
+            out += &format!("  link: {}\n", link.describe());
         }
         for p in &s.problems {
             out += &format!("  problem: {p}\n");
