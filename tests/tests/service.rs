@@ -509,6 +509,9 @@ fn policy_info_follows_the_running_policy_into_dry_run_and_strict() {
     assert_eq!(info(), ["guard", "true", "open", "rtp"]);
     assert_eq!(outsider_sip(&lab, 3), 3, "dry run drops nothing");
 
+    // Strict egress is refused while the media range holds ephemeral
+    // ports; reserve them, as the refusal tells the operator to.
+    lab.sysctl(Host::Pbx, "net.ipv4.ip_local_reserved_ports=40000-60000");
     write_config(
         &config,
         &format!("[signalling]\nallow = [{provider:?}]\n\n[policy]\nmode = \"strict\"\n\n[egress]\nmode = \"strict\"\n"),
