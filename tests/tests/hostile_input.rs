@@ -875,6 +875,46 @@ nonsense
             "negative interval, flag-like",
         ),
         (&["stats", "--watch", "nan"], &["NaN"], "NaN interval"),
+        (
+            &["top", "--watch", "0"][..],
+            &["--watch 0", "from 0.01"][..],
+            "top: watch interval 0",
+        ),
+        (
+            &["top", "--watch", "inf"],
+            &["inf"],
+            "top: infinite interval",
+        ),
+        (
+            &["explain", "udp 203.0.113.9:5060 192.0.2.1:5060"],
+            &["\" > \"", "expected: [vlan N]"],
+            "explain without >",
+        ),
+        (
+            &["explain", "udp 203.0.113.9:99999 > 192.0.2.1:5060"],
+            &["99999", "expected: [vlan N]"],
+            "explain: port out of range",
+        ),
+        (
+            &["explain", "icmp 203.0.113.9 > 2001:db8::1"],
+            &["one family"],
+            "explain: mixed families",
+        ),
+        (
+            &["explain", "tcp 203.0.113.9:1 > 192.0.2.1:22 flags SZ"],
+            &["'Z'"],
+            "explain: unknown TCP flag",
+        ),
+        (
+            &[
+                "explain",
+                "-c",
+                "/dev/zero",
+                "udp 203.0.113.9:1 > 192.0.2.1:2",
+            ],
+            &["/dev/zero"],
+            "explain -c a device",
+        ),
         (&["stats", "--watch", "inf"], &["inf"], "infinite interval"),
         (
             &["stats", "--watch", "1e20"],

@@ -136,6 +136,9 @@ pub enum Command {
         /// rtp_invalid.
         #[arg(long, value_name = "R", default_value = "sip_denied")]
         reason: String,
+        /// Redraw every SECS seconds with per-second rates.
+        #[arg(long, value_name = "SECS")]
+        watch: Option<f64>,
     },
     /// Show or change the ban set: sources dropped before any other rule.
     Ban {
@@ -168,6 +171,30 @@ pub enum Command {
         /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Which row of the policy decides a packet: the packet described is built and run through the real program.
+    ///
+    /// The policy is a configuration file's (-c; the defaults without it) or a live attachment's
+    /// (-i, read from its maps: the ban set, rate-limit buckets and learnt flows are left out).
+    /// Prints the verdict, the counter, the row of docs/policy.md and the configuration key behind it.
+    Explain {
+        /// Judge by the policy of this attached interface (read from its maps).
+        #[arg(short, long, conflicts_with = "config")]
+        iface: Option<String>,
+        /// Judge by this configuration file (TOML); the defaults when neither -i nor -c is given.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// `in`: a packet arriving (the XDP program); `out`: a packet the host sends (the TC egress program).
+        #[arg(long, value_enum, default_value = "in")]
+        direction: CheckDirection,
+        /// Print JSON (docs/json.md) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The packet: [vlan N] tcp|udp|sctp SRC:PORT > DST:PORT [flags S|A|F|R|P|U...]
+        /// [fragment] [payload N], or [vlan N] icmp SRC > DST [type N] [code N]; IPv6 with a
+        /// port as [ADDR]:PORT. One argument or several words.
+        #[arg(required = true, num_args = 1.., value_name = "PACKET", allow_hyphen_values = true)]
+        packet: Vec<String>,
     },
     /// Foreground service: attach, follow the configuration file (and SIGHUP), serve metrics and probes; on SIGTERM detach only what it attached.
     Run {
