@@ -395,7 +395,7 @@ fn explain_i_judges_by_the_live_policy_without_bans() {
     let before = json(&["explain", "-i", iface, "--json", packet]);
     assert_eq!(before["reason"], "sip_denied", "{before}");
     lab.sipwall_ok(&["allow", "add", "-i", iface, "203.0.113.9"]);
-    lab.sipwall_ok(&["ban", "add", "-i", iface, "203.0.113.9"]);
+    lab.sipwall_ok(&["ban", "add", "-i", iface, "198.51.100.77"]);
     let after = json(&["explain", "-i", iface, "--json", packet]);
     assert_eq!(
         (&after["verdict"], &after["reason"], &after["row"]),
@@ -408,6 +408,15 @@ fn explain_i_judges_by_the_live_policy_without_bans() {
     );
     assert!(after["policy"].as_str().unwrap().contains(iface), "{after}");
     assert!(after["notes"].to_string().contains("ban set"), "{after}");
+    // A banned source is judged by the rows after the ban set.
+    let banned = json(&[
+        "explain",
+        "-i",
+        iface,
+        "--json",
+        "udp 198.51.100.77:5060 > 192.0.2.1:5060",
+    ]);
+    assert_eq!(banned["reason"], "sip_denied", "{banned}");
     // The live counters did not move: explain runs on private maps.
     assert_eq!(lab.counters()["sip_allowed"].packets, 0);
 }

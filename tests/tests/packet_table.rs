@@ -1462,7 +1462,14 @@ fn explain_agrees_with_check_on_every_frame() {
     let mut compared = 0;
     for (label, ruleset, table) in tables {
         let frames: Vec<Vec<u8>> = table.iter().map(|c| c.frame.build()).collect();
-        let checked = replay::check(&frames, &ruleset, &Local::default(), Direction::In)
+        let captured: Vec<replay::Frame> = frames
+            .iter()
+            .map(|f| replay::Frame {
+                data: f.clone(),
+                orig_len: f.len(),
+            })
+            .collect();
+        let checked = replay::check(&captured, &ruleset, &Local::default(), Direction::In)
             .unwrap_or_else(|e| panic!("[{label}] check: {e:#}"));
         let runner = runner(&ruleset);
         let policy_table = if ruleset.strict() {
