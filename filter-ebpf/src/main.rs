@@ -5,6 +5,7 @@
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod bans;
+mod capture;
 mod clock;
 mod egress;
 mod egress_policy;
@@ -135,7 +136,9 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     let outbound = egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers);
     if enforce {
         let reason = outbound.decide(generation);
-        if record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0 {
+        let dropped = record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0;
+        capture::egress(&ctx, reason, dropped);
+        if dropped {
             return TC_ACT_SHOT;
         }
     }
@@ -166,12 +169,21 @@ fn record_out(reason: u32, bytes: u64) -> bool {
 /// not there: Ethernet, two tags, IPv6 with extension headers, TCP.
 const PULL_BYTES: u32 = 256;
 
-/// The one exit: count the decision, remember denied sources, and turn the
-/// reason into a verdict (a DROP passes in dry-run). Each arm counts under
-/// a constant index, so the counter's address does not wait for the
-/// decision's data, only for the branch.
+/// The one exit: count the decision and turn it into a verdict, then hand
+/// it to a running capture.
 #[inline(always)]
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
+    let action = count_decision(ctx, policy, parsed, reason);
+    capture::ingress(ctx, reason as u32, action == xdp_action::XDP_DROP);
+    action
+}
+
+/// Counts the decision, remembers denied sources, and turns the reason
+/// into a verdict (a DROP passes in dry-run). Each arm counts under a
+/// constant index, so the counter's address does not wait for the
+/// decision's data, only for the branch.
+#[inline(always)]
+fn count_decision(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     match reason {
         Reason::SipAllowed => count(Reason::SipAllowed, bytes),

@@ -886,6 +886,56 @@ nonsense
             "top: infinite interval",
         ),
         (
+            &[
+                "capture",
+                "--reason",
+                "bogus",
+                "-w",
+                "/tmp/never-written.pcapng",
+            ],
+            &["--reason bogus", "not a counter"],
+            "capture: unknown reason",
+        ),
+        (
+            &[
+                "capture",
+                "--direction",
+                "out",
+                "--reason",
+                "sip_denied",
+                "-w",
+                "-",
+            ],
+            &["--reason sip_denied", "--direction out"],
+            "capture: an ingress reason with --direction out",
+        ),
+        (
+            &["capture", "--snaplen", "0", "-w", "-"],
+            &["--snaplen"],
+            "capture: snaplen 0",
+        ),
+        (
+            &["capture", "--snaplen", "9000", "-w", "-"],
+            &["--snaplen"],
+            "capture: snaplen over 1536",
+        ),
+        (
+            &["capture", "--rate", "0", "-w", "-"],
+            &["--rate"],
+            "capture: rate 0",
+        ),
+        (
+            &["capture", "--duration", "0", "-w", "-"],
+            &["--duration"],
+            "capture: duration 0",
+        ),
+        (
+            &["capture", "--count", "0", "-w", "-"],
+            &["--count"],
+            "capture: count 0",
+        ),
+        (&["capture"], &["-w"], "capture without -w"),
+        (
             &["explain", "udp 203.0.113.9:5060 192.0.2.1:5060"],
             &["\" > \"", "expected: [vlan N]"],
             "explain without >",

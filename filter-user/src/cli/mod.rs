@@ -5,6 +5,7 @@ pub mod allow;
 pub mod args;
 pub mod attach;
 pub mod ban;
+pub mod capture;
 pub mod check;
 pub mod detach;
 pub mod doctor;
@@ -81,6 +82,30 @@ pub fn run(cli: Cli) -> Result<()> {
             &local,
             &local_iface,
             direction.into(),
+        ),
+        Command::Capture {
+            iface,
+            reasons,
+            verdict,
+            direction,
+            count,
+            duration,
+            snaplen,
+            rate,
+            write,
+        } => capture::run(
+            &root,
+            capture::Args {
+                iface,
+                reasons,
+                verdict,
+                direction,
+                count,
+                duration,
+                snaplen,
+                rate,
+                write,
+            },
         ),
         Command::Explain {
             iface,
