@@ -112,8 +112,9 @@ fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<Sample>> {
     let s = CAPTURE_STATS.get_ptr_mut(0)?;
     // SAFETY: a per-CPU slot, written by this CPU only.
     let s = unsafe { &mut *s };
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The coarse clock (a tick is precise enough for a one-second
+    // window): a packet over the cap pays a load, not a helper call.
+    let now = crate::clock::now_ns();
     if now.wrapping_sub(s.window_ns) >= 1_000_000_000 {
         s.window_ns = now;
         s.left = u64::from(f.per_cpu_rate);
