@@ -435,3 +435,29 @@ fn one_capture_per_interface_and_a_killed_one_is_cleared_by_the_next() {
         "sampling is off again: {status}"
     );
 }
+
+#[test]
+fn run_clears_sampling_a_killed_capture_left_on() {
+    skip_unless_root!();
+    let lab = TestLab::new();
+    lab.attach(&[]);
+    let file = TempFile::new("killed");
+    let mut killed = Capture::start(&lab, &["-w", file.arg()], Stdio::null());
+    killed.child.kill().expect("SIGKILL");
+    killed.child.wait().unwrap();
+    let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE, "--json"]);
+    assert!(status.contains(r#""alive":false"#), "{status}");
+
+    let config = TempFile::new("run-config");
+    std::fs::write(&config.0, "# the defaults\n").unwrap();
+    let service = sipwall_tests::service::Service::start(&lab, &config.0);
+    service.wait_log(
+        "left on by a capture that is gone",
+        0,
+        Duration::from_secs(10),
+    );
+    let status = lab.sipwall_ok(&["status", "-i", PBX_IFACE, "--json"]);
+    assert!(status.contains(r#""capture":null"#), "{status}");
+    let (exit, log) = service.stop();
+    assert!(exit.success(), "{log}");
+}
