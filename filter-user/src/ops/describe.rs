@@ -218,18 +218,21 @@ pub fn parse(text: &str) -> Result<Packet, UsageError> {
 /// checksum; IPv6 with a fragment header when a fragment), transport header,
 /// payload.
 pub fn frame(p: &Packet) -> Vec<u8> {
+    // What follows the transport header: `payload N` zeros, else an RTP
+    // header for UDP (media as it arrives), else nothing.
+    let body = match (p.payload, p.proto) {
+        (Some(n), _) => vec![0; n],
+        // Version 2, payload type 0, sequence 1, timestamp 0, SSRC 1.
+        (None, Proto::Udp) => vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+        (None, _) => Vec::new(),
+    };
     let mut l4 = Vec::new();
     match p.proto {
         Proto::Udp => {
-            let body = p.payload.unwrap_or(12);
             l4.extend(p.sport.to_be_bytes());
             l4.extend(p.dport.to_be_bytes());
-            l4.extend(((8 + body) as u16).to_be_bytes());
+            l4.extend(((8 + body.len()) as u16).to_be_bytes());
             l4.extend([0, 0]);
-            if p.payload.is_none() {
-                // An RTP header: version 2, payload type 0, sequence 1.
-                l4.extend([0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
-            }
         }
         Proto::Tcp => {
             l4.extend(p.sport.to_be_bytes());
@@ -246,13 +249,7 @@ pub fn frame(p: &Packet) -> Vec<u8> {
         }
         Proto::Icmp => l4.extend([p.icmp.0, p.icmp.1, 0, 0, 0, 1, 0, 1]),
     }
-    l4.resize(
-        l4.len() + p.payload.filter(|_| p.proto != Proto::Udp).unwrap_or(0),
-        0,
-    );
-    if p.proto == Proto::Udp {
-        l4.resize(8 + p.payload.unwrap_or(12), 0);
-    }
+    l4.extend(body);
 
     let mut out = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
     if let Some(id) = p.vlan {
