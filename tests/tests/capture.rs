@@ -193,7 +193,7 @@ fn a_capture_by_reason_holds_the_outsiders_sip_each_packet_commented() {
         Stdio::null(),
     );
     sip(&lab, Host::Provider, PROVIDER[0], 5);
-    sip(&lab, Host::Outsider, OUTSIDER, 8);
+    sip(&lab, Host::Outsider, OUTSIDER, 20);
     let (code, said) = capture.finish();
     assert_eq!(code, Some(0), "{said}");
     let packets = tshark(&file.0);
@@ -204,6 +204,19 @@ fn a_capture_by_reason_holds_the_outsiders_sip_each_packet_commented() {
         assert_eq!(p.direction, "0x00000001", "inbound: {packets:?}");
     }
     assert!(said.contains("written"), "{said}");
+
+    // The samples past --count stay in the ring; the next capture (of
+    // nothing) starts without them.
+    let next = TempFile::new("after-reason");
+    let capture = Capture::start(
+        &lab,
+        &["--reason", "banned", "--duration", "0.5", "-w", next.arg()],
+        Stdio::null(),
+    );
+    let (code, said) = capture.finish();
+    assert_eq!(code, Some(0), "{said}");
+    let left = tshark(&next.0);
+    assert!(left.is_empty(), "an earlier capture's samples: {left:?}");
 }
 
 #[test]

@@ -219,6 +219,8 @@ pub fn run(
             .map_err(|(_, e)| e)
             .context("counting the possible CPUs")? as u32;
         maps.reset_stats()?;
+        // Samples an earlier capture left in the ring are not this one's.
+        while maps.next_sample().is_some() {}
         maps.set_filter(&CaptureFilter {
             on: 1,
             directions: opts.directions,
