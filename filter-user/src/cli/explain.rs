@@ -9,6 +9,7 @@ use crate::{
         check::Direction,
         describe,
         explain::{self, LIVE_NOTE},
+        json,
     },
     policy::config,
 };
@@ -52,9 +53,7 @@ pub fn run(
         explanation.notes.push(LIVE_NOTE);
     }
     if json {
-        let mut out = serde_json::to_value(&explanation)?;
-        out["policy"] = origin.into();
-        println!("{out}");
+        println!("{}", json::line(&explanation.to_json(origin)));
     } else {
         print!("{}", explain::to_text(&explanation));
         println!("policy: {origin}");

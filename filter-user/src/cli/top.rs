@@ -67,7 +67,7 @@ fn watch_sources(
     att: &Attachment,
     reason: Reason,
     n: usize,
-    json: bool,
+    as_json: bool,
     interval: std::time::Duration,
     first: Vec<(std::net::IpAddr, filter_common::Counter)>,
 ) -> Result<()> {
@@ -80,11 +80,9 @@ fn watch_sources(
         last = std::time::Instant::now();
         let mut rates = stats::top_rates(&now, &prev, secs);
         rates.truncate(n);
-        if json {
+        if as_json {
             // One JSON document per line.
-            let mut out = stats::top_rates_json(&rates);
-            out["reason"] = reason.name().into();
-            println!("{out}");
+            println!("{}", json::line(&stats::top_rates_json(reason, &rates)));
         } else {
             // Redraw in place: home the cursor and clear the screen.
             print!(

@@ -15,7 +15,7 @@ use filter_common::{
         CaptureFilter, CaptureStats, CAPTURE_DROP, CAPTURE_IN, CAPTURE_OUT, CAPTURE_PASS,
         MAX_SNAPLEN,
     },
-    OutReason, Reason,
+    CounterFamily as _, OutReason, Reason,
 };
 use pcap_file::{
     pcapng::{

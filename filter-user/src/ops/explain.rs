@@ -2,11 +2,11 @@
 //! (BPF_PROG_TEST_RUN on private maps holding the policy), and the row of
 //! docs/policy.md that decided it, with its configuration key.
 use anyhow::{bail, Result};
-use serde::Serialize;
 
 use super::{
     check::{Direction, STRICT_NOTE},
     describe::{Packet, PROTO_UDP},
+    json,
 };
 use crate::{
     kernel::runner::{Runner, Verdict},
@@ -16,8 +16,8 @@ use crate::{
     },
 };
 
-/// What `explain` says about one packet (docs/json.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What `explain` says about one packet (as JSON: [`json::Explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explanation {
     /// `pass` or `drop`: what the program returned.
     pub verdict: String,
@@ -141,6 +141,24 @@ fn choose_row(
     }
 }
 
+impl Explanation {
+    /// The `--json` document; `policy` says where the policy came from.
+    pub fn to_json(&self, policy: String) -> json::Explain {
+        let owned = |s: Option<&str>| s.map(str::to_string);
+        json::Explain {
+            verdict: self.verdict.clone(),
+            reason: owned(self.reason),
+            row: owned(self.row),
+            table: owned(self.table),
+            text: self.text.clone(),
+            key: owned(self.key),
+            dry_run: self.dry_run,
+            notes: self.notes.iter().map(|n| n.to_string()).collect(),
+            policy,
+        }
+    }
+}
+
 /// The explanation for people: one line, then the key and the notes.
 pub fn to_text(e: &Explanation) -> String {
     let verdict = if e.dry_run && e.reason.is_some_and(drops) {
@@ -172,7 +190,8 @@ pub fn to_text(e: &Explanation) -> String {
 
 /// Whether a counter is a drop reason (in or out).
 fn drops(name: &str) -> bool {
-    filter_common::Reason::from_name(name).is_some_and(|r| r.drops())
+    <filter_common::Reason as filter_common::CounterFamily>::from_name(name)
+        .is_some_and(|r| r.drops())
         || filter_common::OutReason::ALL
             .iter()
             .any(|r| r.name() == name && r.drops())

@@ -95,6 +95,8 @@ pub fn top_json(reason: Reason, sources: &[(IpAddr, Counter)]) -> json::Top {
                 addr: a.to_string(),
                 packets: c.packets,
                 bytes: c.bytes,
+                packets_per_s: None,
+                bytes_per_s: None,
             })
             .collect(),
         reason: reason.name().into(),
@@ -129,15 +131,20 @@ pub fn top_rates(
     out
 }
 
-pub fn top_rates_json(sources: &[SourceRate]) -> Value {
-    let list: Vec<Value> = sources
-        .iter()
-        .map(|(a, c, pps, bps)| {
-            json!({"addr": a.to_string(), "packets": c.packets, "bytes": c.bytes,
-                   "packets_per_s": pps, "bytes_per_s": bps})
-        })
-        .collect();
-    json!({ "sources": list })
+pub fn top_rates_json(reason: Reason, sources: &[SourceRate]) -> json::Top {
+    json::Top {
+        sources: sources
+            .iter()
+            .map(|(a, c, pps, bps)| json::TopSource {
+                addr: a.to_string(),
+                packets: c.packets,
+                bytes: c.bytes,
+                packets_per_s: Some(*pps),
+                bytes_per_s: Some(*bps),
+            })
+            .collect(),
+        reason: reason.name().into(),
+    }
 }
 
 pub fn top_rates_text(iface: &str, reason: Reason, sources: &[SourceRate]) -> String {
