@@ -2,6 +2,7 @@
 //! while a capture runs. The hot path is [`ingress`]/[`egress`]: one load
 //! of the flag; the rest lives out of line.
 use aya_ebpf::{
+    bindings::{__sk_buff, xdp_md},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
@@ -26,7 +27,7 @@ fn running() -> bool {
 #[inline(always)]
 pub fn ingress(ctx: &XdpContext, reason: u32, dropped: bool) {
     if running() {
-        sample_ingress(ctx, reason, dropped);
+        sipwall_capture_in(ctx.ctx, reason, u32::from(dropped));
     }
 }
 
@@ -34,11 +35,29 @@ pub fn ingress(ctx: &XdpContext, reason: u32, dropped: bool) {
 #[inline(always)]
 pub fn egress(ctx: &TcContext, reason: u32, dropped: bool) {
     if running() {
-        sample_egress(ctx, reason, dropped);
+        sipwall_capture_out(ctx.skb.skb, reason, u32::from(dropped));
     }
 }
 
+/// The sampling behind [`ingress`]. A global function: the verifier checks
+/// it once, not on every path that reaches the XDP program's exit.
+#[no_mangle]
 #[inline(never)]
+pub extern "C" fn sipwall_capture_in(ctx: *mut xdp_md, reason: u32, dropped: u32) -> u32 {
+    sample_ingress(&XdpContext::new(ctx), reason, dropped != 0);
+    0
+}
+
+/// The sampling behind [`egress`], a global function like
+/// [`sipwall_capture_in`].
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sipwall_capture_out(skb: *mut __sk_buff, reason: u32, dropped: u32) -> u32 {
+    sample_egress(&TcContext::new(skb), reason, dropped != 0);
+    0
+}
+
+#[inline(always)]
 fn sample_ingress(ctx: &XdpContext, reason: u32, dropped: bool) {
     let Some(f) = CAPTURE.get(0) else { return };
     let len = (ctx.data_end() - ctx.data()) as u32;
@@ -60,7 +79,7 @@ fn sample_ingress(ctx: &XdpContext, reason: u32, dropped: bool) {
     finish(entry, copied == 0);
 }
 
-#[inline(never)]
+#[inline(always)]
 fn sample_egress(ctx: &TcContext, reason: u32, dropped: bool) {
     let Some(f) = CAPTURE.get(0) else { return };
     let len = ctx.len();
