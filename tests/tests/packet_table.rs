@@ -1426,6 +1426,7 @@ fn the_reply_cache_tells_the_families_apart() {
         );
     }
     check(&runner, &answer, PASS).unwrap_or_else(|e| panic!("IPv4 answer again: {e}"));
+}
 
 /// `explain` and `check --pcap` judge every frame of the tables alike: the
 /// same verdict and counter from each command's own path (explain's
