@@ -247,7 +247,19 @@ pub fn run(
         att.mode_name(),
         filter_text(opts)
     );
-    let mut writer = header(open_output()?, &att.iface, opts.snaplen, &description)?;
+    // An interface without a link header (tun, WireGuard) hands the
+    // programs IP packets: the file says so.
+    let linktype = match att.maps.link_header() {
+        Ok(crate::kernel::iface::LinkHeader::Ip) => DataLink::RAW,
+        _ => DataLink::ETHERNET,
+    };
+    let mut writer = header(
+        open_output()?,
+        &att.iface,
+        linktype,
+        opts.snaplen,
+        &description,
+    )?;
     eprintln!("sipwall: capturing on {}: {}", att.iface, filter_text(opts));
 
     // Kernel timestamps are monotonic; the file's are wall-clock.
@@ -373,6 +385,7 @@ fn filter_text(opts: &Options) -> String {
 fn header(
     out: Box<dyn Write>,
     iface: &str,
+    linktype: DataLink,
     snaplen: u32,
     description: &str,
 ) -> Result<PcapNgWriter<Box<dyn Write>>> {
@@ -389,7 +402,7 @@ fn header(
     let mut writer =
         PcapNgWriter::with_section_header(out, section).context("writing the capture header")?;
     let interface = InterfaceDescriptionBlock {
-        linktype: DataLink::ETHERNET,
+        linktype,
         snaplen,
         options: vec![
             InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_string())),
