@@ -4,6 +4,8 @@
 //! padding, so both sides read the same bytes.
 #![no_std]
 
+pub mod capture;
+
 /// A family of counters: the reasons one program counts under, each the
 /// index of its slot in that program's counters map. [`Reason`] (the XDP
 /// program) and [`OutReason`] (the TC egress program) are the two, both
@@ -763,7 +765,7 @@ pub mod maps {
     pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 31] = [
+    pub const ALL: [&str; 34] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -795,6 +797,9 @@ pub mod maps {
         EGRESS_SCRATCH,
         CLOCK,
         DENIED_BUDGET,
+        crate::capture::maps::CAPTURE,
+        crate::capture::maps::CAPTURE_STATS,
+        crate::capture::maps::CAPTURE_RING,
     ];
 
     /// Flows remembered for strict mode's replies, per address family
@@ -1057,8 +1062,9 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// 10: `DENIED_CACHE` holds blocks of slots ([`DeniedBlock`]). 11:
 /// [`FLAG_L3`] in the policy (which every install must keep: an older
 /// sipwall would drop it and the programs would misread an L3 device's
-/// frames), the reply cache's keys carry the address family.
-pub const PIN_LAYOUT_VERSION: u32 = 11;
+/// frames), the reply cache's keys carry the address family. 12: the
+/// capture's maps (`capture::maps`).
+pub const PIN_LAYOUT_VERSION: u32 = 12;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

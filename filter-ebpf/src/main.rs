@@ -5,6 +5,7 @@
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod bans;
+mod capture;
 mod clock;
 mod egress;
 mod egress_policy;
@@ -135,7 +136,9 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     let outbound = egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers);
     if enforce {
         let reason = outbound.decide(generation);
-        if record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0 {
+        let dropped = record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0;
+        capture::egress(&ctx, reason, dropped);
+        if dropped {
             return TC_ACT_SHOT;
         }
     }
@@ -166,56 +169,57 @@ fn record_out(reason: u32, bytes: u64) -> bool {
 /// not there: Ethernet, two tags, IPv6 with extension headers, TCP.
 const PULL_BYTES: u32 = 256;
 
-/// The one exit: count the decision, remember denied sources, and turn the
-/// reason into a verdict (a DROP passes in dry-run). Each arm counts under
-/// a constant index, so the counter's address does not wait for the
-/// decision's data, only for the branch.
+/// The one exit: count the decision (handing it to a running capture),
+/// remember denied sources, and turn the reason into a verdict (a DROP
+/// passes in dry-run). Each arm counts under a constant index, so the
+/// counter's address does not wait for the decision's data, only for the
+/// branch.
 #[inline(always)]
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     match reason {
-        Reason::SipAllowed => count(Reason::SipAllowed, bytes),
-        Reason::RtpAllowed => count(Reason::RtpAllowed, bytes),
-        Reason::Fragment => count(Reason::Fragment, bytes),
-        Reason::Other => count(Reason::Other, bytes),
-        Reason::NonIp => count(Reason::NonIp, bytes),
-        Reason::Essential => count(Reason::Essential, bytes),
-        Reason::Reply => count(Reason::Reply, bytes),
-        Reason::RuleAllowed => count(Reason::RuleAllowed, bytes),
+        Reason::SipAllowed => count(ctx, policy, Reason::SipAllowed, bytes),
+        Reason::RtpAllowed => count(ctx, policy, Reason::RtpAllowed, bytes),
+        Reason::Fragment => count(ctx, policy, Reason::Fragment, bytes),
+        Reason::Other => count(ctx, policy, Reason::Other, bytes),
+        Reason::NonIp => count(ctx, policy, Reason::NonIp, bytes),
+        Reason::Essential => count(ctx, policy, Reason::Essential, bytes),
+        Reason::Reply => count(ctx, policy, Reason::Reply, bytes),
+        Reason::RuleAllowed => count(ctx, policy, Reason::RuleAllowed, bytes),
         Reason::RtpOutside => {
-            count(Reason::RtpOutside, bytes);
+            count(ctx, policy, Reason::RtpOutside, bytes);
             count_source(Reason::RtpOutside, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::Denied => {
-            count(Reason::Denied, bytes);
+            count(ctx, policy, Reason::Denied, bytes);
             count_source(Reason::Denied, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::Malformed => {
-            count(Reason::Malformed, bytes);
+            count(ctx, policy, Reason::Malformed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::Banned => {
-            count(Reason::Banned, bytes);
+            count(ctx, policy, Reason::Banned, bytes);
             count_source(Reason::Banned, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::SipRatelimited => {
-            count(Reason::SipRatelimited, bytes);
+            count(ctx, policy, Reason::SipRatelimited, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::RtpRatelimited => {
-            count(Reason::RtpRatelimited, bytes);
+            count(ctx, policy, Reason::RtpRatelimited, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::RtpInvalid => {
-            count(Reason::RtpInvalid, bytes);
+            count(ctx, policy, Reason::RtpInvalid, bytes);
             count_source(Reason::RtpInvalid, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::SipDenied => {
-            count(Reason::SipDenied, bytes);
+            count(ctx, policy, Reason::SipDenied, bytes);
             count_denied(ctx, policy, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
@@ -223,8 +227,12 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
     xdp_action::XDP_PASS
 }
 
+/// Counts a packet under `reason` (a constant at each call), and hands it
+/// to a running capture with its verdict: kept here, where the reason is a
+/// constant, so that it is not carried through the arms (which would keep
+/// the verifier from merging their paths).
 #[inline(always)]
-fn count(reason: Reason, bytes: u64) {
+fn count(ctx: &XdpContext, policy: &Policy, reason: Reason, bytes: u64) {
     if let Some(c) = COUNTERS.get_ptr_mut(reason as u32) {
         // SAFETY: a per-CPU slot of the map: no other CPU writes it, and
         // the program does not run twice at once on one CPU.
@@ -233,6 +241,8 @@ fn count(reason: Reason, bytes: u64) {
             (*c).bytes += bytes;
         }
     }
+    let dropped = reason.drops() && policy.flags & FLAG_DRY_RUN == 0;
+    capture::ingress(ctx, reason as u32, dropped);
 }
 
 #[inline(always)]

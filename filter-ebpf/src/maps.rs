@@ -178,3 +178,18 @@ pub static EGRESS_POLICY: Array<EgressPolicy> = Array::with_max_entries(2, 0);
 #[map]
 pub static EGRESS_SCRATCH: PerCpuArray<crate::egress_policy::Headers> =
     PerCpuArray::with_max_entries(1, 0);
+
+/// The capture running on this interface and its filter (one entry; `on`
+/// is 0 while none runs).
+#[map]
+pub static CAPTURE: Array<filter_common::capture::CaptureFilter> = Array::with_max_entries(1, 0);
+
+/// Per CPU: the capture's rate-cap window and its counts.
+#[map]
+pub static CAPTURE_STATS: PerCpuArray<filter_common::capture::CaptureStats> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// The samples of a running capture, read by `sipwall capture`.
+#[map]
+pub static CAPTURE_RING: aya_ebpf::maps::RingBuf =
+    aya_ebpf::maps::RingBuf::with_byte_size(filter_common::capture::RING_BYTES, 0);

@@ -4,7 +4,8 @@
 //!   against an empty XDP program, at three allowlist sizes; SIP denied
 //!   again as a flood from many sources; strict mode
 //!   against guard; the TC egress program per outbound packet, strict
-//!   egress against open.
+//!   egress against open; the capture flag while no capture runs, and a
+//!   running capture's cost.
 //! - Tier 2: packets per second through network namespaces and a veth, with
 //!   traffic from XDP live frames, against no filter, nftables and XDP_DROP;
 //!   then the time each XDP receiver spends per packet inside its program
@@ -23,6 +24,7 @@
 //! reports as "before" instead of the recorded ones).
 mod abuse;
 mod allowlists;
+mod capture;
 mod egress;
 mod flood;
 mod in_program;
@@ -154,6 +156,9 @@ fn main() -> Result<()> {
         let egress = egress::run(args.scale)?;
         egress.print(&mut out);
         json.insert("tier1_egress".into(), egress.to_json());
+        let capture = capture::run(args.scale)?;
+        capture.print(&mut out);
+        json.insert("tier1_capture".into(), capture.to_json());
     }
     if args.tiers.contains(&4) {
         let t4 = abuse::run(args.scale).context(

@@ -16,6 +16,9 @@ use sipwall::kernel::program::BENCH_OBJECT;
 pub const PASS: &str = "bench_pass";
 /// Returns XDP_DROP and nothing else.
 pub const DROP: &str = "bench_drop";
+/// The floor plus the capture flag's check (what a packet pays while no
+/// capture runs).
+pub const CAPTURE_FLAG: &str = "bench_capture_flag";
 /// The reference: a minimal hand-written program of the default policy for
 /// plain IPv4.
 pub const REFERENCE: &str = "bench_reference";
@@ -32,9 +35,10 @@ pub const GEN_FLOOD6_TWICE: &str = "bench_gen_flood6_twice";
 pub const FLOOD_FRONT: &str = "bench_flood_front";
 pub const FLOOD_FRONT6: &str = "bench_flood_front6";
 
-const ALL: [&str; 11] = [
+const ALL: [&str; 12] = [
     PASS,
     DROP,
+    CAPTURE_FLAG,
     REFERENCE,
     REFERENCE_SOURCES,
     GEN_SAME,

@@ -875,6 +875,96 @@ nonsense
             "negative interval, flag-like",
         ),
         (&["stats", "--watch", "nan"], &["NaN"], "NaN interval"),
+        (
+            &["top", "--watch", "0"][..],
+            &["--watch 0", "from 0.01"][..],
+            "top: watch interval 0",
+        ),
+        (
+            &["top", "--watch", "inf"],
+            &["inf"],
+            "top: infinite interval",
+        ),
+        (
+            &[
+                "capture",
+                "--reason",
+                "bogus",
+                "-w",
+                "/tmp/never-written.pcapng",
+            ],
+            &["--reason bogus", "not a counter"],
+            "capture: unknown reason",
+        ),
+        (
+            &[
+                "capture",
+                "--direction",
+                "out",
+                "--reason",
+                "sip_denied",
+                "-w",
+                "-",
+            ],
+            &["--reason sip_denied", "--direction out"],
+            "capture: an ingress reason with --direction out",
+        ),
+        (
+            &["capture", "--snaplen", "0", "-w", "-"],
+            &["--snaplen"],
+            "capture: snaplen 0",
+        ),
+        (
+            &["capture", "--snaplen", "9000", "-w", "-"],
+            &["--snaplen"],
+            "capture: snaplen over 1536",
+        ),
+        (
+            &["capture", "--rate", "0", "-w", "-"],
+            &["--rate"],
+            "capture: rate 0",
+        ),
+        (
+            &["capture", "--duration", "0", "-w", "-"],
+            &["--duration"],
+            "capture: duration 0",
+        ),
+        (
+            &["capture", "--count", "0", "-w", "-"],
+            &["--count"],
+            "capture: count 0",
+        ),
+        (&["capture"], &["-w"], "capture without -w"),
+        (
+            &["explain", "udp 203.0.113.9:5060 192.0.2.1:5060"],
+            &["\" > \"", "expected: [vlan N]"],
+            "explain without >",
+        ),
+        (
+            &["explain", "udp 203.0.113.9:99999 > 192.0.2.1:5060"],
+            &["99999", "expected: [vlan N]"],
+            "explain: port out of range",
+        ),
+        (
+            &["explain", "icmp 203.0.113.9 > 2001:db8::1"],
+            &["one family"],
+            "explain: mixed families",
+        ),
+        (
+            &["explain", "tcp 203.0.113.9:1 > 192.0.2.1:22 flags SZ"],
+            &["'Z'"],
+            "explain: unknown TCP flag",
+        ),
+        (
+            &[
+                "explain",
+                "-c",
+                "/dev/zero",
+                "udp 203.0.113.9:1 > 192.0.2.1:2",
+            ],
+            &["/dev/zero"],
+            "explain -c a device",
+        ),
         (&["stats", "--watch", "inf"], &["inf"], "infinite interval"),
         (
             &["stats", "--watch", "1e20"],

@@ -32,6 +32,7 @@ fn sections() -> BTreeMap<&'static str, RoundTrip> {
         ("`allow list --json`", round_trip::<json::AllowList>),
         ("`status --json`", round_trip::<json::Status>),
         ("`doctor --json`", round_trip::<json::Doctor>),
+        ("`explain --json`", round_trip::<json::Explain>),
     ])
 }
 

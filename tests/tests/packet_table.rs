@@ -1427,3 +1427,90 @@ fn the_reply_cache_tells_the_families_apart() {
     }
     check(&runner, &answer, PASS).unwrap_or_else(|e| panic!("IPv4 answer again: {e}"));
 }
+
+/// `explain` and `check --pcap` judge every frame of the tables alike: the
+/// same verdict and counter from each command's own path (explain's
+/// `explain_frame`, check's `check`), and the row explain names counts
+/// that counter in its table of docs/policy.md. Neither knows the host's
+/// flows or bans, so strict replies and banned sources are judged by the
+/// rows after them, by both.
+#[test]
+fn explain_agrees_with_check_on_every_frame() {
+    use sipwall::{
+        kernel::runner::{MAX_FRAME, MIN_FRAME},
+        ops::{
+            check::{self as replay, Direction, Judged, Local},
+            explain,
+        },
+        policy::rows::{Table, ROWS},
+    };
+    sipwall_tests::skip_unless_root!();
+    let tables = [
+        ("default", Ruleset::default(), default_table()),
+        ("custom", custom_ruleset(), custom_table()),
+        // Without the rate limits, whose buckets refill with time.
+        (
+            "abuse",
+            Ruleset {
+                sip_limit: None,
+                rtp_limit: None,
+                ..abuse_ruleset()
+            },
+            abuse_table(),
+        ),
+        ("strict", strict_ruleset(), strict_table()),
+    ];
+    let mut compared = 0;
+    for (label, ruleset, table) in tables {
+        let frames: Vec<Vec<u8>> = table.iter().map(|c| c.frame.build()).collect();
+        let captured: Vec<replay::Frame> = frames
+            .iter()
+            .map(|f| replay::Frame {
+                data: f.clone(),
+                orig_len: f.len(),
+            })
+            .collect();
+        let checked = replay::check(&captured, &ruleset, &Local::default(), Direction::In)
+            .unwrap_or_else(|e| panic!("[{label}] check: {e:#}"));
+        let runner = runner(&ruleset);
+        let policy_table = if ruleset.strict() {
+            Table::Strict
+        } else {
+            Table::Guard
+        };
+        for ((c, frame), checked) in table.iter().zip(&frames).zip(&checked) {
+            if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
+                assert!(
+                    matches!(checked.result, Judged::NotRun(_)),
+                    "[{label}] {}",
+                    c.why
+                );
+                continue;
+            }
+            let Judged::Ran(verdict, reason) = checked.result else {
+                panic!(
+                    "[{label}] {}: check did not run it: {:?}",
+                    c.why, checked.result
+                );
+            };
+            let e = explain::explain_frame(&runner, &ruleset, Direction::In, frame, None)
+                .unwrap_or_else(|e| panic!("[{label}] {}: explain: {e:#}", c.why));
+            assert_eq!(
+                (e.verdict.as_str(), e.reason),
+                (verdict.name().as_str(), Some(reason.name())),
+                "[{label}] {}",
+                c.why
+            );
+            let row = e.row.expect("a row");
+            assert!(
+                ROWS.iter()
+                    .any(|r| r.table == policy_table && r.id == row && r.counter == reason.name()),
+                "[{label}] {}: row {row} does not count {}",
+                c.why,
+                reason.name()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 200, "only {compared} frames compared");
+}

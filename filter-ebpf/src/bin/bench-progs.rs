@@ -41,6 +41,20 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// A stand-in for sipwall's capture flag (`filter_common::capture`).
+#[map]
+static BENCH_CAPTURE: Array<filter_common::capture::CaptureFilter> = Array::with_max_entries(1, 0);
+
+/// The floor plus what every packet pays while no capture runs: the
+/// capture flag's load and its branch, as in sipwall's `capture::running`.
+#[xdp]
+pub fn bench_capture_flag(_ctx: XdpContext) -> u32 {
+    if BENCH_CAPTURE.get(0).is_some_and(|f| f.on != 0) {
+        return xdp_action::XDP_ABORTED;
+    }
+    xdp_action::XDP_PASS
+}
+
 /// The fastest an XDP filter can drop a packet.
 #[xdp]
 pub fn bench_drop(_ctx: XdpContext) -> u32 {

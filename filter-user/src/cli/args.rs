@@ -136,6 +136,9 @@ pub enum Command {
         /// rtp_invalid.
         #[arg(long, value_name = "R", default_value = "sip_denied")]
         reason: String,
+        /// Redraw every SECS seconds with per-second rates.
+        #[arg(long, value_name = "SECS")]
+        watch: Option<f64>,
     },
     /// Show or change the ban set: sources dropped before any other rule.
     Ban {
@@ -168,6 +171,68 @@ pub enum Command {
         /// Print JSON (docs/json.md) instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Write what the filter judges on an interface to pcapng, each packet commented with its verdict and reason.
+    ///
+    /// While it runs, the XDP and TC egress programs sample the packets the filter takes (headers
+    /// up to --snaplen, at most --rate a second); it stops at --count, --duration or Ctrl-C, with
+    /// a valid file, and reports on stderr how many packets matched, were written, skipped by the
+    /// rate cap or lost. One capture per interface.
+    Capture {
+        /// The attached interface (may be left out when only one is attached).
+        #[arg(short, long)]
+        iface: Option<String>,
+        /// Only packets counted under this reason (a counter name, in or out_*); repeatable.
+        #[arg(long = "reason", value_name = "R")]
+        reasons: Vec<String>,
+        /// Only dropped or only passed packets.
+        #[arg(long, value_enum)]
+        verdict: Option<CaptureVerdict>,
+        /// Only packets arriving (in, the XDP program) or sent (out, strict egress's TC program).
+        #[arg(long, value_enum)]
+        direction: Option<CheckDirection>,
+        /// Stop after writing N packets.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Stop after this long: seconds (30, 2.5) or 90s, 10m, 1h.
+        #[arg(long, value_name = "D", value_parser = crate::ops::capture::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Bytes of each packet to keep (headers first), 1-1536.
+        #[arg(long, value_name = "N", default_value_t = crate::ops::capture::DEFAULT_SNAPLEN,
+              value_parser = clap::value_parser!(u32).range(1..=filter_common::capture::MAX_SNAPLEN as i64))]
+        snaplen: u32,
+        /// At most this many packets a second are sampled (shared out over the CPUs); the rest
+        /// are counted as skipped.
+        #[arg(long, value_name = "PPS", default_value_t = crate::ops::capture::DEFAULT_RATE,
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: u32,
+        /// The pcapng file to write, or - for standard output (| tshark -r -).
+        #[arg(short = 'w', value_name = "FILE|-", required = true)]
+        write: PathBuf,
+    },
+    /// Which row of the policy decides a packet: the packet described is built and run through the real program.
+    ///
+    /// The policy is a configuration file's (-c; the defaults without it) or a live attachment's
+    /// (-i, read from its maps: the ban set, rate-limit buckets and learnt flows are left out).
+    /// Prints the verdict, the counter, the row of docs/policy.md and the configuration key behind it.
+    Explain {
+        /// Judge by the policy of this attached interface (read from its maps).
+        #[arg(short, long, conflicts_with = "config")]
+        iface: Option<String>,
+        /// Judge by this configuration file (TOML); the defaults when neither -i nor -c is given.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// `in`: a packet arriving (the XDP program); `out`: a packet the host sends (the TC egress program).
+        #[arg(long, value_enum, default_value = "in")]
+        direction: CheckDirection,
+        /// Print JSON (docs/json.md) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The packet: [vlan N] tcp|udp|sctp SRC:PORT > DST:PORT [flags S|A|F|R|P|U...]
+        /// [fragment] [payload N], or [vlan N] icmp SRC > DST [type N] [code N]; IPv6 with a
+        /// port as [ADDR]:PORT. One argument or several words.
+        #[arg(required = true, num_args = 1.., value_name = "PACKET", allow_hyphen_values = true)]
+        packet: Vec<String>,
     },
     /// Foreground service: attach, follow the configuration file (and SIGHUP), serve metrics and probes; on SIGTERM detach only what it attached.
     Run {
@@ -325,4 +390,11 @@ impl From<CheckDirection> for crate::ops::check::Direction {
             CheckDirection::Out => crate::ops::check::Direction::Out,
         }
     }
+}
+
+/// `capture --verdict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptureVerdict {
+    Drop,
+    Pass,
 }

@@ -5,9 +5,11 @@ pub mod allow;
 pub mod args;
 pub mod attach;
 pub mod ban;
+pub mod capture;
 pub mod check;
 pub mod detach;
 pub mod doctor;
+pub mod explain;
 pub mod run;
 pub mod stats;
 pub mod status;
@@ -25,7 +27,10 @@ pub fn run(cli: Cli) -> Result<()> {
         crate::kernel::netns::enter(netns)?;
     }
     let root = PinRoot::new(&cli.bpffs);
-    if !matches!(cli.command, Command::Check { .. } | Command::Demo) {
+    if !matches!(
+        cli.command,
+        Command::Check { .. } | Command::Demo | Command::Explain { iface: None, .. }
+    ) {
         root.check_usable()?;
     }
     match cli.command {
@@ -60,7 +65,8 @@ pub fn run(cli: Cli) -> Result<()> {
             n,
             json,
             reason,
-        } => top::run(&root, iface.as_deref(), n, json, &reason),
+            watch,
+        } => top::run(&root, iface.as_deref(), n, json, &reason, watch),
         Command::Ban { action } => ban::run(&root, action),
         Command::Check {
             pcap,
@@ -76,6 +82,44 @@ pub fn run(cli: Cli) -> Result<()> {
             &local,
             &local_iface,
             direction.into(),
+        ),
+        Command::Capture {
+            iface,
+            reasons,
+            verdict,
+            direction,
+            count,
+            duration,
+            snaplen,
+            rate,
+            write,
+        } => capture::run(
+            &root,
+            capture::Args {
+                iface,
+                reasons,
+                verdict,
+                direction,
+                count,
+                duration,
+                snaplen,
+                rate,
+                write,
+            },
+        ),
+        Command::Explain {
+            iface,
+            config,
+            direction,
+            json,
+            packet,
+        } => explain::run(
+            &root,
+            iface.as_deref(),
+            config.as_deref(),
+            direction.into(),
+            json,
+            &packet.join(" "),
         ),
         Command::Run {
             iface,

@@ -71,7 +71,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) 
 
 /// `--watch SECS`, refused unless it is a sane interval (a zero sleep
 /// would spin; a huge one does not fit a Duration).
-fn watch_interval(secs: f64) -> Result<Duration, UsageError> {
+pub(crate) fn watch_interval(secs: f64) -> Result<Duration, UsageError> {
     const MIN: f64 = 0.01;
     const MAX: f64 = 86_400.0;
     if !(MIN..=MAX).contains(&secs) {

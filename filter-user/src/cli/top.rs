@@ -13,7 +13,15 @@ use crate::{
     },
 };
 
-pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &str) -> Result<()> {
+pub fn run(
+    root: &PinRoot,
+    iface: Option<&str>,
+    n: usize,
+    json: bool,
+    reason: &str,
+    watch: Option<f64>,
+) -> Result<()> {
+    let watch = watch.map(super::stats::watch_interval).transpose()?;
     if n == 0 {
         return Err(UsageError("-n 0: nothing to show; give at least 1".into()).into());
     }
@@ -41,6 +49,9 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
     let att = Attachment::open(root, iface)?;
     warn_if_stale(&Snapshot::liveness(root, &att.iface));
     let mut sources = att.maps.drop_sources(reason)?;
+    if let Some(interval) = watch {
+        return watch_sources(&att, reason, n, json, interval, sources);
+    }
     sources.truncate(n);
     if json {
         println!("{}", json::line(&stats::top_json(reason, &sources)));
@@ -48,4 +59,38 @@ pub fn run(root: &PinRoot, iface: Option<&str>, n: usize, json: bool, reason: &s
         print!("{}", stats::top_text(&att.iface, reason, &sources));
     }
     Ok(())
+}
+
+/// `--watch`: redraws the `n` sources dropping fastest every `interval`,
+/// with their rates since the previous reading, until interrupted.
+fn watch_sources(
+    att: &Attachment,
+    reason: Reason,
+    n: usize,
+    as_json: bool,
+    interval: std::time::Duration,
+    first: Vec<(std::net::IpAddr, filter_common::Counter)>,
+) -> Result<()> {
+    let mut prev = first;
+    let mut last = std::time::Instant::now();
+    loop {
+        std::thread::sleep(interval);
+        let now = att.maps.drop_sources(reason)?;
+        let secs = last.elapsed().as_secs_f64();
+        last = std::time::Instant::now();
+        let mut rates = stats::top_rates(&now, &prev, secs);
+        rates.truncate(n);
+        if as_json {
+            // One JSON document per line.
+            println!("{}", json::line(&stats::top_rates_json(reason, &rates)));
+        } else {
+            // Redraw in place: home the cursor and clear the screen.
+            print!(
+                "\x1b[H\x1b[2J{}",
+                stats::top_rates_text(&att.iface, reason, &rates)
+            );
+            println!("\nevery {}s; Ctrl-C to stop", interval.as_secs_f64());
+        }
+        prev = now;
+    }
 }

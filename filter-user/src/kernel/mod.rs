@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod attachment;
 pub mod bans;
+pub mod capture;
 pub mod direct;
 pub mod flows;
 pub mod iface;

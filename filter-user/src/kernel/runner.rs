@@ -113,6 +113,11 @@ impl Runner {
         Ok(Runner { ebpf, maps })
     }
 
+    /// The capture's maps of this copy (the bench turns sampling on and off).
+    pub fn capture_maps(&mut self) -> Result<crate::kernel::capture::CaptureMaps> {
+        crate::kernel::capture::CaptureMaps::take(&mut self.ebpf)
+    }
+
     /// Installs another ruleset (the atomic swap a live filter uses).
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<()> {
         self.maps.install(ruleset).map(|_| ())

@@ -161,6 +161,36 @@ pub struct TopSource {
     pub addr: String,
     pub packets: u64,
     pub bytes: u64,
+    /// `--watch`: packets a second since the previous reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets_per_s: Option<f64>,
+    /// `--watch`: bytes a second since the previous reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_s: Option<f64>,
+}
+
+/// `explain --json`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Explain {
+    /// `pass` or `drop`: what the program returned.
+    pub verdict: String,
+    /// The counter it moved; `null` when nothing judged it (open egress).
+    pub reason: Option<String>,
+    /// The row of docs/policy.md ("4", "5c").
+    pub row: Option<String>,
+    /// Which table of docs/policy.md: `guard`, `strict` or `egress`.
+    pub table: Option<String>,
+    /// The row in a line, with what its key holds ("(2 prefixes)").
+    pub text: Option<String>,
+    /// The configuration key behind the row.
+    pub key: Option<String>,
+    /// Dry run: counted as `reason`, passed all the same.
+    pub dry_run: bool,
+    /// What a single packet on fresh state cannot show.
+    pub notes: Vec<String>,
+    /// Where the policy came from.
+    pub policy: String,
 }
 
 /// `ban list --json`.
@@ -222,6 +252,16 @@ pub struct StatusInterface {
     pub hints: Vec<String>,
     pub policy: Option<String>,
     pub problems: Vec<String>,
+    /// The capture sampling on the interface, if any.
+    pub capture: Option<StatusCapture>,
+}
+
+/// `status --json`'s `capture`: the capture's process, and whether it runs.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct StatusCapture {
+    pub pid: u32,
+    pub alive: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

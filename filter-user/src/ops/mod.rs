@@ -1,11 +1,15 @@
 //! Operations on attachments: one snapshot per interface (rendered by
 //! `stats`, `status` and metrics), the `run` service (with its HTTP server
-//! and the watch on its configuration file), and pcap replay.
+//! and the watch on its configuration file), pcap replay, and `explain`
+//! (a described packet and the row that decides it).
+pub mod capture;
 pub mod check;
 pub mod confirm;
 pub mod counters;
+pub mod describe;
 pub mod doctor;
 pub mod ephemeral;
+pub mod explain;
 pub mod http;
 pub mod json;
 pub mod lockout;

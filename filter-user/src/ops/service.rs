@@ -116,6 +116,16 @@ impl Service {
         };
         let mut attached = attach::attach(&root, &self.iface, &ruleset, self.mode, false)?;
         let took_over = attached.replaced;
+        // A capture killed without cleaning up left sampling on: off.
+        if let Ok(mut capture) =
+            crate::kernel::capture::CaptureMaps::open(&root.iface_dir(&self.iface))
+        {
+            if let Ok(Some(pid)) = super::capture::clear_dead(&mut capture) {
+                eprintln!(
+                    "sipwall: sampling left on by a capture that is gone (pid {pid}): cleared"
+                );
+            }
+        }
         if took_over {
             eprintln!(
                 "sipwall: {} already had sipwall's filter attached: took it over in place (program id {}, counters kept, the file's policy applied); it stays attached when this service stops",

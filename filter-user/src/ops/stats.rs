@@ -95,10 +95,80 @@ pub fn top_json(reason: Reason, sources: &[(IpAddr, Counter)]) -> json::Top {
                 addr: a.to_string(),
                 packets: c.packets,
                 bytes: c.bytes,
+                packets_per_s: None,
+                bytes_per_s: None,
             })
             .collect(),
         reason: reason.name().into(),
     }
+}
+
+/// A source of `top --watch`: its counters and its per-second rates
+/// (packets, bytes) since the previous reading.
+pub type SourceRate = (IpAddr, Counter, f64, f64);
+
+/// Each source's rates since `prev` (read `secs` ago; a source not in it
+/// counts from zero), fastest first, then most packets.
+pub fn top_rates(
+    now: &[(IpAddr, Counter)],
+    prev: &[(IpAddr, Counter)],
+    secs: f64,
+) -> Vec<SourceRate> {
+    let before: std::collections::HashMap<IpAddr, Counter> = prev.iter().copied().collect();
+    let per_s = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs.max(1e-9);
+    let mut out: Vec<SourceRate> = now
+        .iter()
+        .map(|&(a, c)| {
+            let b = before.get(&a).copied().unwrap_or_default();
+            (a, c, per_s(c.packets, b.packets), per_s(c.bytes, b.bytes))
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        y.2.total_cmp(&x.2)
+            .then(y.1.packets.cmp(&x.1.packets))
+            .then(x.0.cmp(&y.0))
+    });
+    out
+}
+
+pub fn top_rates_json(reason: Reason, sources: &[SourceRate]) -> json::Top {
+    json::Top {
+        sources: sources
+            .iter()
+            .map(|(a, c, pps, bps)| json::TopSource {
+                addr: a.to_string(),
+                packets: c.packets,
+                bytes: c.bytes,
+                packets_per_s: Some(*pps),
+                bytes_per_s: Some(*bps),
+            })
+            .collect(),
+        reason: reason.name().into(),
+    }
+}
+
+pub fn top_rates_text(iface: &str, reason: Reason, sources: &[SourceRate]) -> String {
+    let mut out = format!(
+        "{iface}: sources of {} drops, fastest first\n",
+        reason.name()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<40} {:>12} {:>14} {:>12} {:>14}",
+        "source", "packets", "bytes", "packets/s", "bytes/s"
+    );
+    for (a, c, pps, bps) in sources {
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>12} {:>14} {:>12.1} {:>14.1}",
+            a.to_string(),
+            c.packets,
+            c.bytes,
+            pps,
+            bps
+        );
+    }
+    out
 }
 
 pub fn top_text(iface: &str, reason: Reason, sources: &[(IpAddr, Counter)]) -> String {

@@ -67,6 +67,10 @@ pub fn to_json(
                 hints: hints(s),
                 policy: r.map(|r| r.summary()),
                 problems: s.problems.clone(),
+                capture: capture_state(root, &s.iface).map(|c| json::StatusCapture {
+                    pid: c.pid,
+                    alive: c.alive,
+                }),
             }
         })
         .collect();
@@ -130,6 +134,9 @@ pub fn to_text(
         for h in hints(s) {
             out += &format!("  hint: {h}\n");
         }
+        if let Some(c) = capture_state(root, &s.iface) {
+            out += &format!("  {}\n", c.text());
+        }
     }
     for e in elsewhere {
         let reach = match e.netns.flag() {
@@ -150,4 +157,38 @@ pub fn to_text(
         );
     }
     out
+}
+
+/// A capture's sampling on an interface: by which process, and whether it
+/// still runs.
+pub struct CaptureState {
+    pub pid: u32,
+    pub alive: bool,
+}
+
+impl CaptureState {
+    pub fn text(&self) -> String {
+        if self.alive {
+            format!(
+                "capture running (pid {}): the programs sample packets for it",
+                self.pid
+            )
+        } else {
+            format!(
+                "problem: sampling left on by a capture that is gone (pid {}): the next `sipwall capture` or `sipwall run` clears it",
+                self.pid
+            )
+        }
+    }
+}
+
+/// Whether a capture samples on `iface` (`None`: no, or pins of an older
+/// layout without the capture's maps).
+pub fn capture_state(root: &PinRoot, iface: &str) -> Option<CaptureState> {
+    let maps = crate::kernel::capture::CaptureMaps::open(&root.iface_dir(iface)).ok()?;
+    let f = maps.filter().ok()?;
+    (f.on != 0).then(|| CaptureState {
+        pid: f.reader_pid,
+        alive: crate::kernel::capture::reader_alive(&f),
+    })
 }

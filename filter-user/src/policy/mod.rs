@@ -5,4 +5,5 @@ pub mod banlist;
 pub mod cidr;
 pub mod config;
 pub mod input;
+pub mod rows;
 pub mod ruleset;

@@ -1,0 +1,62 @@
+//! `sipwall explain`: which row of the policy decides a described packet.
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner},
+    ops::{
+        check::Direction,
+        describe,
+        explain::{self, LIVE_NOTE},
+        json,
+    },
+    policy::config,
+};
+
+pub fn run(
+    root: &PinRoot,
+    iface: Option<&str>,
+    config_path: Option<&Path>,
+    direction: Direction,
+    json: bool,
+    description: &str,
+) -> Result<()> {
+    // The description and the file are usage errors: before privileges.
+    let packet = describe::parse(description)?;
+    let file = match iface {
+        None => Some(config::load(config_path)?),
+        Some(_) => None,
+    };
+    require_root()?;
+    let (ruleset, origin) = match file {
+        Some(ruleset) => {
+            let origin = config_path.map_or("the defaults (no -i or -c)".to_string(), |p| {
+                format!("file {}", p.display())
+            });
+            (ruleset, origin)
+        }
+        None => {
+            let att = Attachment::open(root, iface)?;
+            let ruleset = att
+                .maps
+                .read_ruleset()
+                .with_context(|| format!("reading the policy of {}", att.iface))?;
+            (ruleset, format!("live policy of {}", att.iface))
+        }
+    };
+    let runner = Runner::new(&ruleset)?;
+    let frame = describe::frame(&packet);
+    let mut explanation =
+        explain::explain_frame(&runner, &ruleset, direction, &frame, Some(&packet))?;
+    if iface.is_some() {
+        explanation.notes.push(LIVE_NOTE);
+    }
+    if json {
+        println!("{}", json::line(&explanation.to_json(origin)));
+    } else {
+        print!("{}", explain::to_text(&explanation));
+        println!("policy: {origin}");
+    }
+    Ok(())
+}
