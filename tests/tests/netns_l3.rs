@@ -435,6 +435,56 @@ fn a_link_type_sipwall_cannot_read_is_refused_naming_it() {
     drop(tun);
 }
 
+#[test]
+fn a_tun_device_posing_as_ethernet_is_still_read_from_the_ip_header() {
+    sipwall_tests::skip_unless_root!();
+    // Its owner may give a TUN device any link type (TUNSETLINK), but in
+    // tun mode no packet carries a link header: read by the link type, a
+    // TUN set to Ethernet (1) or loopback (772) would pass a stranger's SIP
+    // as non_ip.
+    for (name, link_type) in [("swfake1", 1), ("swfake772", 772)] {
+        let lab = TestLab::new();
+        let mut tun = lab
+            .in_ns(Host::Pbx, || open_tun(name, Some(link_type)))
+            .expect("entering the PBX");
+        for argv in [
+            vec!["ip", "link", "set", name, "up"],
+            vec!["ip", "addr", "add", "198.51.100.1/24", "dev", name],
+            vec!["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"],
+        ] {
+            lab.exec(Host::Pbx, &argv)
+                .expect("setting up the TUN device");
+        }
+        let sock = lab
+            .in_ns(Host::Pbx, || {
+                UdpSocket::bind((TUN_ADDR, 5060)).expect("binding 198.51.100.1:5060")
+            })
+            .expect("entering the PBX");
+        lab.sipwall_ok(&["attach", "-i", name]);
+        let status = lab.sipwall_ok(&["status", "-i", name, "--json"]);
+        let status: Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            status["interfaces"][0]["link"], "ip",
+            "type {link_type}: {status}"
+        );
+        tun.write_all(&sip_datagram(STRANGER.into(), TUN_ADDR.into()))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            received(&sock).is_none(),
+            "a stranger's SIP through a TUN device of link type {link_type} reached :5060"
+        );
+        let stats: Value =
+            serde_json::from_str(&lab.sipwall_ok(&["stats", "-i", name, "--json"])).unwrap();
+        assert_eq!(
+            stats["interfaces"][0]["counters"]["sip_denied"]["packets"], 1,
+            "link type {link_type}: {stats}"
+        );
+        lab.sipwall_ok(&["detach", "-i", name]);
+        drop(tun);
+    }
+}
+
 /// Sends raw Ethernet frames out of `iface` of this thread's namespace.
 fn send_raw(iface: &str, frames: &[Vec<u8>]) {
     // SAFETY: socket(2) with constant arguments; the result is checked.

@@ -1149,5 +1149,26 @@ fn the_ssh_guard_finds_sessions_itself() {
         "again",
         "the next login through strict mode: {next:?}"
     );
+
+    // The same sessions guard the ban set, without SSH_CONNECTION (sudo):
+    // banning the logged-in client's network is refused, nothing banned.
+    let ban = lab
+        .sipwall_command(&["ban", "add", "-i", PBX_IFACE, &format!("{OUTSIDER}/32")])
+        .env_remove("SSH_CONNECTION")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ban.stderr);
+    assert_eq!(ban.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("your own SSH client {OUTSIDER}"))
+            && stderr.contains("an established connection to sshd")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let bans = lab.sipwall_ok(&["ban", "list", "-i", PBX_IFACE, "--json"]);
+    assert!(
+        !bans.contains(&OUTSIDER.to_string()),
+        "the refused ban went in: {bans}"
+    );
     drop(session);
 }

@@ -264,6 +264,12 @@ fn refusals_leave_the_running_filter_alone() {
             "allowing every IPv4 source needs --force",
         ),
         (
+            &["allow", "add", "-i", IFACE, "0.0.0.0/1", "128.0.0.0/1"],
+            2,
+            &["together", "0.0.0.0/0", "every IPv4 source", "--force"],
+            "two halves that make every IPv4 source need --force",
+        ),
+        (
             &["allow", "add", "-i", IFACE, "192.0.2.9", "::/0"],
             2,
             &["::/0", "every IPv6 source", "--force"],

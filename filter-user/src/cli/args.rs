@@ -349,7 +349,7 @@ pub enum BanAction {
         #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
         duration: Option<String>,
         /// Ban even a prefix of length 0, one overlapping the allowlist (the provider), or one
-        /// covering your own SSH client (SSH_CONNECTION).
+        /// covering the client of a logged-in SSH session (found in /proc, else SSH_CONNECTION).
         #[arg(long)]
         force: bool,
     },

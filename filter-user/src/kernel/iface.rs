@@ -197,6 +197,9 @@ pub const ARPHRD_NONE: u16 = 65534;
 pub struct Link {
     pub arphrd: u16,
     pub kind: Option<String>,
+    /// For a tun device, its mode (`tun` or `tap`): the frames' real shape,
+    /// which its owner's TUNSETLINK may belie in the link type.
+    pub tun_mode: Option<String>,
 }
 
 impl Link {
@@ -235,7 +238,7 @@ impl Link {
                 self.describe()
             ));
         }
-        match self.arphrd {
+        let by_type = match self.arphrd {
             ARPHRD_ETHER | ARPHRD_LOOPBACK => Ok(LinkHeader::Ethernet),
             ARPHRD_NONE | ARPHRD_PPP | ARPHRD_RAWIP => Ok(LinkHeader::Ip),
             ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_SIT => Ok(LinkHeader::Ip),
@@ -247,6 +250,17 @@ impl Link {
                 "its link type is not one sipwall reads ({}): sipwall reads Ethernet (1) and devices without a link header (none 65534: tun, WireGuard; ppp 512; rawip 519; ipip 768; ip6tnl 769; sit 776)",
                 self.describe()
             )),
+        };
+        // A tun device's owner may set any link type (TUNSETLINK), but its
+        // mode fixes the frames' shape: in tun mode no packet carries a link
+        // header, in tap mode every frame is Ethernet. So a readable type
+        // that belies the mode is read by the mode (a tun device set to
+        // Ethernet would otherwise pass its IP as non_ip); a type sipwall
+        // refuses stays refused.
+        match (self.tun_mode.as_deref(), by_type) {
+            (Some("tun"), Ok(_)) => Ok(LinkHeader::Ip),
+            (Some("tap"), Ok(_)) => Ok(LinkHeader::Ethernet),
+            (_, by_type) => by_type,
         }
     }
 }
@@ -255,9 +269,11 @@ impl Link {
 /// namespace: sysfs may show another one's) and kind.
 pub fn link_of(iface: &str) -> Result<Link> {
     pins::check_iface_name(iface)?;
+    let details = link_details(iface)?;
     Ok(Link {
         arphrd: link_type(iface)?,
-        kind: link_kind(iface)?,
+        kind: info_str(&details["linkinfo"]["info_kind"]),
+        tun_mode: tun_mode(&details["linkinfo"]),
     })
 }
 
@@ -303,11 +319,17 @@ fn link_type(iface: &str) -> Result<u16> {
     Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }
 
-/// The device's kind as `ip -details -json link` reports it, if any.
-fn link_kind(iface: &str) -> Result<Option<String>> {
-    Ok(link_details(iface)?["linkinfo"]["info_kind"]
-        .as_str()
-        .map(str::to_string))
+/// A string of `ip -details -json`'s output, if there.
+fn info_str(value: &serde_json::Value) -> Option<String> {
+    value.as_str().map(str::to_string)
+}
+
+/// A tun device's mode (`tun` or `tap`) from its `linkinfo`; `None` for
+/// every other kind.
+fn tun_mode(linkinfo: &serde_json::Value) -> Option<String> {
+    (linkinfo["info_kind"] == "tun")
+        .then(|| info_str(&linkinfo["info_data"]["type"]))
+        .flatten()
 }
 
 /// Every interface of this namespace with its link, whether it is up, and
@@ -337,8 +359,12 @@ pub fn all_links() -> Result<Vec<(String, Link, bool, bool)>> {
         let Ok(arphrd) = link_type(name) else {
             continue;
         };
-        let kind = entry["linkinfo"]["info_kind"].as_str().map(str::to_string);
-        links.push((name.to_string(), Link { arphrd, kind }, up, addressed));
+        let link = Link {
+            arphrd,
+            kind: info_str(&entry["linkinfo"]["info_kind"]),
+            tun_mode: tun_mode(&entry["linkinfo"]),
+        };
+        links.push((name.to_string(), link, up, addressed));
     }
     Ok(links)
 }
@@ -351,8 +377,27 @@ mod tests {
         Link {
             arphrd,
             kind: kind.map(str::to_string),
+            tun_mode: None,
         }
         .header()
+    }
+
+    fn tun(arphrd: u16, mode: &str) -> std::result::Result<LinkHeader, String> {
+        Link {
+            arphrd,
+            kind: Some("tun".into()),
+            tun_mode: Some(mode.into()),
+        }
+        .header()
+    }
+
+    #[test]
+    fn a_tun_devices_mode_outweighs_the_link_type_its_owner_set() {
+        for arphrd in [ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_PPP] {
+            assert_eq!(tun(arphrd, "tun"), Ok(LinkHeader::Ip), "{arphrd}");
+            assert_eq!(tun(arphrd, "tap"), Ok(LinkHeader::Ethernet), "{arphrd}");
+        }
+        assert!(tun(ARPHRD_IPGRE, "tun").is_err());
     }
 
     #[test]

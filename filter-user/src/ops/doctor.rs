@@ -1234,6 +1234,7 @@ mod tunnel_tests {
         Link {
             arphrd,
             kind: kind.map(str::to_string),
+            tun_mode: None,
         }
     }
 

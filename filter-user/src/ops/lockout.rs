@@ -13,11 +13,13 @@ use crate::{
 
 /// Refuses (exit 2) a ban that would cut the operator off: a prefix of
 /// length 0 (every source of a family, the provider and the operator
-/// included), or one covering the client address of their SSH session
-/// (`SSH_CONNECTION`). `ban add --force` skips this; fail2ban's action runs
-/// without `SSH_CONNECTION`, so it is never refused here for an address.
-/// (Established connections to sshd are not looked at: a password guesser
-/// fail2ban bans has one.)
+/// included), or one covering the client address of a logged-in SSH
+/// session: those sshd holds in this network namespace, else
+/// `SSH_CONNECTION` ([`sessions::find`]; `sudo` resets the environment, so
+/// the environment alone would let `sudo sipwall ban add` cut its own
+/// session). `ban add --force` skips this. A password guesser fail2ban
+/// bans is not logged in, so its connection does not count; fail2ban's
+/// action runs without `SSH_CONNECTION`.
 pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
     if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0) {
         return Err(UsageError(format!(
@@ -25,19 +27,19 @@ pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
             if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
         )));
     }
-    let Some(client) = std::env::var("SSH_CONNECTION")
-        .ok()
-        .and_then(|text| sessions::parse_ssh_connection(&text))
-        .map(|s| s.client)
-    else {
+    let Some((source, found)) = sessions::find() else {
         return Ok(());
     };
-    match nets.iter().find(|n| n.contains(&client)) {
-        Some(net) => Err(UsageError(format!(
-            "ban add {net}: it covers your own SSH client {client} (SSH_CONNECTION): every packet of your session would be dropped; nothing changed (--force to ban it anyway)"
-        ))),
-        None => Ok(()),
+    for session in &found {
+        if let Some(net) = nets.iter().find(|n| n.contains(&session.client)) {
+            return Err(UsageError(format!(
+                "ban add {net}: it covers your own SSH client {} ({}): every packet of your session would be dropped; nothing changed (--force to ban it anyway)",
+                session.client,
+                source.name()
+            )));
+        }
     }
+    Ok(())
 }
 
 /// Refuses (exit 2) a strict `ruleset` under which a new TCP connection

@@ -37,8 +37,17 @@ pub struct Applied {
     pub changed: bool,
 }
 
+/// The families (`0.0.0.0/0`, `::/0`) that `allow`'s entries cover whole.
+fn whole_families(allow: &[IpNet]) -> Vec<IpNet> {
+    IpNet::aggregate(&allow.to_vec())
+        .into_iter()
+        .filter(|n| n.prefix_len() == 0)
+        .collect()
+}
+
 /// Applies `change` to the filter attached to `iface`. An empty result,
-/// and a prefix of length 0 added, need `force`.
+/// and a prefix of length 0 added (or entries that together make one),
+/// need `force`.
 pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Applied> {
     if let Change::Add(nets) | Change::Replace(nets) = &change {
         if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0).filter(|_| !force) {
@@ -52,6 +61,7 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result
     let _lock = root.lock()?;
     let mut att = Attachment::open_resolved(root, iface.to_string())?;
     let mut ruleset = att.maps.read_ruleset()?;
+    let covered_before = whole_families(&ruleset.allow);
     let mut already = Vec::new();
     match change {
         Change::Add(nets) => {
@@ -91,6 +101,18 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result
         Change::Replace(nets) => ruleset.allow = nets,
     }
     let ruleset = ruleset.normalise()?;
+    // Prefixes that together cover a whole family (0.0.0.0/1 and
+    // 128.0.0.0/1) are as open as a /0.
+    if let Some(net) = whole_families(&ruleset.allow)
+        .into_iter()
+        .find(|n| !force && !covered_before.contains(n))
+    {
+        return Err(UsageError(format!(
+            "together the allowlist's entries would cover {net}: every {} source could send signalling, which is no allowlist at all; nothing changed (--force if that is what you want)",
+            if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
+        ))
+        .into());
+    }
     if ruleset.allow.is_empty() && !force {
         return Err(UsageError(
             "that would leave the allowlist empty, which denies all signalling; add --force if that is what you want (nothing changed)".into(),

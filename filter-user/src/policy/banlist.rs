@@ -50,7 +50,9 @@ pub fn read_file(path: &Path) -> Result<Vec<IpNet>, UsageError> {
 }
 
 /// Parses `--for`: seconds (`3600`, as fail2ban's `<bantime>` gives it) or
-/// a sum of numbers with units s, m, h, d, w (`90s`, `10m`, `1h30m`, `7d`).
+/// a sum of numbers with units s, m, h, d, w (`90s`, `10m`, `1h30m`, `7d`),
+/// each unit at most once and larger units first (`1h1h` or `30m1h` is
+/// more likely a typing slip than a meant sum).
 pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
     const TOO_LARGE: &str = "too large: at most ten years (leave --for out for a permanent ban)";
     let bad = |why: &str| {
@@ -70,6 +72,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
     let mut total: u64 = 0;
     let mut number = String::new();
     let mut saw_unit = false;
+    let mut last_unit = u64::MAX;
     for c in t.chars() {
         if c.is_ascii_digit() {
             number.push(c);
@@ -86,6 +89,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
         if number.is_empty() {
             return Err(bad("a unit without a number"));
         }
+        if unit >= last_unit {
+            return Err(bad(&format!(
+                "{c:?} repeated or after a smaller unit (write larger units first, each once)"
+            )));
+        }
+        last_unit = unit;
         // Digits only: a parse can only fail by overflow.
         let n: u64 = number.parse().map_err(|_| bad(TOO_LARGE))?;
         total = n
@@ -289,6 +298,8 @@ mod tests {
             "h",
             "1h30",
             "1.5h",
+            "1h1h",
+            "30m1h",
             "99999999999999999999",
             "20000d",
         ] {
