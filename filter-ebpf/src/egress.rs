@@ -4,12 +4,17 @@
 //! keyed the way the XDP program keys the answer (remote end first).
 //! Nothing is dropped here: the program learns only what strict egress
 //! (`egress_policy`) lets out.
-use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, maps::LruHashMap};
-use filter_common::{FlowKey, FlowKeyV4, FlowSeen, FLOW_REFRESH_NS};
+use aya_ebpf::{
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    maps::LruHashMap,
+};
+use filter_common::{
+    flow_gate_until, FlowKey, FlowKeyV4, FlowSeen, FLOW_GATE_ALWAYS, FLOW_REFRESH_NS,
+};
 
 use crate::{
     egress_policy::{Outbound, CLASS_OTHER, CLASS_PORTS},
-    maps::{FLOWS_V4, FLOWS_V6},
+    maps::{FLOWS_V4, FLOWS_V6, FLOW_GATE},
     parse::{icmp_id, v4_address, ICMP_FULL},
 };
 
@@ -42,7 +47,7 @@ pub fn learn(out: &Outbound) {
             ports,
             proto: out.proto,
         };
-        touch(&FLOWS_V6, &key);
+        touch(&FLOWS_V6, &key, key.gate_slot(), out.proto);
     } else {
         let key = FlowKeyV4 {
             remote: v4_address(out.dst),
@@ -50,14 +55,15 @@ pub fn learn(out: &Outbound) {
             ports,
             proto: out.proto,
         };
-        touch(&FLOWS_V4, &key);
+        touch(&FLOWS_V4, &key, key.gate_slot(), out.proto);
     }
 }
 
 /// Enters a flow, or refreshes its time when it is older than
-/// `FLOW_REFRESH_NS`.
+/// `FLOW_REFRESH_NS`; either way opens its slot `gate` of the flow gate
+/// for longer than the new time lets the flow live.
 #[inline(always)]
-fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K) {
+fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) {
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     match map.get_ptr_mut(key) {
@@ -66,13 +72,35 @@ fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K) {
             // SAFETY: the value of a hash map; a racing write from another
             // CPU stores a time just as recent.
             unsafe {
-                if now.wrapping_sub((*seen).last_out_ns) >= FLOW_REFRESH_NS {
-                    (*seen).last_out_ns = now;
+                if now.wrapping_sub((*seen).last_out_ns) < FLOW_REFRESH_NS {
+                    return;
                 }
+                (*seen).last_out_ns = now;
             }
         }
         None => {
             let _ = map.insert(key, FlowSeen { last_out_ns: now }, 0);
+        }
+    }
+    open_gate(gate, proto);
+}
+
+/// Opens a flow gate slot from now on for a flow of `proto`'s idle time
+/// (see `filter_common::flow_gate_slot`). Every writer of a slot writes
+/// the same span from its own now: a store racing another can only
+/// shorten it by the jiffies between the two reads, which the span's
+/// slack covers. A slot userspace opened for good stays so.
+#[inline(always)]
+fn open_gate(gate: u32, proto: u32) {
+    if let Some(slot) = FLOW_GATE.get_ptr_mut(gate) {
+        // SAFETY: a helper without preconditions (a load of jiffies_64).
+        let now_jiffies = unsafe { bpf_jiffies64() };
+        // SAFETY: an element of an array map; a concurrent write from
+        // another CPU stores a value of the same span (see above).
+        unsafe {
+            if *slot != FLOW_GATE_ALWAYS {
+                *slot = flow_gate_until(now_jiffies, proto);
+            }
         }
     }
 }

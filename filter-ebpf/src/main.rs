@@ -123,17 +123,35 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     if !learn && !enforce {
         return TC_ACT_UNSPEC;
     }
-    if egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags) != 0 {
-        // Headers beyond the linear part of the skb: pull them in and
-        // look again.
-        if ctx.pull_data(PULL_BYTES).is_ok() {
-            egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags);
+    // The common packet, untagged IPv4 without options or IPv6 without
+    // extension headers, with ports, is read in place at fixed offsets:
+    // no call to the parser, no hand-over through the scratch slot. An L3
+    // device's frames start with the IP header: not for the fast paths.
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let fast = if policy.flags & FLAG_L3 != 0 {
+        None
+    } else {
+        match parse::plain_ipv4(pkt) {
+            Some(plain) => plain.ports(pkt),
+            None => parse::plain_ipv6_ports(pkt),
         }
-    }
-    let Some(headers) = EGRESS_SCRATCH.get(0) else {
-        return TC_ACT_UNSPEC;
     };
-    let outbound = egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers);
+    let outbound = match fast.and_then(|p| egress_policy::Outbound::of_ports(pkt, &p)) {
+        Some(outbound) => outbound,
+        None => {
+            if egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags) != 0 {
+                // Headers beyond the linear part of the skb: pull them in
+                // and look again.
+                if ctx.pull_data(PULL_BYTES).is_ok() {
+                    egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags);
+                }
+            }
+            let Some(headers) = EGRESS_SCRATCH.get(0) else {
+                return TC_ACT_UNSPEC;
+            };
+            egress_policy::Outbound::of(Packet::new(ctx.data(), ctx.data_end()), headers)
+        }
+    };
     if enforce {
         let reason = outbound.decide(generation);
         let dropped = record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0;
