@@ -4,15 +4,13 @@
 //! keyed the way the XDP program keys the answer (remote end first).
 //! Nothing is dropped here: the program learns only what strict egress
 //! (`egress_policy`) lets out.
-use aya_ebpf::{
-    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
-    maps::LruHashMap,
-};
+use aya_ebpf::{helpers::bpf_jiffies64, maps::LruHashMap};
 use filter_common::{
     flow_gate_until, FlowKey, FlowKeyV4, FlowSeen, FLOW_GATE_ALWAYS, FLOW_REFRESH_NS,
 };
 
 use crate::{
+    clock,
     egress_policy::{Outbound, CLASS_OTHER, CLASS_PORTS},
     maps::{FLOWS_V4, FLOWS_V6, FLOW_GATE},
     parse::{icmp_id, v4_address, ICMP_FULL},
@@ -64,8 +62,9 @@ pub fn learn(out: &Outbound) {
 /// for longer than the new time lets the flow live.
 #[inline(always)]
 fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) {
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // The coarse clock as the abuse controls read it: a load while this
+    // CPU's tick holds (see `clock`), not a helper call per packet.
+    let now = clock::now_ns();
     match map.get_ptr_mut(key) {
         // A flow that sends a lot costs a lookup, and a write once a second.
         Some(seen) => {

@@ -222,6 +222,26 @@ impl Outbound {
     }
 }
 
+impl Outbound {
+    /// Judges a packet of the fast paths (`CLASS_PORTS`) in place, with
+    /// the policy records the caller holds: as [`Outbound::decide`]
+    /// without the call.
+    #[inline(always)]
+    pub fn decide_ports(&self, policy: &Policy, egress: &EgressPolicy, generation: u32) -> u32 {
+        decide(
+            CLASS_PORTS,
+            self.v6 != 0,
+            self.proto,
+            self.ports,
+            self.dst,
+            NO_ICMP_TYPE,
+            policy,
+            egress,
+            generation & 1,
+        ) as u32
+    }
+}
+
 /// The decision, as an [`OutReason`]'s `u32`. A global function with
 /// scalar arguments only: the verifier checks it once, on its own, rather
 /// than once for every way the parser can reach it (which exceeds its

@@ -136,7 +136,9 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
             None => parse::plain_ipv6_ports(pkt),
         }
     };
-    let outbound = match fast.and_then(|p| egress_policy::Outbound::of_ports(pkt, &p)) {
+    let fast = fast.and_then(|p| egress_policy::Outbound::of_ports(pkt, &p));
+    let in_place = fast.is_some();
+    let outbound = match fast {
         Some(outbound) => outbound,
         None => {
             if egress_policy::sipwall_egress_parse(ctx.skb.skb, policy.flags) != 0 {
@@ -153,7 +155,14 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
         }
     };
     if enforce {
-        let reason = outbound.decide(generation);
+        // The fast path's packet is decided here, without a call: its
+        // class is known, which keeps the verifier's walk of the table
+        // short; the general walk's goes through the global function.
+        let reason = if in_place {
+            outbound.decide_ports(policy, egress, generation)
+        } else {
+            outbound.decide(generation)
+        };
         let dropped = record_out(reason, ctx.len() as u64) && policy.flags & FLAG_DRY_RUN == 0;
         capture::egress(&ctx, reason, dropped);
         if dropped {

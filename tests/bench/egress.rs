@@ -5,6 +5,8 @@
 //! at once (strict ingress and egress).
 use std::net::Ipv4Addr;
 
+use std::os::fd::AsFd as _;
+
 use anyhow::{ensure, Result};
 use filter_common::OutReason;
 use serde_json::{json, Value};
@@ -20,6 +22,7 @@ use sipwall_tests::packet::Frame;
 use crate::{
     progress,
     report::{differences, median, verdict, Report},
+    size::{self, COMPLEXITY_GATE},
     Scale,
 };
 
@@ -73,6 +76,8 @@ struct Row {
 
 pub struct EgressTier1 {
     rows: Vec<Row>,
+    /// Instructions the verifier processed for the TC egress program.
+    verified_insns: u32,
 }
 
 fn timed(runner: &Runner, frame: &[u8], action: i32, repeat: u32) -> Result<f64> {
@@ -185,7 +190,15 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
             over: median(&differences(&s, &o)),
         });
     }
-    Ok(EgressTier1 { rows })
+    let verified_insns = {
+        let ebpf = sipwall::kernel::program::load(None)?;
+        let prog = sipwall::kernel::program::egress(&ebpf)?;
+        size::verified_insns(prog.fd()?.as_fd())?
+    };
+    Ok(EgressTier1 {
+        rows,
+        verified_insns,
+    })
 }
 
 impl EgressTier1 {
@@ -214,6 +227,11 @@ impl EgressTier1 {
             ],
             &rows,
         );
+        out.line(format!(
+            "(the TC egress program: {} instructions processed by the verifier; complexity gate < {COMPLEXITY_GATE}: {})",
+            self.verified_insns,
+            verdict(self.verified_insns < COMPLEXITY_GATE)
+        ));
     }
 
     pub fn to_json(&self) -> Value {
@@ -222,6 +240,8 @@ impl EgressTier1 {
                 "class": r.class, "open_ns": r.open, "strict_ns": r.strict,
                 "over_open_ns": r.over,
             })).collect::<Vec<_>>(),
+            "target_over_open_ns": TARGET_NS,
+            "verified_insns": self.verified_insns,
         })
     }
 }
