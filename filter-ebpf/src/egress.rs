@@ -6,13 +6,14 @@
 //! (`egress_policy`) lets out.
 use aya_ebpf::{helpers::bpf_jiffies64, maps::LruHashMap};
 use filter_common::{
-    flow_gate_until, FlowKey, FlowKeyV4, FlowSeen, FLOW_GATE_ALWAYS, FLOW_REFRESH_NS,
+    flow_gate_until, reply_slot, FlowKey, FlowKeyV4, FlowSeen, FLOW_GATE_ALWAYS, FLOW_REFRESH_NS,
+    LEARNT_CACHE_JIFFIES,
 };
 
 use crate::{
     clock,
     egress_policy::{Outbound, CLASS_OTHER, CLASS_PORTS},
-    maps::{FLOWS_V4, FLOWS_V6, FLOW_GATE},
+    maps::{FLOWS_V4, FLOWS_V6, FLOW_GATE, LEARNT_CACHE},
     parse::{icmp_id, v4_address, ICMP_FULL},
 };
 
@@ -38,14 +39,27 @@ pub fn learn(out: &Outbound) {
         // The identifier's two bytes as the local port.
         u32::from(icmp_id(out.icmp)) << 16
     };
-    if out.v6 != 0 {
-        let key = FlowKey {
-            remote: out.dst,
-            local: out.src,
-            ports,
-            proto: out.proto,
-        };
-        touch(&FLOWS_V6, &key, key.gate_slot(), out.proto);
+    // A flow this CPU entered or refreshed lately: the map would not be
+    // written, so it is not looked up either.
+    let cached = FlowKey {
+        remote: out.dst,
+        local: out.src,
+        ports,
+        proto: out.proto,
+    };
+    let Some(slot) = LEARNT_CACHE.get_ptr_mut(reply_slot(out.dst, out.src, ports)) else {
+        return;
+    };
+    // SAFETY: a per-CPU slot of the array: no other CPU writes it, and the
+    // program does not run twice at once on one CPU.
+    let slot = unsafe { &mut *slot };
+    // SAFETY: a helper without preconditions (a load of jiffies_64).
+    let now_jiffies = unsafe { bpf_jiffies64() };
+    if slot.key == cached && (slot.until_jiffies.wrapping_sub(now_jiffies) as i64) > 0 {
+        return;
+    }
+    let written = if out.v6 != 0 {
+        touch(&FLOWS_V6, &cached, cached.gate_slot(), out.proto)
     } else {
         let key = FlowKeyV4 {
             remote: v4_address(out.dst),
@@ -53,15 +67,22 @@ pub fn learn(out: &Outbound) {
             ports,
             proto: out.proto,
         };
-        touch(&FLOWS_V4, &key, key.gate_slot(), out.proto);
+        touch(&FLOWS_V4, &key, key.gate_slot(), out.proto)
+    };
+    // Only a flow whose time was just written: until its slot runs out,
+    // that time is less than FLOW_REFRESH_NS old.
+    if written {
+        slot.key = cached;
+        slot.until_jiffies = now_jiffies + LEARNT_CACHE_JIFFIES;
     }
 }
 
 /// Enters a flow, or refreshes its time when it is older than
 /// `FLOW_REFRESH_NS`; either way opens its slot `gate` of the flow gate
-/// for longer than the new time lets the flow live.
+/// for longer than the new time lets the flow live. Returns whether it
+/// wrote the flow's time.
 #[inline(always)]
-fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) {
+fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) -> bool {
     // The coarse clock as the abuse controls read it: a load while this
     // CPU's tick holds (see `clock`), not a helper call per packet.
     let now = clock::now_ns();
@@ -72,7 +93,7 @@ fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) {
             // CPU stores a time just as recent.
             unsafe {
                 if now.wrapping_sub((*seen).last_out_ns) < FLOW_REFRESH_NS {
-                    return;
+                    return false;
                 }
                 (*seen).last_out_ns = now;
             }
@@ -82,6 +103,7 @@ fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) {
         }
     }
     open_gate(gate, proto);
+    true
 }
 
 /// Opens a flow gate slot from now on for a flow of `proto`'s idle time

@@ -161,6 +161,13 @@ pub static FLOWS_V6: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entrie
 #[map]
 pub static FLOW_GATE: Array<u32> = Array::with_max_entries(FLOW_GATE_SLOTS, 0);
 
+/// Per-CPU direct-mapped cache of the flows the egress program entered
+/// or refreshed in the flow maps lately (`filter_common::LEARNT_CACHE_JIFFIES`):
+/// a flow found there is not looked up again. Slots as `REPLY_CACHE`'s.
+#[map]
+pub static LEARNT_CACHE: PerCpuArray<ReplySlot> =
+    PerCpuArray::with_max_entries(REPLY_CACHE_SLOTS, 0);
+
 /// Per-CPU direct-mapped cache in front of the flow maps for the XDP program: a
 /// reply of a flow in its slot costs an array read and a compare instead
 /// of a hash lookup and a clock helper (see `filter_common::ReplySlot`).

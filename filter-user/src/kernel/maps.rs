@@ -88,6 +88,8 @@ pub struct Maps {
     /// The flow gate in front of the flow maps: every flow entered here
     /// opens its slot.
     flow_gate: Array<MapData, u32>,
+    /// The egress program's per-CPU cache of flows it learnt lately.
+    learnt_cache: PerCpuArray<MapData, ReplySlot>,
     /// A `--confirm` in progress (tokens).
     confirm: Array<MapData, u64>,
     /// The egress program's counters, by `OutReason`.
@@ -205,6 +207,7 @@ impl Maps {
             flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
             reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
             flow_gate: typed(one(names::FLOW_GATE)?, names::FLOW_GATE)?,
+            learnt_cache: typed(one(names::LEARNT_CACHE)?, names::LEARNT_CACHE)?,
             confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             out_counters: typed(one(names::OUT_COUNTERS)?, names::OUT_COUNTERS)?,
             egress_policy: typed(one(names::EGRESS_POLICY)?, names::EGRESS_POLICY)?,
@@ -443,7 +446,9 @@ impl Maps {
     }
 
     /// Forgets every flow, also in the XDP program's reply cache (a cached
-    /// flow would pass its answers until its slot's time is up).
+    /// flow would pass its answers until its slot's time is up) and the
+    /// egress program's cache of learnt flows (a cached flow would not be
+    /// entered again until its slot's time is up).
     pub fn clear_flows(&mut self) -> Result<()> {
         let keys: Vec<FlowKeyV4> = self.flows_v4.keys().filter_map(|k| k.ok()).collect();
         for key in keys {
@@ -462,6 +467,11 @@ impl Maps {
             self.reply_cache
                 .set(slot, empty, 0)
                 .context("emptying the reply cache")?;
+            let empty = PerCpuValues::try_from(vec![ReplySlot::default(); cpus])
+                .context("building an empty learnt-flow cache slot")?;
+            self.learnt_cache
+                .set(slot, empty, 0)
+                .context("emptying the egress program's cache of learnt flows")?;
         }
         Ok(())
     }
