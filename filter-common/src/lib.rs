@@ -1254,3 +1254,82 @@ impl XdpMode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flow gate never closes before its flow's idle time is up, with
+    /// any HZ Linux has, and never reads a slot never written as open.
+    #[test]
+    fn a_flow_gate_slot_outlasts_its_flow() {
+        for hz in [100u64, 250, 300, 1000] {
+            let tick_ns = 1_000_000_000 / hz;
+            for proto in [6u32, 17, 132, 1, 58] {
+                // Jiffies start 5 minutes before the 32-bit wrap.
+                for start in [0u64, (1 << 32) - 300 * hz, 1 << 40] {
+                    let until = flow_gate_until(start, proto);
+                    let idle_ticks = flow_idle_ns(proto).div_ceil(tick_ns);
+                    assert!(flow_gate_open(until, start));
+                    assert!(flow_gate_open(until, start + idle_ticks));
+                    assert!(!flow_gate_open(0, start + idle_ticks));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_closed_flow_gate_slot_reads_closed() {
+        let until = flow_gate_until(1_000, 17);
+        assert!(!flow_gate_open(until, 1_000 + (1 << 20)));
+        assert!(flow_gate_open(FLOW_GATE_ALWAYS, 12_345));
+    }
+
+    #[test]
+    fn the_flow_gate_slot_is_the_same_from_both_keys() {
+        let v4 = FlowKeyV4 {
+            remote: 0x0a00_0001,
+            local: 0x0a00_0002,
+            ports: 0x01bb_9c41,
+            proto: 6,
+        };
+        assert_eq!(
+            v4.gate_slot(),
+            flow_gate_slot(0x0a00_0001, 0x0a00_0002, 0x01bb_9c41, 6)
+        );
+        assert!(v4.gate_slot() < FLOW_GATE_SLOTS);
+        let v6 = FlowKey {
+            remote: [1, 2],
+            local: [3, 4],
+            ports: 7,
+            proto: 17,
+        };
+        assert_eq!(v6.gate_slot(), flow_gate_slot(1 ^ 2, 3 ^ 4, 7, 17));
+        assert!(v6.gate_slot() < FLOW_GATE_SLOTS);
+    }
+
+    /// Every port an entry covers has its bit; the bitmap may say yes to
+    /// more ports, never no to one of them.
+    #[test]
+    fn rule_port_bits_cover_every_ruled_port() {
+        let entry = |first: u16, last: u16| StrictRule {
+            proto: 6,
+            port_first: first,
+            port_last: last,
+            net: [0; 2],
+            mask: [0; 2],
+        };
+        let entries = [entry(22, 22), entry(8000, 8100), entry(65535, 65535)];
+        let bits = rule_ports(&entries);
+        for e in &entries {
+            for port in e.port_first..=e.port_last {
+                assert!(rule_port(&bits, port), "port {port}");
+            }
+        }
+        assert!(!rule_port(&bits, 443));
+        assert!(!rule_port(&bits, 40000));
+        let all = rule_ports(&[entry(0, 65535)]);
+        assert!((0..=65535u16).all(|p| rule_port(&all, p)));
+        assert!(!rule_port(&rule_ports(&[]), 22));
+    }
+}
