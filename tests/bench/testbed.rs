@@ -62,13 +62,18 @@ impl Testbed {
             router_mac,
             pbx_mac,
         };
-        bed.live = if af_packet {
-            Err("--af-packet given".to_string())
-        } else {
-            bed.enable_live()
-        };
+        // A veth receives redirected frames only when it runs NAPI: with
+        // an XDP program attached, or with GRO on. GRO stays on for every
+        // receiver and either generator, so all see the same interface.
+        bed.live = bed.gro_on().and_then(|()| {
+            if af_packet {
+                Err("--af-packet given".to_string())
+            } else {
+                bed.one_frame_arrives("XDP live frames")
+            }
+        });
         if bed.live.is_err() {
-            bed.packet = bed.enable_packet().map(|()| true);
+            bed.packet = bed.one_frame_arrives("AF_PACKET").map(|()| true);
         }
         Ok(bed)
     }
@@ -83,27 +88,7 @@ impl Testbed {
         }
     }
 
-    /// One frame through the AF_PACKET generator, seen to arrive.
-    fn enable_packet(&self) -> Result<(), String> {
-        let frame = self.sip_frame(lab::PROVIDER[0], 60);
-        let before = self.rx_packets().map_err(|e| format!("{e:#}"))?;
-        self.send(GEN_SAME, &frame, 1)
-            .map_err(|e| format!("the AF_PACKET generator failed too ({e:#})"))?;
-        std::thread::sleep(Duration::from_millis(50));
-        let after = self.rx_packets().map_err(|e| format!("{e:#}"))?;
-        if after < before + 1 {
-            return Err(format!(
-                "a frame sent through AF_PACKET out of the router's veth did not arrive on {PBX_IFACE}"
-            ));
-        }
-        Ok(())
-    }
-
-    /// A veth receives redirected frames only when it runs NAPI: with an
-    /// XDP program attached, or with GRO on. GRO stays on for every
-    /// receiver, so all see the same interface. Then one frame is sent to
-    /// find out whether the kernel has live frames at all.
-    fn enable_live(&self) -> Result<(), String> {
+    fn gro_on(&self) -> Result<(), String> {
         let out = self
             .lab
             .output(Host::Pbx, &["ethtool", "-K", PBX_IFACE, "gro", "on"])
@@ -114,15 +99,22 @@ impl Testbed {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        Ok(())
+    }
+
+    /// Sends one frame through the generator `send` picks now (`what`
+    /// names it) and checks that it arrived: whether the kernel lets that
+    /// generator send at all.
+    fn one_frame_arrives(&self, what: &str) -> Result<(), String> {
         let frame = self.sip_frame(lab::PROVIDER[0], 60);
         let before = self.rx_packets().map_err(|e| format!("{e:#}"))?;
         self.send(GEN_SAME, &frame, 1)
-            .map_err(|e| format!("this kernel has no usable XDP live frames ({e:#})"))?;
+            .map_err(|e| format!("this kernel has no usable {what} ({e:#})"))?;
         std::thread::sleep(Duration::from_millis(50));
         let after = self.rx_packets().map_err(|e| format!("{e:#}"))?;
         if after < before + 1 {
             return Err(format!(
-                "a live frame sent out of the router's veth did not arrive on {PBX_IFACE}"
+                "a frame sent by {what} out of the router's veth did not arrive on {PBX_IFACE}"
             ));
         }
         Ok(())
