@@ -791,8 +791,9 @@ pub mod maps {
     /// front of `FLOWS_V4` and `FLOWS_V6` (see [`crate::flow_gate_slot`]).
     pub const FLOW_GATE: &str = "FLOW_GATE";
     /// Per-CPU array of [`crate::ReplySlot`]: the egress program's cache
-    /// of flows it entered or refreshed in the flow maps within the last
-    /// [`crate::FLOW_REFRESH_NS`] (see [`crate::LEARNT_CACHE_JIFFIES`]).
+    /// of flows whose time in the flow maps is less than
+    /// [`crate::FLOW_REFRESH_NS`] old, each until that time is due to be
+    /// rewritten (counted in ticks of [`crate::TICK_MAX_NS`]).
     pub const LEARNT_CACHE: &str = "LEARNT_CACHE";
     /// Array of two u64: a policy applied with `--confirm` waiting for
     /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
@@ -970,16 +971,6 @@ pub fn reply_slot(remote: [u64; 2], local: [u64; 2], ports: u32) -> u32 {
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     hash >> (32 - REPLY_CACHE_SLOTS.trailing_zeros())
 }
-
-/// How long a flow the egress program entered or refreshed stays in its
-/// per-CPU cache of learnt flows, in jiffies: 99, less than
-/// [`FLOW_REFRESH_NS`] with any HZ (1 s at HZ 100, 99 ms at HZ 1000).
-/// Within that time the flow map would not be written (its time is less
-/// than `FLOW_REFRESH_NS` old), so the packets of a flow that sends a lot
-/// skip the map's lookup. A flow the map lost in that time (userspace
-/// empties this cache with the map) is entered again when its slot runs
-/// out.
-pub const LEARNT_CACHE_JIFFIES: u64 = 99;
 
 /// Slots of the flow gate (a power of two; u32 each, 4 MiB): for each
 /// slot, until when a flow hashed there may be fresh. The egress program

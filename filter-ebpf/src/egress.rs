@@ -7,7 +7,7 @@
 use aya_ebpf::{helpers::bpf_jiffies64, maps::LruHashMap};
 use filter_common::{
     flow_gate_until, reply_slot, FlowKey, FlowKeyV4, FlowSeen, FLOW_GATE_ALWAYS, FLOW_REFRESH_NS,
-    LEARNT_CACHE_JIFFIES,
+    TICK_MAX_NS,
 };
 
 use crate::{
@@ -39,8 +39,8 @@ pub fn learn(out: &Outbound) {
         // The identifier's two bytes as the local port.
         u32::from(icmp_id(out.icmp)) << 16
     };
-    // A flow this CPU entered or refreshed lately: the map would not be
-    // written, so it is not looked up either.
+    // A flow this CPU found or wrote in the map lately, whose time there
+    // is not due to be rewritten yet: not looked up again.
     let cached = FlowKey {
         remote: out.dst,
         local: out.src,
@@ -58,7 +58,7 @@ pub fn learn(out: &Outbound) {
     if slot.key == cached && (slot.until_jiffies.wrapping_sub(now_jiffies) as i64) > 0 {
         return;
     }
-    let written = if out.v6 != 0 {
+    let fresh_for = if out.v6 != 0 {
         touch(&FLOWS_V6, &cached, cached.gate_slot(), out.proto)
     } else {
         let key = FlowKeyV4 {
@@ -69,20 +69,21 @@ pub fn learn(out: &Outbound) {
         };
         touch(&FLOWS_V4, &key, key.gate_slot(), out.proto)
     };
-    // Only a flow whose time was just written: until its slot runs out,
-    // that time is less than FLOW_REFRESH_NS old.
-    if written {
+    // Until the map's time is due to be rewritten, counted in the longest
+    // jiffies (so the slot runs out first).
+    let ticks = fresh_for / TICK_MAX_NS;
+    if ticks > 0 {
         slot.key = cached;
-        slot.until_jiffies = now_jiffies + LEARNT_CACHE_JIFFIES;
+        slot.until_jiffies = now_jiffies + ticks;
     }
 }
 
 /// Enters a flow, or refreshes its time when it is older than
 /// `FLOW_REFRESH_NS`; either way opens its slot `gate` of the flow gate
-/// for longer than the new time lets the flow live. Returns whether it
-/// wrote the flow's time.
+/// for longer than the new time lets the flow live. Returns how long
+/// (ns) the flow's time in the map stays too recent to be rewritten.
 #[inline(always)]
-fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) -> bool {
+fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) -> u64 {
     // The coarse clock as the abuse controls read it: a load while this
     // CPU's tick holds (see `clock`), not a helper call per packet.
     let now = clock::now_ns();
@@ -92,8 +93,9 @@ fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) -> bo
             // SAFETY: the value of a hash map; a racing write from another
             // CPU stores a time just as recent.
             unsafe {
-                if now.wrapping_sub((*seen).last_out_ns) < FLOW_REFRESH_NS {
-                    return false;
+                let age = now.wrapping_sub((*seen).last_out_ns);
+                if age < FLOW_REFRESH_NS {
+                    return FLOW_REFRESH_NS - age;
                 }
                 (*seen).last_out_ns = now;
             }
@@ -103,7 +105,7 @@ fn touch<K>(map: &LruHashMap<K, FlowSeen>, key: &K, gate: u32, proto: u32) -> bo
         }
     }
     open_gate(gate, proto);
-    true
+    FLOW_REFRESH_NS
 }
 
 /// Opens a flow gate slot from now on for a flow of `proto`'s idle time

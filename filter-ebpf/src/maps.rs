@@ -161,9 +161,10 @@ pub static FLOWS_V6: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entrie
 #[map]
 pub static FLOW_GATE: Array<u32> = Array::with_max_entries(FLOW_GATE_SLOTS, 0);
 
-/// Per-CPU direct-mapped cache of the flows the egress program entered
-/// or refreshed in the flow maps lately (`filter_common::LEARNT_CACHE_JIFFIES`):
-/// a flow found there is not looked up again. Slots as `REPLY_CACHE`'s.
+/// Per-CPU direct-mapped cache of the flows the egress program found or
+/// wrote in the flow maps lately, each until its time there is due to be
+/// rewritten: a flow found there is not looked up again. Slots as
+/// `REPLY_CACHE`'s.
 #[map]
 pub static LEARNT_CACHE: PerCpuArray<ReplySlot> =
     PerCpuArray::with_max_entries(REPLY_CACHE_SLOTS, 0);
