@@ -7,7 +7,7 @@
 use aya_ebpf::{helpers::bpf_jiffies64, maps::LruHashMap};
 use filter_common::{
     flow_gate_until, reply_slot, FlowKey, FlowKeyV4, FlowSeen, FLOW_GATE_ALWAYS, FLOW_REFRESH_NS,
-    TICK_MAX_NS,
+    REPLY_FAMILY_V4, REPLY_FAMILY_V6, TICK_MAX_NS,
 };
 
 use crate::{
@@ -41,11 +41,23 @@ pub fn learn(out: &Outbound) {
     };
     // A flow this CPU found or wrote in the map lately, whose time there
     // is not due to be rewritten yet: not looked up again.
-    let cached = FlowKey {
+    let key = FlowKey {
         remote: out.dst,
         local: out.src,
         ports,
         proto: out.proto,
+    };
+    // The family goes into the cached key, as in the reply cache: the
+    // address words of an IPv4 flow and of an IPv6 flow between
+    // IPv4-mapped addresses are equal.
+    let family = if out.v6 != 0 {
+        REPLY_FAMILY_V6
+    } else {
+        REPLY_FAMILY_V4
+    };
+    let cached = FlowKey {
+        proto: out.proto | family,
+        ..key
     };
     let Some(slot) = LEARNT_CACHE.get_ptr_mut(reply_slot(out.dst, out.src, ports)) else {
         return;
@@ -59,7 +71,7 @@ pub fn learn(out: &Outbound) {
         return;
     }
     let fresh_for = if out.v6 != 0 {
-        touch(&FLOWS_V6, &cached, cached.gate_slot(), out.proto)
+        touch(&FLOWS_V6, &key, key.gate_slot(), out.proto)
     } else {
         let key = FlowKeyV4 {
             remote: v4_address(out.dst),
