@@ -240,6 +240,34 @@ pub fn rule_takes(entry_proto: u32, proto: u32, v6: bool) -> bool {
     (wanted == RULE_ANY_PROTO || wanted == proto) && entry_proto & family != 0
 }
 
+/// Words of a [`RulePorts`] bitmap.
+pub const RULE_PORT_WORDS: usize = 16;
+
+/// Which ports a table of [`StrictRule`]s covers, by blocks of 64: bit
+/// `port >> 6` is set when some entry's port range reaches into that
+/// block. A clear bit lets the programs skip the table's walk (no entry
+/// can match that port); a set one walks it as before. Written beside
+/// the entries by [`rule_ports`], in the same record.
+pub type RulePorts = [u64; RULE_PORT_WORDS];
+
+/// The [`RulePorts`] of `entries`.
+pub fn rule_ports(entries: &[StrictRule]) -> RulePorts {
+    let mut bits = [0; RULE_PORT_WORDS];
+    for e in entries {
+        for block in (e.port_first >> 6)..=(e.port_last >> 6) {
+            bits[usize::from(block >> 6)] |= 1 << (block & 63);
+        }
+    }
+    bits
+}
+
+/// Whether `bits` (a [`RulePorts`]) may hold `port`.
+#[inline(always)]
+pub fn rule_port(bits: &RulePorts, port: u16) -> bool {
+    let block = port >> 6;
+    bits[usize::from(block >> 6)] >> (block & 63) & 1 != 0
+}
+
 /// One compiled `[[strict.allow]]` entry: protocol, destination port
 /// range and source prefix. Sources are compared as the parser hands them
 /// on (16 bytes, IPv4 as `::ffff:a.b.c.d`, two native words in memory
@@ -303,6 +331,8 @@ pub struct Policy {
     /// Entries of `rules` in use (strict mode).
     pub rule_count: u32,
     pub rules: [StrictRule; MAX_STRICT_RULES],
+    /// The ports `rules` cover, coarsely (see [`RulePorts`]).
+    pub rule_ports: RulePorts,
 }
 
 impl Policy {
@@ -332,6 +362,7 @@ impl Policy {
                 net: [0; 2],
                 mask: [0; 2],
             }; MAX_STRICT_RULES],
+            rule_ports: [0; RULE_PORT_WORDS],
         }
     }
 
@@ -382,6 +413,9 @@ pub struct EgressPolicy {
     pub rules: [StrictRule; MAX_EGRESS_RULES],
     /// `[egress] dns`: UDP and TCP to port 53 of each resolver.
     pub dns: [StrictRule; MAX_DNS_ENTRIES],
+    /// The ports `rules` and `dns` cover, coarsely (see [`RulePorts`]).
+    pub rule_ports: RulePorts,
+    pub dns_ports: RulePorts,
 }
 
 impl EgressPolicy {
@@ -400,6 +434,8 @@ impl EgressPolicy {
             reserved: 0,
             rules: [NONE; MAX_EGRESS_RULES],
             dns: [NONE; MAX_DNS_ENTRIES],
+            rule_ports: [0; RULE_PORT_WORDS],
+            dns_ports: [0; RULE_PORT_WORDS],
         }
     }
 }
@@ -751,6 +787,14 @@ pub mod maps {
     /// Per-CPU array of [`crate::ReplySlot`]: the XDP program's cache of
     /// flows it found in `FLOWS_V4` and `FLOWS_V6` (strict mode's replies).
     pub const REPLY_CACHE: &str = "REPLY_CACHE";
+    /// Array of u32, [`crate::FLOW_GATE_SLOTS`] entries: the flow gate in
+    /// front of `FLOWS_V4` and `FLOWS_V6` (see [`crate::flow_gate_slot`]).
+    pub const FLOW_GATE: &str = "FLOW_GATE";
+    /// Per-CPU array of [`crate::ReplySlot`]: the egress program's cache
+    /// of flows whose time in the flow maps is less than
+    /// [`crate::FLOW_REFRESH_NS`] old, each until that time is due to be
+    /// rewritten (counted in ticks of [`crate::TICK_MAX_NS`]).
+    pub const LEARNT_CACHE: &str = "LEARNT_CACHE";
     /// Array of two u64: a policy applied with `--confirm` waiting for
     /// `sipwall confirm` (see [`crate::CONFIRM_PENDING`]). Never read by
     /// the programs; pinned with the rest so `confirm` finds it.
@@ -765,7 +809,7 @@ pub mod maps {
     pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
     /// Every map of the program, each pinned under its name.
-    pub const ALL: [&str; 34] = [
+    pub const ALL: [&str; 36] = [
         COUNTERS,
         ACTIVE,
         POLICY,
@@ -791,6 +835,8 @@ pub mod maps {
         FLOWS_V4,
         FLOWS_V6,
         REPLY_CACHE,
+        FLOW_GATE,
+        LEARNT_CACHE,
         CONFIRM,
         OUT_COUNTERS,
         EGRESS_POLICY,
@@ -926,6 +972,94 @@ pub fn reply_slot(remote: [u64; 2], local: [u64; 2], ports: u32) -> u32 {
     hash >> (32 - REPLY_CACHE_SLOTS.trailing_zeros())
 }
 
+/// Slots of the flow gate (a power of two; u32 each, 4 MiB): for each
+/// slot, until when a flow hashed there may be fresh. The egress program
+/// opens a flow's slot whenever it enters or refreshes the flow, until
+/// later than the flow's own idle time can run, and the XDP program asks
+/// the flow maps only behind an open slot: a stranger's packet (nearly
+/// always a closed slot) skips the hash lookup. A slot only ever opens
+/// too much (a colliding flow's time, [`FLOW_GATE_ALWAYS`]), which costs
+/// a lookup, never a reply. The slots are split by idle time (TCP, UDP,
+/// SCTP, the rest), so flows sharing a slot write the same span and a
+/// write racing another on a second CPU cannot shorten it by more than
+/// [`FLOW_GATE_SLACK_JIFFIES`].
+pub const FLOW_GATE_SLOTS: u32 = 1 << 20;
+/// A slot that never closes: the flows userspace enters (the socket table
+/// at start, tests), whose time it cannot write in jiffies. The egress
+/// program leaves such a slot as it is.
+pub const FLOW_GATE_ALWAYS: u32 = u32::MAX;
+/// Jiffies a slot stays open beyond its flow's idle time.
+pub const FLOW_GATE_SLACK_JIFFIES: u64 = 1024;
+/// The shortest a jiffy lasts: 1 ms (HZ is at most 1000); a slot's span
+/// counted in jiffies of this length lasts at least as long as the flow.
+pub const TICK_MIN_NS: u64 = 1_000_000;
+
+/// The flow gate's slot of a flow, from its addresses folded to 64 bits
+/// (an IPv4 address as is, an IPv6 key's two words XORed), its ports as
+/// the flow maps key them and its protocol.
+#[inline(always)]
+pub fn flow_gate_slot(remote: u64, local: u64, ports: u32, proto: u32) -> u32 {
+    let mut h = ((remote as u32) ^ ((remote >> 32) as u32)).wrapping_mul(0x9e37_79b9);
+    h = (h ^ ports).wrapping_mul(0x85eb_ca6b);
+    h = (h ^ (local as u32) ^ ((local >> 32) as u32)).wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    let class: u32 = match proto {
+        6 => 0,
+        17 => 1,
+        132 => 2,
+        _ => 3,
+    };
+    let bits = FLOW_GATE_SLOTS.trailing_zeros() - 2;
+    (class << bits) | (h & ((1 << bits) - 1))
+}
+
+impl FlowKeyV4 {
+    /// This flow's slot of the flow gate.
+    #[inline(always)]
+    pub fn gate_slot(&self) -> u32 {
+        flow_gate_slot(
+            u64::from(self.remote),
+            u64::from(self.local),
+            self.ports,
+            self.proto,
+        )
+    }
+}
+
+impl FlowKey {
+    /// This flow's slot of the flow gate.
+    #[inline(always)]
+    pub fn gate_slot(&self) -> u32 {
+        flow_gate_slot(
+            self.remote[0] ^ self.remote[1],
+            self.local[0] ^ self.local[1],
+            self.ports,
+            self.proto,
+        )
+    }
+}
+
+/// The slot value the egress program writes for a flow of `proto` entered
+/// or refreshed at `now_jiffies`: open for longer than the flow's idle
+/// time with any HZ, never 0 (a slot never written) nor
+/// [`FLOW_GATE_ALWAYS`].
+#[inline(always)]
+pub fn flow_gate_until(now_jiffies: u64, proto: u32) -> u32 {
+    let until = now_jiffies + flow_idle_ns(proto) / TICK_MIN_NS + 1 + FLOW_GATE_SLACK_JIFFIES;
+    match until as u32 {
+        0 | FLOW_GATE_ALWAYS => 1,
+        u => u,
+    }
+}
+
+/// Whether a flow gate slot holding `value` is open at `now_jiffies`. A
+/// value left behind by more than 2^31 jiffies reads as open again: a
+/// lookup, never a lost reply.
+#[inline(always)]
+pub fn flow_gate_open(value: u32, now_jiffies: u64) -> bool {
+    value != 0 && (value == FLOW_GATE_ALWAYS || value.wrapping_sub(now_jiffies as u32) as i32 > 0)
+}
+
 /// `CONFIRM` slot holding the token of the process waiting for a
 /// confirmation (0: nothing waits).
 pub const CONFIRM_PENDING: u32 = 0;
@@ -964,11 +1098,12 @@ assert_pod_size!(
         + PORT_WORDS * 8
         + 8
         + MAX_STRICT_RULES * 40
+        + RULE_PORT_WORDS * 8
 );
 assert_pod_size!(StrictRule, 40);
 assert_pod_size!(
     EgressPolicy,
-    16 + MAX_EGRESS_RULES * 40 + MAX_DNS_ENTRIES * 40
+    16 + MAX_EGRESS_RULES * 40 + MAX_DNS_ENTRIES * 40 + 2 * RULE_PORT_WORDS * 8
 );
 assert_pod_size!(FlowKey, 40);
 assert_pod_size!(FlowKeyV4, 16);
@@ -1063,8 +1198,11 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// [`FLAG_L3`] in the policy (which every install must keep: an older
 /// sipwall would drop it and the programs would misread an L3 device's
 /// frames), the reply cache's keys carry the address family. 12: the
-/// capture's maps (`capture::maps`).
-pub const PIN_LAYOUT_VERSION: u32 = 12;
+/// capture's maps (`capture::maps`). 13: the flow gate (`FLOW_GATE`),
+/// which must know every flow of the flow maps; the rules' port bitmaps
+/// in [`Policy`] and [`EgressPolicy`]; the egress program's cache of
+/// flows it learnt (`LEARNT_CACHE`).
+pub const PIN_LAYOUT_VERSION: u32 = 13;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).
@@ -1105,5 +1243,84 @@ impl XdpMode {
             Some(mode) => mode.name(),
             None => "unknown",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flow gate never closes before its flow's idle time is up, with
+    /// any HZ Linux has, and never reads a slot never written as open.
+    #[test]
+    fn a_flow_gate_slot_outlasts_its_flow() {
+        for hz in [100u64, 250, 300, 1000] {
+            let tick_ns = 1_000_000_000 / hz;
+            for proto in [6u32, 17, 132, 1, 58] {
+                // Jiffies start 5 minutes before the 32-bit wrap.
+                for start in [0u64, (1 << 32) - 300 * hz, 1 << 40] {
+                    let until = flow_gate_until(start, proto);
+                    let idle_ticks = flow_idle_ns(proto).div_ceil(tick_ns);
+                    assert!(flow_gate_open(until, start));
+                    assert!(flow_gate_open(until, start + idle_ticks));
+                    assert!(!flow_gate_open(0, start + idle_ticks));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_closed_flow_gate_slot_reads_closed() {
+        let until = flow_gate_until(1_000, 17);
+        assert!(!flow_gate_open(until, 1_000 + (1 << 20)));
+        assert!(flow_gate_open(FLOW_GATE_ALWAYS, 12_345));
+    }
+
+    #[test]
+    fn the_flow_gate_slot_is_the_same_from_both_keys() {
+        let v4 = FlowKeyV4 {
+            remote: 0x0a00_0001,
+            local: 0x0a00_0002,
+            ports: 0x01bb_9c41,
+            proto: 6,
+        };
+        assert_eq!(
+            v4.gate_slot(),
+            flow_gate_slot(0x0a00_0001, 0x0a00_0002, 0x01bb_9c41, 6)
+        );
+        assert!(v4.gate_slot() < FLOW_GATE_SLOTS);
+        let v6 = FlowKey {
+            remote: [1, 2],
+            local: [3, 4],
+            ports: 7,
+            proto: 17,
+        };
+        assert_eq!(v6.gate_slot(), flow_gate_slot(1 ^ 2, 3 ^ 4, 7, 17));
+        assert!(v6.gate_slot() < FLOW_GATE_SLOTS);
+    }
+
+    /// Every port an entry covers has its bit; the bitmap may say yes to
+    /// more ports, never no to one of them.
+    #[test]
+    fn rule_port_bits_cover_every_ruled_port() {
+        let entry = |first: u16, last: u16| StrictRule {
+            proto: 6,
+            port_first: first,
+            port_last: last,
+            net: [0; 2],
+            mask: [0; 2],
+        };
+        let entries = [entry(22, 22), entry(8000, 8100), entry(65535, 65535)];
+        let bits = rule_ports(&entries);
+        for e in &entries {
+            for port in e.port_first..=e.port_last {
+                assert!(rule_port(&bits, port), "port {port}");
+            }
+        }
+        assert!(!rule_port(&bits, 443));
+        assert!(!rule_port(&bits, 40000));
+        let all = rule_ports(&[entry(0, 65535)]);
+        assert!((0..=65535u16).all(|p| rule_port(&all, p)));
+        assert!(!rule_port(&rule_ports(&[]), 22));
     }
 }

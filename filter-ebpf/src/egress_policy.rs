@@ -3,7 +3,7 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{EgressPolicy, OutReason, Policy, FLAG_PING};
+use filter_common::{rule_port, EgressPolicy, OutReason, Policy, FLAG_PING};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
@@ -154,6 +154,33 @@ impl Outbound {
         }
     }
 
+    /// The outbound facts of a packet the fast paths read
+    /// (`Parsed::Ports`); `None` for anything else.
+    #[inline(always)]
+    pub fn of_ports(pkt: Packet, parsed: &Parsed) -> Option<Outbound> {
+        let Parsed::Ports {
+            v6,
+            proto,
+            ports,
+            src,
+            l3,
+            ..
+        } = *parsed
+        else {
+            return None;
+        };
+        Some(Outbound {
+            class: CLASS_PORTS,
+            v6: u32::from(v6),
+            proto: u32::from(proto),
+            ports,
+            src,
+            dst: destination(pkt, v6, l3)?,
+            icmp: 0,
+            reserved: 0,
+        })
+    }
+
     #[inline(always)]
     fn only(class: u32) -> Outbound {
         Outbound {
@@ -192,6 +219,26 @@ impl Outbound {
             )
         };
         sipwall_egress_decide(head, u64::from(self.ports), dst_hi, dst_lo, generation)
+    }
+}
+
+impl Outbound {
+    /// Judges a packet of the fast paths (`CLASS_PORTS`) in place, with
+    /// the policy records the caller holds: as [`Outbound::decide`]
+    /// without the call.
+    #[inline(always)]
+    pub fn decide_ports(&self, policy: &Policy, egress: &EgressPolicy, generation: u32) -> u32 {
+        decide(
+            CLASS_PORTS,
+            self.v6 != 0,
+            self.proto,
+            self.ports,
+            self.dst,
+            NO_ICMP_TYPE,
+            policy,
+            egress,
+            generation & 1,
+        ) as u32
     }
 }
 
@@ -261,19 +308,24 @@ fn decide(
         // Answers: from a signalling port back to the allowlist, media
         // from this host's RTP ports, and from a ruled port back to the
         // rule's sources.
+        // Each table is walked only when its port bitmap holds the port.
         if (policy.is_sig_port(sport) && allowlisted(v6, dst, policy, generation))
             || (udp && policy.is_rtp_port(sport))
-            || matches(&policy.rules, policy.rule_count, v6, proto, sport, dst)
+            || (rule_port(&policy.rule_ports, sport)
+                && matches(&policy.rules, policy.rule_count, v6, proto, sport, dst))
         {
             return OutReason::Reply;
         }
         // DNS to the configured resolvers; the DHCP client, v4 and v6.
-        if matches(&egress.dns, egress.dns_count, v6, proto, dport, dst)
+        if (rule_port(&egress.dns_ports, dport)
+            && matches(&egress.dns, egress.dns_count, v6, proto, dport, dst))
             || (udp && ((sport == 68 && dport == 67) || (sport == 546 && dport == 547)))
         {
             return OutReason::Essential;
         }
-        if matches(&egress.rules, egress.rule_count, v6, proto, dport, dst) {
+        if rule_port(&egress.rule_ports, dport)
+            && matches(&egress.rules, egress.rule_count, v6, proto, dport, dst)
+        {
             return OutReason::RuleAllowed;
         }
         return OutReason::Denied;

@@ -10,8 +10,8 @@ use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
     BanEntry, CoarseClock, Counter, DeniedBlock, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
     FlowSeen, HostSlot, InsertBudget, LogBucket, Policy, RateSlot, RateState, ReplySlot, SourceKey,
-    BAN_GATE_LEN, DENIED_CACHE_BLOCKS, DIRECT_WORDS, OUT_REASON_COUNT, RATE_CACHE_SLOTS,
-    REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    BAN_GATE_LEN, DENIED_CACHE_BLOCKS, DIRECT_WORDS, FLOW_GATE_SLOTS, OUT_REASON_COUNT,
+    RATE_CACHE_SLOTS, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 
 /// Packets and bytes per reason, per CPU.
@@ -152,6 +152,22 @@ pub static FLOWS_V4: LruHashMap<FlowKeyV4, FlowSeen> = LruHashMap::with_max_entr
 /// The host's own IPv6 flows, as `FLOWS_V4`.
 #[map]
 pub static FLOWS_V6: LruHashMap<FlowKey, FlowSeen> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+
+/// The flow gate in front of `FLOWS_V4` and `FLOWS_V6` (see
+/// `filter_common::flow_gate_slot`): the egress program opens a flow's
+/// slot when it enters or refreshes the flow, userspace when it enters
+/// one; the XDP program looks a flow up only behind an open slot. Shared
+/// by all CPUs, as the flow maps.
+#[map]
+pub static FLOW_GATE: Array<u32> = Array::with_max_entries(FLOW_GATE_SLOTS, 0);
+
+/// Per-CPU direct-mapped cache of the flows the egress program found or
+/// wrote in the flow maps lately, each until its time there is due to be
+/// rewritten: a flow found there is not looked up again. Slots as
+/// `REPLY_CACHE`'s.
+#[map]
+pub static LEARNT_CACHE: PerCpuArray<ReplySlot> =
+    PerCpuArray::with_max_entries(REPLY_CACHE_SLOTS, 0);
 
 /// Per-CPU direct-mapped cache in front of the flow maps for the XDP program: a
 /// reply of a flow in its slot costs an array read and a compare instead

@@ -4,12 +4,12 @@
 //! host's own flows, the operator's rules, and the two drop reasons.
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
-    flow_idle_ns, reply_slot, FlowKey, FlowKeyV4, Policy, Reason, ReplySlot, FLAG_PING,
-    REPLY_FAMILY_V4, REPLY_FAMILY_V6, TICK_MAX_NS,
+    flow_gate_open, flow_gate_slot, flow_idle_ns, reply_slot, rule_port, FlowKey, FlowKeyV4,
+    Policy, Reason, ReplySlot, FLAG_PING, REPLY_FAMILY_V4, REPLY_FAMILY_V6, TICK_MAX_NS,
 };
 
 use crate::{
-    maps::{FLOWS_V4, FLOWS_V6, REPLY_CACHE},
+    maps::{FLOWS_V4, FLOWS_V6, FLOW_GATE, REPLY_CACHE},
     parse::{
         destination, dport, icmp_id, sport, v4_address, Packet, Parsed, ICMP_FULL, ICMP_HEAD,
         IPPROTO_UDP,
@@ -64,7 +64,9 @@ pub fn decide(
                     return Reason::Reply;
                 }
             }
-            if rule_allows(policy, v6, proto as u32, dport, src) {
+            if rule_port(&policy.rule_ports, dport)
+                && rule_allows(policy, v6, proto as u32, dport, src)
+            {
                 return Reason::RuleAllowed;
             }
             if udp && policy.is_provider_rtp_port(sport) {
@@ -123,21 +125,36 @@ fn essential_icmp(v6: bool, kind: u8, policy: &Policy) -> bool {
 
 /// Whether the host has sent on this flow recently enough: an incoming
 /// packet from `src` to `dst` whose ports (as loaded, source first) and
-/// protocol are those of a flow the egress program learnt. A flow in this
-/// CPU's cache slot costs a compare and a jiffies read (inlined, no helper
-/// call); otherwise the flow map of its family decides and the slot takes
-/// the flow.
+/// protocol are those of a flow the egress program learnt. The flow gate
+/// answers first: a closed slot (a stranger's packet, nearly always)
+/// means no fresh flow, with one array read. Behind an open slot, a flow
+/// in this CPU's reply cache slot costs a compare and a jiffies read
+/// (inlined, no helper call); otherwise the flow map of its family
+/// decides and the slot takes the flow.
 #[inline(always)]
 fn is_reply(v6: bool, src: [u64; 2], dst: [u64; 2], ports: u32, proto: u32) -> bool {
+    let gate = if v6 {
+        flow_gate_slot(src[0] ^ src[1], dst[0] ^ dst[1], ports, proto)
+    } else {
+        flow_gate_slot(
+            u64::from(v4_address(src)),
+            u64::from(v4_address(dst)),
+            ports,
+            proto,
+        )
+    };
+    // SAFETY: a helper without preconditions (the verifier inlines it as
+    // a load of jiffies_64).
+    let now_jiffies = unsafe { bpf_jiffies64() };
+    if !gate_open(gate, now_jiffies) {
+        return false;
+    }
     let Some(slot) = REPLY_CACHE.get_ptr_mut(reply_slot(src, dst, ports)) else {
         return false;
     };
     // SAFETY: a per-CPU slot of the array: no other CPU writes it, and the
     // program does not run twice at once on one CPU.
     let slot = unsafe { &mut *slot };
-    // SAFETY: a helper without preconditions (the verifier inlines it as
-    // a load of jiffies_64).
-    let now_jiffies = unsafe { bpf_jiffies64() };
     // The family goes into the cached key: the address words of an IPv4
     // flow and of an IPv6 packet between IPv4-mapped addresses are equal.
     let family = if v6 { REPLY_FAMILY_V6 } else { REPLY_FAMILY_V4 };
@@ -207,6 +224,17 @@ fn look_up_flow(
     };
     slot.until_jiffies = now_jiffies + left as u64 / TICK_MAX_NS;
     true
+}
+
+/// Whether the flow gate's slot `slot` is open (see
+/// `filter_common::flow_gate_slot`).
+#[inline(always)]
+fn gate_open(slot: u32, now_jiffies: u64) -> bool {
+    match FLOW_GATE.get(slot) {
+        Some(value) => flow_gate_open(*value, now_jiffies),
+        // Outside the array (never: the slot is masked): ask the map.
+        None => true,
+    }
 }
 
 /// Whether a `[[strict.allow]]` entry matches: protocol, destination port

@@ -7,7 +7,8 @@
 //!   egress against open; the capture flag while no capture runs, and a
 //!   running capture's cost.
 //! - Tier 2: packets per second through network namespaces and a veth, with
-//!   traffic from XDP live frames, against no filter, nftables and XDP_DROP;
+//!   traffic from XDP live frames (or AF_PACKET where those are refused),
+//!   against no filter, nftables and XDP_DROP;
 //!   then the time each XDP receiver spends per packet inside its program
 //!   in the SIP flood, by the kernel's run-time statistics.
 //! - Tier 3: allowlist update latency, and replaces under a flood.
@@ -19,15 +20,18 @@
 //! test: nothing fails on time, but counters that disagree with the packets
 //! sent abort the run, since the figure would be meaningless.
 //!
-//! Usage: `bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT]`
-//! (`--before`: another build of the XDP object, whose size figures tier 1
-//! reports as "before" instead of the recorded ones).
+//! Usage: `bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT]
+//! [--af-packet]` (`--before`: another build of the XDP object, whose size
+//! figures tier 1 reports as "before" instead of the recorded ones;
+//! `--af-packet`: tiers 2 and 3 send through AF_PACKET, as they do by
+//! themselves where the kernel refuses XDP live frames).
 mod abuse;
 mod allowlists;
 mod capture;
 mod egress;
 mod flood;
 mod in_program;
+mod packet_gen;
 mod progs;
 mod receivers;
 mod report;
@@ -88,6 +92,7 @@ struct Args {
     scale: Scale,
     json: PathBuf,
     before: Option<PathBuf>,
+    af_packet: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -100,6 +105,7 @@ fn parse_args() -> Result<Args> {
             .unwrap_or(Path::new("."))
             .join("target/bench.json"),
         before: None,
+        af_packet: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -113,10 +119,11 @@ fn parse_args() -> Result<Args> {
                     .collect::<Result<_>>()?;
             }
             "--json" => args.json = it.next().context("--json needs a path")?.into(),
+            "--af-packet" => args.af_packet = true,
             "--before" => args.before = Some(it.next().context("--before needs an object")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT]"
+                    "usage: bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT] [--af-packet]"
                 );
                 std::process::exit(0);
             }
@@ -179,11 +186,12 @@ fn main() -> Result<()> {
             json.insert(format!("tier{t}"), json!({ "skipped": msg }));
         }
     } else if !lab_tiers.is_empty() {
-        let bench_lab = testbed::Testbed::new()?;
+        let bench_lab = testbed::Testbed::new(args.af_packet)?;
         if args.tiers.contains(&2) {
-            match &bench_lab.live {
-                Ok(()) => {
-                    let t2 = tier2::run(&bench_lab, args.scale)?;
+            match bench_lab.generator() {
+                Ok(how) => {
+                    progress(format!("tier 2: frames from {how}"));
+                    let t2 = tier2::run(&bench_lab, args.scale, how)?;
                     t2.print(&mut out);
                     json.insert("tier2".into(), t2.to_json());
                     let inside = in_program::run(&bench_lab, args.scale, &t2)?;

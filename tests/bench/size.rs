@@ -131,6 +131,18 @@ fn get_info(fd: BorrowedFd<'_>, info: &mut ProgInfo) -> Result<()> {
     Ok(())
 }
 
+/// Instructions the verifier may process per program (its limit is
+/// 1,000,000; a new feature needs the room).
+pub const COMPLEXITY_GATE: u32 = 600_000;
+
+/// The instructions the verifier processed for a loaded program (any
+/// type), as `bpftool prog show` reports them.
+pub fn verified_insns(fd: BorrowedFd<'_>) -> Result<u32> {
+    let mut info = ProgInfo::default();
+    get_info(fd, &mut info)?;
+    Ok(info.verified_insns)
+}
+
 /// The figures of a loaded program.
 pub fn of(prog: &Xdp) -> Result<Sizes> {
     let fd = prog.fd().context("the program is not loaded")?;

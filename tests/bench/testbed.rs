@@ -1,8 +1,10 @@
 //! The kernel path the throughput and update benchmarks run on: sipwall's
 //! lab (network namespaces, removed on drop, even after a panic or Ctrl-C),
 //! of which two hosts are used. The generators run in the router's
-//! namespace and send live frames out of its veth towards the PBX; the
-//! receiver under test sits on the PBX's end, `wan0`.
+//! namespace and send live frames out of its veth towards the PBX (or,
+//! where the kernel refuses live frames, the same frames through an
+//! AF_PACKET socket: `packet_gen`); the receiver under test sits on the
+//! PBX's end, `wan0`.
 //!
 //! ```text
 //!  router ns: live frames -> veth "pbx" ====> veth "wan0" (receiver) pbx ns
@@ -17,7 +19,10 @@ use anyhow::{bail, Context as _, Result};
 use sipwall::lab::{self, Host, Lab, PBX, PBX6, PBX_IFACE};
 use sipwall_tests::packet::Frame;
 
-use crate::progs::{self, BenchProgs, LiveRun, GEN_SAME};
+use crate::{
+    packet_gen,
+    progs::{self, BenchProgs, LiveRun, GEN_SAME},
+};
 
 /// The router's end of the veth pair towards the PBX.
 const ROUTER_IFACE: &str = "pbx";
@@ -27,12 +32,18 @@ pub struct Testbed {
     pub gen: BenchProgs,
     /// Why live frames cannot be used here, if they cannot.
     pub live: Result<(), String>,
+    /// Whether the AF_PACKET generator sends instead (live frames refused,
+    /// AF_PACKET frames seen to arrive); else why neither works.
+    pub packet: Result<bool, String>,
+    router_ifindex: u32,
     router_mac: [u8; 6],
     pbx_mac: [u8; 6],
 }
 
 impl Testbed {
-    pub fn new() -> Result<Testbed> {
+    /// `af_packet`: send through AF_PACKET even where live frames work
+    /// (to compare the two generators).
+    pub fn new(af_packet: bool) -> Result<Testbed> {
         crate::progress("building the lab (network namespaces, veth)");
         let lab = Lab::new("swbench")?;
         let mut gen = BenchProgs::load()?;
@@ -46,18 +57,38 @@ impl Testbed {
             lab,
             gen,
             live: Ok(()),
+            packet: Ok(false),
+            router_ifindex: ifindex,
             router_mac,
             pbx_mac,
         };
-        bed.live = bed.enable_live();
+        // A veth receives redirected frames only when it runs NAPI: with
+        // an XDP program attached, or with GRO on. GRO stays on for every
+        // receiver and either generator, so all see the same interface.
+        bed.live = bed.gro_on().and_then(|()| {
+            if af_packet {
+                Err("--af-packet given".to_string())
+            } else {
+                bed.one_frame_arrives("XDP live frames")
+            }
+        });
+        if bed.live.is_err() {
+            bed.packet = bed.one_frame_arrives("AF_PACKET").map(|()| true);
+        }
         Ok(bed)
     }
 
-    /// A veth receives redirected frames only when it runs NAPI: with an
-    /// XDP program attached, or with GRO on. GRO stays on for every
-    /// receiver, so all see the same interface. Then one frame is sent to
-    /// find out whether the kernel has live frames at all.
-    fn enable_live(&self) -> Result<(), String> {
+    /// Whether tier 2 can send at all, and how; else why not.
+    pub fn generator(&self) -> Result<&'static str, String> {
+        match (&self.live, &self.packet) {
+            (Ok(()), _) => Ok("XDP live frames"),
+            (Err(_), Ok(true)) => Ok("AF_PACKET (XDP live frames refused or not asked for)"),
+            (Err(live), Ok(false)) => Err(live.clone()),
+            (Err(live), Err(packet)) => Err(format!("{live}; {packet}")),
+        }
+    }
+
+    fn gro_on(&self) -> Result<(), String> {
         let out = self
             .lab
             .output(Host::Pbx, &["ethtool", "-K", PBX_IFACE, "gro", "on"])
@@ -68,15 +99,22 @@ impl Testbed {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        Ok(())
+    }
+
+    /// Sends one frame through the generator `send` picks now (`what`
+    /// names it) and checks that it arrived: whether the kernel lets that
+    /// generator send at all.
+    fn one_frame_arrives(&self, what: &str) -> Result<(), String> {
         let frame = self.sip_frame(lab::PROVIDER[0], 60);
         let before = self.rx_packets().map_err(|e| format!("{e:#}"))?;
         self.send(GEN_SAME, &frame, 1)
-            .map_err(|e| format!("this kernel has no usable XDP live frames ({e:#})"))?;
+            .map_err(|e| format!("this kernel has no usable {what} ({e:#})"))?;
         std::thread::sleep(Duration::from_millis(50));
         let after = self.rx_packets().map_err(|e| format!("{e:#}"))?;
         if after < before + 1 {
             return Err(format!(
-                "a live frame sent out of the router's veth did not arrive on {PBX_IFACE}"
+                "a frame sent by {what} out of the router's veth did not arrive on {PBX_IFACE}"
             ));
         }
         Ok(())
@@ -103,8 +141,16 @@ impl Testbed {
         f.build()
     }
 
-    /// Sends `count` live frames made from `frame` by generator `prog`.
+    /// Sends `count` frames made from `frame` by generator `prog`: live
+    /// frames, or their AF_PACKET twins where live frames are refused.
     pub fn send(&self, prog: &str, frame: &[u8], count: u32) -> Result<LiveRun> {
+        if self.live.is_err() {
+            let frames = packet_gen::cycle(prog, frame)?;
+            let ifindex = self.router_ifindex;
+            return self
+                .lab
+                .in_ns(Host::Router, || packet_gen::send(ifindex, &frames, count))?;
+        }
         let xdp = self.gen.xdp(prog)?;
         self.lab
             .in_ns(Host::Router, || progs::live(xdp, frame, count))?

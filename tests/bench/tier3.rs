@@ -135,11 +135,11 @@ pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier3> {
         samples_ms: del,
     });
 
-    let flood = match &bed.live {
-        Ok(()) => Ok(flood(bed, &installed, &apply, scale.replaces)?),
+    let flood = match bed.generator() {
+        Ok(_) => Ok(flood(bed, &installed, &apply, scale.replaces)?),
         Err(why) => {
             progress(format!("tier 3: flood under replaces skipped: {why}"));
-            Err(why.clone())
+            Err(why)
         }
     };
     installed.remove(bed)?;

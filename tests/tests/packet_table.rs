@@ -755,6 +755,10 @@ fn install_bans(runner: &mut Runner) {
     use sipwall::kernel::{bans::Ban, maps::monotonic_ns};
     let now = monotonic_ns();
     let hour = 3_600_000_000_000;
+    // Expired a second ago: the program reads the coarse clock, which runs
+    // up to a tick behind CLOCK_MONOTONIC, so a ban that ended a
+    // nanosecond ago still holds for the rest of the tick.
+    let ago = 1_000_000_000;
     let ban = |net: &str, expires_ns| Ban {
         net: net.parse().unwrap(),
         expires_ns,
@@ -764,9 +768,9 @@ fn install_bans(runner: &mut Runner) {
         .set_bans(&[
             ban("203.0.113.66/32", now + hour),
             ban("44.238.177.138/32", filter_common::BAN_PERMANENT),
-            ban("198.51.100.7/32", now - 1),
+            ban("198.51.100.7/32", now - ago),
             ban("192.0.2.0/28", now + hour),
-            ban("192.0.2.5/32", now - 1),
+            ban("192.0.2.5/32", now - ago),
             ban("2001:db8:bad::/48", now + hour),
         ])
         .expect("writing the ban set");

@@ -39,8 +39,8 @@ use aya::{
 use filter_common::{
     maps as names, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey, EgressPolicy, FlowKey,
     FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey,
-    BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, INLINE_NONE, REPLY_CACHE_SLOTS,
-    V4_HOST_SLOTS,
+    BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, FLOW_GATE_ALWAYS, INLINE_NONE,
+    REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use ipnet::IpNet;
 
@@ -85,6 +85,11 @@ pub struct Maps {
     flows_v6: HashMap<MapData, FlowKey, FlowSeen>,
     /// The XDP program's per-CPU cache of flows found in those.
     reply_cache: PerCpuArray<MapData, ReplySlot>,
+    /// The flow gate in front of the flow maps: every flow entered here
+    /// opens its slot.
+    flow_gate: Array<MapData, u32>,
+    /// The egress program's per-CPU cache of flows it learnt lately.
+    learnt_cache: PerCpuArray<MapData, ReplySlot>,
     /// A `--confirm` in progress (tokens).
     confirm: Array<MapData, u64>,
     /// The egress program's counters, by `OutReason`.
@@ -201,6 +206,8 @@ impl Maps {
             flows_v4: typed(one(names::FLOWS_V4)?, names::FLOWS_V4)?,
             flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
             reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
+            flow_gate: typed(one(names::FLOW_GATE)?, names::FLOW_GATE)?,
+            learnt_cache: typed(one(names::LEARNT_CACHE)?, names::LEARNT_CACHE)?,
             confirm: typed(one(names::CONFIRM)?, names::CONFIRM)?,
             out_counters: typed(one(names::OUT_COUNTERS)?, names::OUT_COUNTERS)?,
             egress_policy: typed(one(names::EGRESS_POLICY)?, names::EGRESS_POLICY)?,
@@ -406,6 +413,15 @@ impl Maps {
         let last_out_ns = monotonic_coarse_ns().saturating_sub(idle.as_nanos() as u64);
         let seen = FlowSeen { last_out_ns };
         for flow in flows {
+            // The gate first: a flow in the map behind a closed slot would
+            // lose its replies.
+            let gate = match flow.key() {
+                FlowMapKey::V4(key) => key.gate_slot(),
+                FlowMapKey::V6(key) => key.gate_slot(),
+            };
+            self.flow_gate
+                .set(gate, FLOW_GATE_ALWAYS, 0)
+                .with_context(|| format!("opening the flow gate for {flow:?}"))?;
             match flow.key() {
                 FlowMapKey::V4(key) => self.flows_v4.insert(key, seen, 0),
                 FlowMapKey::V6(key) => self.flows_v6.insert(key, seen, 0),
@@ -430,7 +446,9 @@ impl Maps {
     }
 
     /// Forgets every flow, also in the XDP program's reply cache (a cached
-    /// flow would pass its answers until its slot's time is up).
+    /// flow would pass its answers until its slot's time is up) and the
+    /// egress program's cache of learnt flows (a cached flow would not be
+    /// entered again until its slot's time is up).
     pub fn clear_flows(&mut self) -> Result<()> {
         let keys: Vec<FlowKeyV4> = self.flows_v4.keys().filter_map(|k| k.ok()).collect();
         for key in keys {
@@ -449,6 +467,11 @@ impl Maps {
             self.reply_cache
                 .set(slot, empty, 0)
                 .context("emptying the reply cache")?;
+            let empty = PerCpuValues::try_from(vec![ReplySlot::default(); cpus])
+                .context("building an empty learnt-flow cache slot")?;
+            self.learnt_cache
+                .set(slot, empty, 0)
+                .context("emptying the egress program's cache of learnt flows")?;
         }
         Ok(())
     }

@@ -3,9 +3,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{
-    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, EgressPolicy, Policy, StrictRule, EGRESS_STRICT,
-    FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT, MAX_DNS_ENTRIES,
-    MAX_EGRESS_RULES, MAX_STRICT_RULES, RULE_ANY_PROTO, RULE_PROTO_MASK, RULE_V4, RULE_V6,
+    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, rule_ports, EgressPolicy, Policy, StrictRule,
+    EGRESS_STRICT, FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT,
+    MAX_DNS_ENTRIES, MAX_EGRESS_RULES, MAX_STRICT_RULES, RULE_ANY_PROTO, RULE_PROTO_MASK, RULE_V4,
+    RULE_V6,
 };
 use ipnet::{IpNet, Ipv6Net};
 
@@ -211,11 +212,13 @@ impl Egress {
         for (slot, entry) in p.rules.iter_mut().zip(rules) {
             *slot = entry;
         }
+        p.rule_ports = rule_ports(&p.rules[..p.rule_count as usize]);
         let dns = compile_rules(&self.dns_rules());
         p.dns_count = dns.len().min(MAX_DNS_ENTRIES) as u32;
         for (slot, entry) in p.dns.iter_mut().zip(dns) {
             *slot = entry;
         }
+        p.dns_ports = rule_ports(&p.dns[..p.dns_count as usize]);
         p
     }
 
@@ -381,6 +384,7 @@ impl Ruleset {
         for (slot, entry) in p.rules.iter_mut().zip(entries) {
             *slot = entry;
         }
+        p.rule_ports = rule_ports(&p.rules[..p.rule_count as usize]);
         if self.dry_run {
             p.flags |= FLAG_DRY_RUN;
         }
