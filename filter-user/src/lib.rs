@@ -6,7 +6,8 @@
 //! - [`ops`]: what the commands do beyond one map write: the per-interface
 //!   snapshot rendered by `stats`, `status` and metrics, the `run` service,
 //!   pcap replay.
-//! - [`policy`]: the configuration file and the ruleset it becomes.
+//! - `filter_policy` (its own crate): the configuration file and the
+//!   ruleset it becomes.
 //! - [`kernel`]: the embedded program, its pins and maps, attaching it.
 //!
 //! [`lab`] is the throw-away network-namespace lab of `sipwall demo` and the
@@ -16,4 +17,3 @@ pub mod error;
 pub mod kernel;
 pub mod lab;
 pub mod ops;
-pub mod policy;

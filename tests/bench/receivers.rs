@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, ensure, Context as _, Result};
 use aya::programs::{ProgramInfo, XdpMode};
 use filter_common::{Counter, Reason};
+use filter_policy::ruleset::Ruleset;
 use sipwall::{
     kernel::{
         attach::{self, Attached},
@@ -15,7 +16,6 @@ use sipwall::{
         pins::PinRoot,
     },
     lab::{Host, PBX_IFACE},
-    policy::ruleset::Ruleset,
 };
 
 use crate::{progs::BenchProgs, testbed::Testbed};
@@ -175,7 +175,7 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
             };
             let ruleset = if r == Receiver::SipwallStrict {
                 Ruleset {
-                    mode: sipwall::policy::ruleset::Mode::Strict,
+                    mode: filter_policy::ruleset::Mode::Strict,
                     ..Ruleset::default()
                 }
             } else {

@@ -6,13 +6,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{ensure, Result};
 use filter_common::Reason;
+use filter_policy::ruleset::{Mode, Ruleset};
 use serde_json::{json, Value};
-use sipwall::{
-    kernel::{
-        flows::FlowTuple,
-        runner::{Runner, Verdict},
-    },
-    policy::ruleset::{Mode, Ruleset},
+use sipwall::kernel::{
+    flows::FlowTuple,
+    runner::{Runner, Verdict},
 };
 use sipwall_tests::packet::Frame;
 

@@ -1,6 +1,6 @@
 //! Tier 3: the allowlist as it changes, on a filter attached in the lab
 //! the way `sipwall attach` does it. Updates go through
-//! `sipwall::policy::allowlist::apply`, the code behind `sipwall allow add|del|replace`
+//! `sipwall::ops::allowlist::apply`, the code behind `sipwall allow add|del|replace`
 //! (lock, open the pins, read, install a new generation): the latency an
 //! operator sees, less process start-up and file parsing.
 //!
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sipwall::{
     kernel::pins::PinRoot,
     lab::{PBX_IFACE, PROVIDER},
-    policy::allowlist::{self as allow, Change},
+    ops::allowlist::{self as allow, Change},
 };
 
 use crate::{
@@ -254,7 +254,7 @@ impl Tier3 {
     pub fn print(&self, out: &mut Report) {
         out.line("");
         out.line(format!(
-            "Tier 3 — the allowlist as it changes (sipwall::policy::allowlist::apply, the path of `sipwall allow`), ms, median of {SAMPLES}"
+            "Tier 3 — the allowlist as it changes (sipwall::ops::allowlist::apply, the path of `sipwall allow`), ms, median of {SAMPLES}"
         ));
         let mut rows: Vec<Vec<String>> = self
             .latencies

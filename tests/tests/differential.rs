@@ -15,14 +15,12 @@ use std::{
 };
 
 use filter_common::{Reason, BAN_PERMANENT, REASON_COUNT};
-use sipwall::{
-    kernel::{
-        bans::Ban,
-        flows::FlowTuple,
-        maps::monotonic_ns,
-        runner::{Outcome, Runner},
-    },
-    policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset},
+use filter_policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset};
+use sipwall::kernel::{
+    bans::Ban,
+    flows::FlowTuple,
+    maps::monotonic_ns,
+    runner::{Outcome, Runner},
 };
 use sipwall_tests::{
     generator::{frame_seed, Generator},

@@ -17,10 +17,8 @@ use std::{
 };
 
 use filter_common::{OutReason, OUT_REASON_COUNT};
-use sipwall::{
-    kernel::runner::{OutOutcome, Runner, Verdict},
-    policy::ruleset::{AllowRule, Egress, EgressMode, Mode, RuleProto, Ruleset},
-};
+use filter_policy::ruleset::{AllowRule, Egress, EgressMode, Mode, RuleProto, Ruleset};
+use sipwall::kernel::runner::{OutOutcome, Runner, Verdict};
 use sipwall_tests::{
     generator::{frame_seed, Generator},
     reference_egress::{self, ExpectedOut},

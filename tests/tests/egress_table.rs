@@ -7,13 +7,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::OutReason::{self, *};
-use sipwall::{
-    kernel::runner::{Runner, Verdict},
-    policy::{
-        config,
-        ruleset::{compile_rules, EgressMode, Mode, Ruleset},
-    },
+use filter_policy::{
+    config,
+    ruleset::{compile_rules, EgressMode, Mode, Ruleset},
 };
+use sipwall::kernel::runner::{Runner, Verdict};
 use sipwall_tests::packet::{Frame, TPID_8021Q};
 
 const PASS: Verdict = Verdict::Pass;
@@ -226,7 +224,7 @@ fn open_egress_drops_nothing() {
     for mode in [Mode::Guard, Mode::Strict] {
         let rules = Ruleset {
             mode,
-            egress: sipwall::policy::ruleset::Egress {
+            egress: filter_policy::ruleset::Egress {
                 mode: EgressMode::Open,
                 ..egress_ruleset().egress
             },

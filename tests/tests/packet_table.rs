@@ -10,12 +10,10 @@ use filter_common::{
     Counter,
     Reason::{self, *},
 };
+use filter_policy::{config, ruleset::Ruleset};
 use ipnet::IpNet;
 use sipwall::kernel::iface::LinkHeader;
-use sipwall::{
-    kernel::runner::{Runner, Verdict},
-    policy::{config, ruleset::Ruleset},
-};
+use sipwall::kernel::runner::{Runner, Verdict};
 use sipwall_tests::packet::{
     Ext, Frame, Link, Net, ETHERTYPE_PPPOE_DISCOVERY, ETHERTYPE_PPPOE_SESSION, L4, PPP_IPV4,
     PPP_LCP, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
@@ -732,7 +730,7 @@ fn rtp(payload_len: usize) -> Vec<u8> {
 }
 
 fn abuse_ruleset() -> Ruleset {
-    use sipwall::policy::ruleset::RateLimit;
+    use filter_policy::ruleset::RateLimit;
     Ruleset {
         // Two packets at once, then one a second: the rows below run in
         // well under a second.
@@ -1436,13 +1434,13 @@ fn the_reply_cache_tells_the_families_apart() {
 /// rows after them, by both.
 #[test]
 fn explain_agrees_with_check_on_every_frame() {
+    use filter_policy::rows::{Table, ROWS};
     use sipwall::{
         kernel::runner::{MAX_FRAME, MIN_FRAME},
         ops::{
             check::{self as replay, Direction, Judged, Local},
             explain,
         },
-        policy::rows::{Table, ROWS},
     };
     sipwall_tests::skip_unless_root!();
     let tables = [

@@ -9,6 +9,7 @@
 use std::{net::IpAddr, path::Path};
 
 use filter_common::{Counter, OutReason, Reason, OUT_REASON_COUNT};
+use filter_policy::config;
 use sipwall::{
     kernel::{
         iface::LinkHeader,
@@ -22,7 +23,6 @@ use sipwall::{
         snapshot::Snapshot,
         stats, status,
     },
-    policy::config,
 };
 
 const GUARD: &str = "[media]\nrtp_ports = \"10000-20000\"\n";

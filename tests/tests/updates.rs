@@ -10,11 +10,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::Reason;
+use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
 use sipwall::{
     kernel::runner::Runner,
     lab::{PBX, PBX6},
-    policy::ruleset::Ruleset,
 };
 use sipwall_tests::{generator::Rng, packet::Frame};
 

@@ -8,8 +8,8 @@ use crate::{
     error::UsageError,
     kernel::{attach, pins::PinRoot, privileges::require_root},
     ops::{confirm, ephemeral, lockout},
-    policy::config,
 };
+use filter_policy::config;
 
 pub fn run(
     root: &PinRoot,

@@ -9,8 +9,8 @@ use crate::{
         check::{self, Direction, Local},
         json,
     },
-    policy::config,
 };
+use filter_policy::config;
 
 pub fn run(
     pcap: &Path,

@@ -11,8 +11,8 @@ use crate::{
         explain::{self, LIVE_NOTE},
         json,
     },
-    policy::config,
 };
+use filter_policy::config;
 
 pub fn run(
     root: &PinRoot,

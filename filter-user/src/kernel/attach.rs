@@ -37,8 +37,8 @@ use crate::{
         pins::{self, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
         program,
     },
-    policy::ruleset::Ruleset,
 };
+use filter_policy::ruleset::Ruleset;
 
 /// A running attachment, as this process holds it.
 pub struct Attached {

@@ -44,15 +44,13 @@ use filter_common::{
 };
 use ipnet::IpNet;
 
-use crate::{
-    kernel::{
-        bans::{self, Ban},
-        direct::{self, V4Table},
-        flows::{FlowMapKey, FlowTuple},
-        iface::LinkHeader,
-    },
-    policy::ruleset::Ruleset,
+use crate::kernel::{
+    bans::{self, Ban},
+    direct::{self, V4Table},
+    flows::{FlowMapKey, FlowTuple},
+    iface::LinkHeader,
 };
+use filter_policy::ruleset::Ruleset;
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
 
@@ -236,7 +234,7 @@ impl Maps {
             self.remember(g, policy.installed_ns, allow.clone());
         }
         let mut ruleset = Ruleset::from_parts(&policy, allow);
-        ruleset.egress = crate::policy::ruleset::Egress::from_policy(&egress);
+        ruleset.egress = filter_policy::ruleset::Egress::from_policy(&egress);
         Ok(ruleset)
     }
 

@@ -8,10 +8,8 @@ use aya::{
 };
 use filter_common::{Counter, CounterFamily, OutReason, Reason};
 
-use crate::{
-    kernel::{iface::LinkHeader, maps::Maps, program},
-    policy::ruleset::Ruleset,
-};
+use crate::kernel::{iface::LinkHeader, maps::Maps, program};
+use filter_policy::ruleset::Ruleset;
 
 /// What the program returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

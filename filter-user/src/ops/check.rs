@@ -7,10 +7,10 @@ use crate::{
     error::UsageError,
     kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
     ops::json,
-    policy::{input, ruleset::Ruleset},
 };
 use anyhow::{Context as _, Result};
 use filter_common::{CounterFamily, OutReason, Reason};
+use filter_policy::{input, ruleset::Ruleset};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},

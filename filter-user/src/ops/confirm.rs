@@ -26,8 +26,8 @@ use anyhow::{bail, Context as _, Result};
 use crate::{
     error::UsageError,
     kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot},
-    policy::ruleset::Ruleset,
 };
+use filter_policy::ruleset::Ruleset;
 
 /// What to go back to when no confirmation comes.
 pub enum Previous {

@@ -13,15 +13,13 @@ use super::{
     json,
     snapshot::Snapshot,
 };
-use crate::{
-    kernel::{
-        attachment::Attachment,
-        pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
-        program,
-    },
-    policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING},
+use crate::kernel::{
+    attachment::Attachment,
+    pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
+    program,
 };
 use filter_common::{maps as map_names, Reason};
+use filter_policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING};
 use ipnet::IpNet;
 
 /// The provider's signalling hostname (docs/policy.md).
@@ -1027,7 +1025,7 @@ mod tests {
         assert_eq!(level(&asterisk, "32768\t60999\n", ""), Level::Ok);
         // Strict egress alone is judged too; nothing on is ok, but said.
         let mut egress = Ruleset::default();
-        egress.egress.mode = crate::policy::ruleset::EgressMode::Strict;
+        egress.egress.mode = filter_policy::ruleset::EgressMode::Strict;
         assert_eq!(level(&egress, "32768\t60999\n", ""), Level::Warn);
         let off = rtp_ephemeral(
             Some(&Ruleset::default()),
@@ -1080,7 +1078,7 @@ mod tests {
     fn egress_dns_compares_the_hosts_resolvers() {
         let rules = |dns: &[&str]| {
             let mut r = Ruleset::default();
-            r.egress.mode = crate::policy::ruleset::EgressMode::Strict;
+            r.egress.mode = filter_policy::ruleset::EgressMode::Strict;
             r.egress.dns = dns.iter().map(|d| d.parse().unwrap()).collect();
             r
         };

@@ -8,12 +8,10 @@ use super::{
     describe::{Packet, PROTO_UDP},
     json,
 };
-use crate::{
-    kernel::runner::{Runner, Verdict},
-    policy::{
-        rows::{self, Row, Table},
-        ruleset::Ruleset,
-    },
+use crate::kernel::runner::{Runner, Verdict};
+use filter_policy::{
+    rows::{self, Row, Table},
+    ruleset::Ruleset,
 };
 
 /// What `explain` says about one packet (as JSON: [`json::Explain`]).

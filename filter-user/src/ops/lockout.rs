@@ -6,10 +6,8 @@ use anyhow::Result;
 use ipnet::IpNet;
 
 use super::sessions::{self, Source, SshSession};
-use crate::{
-    error::UsageError,
-    policy::ruleset::{AllowRule, RuleProto, Ruleset},
-};
+use crate::error::UsageError;
+use filter_policy::ruleset::{AllowRule, RuleProto, Ruleset};
 
 /// Refuses (exit 2) a ban that would cut the operator off: a prefix of
 /// length 0 (every source of a family, the provider and the operator

@@ -2,6 +2,8 @@
 //! `stats`, `status` and metrics), the `run` service (with its HTTP server
 //! and the watch on its configuration file), pcap replay, and `explain`
 //! (a described packet and the row that decides it).
+pub mod allowlist;
+pub mod banlist;
 pub mod capture;
 pub mod check;
 pub mod confirm;

@@ -33,8 +33,8 @@ use crate::{
         confirm::{self, Pending, State},
         ephemeral, lockout,
     },
-    policy::{config, ruleset::Ruleset},
 };
+use filter_policy::{config, ruleset::Ruleset};
 
 pub struct Service {
     pub root: PathBuf,

@@ -43,7 +43,7 @@ pub fn to_json(
     root: &PinRoot,
     legacy: &[String],
 ) -> json::Status {
-    use crate::policy::ruleset::compile_rules;
+    use filter_policy::ruleset::compile_rules;
     let interfaces = all
         .iter()
         .map(|s| {
