@@ -14,6 +14,5 @@
 //! tests.
 pub mod cli;
 pub mod error;
-pub mod kernel;
 pub mod lab;
 pub mod ops;

@@ -7,12 +7,12 @@ use std::net::Ipv4Addr;
 
 use anyhow::{ensure, Result};
 use filter_common::OutReason;
+use filter_kernel::runner::Runner;
 use filter_policy::{
     config,
     ruleset::{Mode, Ruleset},
 };
 use serde_json::{json, Value};
-use sipwall::kernel::runner::Runner;
 use sipwall_tests::packet::Frame;
 
 use crate::{

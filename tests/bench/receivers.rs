@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use anyhow::{bail, ensure, Context as _, Result};
 use aya::programs::{ProgramInfo, XdpMode};
 use filter_common::{Counter, Reason};
-use filter_policy::ruleset::Ruleset;
-use sipwall::{
-    kernel::{
-        attach::{self, Attached},
-        maps::CounterSet,
-        pins::PinRoot,
-    },
-    lab::{Host, PBX_IFACE},
+use filter_kernel::{
+    attach::{self, Attached},
+    maps::CounterSet,
+    pins::PinRoot,
 };
+use filter_policy::ruleset::Ruleset;
+use sipwall::lab::{Host, PBX_IFACE};
 
 use crate::{progs::BenchProgs, testbed::Testbed};
 
@@ -228,7 +226,7 @@ impl Installed {
     /// time and count when statistics are on); `None` without one.
     pub fn program_info(&self) -> Result<Option<ProgramInfo>> {
         Ok(match self {
-            Installed::Sipwall(a) => Some(sipwall::kernel::program::program(&a.ebpf)?.info()?),
+            Installed::Sipwall(a) => Some(filter_kernel::program::program(&a.ebpf)?.info()?),
             Installed::BenchProg(progs, name) => Some(progs.xdp(name)?.info()?),
             Installed::NoFilter | Installed::Nftables => None,
         })

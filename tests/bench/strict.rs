@@ -6,12 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{ensure, Result};
 use filter_common::Reason;
-use filter_policy::ruleset::{Mode, Ruleset};
-use serde_json::{json, Value};
-use sipwall::kernel::{
+use filter_kernel::{
     flows::FlowTuple,
     runner::{Runner, Verdict},
 };
+use filter_policy::ruleset::{Mode, Ruleset};
+use serde_json::{json, Value};
 use sipwall_tests::packet::Frame;
 
 use crate::{

@@ -37,7 +37,7 @@ impl Testbed {
         let lab = Lab::new("swbench")?;
         let mut gen = BenchProgs::load()?;
         let ifindex = lab.in_ns(Host::Router, || {
-            sipwall::kernel::iface::if_index(ROUTER_IFACE)
+            filter_kernel::iface::if_index(ROUTER_IFACE)
         })??;
         gen.set_target(ifindex)?;
         let router_mac = mac(&lab, Host::Router, ROUTER_IFACE)?;

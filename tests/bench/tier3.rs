@@ -16,10 +16,10 @@ use std::{
 
 use anyhow::{ensure, Context as _, Result};
 use filter_common::Reason;
+use filter_kernel::pins::PinRoot;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use sipwall::{
-    kernel::pins::PinRoot,
     lab::{PBX_IFACE, PROVIDER},
     ops::allowlist::{self as allow, Change},
 };
@@ -85,7 +85,7 @@ pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier3> {
     let mut grace = Vec::new();
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        sipwall::kernel::rcu::wait_for_running_programs()
+        filter_kernel::rcu::wait_for_running_programs()
             .context("waiting for an RCU grace period")?;
         grace.push(ms(started.elapsed()));
     }

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use sipwall::kernel::runner::Runner;
+use filter_kernel::runner::Runner;
 use sipwall_tests::{
     netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     skip_unless_root,

@@ -12,11 +12,11 @@
 //! read, so one load walks every mode's path and the figures of the modes
 //! agree; a mode that is loaded differently (its own program, a load-time
 //! constant) shows its own figure here. Needs root (CAP_BPF).
+use filter_kernel::runner::Runner;
 use filter_policy::{
     config,
     ruleset::{EgressMode, Mode, Ruleset},
 };
-use sipwall::kernel::runner::Runner;
 
 /// The most instructions the verifier may process for one program.
 const LIMIT: u32 = 600_000;

@@ -1,17 +1,17 @@
 //! Built outgoing packets through the real TC egress program
 //! (BPF_PROG_TEST_RUN on the sched_cls program via
-//! `sipwall::kernel::runner::Runner::run_out`), one row per case of
+//! `filter_kernel::runner::Runner::run_out`), one row per case of
 //! docs/policy.md's egress table. Each row asserts the verdict and that
 //! exactly its reason's egress counter moved, by one packet and the frame's
 //! length. Needs root (CAP_BPF).
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::OutReason::{self, *};
+use filter_kernel::runner::{Runner, Verdict};
 use filter_policy::{
     config,
     ruleset::{compile_rules, EgressMode, Mode, Ruleset},
 };
-use sipwall::kernel::runner::{Runner, Verdict};
 use sipwall_tests::packet::{Frame, TPID_8021Q};
 
 const PASS: Verdict = Verdict::Pass;

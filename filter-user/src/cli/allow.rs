@@ -4,13 +4,13 @@ use anyhow::Result;
 use super::AllowAction;
 use crate::{
     error::UsageError,
-    kernel::{pins::PinRoot, privileges::require_root},
     ops::{
         allowlist::{self, Change},
         json,
         snapshot::{warn_if_stale, Snapshot},
     },
 };
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 use filter_policy::{allowlist::read_file, cidr};
 
 pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {

@@ -6,9 +6,9 @@ use anyhow::Result;
 use super::AttachMode;
 use crate::{
     error::UsageError,
-    kernel::{attach, pins::PinRoot, privileges::require_root},
     ops::{confirm, ephemeral, lockout},
 };
+use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
 use filter_policy::config;
 
 pub fn run(

@@ -4,10 +4,8 @@ use anyhow::Result;
 use filter_policy::{banlist, cidr};
 
 use super::BanAction;
-use crate::{
-    kernel::{pins::PinRoot, privileges::require_root},
-    ops::{self, banlist::Change, json, lockout},
-};
+use crate::ops::{self, banlist::Change, json, lockout};
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
     let (iface, change) = match action {

@@ -5,10 +5,8 @@ use anyhow::{Context as _, Result};
 use filter_common::capture::{CAPTURE_DROP, CAPTURE_IN, CAPTURE_OUT, CAPTURE_PASS};
 
 use super::args::{CaptureVerdict, CheckDirection};
-use crate::{
-    kernel::{pins::PinRoot, privileges::require_root},
-    ops::capture::{self, Options},
-};
+use crate::ops::capture::{self, Options};
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 /// The command line as clap parsed it.
 pub struct Args {

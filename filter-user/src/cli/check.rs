@@ -3,13 +3,11 @@ use std::{net::IpAddr, path::Path};
 
 use anyhow::Result;
 
-use crate::{
-    kernel::privileges::require_root,
-    ops::{
-        check::{self, Direction, Local},
-        json,
-    },
+use crate::ops::{
+    check::{self, Direction, Local},
+    json,
 };
+use filter_kernel::privileges::require_root;
 use filter_policy::config;
 
 pub fn run(

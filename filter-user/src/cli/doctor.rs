@@ -6,12 +6,12 @@ use anyhow::Result;
 
 use crate::{
     error::{UsageError, Verdict},
-    kernel::{pins::check_iface_name, privileges::require_root},
     ops::{
         doctor::{self, Options},
         json,
     },
 };
+use filter_kernel::{pins::check_iface_name, privileges::require_root};
 
 pub fn run(
     bpffs: &Path,

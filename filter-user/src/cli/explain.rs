@@ -3,14 +3,14 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use crate::{
-    kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner},
-    ops::{
-        check::Direction,
-        describe,
-        explain::{self, LIVE_NOTE},
-        json,
-    },
+use crate::ops::{
+    check::Direction,
+    describe,
+    explain::{self, LIVE_NOTE},
+    json,
+};
+use filter_kernel::{
+    attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner,
 };
 use filter_policy::config;
 

@@ -7,7 +7,8 @@ use std::{
 use anyhow::Result;
 
 use super::AttachMode;
-use crate::{kernel::privileges::require_root, ops::service::Service};
+use crate::ops::service::Service;
+use filter_kernel::privileges::require_root;
 
 /// `run`'s flags.
 pub struct Options {

@@ -5,13 +5,13 @@ use anyhow::Result;
 
 use crate::{
     error::UsageError,
-    kernel::{pins::PinRoot, privileges::require_root},
     ops::{
         json,
         snapshot::{warn_if_stale, Snapshot},
         stats,
     },
 };
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) -> Result<()> {
     let watch = watch.map(watch_interval).transpose()?;

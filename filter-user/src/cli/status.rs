@@ -4,10 +4,8 @@
 //! filtering.
 use anyhow::{bail, Result};
 
-use crate::{
-    kernel::{pins::PinRoot, privileges::require_root},
-    ops::{json, snapshot::Snapshot, status},
-};
+use crate::ops::{json, snapshot::Snapshot, status};
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;

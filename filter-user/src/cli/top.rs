@@ -5,13 +5,13 @@ use filter_common::{CounterFamily as _, Reason};
 
 use crate::{
     error::UsageError,
-    kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
     ops::{
         json,
         snapshot::{warn_if_stale, Snapshot},
         stats,
     },
 };
+use filter_kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root};
 
 pub fn run(
     root: &PinRoot,

@@ -13,15 +13,13 @@ use anyhow::{bail, Context as _, Result};
 use filter_common::Reason;
 use serde_json::Value;
 
-use crate::{
-    kernel::privileges::require_root,
-    lab::{
-        self,
-        sipp::{self, Transport, Uas},
-        traffic::{self, Sink},
-        Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
-    },
+use crate::lab::{
+    self,
+    sipp::{self, Transport, Uas},
+    traffic::{self, Sink},
+    Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
 };
+use filter_kernel::privileges::require_root;
 
 /// Namespaces of the demo start with this.
 pub const PREFIX: &str = "sipwall-demo";

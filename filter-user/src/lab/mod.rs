@@ -271,7 +271,7 @@ impl Lab {
     }
 
     fn mount_bpffs(&mut self) -> Result<()> {
-        crate::kernel::pins::mount_bpffs(&self.bpffs())
+        filter_kernel::pins::mount_bpffs(&self.bpffs())
             .context("mounting the lab's bpffs (needs root)")?;
         self.bpffs_mounted = true;
         Ok(())

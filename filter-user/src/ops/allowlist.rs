@@ -2,8 +2,8 @@
 //! judged completely first (`filter_policy::allowlist`), then installed as a
 //! whole new generation (see filter-kernel's `maps.rs`), under the pin-root
 //! lock.
-use crate::kernel::{attachment::Attachment, pins::PinRoot};
 use anyhow::{Context as _, Result};
+use filter_kernel::{attachment::Attachment, pins::PinRoot};
 use filter_policy::allowlist;
 pub use filter_policy::allowlist::Change;
 use ipnet::IpNet;

@@ -6,9 +6,9 @@
 //! them).
 use std::collections::BTreeMap;
 
-use crate::kernel::{attachment::Attachment, bans::Ban, maps::monotonic_ns, pins::PinRoot};
 use anyhow::{Context as _, Result};
 use filter_common::{maps::BAN_MAX, BAN_PERMANENT};
+use filter_kernel::{attachment::Attachment, bans::Ban, maps::monotonic_ns, pins::PinRoot};
 use filter_policy::banlist::check_allowlist;
 pub use filter_policy::banlist::Change;
 use ipnet::IpNet;

@@ -23,10 +23,8 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{
-    error::UsageError,
-    kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot},
-};
+use crate::error::UsageError;
+use filter_kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot};
 use filter_policy::ruleset::Ruleset;
 
 /// What to go back to when no confirmation comes.

@@ -13,12 +13,12 @@ use super::{
     json,
     snapshot::Snapshot,
 };
-use crate::kernel::{
+use filter_common::{maps as map_names, Reason};
+use filter_kernel::{
     attachment::Attachment,
     pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
     program,
 };
-use filter_common::{maps as map_names, Reason};
 use filter_policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING};
 use ipnet::IpNet;
 
@@ -128,7 +128,7 @@ pub fn run(opts: &Options) -> Vec<Check> {
     checks.push(rtp_ephemeral(ruleset.as_ref(), eph.as_ref()));
     checks.push(l3_iface(&scene));
     checks.push(tunnels(
-        &crate::kernel::iface::all_links().unwrap_or_default(),
+        &filter_kernel::iface::all_links().unwrap_or_default(),
         &root.attached().unwrap_or_default(),
     ));
     checks.push(clock(&root, &scene));
@@ -378,7 +378,7 @@ fn attachment(scene: &Scene) -> Check {
         // tun, WireGuard, PPP and the IP tunnels build an skb for every
         // packet themselves and offer no native XDP: generic mode costs
         // them nothing more.
-        mode if snap.link == Some(crate::kernel::iface::LinkHeader::Ip) => Check::new(
+        mode if snap.link == Some(filter_kernel::iface::LinkHeader::Ip) => Check::new(
             "xdp_attached",
             Level::Ok,
             format!(
@@ -864,7 +864,7 @@ fn clock(root: &PinRoot, scene: &Scene) -> Check {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let ahead = scene.iface.as_ref().and_then(|iface| {
-        crate::kernel::pins::read_info(&root.iface_dir(iface))
+        filter_kernel::pins::read_info(&root.iface_dir(iface))
             .ok()
             .map(|info| info.attached_at.saturating_sub(now))
     });
@@ -1127,7 +1127,7 @@ fn l3_iface(scene: &Scene) -> Check {
     let (Some(iface), Some(snap)) = (&scene.iface, &scene.snapshot) else {
         return Check::new(NAME, Level::Skip, "no attachment to look at");
     };
-    let Ok(link) = crate::kernel::iface::link_of(iface) else {
+    let Ok(link) = filter_kernel::iface::link_of(iface) else {
         return Check::new(
             NAME,
             Level::Skip,
@@ -1141,10 +1141,10 @@ fn l3_iface(scene: &Scene) -> Check {
 /// as starting with `read` (`None`: not known).
 pub fn l3_verdict(
     iface: &str,
-    link: &crate::kernel::iface::Link,
-    read: Option<crate::kernel::iface::LinkHeader>,
+    link: &filter_kernel::iface::Link,
+    read: Option<filter_kernel::iface::LinkHeader>,
 ) -> Check {
-    use crate::kernel::iface::LinkHeader;
+    use filter_kernel::iface::LinkHeader;
     const NAME: &str = "l3_iface";
     match (link.header(), read) {
         (Ok(want), Some(got)) if want != got => Check::new(
@@ -1184,7 +1184,7 @@ const ETHERNET_TUNNEL_KINDS: [&str; 5] = ["vxlan", "geneve", "gretap", "ip6greta
 /// filtered: SIP may arrive through it unseen. `links` is every interface
 /// (name, link, up, has addresses); `filtered` the attached ones.
 pub fn tunnels(
-    links: &[(String, crate::kernel::iface::Link, bool, bool)],
+    links: &[(String, filter_kernel::iface::Link, bool, bool)],
     filtered: &[String],
 ) -> Check {
     const NAME: &str = "tunnels";
@@ -1226,7 +1226,7 @@ pub fn tunnels(
 #[cfg(test)]
 mod tunnel_tests {
     use super::*;
-    use crate::kernel::iface::{Link, LinkHeader};
+    use filter_kernel::iface::{Link, LinkHeader};
 
     fn link(arphrd: u16, kind: Option<&str>) -> Link {
         Link {

@@ -8,7 +8,7 @@ use super::{
     describe::{Packet, PROTO_UDP},
     json,
 };
-use crate::kernel::runner::{Runner, Verdict};
+use filter_kernel::runner::{Runner, Verdict};
 use filter_policy::{
     rows::{self, Row, Table},
     ruleset::Ruleset,

@@ -5,7 +5,7 @@ use filter_common::{Counter, OutReason, Reason};
 use ipnet::IpNet;
 
 use super::{counters, process::ProcessStats, snapshot::Snapshot};
-use crate::kernel::maps::monotonic_ns;
+use filter_kernel::maps::monotonic_ns;
 
 /// The exposition of every snapshot. Counters and allowlist sizes are
 /// those read; a snapshot whose maps could not be read (pins removed or

@@ -16,6 +16,7 @@ pub mod http;
 pub mod json;
 pub mod lockout;
 pub mod metrics;
+pub mod notices;
 pub mod process;
 pub mod service;
 pub mod sessions;

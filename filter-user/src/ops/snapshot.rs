@@ -4,7 +4,7 @@
 //! render this one type.
 use filter_common::XdpMode;
 
-use crate::kernel::{
+use filter_kernel::{
     attachment::Attachment,
     bans::Ban,
     iface::{foreign_program, if_index, iface_xdp, link_of, LinkHeader},

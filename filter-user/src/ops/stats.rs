@@ -9,7 +9,7 @@ use super::{
     json,
     snapshot::Snapshot,
 };
-use crate::kernel::maps::CounterSet;
+use filter_kernel::maps::CounterSet;
 
 /// What `stats` shows of a snapshot: its counters, and whether it drops.
 fn readings(s: &Snapshot) -> (CounterSet, bool) {

@@ -4,7 +4,7 @@
 use filter_common::{OutReason, Reason};
 
 use super::{json, snapshot::Snapshot};
-use crate::kernel::pins::{Elsewhere, PinRoot};
+use filter_kernel::pins::{Elsewhere, PinRoot};
 
 /// What the counters say the operator should change, one line each.
 pub fn hints(s: &Snapshot) -> Vec<String> {
@@ -185,10 +185,10 @@ impl CaptureState {
 /// Whether a capture samples on `iface` (`None`: no, or pins of an older
 /// layout without the capture's maps).
 pub fn capture_state(root: &PinRoot, iface: &str) -> Option<CaptureState> {
-    let maps = crate::kernel::capture::CaptureMaps::open(&root.iface_dir(iface)).ok()?;
+    let maps = filter_kernel::capture::CaptureMaps::open(&root.iface_dir(iface)).ok()?;
     let f = maps.filter().ok()?;
     (f.on != 0).then(|| CaptureState {
         pid: f.reader_pid,
-        alive: crate::kernel::capture::reader_alive(&f),
+        alive: filter_kernel::capture::reader_alive(&f),
     })
 }

@@ -9,7 +9,7 @@ use std::{
 
 use aya::programs::links::{FdLink, PinnedLink};
 
-use crate::kernel::{netns::NetnsId, pins::LINK_PIN};
+use crate::{netns::NetnsId, pins::LINK_PIN};
 
 /// The pinned link at `path` and the program it runs, if it is readable.
 pub fn open_link(path: &Path) -> Option<(FdLink, u32)> {

@@ -42,15 +42,15 @@ use filter_common::{
     BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, INLINE_NONE, REPLY_CACHE_SLOTS,
     V4_HOST_SLOTS,
 };
+use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
 
-use crate::kernel::{
+use crate::{
     bans::{self, Ban},
     direct::{self, V4Table},
     flows::{FlowMapKey, FlowTuple},
     iface::LinkHeader,
 };
-use filter_policy::ruleset::Ruleset;
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
 
@@ -297,7 +297,7 @@ impl Maps {
         // session above all) must not lose their answers. The egress
         // program learns from now on; the socket table gives the rest.
         if ruleset.strict() && active_policy.flags & FLAG_STRICT == 0 {
-            let open = crate::kernel::flows::open_flows()?;
+            let open = crate::flows::open_flows()?;
             self.add_flows(&open)
                 .context("entering the open connections in the flow map")?;
         }
@@ -952,10 +952,10 @@ fn v6_keys(nets: &[IpNet]) -> Vec<Key<[u8; 16]>> {
 /// period, see `rcu.rs`); where the kernel will not do that, waits 10 ms,
 /// a thousand times what a packet takes.
 fn wait_for_packets_in_flight() {
-    if let Err(e) = crate::kernel::rcu::wait_for_running_programs() {
+    if let Err(e) = crate::rcu::wait_for_running_programs() {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            eprintln!("sipwall: cannot wait for an RCU grace period ({e}); waiting 10 ms instead")
+            log::warn!("cannot wait for an RCU grace period ({e}); waiting 10 ms instead")
         });
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

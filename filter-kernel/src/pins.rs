@@ -23,7 +23,9 @@ use filter_common::{AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
 /// maps unchanged, only the place (see [`PinRoot::adopt_legacy`]).
 const MOVED_LAYOUT_VERSION: u32 = 4;
 
-use crate::{error::UsageError, kernel::netns::NetnsId};
+use filter_policy::error::UsageError;
+
+use crate::netns::NetnsId;
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub const LINK_PIN: &str = "link";
@@ -209,11 +211,11 @@ impl PinRoot {
     /// to `<root>/netns-<INODE>/<iface>/` and its INFO record upgraded;
     /// the maps keep their layout, so nothing else changes and the filter
     /// keeps running. Others are left for their own namespace (`status`
-    /// lists them). Best effort: a failure is reported on stderr.
+    /// lists them). Best effort: a failure is logged as a warning.
     pub fn adopt_legacy(&self) {
         for iface in self.legacy() {
             if let Err(e) = self.adopt_one(&iface) {
-                eprintln!("sipwall: could not adopt the layout-3 pins of {iface}: {e:#}");
+                log::warn!("could not adopt the layout-3 pins of {iface}: {e:#}");
             }
         }
     }
@@ -237,9 +239,9 @@ impl PinRoot {
         // Layout 3 only moved the folder; the maps must be this sipwall's
         // (a sipwall before the abuse controls had fewer maps and a shorter
         // policy): those are left, and `status` lists them.
-        if let Err(e) = crate::kernel::maps::Maps::open_pinned(&old) {
-            eprintln!(
-                "sipwall: the layout-3 pins of {iface} hold maps of an older sipwall ({e:#}); not adopted: `rm -r {}` detaches them, then attach again",
+        if let Err(e) = crate::maps::Maps::open_pinned(&old) {
+            log::warn!(
+                "the layout-3 pins of {iface} hold maps of an older sipwall ({e:#}); not adopted: `rm -r {}` detaches them, then attach again",
                 old.display()
             );
             return Ok(());
@@ -253,8 +255,8 @@ impl PinRoot {
         // them (`detach` removes them) rather than misreading them.
         info.layout_version = MOVED_LAYOUT_VERSION.min(PIN_LAYOUT_VERSION);
         write_info(&new, &info)?;
-        eprintln!(
-            "sipwall: adopted the pins of {iface} from sipwall's previous layout: moved {} to {}",
+        log::info!(
+            "adopted the pins of {iface} from sipwall's previous layout: moved {} to {}",
             old.display(),
             new.display()
         );
@@ -263,7 +265,7 @@ impl PinRoot {
 
     /// Whether the layout-3 folder `old` of `iface` is this namespace's.
     fn belongs_here(&self, iface: &str, old: &Path) -> bool {
-        use crate::kernel::{
+        use crate::{
             iface as kiface,
             links::{link_is_live, open_link},
         };
@@ -344,7 +346,7 @@ impl PinRoot {
         let fd = dir.as_raw_fd();
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            eprintln!("sipwall: waiting for another sipwall command to finish...");
+            log::info!("waiting for another sipwall command to finish...");
             // SAFETY: as above.
             if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
                 return Err(std::io::Error::last_os_error())
