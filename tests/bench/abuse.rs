@@ -15,7 +15,7 @@ use filter_kernel::{bans::Ban, runner::Runner};
 use filter_policy::ruleset::{RateLimit, Ruleset};
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use sipwall::lab::{OUTSIDER, PBX, PROVIDER};
+use sipwall_lab::{OUTSIDER, PBX, PROVIDER};
 use sipwall_tests::{generator::Rng, packet::Frame};
 
 use crate::{

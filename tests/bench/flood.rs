@@ -16,7 +16,7 @@ use aya::programs::ProgramFd;
 use filter_common::Reason;
 use filter_kernel::runner::Runner;
 use serde_json::{json, Value};
-use sipwall::lab::{OUTSIDER, PBX, PBX6};
+use sipwall_lab::{OUTSIDER, PBX, PBX6};
 use sipwall_tests::packet::Frame;
 
 use crate::{

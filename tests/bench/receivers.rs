@@ -14,7 +14,7 @@ use filter_kernel::{
     pins::PinRoot,
 };
 use filter_policy::ruleset::Ruleset;
-use sipwall::lab::{Host, PBX_IFACE};
+use sipwall_lab::{Host, PBX_IFACE};
 
 use crate::{progs::BenchProgs, testbed::Testbed};
 

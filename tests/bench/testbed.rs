@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use sipwall::lab::{self, Host, Lab, PBX, PBX6, PBX_IFACE};
+use sipwall_lab::{self as lab, Host, Lab, PBX, PBX6, PBX_IFACE};
 use sipwall_tests::packet::Frame;
 
 use crate::progs::{self, BenchProgs, LiveRun, GEN_SAME};

@@ -14,7 +14,7 @@ use anyhow::{ensure, Context as _, Result};
 use filter_common::Reason;
 use filter_kernel::runner::{Runner, Verdict};
 use serde_json::{json, Value};
-use sipwall::lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER};
+use sipwall_lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER};
 use sipwall_tests::packet::Frame;
 
 use crate::{

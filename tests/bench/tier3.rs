@@ -19,10 +19,8 @@ use filter_common::Reason;
 use filter_kernel::pins::PinRoot;
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use sipwall::{
-    lab::{PBX_IFACE, PROVIDER},
-    ops::allowlist::{self as allow, Change},
-};
+use sipwall::ops::allowlist::{self as allow, Change};
+use sipwall_lab::{PBX_IFACE, PROVIDER};
 
 use crate::{
     allowlists::allowlist,

@@ -94,7 +94,7 @@ fn iface_status(lab: &TestLab) -> (bool, String) {
 /// Starts `sipwall --bpffs <lab's> ARGS` in the PBX; `ip netns exec` execs
 /// in place, so the child is sipwall itself and signals reach it.
 fn spawn(lab: &TestLab, args: &[&str], stderr: Stdio) -> Child {
-    sipwall::lab::Lab::sipwall(lab, &lab.bin, args)
+    sipwall_lab::Lab::sipwall(lab, &lab.bin, args)
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -528,7 +528,7 @@ fn concurrent_allow_adds_both_land() {
         });
         let children = [a, b].map(|cidr| {
             let args = ["allow", "add", cidr];
-            let child = sipwall::lab::Lab::sipwall(&lab, &lab.bin, &args)
+            let child = sipwall_lab::Lab::sipwall(&lab, &lab.bin, &args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

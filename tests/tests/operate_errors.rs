@@ -105,7 +105,6 @@ fn without_root_every_command_says_so_in_one_line() {
         &["detach", "-i", IFACE],
         &["run", "-i", IFACE, "-c", config],
         &["check", "--pcap", pcap],
-        &["demo"],
     ];
     for args in commands {
         let run = sipwall_unprivileged(&lab, args);

@@ -13,7 +13,7 @@ use filter_common::Reason;
 use filter_kernel::runner::Runner;
 use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
-use sipwall::lab::{PBX, PBX6};
+use sipwall_lab::{PBX, PBX6};
 use sipwall_tests::{generator::Rng, packet::Frame};
 
 /// A random prefix near a few bases, so that adds, deletes and probes hit

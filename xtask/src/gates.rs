@@ -62,7 +62,9 @@ pub fn build_without_relayed_warnings() -> Result<()> {
         bail!("{cmd:?} failed: {status}");
     }
     if relayed > 0 {
-        bail!("the build printed {relayed} warnings relayed by filter-kernel's build script (above)");
+        bail!(
+            "the build printed {relayed} warnings relayed by filter-kernel's build script (above)"
+        );
     }
     Ok(())
 }

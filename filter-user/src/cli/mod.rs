@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let root = PinRoot::new(&cli.bpffs);
     if !matches!(
         cli.command,
-        Command::Check { .. } | Command::Demo | Command::Explain { iface: None, .. }
+        Command::Check { .. } | Command::Explain { iface: None, .. }
     ) {
         root.check_usable()?;
     }
@@ -141,7 +141,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 confirm,
             },
         ),
-        Command::Demo => crate::lab::demo::run(),
         Command::Doctor {
             iface,
             config,
