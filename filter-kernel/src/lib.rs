@@ -18,3 +18,4 @@ pub mod privileges;
 pub mod program;
 pub mod rcu;
 pub mod runner;
+mod syscall;

@@ -16,16 +16,14 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use aya::maps::{Array, MapData};
 use filter_common::{AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
+use filter_policy::error::UsageError;
+
+use crate::{maps, netns::NetnsId};
 
 /// The layout of layout-3 pins once moved to their namespace's folder: the
 /// maps unchanged, only the place (see [`PinRoot::adopt_legacy`]).
 const MOVED_LAYOUT_VERSION: u32 = 4;
-
-use filter_policy::error::UsageError;
-
-use crate::netns::NetnsId;
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub const LINK_PIN: &str = "link";
@@ -440,22 +438,7 @@ pub fn read_info(dir: &Path) -> Result<AttachInfo> {
 
 /// Reads the `INFO` map of an attachment, whatever its version.
 fn read_info_unchecked(dir: &Path) -> Result<AttachInfo> {
-    let path = dir.join(INFO_PIN);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "opening {} (sipwall's pins are damaged: attaching again recreates them, `sipwall detach` removes them)",
-            path.display()
-        )
-    })?;
-    let map: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(data))
-        .with_context(|| {
-            format!(
-            "{} is not sipwall's: pins from an incompatible version? `sipwall detach` removes them",
-            path.display()
-        )
-        })?;
-    map.get(&0, 0)
-        .with_context(|| format!("reading {}", path.display()))
+    maps::read_info(&dir.join(INFO_PIN))
 }
 
 fn check_info(info: &AttachInfo, dir: &Path) -> Result<()> {
@@ -475,20 +458,7 @@ fn check_info(info: &AttachInfo, dir: &Path) -> Result<()> {
 
 /// Creates (or overwrites) the `INFO` map pinned in `dir`.
 pub fn write_info(dir: &Path, info: &AttachInfo) -> Result<()> {
-    let path = dir.join(INFO_PIN);
-    let context = || format!("writing {}", path.display());
-    match MapData::from_pin(&path) {
-        Ok(data) => {
-            let mut map: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(data))?;
-            map.set(0, info, 0).with_context(context)
-        }
-        Err(_) => {
-            let mut map =
-                Array::<MapData, AttachInfo>::create(1, 0).context("creating the INFO map")?;
-            map.set(0, info, 0).with_context(context)?;
-            map.pin(&path).with_context(context)
-        }
-    }
+    maps::write_info(&dir.join(INFO_PIN), info)
 }
 
 /// Removes every pin in `dir`, then `dir`.

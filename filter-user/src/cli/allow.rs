@@ -1,5 +1,7 @@
 //! `sipwall allow list|add|del|replace`: the live allowlist.
 use anyhow::Result;
+use filter_kernel::{pins::PinRoot, privileges::require_root};
+use filter_policy::{allowlist::read_file, cidr};
 
 use super::AllowAction;
 use crate::{
@@ -10,8 +12,6 @@ use crate::{
         snapshot::{warn_if_stale, Snapshot},
     },
 };
-use filter_kernel::{pins::PinRoot, privileges::require_root};
-use filter_policy::{allowlist::read_file, cidr};
 
 pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
     let (iface, change, force) = match action {

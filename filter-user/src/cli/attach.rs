@@ -2,14 +2,14 @@
 use std::path::Path;
 
 use anyhow::Result;
+use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
+use filter_policy::config;
 
 use super::AttachMode;
 use crate::{
     error::UsageError,
     ops::{confirm, ephemeral, lockout},
 };
-use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
-use filter_policy::config;
 
 pub fn run(
     root: &PinRoot,

@@ -1,11 +1,11 @@
 //! `sipwall ban add|del|list`: the live ban set.
 use anyhow::Result;
 
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 use filter_policy::{banlist, cidr};
 
 use super::BanAction;
 use crate::ops::{self, banlist::Change, json, lockout};
-use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
     let (iface, change) = match action {

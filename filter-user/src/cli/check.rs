@@ -2,13 +2,13 @@
 use std::{net::IpAddr, path::Path};
 
 use anyhow::Result;
+use filter_kernel::privileges::require_root;
+use filter_policy::config;
 
 use crate::ops::{
     check::{self, Direction, Local},
     json,
 };
-use filter_kernel::privileges::require_root;
-use filter_policy::config;
 
 pub fn run(
     pcap: &Path,

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use filter_kernel::{pins::check_iface_name, privileges::require_root};
 
 use crate::{
     error::{UsageError, Verdict},
@@ -11,7 +12,6 @@ use crate::{
         json,
     },
 };
-use filter_kernel::{pins::check_iface_name, privileges::require_root};
 
 pub fn run(
     bpffs: &Path,

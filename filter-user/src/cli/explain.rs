@@ -2,6 +2,10 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
+use filter_kernel::{
+    attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner,
+};
+use filter_policy::config;
 
 use crate::ops::{
     check::Direction,
@@ -9,10 +13,6 @@ use crate::ops::{
     explain::{self, LIVE_NOTE},
     json,
 };
-use filter_kernel::{
-    attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner,
-};
-use filter_policy::config;
 
 pub fn run(
     root: &PinRoot,

@@ -5,10 +5,10 @@ use std::{
 };
 
 use anyhow::Result;
+use filter_kernel::privileges::require_root;
 
 use super::AttachMode;
 use crate::ops::service::Service;
-use filter_kernel::privileges::require_root;
 
 /// `run`'s flags.
 pub struct Options {

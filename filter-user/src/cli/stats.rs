@@ -2,6 +2,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 use crate::{
     error::UsageError,
@@ -11,7 +12,6 @@ use crate::{
         stats,
     },
 };
-use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) -> Result<()> {
     let watch = watch.map(watch_interval).transpose()?;

@@ -2,6 +2,7 @@
 //! for one drop reason (`--reason`, default sip_denied).
 use anyhow::Result;
 use filter_common::{CounterFamily as _, Reason};
+use filter_kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root};
 
 use crate::{
     error::UsageError,
@@ -11,7 +12,6 @@ use crate::{
         stats,
     },
 };
-use filter_kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root};
 
 pub fn run(
     root: &PinRoot,

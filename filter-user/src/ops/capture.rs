@@ -30,13 +30,14 @@ use pcap_file::{
     DataLink,
 };
 
-use crate::error::UsageError;
 use filter_kernel::{
     attachment::Attachment,
     capture::{self as maps, CaptureMaps, Sampled},
     maps::monotonic_ns,
     pins::PinRoot,
 };
+
+use crate::error::UsageError;
 
 /// What to capture and when to stop (the command line, checked).
 #[derive(Clone, Debug)]

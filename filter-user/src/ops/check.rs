@@ -1,13 +1,13 @@
 //! `sipwall check --pcap`: every frame of a capture through the real program
 //! (BPF_PROG_TEST_RUN, nothing attached), with the verdict it returned and
 //! the reason read from the counter it moved.
+use filter_kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME};
+use filter_policy::{input, ruleset::Ruleset};
 use std::{net::IpAddr, path::Path};
 
 use crate::{error::UsageError, ops::json};
 use anyhow::{Context as _, Result};
 use filter_common::{CounterFamily, OutReason, Reason};
-use filter_kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME};
-use filter_policy::{input, ruleset::Ruleset};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},

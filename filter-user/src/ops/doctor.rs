@@ -8,18 +8,19 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    ephemeral::{self, Ephemeral},
-    json,
-    snapshot::Snapshot,
-};
-use filter_common::{maps as map_names, Reason};
 use filter_kernel::{
     attachment::Attachment,
     pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
     program,
 };
 use filter_policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING};
+
+use super::{
+    ephemeral::{self, Ephemeral},
+    json,
+    snapshot::Snapshot,
+};
+use filter_common::{maps as map_names, Reason};
 use ipnet::IpNet;
 
 /// The provider's signalling hostname (docs/policy.md).

@@ -2,16 +2,16 @@
 //! (BPF_PROG_TEST_RUN on private maps holding the policy), and the row of
 //! docs/policy.md that decided it, with its configuration key.
 use anyhow::{bail, Result};
+use filter_kernel::runner::{Runner, Verdict};
+use filter_policy::{
+    rows::{self, Row, Table},
+    ruleset::Ruleset,
+};
 
 use super::{
     check::{Direction, STRICT_NOTE},
     describe::{Packet, PROTO_UDP},
     json,
-};
-use filter_kernel::runner::{Runner, Verdict};
-use filter_policy::{
-    rows::{self, Row, Table},
-    ruleset::Ruleset,
 };
 
 /// What `explain` says about one packet (as JSON: [`json::Explain`]).

@@ -19,6 +19,8 @@ use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use filter_common::XdpMode;
+use filter_kernel::{attach, maps::Maps, pins::PinRoot};
+use filter_policy::{config, ruleset::Ruleset};
 
 use super::{
     http::{self, Reply},
@@ -33,8 +35,6 @@ use crate::{
         ephemeral, lockout, notices,
     },
 };
-use filter_kernel::{attach, maps::Maps, pins::PinRoot};
-use filter_policy::{config, ruleset::Ruleset};
 
 pub struct Service {
     pub root: PathBuf,

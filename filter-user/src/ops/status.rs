@@ -2,9 +2,9 @@
 //! [`Snapshot::gather`]), for people and for programs. Attachments of other
 //! network namespaces are listed as such, never checked from here.
 use filter_common::{OutReason, Reason};
+use filter_kernel::pins::{Elsewhere, PinRoot};
 
 use super::{json, snapshot::Snapshot};
-use filter_kernel::pins::{Elsewhere, PinRoot};
 
 /// What the counters say the operator should change, one line each.
 pub fn hints(s: &Snapshot) -> Vec<String> {
