@@ -211,7 +211,7 @@ mod tests {
                     assert!(
                         ROWS.iter()
                             .any(|r| r.table == table && r.id == id && r.counter == c),
-                        "docs/policy.md {table:?} row {id} counts `{c}`: not in policy::rows"
+                        "docs/policy.md {table:?} row {id} counts `{c}`: not in filter_policy::rows"
                     );
                 }
             }
