@@ -1,10 +1,8 @@
 //! `sipwall explain`: which row of the policy decides a described packet.
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
-use filter_kernel::{
-    attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner,
-};
+use anyhow::Result;
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 use filter_policy::config;
 
 use crate::ops::{
@@ -36,19 +34,9 @@ pub fn run(
             });
             (ruleset, origin)
         }
-        None => {
-            let att = Attachment::open(root, iface)?;
-            let ruleset = att
-                .maps
-                .read_ruleset()
-                .with_context(|| format!("reading the policy of {}", att.iface))?;
-            (ruleset, format!("live policy of {}", att.iface))
-        }
+        None => explain::live_policy(root, iface)?,
     };
-    let runner = Runner::new(&ruleset)?;
-    let frame = describe::frame(&packet);
-    let mut explanation =
-        explain::explain_frame(&runner, &ruleset, direction, &frame, Some(&packet))?;
+    let mut explanation = explain::explain_packet(&ruleset, direction, &packet)?;
     if iface.is_some() {
         explanation.notes.push(LIVE_NOTE);
     }
