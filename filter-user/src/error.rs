@@ -1,17 +1,8 @@
-//! The one error type callers match on: a usage or configuration error,
-//! which exits with status 2 (everything else exits with 1).
+//! Exit statuses: 2 for a usage or configuration error ([`UsageError`],
+//! which every layer raises), a [`Verdict`]'s own, else 1.
 use std::fmt;
 
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+pub use filter_policy::error::UsageError;
 
 /// A command that has said everything it had to and ends with this exit
 /// status (`doctor`: 1 for a warning, 2 for a failure). Not printed.

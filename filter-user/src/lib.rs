@@ -1,19 +1,15 @@
-//! sipwall's userspace, in four layers (docs/layout.md says where each
+//! sipwall's userspace, the top two layers (docs/layout.md says where each
 //! thing lives):
 //!
 //! - [`cli`]: the command line, one module per subcommand; `main.rs` only
 //!   dispatches to it.
 //! - [`ops`]: what the commands do beyond one map write: the per-interface
 //!   snapshot rendered by `stats`, `status` and metrics, the `run` service,
-//!   pcap replay.
-//! - [`policy`]: the configuration file and the ruleset it becomes.
-//! - [`kernel`]: the embedded program, its pins and maps, attaching it.
+//!   pcap replay, changes to the live allow and ban lists.
 //!
-//! [`lab`] is the throw-away network-namespace lab of `sipwall demo` and the
-//! tests.
+//! Below them, crates of their own: `filter_kernel` (the embedded program,
+//! its pins and maps, attaching it) over `filter_policy` (the configuration
+//! file and the ruleset it becomes).
 pub mod cli;
 pub mod error;
-pub mod kernel;
-pub mod lab;
 pub mod ops;
-pub mod policy;

@@ -4,6 +4,7 @@ use clap::Parser as _;
 use sipwall::{
     cli::{self, Cli, Command},
     error::{exit_status, Verdict},
+    ops::notices,
 };
 
 fn main() -> ExitCode {
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         // SAFETY: setting a signal disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    notices::init();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,13 +11,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{ensure, Result};
 use filter_common::{Reason, BAN_PERMANENT};
+use filter_kernel::{bans::Ban, runner::Runner};
+use filter_policy::ruleset::{RateLimit, Ruleset};
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use sipwall::{
-    kernel::{bans::Ban, runner::Runner},
-    lab::{OUTSIDER, PBX, PROVIDER},
-    policy::ruleset::{RateLimit, Ruleset},
-};
+use sipwall_lab::{OUTSIDER, PBX, PROVIDER};
 use sipwall_tests::{generator::Rng, packet::Frame};
 
 use crate::{

@@ -8,8 +8,9 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
-use sipwall::{lab::PROVIDER, policy::ruleset::Ruleset};
+use sipwall_lab::PROVIDER;
 use sipwall_tests::generator::Rng;
 
 const V4_LENGTHS: [u8; 9] = [8, 12, 16, 20, 22, 24, 28, 30, 32];

@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 
 use anyhow::{ensure, Result};
 use filter_common::capture::{CaptureFilter, CAPTURE_DROP, CAPTURE_IN, CAPTURE_OUT, CAPTURE_PASS};
+use filter_kernel::runner::Runner;
+use filter_policy::ruleset::Ruleset;
 use serde_json::{json, Value};
-use sipwall::{kernel::runner::Runner, policy::ruleset::Ruleset};
 use sipwall_tests::packet::Frame;
 
 use crate::{

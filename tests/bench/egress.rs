@@ -9,14 +9,12 @@ use std::os::fd::AsFd as _;
 
 use anyhow::{ensure, Result};
 use filter_common::OutReason;
-use serde_json::{json, Value};
-use sipwall::{
-    kernel::runner::Runner,
-    policy::{
-        config,
-        ruleset::{Mode, Ruleset},
-    },
+use filter_kernel::runner::Runner;
+use filter_policy::{
+    config,
+    ruleset::{Mode, Ruleset},
 };
+use serde_json::{json, Value};
 use sipwall_tests::packet::Frame;
 
 use crate::{

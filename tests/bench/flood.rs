@@ -14,11 +14,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use anyhow::{ensure, Context as _, Result};
 use aya::programs::ProgramFd;
 use filter_common::Reason;
+use filter_kernel::runner::Runner;
 use serde_json::{json, Value};
-use sipwall::{
-    kernel::runner::Runner,
-    lab::{OUTSIDER, PBX, PBX6},
-};
+use sipwall_lab::{OUTSIDER, PBX, PBX6};
 use sipwall_tests::packet::Frame;
 
 use crate::{

@@ -136,7 +136,7 @@ fn parse_args() -> Result<Args> {
 fn main() -> Result<()> {
     let args = parse_args()?;
     let root = sipwall_tests::is_root();
-    sipwall::lab::stop_on_signals();
+    sipwall_lab::stop_on_signals();
     let started = Instant::now();
     let mut out = report::Report::new();
     let env = environment();

@@ -10,7 +10,7 @@ use aya::{
     Ebpf,
 };
 use filter_common::Reason;
-use sipwall::kernel::program::BENCH_OBJECT;
+use filter_kernel::program::BENCH_OBJECT;
 
 /// Returns XDP_PASS and nothing else: the floor.
 pub const PASS: &str = "bench_pass";

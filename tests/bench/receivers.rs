@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use anyhow::{bail, ensure, Context as _, Result};
 use aya::programs::{ProgramInfo, XdpMode};
 use filter_common::{Counter, Reason};
-use sipwall::{
-    kernel::{
-        attach::{self, Attached},
-        maps::CounterSet,
-        pins::PinRoot,
-    },
-    lab::{Host, PBX_IFACE},
-    policy::ruleset::Ruleset,
+use filter_kernel::{
+    attach::{self, Attached},
+    maps::CounterSet,
+    pins::PinRoot,
 };
+use filter_policy::ruleset::Ruleset;
+use sipwall_lab::{Host, PBX_IFACE};
 
 use crate::{progs::BenchProgs, testbed::Testbed};
 
@@ -175,7 +173,7 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
             };
             let ruleset = if r == Receiver::SipwallStrict {
                 Ruleset {
-                    mode: sipwall::policy::ruleset::Mode::Strict,
+                    mode: filter_policy::ruleset::Mode::Strict,
                     ..Ruleset::default()
                 }
             } else {
@@ -228,7 +226,7 @@ impl Installed {
     /// time and count when statistics are on); `None` without one.
     pub fn program_info(&self) -> Result<Option<ProgramInfo>> {
         Ok(match self {
-            Installed::Sipwall(a) => Some(sipwall::kernel::program::program(&a.ebpf)?.info()?),
+            Installed::Sipwall(a) => Some(filter_kernel::program::program(&a.ebpf)?.info()?),
             Installed::BenchProg(progs, name) => Some(progs.xdp(name)?.info()?),
             Installed::NoFilter | Installed::Nftables => None,
         })

@@ -202,7 +202,7 @@ pub fn of_object(path: &std::path::Path) -> Result<Sizes> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut ebpf = Ebpf::load(&bytes).with_context(|| format!("loading {}", path.display()))?;
     let prog: &mut Xdp = ebpf
-        .program_mut(sipwall::kernel::program::PROGRAM_NAME)
+        .program_mut(filter_kernel::program::PROGRAM_NAME)
         .with_context(|| format!("{} has no program sipwall", path.display()))?
         .try_into()?;
     prog.load()

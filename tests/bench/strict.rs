@@ -6,14 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{ensure, Result};
 use filter_common::Reason;
-use serde_json::{json, Value};
-use sipwall::{
-    kernel::{
-        flows::FlowTuple,
-        runner::{Runner, Verdict},
-    },
-    policy::ruleset::{Mode, Ruleset},
+use filter_kernel::{
+    flows::FlowTuple,
+    runner::{Runner, Verdict},
 };
+use filter_policy::ruleset::{Mode, Ruleset};
+use serde_json::{json, Value};
 use sipwall_tests::packet::Frame;
 
 use crate::{

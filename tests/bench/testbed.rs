@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use sipwall::lab::{self, Host, Lab, PBX, PBX6, PBX_IFACE};
+use sipwall_lab::{self as lab, Host, Lab, PBX, PBX6, PBX_IFACE};
 use sipwall_tests::packet::Frame;
 
 use crate::{
@@ -48,7 +48,7 @@ impl Testbed {
         let lab = Lab::new("swbench")?;
         let mut gen = BenchProgs::load()?;
         let ifindex = lab.in_ns(Host::Router, || {
-            sipwall::kernel::iface::if_index(ROUTER_IFACE)
+            filter_kernel::iface::if_index(ROUTER_IFACE)
         })??;
         gen.set_target(ifindex)?;
         let router_mac = mac(&lab, Host::Router, ROUTER_IFACE)?;

@@ -12,11 +12,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{ensure, Context as _, Result};
 use filter_common::Reason;
+use filter_kernel::runner::{Runner, Verdict};
 use serde_json::{json, Value};
-use sipwall::{
-    kernel::runner::{Runner, Verdict},
-    lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER},
-};
+use sipwall_lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER};
 use sipwall_tests::packet::Frame;
 
 use crate::{
@@ -305,8 +303,8 @@ pub fn run(scale: Scale, before_object: Option<&std::path::Path>) -> Result<Tier
     }
     let sizes = {
         // The same program, loaded once more to read its figures.
-        let ebpf = sipwall::kernel::program::load(None)?;
-        size::of(sipwall::kernel::program::program(&ebpf)?)?
+        let ebpf = filter_kernel::program::load(None)?;
+        size::of(filter_kernel::program::program(&ebpf)?)?
     };
     let before = match before_object {
         Some(path) => (

@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, net::Ipv6Addr};
 
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
-use sipwall::lab::PROVIDER;
+use sipwall_lab::PROVIDER;
 
 use crate::{
     progress,

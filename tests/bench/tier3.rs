@@ -1,6 +1,6 @@
 //! Tier 3: the allowlist as it changes, on a filter attached in the lab
 //! the way `sipwall attach` does it. Updates go through
-//! `sipwall::policy::allowlist::apply`, the code behind `sipwall allow add|del|replace`
+//! `sipwall::ops::allowlist::apply`, the code behind `sipwall allow add|del|replace`
 //! (lock, open the pins, read, install a new generation): the latency an
 //! operator sees, less process start-up and file parsing.
 //!
@@ -16,13 +16,11 @@ use std::{
 
 use anyhow::{ensure, Context as _, Result};
 use filter_common::Reason;
+use filter_kernel::pins::PinRoot;
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use sipwall::{
-    kernel::pins::PinRoot,
-    lab::{PBX_IFACE, PROVIDER},
-    policy::allowlist::{self as allow, Change},
-};
+use sipwall::ops::allowlist::{self as allow, Change};
+use sipwall_lab::{PBX_IFACE, PROVIDER};
 
 use crate::{
     allowlists::allowlist,
@@ -85,7 +83,7 @@ pub fn run(bed: &Testbed, scale: Scale) -> Result<Tier3> {
     let mut grace = Vec::new();
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        sipwall::kernel::rcu::wait_for_running_programs()
+        filter_kernel::rcu::wait_for_running_programs()
             .context("waiting for an RCU grace period")?;
         grace.push(ms(started.elapsed()));
     }
@@ -254,7 +252,7 @@ impl Tier3 {
     pub fn print(&self, out: &mut Report) {
         out.line("");
         out.line(format!(
-            "Tier 3 — the allowlist as it changes (sipwall::policy::allowlist::apply, the path of `sipwall allow`), ms, median of {SAMPLES}"
+            "Tier 3 — the allowlist as it changes (sipwall::ops::allowlist::apply, the path of `sipwall allow`), ms, median of {SAMPLES}"
         ));
         let mut rows: Vec<Vec<String>> = self
             .latencies

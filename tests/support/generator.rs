@@ -8,13 +8,11 @@
 //! of a long run can be rebuilt from the seed and index printed on failure.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use filter_kernel::runner::{MAX_FRAME, MIN_FRAME};
+use filter_policy::ruleset::Ruleset;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::reference::Flow;
-use sipwall::{
-    kernel::runner::{MAX_FRAME, MIN_FRAME},
-    policy::ruleset::Ruleset,
-};
 
 /// splitmix64: small, fast, good enough to spread seeds and draw fields.
 #[derive(Clone, Debug)]

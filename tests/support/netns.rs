@@ -1,5 +1,5 @@
-//! Network-namespace labs for tests. The lab itself is the product's
-//! ([`sipwall::lab`], which `sipwall demo` runs on); this adds what tests
+//! Network-namespace labs for tests. The lab itself is [`sipwall_lab`]'s
+//! (which the demo runs on, too); this adds what tests
 //! want around it: the sipwall binary under test, helpers that panic with a
 //! message naming what failed, and the counters read back as numbers.
 use std::{
@@ -11,23 +11,34 @@ use std::{
 };
 
 use serde_json::Value;
-pub use sipwall::lab::{traffic, Host, Lab, OUTSIDER, OUTSIDER6, PBX, PBX6, PBX_IFACE, PROVIDER};
+pub use sipwall_lab::{traffic, Host, Lab, OUTSIDER, OUTSIDER6, PBX, PBX6, PBX_IFACE, PROVIDER};
 
 /// The sipwall binary: `SIPWALL_BIN`, else the one cargo built beside the
-/// test binary (target/<profile>/deps/<test> -> target/<profile>/sipwall).
+/// test binary.
 pub fn sipwall_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("SIPWALL_BIN") {
         return bin.into();
     }
+    built_bin("sipwall", "filter-user")
+}
+
+/// The demo, `sipwall-demo`, which runs the sipwall built beside it.
+pub fn demo_bin() -> PathBuf {
+    built_bin("sipwall-demo", "sipwall-lab")
+}
+
+/// The binary `name` of `package`, which cargo built beside the test
+/// binary (target/<profile>/deps/<test> -> target/<profile>/<name>).
+fn built_bin(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test binary in target/<profile>/deps")
-        .join("sipwall");
+        .join(name);
     assert!(
         bin.is_file(),
-        "{} missing: run `cargo build -p filter-user` first or set SIPWALL_BIN",
+        "{} missing: run `cargo build -p {package}` first",
         bin.display()
     );
     bin

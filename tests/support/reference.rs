@@ -13,11 +13,9 @@ use std::{
 };
 
 use filter_common::Reason;
+use filter_kernel::runner::Verdict;
+use filter_policy::ruleset::{Mode, RuleProto, Ruleset};
 use ipnet::IpNet;
-use sipwall::{
-    kernel::runner::Verdict,
-    policy::ruleset::{Mode, RuleProto, Ruleset},
-};
 
 /// The model's own table of the host's flows (strict mode's replies),
 /// filled by the test: a packet from `remote`:`remote_port` to

@@ -11,10 +11,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::OutReason;
-use sipwall::{
-    kernel::runner::Verdict,
-    policy::ruleset::{AllowRule, RuleProto, Ruleset},
-};
+use filter_kernel::runner::Verdict;
+use filter_policy::ruleset::{AllowRule, RuleProto, Ruleset};
 
 /// The model's answer for one outgoing frame; `None` when the egress
 /// program judges nothing (open egress).

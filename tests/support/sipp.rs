@@ -1,9 +1,9 @@
-//! sipp peers for tests: the product's [`sipwall::lab::sipp`] (UAS on the
+//! sipp peers for tests: the product's [`sipwall_lab::sipp`] (UAS on the
 //! PBX, UAC from any lab host, results parsed from sipp's own statistics),
 //! with helpers that panic with a message naming the case.
 use std::net::IpAddr;
 
-pub use sipwall::lab::sipp::{Calls, Transport, Uas, SIP_PORT};
+pub use sipwall_lab::sipp::{Calls, Transport, Uas, SIP_PORT};
 
 use crate::netns::{Host, TestLab};
 
@@ -23,7 +23,7 @@ pub fn call(
     transport: Transport,
     n: u32,
 ) -> Calls {
-    sipwall::lab::sipp::call(lab, host, src, transport, n)
+    sipwall_lab::sipp::call(lab, host, src, transport, n)
         .unwrap_or_else(|e| panic!("{case}: running sipp UAC: {e:#}"))
 }
 

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use sipwall::kernel::runner::Runner;
+use filter_kernel::runner::Runner;
 use sipwall_tests::{
     netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     skip_unless_root,
@@ -64,7 +64,7 @@ impl Capture {
     /// Waits for the capture to end by itself (at most 60 s); returns its
     /// exit code and stderr.
     fn finish(mut self) -> (Option<i32>, String) {
-        let status = sipwall::lab::wait_child(&mut self.child, Duration::from_secs(60))
+        let status = sipwall_lab::wait_child(&mut self.child, Duration::from_secs(60))
             .expect("waiting for the capture")
             .unwrap_or_else(|| panic!("the capture did not end: {:?}", self.said));
         self.said.extend(self.stderr.try_iter());

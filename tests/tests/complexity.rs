@@ -12,12 +12,10 @@
 //! read, so one load walks every mode's path and the figures of the modes
 //! agree; a mode that is loaded differently (its own program, a load-time
 //! constant) shows its own figure here. Needs root (CAP_BPF).
-use sipwall::{
-    kernel::runner::Runner,
-    policy::{
-        config,
-        ruleset::{EgressMode, Mode, Ruleset},
-    },
+use filter_kernel::runner::Runner;
+use filter_policy::{
+    config,
+    ruleset::{EgressMode, Mode, Ruleset},
 };
 
 /// The most instructions the verifier may process for one program.

@@ -1,4 +1,5 @@
-//! `sipwall demo`, run as a newcomer would: it must show the provider's calls
+//! The demo (`sipwall-demo`, as `cargo xtask demo` runs it), run as a
+//! newcomer would: it must show the provider's calls
 //! answered, the outsider's dropped, RTP through, non-zero counters, and
 //! leave nothing behind — also when interrupted with Ctrl-C.
 use std::{
@@ -7,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sipwall_tests::netns::{sipwall_bin, OUTSIDER, PROVIDER};
+use sipwall_tests::netns::{demo_bin, OUTSIDER, PROVIDER};
 
 /// Packets of a reason in the demo's `sipwall stats` table.
 fn counter(output: &str, reason: &str) -> u64 {
@@ -47,14 +48,13 @@ fn assert_nothing_left(pid: u32) {
 #[test]
 fn demo_shows_the_policy_and_cleans_up() {
     sipwall_tests::skip_unless_root!();
-    let child = Command::new(sipwall_bin())
-        .arg("demo")
+    let child = Command::new(demo_bin())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting sipwall demo");
+        .expect("starting sipwall-demo");
     let pid = child.id();
-    let out = child.wait_with_output().expect("waiting for sipwall demo");
+    let out = child.wait_with_output().expect("waiting for sipwall-demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let all = format!(
         "{stdout}\n--- stderr ---\n{}",
@@ -62,7 +62,7 @@ fn demo_shows_the_policy_and_cleans_up() {
     );
     assert!(
         out.status.success(),
-        "sipwall demo failed ({}):\n{all}",
+        "sipwall-demo failed ({}):\n{all}",
         out.status
     );
 
@@ -114,12 +114,11 @@ fn demo_shows_the_policy_and_cleans_up() {
 #[test]
 fn interrupted_demo_cleans_up() {
     sipwall_tests::skip_unless_root!();
-    let mut child = Command::new(sipwall_bin())
-        .arg("demo")
+    let mut child = Command::new(demo_bin())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("starting sipwall demo");
+        .expect("starting sipwall-demo");
     let pid = child.id();
     // Interrupt once the lab is up and sipwall attached: mid-calls.
     let mut seen = String::new();

@@ -15,15 +15,13 @@ use std::{
 };
 
 use filter_common::{Reason, BAN_PERMANENT, REASON_COUNT};
-use sipwall::{
-    kernel::{
-        bans::Ban,
-        flows::FlowTuple,
-        maps::monotonic_ns,
-        runner::{Outcome, Runner},
-    },
-    policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset},
+use filter_kernel::{
+    bans::Ban,
+    flows::FlowTuple,
+    maps::monotonic_ns,
+    runner::{Outcome, Runner},
 };
+use filter_policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset};
 use sipwall_tests::{
     generator::{frame_seed, Generator},
     reference::{self, Abuse, Expected, Flow, Flows},
@@ -798,7 +796,7 @@ fn kernel_program_agrees_with_the_reference_model_on_l3_devices() {
     let mut disagreements = 0u64;
     let mut packets = 0u64;
     for (ci, config) in configs().iter().enumerate().filter(|(_, c)| !c.stateful()) {
-        let mut runner = Runner::on_link(&config.rules, sipwall::kernel::iface::LinkHeader::Ip)
+        let mut runner = Runner::on_link(&config.rules, filter_kernel::iface::LinkHeader::Ip)
             .expect("loading the program (needs root)");
         runner.maps.clear_flows().expect("clearing the flows");
         let tuples = config.flow_tuples();

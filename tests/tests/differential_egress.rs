@@ -17,10 +17,8 @@ use std::{
 };
 
 use filter_common::{OutReason, OUT_REASON_COUNT};
-use sipwall::{
-    kernel::runner::{OutOutcome, Runner, Verdict},
-    policy::ruleset::{AllowRule, Egress, EgressMode, Mode, RuleProto, Ruleset},
-};
+use filter_kernel::runner::{OutOutcome, Runner, Verdict};
+use filter_policy::ruleset::{AllowRule, Egress, EgressMode, Mode, RuleProto, Ruleset};
 use sipwall_tests::{
     generator::{frame_seed, Generator},
     reference_egress::{self, ExpectedOut},
@@ -283,7 +281,7 @@ fn egress_program_agrees_with_the_reference_model_on_l3_devices() {
         if !rules.egress.strict() {
             continue;
         }
-        let runner = Runner::on_link(rules, sipwall::kernel::iface::LinkHeader::Ip)
+        let runner = Runner::on_link(rules, filter_kernel::iface::LinkHeader::Ip)
             .expect("loading the program (needs root)");
         let generator = Generator::new(rules).outbound(rules);
         let stream = seed.wrapping_add(ci as u64);

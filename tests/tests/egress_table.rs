@@ -1,18 +1,16 @@
 //! Built outgoing packets through the real TC egress program
 //! (BPF_PROG_TEST_RUN on the sched_cls program via
-//! `sipwall::kernel::runner::Runner::run_out`), one row per case of
+//! `filter_kernel::runner::Runner::run_out`), one row per case of
 //! docs/policy.md's egress table. Each row asserts the verdict and that
 //! exactly its reason's egress counter moved, by one packet and the frame's
 //! length. Needs root (CAP_BPF).
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::OutReason::{self, *};
-use sipwall::{
-    kernel::runner::{Runner, Verdict},
-    policy::{
-        config,
-        ruleset::{compile_rules, EgressMode, Mode, Ruleset},
-    },
+use filter_kernel::runner::{Runner, Verdict};
+use filter_policy::{
+    config,
+    ruleset::{compile_rules, EgressMode, Mode, Ruleset},
 };
 use sipwall_tests::packet::{Frame, TPID_8021Q};
 
@@ -226,7 +224,7 @@ fn open_egress_drops_nothing() {
     for mode in [Mode::Guard, Mode::Strict] {
         let rules = Ruleset {
             mode,
-            egress: sipwall::policy::ruleset::Egress {
+            egress: filter_policy::ruleset::Egress {
                 mode: EgressMode::Open,
                 ..egress_ruleset().egress
             },

@@ -1,6 +1,6 @@
 //! `sipwall explain`: every row of docs/policy.md's three decision tables
 //! reached through the real binary with a described packet, the row and
-//! key it names taken from `policy::rows` (which a unit test holds equal
+//! key it names taken from `filter_policy::rows` (which a unit test holds equal
 //! to docs/policy.md); the same packets replayed by `check --pcap` get the
 //! same verdict and counter; bad descriptions exit 2 with the expected
 //! form; `-i` reads the live policy, without the ban set. Needs root
@@ -12,15 +12,13 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
+use filter_policy::rows::{Table, ROWS};
 use pcap_file::{
     pcap::{PcapHeader, PcapPacket, PcapWriter},
     DataLink,
 };
 use serde_json::Value;
-use sipwall::{
-    ops::describe,
-    policy::rows::{Table, ROWS},
-};
+use sipwall::ops::describe;
 use sipwall_tests::{netns::TestLab, skip_unless_root};
 
 /// A directory of its own for one test, removed when the test ends.

@@ -16,9 +16,9 @@ use std::{
 };
 
 use filter_common::Reason;
+use filter_kernel::runner::{Runner, Verdict};
 use ipnet::IpNet;
 use serde_json::Value;
-use sipwall::kernel::runner::{Runner, Verdict};
 use sipwall_tests::{
     netns::{traffic, Host, TestLab, OUTSIDER, PBX, PBX6, PBX_IFACE, PROVIDER},
     operate::{
@@ -94,7 +94,7 @@ fn iface_status(lab: &TestLab) -> (bool, String) {
 /// Starts `sipwall --bpffs <lab's> ARGS` in the PBX; `ip netns exec` execs
 /// in place, so the child is sipwall itself and signals reach it.
 fn spawn(lab: &TestLab, args: &[&str], stderr: Stdio) -> Child {
-    sipwall::lab::Lab::sipwall(lab, &lab.bin, args)
+    sipwall_lab::Lab::sipwall(lab, &lab.bin, args)
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -204,7 +204,7 @@ fn killed_allow_replace_leaves_the_old_or_the_new_set() {
 
     let mut rng = Rng::new();
     let inactive_copy = || -> BTreeSet<IpNet> {
-        let maps = sipwall::kernel::maps::Maps::open_pinned(&dir).unwrap();
+        let maps = filter_kernel::maps::Maps::open_pinned(&dir).unwrap();
         let g = maps.active_generation().unwrap();
         maps.read_allowlist(1 - g).unwrap().into_iter().collect()
     };
@@ -528,7 +528,7 @@ fn concurrent_allow_adds_both_land() {
         });
         let children = [a, b].map(|cidr| {
             let args = ["allow", "add", cidr];
-            let child = sipwall::lab::Lab::sipwall(&lab, &lab.bin, &args)
+            let child = sipwall_lab::Lab::sipwall(&lab, &lab.bin, &args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -276,7 +276,7 @@ fn rtp_from_sipp_passes_the_rtp_check_and_junk_is_dropped() {
             "-timeout_error",
         ],
     );
-    let status = sipwall::lab::wait_child(&mut uac, Duration::from_secs(40))
+    let status = sipwall_lab::wait_child(&mut uac, Duration::from_secs(40))
         .unwrap()
         .expect("sipp's pcap call did not end in 40 s");
     let log = |dir: &Path| {

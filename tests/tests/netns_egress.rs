@@ -61,7 +61,7 @@ fn uas(lab: &TestLab, host: Host, addr: Ipv4Addr, transport: Transport) -> Runni
         "t1"
     };
     let child = lab
-        .command(host, sipwall::lab::sipp::find().expect("sipp"))
+        .command(host, sipwall_lab::sipp::find().expect("sipp"))
         .args([
             "-sn",
             "uas",
@@ -90,7 +90,7 @@ fn uas(lab: &TestLab, host: Host, addr: Ipv4Addr, transport: Transport) -> Runni
 fn pbx_calls(lab: &TestLab, to: Ipv4Addr) -> bool {
     let dir = run_dir(lab, &format!("uac-pbx-{to}"));
     let mut child = lab
-        .command(Host::Pbx, sipwall::lab::sipp::find().expect("sipp"))
+        .command(Host::Pbx, sipwall_lab::sipp::find().expect("sipp"))
         .args([
             &format!("{to}:5060"),
             "-sn",
@@ -114,7 +114,7 @@ fn pbx_calls(lab: &TestLab, to: Ipv4Addr) -> bool {
         .spawn()
         .expect("starting sipp UAC");
     let status =
-        sipwall::lab::wait_child(&mut child, Duration::from_secs(15)).expect("waiting for sipp");
+        sipwall_lab::wait_child(&mut child, Duration::from_secs(15)).expect("waiting for sipp");
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -155,8 +155,8 @@ fn during(lab: &TestLab, f: impl FnOnce()) -> BTreeMap<String, u64> {
 fn datagram_arrives(lab: &TestLab, host: Host, sport: u16, to: SocketAddr) -> bool {
     let rx = lab.udp(host, to.ip(), to.port());
     let tx = lab.udp(Host::Pbx, IpAddr::V4(PBX), sport);
-    sipwall::lab::traffic::send(&tx, to, 1, 100).unwrap_or_else(|e| panic!("{e:#}"));
-    sipwall::lab::traffic::count(&rx, WAIT).unwrap_or_else(|e| panic!("{e:#}")) == 1
+    sipwall_lab::traffic::send(&tx, to, 1, 100).unwrap_or_else(|e| panic!("{e:#}"));
+    sipwall_lab::traffic::count(&rx, WAIT).unwrap_or_else(|e| panic!("{e:#}")) == 1
 }
 
 /// A DNS-like exchange: a query from the PBX to `server`:53, answered by a

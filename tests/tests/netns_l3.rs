@@ -14,7 +14,7 @@ use std::{
 };
 
 use serde_json::Value;
-use sipwall::lab::Host;
+use sipwall_lab::Host;
 use sipwall_tests::{
     netns::{TestLab, PBX_IFACE},
     packet::{Frame, ETHERTYPE_PPPOE_DISCOVERY, PPP_LCP, TPID_8021Q},

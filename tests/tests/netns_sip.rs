@@ -3,7 +3,7 @@
 //! outsider, exact UDP datagram counts against the counters, live allowlist
 //! changes under load, the filter outliving the tool, re-attach and detach
 //! (the `run` service has its own file, service.rs). Each test builds its
-//! own lab (see `sipwall::lab`).
+//! own lab (see `sipwall_lab`).
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},

@@ -60,8 +60,8 @@ fn write_config(lab: &TestLab, name: &str, text: &str) -> String {
 fn datagrams(lab: &TestLab, host: Host, src: SocketAddr, dst: SocketAddr, n: u64) -> u64 {
     let rx = lab.udp(Host::Pbx, dst.ip(), dst.port());
     let tx = lab.udp(host, src.ip(), src.port());
-    sipwall::lab::traffic::send(&tx, dst, n, 100).unwrap_or_else(|e| panic!("{e:#}"));
-    sipwall::lab::traffic::count(&rx, WAIT).unwrap_or_else(|e| panic!("{e:#}"))
+    sipwall_lab::traffic::send(&tx, dst, n, 100).unwrap_or_else(|e| panic!("{e:#}"));
+    sipwall_lab::traffic::count(&rx, WAIT).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A TCP listener in `host` on `addr`.

@@ -105,7 +105,6 @@ fn without_root_every_command_says_so_in_one_line() {
         &["detach", "-i", IFACE],
         &["run", "-i", IFACE, "-c", config],
         &["check", "--pcap", pcap],
-        &["demo"],
     ];
     for args in commands {
         let run = sipwall_unprivileged(&lab, args);
@@ -473,7 +472,7 @@ fn damaged_pins_are_reported_and_repaired() {
     // 3. Pins from an incompatible version, and pins that are not sipwall's:
     // refused by every command that would read them, reported by status,
     // removed by detach.
-    let info = sipwall::kernel::pins::read_info(&dir).unwrap();
+    let info = filter_kernel::pins::read_info(&dir).unwrap();
     let cases = [
         (
             AttachInfo {
@@ -491,8 +490,8 @@ fn damaged_pins_are_reported_and_repaired() {
         ),
     ];
     for (bad, words) in cases {
-        sipwall::kernel::pins::write_info(&dir, &bad).unwrap();
-        let ruleset = sipwall::kernel::maps::Maps::open_pinned(&dir)
+        filter_kernel::pins::write_info(&dir, &bad).unwrap();
+        let ruleset = filter_kernel::maps::Maps::open_pinned(&dir)
             .unwrap()
             .read_ruleset()
             .unwrap();
@@ -515,14 +514,14 @@ fn damaged_pins_are_reported_and_repaired() {
             prog,
             "a refused command touched the interface"
         );
-        let after = sipwall::kernel::maps::Maps::open_pinned(&dir)
+        let after = filter_kernel::maps::Maps::open_pinned(&dir)
             .unwrap()
             .read_ruleset()
             .unwrap();
         assert_eq!(after, ruleset, "a refused command changed the maps");
-        sipwall::kernel::pins::write_info(&dir, &info).unwrap();
+        filter_kernel::pins::write_info(&dir, &info).unwrap();
     }
-    sipwall::kernel::pins::write_info(
+    filter_kernel::pins::write_info(
         &dir,
         &AttachInfo {
             layout_version: PIN_LAYOUT_VERSION + 1,

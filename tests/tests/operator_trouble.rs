@@ -276,7 +276,6 @@ fn every_command_and_flag_has_help() {
         &["top"],
         &["check"],
         &["run"],
-        &["demo"],
         &["confirm"],
         &["ban"],
         &["ban", "add"],

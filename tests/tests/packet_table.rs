@@ -1,5 +1,5 @@
 //! Built packets through the real XDP program (BPF_PROG_TEST_RUN via
-//! `sipwall::kernel::runner::Runner`), one table row per case of docs/policy.md and of the
+//! `filter_kernel::runner::Runner`), one table row per case of docs/policy.md and of the
 //! parsing decisions. Each row asserts the verdict, that exactly its reason's
 //! counter moved by one packet and by the frame's length in bytes (no other
 //! counter moved), and that the denied-sources map counted the source for
@@ -10,12 +10,10 @@ use filter_common::{
     Counter,
     Reason::{self, *},
 };
+use filter_kernel::iface::LinkHeader;
+use filter_kernel::runner::{Runner, Verdict};
+use filter_policy::{config, ruleset::Ruleset};
 use ipnet::IpNet;
-use sipwall::kernel::iface::LinkHeader;
-use sipwall::{
-    kernel::runner::{Runner, Verdict},
-    policy::{config, ruleset::Ruleset},
-};
 use sipwall_tests::packet::{
     Ext, Frame, Link, Net, ETHERTYPE_PPPOE_DISCOVERY, ETHERTYPE_PPPOE_SESSION, L4, PPP_IPV4,
     PPP_LCP, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
@@ -642,7 +640,7 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
 fn host_maps_are_found_in_every_slot_of_both_buckets() {
     sipwall_tests::skip_unless_root!();
     use filter_common::{host_buckets, HOST_BUCKET_SLOTS};
-    use sipwall::kernel::direct::V4Table;
+    use filter_kernel::direct::V4Table;
     use std::collections::BTreeMap;
 
     let nets: Vec<u32> = (0..60_000u32).map(|i| (11 << 16) | i).collect();
@@ -732,7 +730,7 @@ fn rtp(payload_len: usize) -> Vec<u8> {
 }
 
 fn abuse_ruleset() -> Ruleset {
-    use sipwall::policy::ruleset::RateLimit;
+    use filter_policy::ruleset::RateLimit;
     Ruleset {
         // Two packets at once, then one a second: the rows below run in
         // well under a second.
@@ -752,7 +750,7 @@ fn abuse_ruleset() -> Ruleset {
 /// The ban set of the abuse table, written through the kernel layer with
 /// expiries relative to now.
 fn install_bans(runner: &mut Runner) {
-    use sipwall::kernel::{bans::Ban, maps::monotonic_ns};
+    use filter_kernel::{bans::Ban, maps::monotonic_ns};
     let now = monotonic_ns();
     let hour = 3_600_000_000_000;
     // Expired a second ago: the program reads the coarse clock, which runs
@@ -861,7 +859,7 @@ fn abuse_controls_table() {
 #[test]
 fn a_ban_expires_by_itself_in_the_kernel() {
     sipwall_tests::skip_unless_root!();
-    use sipwall::kernel::{bans::Ban, maps::monotonic_ns};
+    use filter_kernel::{bans::Ban, maps::monotonic_ns};
     let mut runner = runner(&Ruleset::default());
     // Long enough that a loaded machine still runs the first packet before
     // the end (300 ms was not, with the suite beside other builds).
@@ -972,8 +970,8 @@ fn strict_ruleset() -> Ruleset {
 
 /// The flows the strict table's host has open (entered in the program's
 /// flow map as the egress program or the socket-table seeding would).
-fn strict_flows() -> Vec<sipwall::kernel::flows::FlowTuple> {
-    use sipwall::kernel::flows::FlowTuple;
+fn strict_flows() -> Vec<filter_kernel::flows::FlowTuple> {
+    use filter_kernel::flows::FlowTuple;
     let flow = |proto, remote: IpAddr, remote_port, local: IpAddr, local_port| FlowTuple {
         proto,
         remote,
@@ -1284,7 +1282,7 @@ fn egress_program_learns_the_hosts_flows() {
 #[test]
 fn reply_cache_never_outlives_the_flow() {
     sipwall_tests::skip_unless_root!();
-    use sipwall::kernel::flows::FlowTuple;
+    use filter_kernel::flows::FlowTuple;
     use std::time::Duration;
     let mut runner = runner(&strict_ruleset());
     let dns = FlowTuple {
@@ -1402,7 +1400,7 @@ fn the_ethernet_program_is_not_fooled_by_l3_frames_and_back() {
 #[test]
 fn the_reply_cache_tells_the_families_apart() {
     sipwall_tests::skip_unless_root!();
-    use sipwall::kernel::flows::FlowTuple;
+    use filter_kernel::flows::FlowTuple;
     let mut runner = strict_runner(&strict_ruleset());
     let dns = FlowTuple {
         proto: 17,
@@ -1440,13 +1438,11 @@ fn the_reply_cache_tells_the_families_apart() {
 /// rows after them, by both.
 #[test]
 fn explain_agrees_with_check_on_every_frame() {
-    use sipwall::{
-        kernel::runner::{MAX_FRAME, MIN_FRAME},
-        ops::{
-            check::{self as replay, Direction, Judged, Local},
-            explain,
-        },
-        policy::rows::{Table, ROWS},
+    use filter_kernel::runner::{MAX_FRAME, MIN_FRAME};
+    use filter_policy::rows::{Table, ROWS};
+    use sipwall::ops::{
+        check::{self as replay, Direction, Judged, Local},
+        explain,
     };
     sipwall_tests::skip_unless_root!();
     let tables = [

@@ -5,7 +5,7 @@
 //! would lose its contents on every upgrade; this test is where that shows.
 use std::collections::BTreeSet;
 
-use sipwall::kernel::{
+use filter_kernel::{
     pins::{EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
     program::object_map_names,
 };

@@ -9,20 +9,18 @@
 use std::{net::IpAddr, path::Path};
 
 use filter_common::{Counter, OutReason, Reason, OUT_REASON_COUNT};
-use sipwall::{
-    kernel::{
-        iface::LinkHeader,
-        netns::NetnsId,
-        pins::{Elsewhere, PinRoot},
-        runner::Verdict,
-    },
-    ops::{
-        check::{self, Checked, Judged},
-        metrics,
-        snapshot::Snapshot,
-        stats, status,
-    },
-    policy::config,
+use filter_kernel::{
+    iface::LinkHeader,
+    netns::NetnsId,
+    pins::{Elsewhere, PinRoot},
+    runner::Verdict,
+};
+use filter_policy::config;
+use sipwall::ops::{
+    check::{self, Checked, Judged},
+    metrics,
+    snapshot::Snapshot,
+    stats, status,
 };
 
 const GUARD: &str = "[media]\nrtp_ports = \"10000-20000\"\n";

@@ -10,12 +10,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::Reason;
+use filter_kernel::runner::Runner;
+use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
-use sipwall::{
-    kernel::runner::Runner,
-    lab::{PBX, PBX6},
-    policy::ruleset::Ruleset,
-};
+use sipwall_lab::{PBX, PBX6};
 use sipwall_tests::{generator::Rng, packet::Frame};
 
 /// A random prefix near a few bases, so that adds, deletes and probes hit

@@ -38,8 +38,8 @@ pub fn all() -> Result<()> {
 
 /// Builds every binary, failing when a build script relays lines as
 /// cargo warnings: the eBPF build's progress used to arrive that way,
-/// forty `warning: filter-user@…: Compiling …` lines a build
-/// (filter-user/build.rs now shows them only when that build fails).
+/// forty `warning: filter-kernel@…: Compiling …` lines a build
+/// (filter-kernel/build.rs now shows them only when that build fails).
 /// Checked whenever the build script runs, as on every fresh machine.
 pub fn build_without_relayed_warnings() -> Result<()> {
     use std::io::{BufRead as _, BufReader};
@@ -53,7 +53,7 @@ pub fn build_without_relayed_warnings() -> Result<()> {
     for line in BufReader::new(stderr).lines() {
         let line = line.context("reading cargo's output")?;
         eprintln!("{line}");
-        if line.starts_with("warning: filter-user@") {
+        if line.starts_with("warning: filter-kernel@") {
             relayed += 1;
         }
     }
@@ -62,7 +62,9 @@ pub fn build_without_relayed_warnings() -> Result<()> {
         bail!("{cmd:?} failed: {status}");
     }
     if relayed > 0 {
-        bail!("the build printed {relayed} warnings relayed by filter-user's build script (above)");
+        bail!(
+            "the build printed {relayed} warnings relayed by filter-kernel's build script (above)"
+        );
     }
     Ok(())
 }

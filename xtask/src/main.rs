@@ -29,7 +29,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build, and run `sipwall demo` on a throw-away lab.
+    /// Set up, build, and run the demo (`sipwall-demo`, crate sipwall-lab)
+    /// on a throw-away lab.
     Demo,
     /// Set up and run the benchmarks (`target/bench.json` gets the figures).
     Bench {
@@ -84,8 +85,16 @@ fn main() -> Result<()> {
         }
         Task::Demo => {
             setup::all()?;
-            cargo(&["build", "--release", "-p", "filter-user"])?;
-            run(Command::new(target_dir().join("release/sipwall")).arg("demo"))
+            // The demo runs the sipwall built beside it.
+            cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "filter-user",
+                "-p",
+                "sipwall-lab",
+            ])?;
+            run(&mut Command::new(target_dir().join("release/sipwall-demo")))
         }
         Task::Bench { args } => {
             setup::all()?;

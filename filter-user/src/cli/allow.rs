@@ -1,17 +1,15 @@
 //! `sipwall allow list|add|del|replace`: the live allowlist.
 use anyhow::Result;
+use filter_kernel::{pins::PinRoot, privileges::require_root};
+use filter_policy::{allowlist::read_file, cidr};
 
 use super::AllowAction;
 use crate::{
     error::UsageError,
-    kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
     ops::{
+        allowlist::{self, Change},
         json,
         snapshot::{warn_if_stale, Snapshot},
-    },
-    policy::{
-        allowlist::{self, Change},
-        cidr,
     },
 };
 
@@ -29,7 +27,7 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
             force,
         } => (iface, Change::Del(cidr::parse_all(&cidrs)?), force),
         AllowAction::Replace { iface, file, force } => {
-            (iface, Change::Replace(allowlist::read_file(&file)?), force)
+            (iface, Change::Replace(read_file(&file)?), force)
         }
     };
     require_root()?;
@@ -67,19 +65,14 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
 
 fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;
-    let att = Attachment::open(root, iface)?;
-    warn_if_stale(&Snapshot::liveness(root, &att.iface));
-    let allow = att.maps.read_ruleset()?.allow;
+    let (iface, allow) = allowlist::list(root, iface)?;
     if json {
         let doc = json::AllowList {
             allow: allow.iter().map(|n| n.to_string()).collect(),
         };
         println!("{}", json::line(&doc));
     } else if allow.is_empty() {
-        println!(
-            "the allowlist of {} is empty: all signalling is denied",
-            att.iface
-        );
+        println!("the allowlist of {iface} is empty: all signalling is denied");
     } else {
         for n in &allow {
             println!("{n}");

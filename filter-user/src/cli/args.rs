@@ -261,8 +261,6 @@ pub enum Command {
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         confirm: Option<u64>,
     },
-    /// Build a throw-away lab of network namespaces and show the filter at work.
-    Demo,
     /// Production checks, each ok/warn/fail with what to do; exit 0, 1 or 2 by the worst.
     Doctor {
         /// The attached interface (may be left out when only one is attached).

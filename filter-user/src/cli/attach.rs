@@ -2,13 +2,13 @@
 use std::path::Path;
 
 use anyhow::Result;
+use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
+use filter_policy::config;
 
 use super::AttachMode;
 use crate::{
     error::UsageError,
-    kernel::{attach, pins::PinRoot, privileges::require_root},
     ops::{confirm, ephemeral, lockout},
-    policy::config,
 };
 
 pub fn run(

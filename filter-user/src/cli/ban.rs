@@ -1,15 +1,11 @@
 //! `sipwall ban add|del|list`: the live ban set.
 use anyhow::Result;
 
+use filter_kernel::{pins::PinRoot, privileges::require_root};
+use filter_policy::{banlist, cidr};
+
 use super::BanAction;
-use crate::{
-    kernel::{pins::PinRoot, privileges::require_root},
-    ops::{json, lockout},
-    policy::{
-        banlist::{self, Change},
-        cidr,
-    },
-};
+use crate::ops::{self, banlist::Change, json, lockout};
 
 pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
     let (iface, change) = match action {
@@ -49,14 +45,14 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
     };
     require_root()?;
     let iface = root.resolve(iface.as_deref())?;
-    let bans = banlist::apply(root, &iface, change)?;
+    let bans = ops::banlist::apply(root, &iface, change)?;
     println!("{iface}: {} entries banned", bans.len());
     Ok(())
 }
 
 fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;
-    let (_, bans) = banlist::list(root, iface)?;
+    let (_, bans) = ops::banlist::list(root, iface)?;
     if json {
         let doc = json::BanList {
             bans: bans

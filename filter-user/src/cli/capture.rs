@@ -3,12 +3,10 @@ use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use filter_common::capture::{CAPTURE_DROP, CAPTURE_IN, CAPTURE_OUT, CAPTURE_PASS};
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 use super::args::{CaptureVerdict, CheckDirection};
-use crate::{
-    kernel::{pins::PinRoot, privileges::require_root},
-    ops::capture::{self, Options},
-};
+use crate::ops::capture::{self, Options};
 
 /// The command line as clap parsed it.
 pub struct Args {

@@ -2,14 +2,12 @@
 use std::{net::IpAddr, path::Path};
 
 use anyhow::Result;
+use filter_kernel::privileges::require_root;
+use filter_policy::config;
 
-use crate::{
-    kernel::privileges::require_root,
-    ops::{
-        check::{self, Direction, Local},
-        json,
-    },
-    policy::config,
+use crate::ops::{
+    check::{self, Direction, Local},
+    json,
 };
 
 pub fn run(

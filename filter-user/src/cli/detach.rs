@@ -1,7 +1,7 @@
 //! `sipwall detach`: remove the attachment and its pins.
 use anyhow::Result;
 
-use crate::kernel::{attach, pins::PinRoot, privileges::require_root};
+use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
 
 pub fn run(root: &PinRoot, iface: Option<&str>) -> Result<()> {
     require_root()?;

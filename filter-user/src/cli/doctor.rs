@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use filter_kernel::{pins::check_iface_name, privileges::require_root};
 
 use crate::{
     error::{UsageError, Verdict},
-    kernel::{pins::check_iface_name, privileges::require_root},
     ops::{
         doctor::{self, Options},
         json,

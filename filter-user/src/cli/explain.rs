@@ -1,17 +1,15 @@
 //! `sipwall explain`: which row of the policy decides a described packet.
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
+use filter_kernel::{pins::PinRoot, privileges::require_root};
+use filter_policy::config;
 
-use crate::{
-    kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root, runner::Runner},
-    ops::{
-        check::Direction,
-        describe,
-        explain::{self, LIVE_NOTE},
-        json,
-    },
-    policy::config,
+use crate::ops::{
+    check::Direction,
+    describe,
+    explain::{self, LIVE_NOTE},
+    json,
 };
 
 pub fn run(
@@ -36,19 +34,9 @@ pub fn run(
             });
             (ruleset, origin)
         }
-        None => {
-            let att = Attachment::open(root, iface)?;
-            let ruleset = att
-                .maps
-                .read_ruleset()
-                .with_context(|| format!("reading the policy of {}", att.iface))?;
-            (ruleset, format!("live policy of {}", att.iface))
-        }
+        None => explain::live_policy(root, iface)?,
     };
-    let runner = Runner::new(&ruleset)?;
-    let frame = describe::frame(&packet);
-    let mut explanation =
-        explain::explain_frame(&runner, &ruleset, direction, &frame, Some(&packet))?;
+    let mut explanation = explain::explain_packet(&ruleset, direction, &packet)?;
     if iface.is_some() {
         explanation.notes.push(LIVE_NOTE);
     }

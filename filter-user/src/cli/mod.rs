@@ -17,19 +17,19 @@ pub mod top;
 
 use anyhow::Result;
 
-use crate::kernel::pins::PinRoot;
 pub use args::{AllowAction, AttachMode, BanAction, Cli, Command};
+use filter_kernel::pins::PinRoot;
 
 pub fn run(cli: Cli) -> Result<()> {
     // First: interfaces, pins and `ip` all answer for the namespace this
     // (still only) thread is in.
     if let Some(netns) = &cli.netns {
-        crate::kernel::netns::enter(netns)?;
+        filter_kernel::netns::enter(netns)?;
     }
     let root = PinRoot::new(&cli.bpffs);
     if !matches!(
         cli.command,
-        Command::Check { .. } | Command::Demo | Command::Explain { iface: None, .. }
+        Command::Check { .. } | Command::Explain { iface: None, .. }
     ) {
         root.check_usable()?;
     }
@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> Result<()> {
             confirm,
         ),
         Command::Confirm { iface } => {
-            crate::kernel::privileges::require_root()?;
+            filter_kernel::privileges::require_root()?;
             let iface = crate::ops::confirm::confirm(&root, iface.as_deref())?;
             println!("confirmed: the policy on {iface} stays");
             Ok(())
@@ -141,7 +141,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 confirm,
             },
         ),
-        Command::Demo => crate::lab::demo::run(),
         Command::Doctor {
             iface,
             config,

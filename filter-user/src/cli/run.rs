@@ -5,9 +5,10 @@ use std::{
 };
 
 use anyhow::Result;
+use filter_kernel::privileges::require_root;
 
 use super::AttachMode;
-use crate::{kernel::privileges::require_root, ops::service::Service};
+use crate::ops::service::Service;
 
 /// `run`'s flags.
 pub struct Options {

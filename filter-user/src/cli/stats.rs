@@ -2,10 +2,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 use crate::{
     error::UsageError,
-    kernel::{pins::PinRoot, privileges::require_root},
     ops::{
         json,
         snapshot::{warn_if_stale, Snapshot},

@@ -3,11 +3,9 @@
 //! namespaces, listed. Exits 1 when one of this namespace's is not
 //! filtering.
 use anyhow::{bail, Result};
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
-use crate::{
-    kernel::{pins::PinRoot, privileges::require_root},
-    ops::{json, snapshot::Snapshot, status},
-};
+use crate::ops::{json, snapshot::Snapshot, status};
 
 pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
     require_root()?;

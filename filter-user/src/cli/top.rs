@@ -2,15 +2,11 @@
 //! for one drop reason (`--reason`, default sip_denied).
 use anyhow::Result;
 use filter_common::{CounterFamily as _, Reason};
+use filter_kernel::{pins::PinRoot, privileges::require_root};
 
 use crate::{
     error::UsageError,
-    kernel::{attachment::Attachment, pins::PinRoot, privileges::require_root},
-    ops::{
-        json,
-        snapshot::{warn_if_stale, Snapshot},
-        stats,
-    },
+    ops::{json, stats, top::DropSources},
 };
 
 pub fn run(
@@ -46,17 +42,16 @@ pub fn run(
         }
     };
     require_root()?;
-    let att = Attachment::open(root, iface)?;
-    warn_if_stale(&Snapshot::liveness(root, &att.iface));
-    let mut sources = att.maps.drop_sources(reason)?;
+    let drops = DropSources::open(root, iface, reason)?;
+    let mut sources = drops.read()?;
     if let Some(interval) = watch {
-        return watch_sources(&att, reason, n, json, interval, sources);
+        return watch_sources(&drops, reason, n, json, interval, sources);
     }
     sources.truncate(n);
     if json {
         println!("{}", json::line(&stats::top_json(reason, &sources)));
     } else {
-        print!("{}", stats::top_text(&att.iface, reason, &sources));
+        print!("{}", stats::top_text(drops.iface(), reason, &sources));
     }
     Ok(())
 }
@@ -64,7 +59,7 @@ pub fn run(
 /// `--watch`: redraws the `n` sources dropping fastest every `interval`,
 /// with their rates since the previous reading, until interrupted.
 fn watch_sources(
-    att: &Attachment,
+    drops: &DropSources,
     reason: Reason,
     n: usize,
     as_json: bool,
@@ -75,7 +70,7 @@ fn watch_sources(
     let mut last = std::time::Instant::now();
     loop {
         std::thread::sleep(interval);
-        let now = att.maps.drop_sources(reason)?;
+        let now = drops.read()?;
         let secs = last.elapsed().as_secs_f64();
         last = std::time::Instant::now();
         let mut rates = stats::top_rates(&now, &prev, secs);
@@ -87,7 +82,7 @@ fn watch_sources(
             // Redraw in place: home the cursor and clear the screen.
             print!(
                 "\x1b[H\x1b[2J{}",
-                stats::top_rates_text(&att.iface, reason, &rates)
+                stats::top_rates_text(drops.iface(), reason, &rates)
             );
             println!("\nevery {}s; Ctrl-C to stop", interval.as_secs_f64());
         }

@@ -30,15 +30,14 @@ use pcap_file::{
     DataLink,
 };
 
-use crate::{
-    error::UsageError,
-    kernel::{
-        attachment::Attachment,
-        capture::{self as maps, CaptureMaps, Sampled},
-        maps::monotonic_ns,
-        pins::PinRoot,
-    },
+use filter_kernel::{
+    attachment::Attachment,
+    capture::{self as maps, CaptureMaps, Sampled},
+    maps::monotonic_ns,
+    pins::PinRoot,
 };
+
+use crate::error::UsageError;
 
 /// What to capture and when to stop (the command line, checked).
 #[derive(Clone, Debug)]
@@ -250,7 +249,7 @@ pub fn run(
     // An interface without a link header (tun, WireGuard) hands the
     // programs IP packets: the file says so.
     let linktype = match att.maps.link_header() {
-        Ok(crate::kernel::iface::LinkHeader::Ip) => DataLink::RAW,
+        Ok(filter_kernel::iface::LinkHeader::Ip) => DataLink::RAW,
         _ => DataLink::ETHERNET,
     };
     let mut writer = header(

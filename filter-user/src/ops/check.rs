@@ -1,14 +1,11 @@
 //! `sipwall check --pcap`: every frame of a capture through the real program
 //! (BPF_PROG_TEST_RUN, nothing attached), with the verdict it returned and
 //! the reason read from the counter it moved.
+use filter_kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME};
+use filter_policy::{input, ruleset::Ruleset};
 use std::{net::IpAddr, path::Path};
 
-use crate::{
-    error::UsageError,
-    kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME},
-    ops::json,
-    policy::{input, ruleset::Ruleset},
-};
+use crate::{error::UsageError, ops::json};
 use anyhow::{Context as _, Result};
 use filter_common::{CounterFamily, OutReason, Reason};
 use pcap_file::{
@@ -72,7 +69,7 @@ impl Local {
     pub fn gather(addrs: &[IpAddr], ifaces: &[String]) -> Result<Local> {
         let mut all = addrs.to_vec();
         for iface in ifaces {
-            crate::kernel::pins::check_iface_name(iface)?;
+            filter_kernel::pins::check_iface_name(iface)?;
             let out = std::process::Command::new("ip")
                 .args(["-json", "addr", "show", "dev", iface])
                 .output()

@@ -22,12 +22,10 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+use filter_kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot};
+use filter_policy::ruleset::Ruleset;
 
-use crate::{
-    error::UsageError,
-    kernel::{attach, attachment::Attachment, maps::Maps, pins::PinRoot},
-    policy::ruleset::Ruleset,
-};
+use crate::error::UsageError;
 
 /// What to go back to when no confirmation comes.
 pub enum Previous {

@@ -8,18 +8,17 @@ use std::{
     time::Duration,
 };
 
+use filter_kernel::{
+    attachment::Attachment,
+    pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
+    program,
+};
+use filter_policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING};
+
 use super::{
     ephemeral::{self, Ephemeral},
     json,
     snapshot::Snapshot,
-};
-use crate::{
-    kernel::{
-        attachment::Attachment,
-        pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
-        program,
-    },
-    policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING},
 };
 use filter_common::{maps as map_names, Reason};
 use ipnet::IpNet;
@@ -130,7 +129,7 @@ pub fn run(opts: &Options) -> Vec<Check> {
     checks.push(rtp_ephemeral(ruleset.as_ref(), eph.as_ref()));
     checks.push(l3_iface(&scene));
     checks.push(tunnels(
-        &crate::kernel::iface::all_links().unwrap_or_default(),
+        &filter_kernel::iface::all_links().unwrap_or_default(),
         &root.attached().unwrap_or_default(),
     ));
     checks.push(clock(&root, &scene));
@@ -380,7 +379,7 @@ fn attachment(scene: &Scene) -> Check {
         // tun, WireGuard, PPP and the IP tunnels build an skb for every
         // packet themselves and offer no native XDP: generic mode costs
         // them nothing more.
-        mode if snap.link == Some(crate::kernel::iface::LinkHeader::Ip) => Check::new(
+        mode if snap.link == Some(filter_kernel::iface::LinkHeader::Ip) => Check::new(
             "xdp_attached",
             Level::Ok,
             format!(
@@ -866,7 +865,7 @@ fn clock(root: &PinRoot, scene: &Scene) -> Check {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let ahead = scene.iface.as_ref().and_then(|iface| {
-        crate::kernel::pins::read_info(&root.iface_dir(iface))
+        filter_kernel::pins::read_info(&root.iface_dir(iface))
             .ok()
             .map(|info| info.attached_at.saturating_sub(now))
     });
@@ -1027,7 +1026,7 @@ mod tests {
         assert_eq!(level(&asterisk, "32768\t60999\n", ""), Level::Ok);
         // Strict egress alone is judged too; nothing on is ok, but said.
         let mut egress = Ruleset::default();
-        egress.egress.mode = crate::policy::ruleset::EgressMode::Strict;
+        egress.egress.mode = filter_policy::ruleset::EgressMode::Strict;
         assert_eq!(level(&egress, "32768\t60999\n", ""), Level::Warn);
         let off = rtp_ephemeral(
             Some(&Ruleset::default()),
@@ -1080,7 +1079,7 @@ mod tests {
     fn egress_dns_compares_the_hosts_resolvers() {
         let rules = |dns: &[&str]| {
             let mut r = Ruleset::default();
-            r.egress.mode = crate::policy::ruleset::EgressMode::Strict;
+            r.egress.mode = filter_policy::ruleset::EgressMode::Strict;
             r.egress.dns = dns.iter().map(|d| d.parse().unwrap()).collect();
             r
         };
@@ -1129,7 +1128,7 @@ fn l3_iface(scene: &Scene) -> Check {
     let (Some(iface), Some(snap)) = (&scene.iface, &scene.snapshot) else {
         return Check::new(NAME, Level::Skip, "no attachment to look at");
     };
-    let Ok(link) = crate::kernel::iface::link_of(iface) else {
+    let Ok(link) = filter_kernel::iface::link_of(iface) else {
         return Check::new(
             NAME,
             Level::Skip,
@@ -1143,10 +1142,10 @@ fn l3_iface(scene: &Scene) -> Check {
 /// as starting with `read` (`None`: not known).
 pub fn l3_verdict(
     iface: &str,
-    link: &crate::kernel::iface::Link,
-    read: Option<crate::kernel::iface::LinkHeader>,
+    link: &filter_kernel::iface::Link,
+    read: Option<filter_kernel::iface::LinkHeader>,
 ) -> Check {
-    use crate::kernel::iface::LinkHeader;
+    use filter_kernel::iface::LinkHeader;
     const NAME: &str = "l3_iface";
     match (link.header(), read) {
         (Ok(want), Some(got)) if want != got => Check::new(
@@ -1186,7 +1185,7 @@ const ETHERNET_TUNNEL_KINDS: [&str; 5] = ["vxlan", "geneve", "gretap", "ip6greta
 /// filtered: SIP may arrive through it unseen. `links` is every interface
 /// (name, link, up, has addresses); `filtered` the attached ones.
 pub fn tunnels(
-    links: &[(String, crate::kernel::iface::Link, bool, bool)],
+    links: &[(String, filter_kernel::iface::Link, bool, bool)],
     filtered: &[String],
 ) -> Check {
     const NAME: &str = "tunnels";
@@ -1228,7 +1227,7 @@ pub fn tunnels(
 #[cfg(test)]
 mod tunnel_tests {
     use super::*;
-    use crate::kernel::iface::{Link, LinkHeader};
+    use filter_kernel::iface::{Link, LinkHeader};
 
     fn link(arphrd: u16, kind: Option<&str>) -> Link {
         Link {

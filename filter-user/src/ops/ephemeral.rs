@@ -7,7 +7,9 @@
 //! egress lets the host's UDP from those ports out to anywhere as
 //! `out_reply`. Both sysctls belong to the network namespace: they are read
 //! from /proc/sys of the namespace sipwall runs in (or `--netns`'s).
-use crate::{error::UsageError, policy::ruleset::Ruleset};
+use filter_policy::ruleset::Ruleset;
+
+use crate::error::UsageError;
 
 const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 const RESERVED: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";

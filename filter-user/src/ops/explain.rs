@@ -1,19 +1,21 @@
 //! `sipwall explain`: one described packet through the real program
 //! (BPF_PROG_TEST_RUN on private maps holding the policy), and the row of
 //! docs/policy.md that decided it, with its configuration key.
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
+use filter_kernel::{
+    attachment::Attachment,
+    pins::PinRoot,
+    runner::{Runner, Verdict},
+};
+use filter_policy::{
+    rows::{self, Row, Table},
+    ruleset::Ruleset,
+};
 
 use super::{
     check::{Direction, STRICT_NOTE},
-    describe::{Packet, PROTO_UDP},
+    describe::{self, Packet, PROTO_UDP},
     json,
-};
-use crate::{
-    kernel::runner::{Runner, Verdict},
-    policy::{
-        rows::{self, Row, Table},
-        ruleset::Ruleset,
-    },
 };
 
 /// What `explain` says about one packet (as JSON: [`json::Explain`]).
@@ -37,13 +39,41 @@ pub struct Explanation {
     pub notes: Vec<&'static str>,
 }
 
-/// Why a policy read from a live attachment may decide differently from
-/// the attachment itself.
 /// Why nothing judged an outgoing packet.
 pub const OPEN_EGRESS: &str = "egress is open ([egress] mode = \"open\", the default): the egress program judges nothing and every packet goes out";
 
+/// Why a policy read from a live attachment may decide differently from
+/// the attachment itself.
 pub const LIVE_NOTE: &str =
     "judged on the live policy without the ban set, rate-limit buckets and learnt flows";
+
+/// The policy of the attachment of `iface`, read from its maps (see
+/// [`LIVE_NOTE`] for what that leaves out), and where it came from.
+pub fn live_policy(root: &PinRoot, iface: Option<&str>) -> Result<(Ruleset, String)> {
+    let att = Attachment::open(root, iface)?;
+    let ruleset = att
+        .maps
+        .read_ruleset()
+        .with_context(|| format!("reading the policy of {}", att.iface))?;
+    Ok((ruleset, format!("live policy of {}", att.iface)))
+}
+
+/// `packet` built and run through the program on private maps holding
+/// `ruleset`.
+pub fn explain_packet(
+    ruleset: &Ruleset,
+    direction: Direction,
+    packet: &Packet,
+) -> Result<Explanation> {
+    let runner = Runner::new(ruleset)?;
+    explain_frame(
+        &runner,
+        ruleset,
+        direction,
+        &describe::frame(packet),
+        Some(packet),
+    )
+}
 
 /// Runs one frame through `runner` (loaded with `ruleset`) in `direction`
 /// and names the row that decided it. `packet` is the description behind

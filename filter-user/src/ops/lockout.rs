@@ -3,13 +3,11 @@
 //! a ban that would cut them off. `--confirm`, the other half, is
 //! `ops::confirm`.
 use anyhow::Result;
+use filter_policy::ruleset::{AllowRule, RuleProto, Ruleset};
 use ipnet::IpNet;
 
 use super::sessions::{self, Source, SshSession};
-use crate::{
-    error::UsageError,
-    policy::ruleset::{AllowRule, RuleProto, Ruleset},
-};
+use crate::error::UsageError;
 
 /// Refuses (exit 2) a ban that would cut the operator off: a prefix of
 /// length 0 (every source of a family, the provider and the operator

@@ -2,10 +2,10 @@
 use std::fmt::Write as _;
 
 use filter_common::{Counter, OutReason, Reason};
+use filter_kernel::maps::monotonic_ns;
 use ipnet::IpNet;
 
 use super::{counters, process::ProcessStats, snapshot::Snapshot};
-use crate::kernel::maps::monotonic_ns;
 
 /// The exposition of every snapshot. Counters and allowlist sizes are
 /// those read; a snapshot whose maps could not be read (pins removed or

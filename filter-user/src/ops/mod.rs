@@ -1,7 +1,10 @@
-//! Operations on attachments: one snapshot per interface (rendered by
-//! `stats`, `status` and metrics), the `run` service (with its HTTP server
-//! and the watch on its configuration file), pcap replay, and `explain`
-//! (a described packet and the row that decides it).
+//! Operations on attachments, composing filter-kernel and filter-policy:
+//! one snapshot per interface (rendered by `stats`, `status` and metrics),
+//! the `run` service (with its HTTP server and the watch on its
+//! configuration file), pcap replay, `explain` (a described packet and the
+//! row that decides it), and changes to the live allow and ban lists.
+pub mod allowlist;
+pub mod banlist;
 pub mod capture;
 pub mod check;
 pub mod confirm;
@@ -14,10 +17,12 @@ pub mod http;
 pub mod json;
 pub mod lockout;
 pub mod metrics;
+pub mod notices;
 pub mod process;
 pub mod service;
 pub mod sessions;
 pub mod snapshot;
 pub mod stats;
 pub mod status;
+pub mod top;
 pub mod watch;

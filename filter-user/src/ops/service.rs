@@ -19,6 +19,8 @@ use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use filter_common::XdpMode;
+use filter_kernel::{attach, maps::Maps, pins::PinRoot};
+use filter_policy::{config, ruleset::Ruleset};
 
 use super::{
     http::{self, Reply},
@@ -28,12 +30,10 @@ use super::{
 };
 use crate::{
     error::UsageError,
-    kernel::{attach, maps::Maps, pins::PinRoot},
     ops::{
         confirm::{self, Pending, State},
-        ephemeral, lockout,
+        ephemeral, lockout, notices,
     },
-    policy::{config, ruleset::Ruleset},
 };
 
 pub struct Service {
@@ -118,7 +118,7 @@ impl Service {
         let took_over = attached.replaced;
         // A capture killed without cleaning up left sampling on: off.
         if let Ok(mut capture) =
-            crate::kernel::capture::CaptureMaps::open(&root.iface_dir(&self.iface))
+            filter_kernel::capture::CaptureMaps::open(&root.iface_dir(&self.iface))
         {
             if let Ok(Some(pid)) = super::capture::clear_dead(&mut capture) {
                 eprintln!(
@@ -143,8 +143,7 @@ impl Service {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!("filtering {}", self.iface)),
         ]);
-        let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-            .try_init();
+        notices::enable_env_logger();
         match aya_log::EbpfLogger::init(&mut attached.ebpf) {
             Ok(logger) => {
                 // SAFETY: the AsyncFd owns the logger, so the fd it watches

@@ -12,7 +12,7 @@
 //! kernel's socket table (/proc/thread-self/net/tcp, tcp6).
 use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt as _, path::Path};
 
-use crate::kernel::flows::endpoint;
+use filter_kernel::flows::endpoint;
 
 /// One SSH session: the client's address and port, and the server's port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

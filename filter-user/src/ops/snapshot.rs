@@ -4,17 +4,15 @@
 //! render this one type.
 use filter_common::XdpMode;
 
-use crate::{
-    kernel::{
-        attachment::Attachment,
-        bans::Ban,
-        iface::{foreign_program, if_index, iface_xdp, link_of, LinkHeader},
-        links::open_link,
-        maps::{CounterSet, OutCounterSet},
-        pins::{read_info, PinRoot, EGRESS_LINK_PIN, LINK_PIN},
-    },
-    policy::ruleset::Ruleset,
+use filter_kernel::{
+    attachment::Attachment,
+    bans::Ban,
+    iface::{foreign_program, if_index, iface_xdp, link_of, LinkHeader},
+    links::open_link,
+    maps::{CounterSet, OutCounterSet},
+    pins::{read_info, PinRoot, EGRESS_LINK_PIN, LINK_PIN},
 };
+use filter_policy::ruleset::Ruleset;
 
 pub struct Snapshot {
     pub iface: String,

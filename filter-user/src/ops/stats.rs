@@ -3,13 +3,13 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use filter_common::{Counter, OutReason, Reason};
+use filter_kernel::maps::CounterSet;
 
 use super::{
     counters::{self, Counters},
     json,
     snapshot::Snapshot,
 };
-use crate::kernel::maps::CounterSet;
 
 /// What `stats` shows of a snapshot: its counters, and whether it drops.
 fn readings(s: &Snapshot) -> (CounterSet, bool) {

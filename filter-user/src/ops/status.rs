@@ -2,9 +2,9 @@
 //! [`Snapshot::gather`]), for people and for programs. Attachments of other
 //! network namespaces are listed as such, never checked from here.
 use filter_common::{OutReason, Reason};
+use filter_kernel::pins::{Elsewhere, PinRoot};
 
 use super::{json, snapshot::Snapshot};
-use crate::kernel::pins::{Elsewhere, PinRoot};
 
 /// What the counters say the operator should change, one line each.
 pub fn hints(s: &Snapshot) -> Vec<String> {
@@ -43,7 +43,7 @@ pub fn to_json(
     root: &PinRoot,
     legacy: &[String],
 ) -> json::Status {
-    use crate::policy::ruleset::compile_rules;
+    use filter_policy::ruleset::compile_rules;
     let interfaces = all
         .iter()
         .map(|s| {
@@ -185,10 +185,10 @@ impl CaptureState {
 /// Whether a capture samples on `iface` (`None`: no, or pins of an older
 /// layout without the capture's maps).
 pub fn capture_state(root: &PinRoot, iface: &str) -> Option<CaptureState> {
-    let maps = crate::kernel::capture::CaptureMaps::open(&root.iface_dir(iface)).ok()?;
+    let maps = filter_kernel::capture::CaptureMaps::open(&root.iface_dir(iface)).ok()?;
     let f = maps.filter().ok()?;
     (f.on != 0).then(|| CaptureState {
         pid: f.reader_pid,
-        alive: crate::kernel::capture::reader_alive(&f),
+        alive: filter_kernel::capture::reader_alive(&f),
     })
 }

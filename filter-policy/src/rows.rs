@@ -2,7 +2,7 @@
 //! them: each row's number, the counter it moves, a one-line reading of it
 //! and the configuration key behind it. A test reads docs/policy.md and
 //! fails when a row here and the row there disagree.
-use crate::policy::ruleset::Ruleset;
+use crate::ruleset::Ruleset;
 
 /// Which of docs/policy.md's decision tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +211,7 @@ mod tests {
                     assert!(
                         ROWS.iter()
                             .any(|r| r.table == table && r.id == id && r.counter == c),
-                        "docs/policy.md {table:?} row {id} counts `{c}`: not in policy::rows"
+                        "docs/policy.md {table:?} row {id} counts `{c}`: not in filter_policy::rows"
                     );
                 }
             }

@@ -1,16 +1,12 @@
-//! `sipwall allow`: the live allowlist of an attached filter. Every change
-//! is validated completely first, then installed as a whole new generation
-//! (see `kernel/maps.rs`), under the pin-root lock.
+//! Allowlist entries and changes to them, judged against the ruleset in
+//! force: every change is validated completely before `sipwall`'s
+//! `ops::allowlist` installs the result on a running filter.
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use ipnet::IpNet;
 
-use crate::{
-    error::UsageError,
-    kernel::{attachment::Attachment, pins::PinRoot},
-    policy::{cidr::parse_lines, input},
-};
+use crate::{cidr::parse_lines, error::UsageError, input, ruleset::Ruleset};
 
 /// Reads an allowlist file: one CIDR a line, `#` starts a comment; `-`
 /// is standard input.
@@ -26,14 +22,14 @@ pub enum Change {
     Replace(Vec<IpNet>),
 }
 
-/// What a change did.
-pub struct Applied {
-    /// The allowlist now.
-    pub allow: Vec<IpNet>,
+/// A change judged against the ruleset in force.
+pub struct Edited {
+    /// The ruleset with the change made (normalised when `changed`).
+    pub ruleset: Ruleset,
     /// Entries of an `Add` that were there already.
     pub already: Vec<IpNet>,
-    /// Whether anything was written (an `Add` of entries all present
-    /// already writes nothing).
+    /// Whether there is anything to write (an `Add` of entries all present
+    /// already changes nothing).
     pub changed: bool,
 }
 
@@ -45,22 +41,24 @@ fn whole_families(allow: &[IpNet]) -> Vec<IpNet> {
         .collect()
 }
 
-/// Applies `change` to the filter attached to `iface`. An empty result,
-/// and a prefix of length 0 added (or entries that together make one),
-/// need `force`.
-pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result<Applied> {
-    if let Change::Add(nets) | Change::Replace(nets) = &change {
+/// Refuses a prefix of length 0 added without `force`: judged before the
+/// filter is even opened.
+pub fn refuse_whole_family(change: &Change, force: bool) -> Result<(), UsageError> {
+    if let Change::Add(nets) | Change::Replace(nets) = change {
         if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0).filter(|_| !force) {
             return Err(UsageError(format!(
                 "{net} allows every {} source to send signalling, which is no allowlist at all; nothing changed (--force if that is what you want)",
                 if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
-            ))
-            .into());
+            )));
         }
     }
-    let _lock = root.lock()?;
-    let mut att = Attachment::open_resolved(root, iface.to_string())?;
-    let mut ruleset = att.maps.read_ruleset()?;
+    Ok(())
+}
+
+/// Makes `change` to `ruleset`, the one in force on `iface`. An empty
+/// allowlist, and entries that together cover a family they did not cover
+/// before, need `force`.
+pub fn edit(mut ruleset: Ruleset, iface: &str, change: Change, force: bool) -> Result<Edited> {
     let covered_before = whole_families(&ruleset.allow);
     let mut already = Vec::new();
     match change {
@@ -76,8 +74,8 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result
                 }
             }
             if ruleset.allow.len() == before {
-                return Ok(Applied {
-                    allow: ruleset.allow,
+                return Ok(Edited {
+                    ruleset,
                     already,
                     changed: false,
                 });
@@ -119,11 +117,8 @@ pub fn apply(root: &PinRoot, iface: &str, change: Change, force: bool) -> Result
         )
         .into());
     }
-    att.maps
-        .install(&ruleset)
-        .with_context(|| format!("updating the allowlist of {iface}"))?;
-    Ok(Applied {
-        allow: ruleset.allow,
+    Ok(Edited {
+        ruleset,
         already,
         changed: true,
     })

@@ -8,10 +8,9 @@ use aya::{
 };
 use filter_common::{Counter, CounterFamily, OutReason, Reason};
 
-use crate::{
-    kernel::{iface::LinkHeader, maps::Maps, program},
-    policy::ruleset::Ruleset,
-};
+use filter_policy::ruleset::Ruleset;
+
+use crate::{iface::LinkHeader, maps::Maps, program};
 
 /// What the program returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,8 +113,8 @@ impl Runner {
     }
 
     /// The capture's maps of this copy (the bench turns sampling on and off).
-    pub fn capture_maps(&mut self) -> Result<crate::kernel::capture::CaptureMaps> {
-        crate::kernel::capture::CaptureMaps::take(&mut self.ebpf)
+    pub fn capture_maps(&mut self) -> Result<crate::capture::CaptureMaps> {
+        crate::capture::CaptureMaps::take(&mut self.ebpf)
     }
 
     /// Installs another ruleset (the atomic swap a live filter uses).

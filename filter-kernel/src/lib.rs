@@ -1,6 +1,8 @@
 //! The kernel side as userspace sees it: the embedded XDP program, its pins
 //! on bpffs, its maps (the one door to them), and attaching it to an
-//! interface.
+//! interface. It installs what `filter-policy` describes and prints
+//! nothing: warnings go to the `log` crate (target `filter_kernel`), which
+//! `sipwall` shows on stderr.
 pub mod attach;
 pub mod attachment;
 pub mod bans;
@@ -16,3 +18,4 @@ pub mod privileges;
 pub mod program;
 pub mod rcu;
 pub mod runner;
+mod syscall;

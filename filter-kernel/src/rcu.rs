@@ -4,15 +4,16 @@
 //! The kernel offers this only as a side effect: updating an element of a
 //! map-of-maps makes the update syscall wait, with `synchronize_rcu()`, for
 //! every BPF program already running to finish. aya cannot create such a
-//! map from userspace, so this does the three bpf(2) calls itself.
+//! map from userspace, so this makes the three bpf(2) calls itself (through
+//! `syscall`).
 use std::{
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
     sync::OnceLock,
 };
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+use crate::syscall::{bpf, bpf_fd, MapElem, BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM};
+
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
 
@@ -28,38 +29,9 @@ struct MapCreate {
     inner_map_fd: u32,
 }
 
-/// The part of `union bpf_attr` that BPF_MAP_UPDATE_ELEM reads.
-#[repr(C)]
-struct MapUpdate {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a prefix of bpf_attr with its size passed along;
-    // the kernel zero-extends the rest.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *const T,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn create(attr: &MapCreate) -> io::Result<OwnedFd> {
-    let fd = bpf(BPF_MAP_CREATE, attr)?;
-    // SAFETY: the kernel just returned this new descriptor to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+fn create(mut attr: MapCreate) -> io::Result<OwnedFd> {
+    // SAFETY: BPF_MAP_CREATE's attributes hold no addresses.
+    unsafe { bpf_fd(BPF_MAP_CREATE, &mut attr) }
 }
 
 /// A one-element array of maps and the one map it holds.
@@ -69,14 +41,14 @@ struct Barrier {
 }
 
 fn barrier() -> io::Result<Barrier> {
-    let inner = create(&MapCreate {
+    let inner = create(MapCreate {
         map_type: BPF_MAP_TYPE_ARRAY,
         key_size: 4,
         value_size: 4,
         max_entries: 1,
         ..Default::default()
     })?;
-    let outer = create(&MapCreate {
+    let outer = create(MapCreate {
         map_type: BPF_MAP_TYPE_ARRAY_OF_MAPS,
         key_size: 4,
         value_size: 4,
@@ -97,17 +69,14 @@ pub fn wait_for_running_programs() -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("creating a map of maps: {e}")))?;
     let key = 0u32;
     let value = barrier.inner.as_raw_fd() as u32;
-    bpf(
-        BPF_MAP_UPDATE_ELEM,
-        &MapUpdate {
-            map_fd: barrier.outer.as_raw_fd() as u32,
-            _pad: 0,
-            key: &key as *const u32 as u64,
-            value: &value as *const u32 as u64,
-            flags: 0,
-        },
-    )
-    .map(|_| ())
+    let mut attr = MapElem::new(
+        barrier.outer.as_fd(),
+        &key as *const u32 as u64,
+        &value as *const u32 as u64,
+    );
+    // SAFETY: key and value are u32s, the outer map's key and value sizes,
+    // and live through the call.
+    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
 }
 
 #[cfg(test)]

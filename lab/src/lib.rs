@@ -1,5 +1,6 @@
-//! A throw-away lab of network namespaces, shared by `sipwall demo` and the
-//! network-namespace tests.
+//! A throw-away lab of network namespaces, shared by the demo (this
+//! crate's `sipwall-demo`, run by `cargo xtask demo`), the
+//! network-namespace tests and the benchmarks. Not part of the product.
 //!
 //! ```text
 //!  provider (44.229.228.186, 44.238.177.138)  ──┐
@@ -14,7 +15,6 @@
 //! under /run stays visible. Dropping the lab kills what still runs in its
 //! namespaces, deletes them (which removes the veths and any XDP attachment)
 //! and unmounts the bpffs (which releases the pins).
-pub mod demo;
 pub mod sipp;
 pub mod traffic;
 
@@ -271,7 +271,7 @@ impl Lab {
     }
 
     fn mount_bpffs(&mut self) -> Result<()> {
-        crate::kernel::pins::mount_bpffs(&self.bpffs())
+        filter_kernel::pins::mount_bpffs(&self.bpffs())
             .context("mounting the lab's bpffs (needs root)")?;
         self.bpffs_mounted = true;
         Ok(())

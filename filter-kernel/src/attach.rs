@@ -28,16 +28,14 @@ use aya::{
 };
 use filter_common::{maps as map_names, AttachInfo, XdpMode, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
 
+use filter_policy::{error::UsageError, ruleset::Ruleset};
+
 use crate::{
-    error::UsageError,
-    kernel::{
-        iface::{foreign_program, if_index, iface_xdp, link_header, IfaceXdp, LinkHeader},
-        links::open_link,
-        maps::Maps,
-        pins::{self, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
-        program,
-    },
-    policy::ruleset::Ruleset,
+    iface::{foreign_program, if_index, iface_xdp, link_header, IfaceXdp, LinkHeader},
+    links::open_link,
+    maps::Maps,
+    pins::{self, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
+    program,
 };
 
 /// A running attachment, as this process holds it.
@@ -84,7 +82,7 @@ pub fn attach(
                 "strict mode needs the TC egress program to learn the host's own flows (TCX: Linux 6.6 or later)",
             ));
         }
-        eprintln!("sipwall: the TC egress program is not attached ({e:#}); guard mode with open egress does not need it, strict modes will");
+        log::warn!("the TC egress program is not attached ({e:#}); guard mode with open egress does not need it, strict modes will");
     }
     record_info(&plan, mode)?;
     guard.disarm();
@@ -173,8 +171,8 @@ fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool
     });
     let keep = keep_allowlist && existed && policy_maps_intact;
     if !missing.is_empty() {
-        eprintln!(
-            "sipwall: the pins of {iface} were incomplete (missing {}): recreated them{}",
+        log::warn!(
+            "the pins of {iface} were incomplete (missing {}): recreated them{}",
             missing.join(", "),
             if keep_allowlist && !keep {
                 "; the allowlist could not be kept, the configuration's is installed"
@@ -324,8 +322,8 @@ fn attach_new(
             Ok(id) => (id, XdpMode::Native),
             Err(native_err) => {
                 let id = attach_in(xdp, iface, XdpMode::Skb)?;
-                eprintln!(
-                    "sipwall: {iface}'s driver refused native XDP ({native_err}); attached in skb (generic) mode instead"
+                log::warn!(
+                    "{iface}'s driver refused native XDP ({native_err}); attached in skb (generic) mode instead"
                 );
                 (id, XdpMode::Skb)
             }

@@ -1,11 +1,13 @@
-//! `sipwall demo`: the filter at work on a throw-away lab of network
-//! namespaces (see [`crate::lab`]). The provider calls the PBX and gets
-//! through, an outsider's calls are dropped, the outsider's RTP arrives; the
-//! counters are printed and checked against the traffic sent, then
-//! everything is removed, also on Ctrl-C.
+//! `sipwall-demo` (`cargo xtask demo`): the filter at work on a throw-away
+//! lab of network namespaces (see [`sipwall_lab`]). The provider calls the
+//! PBX and gets through, an outsider's calls are dropped, the outsider's
+//! RTP arrives; the counters are printed and checked against the traffic
+//! sent, then everything is removed, also on Ctrl-C. It runs the `sipwall`
+//! binary that sits beside it (one `cargo build` makes both).
 use std::{
     net::{IpAddr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
+    process::ExitCode,
     time::Duration,
 };
 
@@ -13,18 +15,16 @@ use anyhow::{bail, Context as _, Result};
 use filter_common::Reason;
 use serde_json::Value;
 
-use crate::{
-    kernel::privileges::require_root,
-    lab::{
-        self,
-        sipp::{self, Transport, Uas},
-        traffic::{self, Sink},
-        Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
-    },
+use filter_kernel::privileges::require_root;
+use sipwall_lab::{
+    self as lab,
+    sipp::{self, Transport, Uas},
+    traffic::{self, Sink},
+    Host, Lab, OUTSIDER, PBX, PBX_IFACE, PROVIDER,
 };
 
 /// Namespaces of the demo start with this.
-pub const PREFIX: &str = "sipwall-demo";
+const PREFIX: &str = "sipwall-demo";
 
 const PROVIDER_CALLS: u32 = 3;
 const OUTSIDER_CALLS: u32 = 2;
@@ -33,10 +33,33 @@ const RTP_PACKETS: u64 = 50;
 /// 12 bytes of RTP header and 20 ms of G.711.
 const RTP_PAYLOAD: usize = 172;
 
-pub fn run() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sipwall-demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `sipwall` binary of the same build.
+fn sipwall_exe() -> Result<PathBuf> {
+    let demo = std::env::current_exe().context("locating the sipwall-demo binary")?;
+    let exe = demo.with_file_name("sipwall");
+    if !exe.is_file() {
+        bail!(
+            "{} missing: build it with `cargo build -p filter-user` (`cargo xtask demo` does)",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
+fn run() -> Result<()> {
     require_root()?;
     sipp::find()?;
-    let exe = std::env::current_exe().context("locating the sipwall binary")?;
+    let exe = sipwall_exe()?;
     lab::stop_on_signals();
 
     println!("sipwall demo: a throw-away lab of network namespaces; this host's own interfaces are not touched.");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use filter_common::{AttachInfo, XdpMode};
 
-use crate::kernel::{maps::Maps, pins, pins::PinRoot};
+use crate::{maps::Maps, pins, pins::PinRoot};
 
 /// The pinned attachment of one interface: its `INFO` record and its maps.
 pub struct Attachment {

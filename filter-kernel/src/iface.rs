@@ -5,10 +5,9 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 use filter_common::XdpMode;
 
-use crate::{
-    error::UsageError,
-    kernel::{links, pins},
-};
+use filter_policy::error::UsageError;
+
+use crate::{links, pins};
 
 /// What the interface has attached now, according to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +100,7 @@ fn program_name(id: u32) -> Option<String> {
 ///   cannot remove).
 pub fn foreign_program(iface: &str, x: IfaceXdp, root: &std::path::Path) -> String {
     let name = program_name(x.program_id);
-    if name.as_deref() == Some(crate::kernel::program::PROGRAM_NAME) {
+    if name.as_deref() == Some(crate::program::PROGRAM_NAME) {
         if let Some(other) =
             links::find_link_pin(x.program_id).and_then(|p| links::root_of_link_pin(&p))
         {

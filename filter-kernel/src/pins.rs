@@ -16,14 +16,14 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use aya::maps::{Array, MapData};
 use filter_common::{AttachInfo, ATTACH_MAGIC, PIN_LAYOUT_VERSION};
+use filter_policy::error::UsageError;
+
+use crate::{maps, netns::NetnsId};
 
 /// The layout of layout-3 pins once moved to their namespace's folder: the
 /// maps unchanged, only the place (see [`PinRoot::adopt_legacy`]).
 const MOVED_LAYOUT_VERSION: u32 = 4;
-
-use crate::{error::UsageError, kernel::netns::NetnsId};
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub const LINK_PIN: &str = "link";
@@ -209,11 +209,11 @@ impl PinRoot {
     /// to `<root>/netns-<INODE>/<iface>/` and its INFO record upgraded;
     /// the maps keep their layout, so nothing else changes and the filter
     /// keeps running. Others are left for their own namespace (`status`
-    /// lists them). Best effort: a failure is reported on stderr.
+    /// lists them). Best effort: a failure is logged as a warning.
     pub fn adopt_legacy(&self) {
         for iface in self.legacy() {
             if let Err(e) = self.adopt_one(&iface) {
-                eprintln!("sipwall: could not adopt the layout-3 pins of {iface}: {e:#}");
+                log::warn!("could not adopt the layout-3 pins of {iface}: {e:#}");
             }
         }
     }
@@ -237,9 +237,9 @@ impl PinRoot {
         // Layout 3 only moved the folder; the maps must be this sipwall's
         // (a sipwall before the abuse controls had fewer maps and a shorter
         // policy): those are left, and `status` lists them.
-        if let Err(e) = crate::kernel::maps::Maps::open_pinned(&old) {
-            eprintln!(
-                "sipwall: the layout-3 pins of {iface} hold maps of an older sipwall ({e:#}); not adopted: `rm -r {}` detaches them, then attach again",
+        if let Err(e) = crate::maps::Maps::open_pinned(&old) {
+            log::warn!(
+                "the layout-3 pins of {iface} hold maps of an older sipwall ({e:#}); not adopted: `rm -r {}` detaches them, then attach again",
                 old.display()
             );
             return Ok(());
@@ -253,8 +253,8 @@ impl PinRoot {
         // them (`detach` removes them) rather than misreading them.
         info.layout_version = MOVED_LAYOUT_VERSION.min(PIN_LAYOUT_VERSION);
         write_info(&new, &info)?;
-        eprintln!(
-            "sipwall: adopted the pins of {iface} from sipwall's previous layout: moved {} to {}",
+        log::info!(
+            "adopted the pins of {iface} from sipwall's previous layout: moved {} to {}",
             old.display(),
             new.display()
         );
@@ -263,7 +263,7 @@ impl PinRoot {
 
     /// Whether the layout-3 folder `old` of `iface` is this namespace's.
     fn belongs_here(&self, iface: &str, old: &Path) -> bool {
-        use crate::kernel::{
+        use crate::{
             iface as kiface,
             links::{link_is_live, open_link},
         };
@@ -344,7 +344,7 @@ impl PinRoot {
         let fd = dir.as_raw_fd();
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            eprintln!("sipwall: waiting for another sipwall command to finish...");
+            log::info!("waiting for another sipwall command to finish...");
             // SAFETY: as above.
             if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
                 return Err(std::io::Error::last_os_error())
@@ -438,22 +438,7 @@ pub fn read_info(dir: &Path) -> Result<AttachInfo> {
 
 /// Reads the `INFO` map of an attachment, whatever its version.
 fn read_info_unchecked(dir: &Path) -> Result<AttachInfo> {
-    let path = dir.join(INFO_PIN);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "opening {} (sipwall's pins are damaged: attaching again recreates them, `sipwall detach` removes them)",
-            path.display()
-        )
-    })?;
-    let map: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(data))
-        .with_context(|| {
-            format!(
-            "{} is not sipwall's: pins from an incompatible version? `sipwall detach` removes them",
-            path.display()
-        )
-        })?;
-    map.get(&0, 0)
-        .with_context(|| format!("reading {}", path.display()))
+    maps::read_info(&dir.join(INFO_PIN))
 }
 
 fn check_info(info: &AttachInfo, dir: &Path) -> Result<()> {
@@ -473,20 +458,7 @@ fn check_info(info: &AttachInfo, dir: &Path) -> Result<()> {
 
 /// Creates (or overwrites) the `INFO` map pinned in `dir`.
 pub fn write_info(dir: &Path, info: &AttachInfo) -> Result<()> {
-    let path = dir.join(INFO_PIN);
-    let context = || format!("writing {}", path.display());
-    match MapData::from_pin(&path) {
-        Ok(data) => {
-            let mut map: Array<MapData, AttachInfo> = Array::try_from(aya::maps::Map::Array(data))?;
-            map.set(0, info, 0).with_context(context)
-        }
-        Err(_) => {
-            let mut map =
-                Array::<MapData, AttachInfo>::create(1, 0).context("creating the INFO map")?;
-            map.set(0, info, 0).with_context(context)?;
-            map.pin(&path).with_context(context)
-        }
-    }
+    maps::write_info(&dir.join(INFO_PIN), info)
 }
 
 /// Removes every pin in `dir`, then `dir`.

@@ -129,7 +129,7 @@ fn socket_line(line: &str, proto: u8) -> Option<FlowTuple> {
 }
 
 /// An `ADDR:PORT` of /proc/net/{tcp,udp}[6], as the kernel prints it.
-pub(crate) fn endpoint(text: &str) -> Option<(IpAddr, u16)> {
+pub fn endpoint(text: &str) -> Option<(IpAddr, u16)> {
     let (addr, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let word = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes);

@@ -4,12 +4,12 @@
 //! A namespace is identified by the inode of its nsfs file (what
 //! `readlink /proc/self/ns/net` shows as `net:[INODE]` and `lsns -t net`
 //! lists). It is unique among the namespaces that exist; an attachment's
-//! pins live in a folder named after it (see [`crate::kernel::pins`]).
+//! pins live in a folder named after it (see [`crate::pins`]).
 use std::{fs::File, os::fd::AsRawFd, os::unix::fs::MetadataExt, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use crate::error::UsageError;
+use filter_policy::error::UsageError;
 
 /// A network namespace, by the inode of its nsfs file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -37,21 +37,21 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    maps as names, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey, EgressPolicy, FlowKey,
-    FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason, ReplySlot, SourceKey,
-    BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, FLOW_GATE_ALWAYS, INLINE_NONE,
+    maps as names, AttachInfo, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey,
+    EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason,
+    ReplySlot, SourceKey, BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, FLOW_GATE_ALWAYS,
+    INLINE_NONE,
     REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
+use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
 
 use crate::{
-    kernel::{
-        bans::{self, Ban},
-        direct::{self, V4Table},
-        flows::{FlowMapKey, FlowTuple},
-        iface::LinkHeader,
-    },
-    policy::ruleset::Ruleset,
+    bans::{self, Ban},
+    direct::{self, V4Table},
+    flows::{FlowMapKey, FlowTuple},
+    iface::LinkHeader,
+    syscall::{bpf, MapElem, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM},
 };
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], u8>;
@@ -243,7 +243,7 @@ impl Maps {
             self.remember(g, policy.installed_ns, allow.clone());
         }
         let mut ruleset = Ruleset::from_parts(&policy, allow);
-        ruleset.egress = crate::policy::ruleset::Egress::from_policy(&egress);
+        ruleset.egress = filter_policy::ruleset::Egress::from_policy(&egress);
         Ok(ruleset)
     }
 
@@ -306,7 +306,7 @@ impl Maps {
         // session above all) must not lose their answers. The egress
         // program learns from now on; the socket table gives the rest.
         if ruleset.strict() && active_policy.flags & FLAG_STRICT == 0 {
-            let open = crate::kernel::flows::open_flows()?;
+            let open = crate::flows::open_flows()?;
             self.add_flows(&open)
                 .context("entering the open connections in the flow map")?;
         }
@@ -977,10 +977,10 @@ fn v6_keys(nets: &[IpNet]) -> Vec<Key<[u8; 16]>> {
 /// period, see `rcu.rs`); where the kernel will not do that, waits 10 ms,
 /// a thousand times what a packet takes.
 fn wait_for_packets_in_flight() {
-    if let Err(e) = crate::kernel::rcu::wait_for_running_programs() {
+    if let Err(e) = crate::rcu::wait_for_running_programs() {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            eprintln!("sipwall: cannot wait for an RCU grace period ({e}); waiting 10 ms instead")
+            log::warn!("cannot wait for an RCU grace period ({e}); waiting 10 ms instead")
         });
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -1070,42 +1070,51 @@ impl<T: Copy + Default> direct::Cells<T> for Elements<'_, T> {
     }
 }
 
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+/// The record in the `INFO` map pinned at `path` (the pins' own map, not
+/// the program's: see pins.rs).
+pub(crate) fn read_info(path: &Path) -> Result<AttachInfo> {
+    let data = MapData::from_pin(path).with_context(|| {
+        format!(
+            "opening {} (sipwall's pins are damaged: attaching again recreates them, `sipwall detach` removes them)",
+            path.display()
+        )
+    })?;
+    let map: Array<MapData, AttachInfo> = Array::try_from(Map::Array(data)).with_context(|| {
+        format!(
+            "{} is not sipwall's: pins from an incompatible version? `sipwall detach` removes them",
+            path.display()
+        )
+    })?;
+    map.get(&0, 0)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes the record of the `INFO` map pinned at `path`, creating and
+/// pinning the map where there is none.
+pub(crate) fn write_info(path: &Path, info: &AttachInfo) -> Result<()> {
+    let context = || format!("writing {}", path.display());
+    match MapData::from_pin(path) {
+        Ok(data) => {
+            let mut map: Array<MapData, AttachInfo> = Array::try_from(Map::Array(data))?;
+            map.set(0, info, 0).with_context(context)
+        }
+        Err(_) => {
+            let mut map =
+                Array::<MapData, AttachInfo>::create(1, 0).context("creating the INFO map")?;
+            map.set(0, info, 0).with_context(context)?;
+            map.pin(path).with_context(context)
+        }
+    }
+}
 
 /// BPF_MAP_LOOKUP_ELEM or BPF_MAP_UPDATE_ELEM of an array element; `value`
 /// points to a value of the map's value size.
 fn elem(map: &MapData, cmd: libc::c_long, key: &u32, value: u64) -> Result<()> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    #[repr(C)]
-    struct ElemAttr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    let attr = ElemAttr {
-        map_fd: map.fd().as_fd().as_raw_fd() as u32,
-        _pad: 0,
-        key: key as *const u32 as u64,
-        value,
-        flags: 0,
-    };
-    // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
-    // its size; the key and value it points to outlive the call, and the
+    use std::os::fd::AsFd as _;
+    let mut attr = MapElem::new(map.fd().as_fd(), key as *const u32 as u64, value);
+    // SAFETY: the key and value `attr` points to outlive the call, and the
     // value is of the map's value size (the caller's `T`).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            &attr as *const ElemAttr,
-            std::mem::size_of::<ElemAttr>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
+    unsafe { bpf(cmd, &mut attr) }?;
     Ok(())
 }
 
@@ -1185,10 +1194,7 @@ mod batch {
     use aya::maps::{lpm_trie::Key, IterableMap as _, MapData};
 
     use super::Trie;
-
-    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+    use crate::syscall::{bpf, BPF_MAP_DELETE_BATCH, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH};
 
     /// Keys per call.
     const CHUNK: usize = 4096;
@@ -1209,18 +1215,9 @@ mod batch {
     /// Runs a batch command; returns how many elements it did and the
     /// error, if any.
     fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> (usize, Option<io::Error>) {
-        // SAFETY: `attr` is the prefix of bpf_attr these commands read, with
-        // its size; every buffer it points to is valid for `count` elements
-        // of the map's key and value sizes and outlives the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
+        // SAFETY: every buffer `attr` points to is valid for `count`
+        // elements of the map's key and value sizes and outlives the call.
+        let err = unsafe { bpf(cmd, attr) }.err();
         (attr.count as usize, err)
     }
 

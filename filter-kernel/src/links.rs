@@ -9,7 +9,11 @@ use std::{
 
 use aya::programs::links::{FdLink, PinnedLink};
 
-use crate::kernel::{netns::NetnsId, pins::LINK_PIN};
+use crate::{
+    netns::NetnsId,
+    pins::LINK_PIN,
+    syscall::{bpf, bpf_fd, BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD},
+};
 
 /// The pinned link at `path` and the program it runs, if it is readable.
 pub fn open_link(path: &Path) -> Option<(FdLink, u32)> {
@@ -22,9 +26,6 @@ pub fn open_link(path: &Path) -> Option<(FdLink, u32)> {
 /// whose interface was deleted is defunct: the kernel reports interface
 /// index 0). `false` when it cannot be read.
 pub fn link_is_live(path: &Path) -> bool {
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    const BPF_OBJ_GET: libc::c_long = 7;
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     const BPF_LINK_TYPE_XDP: u32 = 6;
     let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
         return false;
@@ -32,14 +33,10 @@ pub fn link_is_live(path: &Path) -> bool {
     // BPF_OBJ_GET: pathname, bpf_fd, file_flags.
     let mut attr = [0u8; 16];
     attr[0..8].copy_from_slice(&(c_path.as_ptr() as u64).to_ne_bytes());
-    // SAFETY: attr is a valid bpf_attr for BPF_OBJ_GET; the path it
-    // points to outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_ptr(), attr.len()) };
-    if fd < 0 {
+    // SAFETY: the path `attr` points to outlives the call.
+    let Ok(fd) = (unsafe { bpf_fd(BPF_OBJ_GET, &mut attr) }) else {
         return false;
-    }
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    };
     // struct bpf_link_info: type, id, prog_id (u32 each), then the
     // per-type union, 8-aligned; for XDP links it starts with ifindex.
     let mut info = [0u8; 64];
@@ -47,17 +44,9 @@ pub fn link_is_live(path: &Path) -> bool {
     attr[0..4].copy_from_slice(&(fd.as_raw_fd() as u32).to_ne_bytes());
     attr[4..8].copy_from_slice(&(info.len() as u32).to_ne_bytes());
     attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
-    // SAFETY: attr is a valid bpf_attr for BPF_OBJ_GET_INFO_BY_FD whose
-    // buffer pointer and length describe `info`, which outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            attr.as_ptr(),
-            attr.len(),
-        )
-    };
-    if rc != 0 {
+    // SAFETY: the buffer pointer and length in `attr` describe `info`,
+    // which outlives the call.
+    if unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.is_err() {
         return false;
     }
     let word = |at: usize| u32::from_ne_bytes(info[at..at + 4].try_into().unwrap_or_default());

@@ -8,14 +8,12 @@ use ipnet::IpNet;
 use serde::{de::Error as _, Deserialize, Deserializer};
 
 use crate::{
+    cidr::parse_cidr,
     error::UsageError,
-    policy::{
-        cidr::parse_cidr,
-        input,
-        ruleset::{
-            AllowRule, Egress, EgressMode, Mode as RulesetMode, RateLimit, RuleProto, Ruleset,
-            DEFAULT_PROVIDER_RTP, DEFAULT_RTP, DEFAULT_SIG_PORTS,
-        },
+    input,
+    ruleset::{
+        AllowRule, Egress, EgressMode, Mode as RulesetMode, RateLimit, RuleProto, Ruleset,
+        DEFAULT_PROVIDER_RTP, DEFAULT_RTP, DEFAULT_SIG_PORTS,
     },
 };
 
@@ -693,8 +691,8 @@ proto = "icmp"
         assert_eq!(r.egress.rules[0].from[0].to_string(), "203.0.113.0/24");
         assert!(r.egress.rules[1].from.is_empty());
         let ingress = Ruleset::from_parts(&r.policy(), r.allow.clone());
-        let back = crate::policy::ruleset::Egress::from_policy(&r.egress.policy());
-        let compiled = crate::policy::ruleset::compile_rules;
+        let back = crate::ruleset::Egress::from_policy(&r.egress.policy());
+        let compiled = crate::ruleset::compile_rules;
         assert_eq!(compiled(&back.rules), compiled(&r.egress.rules));
         assert_eq!((back.mode, &back.dns), (r.egress.mode, &r.egress.dns));
         assert!(
@@ -856,7 +854,7 @@ dns = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\", \"192.0.2.5\"
     #[test]
     fn shipped_example_is_the_defaults() {
         assert_eq!(
-            ok(include_str!("../../../dist/sipwall.toml")),
+            ok(include_str!("../../dist/sipwall.toml")),
             Ruleset::default()
         );
     }
