@@ -40,8 +40,7 @@ use filter_common::{
     maps as names, AttachInfo, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey,
     EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason,
     ReplySlot, SourceKey, BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, FLOW_GATE_ALWAYS,
-    INLINE_NONE,
-    REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
