@@ -1,0 +1,65 @@
+//! The ban set: its entries and the gate in front of them.
+
+/// One entry of the ban set (the value of the ban tries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BanEntry {
+    /// CLOCK_MONOTONIC time (as the kernel's coarse clock reads it) up to which a source this entry matches is
+    /// banned: the latest expiry among this entry and every shorter ban
+    /// prefix that covers it (the lookup answers with the most specific
+    /// entry only), [`BAN_PERMANENT`] for no expiry. The program reads only this.
+    pub effective_ns: u64,
+    /// This entry's own expiry, as `ban add` set it (for `ban list`).
+    pub expires_ns: u64,
+}
+
+/// `BanEntry` expiry of a ban without end.
+pub const BAN_PERMANENT: u64 = u64::MAX;
+
+/// Words of each family's half of the ban gate: two bits per first 24 bits
+/// of an address (an IPv4 /24), 32 a word: [`BAN_GATE_HOSTS`] when single
+/// addresses (/32, /128) in it are banned, [`BAN_GATE_PREFIXES`] when a
+/// shorter ban prefix covers some of it. A packet whose bits are clear is
+/// not banned, at the cost of one array read whatever the size of the ban
+/// set; a set bit sends it on to the host hash or the prefix trie.
+pub const BAN_GATE_WORDS: u32 = 1 << 19;
+pub const BAN_GATE_HOSTS: u64 = 1;
+pub const BAN_GATE_PREFIXES: u64 = 2;
+
+/// Words of the ban gate's second level, after the two halves: one bit
+/// per single banned address (/32, /128), so that a source in a /24 with
+/// banned hosts but not banned itself costs one more array read rather
+/// than a hash lookup. An address's 256 neighbours (all bytes but the
+/// last alike) share a block of four words placed by a hash of what they
+/// have in common, and the last byte picks the bit: a neighbour of a ban
+/// finds its own bit clear, and only blocks two prefixes share can give a
+/// false "maybe" (then the host hash answers, as it would without the
+/// bitmap). 2^24 bits: at 100,000 bans about one neighbour in 170.
+pub const BAN_HOST_WORDS: u32 = 1 << 18;
+/// Words of the whole ban gate map: IPv4 half, IPv6 half, host bitmap.
+pub const BAN_GATE_LEN: u32 = 2 * BAN_GATE_WORDS + BAN_HOST_WORDS;
+
+/// The word (index into the whole gate map) and bit of an IPv4 address
+/// (host byte order) in the gate's host bitmap.
+#[inline(always)]
+pub fn ban_host_bit_v4(addr: u32) -> (u32, u32) {
+    ban_host_bit((addr >> 8).wrapping_mul(0x9e37_79b9), addr & 255)
+}
+
+/// The same for an IPv6 address, as its two big-endian halves.
+#[inline(always)]
+pub fn ban_host_bit_v6(hi: u64, lo: u64) -> (u32, u32) {
+    let folded = hi ^ (lo >> 8).rotate_left(29);
+    let hash = ((folded as u32) ^ ((folded >> 32) as u32) ^ 0x6a09_e667).wrapping_mul(0x9e37_79b9);
+    ban_host_bit(hash, lo as u32 & 255)
+}
+
+#[inline(always)]
+fn ban_host_bit(hash: u32, last_byte: u32) -> (u32, u32) {
+    let blocks_log2 = (BAN_HOST_WORDS / 4).trailing_zeros();
+    let block = hash >> (32 - blocks_log2);
+    (
+        2 * BAN_GATE_WORDS + block * 4 + (last_byte >> 6),
+        last_byte & 63,
+    )
+}
