@@ -189,8 +189,8 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
         });
     }
     let verified_insns = {
-        let ebpf = sipwall::kernel::program::load(None)?;
-        let prog = sipwall::kernel::program::egress(&ebpf)?;
+        let ebpf = filter_kernel::program::load(None)?;
+        let prog = filter_kernel::program::egress(&ebpf)?;
         size::verified_insns(prog.fd()?.as_fd())?
     };
     Ok(EgressTier1 {
