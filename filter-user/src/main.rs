@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(cli.command, Command::Run(_)) {
         // Like other command-line tools, end quietly when the reader of our
         // output goes away (`sipwall stats --watch 1 | head`). The service
         // keeps Rust's default and survives a closed stderr.

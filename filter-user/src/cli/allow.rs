@@ -3,7 +3,7 @@ use anyhow::Result;
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 use filter_policy::{allowlist::read_file, cidr};
 
-use super::AllowAction;
+use super::args::{AllowAction, ShowArgs};
 use crate::{
     error::UsageError,
     ops::{
@@ -15,23 +15,25 @@ use crate::{
 
 pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
     let (iface, change, force) = match action {
-        AllowAction::List { iface, json } => return list(root, iface.as_deref(), json),
-        AllowAction::Add {
-            iface,
-            cidrs,
-            force,
-        } => (iface, Change::Add(cidr::parse_all(&cidrs)?), force),
-        AllowAction::Del {
-            iface,
-            cidrs,
-            force,
-        } => (iface, Change::Del(cidr::parse_all(&cidrs)?), force),
-        AllowAction::Replace { iface, file, force } => {
-            (iface, Change::Replace(read_file(&file)?), force)
-        }
+        AllowAction::List(args) => return list(root, &args),
+        AllowAction::Add(args) => (
+            args.attached,
+            Change::Add(cidr::parse_all(&args.cidrs)?),
+            args.force,
+        ),
+        AllowAction::Del(args) => (
+            args.attached,
+            Change::Del(cidr::parse_all(&args.cidrs)?),
+            args.force,
+        ),
+        AllowAction::Replace(args) => (
+            args.attached,
+            Change::Replace(read_file(&args.file)?),
+            args.force,
+        ),
     };
     require_root()?;
-    let iface = root.resolve(iface.as_deref())?;
+    let iface = root.resolve(iface.iface.as_deref())?;
     // A change to an attachment that filters nothing reaches no packet:
     // most likely the wrong interface, or one that is gone.
     let snap = Snapshot::liveness(root, &iface);
@@ -63,10 +65,10 @@ pub fn run(root: &PinRoot, action: AllowAction) -> Result<()> {
     Ok(())
 }
 
-fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
+fn list(root: &PinRoot, args: &ShowArgs) -> Result<()> {
     require_root()?;
-    let (iface, allow) = allowlist::list(root, iface)?;
-    if json {
+    let (iface, allow) = allowlist::list(root, args.attached.iface.as_deref())?;
+    if args.output.json {
         let doc = json::AllowList {
             allow: allow.iter().map(|n| n.to_string()).collect(),
         };

@@ -1,27 +1,19 @@
 //! `sipwall attach`: load, pin and attach, or upgrade in place.
-use std::path::Path;
-
 use anyhow::Result;
 use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
 use filter_policy::config;
 
-use super::AttachMode;
+use super::args::AttachArgs;
 use crate::{
     error::UsageError,
     ops::{confirm, ephemeral, lockout},
 };
 
-pub fn run(
-    root: &PinRoot,
-    iface: &str,
-    config_path: Option<&Path>,
-    mode: AttachMode,
-    dry_run: bool,
-    force: bool,
-    confirm: Option<u64>,
-) -> Result<()> {
-    let mut ruleset = config::load(config_path)?;
-    ruleset.dry_run |= dry_run;
+pub fn run(root: &PinRoot, args: &AttachArgs) -> Result<()> {
+    let iface = args.target.iface.as_str();
+    let force = args.policy.force;
+    let mut ruleset = config::load(args.target.config.as_deref())?;
+    ruleset.dry_run |= args.dry_run;
     lockout::check_ssh_guard(&ruleset, force)?;
     ephemeral::check(&ruleset, force)?;
     if ruleset.allow.is_empty() && !force {
@@ -31,11 +23,11 @@ pub fn run(
         .into());
     }
     require_root()?;
-    let previous = match confirm {
+    let previous = match args.confirm {
         Some(_) => Some(confirm::previous(root, iface)?),
         None => None,
     };
-    let mut attached = attach::attach(root, iface, &ruleset, mode.requested(), true)?;
+    let mut attached = attach::attach(root, iface, &ruleset, args.target.mode.requested(), true)?;
     let live = attached.maps.read_ruleset()?;
     if attached.replaced {
         println!(
@@ -48,7 +40,7 @@ pub fn run(
                 "allowlist installed from the configuration"
             }
         );
-        if attached.kept_allowlist && config_path.is_some() && live.allow != ruleset.allow {
+        if attached.kept_allowlist && args.target.config.is_some() && live.allow != ruleset.allow {
             eprintln!(
                 "sipwall: note: the live allowlist ({} entries) was kept; the file's [signalling] allow differs: apply it with `sipwall allow replace`",
                 live.allow.len()
@@ -62,7 +54,7 @@ pub fn run(
         );
     }
     println!("  {}", live.summary());
-    if let (Some(secs), Some(previous)) = (confirm, previous) {
+    if let (Some(secs), Some(previous)) = (args.confirm, previous) {
         // The loaded object would detach its links when dropped: only the
         // pinned links keep the filter, so drop nothing but the maps use.
         confirm::await_confirmation(root, iface, &mut attached.maps, previous, secs)?;

@@ -4,56 +4,50 @@ use anyhow::Result;
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 use filter_policy::{banlist, cidr};
 
-use super::BanAction;
+use super::args::{BanAction, ShowArgs};
 use crate::ops::{self, banlist::Change, json, lockout};
 
 pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
     let (iface, change) = match action {
-        BanAction::List { iface, json } => return list(root, iface.as_deref(), json),
-        BanAction::Add {
-            iface,
-            cidrs,
-            file,
-            duration,
-            force,
-        } => {
-            let duration = duration
+        BanAction::List(args) => return list(root, &args),
+        BanAction::Add(args) => {
+            let duration = args
+                .duration
                 .as_deref()
                 .map(banlist::parse_duration)
                 .transpose()?;
-            let mut nets = cidr::parse_all(&cidrs)?;
-            if let Some(file) = file {
-                nets.extend(banlist::read_file(&file)?);
+            let mut nets = cidr::parse_all(&args.cidrs)?;
+            if let Some(file) = &args.file {
+                nets.extend(banlist::read_file(file)?);
             }
-            if !force {
+            if !args.force {
                 lockout::check_bans(&nets)?;
             }
             (
-                iface,
+                args.attached,
                 Change::Add {
                     nets,
                     duration,
-                    force,
+                    force: args.force,
                 },
             )
         }
-        BanAction::Del {
-            iface,
-            cidrs,
-            missing_ok,
-        } => (iface, Change::Del(cidr::parse_all(&cidrs)?, missing_ok)),
+        BanAction::Del(args) => (
+            args.attached,
+            Change::Del(cidr::parse_all(&args.cidrs)?, args.missing_ok),
+        ),
     };
     require_root()?;
-    let iface = root.resolve(iface.as_deref())?;
+    let iface = root.resolve(iface.iface.as_deref())?;
     let bans = ops::banlist::apply(root, &iface, change)?;
     println!("{iface}: {} entries banned", bans.len());
     Ok(())
 }
 
-fn list(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
+fn list(root: &PinRoot, args: &ShowArgs) -> Result<()> {
     require_root()?;
-    let (_, bans) = ops::banlist::list(root, iface)?;
-    if json {
+    let (_, bans) = ops::banlist::list(root, args.attached.iface.as_deref())?;
+    if args.output.json {
         let doc = json::BanList {
             bans: bans
                 .iter()

@@ -1,27 +1,14 @@
 //! `sipwall capture`: the packets the filter judges, to pcapng.
-use std::{io::Write, path::PathBuf, time::Duration};
+use std::io::Write;
 
 use anyhow::{Context as _, Result};
 use filter_common::capture::{CAPTURE_DROP, CAPTURE_IN, CAPTURE_OUT, CAPTURE_PASS};
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 
-use super::args::{CaptureVerdict, CheckDirection};
+use super::args::{CaptureArgs, CaptureVerdict, CheckDirection};
 use crate::ops::capture::{self, Options};
 
-/// The command line as clap parsed it.
-pub struct Args {
-    pub iface: Option<String>,
-    pub reasons: Vec<String>,
-    pub verdict: Option<CaptureVerdict>,
-    pub direction: Option<CheckDirection>,
-    pub count: Option<u64>,
-    pub duration: Option<Duration>,
-    pub snaplen: u32,
-    pub rate: u32,
-    pub write: PathBuf,
-}
-
-pub fn run(root: &PinRoot, args: Args) -> Result<()> {
+pub fn run(root: &PinRoot, args: CaptureArgs) -> Result<()> {
     let directions = match args.direction {
         Some(CheckDirection::In) => CAPTURE_IN,
         Some(CheckDirection::Out) => CAPTURE_OUT,
@@ -34,7 +21,7 @@ pub fn run(root: &PinRoot, args: Args) -> Result<()> {
     };
     let (reasons, out_reasons) = capture::reason_masks(&args.reasons, directions)?;
     let opts = Options {
-        iface: args.iface,
+        iface: args.attached.iface,
         reasons,
         out_reasons,
         verdicts,

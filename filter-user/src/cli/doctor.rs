@@ -1,10 +1,11 @@
 //! `sipwall doctor`: production checks (see [`crate::ops::doctor`]); exit
 //! status 0, 1 or 2 by the worst result (ok or skipped, warn, fail).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use filter_kernel::{pins::check_iface_name, privileges::require_root};
 
+use super::args::DoctorArgs;
 use crate::{
     error::{UsageError, Verdict},
     ops::{
@@ -13,17 +14,11 @@ use crate::{
     },
 };
 
-pub fn run(
-    bpffs: &Path,
-    iface: Option<String>,
-    config: Option<PathBuf>,
-    provider_host: String,
-    json: bool,
-) -> Result<()> {
-    if let Some(i) = &iface {
+pub fn run(bpffs: &Path, args: DoctorArgs) -> Result<()> {
+    if let Some(i) = &args.attached.iface {
         check_iface_name(i)?;
     }
-    if provider_host.trim().is_empty() {
+    if args.provider_host.trim().is_empty() {
         return Err(UsageError(
             "--provider-host is empty: give the provider's signalling hostname".into(),
         )
@@ -32,11 +27,11 @@ pub fn run(
     require_root()?;
     let checks = doctor::run(&Options {
         root: bpffs.to_path_buf(),
-        iface,
-        config,
-        provider_host,
+        iface: args.attached.iface,
+        config: args.config,
+        provider_host: args.provider_host,
     });
-    if json {
+    if args.output.json {
         println!("{}", json::line(&doctor::to_json(&checks)));
     } else {
         print!("{}", doctor::to_text(&checks));

@@ -1,10 +1,9 @@
 //! `sipwall explain`: which row of the policy decides a described packet.
-use std::path::Path;
-
 use anyhow::Result;
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 use filter_policy::config;
 
+use super::args::ExplainArgs;
 use crate::ops::{
     check::Direction,
     describe,
@@ -12,16 +11,12 @@ use crate::ops::{
     json,
 };
 
-pub fn run(
-    root: &PinRoot,
-    iface: Option<&str>,
-    config_path: Option<&Path>,
-    direction: Direction,
-    json: bool,
-    description: &str,
-) -> Result<()> {
+pub fn run(root: &PinRoot, args: &ExplainArgs) -> Result<()> {
+    let iface = args.iface.as_deref();
+    let config_path = args.config.as_deref();
+    let direction = Direction::from(args.direction);
     // The description and the file are usage errors: before privileges.
-    let packet = describe::parse(description)?;
+    let packet = describe::parse(&args.packet.join(" "))?;
     let file = match iface {
         None => Some(config::load(config_path)?),
         Some(_) => None,
@@ -40,7 +35,7 @@ pub fn run(
     if iface.is_some() {
         explanation.notes.push(LIVE_NOTE);
     }
-    if json {
+    if args.output.json {
         println!("{}", json::line(&explanation.to_json(origin)));
     } else {
         print!("{}", explain::to_text(&explanation));

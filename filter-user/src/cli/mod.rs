@@ -17,6 +17,7 @@ pub mod top;
 
 use anyhow::Result;
 
+use args::ExplainArgs;
 pub use args::{AllowAction, AttachMode, BanAction, Cli, Command};
 use filter_kernel::pins::PinRoot;
 
@@ -29,123 +30,28 @@ pub fn run(cli: Cli) -> Result<()> {
     let root = PinRoot::new(&cli.bpffs);
     if !matches!(
         cli.command,
-        Command::Check { .. } | Command::Explain { iface: None, .. }
+        Command::Check(_) | Command::Explain(ExplainArgs { iface: None, .. })
     ) {
         root.check_usable()?;
     }
     match cli.command {
-        Command::Attach {
-            iface,
-            config,
-            mode,
-            dry_run,
-            force,
-            confirm,
-        } => attach::run(
-            &root,
-            &iface,
-            config.as_deref(),
-            mode,
-            dry_run,
-            force,
-            confirm,
-        ),
-        Command::Confirm { iface } => {
+        Command::Attach(args) => attach::run(&root, &args),
+        Command::Confirm(args) => {
             filter_kernel::privileges::require_root()?;
-            let iface = crate::ops::confirm::confirm(&root, iface.as_deref())?;
+            let iface = crate::ops::confirm::confirm(&root, args.iface.as_deref())?;
             println!("confirmed: the policy on {iface} stays");
             Ok(())
         }
-        Command::Detach { iface } => detach::run(&root, iface.as_deref()),
-        Command::Status { iface, json } => status::run(&root, iface.as_deref(), json),
-        Command::Allow { action } => allow::run(&root, action),
-        Command::Stats { iface, json, watch } => stats::run(&root, iface.as_deref(), json, watch),
-        Command::Top {
-            iface,
-            n,
-            json,
-            reason,
-            watch,
-        } => top::run(&root, iface.as_deref(), n, json, &reason, watch),
-        Command::Ban { action } => ban::run(&root, action),
-        Command::Check {
-            pcap,
-            config,
-            json,
-            local,
-            local_iface,
-            direction,
-        } => check::run(
-            &pcap,
-            config.as_deref(),
-            json,
-            &local,
-            &local_iface,
-            direction.into(),
-        ),
-        Command::Capture {
-            iface,
-            reasons,
-            verdict,
-            direction,
-            count,
-            duration,
-            snaplen,
-            rate,
-            write,
-        } => capture::run(
-            &root,
-            capture::Args {
-                iface,
-                reasons,
-                verdict,
-                direction,
-                count,
-                duration,
-                snaplen,
-                rate,
-                write,
-            },
-        ),
-        Command::Explain {
-            iface,
-            config,
-            direction,
-            json,
-            packet,
-        } => explain::run(
-            &root,
-            iface.as_deref(),
-            config.as_deref(),
-            direction.into(),
-            json,
-            &packet.join(" "),
-        ),
-        Command::Run {
-            iface,
-            config,
-            mode,
-            metrics,
-            force,
-            keep_attached,
-            confirm,
-        } => run::run(
-            &cli.bpffs,
-            run::Options {
-                iface,
-                config,
-                mode,
-                metrics,
-                force,
-                keep_attached,
-                confirm,
-            },
-        ),
-        Command::Doctor {
-            iface,
-            config,
-            provider_host,
-            json,
-        } => doctor::run(&cli.bpffs, iface, config, provider_host, json),
+        Command::Detach(args) => detach::run(&root, args.iface.as_deref()),
+        Command::Status(args) => status::run(&root, &args),
+        Command::Allow(action) => allow::run(&root, action),
+        Command::Stats(args) => stats::run(&root, &args),
+        Command::Top(args) => top::run(&root, &args),
+        Command::Ban(action) => ban::run(&root, action),
+        Command::Check(args) => check::run(&args),
+        Command::Capture(args) => capture::run(&root, args),
+        Command::Explain(args) => explain::run(&root, &args),
+        Command::Run(args) => run::run(&cli.bpffs, args),
+        Command::Doctor(args) => doctor::run(&cli.bpffs, args),
     }
 }

@@ -1,37 +1,22 @@
 //! `sipwall run`: the foreground service (see [`crate::ops::service`]).
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
 use anyhow::Result;
 use filter_kernel::privileges::require_root;
 
-use super::AttachMode;
+use super::args::RunArgs;
 use crate::ops::service::Service;
 
-/// `run`'s flags.
-pub struct Options {
-    pub iface: String,
-    pub config: Option<PathBuf>,
-    pub mode: AttachMode,
-    pub metrics: Option<SocketAddr>,
-    pub force: bool,
-    pub keep_attached: bool,
-    /// Seconds to wait for `sipwall confirm` before rolling back.
-    pub confirm: Option<u64>,
-}
-
-pub fn run(bpffs: &Path, options: Options) -> Result<()> {
+pub fn run(bpffs: &Path, args: RunArgs) -> Result<()> {
     let service = Service {
         root: bpffs.to_path_buf(),
-        iface: options.iface,
-        config: options.config,
-        mode: options.mode.requested(),
-        metrics: options.metrics,
-        force: options.force,
-        keep_attached: options.keep_attached,
-        confirm: options.confirm,
+        iface: args.target.iface,
+        config: args.target.config,
+        mode: args.target.mode.requested(),
+        metrics: args.metrics,
+        force: args.policy.force,
+        keep_attached: args.keep_attached,
+        confirm: args.confirm,
     };
     // Refuse a bad file before anything else.
     service.load_config()?;

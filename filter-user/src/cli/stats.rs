@@ -4,6 +4,7 @@ use std::time::Duration;
 use anyhow::Result;
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 
+use super::args::StatsArgs;
 use crate::{
     error::UsageError,
     ops::{
@@ -13,10 +14,11 @@ use crate::{
     },
 };
 
-pub fn run(root: &PinRoot, iface: Option<&str>, json: bool, watch: Option<f64>) -> Result<()> {
-    let watch = watch.map(watch_interval).transpose()?;
+pub fn run(root: &PinRoot, args: &StatsArgs) -> Result<()> {
+    let watch = args.redraw.watch.map(watch_interval).transpose()?;
+    let json = args.output.json;
     require_root()?;
-    let ifaces = match iface {
+    let ifaces = match args.attached.iface.as_deref() {
         Some(i) => vec![root.resolve(Some(i))?],
         None => {
             let all = root.attached()?;

@@ -5,9 +5,11 @@
 use anyhow::{bail, Result};
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 
+use super::args::ShowArgs;
 use crate::ops::{json, snapshot::Snapshot, status};
 
-pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
+pub fn run(root: &PinRoot, args: &ShowArgs) -> Result<()> {
+    let iface = args.attached.iface.as_deref();
     require_root()?;
     let ifaces = match iface {
         Some(i) => vec![root.resolve(Some(i))?],
@@ -22,7 +24,7 @@ pub fn run(root: &PinRoot, iface: Option<&str>, json: bool) -> Result<()> {
         Vec::new()
     };
     let legacy = root.legacy();
-    if json {
+    if args.output.json {
         println!(
             "{}",
             json::line(&status::to_json(&all, &elsewhere, root, &legacy))

@@ -4,20 +4,19 @@ use anyhow::Result;
 use filter_common::{CounterFamily as _, Reason};
 use filter_kernel::{pins::PinRoot, privileges::require_root};
 
+use super::args::TopArgs;
 use crate::{
     error::UsageError,
     ops::{json, stats, top::DropSources},
 };
 
-pub fn run(
-    root: &PinRoot,
-    iface: Option<&str>,
-    n: usize,
-    json: bool,
-    reason: &str,
-    watch: Option<f64>,
-) -> Result<()> {
-    let watch = watch.map(super::stats::watch_interval).transpose()?;
+pub fn run(root: &PinRoot, args: &TopArgs) -> Result<()> {
+    let watch = args
+        .redraw
+        .watch
+        .map(super::stats::watch_interval)
+        .transpose()?;
+    let (n, json, reason) = (args.n, args.output.json, args.reason.as_str());
     if n == 0 {
         return Err(UsageError("-n 0: nothing to show; give at least 1".into()).into());
     }
@@ -42,7 +41,7 @@ pub fn run(
         }
     };
     require_root()?;
-    let drops = DropSources::open(root, iface, reason)?;
+    let drops = DropSources::open(root, args.attached.iface.as_deref(), reason)?;
     let mut sources = drops.read()?;
     if let Some(interval) = watch {
         return watch_sources(&drops, reason, n, json, interval, sources);
