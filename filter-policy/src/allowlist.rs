@@ -41,6 +41,19 @@ fn whole_families(allow: &[IpNet]) -> Vec<IpNet> {
         .collect()
 }
 
+/// Refuses (without `force`) an allowlist whose entries together cover a
+/// whole family, as a configuration file gives it: every source of that
+/// family could send signalling.
+pub fn refuse_open(allow: &[IpNet], force: bool) -> Result<(), UsageError> {
+    match whole_families(allow).into_iter().find(|_| !force) {
+        Some(net) => Err(UsageError(format!(
+            "the allowlist covers {net}: every {} source could send signalling, which is no allowlist at all (--force if that is what you want)",
+            if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a prefix of length 0 added without `force`: judged before the
 /// filter is even opened.
 pub fn refuse_whole_family(change: &Change, force: bool) -> Result<(), UsageError> {

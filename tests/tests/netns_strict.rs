@@ -1150,6 +1150,19 @@ fn the_ssh_guard_finds_sessions_itself() {
         "the next login through strict mode: {next:?}"
     );
 
+    // Guard mode polices only the signalling ports, but a configuration
+    // that lists the SSH port among them would cut the session: refused.
+    let ssh_port = write_config(&lab, "ssh-port.toml", "[signalling]\nports = [22, 5060]\n");
+    let out = attach(&ssh_port);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the SSH session of {OUTSIDER}"))
+            && stderr.contains("which [signalling] ports lists")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+
     // The same sessions guard the ban set, without SSH_CONNECTION (sudo):
     // banning the logged-in client's network is refused, nothing banned.
     let ban = lab

@@ -254,6 +254,14 @@ fn refusals_leave_the_running_filter_alone() {
         &["44.229.228.186/32".to_string(), "::/0".to_string()],
     );
     let everyone = everyone.to_str().unwrap();
+    // A configuration whose allowlist is two halves of every IPv4 source.
+    let open_config = lab.dir().join("open.toml");
+    std::fs::write(
+        &open_config,
+        "[signalling]\nallow = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n",
+    )
+    .unwrap();
+    let open_config = open_config.to_str().unwrap();
 
     let rows: &[(&[&str], i32, &[&str], &str)] = &[
         (
@@ -279,6 +287,18 @@ fn refusals_leave_the_running_filter_alone() {
             2,
             &["::/0", "--force"],
             "a file allowing every IPv6 source needs --force",
+        ),
+        (
+            &["attach", "-i", IFACE, "-c", open_config],
+            2,
+            &["covers 0.0.0.0/0", "every IPv4 source", "--force"],
+            "a configuration allowing every IPv4 source needs --force",
+        ),
+        (
+            &["run", "-i", IFACE, "-c", open_config],
+            2,
+            &["covers 0.0.0.0/0", "every IPv4 source", "--force"],
+            "run refuses it at start the same way",
         ),
         (
             &["attach", "-i", IFACE, "--mode", "skb"],

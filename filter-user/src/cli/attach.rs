@@ -4,24 +4,14 @@ use filter_kernel::{attach, pins::PinRoot, privileges::require_root};
 use filter_policy::config;
 
 use super::args::AttachArgs;
-use crate::{
-    error::UsageError,
-    ops::{confirm, ephemeral, lockout},
-};
+use crate::ops::{admission, confirm};
 
 pub fn run(root: &PinRoot, args: &AttachArgs) -> Result<()> {
     let iface = args.target.iface.as_str();
     let force = args.policy.force;
     let mut ruleset = config::load(args.target.config.as_deref())?;
     ruleset.dry_run |= args.dry_run;
-    lockout::check_ssh_guard(&ruleset, force)?;
-    ephemeral::check(&ruleset, force)?;
-    if ruleset.allow.is_empty() && !force {
-        return Err(UsageError(
-            "the allowlist is empty, which denies all signalling; add --force if that is what you want".into(),
-        )
-        .into());
-    }
+    admission::check(&ruleset, force)?;
     require_root()?;
     let previous = match args.confirm {
         Some(_) => Some(confirm::previous(root, iface)?),

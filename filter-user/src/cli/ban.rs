@@ -40,7 +40,13 @@ pub fn run(root: &PinRoot, action: BanAction) -> Result<()> {
     require_root()?;
     let iface = root.resolve(iface.iface.as_deref())?;
     let bans = ops::banlist::apply(root, &iface, change)?;
-    println!("{iface}: {} entries banned", bans.len());
+    println!(
+        "{iface}: {} banned",
+        match bans.len() {
+            1 => "1 entry".to_string(),
+            n => format!("{n} entries"),
+        }
+    );
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use crate::error::UsageError;
 /// Refuses (exit 2) a ban that would cut the operator off: a prefix of
 /// length 0 (every source of a family, the provider and the operator
 /// included), or one covering the client address of a logged-in SSH
-/// session: those sshd holds in this network namespace, else
-/// `SSH_CONNECTION` ([`sessions::find`]; `sudo` resets the environment, so
+/// session: those sshd holds in this network namespace, and
+/// `SSH_CONNECTION`'s ([`sessions::find`]; `sudo` resets the environment, so
 /// the environment alone would let `sudo sipwall ban add` cut its own
 /// session). `ban add --force` skips this. A password guesser fail2ban
 /// bans is not logged in, so its connection does not count; fail2ban's
@@ -25,10 +25,7 @@ pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
             if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
         )));
     }
-    let Some((source, found)) = sessions::find() else {
-        return Ok(());
-    };
-    for session in &found {
+    for (source, session) in sessions::find() {
         if let Some(net) = nets.iter().find(|n| n.contains(&session.client)) {
             return Err(UsageError(format!(
                 "ban add {net}: it covers your own SSH client {} ({}): every packet of your session would be dropped; nothing changed (--force to ban it anyway)",
@@ -46,24 +43,50 @@ pub fn check_bans(nets: &[IpNet]) -> Result<(), UsageError> {
 /// keeps today's session, not tomorrow's login. Strict egress must let the
 /// SSH server's answers out too: by that same rule (its answers are
 /// `out_reply`) or an `[[egress.allow]]` rule to the operator's address.
-/// The sessions are those sshd holds in this network namespace, else
-/// `SSH_CONNECTION` ([`sessions::find`]); with neither, a warning on
-/// stderr says the policy goes on unguarded. Dry run drops nothing and
+/// The sessions are those sshd holds in this network namespace, and
+/// `SSH_CONNECTION`'s ([`sessions::find`]); with neither, a warning on
+/// stderr says the policy goes on unguarded. In guard mode only an SSH
+/// port among the signalling ports is refused. Dry run drops nothing and
 /// passes; `force` overrides.
 pub fn check_ssh_guard(ruleset: &Ruleset, force: bool) -> Result<(), UsageError> {
     let egress = ruleset.egress.strict();
-    if !(ruleset.strict() || egress) || ruleset.dry_run || force {
+    if ruleset.dry_run || force {
         return Ok(());
     }
-    let Some((source, found)) = sessions::find() else {
+    if !(ruleset.strict() || egress) {
+        // Guard mode filters only the signalling ports, but there it lets
+        // in the allowlist alone: an SSH session on one of them is cut.
+        return sessions::find()
+            .iter()
+            .try_for_each(|(source, session)| check_signalling_port(ruleset, session, *source));
+    }
+    let found = sessions::find();
+    if found.is_empty() {
         eprintln!(
             "sipwall: warning: no SSH session found (no logged-in connection to a port sshd listens on in this network namespace, and no SSH_CONNECTION): the SSH guard cannot tell whether this strict policy keeps your next login; apply it with --confirm SECS to be safe"
         );
         return Ok(());
-    };
+    }
     found
         .iter()
-        .try_for_each(|session| check_session(ruleset, session, source))
+        .try_for_each(|(source, session)| check_session(ruleset, session, *source))
+}
+
+/// Refuses a guard-mode `ruleset` that polices the port an SSH session came
+/// in on while its client is not allowlisted.
+fn check_signalling_port(
+    ruleset: &Ruleset,
+    session: &SshSession,
+    source: Source,
+) -> Result<(), UsageError> {
+    let SshSession { client, port, .. } = *session;
+    if !ruleset.sig_ports.contains(&port) || ruleset.allow.iter().any(|n| n.contains(&client)) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "this configuration would lock you out: the SSH session of {client} ({}) came in on TCP port {port}, which [signalling] ports lists, and there only the allowlist passes. Take {port} out of [signalling] ports, move SSH to another port, or use --force",
+        source.name()
+    )))
 }
 
 /// [`check_ssh_guard`] for one session.

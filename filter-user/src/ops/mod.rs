@@ -3,6 +3,7 @@
 //! the `run` service (with its HTTP server and the watch on its
 //! configuration file), pcap replay, `explain` (a described packet and the
 //! row that decides it), and changes to the live allow and ban lists.
+pub mod admission;
 pub mod allowlist;
 pub mod banlist;
 pub mod capture;

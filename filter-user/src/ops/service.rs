@@ -28,12 +28,10 @@ use super::{
     snapshot::Snapshot,
     watch::ConfigWatch,
 };
-use crate::{
-    error::UsageError,
-    ops::{
-        confirm::{self, Pending, State},
-        ephemeral, lockout, notices,
-    },
+use crate::ops::{
+    admission,
+    confirm::{self, Pending, State},
+    notices,
 };
 
 pub struct Service {
@@ -67,19 +65,11 @@ impl Trigger {
 }
 
 impl Service {
-    /// The configuration file's ruleset, refused unless `force` when its
-    /// allowlist is empty, when the SSH guard refuses it, or when its media
-    /// settings meet this namespace's ephemeral ports ([`ephemeral`]).
+    /// The configuration file's ruleset, refused unless `force` when
+    /// [`admission`] refuses it.
     pub fn load_config(&self) -> Result<Ruleset> {
         let ruleset = config::load(self.config.as_deref())?;
-        lockout::check_ssh_guard(&ruleset, self.force)?;
-        ephemeral::check(&ruleset, self.force)?;
-        if ruleset.allow.is_empty() && !self.force {
-            return Err(UsageError(
-                "the configuration's allowlist is empty, which denies all signalling; start with --force if that is what you want".into(),
-            )
-            .into());
-        }
+        admission::check(&ruleset, self.force)?;
         Ok(ruleset)
     }
 

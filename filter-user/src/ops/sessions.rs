@@ -40,15 +40,25 @@ impl Source {
     }
 }
 
-/// The sessions to keep: those found in /proc, else the one
-/// `SSH_CONNECTION` names; `None` when there is neither.
-pub fn find() -> Option<(Source, Vec<SshSession>)> {
-    let found = from_proc(Path::new("/proc"));
-    if !found.is_empty() {
-        return Some((Source::Proc, found));
+/// The sessions to keep: those found in /proc, and the one
+/// `SSH_CONNECTION` names when it is not among them (an sshd started per
+/// connection by inetd or a socket unit listens through a process not
+/// named `sshd`, so /proc does not show its sessions); empty when there is
+/// neither.
+pub fn find() -> Vec<(Source, SshSession)> {
+    let mut found: Vec<(Source, SshSession)> = from_proc(Path::new("/proc"))
+        .into_iter()
+        .map(|session| (Source::Proc, session))
+        .collect();
+    let from_env = std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|text| parse_ssh_connection(&text));
+    if let Some(session) = from_env {
+        if !found.iter().any(|(_, known)| *known == session) {
+            found.push((Source::Environment, session));
+        }
     }
-    let env = std::env::var("SSH_CONNECTION").ok()?;
-    Some((Source::Environment, vec![parse_ssh_connection(&env)?]))
+    found
 }
 
 /// `SSH_CONNECTION`: "CLIENT CLIENT_PORT SERVER SERVER_PORT". A link-local
