@@ -246,7 +246,7 @@ impl Link {
                 self.describe()
             )),
             _ => Err(format!(
-                "a device whose link type sipwall does not read ({}): sipwall reads Ethernet (1) and devices without a link header (none 65534: tun, WireGuard; ppp 512; rawip 519; ipip 768; ip6tnl 769; sit 776)",
+                "a device whose link type sipwall does not read ({}): sipwall reads Ethernet (1), loopback (772) and devices without a link header (none 65534: tun, WireGuard; ppp 512; rawip 519; ipip 768; ip6tnl 769; sit 776)",
                 self.describe()
             )),
         };

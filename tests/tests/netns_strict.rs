@@ -1178,10 +1178,27 @@ fn the_ssh_guard_finds_sessions_itself() {
             && stderr.contains("--force"),
         "{stderr}"
     );
+    // A session /proc cannot show (an inetd-style sshd runs under another
+    // name) still counts when SSH_CONNECTION names it, beside the ones
+    // /proc shows.
+    let inetd_client = "203.0.113.77";
+    let ban = lab
+        .sipwall_command(&["ban", "add", "-i", PBX_IFACE, inetd_client])
+        .env("SSH_CONNECTION", format!("{inetd_client} 50000 {PBX} 2224"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ban.stderr);
+    assert_eq!(ban.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "your own SSH client {inetd_client} (SSH_CONNECTION)"
+        )),
+        "{stderr}"
+    );
     let bans = lab.sipwall_ok(&["ban", "list", "-i", PBX_IFACE, "--json"]);
     assert!(
-        !bans.contains(&OUTSIDER.to_string()),
-        "the refused ban went in: {bans}"
+        !bans.contains(&OUTSIDER.to_string()) && !bans.contains(inetd_client),
+        "a refused ban went in: {bans}"
     );
     drop(session);
 }

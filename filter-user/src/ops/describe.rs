@@ -167,7 +167,7 @@ pub fn parse(text: &str) -> Result<Packet, UsageError> {
     )?;
     if src.is_ipv4() != dst.is_ipv4() {
         return Err(bad(format!(
-            "{src} > {dst}: the source and destination are of one family"
+            "{src} > {dst}: the source and destination must be of one family (both IPv4 or both IPv6)"
         )));
     }
     let mut packet = Packet {
