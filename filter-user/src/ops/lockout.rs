@@ -53,14 +53,14 @@ pub fn check_ssh_guard(ruleset: &Ruleset, force: bool) -> Result<(), UsageError>
     if ruleset.dry_run || force {
         return Ok(());
     }
+    let found = sessions::find();
     if !(ruleset.strict() || egress) {
         // Guard mode filters only the signalling ports, but there it lets
         // in the allowlist alone: an SSH session on one of them is cut.
-        return sessions::find()
+        return found
             .iter()
             .try_for_each(|(source, session)| check_signalling_port(ruleset, session, *source));
     }
-    let found = sessions::find();
     if found.is_empty() {
         eprintln!(
             "sipwall: warning: no SSH session found (no logged-in connection to a port sshd listens on in this network namespace, and no SSH_CONNECTION): the SSH guard cannot tell whether this strict policy keeps your next login; apply it with --confirm SECS to be safe"
