@@ -257,8 +257,10 @@ fn image_builds_and_filters_with_the_daemonsets_security_settings() {
     // The image, from the Containerfile as shipped.
     binary_image(&lab, &binary);
     let revision = "0123456789ab";
+    // The host's network for the build's downloads: podman's default
+    // bridge would leave CNI's nftables tables (ip nat, ip filter) behind.
     run_ok(
-        podman(&["build", "--quiet"])
+        podman(&["build", "--quiet", "--network", "host"])
             .args(LIMITS)
             .arg("-f")
             .arg(&containerfile_path)
