@@ -313,7 +313,7 @@ pub fn run(scale: Scale, before_object: Option<&std::path::Path>) -> Result<Tier
         ),
         None => (
             size::BEFORE_MAIN_E6B8ADD,
-            "main at e6b8add, recorded on kernel 6.18 (x86-64 JIT)".to_string(),
+            "the program before its fast paths, recorded on kernel 6.18 (x86-64 JIT)".to_string(),
         ),
     };
     // One program per allowlist size, all timed within each sample, so
