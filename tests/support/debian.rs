@@ -2,28 +2,10 @@
 //! the package itself, built as `cargo xtask deb` builds it.
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
-/// Runs `cmd` whatever its exit status.
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
-}
-
-/// Runs `cmd`, panicking with its whole output unless it exits 0; returns
-/// its stdout.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::commands::{output as run, run_ok};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
