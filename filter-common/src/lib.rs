@@ -10,6 +10,7 @@ pub mod capture;
 mod flows;
 mod limits;
 pub mod maps;
+pub mod media;
 mod pins;
 mod policy;
 mod reasons;
@@ -48,6 +49,7 @@ assert_pod_size!(
         + 8
         + MAX_STRICT_RULES * 40
         + RULE_PORT_WORDS * 8
+        + 8
 );
 assert_pod_size!(StrictRule, 40);
 assert_pod_size!(

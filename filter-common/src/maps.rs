@@ -84,7 +84,7 @@ pub const EGRESS_POLICY: &str = "EGRESS_POLICY";
 pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
 /// Every map of the program, each pinned under its name.
-pub const ALL: [&str; 36] = [
+pub const ALL: [&str; 42] = [
     COUNTERS,
     ACTIVE,
     POLICY,
@@ -121,6 +121,12 @@ pub const ALL: [&str; 36] = [
     crate::capture::maps::CAPTURE,
     crate::capture::maps::CAPTURE_STATS,
     crate::capture::maps::CAPTURE_RING,
+    crate::media::maps::PINHOLES,
+    crate::media::maps::PINHOLE_PACKETS,
+    crate::media::maps::SIGNALLING_COPIES,
+    crate::media::maps::MEDIA_STATE,
+    crate::media::maps::MEDIA_STATS,
+    crate::media::maps::CALL_IDS,
 ];
 
 /// Flows remembered for strict mode's replies, per address family

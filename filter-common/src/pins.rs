@@ -36,8 +36,9 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// capture's maps (`capture::maps`). 13: the flow gate (`FLOW_GATE`),
 /// which must know every flow of the flow maps; the rules' port bitmaps
 /// in [`Policy`] and [`EgressPolicy`]; the egress program's cache of
-/// flows it learnt (`LEARNT_CACHE`).
-pub const PIN_LAYOUT_VERSION: u32 = 13;
+/// flows it learnt (`LEARNT_CACHE`). 14: media by call (`media::maps`,
+/// `Policy::media_idle_ns`).
+pub const PIN_LAYOUT_VERSION: u32 = 14;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

@@ -21,13 +21,27 @@ pub const FLAG_PING: u32 = 16;
 /// version nibble says which. Set by userspace from the interface's link
 /// type when it attaches, never from the configuration.
 pub const FLAG_L3: u32 = 32;
+/// `Policy::flags`: `[media] mode = "calls"`: media only through live
+/// pinholes (docs/policy.md, "Media by call"), and signalling copied to
+/// the reader.
+pub const FLAG_MEDIA_CALLS: u32 = 64;
+/// `Policy::flags`: `[media] unattended = "closed"`: while the reader is
+/// down, only live pinholes pass (else media passes by range).
+pub const FLAG_UNATTENDED_CLOSED: u32 = 128;
 /// `Policy::flags` bits from here up are never set. The parser adds them
 /// (zero) to the IP header's offset: the verifier cannot know they are
 /// zero, so it checks the many ways to the IP header (Ethernet with 0-2
 /// VLAN tags, PPPoE, none) as one, with the offset a number in a range.
 pub const FLAG_UNUSED_SHIFT: u32 = 27;
 const _: () = assert!(
-    (FLAG_DRY_RUN | FLAG_LOG_DENIED | FLAG_CHECK_RTP | FLAG_STRICT | FLAG_PING | FLAG_L3)
+    (FLAG_DRY_RUN
+        | FLAG_LOG_DENIED
+        | FLAG_CHECK_RTP
+        | FLAG_STRICT
+        | FLAG_PING
+        | FLAG_L3
+        | FLAG_MEDIA_CALLS
+        | FLAG_UNATTENDED_CLOSED)
         >> FLAG_UNUSED_SHIFT
         == 0
 );
@@ -150,6 +164,9 @@ pub struct Policy {
     pub rules: [StrictRule; MAX_STRICT_RULES],
     /// The ports `rules` cover, coarsely (see [`RulePorts`]).
     pub rule_ports: RulePorts,
+    /// Calls mode: a pinhole without media for this long is closed
+    /// (`[media] call_idle`).
+    pub media_idle_ns: u64,
 }
 
 impl Policy {
@@ -180,6 +197,7 @@ impl Policy {
                 mask: [0; 2],
             }; MAX_STRICT_RULES],
             rule_ports: [0; RULE_PORT_WORDS],
+            media_idle_ns: 0,
         }
     }
 

@@ -140,6 +140,9 @@ counter_family! {
         RtpOutside = 14 => "rtp_outside", drop,
         /// Strict mode: nothing allowed it.
         Denied = 15 => "denied", drop,
+        /// Calls mode: UDP to the media range (or from the provider's
+        /// media ports) that matched no live pinhole.
+        RtpUnsolicited = 16 => "rtp_unsolicited", drop,
     }
 }
 

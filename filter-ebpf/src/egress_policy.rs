@@ -3,13 +3,14 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{rule_port, EgressPolicy, OutReason, Policy, FLAG_PING};
+use filter_common::{rule_port, EgressPolicy, OutReason, Policy, FLAG_MEDIA_CALLS, FLAG_PING};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
 use crate::{
     maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
-    parse::{destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_UDP},
+    media::admitted_out,
+    parse::{destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_TCP, IPPROTO_UDP},
     policy::allowlisted,
     rules::matches,
 };
@@ -181,6 +182,15 @@ impl Outbound {
         })
     }
 
+    /// Whether it is UDP or TCP to or from a signalling port: what calls
+    /// mode copies for the reader.
+    #[inline(always)]
+    pub fn is_signalling(&self, policy: &Policy) -> bool {
+        self.class == CLASS_PORTS
+            && (self.proto == IPPROTO_UDP as u32 || self.proto == IPPROTO_TCP as u32)
+            && (policy.is_sig_port(sport(self.ports)) || policy.is_sig_port(dport(self.ports)))
+    }
+
     #[inline(always)]
     fn only(class: u32) -> Outbound {
         Outbound {
@@ -302,6 +312,14 @@ fn decide(
             };
         }
         let udp = proto == IPPROTO_UDP as u32;
+        // Calls mode: this host's media leaves only to its calls.
+        if udp && policy.flags & FLAG_MEDIA_CALLS != 0 && policy.is_rtp_port(sport) {
+            return if admitted_out(sport, dst, policy) {
+                OutReason::RtpAllowed
+            } else {
+                OutReason::Denied
+            };
+        }
         if udp && policy.is_provider_rtp_port(dport) {
             return OutReason::RtpAllowed;
         }

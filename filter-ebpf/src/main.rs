@@ -11,6 +11,7 @@ mod egress;
 mod egress_policy;
 mod limits;
 mod maps;
+mod media;
 mod parse;
 mod policy;
 mod rules;
@@ -25,7 +26,7 @@ use aya_ebpf::{
 use filter_common::{
     Counter, DropKey, OutReason, Policy, Reason, SourceKey, DENIED_BLOCK_SLOTS,
     DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS, DENIED_HEAVY_PACKETS, EGRESS_STRICT, FLAG_DRY_RUN,
-    FLAG_L3, FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
+    FLAG_L3, FLAG_LOG_DENIED, FLAG_MEDIA_CALLS, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
@@ -120,7 +121,8 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     };
     let learn = policy.flags & FLAG_STRICT != 0;
     let enforce = egress.flags & EGRESS_STRICT != 0;
-    if !learn && !enforce {
+    let calls = policy.flags & FLAG_MEDIA_CALLS != 0;
+    if !learn && !enforce && !calls {
         return TC_ACT_UNSPEC;
     }
     // The common packet, untagged IPv4 without options or IPv6 without
@@ -169,6 +171,9 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
             return TC_ACT_SHOT;
         }
     }
+    if calls && outbound.is_signalling(policy) {
+        media::copy_out(&ctx, policy);
+    }
     if learn {
         egress::learn(&outbound);
     }
@@ -205,7 +210,12 @@ const PULL_BYTES: u32 = 256;
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     match reason {
-        Reason::SipAllowed => count(ctx, policy, Reason::SipAllowed, bytes),
+        Reason::SipAllowed => {
+            count(ctx, policy, Reason::SipAllowed, bytes);
+            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+                media::copy_in(ctx, policy);
+            }
+        }
         Reason::RtpAllowed => count(ctx, policy, Reason::RtpAllowed, bytes),
         Reason::Fragment => count(ctx, policy, Reason::Fragment, bytes),
         Reason::Other => count(ctx, policy, Reason::Other, bytes),
@@ -238,6 +248,11 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         }
         Reason::RtpRatelimited => {
             count(ctx, policy, Reason::RtpRatelimited, bytes);
+            return drop_unless_dry_run(policy);
+        }
+        Reason::RtpUnsolicited => {
+            count(ctx, policy, Reason::RtpUnsolicited, bytes);
+            count_source(Reason::RtpUnsolicited, parsed, bytes);
             return drop_unless_dry_run(policy);
         }
         Reason::RtpInvalid => {

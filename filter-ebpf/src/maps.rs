@@ -209,3 +209,37 @@ pub static CAPTURE_STATS: PerCpuArray<filter_common::capture::CaptureStats> =
 #[map]
 pub static CAPTURE_RING: aya_ebpf::maps::RingBuf =
     aya_ebpf::maps::RingBuf::with_byte_size(filter_common::capture::RING_BYTES, 0);
+
+/// Calls mode's pinholes, `filter_common::media::PINHOLE_WAYS` slots per
+/// local UDP port: an array, so the lookup is an index (inlined by the
+/// verifier) and a compare, not a hash. Shared by all CPUs; written by
+/// userspace, refreshed by the XDP program (see `media.rs`).
+#[map]
+pub static PINHOLES: Array<filter_common::media::Pinhole> =
+    Array::with_max_entries(filter_common::media::PINHOLE_SLOTS, BPF_F_MMAPABLE);
+
+/// Media packets per `PINHOLES` slot, per CPU (for `pinhole list`).
+#[map]
+pub static PINHOLE_PACKETS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(filter_common::media::PINHOLE_SLOTS, 0);
+
+/// Copies of signalling for the reader in `sipwall run` (calls mode).
+#[map]
+pub static SIGNALLING_COPIES: aya_ebpf::maps::RingBuf =
+    aya_ebpf::maps::RingBuf::with_byte_size(filter_common::media::COPY_RING_BYTES, 0);
+
+/// The reader's heartbeat (one entry).
+#[map]
+pub static MEDIA_STATE: Array<filter_common::media::MediaState> = Array::with_max_entries(1, 0);
+
+/// Per CPU: signalling copies written and lost.
+#[map]
+pub static MEDIA_STATS: PerCpuArray<filter_common::media::MediaStats> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// The Call-ID of each call that has pinholes, by the pinholes' `call`.
+/// Userspace only; pinned with the rest so that a restarted reader finds
+/// its calls.
+#[map]
+pub static CALL_IDS: HashMap<u32, filter_common::media::CallId> =
+    HashMap::with_max_entries(filter_common::media::CALL_IDS_MAX, BPF_F_NO_PREALLOC);

@@ -1,12 +1,14 @@
 //! The decision table of docs/policy.md: what a parsed packet is counted as.
 use filter_common::{
     host_buckets, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
-    FLAG_CHECK_RTP, HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
+    FLAG_CHECK_RTP, FLAG_MEDIA_CALLS, HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
 };
 
 use crate::{
     bans::banned,
+    clock,
     limits::over_limit,
+    media::{admitted, unattended_range},
     maps::{
         ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, RTP_RATE_CACHE, SIP_RATE, SIP_RATE_CACHE, V4_DIRECT,
         V4_HOSTS, V6_DIRECT,
@@ -52,12 +54,23 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
             } else if proto != IPPROTO_UDP {
                 Reason::Other
             } else if policy.is_rtp_port(dport) {
-                media(src, rtp_like, policy, bytes)
+                if policy.flags & FLAG_MEDIA_CALLS != 0 && !admitted(dport, src, policy) {
+                    Reason::RtpUnsolicited
+                } else {
+                    media(src, rtp_like, policy, bytes)
+                }
             } else if policy.is_provider_rtp_port(sport(ports)) {
                 // Media by its source port only: counted as media, but the
                 // RTP check and the media limit guard `rtp_ports` (the
                 // ephemeral ports of other UDP fall in 40000-60000 too).
-                Reason::RtpAllowed
+                // In calls mode media goes to pinholes, all in `rtp_ports`.
+                if policy.flags & FLAG_MEDIA_CALLS != 0
+                    && !unattended_range(policy, clock::now_ns())
+                {
+                    Reason::RtpUnsolicited
+                } else {
+                    Reason::RtpAllowed
+                }
             } else {
                 Reason::Other
             }

@@ -82,6 +82,11 @@ pub fn attach(
                 "strict mode needs the TC egress program to learn the host's own flows (TCX: Linux 6.6 or later)",
             ));
         }
+        if ruleset.media.calls() {
+            return Err(e.context(
+                "[media] mode = \"calls\" needs the TC egress program to copy the host's own signalling (TCX: Linux 6.6 or later)",
+            ));
+        }
         log::warn!("the TC egress program is not attached ({e:#}); guard mode with open egress does not need it, strict modes will");
     }
     record_info(&plan, mode)?;

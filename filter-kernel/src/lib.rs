@@ -12,6 +12,7 @@ pub mod flows;
 pub mod iface;
 pub mod links;
 pub mod maps;
+pub mod media;
 pub mod netns;
 pub mod pins;
 pub mod privileges;

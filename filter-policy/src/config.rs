@@ -12,8 +12,9 @@ use crate::{
     error::UsageError,
     input,
     ruleset::{
-        AllowRule, Egress, EgressMode, Mode as RulesetMode, RateLimit, RuleProto, Ruleset,
-        DEFAULT_PROVIDER_RTP, DEFAULT_RTP, DEFAULT_SIG_PORTS,
+        AllowRule, Egress, EgressMode, MediaCalls, MediaMode, Mode as RulesetMode, RateLimit,
+        RuleProto, Ruleset, Unattended, CALL_IDLE_MAX_SECS, CALL_IDLE_MIN_SECS,
+        DEFAULT_CALL_IDLE_SECS, DEFAULT_PROVIDER_RTP, DEFAULT_RTP, DEFAULT_SIG_PORTS,
     },
 };
 
@@ -227,6 +228,49 @@ struct Media {
     /// UDP into the media range must look like RTP/RTCP.
     check_rtp: bool,
     provider_rtp_ports: PortRange,
+    /// "range" or "calls" (docs/policy.md, "Media by call").
+    mode: MediaModeName,
+    /// Calls mode only: a duration, 5 s to 24 h.
+    call_idle: Option<CallIdle>,
+    /// Calls mode only: "range" or "closed".
+    unattended: Option<UnattendedName>,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum MediaModeName {
+    #[default]
+    Range,
+    Calls,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UnattendedName {
+    Range,
+    Closed,
+}
+
+/// `[media] call_idle`: a duration such as "60s" or "2m", in seconds.
+struct CallIdle(u64);
+
+impl<'de> Deserialize<'de> for CallIdle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let secs = crate::banlist::parse_duration(&text)
+            .map_err(|_| {
+                D::Error::custom(format!(
+                    "call_idle {text:?} is not a duration: write it as \"60s\", \"2m\" or \"1h\""
+                ))
+            })?
+            .as_secs();
+        if !(CALL_IDLE_MIN_SECS..=CALL_IDLE_MAX_SECS).contains(&secs) {
+            return Err(D::Error::custom(format!(
+                "call_idle {text:?} is out of range: from 5s to 24h"
+            )));
+        }
+        Ok(CallIdle(secs))
+    }
 }
 
 impl Default for Media {
@@ -237,6 +281,9 @@ impl Default for Media {
             burst: None,
             check_rtp: false,
             provider_rtp_ports: PortRange(DEFAULT_PROVIDER_RTP.0, DEFAULT_PROVIDER_RTP.1),
+            mode: MediaModeName::Range,
+            call_idle: None,
+            unattended: None,
         }
     }
 }
@@ -389,6 +436,35 @@ fn parse_port_range(text: &str) -> Result<PortRange, String> {
     Ok(PortRange(first, last))
 }
 
+/// `[media] mode`, `call_idle` and `unattended`; the last two mean
+/// nothing in range mode, so they are refused there.
+fn media_calls(media: &Media) -> Result<MediaCalls, String> {
+    if media.mode == MediaModeName::Range {
+        for (key, set) in [
+            ("call_idle", media.call_idle.is_some()),
+            ("unattended", media.unattended.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "[media] {key} is set, but mode is \"range\": it only applies with mode = \"calls\""
+                ));
+            }
+        }
+        return Ok(MediaCalls::default());
+    }
+    Ok(MediaCalls {
+        mode: MediaMode::Calls,
+        call_idle_secs: media
+            .call_idle
+            .as_ref()
+            .map_or(DEFAULT_CALL_IDLE_SECS, |c| c.0),
+        unattended: match media.unattended {
+            Some(UnattendedName::Closed) => Unattended::Closed,
+            _ => Unattended::Range,
+        },
+    })
+}
+
 /// Parses configuration text; `origin` names it in error messages.
 pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
     if text.trim().is_empty() {
@@ -444,6 +520,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         file.signalling.burst,
     )
     .map_err(|e| UsageError(format!("{origin}: {e}")))?;
+    let media = media_calls(&file.media).map_err(|e| UsageError(format!("{origin}: {e}")))?;
     let rtp_limit = rate_limit("media", file.media.rate_limit, file.media.burst)
         .map_err(|e| UsageError(format!("{origin}: {e}")))?;
     Ruleset {
@@ -463,6 +540,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Ruleset, UsageError> {
         ping: file.strict.ping,
         rules,
         egress,
+        media,
     }
     .normalise()
     .map_err(|e| UsageError(format!("{origin}: {e}")))
@@ -567,6 +645,27 @@ log_denied = true
         assert_eq!(r.sig_ports, [5060, 5080]);
         assert_eq!(r.rtp, (10000, 20000));
         assert!(r.dry_run && r.log_denied);
+    }
+
+    #[test]
+    fn media_by_call_is_read() {
+        assert_eq!(ok("[media]\nrtp_ports = \"5004\"\n").media, MediaCalls::default());
+        let r = ok("[media]\nmode = \"calls\"\n");
+        assert_eq!(
+            r.media,
+            MediaCalls {
+                mode: MediaMode::Calls,
+                call_idle_secs: 60,
+                unattended: Unattended::Range
+            }
+        );
+        let r = ok("[media]\nmode = \"calls\"\ncall_idle = \"2m\"\nunattended = \"closed\"\n");
+        assert_eq!(r.media.call_idle_secs, 120);
+        assert_eq!(r.media.unattended, Unattended::Closed);
+        // The policy record carries it, and reads back the same.
+        let p = r.policy();
+        assert_eq!(p.media_idle_ns, 120_000_000_000);
+        assert_eq!(Ruleset::from_parts(&p, r.allow.clone()).media, r.media);
     }
 
     #[test]
@@ -821,6 +920,29 @@ dns = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\", \"192.0.2.5\"
             ("[media]\nrate_limit = \"50/s\"\nburst = 0\n", 3, "burst 0"),
             ("[media]\nburst = 10\n", 0, "without rate_limit"),
             ("[media]\ncheck_rtp = \"yes\"\n", 2, "boolean"),
+            ("[media]\nmode = \"call\"\n", 2, "unknown variant"),
+            (
+                "[media]\nmode = \"calls\"\ncall_idle = \"soon\"\n",
+                3,
+                "call_idle \"soon\" is not a duration",
+            ),
+            (
+                "[media]\nmode = \"calls\"\ncall_idle = \"2s\"\n",
+                3,
+                "out of range",
+            ),
+            (
+                "[media]\nmode = \"calls\"\ncall_idle = \"2d\"\n",
+                3,
+                "out of range",
+            ),
+            (
+                "[media]\nmode = \"calls\"\nunattended = \"open\"\n",
+                3,
+                "unknown variant",
+            ),
+            ("[media]\ncall_idle = \"60s\"\n", 0, "only applies with mode"),
+            ("[media]\nunattended = \"closed\"\n", 0, "only applies with mode"),
         ];
         for (text, line, says) in cases {
             let msg = err(text);

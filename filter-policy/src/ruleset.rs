@@ -4,7 +4,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{
     maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, rule_ports, EgressPolicy, Policy, StrictRule,
-    EGRESS_STRICT, FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_PING, FLAG_STRICT,
+    EGRESS_STRICT, FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_MEDIA_CALLS, FLAG_PING,
+    FLAG_STRICT, FLAG_UNATTENDED_CLOSED,
     MAX_DNS_ENTRIES, MAX_EGRESS_RULES, MAX_STRICT_RULES, RULE_ANY_PROTO, RULE_PROTO_MASK, RULE_V4,
     RULE_V6,
 };
@@ -146,6 +147,78 @@ pub struct Ruleset {
     pub rules: Vec<AllowRule>,
     /// `[egress]`: what the host may send (docs/policy.md, "Egress").
     pub egress: Egress,
+    /// `[media] mode`, `call_idle`, `unattended` (docs/policy.md, "Media
+    /// by call").
+    pub media: MediaCalls,
+}
+
+/// `[media] mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MediaMode {
+    /// The media range is open to any source.
+    #[default]
+    Range,
+    /// Media only through the live calls' pinholes.
+    Calls,
+}
+
+/// `[media] unattended`: what calls mode does while no reader runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unattended {
+    /// Media passes by range.
+    #[default]
+    Range,
+    /// Only live pinholes pass.
+    Closed,
+}
+
+/// Calls mode's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaCalls {
+    pub mode: MediaMode,
+    /// `call_idle` in seconds.
+    pub call_idle_secs: u64,
+    pub unattended: Unattended,
+}
+
+/// `[media] call_idle`'s default, in seconds.
+pub const DEFAULT_CALL_IDLE_SECS: u64 = 60;
+/// `call_idle`'s bounds, in seconds.
+pub const CALL_IDLE_MIN_SECS: u64 = 5;
+pub const CALL_IDLE_MAX_SECS: u64 = 86_400;
+
+impl Default for MediaCalls {
+    fn default() -> Self {
+        MediaCalls {
+            mode: MediaMode::Range,
+            call_idle_secs: DEFAULT_CALL_IDLE_SECS,
+            unattended: Unattended::Range,
+        }
+    }
+}
+
+impl MediaCalls {
+    pub fn calls(&self) -> bool {
+        self.mode == MediaMode::Calls
+    }
+}
+
+impl MediaMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaMode::Range => "range",
+            MediaMode::Calls => "calls",
+        }
+    }
+}
+
+impl Unattended {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unattended::Range => "range",
+            Unattended::Closed => "closed",
+        }
+    }
 }
 
 /// `[egress] mode`.
@@ -321,6 +394,7 @@ impl Default for Ruleset {
             ping: true,
             rules: Vec::new(),
             egress: Egress::default(),
+            media: MediaCalls::default(),
         }
     }
 }
@@ -394,6 +468,13 @@ impl Ruleset {
         if self.check_rtp {
             p.flags |= FLAG_CHECK_RTP;
         }
+        if self.media.calls() {
+            p.flags |= FLAG_MEDIA_CALLS;
+            if self.media.unattended == Unattended::Closed {
+                p.flags |= FLAG_UNATTENDED_CLOSED;
+            }
+            p.media_idle_ns = self.media.call_idle_secs * 1_000_000_000;
+        }
         if let Some(limit) = self.sip_limit {
             (p.sip_interval_ns, p.sip_window_ns) = limit.to_kernel();
         }
@@ -455,6 +536,19 @@ impl Ruleset {
             ping: policy.flags & FLAG_PING != 0,
             rules: policy.rules[..n].iter().map(decompile_rule).collect(),
             egress: Egress::default(),
+            media: if policy.flags & FLAG_MEDIA_CALLS != 0 {
+                MediaCalls {
+                    mode: MediaMode::Calls,
+                    call_idle_secs: policy.media_idle_ns / 1_000_000_000,
+                    unattended: if policy.flags & FLAG_UNATTENDED_CLOSED != 0 {
+                        Unattended::Closed
+                    } else {
+                        Unattended::Range
+                    },
+                }
+            } else {
+                MediaCalls::default()
+            },
         }
     }
 
@@ -515,6 +609,13 @@ impl Ruleset {
         }
         if self.check_rtp {
             out += "; media must be RTP";
+        }
+        if self.media.calls() {
+            out += &format!(
+                "; media only for live calls (idle {}s, unattended {})",
+                self.media.call_idle_secs,
+                self.media.unattended.name()
+            );
         }
         out
     }
