@@ -474,8 +474,11 @@ impl CopyRing {
         })
     }
 
+}
+
+impl AsRawFd for CopyRing {
     /// The ring's descriptor, readable when copies wait.
-    pub fn fd(&self) -> RawFd {
+    fn as_raw_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
     }
 }

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::ops::{
     admission,
+    reader::{self, ReaderFigures},
     confirm::{self, Pending, State},
     notices,
 };
@@ -155,6 +156,16 @@ impl Service {
             Err(e) => eprintln!("sipwall: kernel log records unavailable: {e}"),
         }
         let mut maps = attached.maps;
+        // The call reader (calls mode): it runs whatever the mode, so a
+        // reload into calls mode finds it there; in range mode no copies
+        // come and it only writes its heartbeat.
+        let (rules_tx, rules_rx) = tokio::sync::watch::channel(ruleset.clone());
+        let figures = Arc::new(Mutex::new(ReaderFigures::default()));
+        let mut reader_task = {
+            let dir = root.iface_dir(&self.iface);
+            let figures = Arc::clone(&figures);
+            tokio::spawn(async move { reader::serve(&dir, rules_rx, figures).await })
+        };
         // --confirm: the token `sipwall confirm` answers, and when to give up.
         let mut pending = match (self.confirm, previous) {
             (Some(secs), Some(previous)) => {
@@ -184,7 +195,7 @@ impl Service {
             tokio::select! {
                 _ = hup.recv() => {
                     last_read = self.read_config_bytes();
-                    let applied = self.reload(&root, &mut maps, Trigger::Sighup);
+                    let applied = self.reload(&root, &mut maps, Trigger::Sighup, &rules_tx);
                     reloads.lock().unwrap_or_else(|e| e.into_inner()).record(applied, now_secs());
                 }
                 changed = async {
@@ -199,7 +210,7 @@ impl Service {
                     let now = self.read_config_bytes();
                     if now != last_read {
                         last_read = now;
-                        let applied = self.reload(&root, &mut maps, Trigger::FileChanged);
+                        let applied = self.reload(&root, &mut maps, Trigger::FileChanged, &rules_tx);
                         reloads.lock().unwrap_or_else(|e| e.into_inner()).record(applied, now_secs());
                     }
                 }
@@ -239,6 +250,16 @@ impl Service {
                 // policy must not outlive the service (it would stay with
                 // --keep-attached or a taken-over filter), as with
                 // `attach --confirm`.
+                // The reader stopped: calls mode would lose its calls
+                // silently; the service fails instead (systemd restarts
+                // it, and the unattended policy holds meanwhile).
+                result = &mut reader_task => {
+                    break match result {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e.context("the call reader stopped")),
+                        Err(e) => Err(anyhow::Error::from(e).context("the call reader stopped")),
+                    };
+                }
                 _ = term.recv() => break self.stop(&root, &mut maps, pending.take()),
                 _ = int.recv() => break self.stop(&root, &mut maps, pending.take()),
                 result = async {
@@ -256,6 +277,7 @@ impl Service {
             }
         };
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        reader_task.abort();
         drop(maps);
         drop(attached.ebpf);
         self.leave(&root, took_over)?;
@@ -310,7 +332,13 @@ impl Service {
 
     /// Loads the file and installs it; a refused file keeps the running
     /// policy. Returns whether the file was applied.
-    fn reload(&self, root: &PinRoot, maps: &mut Maps, trigger: Trigger) -> bool {
+    fn reload(
+        &self,
+        root: &PinRoot,
+        maps: &mut Maps,
+        trigger: Trigger,
+        rules: &tokio::sync::watch::Sender<Ruleset>,
+    ) -> bool {
         let why = trigger.name();
         let ruleset = match self.load_config() {
             Ok(r) => r,
@@ -328,6 +356,7 @@ impl Service {
                     "sipwall: {why}: configuration reloaded; {}",
                     ruleset.summary()
                 );
+                let _ = rules.send(ruleset);
                 true
             }
             Err(e) => {
