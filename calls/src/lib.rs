@@ -6,15 +6,16 @@
 //! table is capped, so hostile signalling costs bounded memory.
 //!
 //! Parsers (none written here; only TCP framing is done by hand):
-//! - SIP: [`rsip`]. The maintained, general-purpose SIP message crate on
-//!   crates.io; it parses requests and responses from bytes with nom, keeps
-//!   unknown headers instead of failing, and types From/To tags and CSeq on
-//!   demand. It is a plain library with no runtime, which fits a pure crate.
+//! - SIP: [`ezk_sip_types`]. Maintained (part of the ezk SIP/RTP stack) and
+//!   thorough where trunks need it: IPv6 references in URIs, compact header
+//!   names (`i:`, `f:`, `t:`, `l:`, `c:`), folded lines, typed From/To tags
+//!   and CSeq. `rsip` was tried first; version 0.4 rejects any message whose
+//!   Request-URI holds an IPv6 address, so SIP over IPv6 could not be followed.
 //! - SDP: [`sdp_types`]. Small (bstr, thiserror, hex, fallible-iterator), and
 //!   lenient in the ways real trunks need: any line order after `v=`, missing
 //!   `o=`/`s=`/`t=`, unknown attributes kept as strings, and addresses left as
-//!   text until asked. `webrtc-sdp` was the alternative; it targets JSEP, pulls
-//!   in `url`, and is stricter about what it accepts.
+//!   text until asked. `webrtc-sdp` was the alternative; it targets WebRTC's
+//!   JSEP, pulls in `url`, and is stricter about what it accepts.
 
 mod dialog;
 mod holes;

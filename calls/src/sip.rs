@@ -1,10 +1,14 @@
 //! The few facts of a SIP message that dialog following needs, taken from
-//! `rsip`'s parse. Compact header forms (RFC 3261 §7.3.3), which `rsip`
-//! leaves as unknown headers, are mapped here.
+//! `ezk-sip-types`' parse: its line splitter, start-line and header parsers,
+//! and typed Call-ID, From/To, CSeq and Content-Type headers.
 
-use rsip::headers::{untyped::UntypedHeader, Header};
-use rsip::message::{HasHeaders, HeadersExt};
-use rsip::SipMessage;
+use std::panic::AssertUnwindSafe;
+
+use bytes::Bytes;
+use ezk_sip_types::header::typed::{CSeq, CallID, ContentType, FromTo};
+use ezk_sip_types::msg::{Line, MessageLine, PullParser};
+use ezk_sip_types::parse::Parse;
+use ezk_sip_types::{Headers, Name};
 
 use crate::sdp::{self, Sdp};
 
@@ -23,15 +27,16 @@ pub(crate) enum Method {
     Other,
 }
 
-impl From<&rsip::Method> for Method {
-    fn from(m: &rsip::Method) -> Self {
+impl From<&ezk_sip_types::Method> for Method {
+    fn from(m: &ezk_sip_types::Method) -> Self {
+        use ezk_sip_types::Method as M;
         match m {
-            rsip::Method::Invite => Method::Invite,
-            rsip::Method::Ack => Method::Ack,
-            rsip::Method::Bye => Method::Bye,
-            rsip::Method::Cancel => Method::Cancel,
-            rsip::Method::Update => Method::Update,
-            rsip::Method::PRack => Method::Prack,
+            m if *m == M::INVITE => Method::Invite,
+            m if *m == M::ACK => Method::Ack,
+            m if *m == M::BYE => Method::Bye,
+            m if *m == M::CANCEL => Method::Cancel,
+            m if *m == M::UPDATE => Method::Update,
+            m if *m == M::PRACK => Method::Prack,
             _ => Method::Other,
         }
     }
@@ -60,55 +65,53 @@ pub(crate) struct Msg {
 /// Parses one whole message; `None` when it is not usable SIP.
 pub(crate) fn parse(bytes: &[u8]) -> Option<Msg> {
     // Hostile bytes go into a third-party parser: contain a panic there.
-    let msg = std::panic::catch_unwind(|| SipMessage::try_from(bytes))
-        .ok()?
-        .ok()?;
-    let kind = match &msg {
-        SipMessage::Request(r) => Kind::Request(Method::from(r.method())),
-        SipMessage::Response(r) => Kind::Response(r.status_code().code()),
-    };
+    std::panic::catch_unwind(AssertUnwindSafe(|| parse_inner(bytes))).ok()?
+}
 
-    let mut call_id = None;
-    let mut from = None;
-    let mut to = None;
-    let mut content_type = None;
-    let mut content_length = None;
-    for h in msg.headers().iter() {
-        match h {
-            Header::CallId(v) => call_id = call_id.or(Some(v.value())),
-            Header::From(v) => from = from.or(Some(v.value())),
-            Header::To(v) => to = to.or(Some(v.value())),
-            Header::ContentType(v) => content_type = content_type.or(Some(v.value())),
-            Header::ContentLength(v) => content_length = content_length.or(Some(v.value())),
-            Header::Other(name, v) => match name.to_ascii_lowercase().as_str() {
-                "i" => call_id = call_id.or(Some(v.as_str())),
-                "f" => from = from.or(Some(v.as_str())),
-                "t" => to = to.or(Some(v.as_str())),
-                "c" => content_type = content_type.or(Some(v.as_str())),
-                "l" => content_length = content_length.or(Some(v.as_str())),
-                _ => {}
-            },
-            _ => {}
-        }
+fn parse_inner(bytes: &[u8]) -> Option<Msg> {
+    let src = Bytes::copy_from_slice(bytes);
+    let mut lines = PullParser::new(&src, 0);
+    let first = std::str::from_utf8(lines.next()?.ok()?).ok()?;
+    let (_, start) = MessageLine::parse(&src)(first).ok()?;
+    let mut headers = Headers::new();
+    for line in &mut lines {
+        // `Err` means no empty line ends the head: not a whole message.
+        let line = std::str::from_utf8(line.ok()?).ok()?;
+        let (_, line) = Line::parse(&src, line).ok()?;
+        headers.insert(line.name, line.value);
     }
-    let call_id = call_id?.trim();
+    let body = &src[lines.head_end().min(src.len())..];
+
+    let kind = match &start {
+        MessageLine::Request(r) => Kind::Request(Method::from(&r.method)),
+        MessageLine::Response(r) => Kind::Response(r.code.into_u16()),
+    };
+    let call_id = headers.get_named::<CallID>().ok()?.0;
+    let call_id = call_id.trim();
     if call_id.is_empty() || call_id.len() > MAX_ID_BYTES {
         return None;
     }
-    let from_tag = tag(rsip::headers::From::new(from?).tag().ok()?)?;
-    let to_tag = tag(rsip::headers::To::new(to?).tag().ok()?)?;
-    let cseq_method = Method::from(&msg.cseq_header().ok()?.method().ok()?);
+    let from_tag = tag(headers.get::<FromTo>(Name::FROM).ok()?)?;
+    let to_tag = tag(headers.get::<FromTo>(Name::TO).ok()?)?;
+    let cseq_method = Method::from(&headers.get_named::<CSeq>().ok()?.method);
 
-    let mut body = msg.body().as_slice();
-    if let Some(n) = content_length.and_then(|v| v.trim().parse::<usize>().ok()) {
+    let mut body = body;
+    if let Some(Ok(n)) = headers
+        .get_raw(&Name::CONTENT_LENGTH)
+        .next()
+        .map(|v| v.trim().parse::<usize>())
+    {
         body = &body[..n.min(body.len())];
     }
-    let claims_sdp = content_type.is_none_or(|t| {
-        t.trim()
-            .split(';')
-            .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
-    });
+    let claims_sdp = match headers.try_get_named::<ContentType>() {
+        None => true,
+        Some(Ok(t)) => {
+            t.0.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+        }
+        Some(Err(_)) => false,
+    };
     let (sdp, bad_sdp) = if claims_sdp && !body.iter().all(u8::is_ascii_whitespace) {
         match sdp::parse(body) {
             Some(s) => (Some(s), false),
@@ -129,12 +132,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Msg> {
 }
 
 /// A tag as kept: `Some(None)` for no tag, `None` for one too long to keep.
-fn tag(t: Option<rsip::param::Tag>) -> Option<Option<String>> {
-    match t {
+fn tag(h: FromTo) -> Option<Option<String>> {
+    match h.tag {
         None => Some(None),
-        Some(t) => {
-            let s = t.to_string();
-            (s.len() <= MAX_ID_BYTES).then_some(Some(s))
-        }
+        Some(t) => (t.len() <= MAX_ID_BYTES).then(|| Some(t.to_string())),
     }
 }

@@ -1,7 +1,7 @@
 //! SIP over TCP: per-connection reassembly and Content-Length framing.
 //!
 //! Only the framing is done here (end of headers, Content-Length); the
-//! message itself is parsed by `rsip` once it is whole.
+//! message itself is parsed by `ezk-sip-types` once it is whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -466,3 +466,51 @@ fn garbage_counted() {
     assert_eq!(s.messages, 2);
     assert_eq!(s.parse_errors, 2);
 }
+
+/// SIP over IPv6 (bracketed addresses in every URI) with compact headers.
+#[test]
+fn ipv6_signalling_with_compact_headers() {
+    let mut h = Harness::with(Settings {
+        allowlist: vec!["2001:db8:5::/48".parse().unwrap()],
+        ..settings()
+    });
+    let peer = "[2001:db8:5::5]:5060";
+    let host = "[2001:db8:1::10]:5060";
+    let offer = sdp("2001:db8:7::20", 30000, "");
+    let invite = format!(
+        "INVITE sip:+4930123@[2001:db8:1::10]:5060;user=phone SIP/2.0\r\n\
+         v: SIP/2.0/UDP [2001:db8:5::5]:5060;branch=z9hG4bK-v6\r\n\
+         f: <sip:+4940999@[2001:db8:5::5]>;tag=v6a\r\n\
+         t: <sip:+4930123@[2001:db8:1::10]>\r\n\
+         i: v6-compact\r\n\
+         CSeq: 1 INVITE\r\n\
+         c: application/sdp\r\n\
+         l: {}\r\n\r\n{offer}",
+        offer.len()
+    );
+    h.udp(Direction::Inbound, peer, host, &invite);
+    assert_eq!(h.tracker.calls_active(), 1);
+    let call = Call {
+        call_id: "v6-compact".into(),
+        from_tag: "v6a".into(),
+        to_tag: "v6b".into(),
+        caller: "[2001:db8:5::5]:5060",
+        callee: "[2001:db8:1::10]:5060",
+    };
+    let a = h.udp(
+        Direction::Outbound,
+        host,
+        peer,
+        &call.response(
+            200,
+            "OK",
+            1,
+            "INVITE",
+            Some(&sdp("2001:db8:1::10", 10000, "")),
+        ),
+    );
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10000, "2001:db8:7::20"), ph(10001, "2001:db8:7::20")])
+    );
+}
