@@ -66,9 +66,8 @@ impl CallReader {
                 remote: entry.remote.map_or(Remote::Any, Remote::Addr),
             });
         }
-        let now = monotonic_ns();
         for (call_id, pinholes) in &calls {
-            self.tracker.adopt(call_id, pinholes, now);
+            self.tracker.adopt(call_id, pinholes);
         }
         Ok(calls.len())
     }
@@ -195,8 +194,10 @@ pub async fn serve(
     let maps = MediaMaps::open(dir)?;
     let mut reader = CallReader::new(maps, &rules.borrow())?;
     reader.tick()?;
-    let mut ring = AsyncFd::with_interest(ring, tokio::io::Interest::READABLE)
-        .context("watching the signalling copies")?;
+    // SAFETY: the AsyncFd owns the ring, so the fd it watches stays open
+    // for as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("watching the signalling copies: {e}"))?;
     let mut second = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {

@@ -1,0 +1,240 @@
+//! SIP over TCP: per-connection reassembly and Content-Length framing.
+//!
+//! Only the framing is done here (end of headers, Content-Length); the
+//! message itself is parsed by `ezk-sip-types` once it is whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use crate::Direction;
+
+/// A connection as seen from one direction.
+pub(crate) type StreamKey = (SocketAddr, SocketAddr, Direction);
+
+/// What one segment gave: whole messages and how many were thrown away.
+#[derive(Default)]
+pub(crate) struct Framed {
+    pub messages: Vec<Vec<u8>>,
+    pub oversized: u64,
+    pub parse_errors: u64,
+}
+
+#[derive(Default)]
+struct Stream {
+    /// Sequence number of the byte after the last one taken in.
+    next_seq: u32,
+    buf: Vec<u8>,
+    /// Looking for the start of a message after a gap or at a stream's start.
+    syncing: bool,
+    /// Bytes still to throw away of an oversized message.
+    skip: usize,
+    stamp: u64,
+}
+
+/// All reassembly buffers, capped in number (LRU) and in size per buffer.
+pub(crate) struct Streams {
+    max_streams: usize,
+    max_message: usize,
+    map: HashMap<StreamKey, Stream>,
+    lru: BTreeMap<u64, StreamKey>,
+    next_stamp: u64,
+    pub evicted: u64,
+}
+
+impl Streams {
+    pub fn new(max_streams: usize, max_message: usize) -> Self {
+        Streams {
+            max_streams: max_streams.max(1),
+            max_message: max_message.max(1),
+            map: HashMap::new(),
+            lru: BTreeMap::new(),
+            next_stamp: 0,
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Takes in one segment and returns the messages it completed.
+    pub fn feed(&mut self, key: StreamKey, seq: u32, payload: &[u8]) -> Framed {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        if !self.map.contains_key(&key) {
+            if self.map.len() >= self.max_streams {
+                if let Some((_, old)) = self.lru.pop_first() {
+                    self.map.remove(&old);
+                    self.evicted += 1;
+                }
+            }
+            // A stream first seen mid-way may start inside a message.
+            let s = Stream {
+                next_seq: seq,
+                syncing: true,
+                stamp,
+                ..Stream::default()
+            };
+            self.map.insert(key, s);
+        } else if let Some(s) = self.map.get_mut(&key) {
+            self.lru.remove(&s.stamp);
+            s.stamp = stamp;
+        }
+        self.lru.insert(stamp, key);
+        let Some(s) = self.map.get_mut(&key) else {
+            return Framed::default();
+        };
+
+        // Place the payload against what was already taken in.
+        let end = seq.wrapping_add(payload.len() as u32);
+        let ahead = seq.wrapping_sub(s.next_seq) as i32;
+        let payload = if ahead < 0 {
+            // A retransmission or overlap: keep only the new bytes.
+            let old = ahead.unsigned_abs() as usize;
+            if old >= payload.len() {
+                return Framed::default();
+            }
+            &payload[old..]
+        } else {
+            if ahead > 0 {
+                // Bytes were lost: what is buffered cannot be completed.
+                s.buf.clear();
+                s.skip = 0;
+                s.syncing = true;
+            }
+            payload
+        };
+        s.next_seq = end;
+
+        let payload = if s.skip > 0 {
+            let n = s.skip.min(payload.len());
+            s.skip -= n;
+            &payload[n..]
+        } else {
+            payload
+        };
+        s.buf.extend_from_slice(payload);
+        frame(s, self.max_message)
+    }
+}
+
+/// Cuts whole messages off the front of the buffer.
+fn frame(s: &mut Stream, max: usize) -> Framed {
+    let mut out = Framed::default();
+    loop {
+        if s.syncing {
+            match resync_point(&s.buf) {
+                Some(at) => {
+                    s.buf.drain(..at);
+                    s.syncing = false;
+                }
+                None => {
+                    // Keep only a possible partial first line.
+                    let keep_from = s.buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                    s.buf.drain(..keep_from);
+                    if s.buf.len() > max {
+                        s.buf.clear();
+                    }
+                    return out;
+                }
+            }
+        }
+        // CRLF keep-alives (RFC 5626) between messages.
+        let lead = s
+            .buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        s.buf.drain(..lead);
+        if s.buf.is_empty() {
+            return out;
+        }
+        let Some(head_end) = find(&s.buf, b"\r\n\r\n").map(|i| i + 4) else {
+            if s.buf.len() > max {
+                out.oversized += 1;
+                s.buf.clear();
+                s.syncing = true;
+            }
+            return out;
+        };
+        let Some(body_len) = content_length(&s.buf[..head_end]) else {
+            out.parse_errors += 1;
+            s.buf.drain(..head_end);
+            s.syncing = true;
+            continue;
+        };
+        let total = head_end.saturating_add(body_len);
+        if total > max {
+            out.oversized += 1;
+            if s.buf.len() >= total {
+                s.buf.drain(..total);
+            } else {
+                s.skip = total - s.buf.len();
+                s.buf.clear();
+            }
+            continue;
+        }
+        if s.buf.len() < total {
+            return out;
+        }
+        out.messages.push(s.buf.drain(..total).collect());
+    }
+}
+
+/// The first line start where a SIP request or status line begins.
+fn resync_point(buf: &[u8]) -> Option<usize> {
+    let starts = std::iter::once(0).chain(
+        buf.iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .map(|(i, _)| i + 1),
+    );
+    for at in starts {
+        if looks_like_start(&buf[at..]) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+const METHODS: [&[u8]; 14] = [
+    b"INVITE ",
+    b"ACK ",
+    b"BYE ",
+    b"CANCEL ",
+    b"OPTIONS ",
+    b"REGISTER ",
+    b"PRACK ",
+    b"UPDATE ",
+    b"INFO ",
+    b"MESSAGE ",
+    b"NOTIFY ",
+    b"SUBSCRIBE ",
+    b"REFER ",
+    b"PUBLISH ",
+];
+
+fn looks_like_start(line: &[u8]) -> bool {
+    line.starts_with(b"SIP/2.0 ") || METHODS.iter().any(|m| line.starts_with(m))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Content-Length (or compact `l`) of a header block; 0 when absent (RFC
+/// 3261 requires it over TCP, so a missing one means an empty body), `None`
+/// when present but not a number.
+pub(crate) fn content_length(head: &[u8]) -> Option<usize> {
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            let value = std::str::from_utf8(line[colon + 1..].trim_ascii()).ok()?;
+            return value.parse().ok();
+        }
+    }
+    Some(0)
+}

@@ -1,0 +1,179 @@
+//! SIP over TCP: reassembly and framing, through the public API.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use sipwall_calls::{Direction, Settings};
+
+const OUR_IP: &str = "192.0.2.10";
+
+fn addrs() -> (SocketAddr, SocketAddr) {
+    (
+        "203.0.113.5:40123".parse().unwrap(),
+        "192.0.2.10:5060".parse().unwrap(),
+    )
+}
+
+fn invite(id: &str) -> (Call, String) {
+    let call = Call::new(id, PEER, HOST);
+    let text = call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, "")));
+    (call, text)
+}
+
+/// Answers the call over UDP so a pinhole shows the INVITE was understood.
+fn answer(h: &mut Harness, call: &Call, port: u16) -> usize {
+    let a = h.outbound(&call.response(200, "OK", 1, "INVITE", Some(&sdp(OUR_IP, port, ""))));
+    opened(&a).len()
+}
+
+#[test]
+fn one_message_in_three_segments() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (call, text) = invite("tcp-split");
+    let b = text.as_bytes();
+    // Cut inside the headers and inside the body.
+    let (c1, c2) = (100, b.len() - 40);
+    let base = 1_000_000u32;
+    h.tcp(Direction::Inbound, peer, host, base, &b[..c1]);
+    h.tcp(Direction::Inbound, peer, host, base + c1 as u32, &b[c1..c2]);
+    assert_eq!(h.tracker.stats().messages, 0, "not whole yet");
+    h.tcp(Direction::Inbound, peer, host, base + c2 as u32, &b[c2..]);
+    assert_eq!(h.tracker.stats().messages, 1);
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(answer(&mut h, &call, 10000), 2);
+}
+
+#[test]
+fn two_messages_in_one_segment_with_keepalives() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (c1, t1) = invite("tcp-a");
+    let (c2, t2) = invite("tcp-b");
+    let seg = format!("\r\n\r\n{t1}\r\n\r\n{t2}");
+    h.tcp(Direction::Inbound, peer, host, 7, seg.as_bytes());
+    assert_eq!(h.tracker.stats().messages, 2);
+    assert_eq!(h.tracker.stats().parse_errors, 0);
+    assert_eq!(answer(&mut h, &c1, 10000), 2);
+    assert_eq!(answer(&mut h, &c2, 10002), 2);
+}
+
+#[test]
+fn retransmitted_segment_is_dropped() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (_, t1) = invite("tcp-r1");
+    let (_, t2) = invite("tcp-r2");
+    let b1 = t1.as_bytes();
+    let half = b1.len() / 2;
+    let seq = u32::MAX - 50; // and across the sequence wrap
+    h.tcp(Direction::Inbound, peer, host, seq, &b1[..half]);
+    h.tcp(Direction::Inbound, peer, host, seq, &b1[..half]); // retransmitted
+    h.tcp(
+        Direction::Inbound,
+        peer,
+        host,
+        seq.wrapping_add(half as u32),
+        &b1[half..],
+    );
+    assert_eq!(h.tracker.stats().messages, 1);
+    // A whole retransmission of the first message, then an overlapping one
+    // that carries the old tail and the next message.
+    h.tcp(Direction::Inbound, peer, host, seq, b1);
+    let mut overlap = b1[half..].to_vec();
+    overlap.extend_from_slice(t2.as_bytes());
+    h.tcp(
+        Direction::Inbound,
+        peer,
+        host,
+        seq.wrapping_add(half as u32),
+        &overlap,
+    );
+    let s = h.tracker.stats();
+    assert_eq!(s.messages, 2);
+    assert_eq!(s.parse_errors, 0);
+    assert_eq!(h.tracker.calls_active(), 2);
+}
+
+#[test]
+fn gap_then_resync() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (_, t1) = invite("tcp-g1");
+    let (c2, t2) = invite("tcp-g2");
+    let b1 = t1.as_bytes();
+    h.tcp(Direction::Inbound, peer, host, 5000, &b1[..60]);
+    // 20 bytes lost; the rest of message 1 and all of message 2 arrive.
+    let mut rest = b1[80..].to_vec();
+    rest.extend_from_slice(t2.as_bytes());
+    h.tcp(Direction::Inbound, peer, host, 5080, &rest);
+    assert_eq!(h.tracker.calls_active(), 1, "only the whole second message");
+    assert_eq!(h.tracker.stats().messages, 1);
+    assert_eq!(answer(&mut h, &c2, 10000), 2);
+}
+
+#[test]
+fn missing_content_length_means_empty_body() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let call = Call::new("tcp-nolen", PEER, HOST);
+    let text = call
+        .request("INVITE", 1, false, None)
+        .replace("Content-Length: 0\r\n", "");
+    let (_, t2) = invite("tcp-after");
+    h.tcp(
+        Direction::Inbound,
+        peer,
+        host,
+        1,
+        format!("{text}{t2}").as_bytes(),
+    );
+    assert_eq!(h.tracker.stats().messages, 2);
+    assert_eq!(h.tracker.calls_active(), 2);
+}
+
+#[test]
+fn oversized_message_discarded_and_skipped() {
+    let mut h = Harness::with(Settings {
+        max_message_bytes: 2048,
+        ..settings()
+    });
+    let (peer, host) = addrs();
+    let call = Call::new("tcp-big", PEER, HOST);
+    let big = call.request("INVITE", 1, false, Some(&"a=x\r\n".repeat(1000)));
+    let (c2, t2) = invite("tcp-small");
+    let mut stream = big.into_bytes();
+    stream.extend_from_slice(t2.as_bytes());
+    let mut seq = 100u32;
+    for chunk in stream.chunks(700) {
+        h.tcp(Direction::Inbound, peer, host, seq, chunk);
+        seq += chunk.len() as u32;
+    }
+    let s = h.tracker.stats();
+    assert_eq!(s.oversized, 1);
+    assert_eq!(s.messages, 1);
+    assert_eq!(answer(&mut h, &c2, 10000), 2);
+}
+
+#[test]
+fn streams_capped() {
+    let mut h = Harness::with(Settings {
+        max_streams: 4,
+        ..settings()
+    });
+    let host: SocketAddr = HOST.parse().unwrap();
+    for port in 0..20u16 {
+        let peer: SocketAddr = format!("203.0.113.5:{}", 40000 + port).parse().unwrap();
+        h.tcp(
+            Direction::Inbound,
+            peer,
+            host,
+            1,
+            b"INVITE sip:x@y SIP/2.0\r\nVia: partial",
+        );
+        assert!(h.tracker.streams_active() <= 4);
+    }
+    assert_eq!(h.tracker.stats().streams_evicted, 16);
+}
