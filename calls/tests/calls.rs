@@ -514,3 +514,74 @@ fn ipv6_signalling_with_compact_headers() {
         set(&[ph(10000, "2001:db8:7::20"), ph(10001, "2001:db8:7::20")])
     );
 }
+
+/// A session refresh re-INVITE offers the same SDP; the answer moves our
+/// port, and that must still be applied.
+#[test]
+fn refresh_reinvite_with_changed_answer() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "refresh", 10000);
+    h.inbound(&call.request("INVITE", 2, true, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    let a = h.outbound(&call.response(200, "OK", 2, "INVITE", Some(&sdp(OUR_IP, 10200, ""))));
+    assert_eq!(
+        closed(&a),
+        set(&[ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)])
+    );
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10200, PEER_MEDIA), ph(10201, PEER_MEDIA)])
+    );
+}
+
+/// A re-INVITE without SDP: our 2xx is the offer, the ACK the answer.
+#[test]
+fn reinvite_late_offer() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "re-late", 10000);
+    h.inbound(&call.request("INVITE", 2, true, None));
+    let a = h.outbound(&call.response(200, "OK", 2, "INVITE", Some(&sdp(OUR_IP, 10300, ""))));
+    assert!(a.is_empty(), "an offer changes nothing until answered");
+    let a = h.inbound(&call.request("ACK", 2, true, Some(&sdp("198.51.100.40", 30000, ""))));
+    assert_eq!(closed(&a).len(), 2);
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10300, "198.51.100.40"), ph(10301, "198.51.100.40")])
+    );
+}
+
+/// A retransmitted 200 OK to the initial INVITE changes nothing.
+#[test]
+fn retransmitted_answer_is_harmless() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "rtx", 10000);
+    let before = h.open();
+    let a = h.outbound(&call.response(200, "OK", 1, "INVITE", Some(&sdp(OUR_IP, 10000, ""))));
+    assert!(a.is_empty());
+    // And a later re-INVITE still works as offer then answer.
+    h.inbound(&call.request("INVITE", 2, true, Some(&sdp("198.51.100.41", 30000, ""))));
+    assert_eq!(h.open(), before);
+    let a = h.outbound(&call.response(200, "OK", 2, "INVITE", Some(&sdp(OUR_IP, 10000, ""))));
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10000, "198.51.100.41"), ph(10001, "198.51.100.41")])
+    );
+}
+
+#[test]
+fn oversized_datagram_discarded() {
+    let mut h = Harness::with(Settings {
+        max_message_bytes: 1024,
+        ..settings()
+    });
+    let call = Call::new("big-udp", PEER, HOST);
+    h.inbound(&call.request(
+        "INVITE",
+        1,
+        false,
+        Some(&sdp(PEER_MEDIA, 30000, &"a=x\r\n".repeat(300))),
+    ));
+    let s = h.tracker.stats();
+    assert_eq!(s.oversized, 1);
+    assert_eq!(s.messages, 0);
+    assert_eq!(h.tracker.calls_active(), 0);
+}
