@@ -36,6 +36,7 @@ pub(crate) struct Dialog {
     pub invite_deadline: Option<u64>,
     /// What this dialog holds open now.
     pub pinholes: BTreeSet<Pinhole>,
+    /// Its place in the table's least-recently-active order.
     pub(crate) stamp: u64,
 }
 

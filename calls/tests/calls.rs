@@ -585,3 +585,38 @@ fn oversized_datagram_discarded() {
     assert_eq!(s.messages, 0);
     assert_eq!(h.tracker.calls_active(), 0);
 }
+
+/// Real-world shaped SDP: no `o=`/`s=`, bandwidth and ptime lines, a video
+/// line the peer rejects, and a media-level `c=` that overrides the session's.
+#[test]
+fn two_media_lines_media_level_connection() {
+    let mut h = Harness::new();
+    let call = Call::new("av", HOST, PEER);
+    let ours = "v=0\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nb=AS:84\r\n\
+                m=audio 10400 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\n\
+                m=video 10500 RTP/AVP 96\r\na=rtcp-mux\r\n";
+    let a = h.outbound(&call.request("INVITE", 1, false, Some(ours)));
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10400, "any"), ph(10401, "any"), ph(10500, "any")])
+    );
+    let theirs =
+        "v=0\r\no=- 1 2 IN IP4 203.0.113.5\r\ns=SBC\r\nc=IN IP4 198.51.100.50\r\nt=0 0\r\n\
+                  m=audio 20000 RTP/AVP 8\r\nc=IN IP4 198.51.100.51\r\na=sendrecv\r\n\
+                  m=video 0 RTP/AVP 96\r\n";
+    let a = h.inbound(&call.response(200, "OK", 1, "INVITE", Some(theirs)));
+    assert_eq!(
+        h.open(),
+        set(&[ph(10400, "198.51.100.51"), ph(10401, "198.51.100.51")])
+    );
+    assert_eq!(closed(&a).len(), 3);
+}
+
+#[test]
+fn overlong_call_id_refused() {
+    let mut h = Harness::new();
+    let call = Call::new(&"x".repeat(300), PEER, HOST);
+    h.inbound(&call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    assert_eq!(h.tracker.calls_active(), 0);
+    assert_eq!(h.tracker.stats().parse_errors, 1);
+}
