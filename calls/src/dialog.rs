@@ -28,6 +28,8 @@ pub(crate) struct Dialog {
     /// An offer made inside the confirmed dialog, applied when answered so
     /// that a failed re-INVITE leaves the call as it was.
     pub pending: Option<(Side, Sdp)>,
+    /// A re-INVITE without SDP is outstanding: its 2xx carries the offer.
+    pub late_offer: bool,
     /// While set and no peer SDP is known, our offer's ports take any source.
     pub offer_deadline: Option<u64>,
     /// Set until the initial INVITE gets any response.
@@ -38,6 +40,7 @@ pub(crate) struct Dialog {
     /// pinned, its SDP is unknown): until this host's SDP is seen again,
     /// it wants what it holds.
     pub adopted: bool,
+    /// Its place in the table's least-recently-active order.
     pub(crate) stamp: u64,
 }
 
@@ -61,13 +64,9 @@ impl Dialog {
         }
     }
 
-    /// Takes one side's SDP, holding it back as a pending offer when the
-    /// dialog is confirmed and the message could be a new offer.
-    pub fn take_sdp(&mut self, side: Side, sdp: Sdp, maybe_offer: bool) {
-        let current = match side {
-            Side::Ours => &self.ours,
-            Side::Peer => &self.peer,
-        };
+    /// Takes one side's SDP. In a confirmed dialog an offer waits in
+    /// `pending` for its answer, so that a refused re-INVITE changes nothing.
+    pub fn take_sdp(&mut self, side: Side, sdp: Sdp, is_offer: bool) {
         if !self.confirmed {
             self.set(side, sdp);
             return;
@@ -78,9 +77,10 @@ impl Dialog {
                 self.set(offerer, offer);
                 self.set(side, sdp);
             }
+            // A retransmitted or revised offer.
             Some(_) => self.pending = Some((side, sdp)),
-            None if current.as_ref() == Some(&sdp) => {} // a retransmission
-            None if maybe_offer => self.pending = Some((side, sdp)),
+            None if is_offer => self.pending = Some((side, sdp)),
+            // An answer to an offer not seen, or a retransmitted answer.
             None => self.set(side, sdp),
         }
     }

@@ -313,15 +313,23 @@ impl Tracker {
                 d.pending = None;
             }
             Kind::Request(method) => {
-                if let Some(sdp) = msg.sdp {
-                    let initial_offer = method == Method::Invite && !d.confirmed;
-                    if initial_offer && side == Side::Ours && d.peer.is_none() {
-                        // Our offer: open to anyone until the answer says who.
-                        d.offer_deadline
-                            .get_or_insert(now.saturating_add(self.settings.offer_window_ns));
+                let reinvite = method == Method::Invite && d.confirmed;
+                match msg.sdp {
+                    Some(sdp) => {
+                        if method == Method::Invite
+                            && !d.confirmed
+                            && side == Side::Ours
+                            && d.peer.is_none()
+                        {
+                            // Our offer: open to anyone until the answer says who.
+                            d.offer_deadline
+                                .get_or_insert(now.saturating_add(self.settings.offer_window_ns));
+                        }
+                        let is_offer = matches!(method, Method::Invite | Method::Update);
+                        d.take_sdp(side, sdp, is_offer);
                     }
-                    let maybe_offer = matches!(method, Method::Invite | Method::Update);
-                    d.take_sdp(side, sdp, maybe_offer);
+                    None if reinvite => d.late_offer = true,
+                    None => {}
                 }
             }
             Kind::Response(code) => {
@@ -334,6 +342,7 @@ impl Tracker {
                     // A refused re-INVITE or UPDATE: its offer never applied.
                     if matches!(msg.cseq_method, Method::Invite | Method::Update) {
                         d.pending = None;
+                        d.late_offer = false;
                     }
                     return;
                 }
@@ -344,8 +353,12 @@ impl Tracker {
                     }
                 }
                 if let Some(sdp) = msg.sdp {
-                    // A 2xx to an INVITE that carried no SDP is itself an offer.
-                    d.take_sdp(side, sdp, to_invite && code >= 200);
+                    // The 2xx to a re-INVITE that carried no SDP is an offer.
+                    let is_offer = to_invite && code >= 200 && d.late_offer;
+                    d.take_sdp(side, sdp, is_offer);
+                }
+                if to_invite && code >= 200 {
+                    d.late_offer = false;
                 }
                 if to_invite && (200..300).contains(&code) {
                     d.confirmed = true;

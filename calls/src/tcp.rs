@@ -28,7 +28,21 @@ struct Stream {
     syncing: bool,
     /// Bytes still to throw away of an oversized message.
     skip: usize,
+    /// How much of `buf` was already searched for the end of the head, so a
+    /// message trickling in byte by byte is not searched again from the start.
+    scanned: usize,
+    /// The length of the message at the front of `buf`, once its head is read.
+    total: Option<usize>,
     stamp: u64,
+}
+
+impl Stream {
+    /// Drops `n` bytes from the front; what was learnt about them goes too.
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n.min(self.buf.len()));
+        self.scanned = 0;
+        self.total = None;
+    }
 }
 
 /// All reassembly buffers, capped in number (LRU) and in size per buffer.
@@ -98,7 +112,7 @@ impl Streams {
         } else {
             if ahead > 0 {
                 // Bytes were lost: what is buffered cannot be completed.
-                s.buf.clear();
+                s.consume(usize::MAX);
                 s.skip = 0;
                 s.syncing = true;
             }
@@ -125,15 +139,15 @@ fn frame(s: &mut Stream, max: usize) -> Framed {
         if s.syncing {
             match resync_point(&s.buf) {
                 Some(at) => {
-                    s.buf.drain(..at);
+                    s.consume(at);
                     s.syncing = false;
                 }
                 None => {
                     // Keep only a possible partial first line.
-                    let keep_from = s.buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                    s.buf.drain(..keep_from);
+                    let line_start = s.buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                    s.consume(line_start);
                     if s.buf.len() > max {
-                        s.buf.clear();
+                        s.consume(usize::MAX);
                     }
                     return out;
                 }
@@ -145,39 +159,49 @@ fn frame(s: &mut Stream, max: usize) -> Framed {
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
-        s.buf.drain(..lead);
+        if lead > 0 {
+            s.consume(lead);
+        }
         if s.buf.is_empty() {
             return out;
         }
-        let Some(head_end) = find(&s.buf, b"\r\n\r\n").map(|i| i + 4) else {
-            if s.buf.len() > max {
-                out.oversized += 1;
-                s.buf.clear();
-                s.syncing = true;
+        let total = match s.total {
+            Some(total) => total,
+            None => {
+                let from = s.scanned.saturating_sub(3);
+                let Some(head_end) = find(&s.buf[from..], b"\r\n\r\n").map(|i| from + i + 4) else {
+                    s.scanned = s.buf.len();
+                    if s.buf.len() > max {
+                        out.oversized += 1;
+                        s.consume(usize::MAX);
+                        s.syncing = true;
+                    }
+                    return out;
+                };
+                let Some(body_len) = content_length(&s.buf[..head_end]) else {
+                    out.parse_errors += 1;
+                    s.consume(head_end);
+                    s.syncing = true;
+                    continue;
+                };
+                let total = head_end.saturating_add(body_len);
+                if total > max {
+                    // Too big to keep: throw it away as it passes, and stay
+                    // in step with the stream for the next message.
+                    out.oversized += 1;
+                    s.skip = total.saturating_sub(s.buf.len());
+                    s.consume(total);
+                    continue;
+                }
+                s.total = Some(total);
+                total
             }
-            return out;
         };
-        let Some(body_len) = content_length(&s.buf[..head_end]) else {
-            out.parse_errors += 1;
-            s.buf.drain(..head_end);
-            s.syncing = true;
-            continue;
-        };
-        let total = head_end.saturating_add(body_len);
-        if total > max {
-            out.oversized += 1;
-            if s.buf.len() >= total {
-                s.buf.drain(..total);
-            } else {
-                s.skip = total - s.buf.len();
-                s.buf.clear();
-            }
-            continue;
-        }
         if s.buf.len() < total {
             return out;
         }
-        out.messages.push(s.buf.drain(..total).collect());
+        out.messages.push(s.buf[..total].to_vec());
+        s.consume(total);
     }
 }
 

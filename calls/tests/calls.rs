@@ -514,3 +514,133 @@ fn ipv6_signalling_with_compact_headers() {
         set(&[ph(10000, "2001:db8:7::20"), ph(10001, "2001:db8:7::20")])
     );
 }
+
+/// A session refresh re-INVITE offers the same SDP; the answer moves our
+/// port, and that must still be applied.
+#[test]
+fn refresh_reinvite_with_changed_answer() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "refresh", 10000);
+    h.inbound(&call.request("INVITE", 2, true, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    let a = h.outbound(&call.response(200, "OK", 2, "INVITE", Some(&sdp(OUR_IP, 10200, ""))));
+    assert_eq!(
+        closed(&a),
+        set(&[ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)])
+    );
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10200, PEER_MEDIA), ph(10201, PEER_MEDIA)])
+    );
+}
+
+/// A re-INVITE without SDP: our 2xx is the offer, the ACK the answer.
+#[test]
+fn reinvite_late_offer() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "re-late", 10000);
+    h.inbound(&call.request("INVITE", 2, true, None));
+    let a = h.outbound(&call.response(200, "OK", 2, "INVITE", Some(&sdp(OUR_IP, 10300, ""))));
+    assert!(a.is_empty(), "an offer changes nothing until answered");
+    let a = h.inbound(&call.request("ACK", 2, true, Some(&sdp("198.51.100.40", 30000, ""))));
+    assert_eq!(closed(&a).len(), 2);
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10300, "198.51.100.40"), ph(10301, "198.51.100.40")])
+    );
+}
+
+/// A retransmitted 200 OK to the initial INVITE changes nothing.
+#[test]
+fn retransmitted_answer_is_harmless() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "rtx", 10000);
+    let before = h.open();
+    let a = h.outbound(&call.response(200, "OK", 1, "INVITE", Some(&sdp(OUR_IP, 10000, ""))));
+    assert!(a.is_empty());
+    // And a later re-INVITE still works as offer then answer.
+    h.inbound(&call.request("INVITE", 2, true, Some(&sdp("198.51.100.41", 30000, ""))));
+    assert_eq!(h.open(), before);
+    let a = h.outbound(&call.response(200, "OK", 2, "INVITE", Some(&sdp(OUR_IP, 10000, ""))));
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10000, "198.51.100.41"), ph(10001, "198.51.100.41")])
+    );
+}
+
+#[test]
+fn oversized_datagram_discarded() {
+    let mut h = Harness::with(Settings {
+        max_message_bytes: 1024,
+        ..settings()
+    });
+    let call = Call::new("big-udp", PEER, HOST);
+    h.inbound(&call.request(
+        "INVITE",
+        1,
+        false,
+        Some(&sdp(PEER_MEDIA, 30000, &"a=x\r\n".repeat(300))),
+    ));
+    let s = h.tracker.stats();
+    assert_eq!(s.oversized, 1);
+    assert_eq!(s.messages, 0);
+    assert_eq!(h.tracker.calls_active(), 0);
+}
+
+/// Real-world shaped SDP: no `o=`/`s=`, bandwidth and ptime lines, a video
+/// line the peer rejects, and a media-level `c=` that overrides the session's.
+#[test]
+fn two_media_lines_media_level_connection() {
+    let mut h = Harness::new();
+    let call = Call::new("av", HOST, PEER);
+    let ours = "v=0\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nb=AS:84\r\n\
+                m=audio 10400 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\n\
+                m=video 10500 RTP/AVP 96\r\na=rtcp-mux\r\n";
+    let a = h.outbound(&call.request("INVITE", 1, false, Some(ours)));
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10400, "any"), ph(10401, "any"), ph(10500, "any")])
+    );
+    let theirs =
+        "v=0\r\no=- 1 2 IN IP4 203.0.113.5\r\ns=SBC\r\nc=IN IP4 198.51.100.50\r\nt=0 0\r\n\
+                  m=audio 20000 RTP/AVP 8\r\nc=IN IP4 198.51.100.51\r\na=sendrecv\r\n\
+                  m=video 0 RTP/AVP 96\r\n";
+    let a = h.inbound(&call.response(200, "OK", 1, "INVITE", Some(theirs)));
+    assert_eq!(
+        h.open(),
+        set(&[ph(10400, "198.51.100.51"), ph(10401, "198.51.100.51")])
+    );
+    assert_eq!(closed(&a).len(), 3);
+}
+
+#[test]
+fn overlong_call_id_refused() {
+    let mut h = Harness::new();
+    let call = Call::new(&"x".repeat(300), PEER, HOST);
+    h.inbound(&call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    assert_eq!(h.tracker.calls_active(), 0);
+    assert_eq!(h.tracker.stats().parse_errors, 1);
+}
+
+/// A call taken over from a reader before this one (found pinned): an
+/// in-dialog message without SDP keeps its pinholes, its BYE closes them,
+/// and nothing is opened again for what the kernel already holds.
+#[test]
+fn adopted_call_keeps_its_pinholes_until_bye() {
+    let mut h = Harness::new();
+    let call = Call::new("adopted@203.0.113.5", PEER, HOST);
+    let held = [ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)];
+    h.tracker.adopt("adopted@203.0.113.5", &held);
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(h.open(), set(&held));
+    // An OPTIONS-like in-dialog request without SDP (a session refresh):
+    // nothing changes.
+    assert!(h.inbound(&call.request("INFO", 5, true, None)).is_empty());
+    assert_eq!(h.open(), set(&held));
+    // Another call's BYE does not touch it.
+    let other = Call::new("other@203.0.113.5", PEER, HOST);
+    assert!(h.inbound(&other.request("BYE", 2, true, None)).is_empty());
+    let a = h.inbound(&call.request("BYE", 6, true, None));
+    assert_eq!(closed(&a), set(&held));
+    assert!(h.open().is_empty());
+    assert_eq!(h.tracker.calls_active(), 0);
+}

@@ -29,17 +29,17 @@ struct Msg {
     by_caller: bool,
     sdp: Option<(String, u16, usize)>,
     mutation: Mutation,
+    /// `None`: the direction the message would really travel in.
+    dir: Option<Direction>,
 }
 
 #[derive(Clone, Debug)]
 enum Op {
     Udp {
-        dir: Direction,
         stranger: bool,
         msg: Msg,
     },
     Tcp {
-        dir: Direction,
         conn: u16,
         jump: i8,
         cuts: Vec<usize>,
@@ -49,15 +49,17 @@ enum Op {
     Close(usize),
 }
 
+const CALLS: usize = 6;
+
 const ADDRS: &[&str] = &[
     "198.51.100.20",
     "198.51.100.21",
+    "2001:db8::7",
     "0.0.0.0",
     "224.0.0.9",
     "127.0.0.1",
     "255.255.255.255",
     "::",
-    "2001:db8::7",
     "::1",
     "ff02::1",
     "media.example.net",
@@ -65,6 +67,7 @@ const ADDRS: &[&str] = &[
     "",
 ];
 const EXTRAS: &[&str] = &[
+    "",
     "",
     "a=rtcp-mux\r\n",
     "a=rtcp:10100\r\n",
@@ -74,50 +77,89 @@ const EXTRAS: &[&str] = &[
 ];
 
 fn msg() -> impl Strategy<Value = Msg> {
+    let addr = prop_oneof![
+        8 => (0usize..3).prop_map(|i| ADDRS[i]),
+        2 => prop::sample::select(ADDRS),
+    ];
+    let port = prop_oneof![
+        8 => (0u16..8).prop_map(|i| 10000 + 2 * i),
+        1 => 19995u16..=20005,
+        1 => any::<u16>(),
+    ];
     let sdp = prop_oneof![
-        Just(None),
-        (
-            prop::sample::select(ADDRS),
-            prop_oneof![9990u16..=10010, 19995u16..=20005, any::<u16>()],
-            0..EXTRAS.len()
-        )
-            .prop_map(|(a, p, e)| Some((a.to_string(), p, e))),
+        1 => Just(None),
+        3 => (addr, port, 0..EXTRAS.len()).prop_map(|(a, p, e)| Some((a.to_string(), p, e))),
     ];
     let mutation = prop_oneof![
-        6 => Just(Mutation::None),
+        20 => Just(Mutation::None),
         1 => (0usize..2000).prop_map(Mutation::Truncate),
         1 => prop::collection::vec((0usize..2000, any::<u8>()), 1..4).prop_map(Mutation::Flip),
         1 => prop::collection::vec(any::<u8>(), 0..300).prop_map(Mutation::Random),
     ];
+    // INVITEs and their answers are the common case; the rest end calls.
+    let kind = prop_oneof![
+        4 => Just(0usize),
+        4 => Just(3usize),
+        2 => Just(2usize),
+        1 => 0usize..12,
+    ];
+    let dir = prop_oneof![
+        8 => Just(None),
+        1 => Just(Some(Direction::Inbound)),
+        1 => Just(Some(Direction::Outbound)),
+    ];
     (
-        0usize..8,
-        prop::option::weighted(0.1, any::<u32>()),
-        0usize..12,
+        0usize..CALLS,
+        prop::option::weighted(0.05, any::<u32>()),
+        kind,
         any::<bool>(),
         sdp,
         mutation,
+        dir,
     )
         .prop_map(
-            |(call, random_call_id, kind, by_caller, sdp, mutation)| Msg {
+            |(call, random_call_id, kind, by_caller, sdp, mutation, dir)| Msg {
                 call,
                 random_call_id,
                 kind,
                 by_caller,
                 sdp,
                 mutation,
+                dir,
             },
         )
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let dir = prop_oneof![Just(Direction::Inbound), Just(Direction::Outbound)];
     prop_oneof![
-        6 => (dir.clone(), prop::bool::weighted(0.1), msg()).prop_map(|(dir, stranger, msg)| Op::Udp { dir, stranger, msg }),
-        4 => (dir, 0u16..5, prop_oneof![8 => Just(0i8), 1 => -40i8..-1, 1 => 1i8..40], prop::collection::vec(0usize..1500, 0..3), msg())
-            .prop_map(|(dir, conn, jump, cuts, msg)| Op::Tcp { dir, conn, jump, cuts, msg }),
+        12 => (prop::bool::weighted(0.05), msg()).prop_map(|(stranger, msg)| Op::Udp { stranger, msg }),
+        6 => (0u16..5, prop_oneof![8 => Just(0i8), 1 => -40i8..-1, 1 => 1i8..40], prop::collection::vec(0usize..1500, 0..3), msg())
+            .prop_map(|(conn, jump, cuts, msg)| Op::Tcp { conn, jump, cuts, msg }),
         1 => (0u64..40).prop_map(|s| Op::Tick(s * SEC)),
-        1 => (0usize..8).prop_map(Op::Close),
+        1 => (0usize..CALLS).prop_map(Op::Close),
     ]
+}
+
+/// Calls below this are placed by the peer, the rest by this host.
+const PEER_CALLS: usize = CALLS / 2;
+
+/// The direction a message travels: its own, or the one it would really have.
+fn direction(m: &Msg) -> Direction {
+    if let Some(d) = m.dir {
+        return d;
+    }
+    let sent_by_caller = match m.kind {
+        0 | 4 | 6 => true,
+        5 | 8 | 10 => m.by_caller,
+        9 | 11 => !m.by_caller,
+        _ => false, // responses to the initial INVITE come from the callee
+    };
+    let peer_is_caller = m.call < PEER_CALLS;
+    if sent_by_caller == peer_is_caller {
+        Direction::Inbound
+    } else {
+        Direction::Outbound
+    }
 }
 
 fn render(m: &Msg) -> Vec<u8> {
@@ -125,8 +167,7 @@ fn render(m: &Msg) -> Vec<u8> {
         Some(r) => format!("rnd-{r}"),
         None => format!("call-{}", m.call),
     };
-    // Calls 0..4 are placed by the peer, the rest by this host.
-    let call = if m.call < 4 {
+    let call = if m.call < PEER_CALLS {
         Call::new(&id, PEER, HOST)
     } else {
         Call::new(&id, HOST, PEER)
@@ -212,7 +253,8 @@ impl World {
         self.now += SEC / 5;
         let host: SocketAddr = HOST.parse().unwrap();
         match op {
-            Op::Udp { dir, stranger, msg } => {
+            Op::Udp { stranger, msg } => {
+                let dir = &direction(msg);
                 let peer: SocketAddr = if *stranger { STRANGER } else { PEER }.parse().unwrap();
                 let (src, dst) = if *dir == Direction::Inbound {
                     (peer, host)
@@ -236,12 +278,12 @@ impl World {
                 self.apply(&a);
             }
             Op::Tcp {
-                dir,
                 conn,
                 jump,
                 cuts,
                 msg,
             } => {
+                let dir = &direction(msg);
                 let peer: SocketAddr = format!("203.0.113.5:{}", 40000 + conn).parse().unwrap();
                 let (src, dst) = if *dir == Direction::Inbound {
                     (peer, host)
@@ -302,7 +344,7 @@ proptest! {
             w.step(op);
         }
         // Every call closed by the caller leaves nothing open.
-        for c in 0..8 {
+        for c in 0..CALLS {
             let a = w.t.close_call(&format!("call-{c}"));
             w.apply(&a);
         }

@@ -125,11 +125,18 @@ pub extern "C" fn sipwall_copy_in(ctx: *mut xdp_md, flags: u32) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u32;
     let Some(mut entry) = reserve() else { return 0 };
     let caplen = fill(&mut entry, len, flags);
+    // Checked again here, where the helper is called: the verifier does
+    // not carry `fill`'s bounds through the compiler's rewrite of them.
+    if caplen == 0 || caplen > COPY_MAX {
+        finish(entry, false);
+        return 0;
+    }
     let copy = entry.as_mut_ptr();
     // SAFETY: `copy` is the reserved entry, whose `data` holds COPY_MAX
-    // bytes; 1 <= caplen <= COPY_MAX (by `fill`); the helper copies from
-    // within the packet or fails.
-    let copied = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*copy).data.as_mut_ptr().cast(), caplen) };
+    // bytes; 1 <= caplen <= COPY_MAX (checked above); the helper copies
+    // from within the packet or fails.
+    let copied =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*copy).data.as_mut_ptr().cast(), caplen) };
     finish(entry, copied == 0);
     0
 }
@@ -141,6 +148,10 @@ pub extern "C" fn sipwall_copy_out(skb: *mut __sk_buff, flags: u32) -> u32 {
     let ctx = TcContext::new(skb);
     let Some(mut entry) = reserve() else { return 0 };
     let caplen = fill(&mut entry, ctx.len(), flags);
+    if caplen == 0 || caplen > COPY_MAX {
+        finish(entry, false);
+        return 0;
+    }
     let copy = entry.as_mut_ptr();
     // SAFETY: as in `sipwall_copy_in`, with the skb's bytes.
     let copied = unsafe {

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -96,28 +96,36 @@ pub struct Uas {
 
 impl Uas {
     pub fn start(lab: &Lab, transport: Transport) -> Result<Uas> {
-        let dir = run_dir(lab, &format!("uas-{}", transport.name()))?;
-        let (pbx, port) = (PBX.to_string(), SIP_PORT.to_string());
-        let args = [
+        Uas::start_on(lab, Host::Pbx, PBX.into(), transport, &[])
+    }
+
+    /// sipp answering on `host` at `addr`:5060, with `extra` flags (e.g.
+    /// `-mp PORT`: the media port its SDP answer names).
+    pub fn start_on(
+        lab: &Lab,
+        host: Host,
+        addr: IpAddr,
+        transport: Transport,
+        extra: &[&str],
+    ) -> Result<Uas> {
+        let dir = run_dir(lab, &format!("uas-{}-{}", host.name(), transport.name()))?;
+        let (addr, port) = (addr.to_string(), SIP_PORT.to_string());
+        let mut args = vec![
             "-sn",
             "uas",
             "-i",
-            &pbx,
+            &addr,
             "-p",
             &port,
             "-t",
             transport.flag(),
             "-nostdin",
         ];
+        args.extend_from_slice(extra);
         let mut uas = Uas {
-            child: spawn(lab, Host::Pbx, &dir, &args)?,
+            child: spawn(lab, host, &dir, &args)?,
         };
-        let bound = lab.wait_bound(
-            Host::Pbx,
-            transport.name(),
-            SIP_PORT,
-            Duration::from_secs(5),
-        );
+        let bound = lab.wait_bound(host, transport.name(), SIP_PORT, Duration::from_secs(5));
         if let Err(e) = bound {
             if let Some(status) = uas.child.try_wait()? {
                 bail!("sipp UAS exited ({status}): {}", log(&dir));
@@ -164,22 +172,51 @@ impl Calls {
 /// Places `calls` calls from `host`, sending from `src`, to the PBX and
 /// waits for them all to end (answered, or failed after 2 s without answer).
 pub fn call(lab: &Lab, host: Host, src: IpAddr, transport: Transport, calls: u32) -> Result<Calls> {
+    let to = SocketAddr::new(PBX.into(), SIP_PORT);
+    start_calls(lab, host, src, to, transport, calls, Duration::ZERO, &[])?.wait()
+}
+
+/// Calls being placed by a sipp UAC; [`Placing::wait`] gives what it saw.
+pub struct Placing {
+    child: Child,
+    dir: PathBuf,
+    calls: u32,
+    budget: Duration,
+}
+
+/// Starts placing `calls` calls from `host`/`src` to `to`, each held for
+/// `hold` after the answer (sipp's `-d`), with `extra` flags (e.g. `-mp
+/// PORT`, `-l CONCURRENT`), and returns at once.
+#[allow(clippy::too_many_arguments)]
+pub fn start_calls(
+    lab: &Lab,
+    host: Host,
+    src: IpAddr,
+    to: SocketAddr,
+    transport: Transport,
+    calls: u32,
+    hold: Duration,
+    extra: &[&str],
+) -> Result<Placing> {
     let dir = run_dir(lab, &format!("uac-{}-{}", host.name(), transport.name()))?;
-    let budget = Duration::from_secs(u64::from(calls / RATE) + 10);
-    let (to, src, calls_arg, rate) = (
-        format!("{PBX}:{SIP_PORT}"),
+    let budget = Duration::from_secs(u64::from(calls / RATE) + 10) + hold * 2;
+    let (to, src, calls_arg, rate, hold_ms) = (
+        to.to_string(),
         src.to_string(),
         calls.to_string(),
         RATE.to_string(),
+        hold.as_millis().to_string(),
     );
     let (answer, timeout) = (
         ANSWER_TIMEOUT_MS.to_string(),
         format!("{}s", budget.as_secs()),
     );
-    let args = [
+    let mut args = vec![
         "-sn",
         "uac",
         &to,
+        "-d",
+        &hold_ms,
         "-i",
         &src,
         "-bind_local",
@@ -205,8 +242,32 @@ pub fn call(lab: &Lab, host: Host, src: IpAddr, transport: Transport, calls: u32
         "-fd",
         "1",
     ];
-    let mut child = spawn(lab, host, &dir, &args)?;
-    let status = wait_child(&mut child, budget + Duration::from_secs(5))?;
+    args.extend_from_slice(extra);
+    Ok(Placing {
+        child: spawn(lab, host, &dir, &args)?,
+        dir,
+        calls,
+        budget,
+    })
+}
+
+impl Placing {
+    /// Waits for every call to end and reads sipp's statistics.
+    pub fn wait(mut self) -> Result<Calls> {
+        let (dir, calls) = (self.dir.clone(), self.calls);
+        let status = wait_child(&mut self.child, self.budget + Duration::from_secs(5))?;
+        read_calls(&dir, calls, status.and_then(|s| s.code()))
+    }
+}
+
+impl Drop for Placing {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_calls(dir: &Path, calls: u32, exit: Option<i32>) -> Result<Calls> {
     let stat = last_row(&dir.join("stat.csv"));
     let counts = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok())
@@ -230,8 +291,8 @@ pub fn call(lab: &Lab, host: Host, src: IpAddr, transport: Transport, calls: u32
         failed: field(&stat, "FailedCall(C)"),
         messages_sent,
         retransmissions: field(&stat, "Retransmissions(C)"),
-        exit: status.and_then(|s| s.code()),
-        log: log(&dir),
+        exit,
+        log: log(dir),
     })
 }
 

@@ -30,9 +30,9 @@ use super::{
 };
 use crate::ops::{
     admission,
-    reader::{self, ReaderFigures},
     confirm::{self, Pending, State},
     notices,
+    reader::{self, ReaderFigures},
 };
 
 pub struct Service {

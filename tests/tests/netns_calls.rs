@@ -1,0 +1,176 @@
+//! Media by call in the lab (docs/policy.md, "Media by call"): `sipwall
+//! run` in calls mode follows real sipp calls (the provider calling the
+//! PBX and the PBX calling the provider, over UDP and TCP), opens each
+//! call's pinholes from its SDP, passes the provider's media to the
+//! negotiated port, drops everyone else's as `rtp_unsolicited`, and closes
+//! the port after BYE.
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use filter_kernel::media::{MediaMaps, PinholeEntry};
+use sipwall_lab::sipp::{start_calls, Transport, Uas, SIP_PORT};
+use sipwall_tests::{
+    netns::{delta, traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
+    service::{write_config, Service},
+    sipp::expect_answered,
+    skip_unless_root,
+};
+
+/// The PBX's media range in these tests, and the port its SDP names.
+const RTP: &str = "10000-10999";
+const PBX_MEDIA: u16 = 10000;
+/// The provider's media port in its SDP (sipp binds it: the test's own
+/// sender uses another port of the provider's range).
+const PROVIDER_MEDIA: u16 = 40000;
+const SENDER_PORT: u16 = 40002;
+const IDLE: Duration = Duration::from_millis(300);
+
+fn calls_config(lab: &TestLab, extra: &str) -> PathBuf {
+    let path = lab.dir().join("calls.toml");
+    write_config(
+        &path,
+        &format!("[media]\nmode = \"calls\"\nrtp_ports = \"{RTP}\"\n{extra}"),
+    );
+    path
+}
+
+/// The pinholes the kernel holds now, as (port, remote) pairs; `None`
+/// stands for "any source".
+fn pinholes(lab: &TestLab) -> BTreeSet<(u16, Option<IpAddr>)> {
+    let maps = MediaMaps::open(&lab.pin_dir(PBX_IFACE)).expect("opening the media maps");
+    maps.list(60_000_000_000)
+        .expect("listing pinholes")
+        .into_iter()
+        .filter(|e: &PinholeEntry| e.live)
+        .map(|e| (e.port, e.remote))
+        .collect()
+}
+
+/// Waits until `want(pinholes)` holds, at most `timeout`; returns how long
+/// it took, or panics with what the kernel held.
+fn wait_pinholes(
+    lab: &TestLab,
+    timeout: Duration,
+    case: &str,
+    want: impl Fn(&BTreeSet<(u16, Option<IpAddr>)>) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = pinholes(lab);
+        if want(&now) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{case}: pinholes not as expected within {timeout:?}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `n` datagrams from `host`/`src`:`sport` to the PBX's `port`.
+fn send(lab: &TestLab, host: Host, src: IpAddr, sport: u16, port: u16, n: u64) {
+    let tx = lab.udp(host, src, sport);
+    traffic::send(&tx, SocketAddr::new(PBX.into(), port), n, 172)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    std::thread::sleep(IDLE);
+}
+
+fn packets(d: &std::collections::BTreeMap<String, sipwall_tests::netns::Count>, r: &str) -> u64 {
+    d.get(r).map_or(0, |c| c.packets)
+}
+
+/// The provider calls the PBX; during the call its media to the
+/// negotiated port passes, an outsider's (to that port and to another of
+/// the range) and the provider's to a port no call named are dropped as
+/// `rtp_unsolicited`; after BYE the port is closed within a second.
+fn inbound_call(transport: Transport) {
+    let lab = TestLab::new();
+    let config = calls_config(&lab, "");
+    let service = Service::start(&lab, &config);
+    let provider: IpAddr = PROVIDER[0].into();
+    let case = format!("inbound {transport:?}");
+    let _uas = Uas::start_on(
+        &lab,
+        Host::Pbx,
+        PBX.into(),
+        transport,
+        &["-mp", &PBX_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
+    // Neighbour resolution before anything is counted.
+    send(&lab, Host::Outsider, OUTSIDER.into(), SENDER_PORT, 10998, 1);
+    let placing = start_calls(
+        &lab,
+        Host::Provider,
+        provider,
+        SocketAddr::new(PBX.into(), SIP_PORT),
+        transport,
+        1,
+        Duration::from_secs(4),
+        &["-mp", &PROVIDER_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
+    // RTP on the port the PBX's SDP names, RTCP on the next one, both
+    // from the provider's media address only.
+    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
+        .into_iter()
+        .collect();
+    wait_pinholes(&lab, Duration::from_secs(3), &case, |p| *p == want);
+    let before = lab.counters();
+    send(&lab, Host::Provider, provider, SENDER_PORT, PBX_MEDIA, 20);
+    let mid = lab.counters();
+    send(
+        &lab,
+        Host::Outsider,
+        OUTSIDER.into(),
+        SENDER_PORT,
+        PBX_MEDIA,
+        20,
+    );
+    send(&lab, Host::Provider, provider, SENDER_PORT, 10500, 20);
+    let after = lab.counters();
+    let first = delta(&before, &mid);
+    let second = delta(&mid, &after);
+    assert_eq!(packets(&first, "rtp_allowed"), 20, "{case}: {first:?}");
+    assert_eq!(packets(&first, "rtp_unsolicited"), 0, "{case}: {first:?}");
+    assert_eq!(packets(&second, "rtp_allowed"), 0, "{case}: {second:?}");
+    assert_eq!(
+        packets(&second, "rtp_unsolicited"),
+        40,
+        "{case}: {second:?}"
+    );
+    let calls = placing
+        .wait()
+        .unwrap_or_else(|e| panic!("{case}: waiting for the UAC: {e:#}"));
+    expect_answered(&case, &calls);
+    // sipp ends after the BYE's answer: the pinholes are gone within 1 s.
+    let took = wait_pinholes(&lab, Duration::from_secs(1), &case, |p| p.is_empty());
+    eprintln!("{case}: pinholes closed {took:?} after the call ended");
+    let before = lab.counters();
+    send(&lab, Host::Provider, provider, SENDER_PORT, PBX_MEDIA, 10);
+    let d = delta(&before, &lab.counters());
+    assert_eq!(
+        packets(&d, "rtp_unsolicited"),
+        10,
+        "{case}: after BYE: {d:?}"
+    );
+    assert_eq!(packets(&d, "rtp_allowed"), 0, "{case}: after BYE: {d:?}");
+    drop(service);
+}
+
+#[test]
+fn an_inbound_udp_call_opens_exactly_its_pinholes_until_bye() {
+    skip_unless_root!();
+    inbound_call(Transport::Udp);
+}
+
+#[test]
+fn an_inbound_tcp_call_opens_exactly_its_pinholes_until_bye() {
+    skip_unless_root!();
+    inbound_call(Transport::Tcp);
+}
