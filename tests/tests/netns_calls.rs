@@ -26,7 +26,7 @@ const PBX_MEDIA: u16 = 10000;
 /// The provider's media port in its SDP (sipp binds it: the test's own
 /// sender uses another port of the provider's range).
 const PROVIDER_MEDIA: u16 = 40000;
-const SENDER_PORT: u16 = 40002;
+const SENDER_PORT: u16 = 45000;
 const IDLE: Duration = Duration::from_millis(300);
 
 fn calls_config(lab: &TestLab, extra: &str) -> PathBuf {
