@@ -209,13 +209,11 @@ const PULL_BYTES: u32 = 256;
 #[inline(always)]
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
+    if policy.flags & FLAG_MEDIA_CALLS != 0 {
+        media::copy_signalling(ctx, policy, parsed, reason);
+    }
     match reason {
-        Reason::SipAllowed => {
-            count(ctx, policy, Reason::SipAllowed, bytes);
-            if policy.flags & FLAG_MEDIA_CALLS != 0 {
-                media::copy_in(ctx, policy);
-            }
-        }
+        Reason::SipAllowed => count(ctx, policy, Reason::SipAllowed, bytes),
         Reason::RtpAllowed => count(ctx, policy, Reason::RtpAllowed, bytes),
         Reason::Fragment => count(ctx, policy, Reason::Fragment, bytes),
         Reason::Other => count(ctx, policy, Reason::Other, bytes),

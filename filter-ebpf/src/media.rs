@@ -16,12 +16,16 @@ use filter_common::{
         pinhole_slot, SignallingCopy, COPY_L3, COPY_MAX, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY,
         PINHOLE_REFRESH_NS, READER_TIMEOUT_NS,
     },
-    Policy, FLAG_L3, FLAG_UNATTENDED_CLOSED,
+    Policy, Reason, FLAG_L3, FLAG_UNATTENDED_CLOSED,
 };
 
 use crate::{
     clock,
-    maps::{MEDIA_STATE, MEDIA_STATS, PINHOLES, PINHOLE_PACKETS, SIGNALLING_COPIES},
+    maps::{
+        ACTIVE, MEDIA_STATE, MEDIA_STATS, PINHOLES, PINHOLE_PACKETS, POLICY, SIGNALLING_COPIES,
+    },
+    parse::{sport, Parsed, IPPROTO_TCP, IPPROTO_UDP},
+    policy::allowlisted,
 };
 
 /// Whether UDP from `remote` (as the parser holds a source) to the local
@@ -95,10 +99,60 @@ fn way(slot: u32, remote: [u64; 2], idle_ns: u64, now: u64, count: bool) -> bool
     true
 }
 
-/// Copies a signalling packet the XDP program passes, for the reader.
+/// Copies a signalling packet the XDP program passes, for the reader:
+/// one to a signalling port from the allowlist (`sip_allowed`), or one
+/// from an allowlisted peer's signalling port that passed for another
+/// reason (the answers on a TCP connection this host opened arrive at an
+/// ephemeral port).
 #[inline(always)]
-pub fn copy_in(ctx: &XdpContext, policy: &Policy) {
-    sipwall_copy_in(ctx.ctx, l3_flag(policy));
+pub fn copy_signalling(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) {
+    match reason {
+        Reason::SipAllowed => {
+            sipwall_copy_in(ctx.ctx, l3_flag(policy));
+        }
+        Reason::Other | Reason::Reply => {
+            if let Parsed::Ports {
+                v6,
+                proto,
+                ports,
+                src,
+                ..
+            } = *parsed
+            {
+                if (proto == IPPROTO_TCP || proto == IPPROTO_UDP)
+                    && policy.is_sig_port(sport(ports))
+                {
+                    sipwall_copy_from_peer(ctx.ctx, l3_flag(policy), u32::from(v6), src[0], src[1]);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The copy of a packet from a signalling port, made only when its source
+/// is allowlisted. A global function with scalar arguments: the verifier
+/// checks the allowlist's walk here once.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sipwall_copy_from_peer(
+    ctx: *mut xdp_md,
+    flags: u32,
+    v6: u32,
+    src_hi: u64,
+    src_lo: u64,
+) -> u32 {
+    let generation = match ACTIVE.get(0) {
+        Some(g) => *g & 1,
+        None => 0,
+    };
+    let Some(policy) = POLICY.get(generation) else {
+        return 0;
+    };
+    if allowlisted(v6 != 0, [src_hi, src_lo], policy, generation) {
+        sipwall_copy_in(ctx, flags);
+    }
+    0
 }
 
 /// Copies a signalling packet the host sends, for the reader.

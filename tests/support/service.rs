@@ -115,6 +115,13 @@ impl Service {
         self.wait_log("SIGHUP", before, Duration::from_secs(10))
     }
 
+    /// SIGKILL: the service dies without cleaning up (what it attached
+    /// stays attached and pinned); returns once it is reaped.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the exit status and everything the service wrote.
     pub fn stop(mut self) -> (ExitStatus, String) {
         self.signal(libc::SIGTERM);

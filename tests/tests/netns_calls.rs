@@ -174,3 +174,196 @@ fn an_inbound_tcp_call_opens_exactly_its_pinholes_until_bye() {
     skip_unless_root!();
     inbound_call(Transport::Tcp);
 }
+
+/// The PBX calls the provider: its offer opens its ports to any source
+/// until the provider's answer names the media address; then only that
+/// address passes. BYE (sent by the PBX) closes them.
+fn outbound_call(transport: Transport) {
+    let lab = TestLab::new();
+    let config = calls_config(&lab, "");
+    let _service = Service::start(&lab, &config);
+    let provider: IpAddr = PROVIDER[0].into();
+    let case = format!("outbound {transport:?}");
+    // The provider answers (after a second's delay in sipp's uas? no: at
+    // once), so the offer window is short; the answer narrows it.
+    let _uas = Uas::start_on(
+        &lab,
+        Host::Provider,
+        provider,
+        transport,
+        &["-mp", &PROVIDER_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
+    send(&lab, Host::Outsider, OUTSIDER.into(), SENDER_PORT, 10998, 1);
+    let placing = start_calls(
+        &lab,
+        Host::Pbx,
+        PBX.into(),
+        SocketAddr::new(provider, SIP_PORT),
+        transport,
+        1,
+        Duration::from_secs(4),
+        &["-mp", &PBX_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
+    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
+        .into_iter()
+        .collect();
+    wait_pinholes(&lab, Duration::from_secs(3), &case, |p| *p == want);
+    let before = lab.counters();
+    send(
+        &lab,
+        Host::Provider,
+        provider,
+        SENDER_PORT,
+        PBX_MEDIA + 1,
+        20,
+    );
+    send(
+        &lab,
+        Host::Outsider,
+        OUTSIDER.into(),
+        SENDER_PORT,
+        PBX_MEDIA,
+        20,
+    );
+    let d = delta(&before, &lab.counters());
+    assert_eq!(packets(&d, "rtp_allowed"), 20, "{case}: {d:?}");
+    assert_eq!(packets(&d, "rtp_unsolicited"), 20, "{case}: {d:?}");
+    let calls = placing
+        .wait()
+        .unwrap_or_else(|e| panic!("{case}: waiting for the UAC: {e:#}"));
+    expect_answered(&case, &calls);
+    wait_pinholes(&lab, Duration::from_secs(1), &case, |p| p.is_empty());
+}
+
+#[test]
+fn an_outbound_udp_call_opens_exactly_its_pinholes_until_bye() {
+    skip_unless_root!();
+    outbound_call(Transport::Udp);
+}
+
+#[test]
+fn an_outbound_tcp_call_opens_exactly_its_pinholes_until_bye() {
+    skip_unless_root!();
+    outbound_call(Transport::Tcp);
+}
+
+/// `run` killed mid-call: the call's pinholes are pinned, so its media
+/// keeps flowing; a new `run` takes the call back, and its BYE closes it.
+#[test]
+fn a_call_survives_the_reader_being_killed_and_its_bye_closes_it_after_a_restart() {
+    skip_unless_root!();
+    let lab = TestLab::new();
+    let config = calls_config(&lab, "");
+    let service = Service::start(&lab, &config);
+    let provider: IpAddr = PROVIDER[0].into();
+    let case = "restart";
+    let _uas = Uas::start_on(
+        &lab,
+        Host::Pbx,
+        PBX.into(),
+        Transport::Udp,
+        &["-mp", &PBX_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
+    let placing = start_calls(
+        &lab,
+        Host::Provider,
+        provider,
+        SocketAddr::new(PBX.into(), SIP_PORT),
+        Transport::Udp,
+        1,
+        Duration::from_secs(6),
+        &["-mp", &PROVIDER_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
+    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
+        .into_iter()
+        .collect();
+    wait_pinholes(&lab, Duration::from_secs(3), case, |p| *p == want);
+    service.kill();
+    let before = lab.counters();
+    send(&lab, Host::Provider, provider, SENDER_PORT, PBX_MEDIA, 20);
+    let d = delta(&before, &lab.counters());
+    assert_eq!(
+        packets(&d, "rtp_allowed"),
+        20,
+        "{case}: reader killed: {d:?}"
+    );
+    let restarted = Service::start(&lab, &config);
+    assert_eq!(pinholes(&lab), want, "{case}: after the restart");
+    let calls = placing
+        .wait()
+        .unwrap_or_else(|e| panic!("{case}: waiting for the UAC: {e:#}"));
+    expect_answered(case, &calls);
+    wait_pinholes(&lab, Duration::from_secs(1), case, |p| p.is_empty());
+    drop(restarted);
+}
+
+/// With the reader down for more than 5 s, `unattended = "range"` lets
+/// media in by range (an outsider's too), and `"closed"` only through
+/// live pinholes.
+#[test]
+fn unattended_follows_the_configuration_when_the_reader_is_down() {
+    skip_unless_root!();
+    for (unattended, outsider_passes) in [("range", true), ("closed", false)] {
+        let lab = TestLab::new();
+        let config = calls_config(&lab, &format!("unattended = \"{unattended}\"\n"));
+        let service = Service::start(&lab, &config);
+        send(&lab, Host::Outsider, OUTSIDER.into(), SENDER_PORT, 10998, 1);
+        // A pinhole the operator opened (as a PBX integration would).
+        {
+            let mut maps =
+                MediaMaps::open(&lab.pin_dir(PBX_IFACE)).expect("opening the media maps");
+            maps.open_pinhole(10500, Some(PROVIDER[0].into()), None, 60_000_000_000)
+                .expect("opening a pinhole");
+        }
+        let before = lab.counters();
+        send(
+            &lab,
+            Host::Outsider,
+            OUTSIDER.into(),
+            SENDER_PORT,
+            10200,
+            10,
+        );
+        let d = delta(&before, &lab.counters());
+        assert_eq!(
+            packets(&d, "rtp_unsolicited"),
+            10,
+            "{unattended}: reader up: {d:?}"
+        );
+        service.kill();
+        std::thread::sleep(Duration::from_millis(5500));
+        let before = lab.counters();
+        send(
+            &lab,
+            Host::Outsider,
+            OUTSIDER.into(),
+            SENDER_PORT,
+            10200,
+            10,
+        );
+        send(
+            &lab,
+            Host::Provider,
+            PROVIDER[0].into(),
+            SENDER_PORT,
+            10500,
+            10,
+        );
+        let d = delta(&before, &lab.counters());
+        let (allowed, unsolicited) = if outsider_passes { (20, 0) } else { (10, 10) };
+        assert_eq!(
+            packets(&d, "rtp_allowed"),
+            allowed,
+            "{unattended}: reader down: {d:?}"
+        );
+        assert_eq!(
+            packets(&d, "rtp_unsolicited"),
+            unsolicited,
+            "{unattended}: reader down: {d:?}"
+        );
+    }
+}
