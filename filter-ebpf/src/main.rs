@@ -209,17 +209,32 @@ const PULL_BYTES: u32 = 256;
 #[inline(always)]
 fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    if policy.flags & FLAG_MEDIA_CALLS != 0 {
-        media::copy_signalling(ctx, policy, parsed, reason);
-    }
     match reason {
-        Reason::SipAllowed => count(ctx, policy, Reason::SipAllowed, bytes),
+        // Calls mode copies signalling for the reader: in the arms whose
+        // reason is a constant, so that the verifier does not walk the
+        // copy's branches once more for every reason.
+        Reason::SipAllowed => {
+            count(ctx, policy, Reason::SipAllowed, bytes);
+            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+                media::copy_in(ctx, policy);
+            }
+        }
         Reason::RtpAllowed => count(ctx, policy, Reason::RtpAllowed, bytes),
         Reason::Fragment => count(ctx, policy, Reason::Fragment, bytes),
-        Reason::Other => count(ctx, policy, Reason::Other, bytes),
+        Reason::Other => {
+            count(ctx, policy, Reason::Other, bytes);
+            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+                media::copy_from_peer(ctx, policy, parsed);
+            }
+        }
         Reason::NonIp => count(ctx, policy, Reason::NonIp, bytes),
         Reason::Essential => count(ctx, policy, Reason::Essential, bytes),
-        Reason::Reply => count(ctx, policy, Reason::Reply, bytes),
+        Reason::Reply => {
+            count(ctx, policy, Reason::Reply, bytes);
+            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+                media::copy_from_peer(ctx, policy, parsed);
+            }
+        }
         Reason::RuleAllowed => count(ctx, policy, Reason::RuleAllowed, bytes),
         Reason::RtpOutside => {
             count(ctx, policy, Reason::RtpOutside, bytes);

@@ -16,7 +16,7 @@ use filter_common::{
         pinhole_slot, SignallingCopy, COPY_L3, COPY_MAX, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY,
         PINHOLE_REFRESH_NS, READER_TIMEOUT_NS,
     },
-    Policy, Reason, FLAG_L3, FLAG_UNATTENDED_CLOSED,
+    Policy, FLAG_L3, FLAG_UNATTENDED_CLOSED,
 };
 
 use crate::{
@@ -99,34 +99,29 @@ fn way(slot: u32, remote: [u64; 2], idle_ns: u64, now: u64, count: bool) -> bool
     true
 }
 
-/// Copies a signalling packet the XDP program passes, for the reader:
-/// one to a signalling port from the allowlist (`sip_allowed`), or one
-/// from an allowlisted peer's signalling port that passed for another
-/// reason (the answers on a TCP connection this host opened arrive at an
-/// ephemeral port).
+/// Copies a signalling packet the XDP program passes (`sip_allowed`), for
+/// the reader.
 #[inline(always)]
-pub fn copy_signalling(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) {
-    match reason {
-        Reason::SipAllowed => {
-            sipwall_copy_in(ctx.ctx, l3_flag(policy));
+pub fn copy_in(ctx: &XdpContext, policy: &Policy) {
+    sipwall_copy_in(ctx.ctx, l3_flag(policy));
+}
+
+/// Copies UDP or TCP from a signalling port that passed for another reason
+/// (`other`, `reply`) when its source is allowlisted: the answers on a TCP
+/// connection this host opened arrive at an ephemeral port.
+#[inline(always)]
+pub fn copy_from_peer(ctx: &XdpContext, policy: &Policy, parsed: &Parsed) {
+    if let Parsed::Ports {
+        v6,
+        proto,
+        ports,
+        src,
+        ..
+    } = *parsed
+    {
+        if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && policy.is_sig_port(sport(ports)) {
+            sipwall_copy_from_peer(ctx.ctx, l3_flag(policy), u32::from(v6), src[0], src[1]);
         }
-        Reason::Other | Reason::Reply => {
-            if let Parsed::Ports {
-                v6,
-                proto,
-                ports,
-                src,
-                ..
-            } = *parsed
-            {
-                if (proto == IPPROTO_TCP || proto == IPPROTO_UDP)
-                    && policy.is_sig_port(sport(ports))
-                {
-                    sipwall_copy_from_peer(ctx.ctx, l3_flag(policy), u32::from(v6), src[0], src[1]);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
