@@ -367,3 +367,65 @@ fn unattended_follows_the_configuration_when_the_reader_is_down() {
         );
     }
 }
+
+/// 500 calls from the provider, 20 at once, each held a second, with
+/// media streaming from the provider's media address to the negotiated
+/// RTCP port all along: the calls share the pinholes (the same SDP every
+/// time), so they stay open while any call is up, and not one datagram is
+/// lost at the receiver; nothing of the provider's is `rtp_unsolicited`.
+#[test]
+fn five_hundred_calls_lose_no_media() {
+    skip_unless_root!();
+    let lab = TestLab::new();
+    let config = calls_config(&lab, "");
+    let _service = Service::start(&lab, &config);
+    let provider: IpAddr = PROVIDER[0].into();
+    let case = "500 calls";
+    let _uas = Uas::start_on(
+        &lab,
+        Host::Pbx,
+        PBX.into(),
+        Transport::Udp,
+        &["-mp", &PBX_MEDIA.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
+    let sink = traffic::Sink::start(lab.udp(Host::Pbx, PBX.into(), PBX_MEDIA + 1))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let before = lab.counters();
+    let placing = start_calls(
+        &lab,
+        Host::Provider,
+        provider,
+        SocketAddr::new(PBX.into(), SIP_PORT),
+        Transport::Udp,
+        500,
+        Duration::from_secs(1),
+        &["-mp", &PROVIDER_MEDIA.to_string(), "-l", "20", "-r", "50"],
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
+    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
+        .into_iter()
+        .collect();
+    wait_pinholes(&lab, Duration::from_secs(3), case, |p| *p == want);
+    let stream = traffic::Stream::start(
+        lab.udp(Host::Provider, provider, SENDER_PORT),
+        SocketAddr::new(PBX.into(), PBX_MEDIA + 1),
+        1000,
+    );
+    // The calls go on for about 10 s; the media stops well before the last.
+    std::thread::sleep(Duration::from_secs(7));
+    let calls_up = pinholes(&lab);
+    let sent = stream.stop().unwrap_or_else(|e| panic!("{e:#}"));
+    let received = sink.wait_for(sent, Duration::from_secs(2));
+    assert_eq!(calls_up, want, "{case}: pinholes while calls run");
+    let calls = placing
+        .wait()
+        .unwrap_or_else(|e| panic!("{case}: waiting for the UAC: {e:#}"));
+    expect_answered(case, &calls);
+    assert!(sent > 5000, "{case}: only {sent} datagrams sent");
+    assert_eq!(received, sent, "{case}: media lost at the receiver");
+    let d = delta(&before, &lab.counters());
+    assert_eq!(packets(&d, "rtp_unsolicited"), 0, "{case}: {d:?}");
+    assert!(packets(&d, "rtp_allowed") >= sent, "{case}: {d:?}");
+    wait_pinholes(&lab, Duration::from_secs(2), case, |p| p.is_empty());
+}
