@@ -810,3 +810,177 @@ fn snap_length_captures_are_judged_on_the_bytes_captured() {
         text.stdout
     );
 }
+
+/// A SIP message with an SDP body naming `media` at `port`.
+fn sip_with_sdp(
+    first_line: &str,
+    call_id: &str,
+    cseq: &str,
+    from_tag: &str,
+    to_tag: &str,
+    media: Ipv4Addr,
+    port: u16,
+) -> Vec<u8> {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {media}\r\ns=-\r\nc=IN IP4 {media}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    sip(first_line, call_id, cseq, from_tag, to_tag, &sdp)
+}
+
+fn sip(
+    first_line: &str,
+    call_id: &str,
+    cseq: &str,
+    from_tag: &str,
+    to_tag: &str,
+    body: &str,
+) -> Vec<u8> {
+    let to_tag = if to_tag.is_empty() {
+        String::new()
+    } else {
+        format!(";tag={to_tag}")
+    };
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{first_line}\r\nVia: SIP/2.0/UDP {PROVIDER_A}:5060;branch=z9hG4bK-{cseq_n}\r\nFrom: <sip:p@{PROVIDER_A}>;tag={from_tag}\r\nTo: <sip:h@{HOST}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContact: <sip:p@{PROVIDER_A}:5060>\r\nMax-Forwards: 70\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+        cseq_n = cseq.split(' ').next().unwrap_or("1"),
+    )
+    .into_bytes()
+}
+
+/// In calls mode the reader follows the capture's call: the provider's
+/// media to the port this host's answer names passes while the call is
+/// up, an outsider's does not, and after BYE neither does the provider's.
+/// Without --local the reader cannot tell the host's answer from the
+/// peer's, and says so.
+#[test]
+fn calls_mode_replays_the_calls_in_the_capture() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let config = dir.join("calls.toml");
+    std::fs::write(
+        &config,
+        "[media]\nmode = \"calls\"\nrtp_ports = \"10000-10999\"\n",
+    )
+    .unwrap();
+    let call = "replay-1@44.229.228.186";
+    let to_host = |payload: Vec<u8>| {
+        Frame::ipv4(PROVIDER_A, HOST)
+            .udp(5060, 5060)
+            .payload(&payload)
+            .build()
+    };
+    let from_host = |payload: Vec<u8>| {
+        Frame::ipv4(HOST, PROVIDER_A)
+            .udp(5060, 5060)
+            .payload(&payload)
+            .build()
+    };
+    let media = |src: Ipv4Addr, port: u16| {
+        Frame::ipv4(src, HOST)
+            .udp(40000, port)
+            .payload(&[0x80; 172])
+            .build()
+    };
+    let frames = vec![
+        to_host(sip_with_sdp(
+            &format!("INVITE sip:h@{HOST} SIP/2.0"),
+            call,
+            "1 INVITE",
+            "pt",
+            "",
+            PROVIDER_A,
+            40000,
+        )),
+        from_host(sip_with_sdp(
+            "SIP/2.0 200 OK",
+            call,
+            "1 INVITE",
+            "pt",
+            "ht",
+            HOST,
+            10020,
+        )),
+        to_host(sip(
+            &format!("ACK sip:h@{HOST} SIP/2.0"),
+            call,
+            "1 ACK",
+            "pt",
+            "ht",
+            "",
+        )),
+        media(PROVIDER_A, 10020),
+        media(STRANGER, 10020),
+        media(PROVIDER_A, 10030),
+        to_host(sip(
+            &format!("BYE sip:h@{HOST} SIP/2.0"),
+            call,
+            "2 BYE",
+            "pt",
+            "ht",
+            "",
+        )),
+        media(PROVIDER_A, 10020),
+    ];
+    let pcap = dir.join("call.pcap");
+    write_pcap(&pcap, &frames, DataLink::ETHERNET);
+    let run = sipwall(&[
+        "check",
+        "--pcap",
+        path_str(&pcap),
+        "-c",
+        path_str(&config),
+        "--local",
+        &HOST.to_string(),
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let reasons: Vec<&str> = json["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .map(|p| p["reason"].as_str().unwrap_or("null"))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "sip_allowed",
+            "outbound",
+            "sip_allowed",
+            "rtp_allowed",
+            "rtp_unsolicited",
+            "rtp_unsolicited",
+            "sip_allowed",
+            "rtp_unsolicited"
+        ],
+        "{}",
+        run.stdout
+    );
+    // Without --local: nothing opens, and the note says why.
+    let run = sipwall(&[
+        "check",
+        "--pcap",
+        path_str(&pcap),
+        "-c",
+        path_str(&config),
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(
+        json["packets"][3]["reason"], "rtp_unsolicited",
+        "{}",
+        run.stdout
+    );
+    assert!(
+        json["note"].as_str().unwrap_or("").contains("--local"),
+        "{}",
+        run.stdout
+    );
+}

@@ -21,7 +21,16 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     let local = Local::gather(&args.local, &args.local_iface)?;
     require_root()?;
     let results = check::check(&frames, &ruleset, &local, direction)?;
-    let note = (direction == Direction::In && ruleset.strict()).then_some(check::STRICT_NOTE);
+    let notes: Vec<&str> = [
+        (direction == Direction::In && ruleset.strict()).then_some(check::STRICT_NOTE),
+        (direction == Direction::In && ruleset.media.calls() && local.addrs.is_empty())
+            .then_some(check::CALLS_NOTE),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let joined = notes.join("; ");
+    let note = (!notes.is_empty()).then_some(joined.as_str());
     if args.output.json {
         println!("{}", json::line(&check::to_json(&results, note)));
     } else {

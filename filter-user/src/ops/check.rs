@@ -5,9 +5,13 @@ use filter_kernel::runner::{Runner, Verdict, MAX_FRAME, MIN_FRAME};
 use filter_policy::{input, ruleset::Ruleset};
 use std::{net::IpAddr, path::Path};
 
-use crate::{error::UsageError, ops::json};
+use crate::{
+    error::UsageError,
+    ops::{json, reader::CallReader},
+};
 use anyhow::{Context as _, Result};
 use filter_common::{CounterFamily, OutReason, Reason};
+use filter_kernel::{maps::monotonic_ns, media::Copied};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
@@ -143,6 +147,9 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 ];
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+/// What a replay in calls mode needs.
+pub const CALLS_NOTE: &str = "calls mode: the call reader follows the calls in the capture, but without --local or --local-iface it cannot tell this host's messages from the peer's, so no call's pinholes open and its media is judged rtp_unsolicited";
+
 /// What a replay cannot know in strict mode.
 pub const STRICT_NOTE: &str = "strict mode: replies cannot be known from a capture (the host's own flows are learnt live by the egress program), so answers to the host's connections are judged as unsolicited here (denied, unless a rule or another row takes them)";
 
@@ -253,13 +260,32 @@ pub fn check(
     local: &Local,
     direction: Direction,
 ) -> Result<Vec<Checked>> {
-    let runner = Runner::new(ruleset)?;
+    let mut runner = Runner::new(ruleset)?;
+    // Calls mode: the reader follows the capture's calls as `run`'s would,
+    // frame by frame, into this copy's pinholes; its heartbeat keeps the
+    // kernel from falling back to `unattended`.
+    let mut reader = if ruleset.media.calls() {
+        let mut reader = CallReader::new(runner.media_maps()?, ruleset)?;
+        reader.tick()?;
+        Some(reader)
+    } else {
+        None
+    };
     frames
         .iter()
         .enumerate()
         .map(|(index, captured)| {
             let frame = captured.data.as_slice();
             let sent = local.sent(frame);
+            if let Some(reader) = reader.as_mut() {
+                reader.take(&Copied {
+                    ts_ns: monotonic_ns(),
+                    len: captured.orig_len as u32,
+                    outbound: sent,
+                    l3: false,
+                    data: frame.to_vec(),
+                });
+            }
             let result = if direction == Direction::In && sent {
                 Judged::Outbound
             } else if direction == Direction::Out && !local.addrs.is_empty() && !sent {
