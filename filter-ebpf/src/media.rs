@@ -125,11 +125,19 @@ pub extern "C" fn sipwall_copy_in(ctx: *mut xdp_md, flags: u32) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u32;
     let Some(mut entry) = reserve() else { return 0 };
     let caplen = fill(&mut entry, len, flags);
+    // Checked again here, where the helper is called: the verifier does
+    // not carry `fill`'s bounds through the compiler's rewrite of them.
+    if caplen == 0 || caplen > COPY_MAX {
+        finish(entry, false);
+        return 0;
+    }
     let copy = entry.as_mut_ptr();
+    let caplen = verifiable(copy);
     // SAFETY: `copy` is the reserved entry, whose `data` holds COPY_MAX
-    // bytes; 1 <= caplen <= COPY_MAX (by `fill`); the helper copies from
-    // within the packet or fails.
-    let copied = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*copy).data.as_mut_ptr().cast(), caplen) };
+    // bytes; 1 <= caplen <= COPY_MAX (checked above, and bounded so by
+    // `verifiable`); the helper copies from within the packet or fails.
+    let copied =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*copy).data.as_mut_ptr().cast(), caplen) };
     finish(entry, copied == 0);
     0
 }
@@ -141,7 +149,12 @@ pub extern "C" fn sipwall_copy_out(skb: *mut __sk_buff, flags: u32) -> u32 {
     let ctx = TcContext::new(skb);
     let Some(mut entry) = reserve() else { return 0 };
     let caplen = fill(&mut entry, ctx.len(), flags);
+    if caplen == 0 || caplen > COPY_MAX {
+        finish(entry, false);
+        return 0;
+    }
     let copy = entry.as_mut_ptr();
+    let caplen = verifiable(copy);
     // SAFETY: as in `sipwall_copy_in`, with the skb's bytes.
     let copied = unsafe {
         bpf_skb_load_bytes(
@@ -153,6 +166,21 @@ pub extern "C" fn sipwall_copy_out(skb: *mut __sk_buff, flags: u32) -> u32 {
     };
     finish(entry, copied == 0);
     0
+}
+
+/// The copy's `caplen` as the verifier can bound it. The check above is
+/// not enough: the compiler knows `fill`'s result is 1..=COPY_MAX, drops
+/// the check and hands the helper a register whose upper bits the verifier
+/// does not know ("R4 min value is negative"). Read back through a
+/// volatile load, the value is opaque to the compiler, and the mask keeps
+/// it in 1..=COPY_MAX in the very register passed (it leaves every value
+/// of that range as it is).
+#[inline(always)]
+fn verifiable(copy: *const SignallingCopy) -> u32 {
+    const _: () = assert!(COPY_MAX.is_power_of_two());
+    // SAFETY: `copy` is the reserved entry `fill` just wrote.
+    let n = unsafe { core::ptr::read_volatile(&(*copy).caplen) };
+    (n.wrapping_sub(1) & (COPY_MAX - 1)) + 1
 }
 
 /// A ring entry, or `None` (counted as lost) when the ring is full.
