@@ -12,9 +12,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use filter_common::media::{
-    maps as names, pinhole_slot, CallId, MediaState, MediaStats, Pinhole, CALL_ID_MAX,
-    COPY_HEADER, COPY_L3, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY, PINHOLE_EMPTY, PINHOLE_SLOTS,
-    PINHOLE_WAYS,
+    maps as names, pinhole_slot, CallId, MediaState, MediaStats, Pinhole, CALL_ID_MAX, COPY_HEADER,
+    COPY_L3, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY, PINHOLE_EMPTY, PINHOLE_SLOTS, PINHOLE_WAYS,
 };
 
 use crate::maps::monotonic_ns;
@@ -133,7 +132,10 @@ impl Mapped {
         // SAFETY: within the mapping; `kind` alone decides whether the
         // programs use the slot.
         unsafe {
-            std::ptr::write_volatile(&mut (*self.ptr.as_ptr().add(slot as usize)).kind, PINHOLE_EMPTY)
+            std::ptr::write_volatile(
+                &mut (*self.ptr.as_ptr().add(slot as usize)).kind,
+                PINHOLE_EMPTY,
+            )
         };
     }
 }
@@ -223,7 +225,25 @@ impl MediaMaps {
         call_id: Option<&str>,
         idle_ns: u64,
     ) -> Result<()> {
+        self.open_pinhole_for(port, remote, call_id, idle_ns, idle_ns)
+    }
+
+    /// Like [`MediaMaps::open_pinhole`], but without media the pinhole
+    /// stays open for `life_ns` from now rather than `idle_ns`
+    /// (`pinhole add --for`). The kernel holds one idle time per
+    /// attachment, so the pinhole is written as last seen at `now +
+    /// life_ns - idle_ns`: in the future when `life_ns` is longer, which
+    /// the programs read as live and do not refresh until it has passed.
+    pub fn open_pinhole_for(
+        &mut self,
+        port: u16,
+        remote: Option<IpAddr>,
+        call_id: Option<&str>,
+        idle_ns: u64,
+        life_ns: u64,
+    ) -> Result<()> {
         let now = monotonic_ns();
+        let last_seen_ns = now.wrapping_add(life_ns).wrapping_sub(idle_ns);
         let (kind, words) = match remote {
             Some(addr) => (PINHOLE_ADDR, remote_words(addr)),
             None => (PINHOLE_ANY, [0; 2]),
@@ -265,7 +285,7 @@ impl MediaMaps {
             slot,
             Pinhole {
                 remote: words,
-                last_seen_ns: now,
+                last_seen_ns,
                 opened_ns: if renewing { old.opened_ns } else { now },
                 kind,
                 call,
@@ -443,7 +463,10 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 impl CopyRing {
     pub fn open(dir: &Path) -> Result<CopyRing> {
         Ok(CopyRing {
-            ring: typed(pinned(dir, names::SIGNALLING_COPIES)?, names::SIGNALLING_COPIES)?,
+            ring: typed(
+                pinned(dir, names::SIGNALLING_COPIES)?,
+                names::SIGNALLING_COPIES,
+            )?,
         })
     }
 
