@@ -1,7 +1,6 @@
 //! `sipwall pinhole list|add|del`: calls mode's pinholes.
 use anyhow::Result;
 use filter_kernel::{pins::PinRoot, privileges::require_root};
-use filter_policy::banlist;
 
 use super::args::{PinholeAction, PinholeTarget, ShowArgs};
 use crate::ops::{
@@ -17,9 +16,7 @@ pub fn run(root: &PinRoot, action: PinholeAction) -> Result<()> {
             let life = args
                 .duration
                 .as_deref()
-                .map(banlist::parse_duration)
-                .transpose()?
-                .map(pinholes::check_for)
+                .map(pinholes::parse_for)
                 .transpose()?;
             (args.target, Change::Add { life })
         }
@@ -41,7 +38,7 @@ pub fn run(root: &PinRoot, action: PinholeAction) -> Result<()> {
     };
     match done {
         Done::Opened { life } => println!(
-            "{iface}: pinhole open: UDP port {port} from {from}, until {}s without media",
+            "{iface}: pinhole open: UDP port {port} from {from}; it closes after {}s without media",
             life.as_secs()
         ),
         Done::Closed => println!("{iface}: pinhole closed: UDP port {port} from {from}"),

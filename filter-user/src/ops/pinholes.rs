@@ -81,6 +81,17 @@ pub fn parse_remote(text: &str) -> Result<Remote, UsageError> {
     }
 }
 
+/// Reads `--for`: the units of `ban add --for` (banlist.rs), with a
+/// message of its own (a ban's mentions permanent bans and fail2ban).
+pub fn parse_for(text: &str) -> Result<Duration, UsageError> {
+    let d = filter_policy::banlist::parse_duration(text).map_err(|_| {
+        UsageError(format!(
+            "--for {text:?}: not a duration; write seconds (30) or a duration like 90s, 10m, 1h, from 1 s to 24 h"
+        ))
+    })?;
+    check_for(d)
+}
+
 /// Checks `--for` against its bounds.
 pub fn check_for(d: Duration) -> Result<Duration, UsageError> {
     if d < FOR_MIN || d > FOR_MAX {
@@ -204,6 +215,19 @@ pub fn secs_since(now: u64, then: u64) -> u64 {
     now.saturating_sub(then) / 1_000_000_000
 }
 
+/// Whole seconds since media last refreshed `p`, or since it was opened
+/// when no media has since: a pinhole added `--for` is written as last
+/// seen at a time that says nothing about its media (before its opening,
+/// or ahead of now), and no refresh happens while that time is ahead.
+pub fn idle_secs(now: u64, p: &PinholeEntry) -> u64 {
+    let since = if p.last_seen_ns > now {
+        p.opened_ns
+    } else {
+        p.last_seen_ns.max(p.opened_ns)
+    };
+    secs_since(now, since)
+}
+
 /// The `pinhole list --json` object of one pinhole.
 pub fn to_json(iface: &str, p: &PinholeEntry, now: u64) -> super::json::Pinhole {
     super::json::Pinhole {
@@ -212,7 +236,7 @@ pub fn to_json(iface: &str, p: &PinholeEntry, now: u64) -> super::json::Pinhole 
         remote: p.remote.map(|a| a.to_string()),
         call_id: p.call_id.clone(),
         age_seconds: secs_since(now, p.opened_ns),
-        idle_seconds: secs_since(now, p.last_seen_ns),
+        idle_seconds: idle_secs(now, p),
         packets: p.packets,
         live: p.live,
     }
@@ -237,7 +261,7 @@ pub fn to_text(all: &[Listed]) -> String {
                 p.remote.map_or("any".to_string(), |a| a.to_string()),
                 p.call_id.as_deref().unwrap_or("-"),
                 human(secs_since(l.now_ns, p.opened_ns)),
-                human(secs_since(l.now_ns, p.last_seen_ns)),
+                human(idle_secs(l.now_ns, p)),
                 p.packets,
                 if p.live { "live" } else { "expired" }
             );
@@ -302,6 +326,19 @@ mod tests {
     }
 
     #[test]
+    fn for_reads_durations_and_says_what_to_write() {
+        assert_eq!(parse_for("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_for("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["-5", "", "soon", "1y"] {
+            let msg = parse_for(bad).unwrap_err().0;
+            assert!(msg.contains("1 s to 24 h"), "{bad}: {msg}");
+            assert!(!msg.contains("ban"), "{bad}: {msg}");
+        }
+        assert!(parse_for("0").is_err());
+        assert!(parse_for("2d").is_err());
+    }
+
+    #[test]
     fn for_is_bounded() {
         assert!(check_for(Duration::from_secs(1)).is_ok());
         assert!(check_for(Duration::from_secs(86_400)).is_ok());
@@ -320,6 +357,26 @@ mod tests {
         let range = parse("[media]\nrtp_ports = \"10000-10100\"\n");
         let out = check_policy("eth0", &range, 10000).unwrap_err().0;
         assert!(out.contains("[media] mode = \"calls\""), "{out}");
+    }
+
+    #[test]
+    fn idle_counts_from_the_opening_when_for_set_the_time() {
+        let s = 1_000_000_000;
+        let p = |opened_ns, last_seen_ns| PinholeEntry {
+            port: 10000,
+            remote: None,
+            call_id: None,
+            opened_ns,
+            last_seen_ns,
+            packets: 0,
+            live: true,
+        };
+        // Refreshed by media 3 s ago, opened 10 s ago.
+        assert_eq!(idle_secs(100 * s, &p(90 * s, 97 * s)), 3);
+        // --for shorter than call_idle: written as seen before its opening.
+        assert_eq!(idle_secs(100 * s, &p(98 * s, 43 * s)), 2);
+        // --for longer than call_idle: written as seen ahead of now.
+        assert_eq!(idle_secs(100 * s, &p(95 * s, 3000 * s)), 5);
     }
 
     #[test]
