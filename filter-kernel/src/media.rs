@@ -225,7 +225,25 @@ impl MediaMaps {
         call_id: Option<&str>,
         idle_ns: u64,
     ) -> Result<()> {
+        self.open_pinhole_for(port, remote, call_id, idle_ns, idle_ns)
+    }
+
+    /// Like [`MediaMaps::open_pinhole`], but without media the pinhole
+    /// stays open for `life_ns` from now rather than `idle_ns`
+    /// (`pinhole add --for`). The kernel holds one idle time per
+    /// attachment, so the pinhole is written as last seen at `now +
+    /// life_ns - idle_ns`: in the future when `life_ns` is longer, which
+    /// the programs read as live and do not refresh until it has passed.
+    pub fn open_pinhole_for(
+        &mut self,
+        port: u16,
+        remote: Option<IpAddr>,
+        call_id: Option<&str>,
+        idle_ns: u64,
+        life_ns: u64,
+    ) -> Result<()> {
         let now = monotonic_ns();
+        let last_seen_ns = now.wrapping_add(life_ns).wrapping_sub(idle_ns);
         let (kind, words) = match remote {
             Some(addr) => (PINHOLE_ADDR, remote_words(addr)),
             None => (PINHOLE_ANY, [0; 2]),
@@ -267,7 +285,7 @@ impl MediaMaps {
             slot,
             Pinhole {
                 remote: words,
-                last_seen_ns: now,
+                last_seen_ns,
                 opened_ns: if renewing { old.opened_ns } else { now },
                 kind,
                 call,

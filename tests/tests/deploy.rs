@@ -35,6 +35,11 @@ const KNOWN_METRICS: &[&str] = &[
     "sipwall_ban_entries",
     "sipwall_policy_info",
     "sipwall_build_info",
+    "sipwall_pinholes_active",
+    "sipwall_signalling_copies_lost_total",
+    "sipwall_media_reader_up",
+    "sipwall_calls_active",
+    "sipwall_pinhole_install_seconds",
     "up",
 ];
 

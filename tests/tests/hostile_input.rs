@@ -635,6 +635,53 @@ nonsense
     }
     cases.push(case(&["allow"], &["Usage"], "no allow action"));
 
+    // pinhole add / del: addresses media cannot come from, bad --for, and
+    // this lab's range mode, where no pinhole is used.
+    for (from, says) in [
+        ("0.0.0.0", "unspecified"),
+        ("ff02::1", "multicast"),
+        ("::1", "loopback"),
+        ("::ffff:203.0.113.7", "as IPv4"),
+        ("203.0.113.0/24", "not an IP address"),
+        ("", "not an IP address"),
+    ] {
+        for action in ["add", "del"] {
+            cases.push(case(
+                &["pinhole", action, "--port", "45000", "--from", from],
+                &["--from", says],
+                &format!("pinhole {action} --from {from:?}"),
+            ));
+        }
+    }
+    for (duration, says) in [
+        ("0", "1 s to 24 h"),
+        ("2d", "1 s to 24 h"),
+        ("-5", "not a duration"),
+    ] {
+        cases.push(case(
+            &[
+                "pinhole", "add", "--port", "45000", "--from", "any", "--for", duration,
+            ],
+            &["--for", says],
+            &format!("pinhole add --for {duration}"),
+        ));
+    }
+    cases.push(case(
+        &["pinhole", "add", "--port", "45000", "--from", "203.0.113.7"],
+        &["range mode", "[media] mode = \"calls\""],
+        "pinhole add in range mode",
+    ));
+    cases.push(case(
+        &["pinhole", "add", "--port", "70000", "--from", "203.0.113.7"],
+        &["--port"],
+        "pinhole add --port beyond 65535",
+    ));
+    cases.push(case(
+        &["pinhole", "add", "--port", "45000"],
+        &["required"],
+        "no --from",
+    ));
+
     // allow replace --file: unreadable, empty, binary, bad lines, too big.
     let list_line = |name: &str, lines: &str| file(name, lines.as_bytes());
     let replace_files: Vec<(String, Vec<&str>, &str)> = vec![

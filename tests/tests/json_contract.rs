@@ -33,6 +33,7 @@ fn sections() -> BTreeMap<&'static str, RoundTrip> {
         ("`status --json`", round_trip::<json::Status>),
         ("`doctor --json`", round_trip::<json::Doctor>),
         ("`explain --json`", round_trip::<json::Explain>),
+        ("`pinhole list --json`", round_trip::<Vec<json::Pinhole>>),
     ])
 }
 

@@ -281,6 +281,10 @@ fn every_command_and_flag_has_help() {
         &["ban", "add"],
         &["ban", "del"],
         &["ban", "list"],
+        &["pinhole"],
+        &["pinhole", "list"],
+        &["pinhole", "add"],
+        &["pinhole", "del"],
         &["doctor"],
     ];
     for cmd in commands {

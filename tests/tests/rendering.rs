@@ -8,7 +8,10 @@
 //! Needs no root: nothing is loaded.
 use std::{net::IpAddr, path::Path};
 
-use filter_common::{Counter, OutReason, Reason, OUT_REASON_COUNT};
+use filter_common::{
+    media::{MediaState, MediaStats},
+    Counter, OutReason, Reason, OUT_REASON_COUNT,
+};
 use filter_kernel::{
     iface::LinkHeader,
     netns::NetnsId,
@@ -18,16 +21,16 @@ use filter_kernel::{
 use filter_policy::config;
 use sipwall::ops::{
     check::{self, Checked, Judged},
-    metrics,
-    snapshot::Snapshot,
+    media_metrics, metrics,
+    snapshot::{MediaSnapshot, Snapshot},
     stats, status,
 };
 
 const GUARD: &str = "[media]\nrtp_ports = \"10000-20000\"\n";
 
-/// Strict, in dry run, with strict egress.
+/// Strict, in dry run, with strict egress, media by call.
 const STRICT_EGRESS: &str = concat!(
-    "[media]\nrtp_ports = \"16384-32768\"\n",
+    "[media]\nrtp_ports = \"16384-32768\"\nmode = \"calls\"\nunattended = \"closed\"\n",
     "[policy]\nmode = \"strict\"\ndry_run = true\n",
     "[[strict.allow]]\nproto = \"tcp\"\nports = [22]\nfrom = [\"198.51.100.0/24\"]\n",
     "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\"]\n",
@@ -58,6 +61,14 @@ fn snapshots(seed: u64) -> Vec<Snapshot> {
             counters: Some(counters(seed)),
             out_counters: Some([Counter::default(); OUT_REASON_COUNT as usize]),
             bans: Some(Vec::new()),
+            // Range mode: the media maps read, nothing to report but zeros.
+            media: Some(MediaSnapshot {
+                calls: false,
+                reader: MediaState::default(),
+                stats: MediaStats::default(),
+                pinholes_active: 0,
+                now_ns: 0,
+            }),
             unreadable: None,
             problems: Vec::new(),
         },
@@ -71,6 +82,21 @@ fn snapshots(seed: u64) -> Vec<Snapshot> {
             counters: Some(counters(seed + 2)),
             out_counters: Some(counters(seed + 3)),
             bans: None,
+            // Calls mode, its reader's heartbeat a second old.
+            media: Some(MediaSnapshot {
+                calls: true,
+                reader: MediaState {
+                    heartbeat_ns: 1_000_000_000,
+                    reader_pid: 4242,
+                    reserved: 0,
+                },
+                stats: MediaStats {
+                    copies: 900,
+                    lost: 3,
+                },
+                pinholes_active: 12,
+                now_ns: 2_000_000_000,
+            }),
             unreadable: None,
             problems: Vec::new(),
         },
@@ -84,6 +110,7 @@ fn snapshots(seed: u64) -> Vec<Snapshot> {
             counters: None,
             out_counters: None,
             bans: None,
+            media: None,
             unreadable: None,
             problems: vec!["the maps could not be read".into()],
         },
@@ -151,6 +178,12 @@ fn stats_table_rates_and_json() {
 
 #[test]
 fn metrics_exposition() {
+    // The call reader of this process follows ens5's calls.
+    let reader = media_metrics::for_iface("ens5");
+    reader.set_calls_active(6);
+    for secs in [0.0003, 0.0003, 0.02, 2.0] {
+        reader.observe_install(secs);
+    }
     golden!("metrics.txt", &metrics::render(&snapshots(5)));
 }
 

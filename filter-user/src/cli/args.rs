@@ -88,6 +88,9 @@ pub enum Command {
     /// Show or change the ban set: sources dropped before any other rule.
     #[command(subcommand)]
     Ban(BanAction),
+    /// Calls mode's pinholes: list them, or open and close one by hand (PBX integrations).
+    #[command(subcommand)]
+    Pinhole(PinholeAction),
     /// Run every packet of a pcap through the real program (nothing attached).
     ///
     /// Each frame of the capture (pcap or pcapng, Ethernet) is judged by the XDP program loaded
@@ -152,6 +155,16 @@ pub enum BanAction {
     Del(BanDelArgs),
     /// The bans in force and the time left on each.
     List(ShowArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PinholeAction {
+    /// The pinholes: local port, remote address, Call-ID, age, idle time, packets, live or expired.
+    List(ShowArgs),
+    /// Open a pinhole: media from ADDR (or any source) to a local port of rtp_ports passes.
+    Add(PinholeAddArgs),
+    /// Close a pinhole at once.
+    Del(PinholeDelArgs),
 }
 
 // Flags that several commands share, each declared once and flattened in.
@@ -266,7 +279,7 @@ pub struct TopArgs {
     pub output: JsonFlag,
     /// The drop reason whose sources to show: sip_denied (the default),
     /// denied, rtp_outside, banned, sip_ratelimited, rtp_ratelimited,
-    /// rtp_invalid.
+    /// rtp_invalid, rtp_unsolicited.
     #[arg(long, value_name = "R", default_value = "sip_denied")]
     pub reason: String,
     #[command(flatten)]
@@ -432,6 +445,39 @@ pub struct BanDelArgs {
     #[arg(required = true)]
     pub cidrs: Vec<String>,
     /// Skip entries that are not banned (expired, say) instead of refusing.
+    #[arg(long)]
+    pub missing_ok: bool,
+}
+
+/// Which pinhole `pinhole add` and `del` change.
+#[derive(Args, Debug)]
+pub struct PinholeTarget {
+    /// The attached interface (may be left out when only one is attached).
+    #[arg(short, long)]
+    pub iface: Option<String>,
+    /// The local UDP port: one of the attachment's rtp_ports.
+    #[arg(long, value_name = "P")]
+    pub port: u16,
+    /// The remote address media comes from, or `any` for any source.
+    #[arg(long, value_name = "ADDR|any")]
+    pub from: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PinholeAddArgs {
+    #[command(flatten)]
+    pub target: PinholeTarget,
+    /// Keep it open without media for this long (1 s to 24 h: seconds, or 90s, 10m, 1h) instead
+    /// of [media] call_idle; media keeps it open as long again as call_idle after its last packet.
+    #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
+    pub duration: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PinholeDelArgs {
+    #[command(flatten)]
+    pub target: PinholeTarget,
+    /// A pinhole that is not there is no error (an integration that closes on every hang-up).
     #[arg(long)]
     pub missing_ok: bool,
 }

@@ -10,6 +10,7 @@ pub mod check;
 pub mod detach;
 pub mod doctor;
 pub mod explain;
+pub mod pinhole;
 pub mod run;
 pub mod stats;
 pub mod status;
@@ -18,7 +19,7 @@ pub mod top;
 use anyhow::Result;
 
 use args::ExplainArgs;
-pub use args::{AllowAction, AttachMode, BanAction, Cli, Command};
+pub use args::{AllowAction, AttachMode, BanAction, Cli, Command, PinholeAction};
 use filter_kernel::pins::PinRoot;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stats(args) => stats::run(&root, &args),
         Command::Top(args) => top::run(&root, &args),
         Command::Ban(action) => ban::run(&root, action),
+        Command::Pinhole(action) => pinhole::run(&root, action),
         Command::Check(args) => check::run(&args),
         Command::Capture(args) => capture::run(&root, args),
         Command::Explain(args) => explain::run(&root, &args),

@@ -215,6 +215,22 @@ pub struct AllowList {
     pub allow: Vec<String>,
 }
 
+/// One object of `pinhole list --json` (the document is an array of them).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Pinhole {
+    pub iface: String,
+    pub port: u16,
+    /// `None`: open to any source.
+    pub remote: Option<String>,
+    /// `None`: added by `pinhole add`.
+    pub call_id: Option<String>,
+    pub age_seconds: u64,
+    pub idle_seconds: u64,
+    pub packets: u64,
+    pub live: bool,
+}
+
 /// `status --json`.
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -249,6 +265,15 @@ pub struct StatusInterface {
     pub egress_mode: Option<String>,
     pub egress_rules: Option<usize>,
     pub egress_dns: Option<Vec<String>>,
+    /// `[media] mode`: `range` or `calls`.
+    pub media_mode: Option<String>,
+    /// Calls mode: the call reader's heartbeat is fresh (`None` in range
+    /// mode).
+    pub media_reader_up: Option<bool>,
+    /// Calls mode: the last reader's pid, if one ever ran.
+    pub media_reader_pid: Option<u32>,
+    pub pinholes_active: Option<usize>,
+    pub signalling_copies_lost: Option<u64>,
     pub hints: Vec<String>,
     pub policy: Option<String>,
     pub problems: Vec<String>,

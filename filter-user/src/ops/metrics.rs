@@ -5,7 +5,7 @@ use filter_common::{Counter, OutReason, Reason};
 use filter_kernel::maps::monotonic_ns;
 use ipnet::IpNet;
 
-use super::{counters, process::ProcessStats, snapshot::Snapshot};
+use super::{counters, media_metrics, process::ProcessStats, snapshot::Snapshot};
 
 /// The exposition of every snapshot. Counters and allowlist sizes are
 /// those read; a snapshot whose maps could not be read (pins removed or
@@ -97,13 +97,96 @@ pub fn render(samples: &[Snapshot]) -> String {
                 let Some(ruleset) = &s.ruleset else { continue };
                 let _ = writeln!(
                     o,
-                    "sipwall_policy_info{{iface=\"{}\",mode=\"{}\",dry_run=\"{}\",egress=\"{}\",media=\"{}\"}} 1",
+                    "sipwall_policy_info{{iface=\"{}\",mode=\"{}\",dry_run=\"{}\",egress=\"{}\",media=\"{}\",media_mode=\"{}\"}} 1",
                     s.iface,
                     ruleset.mode.name(),
                     ruleset.dry_run,
                     ruleset.egress.mode.name(),
-                    if ruleset.check_rtp { "rtp" } else { "any" }
+                    if ruleset.check_rtp { "rtp" } else { "any" },
+                    ruleset.media.mode.name()
                 );
+            }
+        },
+    );
+    // Calls mode, from the maps: present whenever they were read, so the
+    // alerts see a series from the start.
+    family(
+        "sipwall_pinholes_active",
+        "Pinholes the kernel passes media through now (calls mode; 0 in range mode).",
+        "gauge",
+        &mut |o| {
+            for s in samples {
+                let Some(m) = &s.media else { continue };
+                let _ = writeln!(
+                    o,
+                    "sipwall_pinholes_active{{iface=\"{}\"}} {}",
+                    s.iface, m.pinholes_active
+                );
+            }
+        },
+    );
+    family(
+        "sipwall_signalling_copies_lost_total",
+        "Copies of signalling packets for the call reader that the ring had no room for.",
+        "counter",
+        &mut |o| {
+            for s in samples {
+                let Some(m) = &s.media else { continue };
+                let _ = writeln!(
+                    o,
+                    "sipwall_signalling_copies_lost_total{{iface=\"{}\"}} {}",
+                    s.iface, m.stats.lost
+                );
+            }
+        },
+    );
+    family(
+        "sipwall_media_reader_up",
+        "Calls mode: 1 while the call reader's heartbeat is less than 5 s old, else 0 (media then follows [media] unattended).",
+        "gauge",
+        &mut |o| {
+            for s in samples {
+                let Some(m) = s.media.filter(|m| m.calls) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    o,
+                    "sipwall_media_reader_up{{iface=\"{}\"}} {}",
+                    s.iface,
+                    u8::from(m.reader_up())
+                );
+            }
+        },
+    );
+    // From the call reader of this process, for the interfaces it follows.
+    family(
+        "sipwall_calls_active",
+        "Calls the call reader of this process follows now.",
+        "gauge",
+        &mut |o| {
+            for s in samples {
+                let Some(m) = media_metrics::get(&s.iface) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    o,
+                    "sipwall_calls_active{{iface=\"{}\"}} {}",
+                    s.iface,
+                    m.calls_active()
+                );
+            }
+        },
+    );
+    family(
+        "sipwall_pinhole_install_seconds",
+        "Time from the kernel's timestamp of a signalling packet with SDP to the pinhole it asked for written.",
+        "histogram",
+        &mut |o| {
+            for s in samples {
+                let Some(m) = media_metrics::get(&s.iface) else {
+                    continue;
+                };
+                m.render_install(o, "sipwall_pinhole_install_seconds", &format!("iface=\"{}\"", s.iface));
             }
         },
     );

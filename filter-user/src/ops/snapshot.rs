@@ -2,14 +2,18 @@
 //! attachment's record, ruleset and counters, checked against what the
 //! kernel runs on the interface now. `stats`, `status` and the metrics all
 //! render this one type.
-use filter_common::XdpMode;
+use filter_common::{
+    media::{MediaState, MediaStats, READER_TIMEOUT_NS},
+    XdpMode,
+};
 
 use filter_kernel::{
     attachment::Attachment,
     bans::Ban,
     iface::{foreign_program, if_index, iface_xdp, link_of, LinkHeader},
     links::open_link,
-    maps::{CounterSet, OutCounterSet},
+    maps::{monotonic_ns, CounterSet, OutCounterSet},
+    media::MediaMaps,
     pins::{read_info, PinRoot, EGRESS_LINK_PIN, LINK_PIN},
 };
 use filter_policy::ruleset::Ruleset;
@@ -32,6 +36,8 @@ pub struct Snapshot {
     pub out_counters: Option<OutCounterSet>,
     /// The ban set's entries, expired ones included (read with `counters`).
     pub bans: Option<Vec<Ban>>,
+    /// Calls mode's state (read with `counters`).
+    pub media: Option<MediaSnapshot>,
     /// Why the maps could not be read, when they could not.
     pub unreadable: Option<anyhow::Error>,
     /// What is wrong, each with what to do about it.
@@ -64,6 +70,7 @@ impl Snapshot {
             counters: None,
             out_counters: None,
             bans: None,
+            media: None,
             unreadable: None,
             problems: Vec::new(),
         };
@@ -105,6 +112,14 @@ impl Snapshot {
                         snap.bans = Some(bans);
                     }
                     Err(e) => snap.unreadable(e, iface, true),
+                }
+                if let Some(r) = &snap.ruleset {
+                    match MediaSnapshot::read(&att.dir, r) {
+                        Ok(m) => snap.media = Some(m),
+                        Err(e) => snap.problems.push(format!(
+                            "{e:#}; `sipwall attach -i {iface}` recreates missing pins"
+                        )),
+                    }
                 }
             }
             Err(e) => snap.unreadable(e, iface, false),
@@ -190,6 +205,58 @@ impl Snapshot {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Calls mode's state of one attachment, read from its media maps.
+#[derive(Clone, Copy, Debug)]
+pub struct MediaSnapshot {
+    /// The policy's `[media] mode` is `calls`.
+    pub calls: bool,
+    /// The reader's last heartbeat and pid.
+    pub reader: MediaState,
+    /// Signalling copies written and lost.
+    pub stats: MediaStats,
+    /// Pinholes the kernel passes media through now (0 in range mode,
+    /// where it passes none).
+    pub pinholes_active: usize,
+    /// CLOCK_MONOTONIC when read.
+    pub now_ns: u64,
+}
+
+impl MediaSnapshot {
+    pub fn read(dir: &std::path::Path, ruleset: &Ruleset) -> anyhow::Result<MediaSnapshot> {
+        let maps = MediaMaps::open(dir)?;
+        let calls = ruleset.media.calls();
+        // Range mode reads no pinhole: the scan of every slot is skipped.
+        let pinholes_active = if calls {
+            maps.list(ruleset.media.call_idle_secs * 1_000_000_000)?
+                .iter()
+                .filter(|p| p.live)
+                .count()
+        } else {
+            0
+        };
+        Ok(MediaSnapshot {
+            calls,
+            reader: maps.reader()?,
+            stats: maps.stats()?,
+            pinholes_active,
+            now_ns: monotonic_ns(),
+        })
+    }
+
+    /// The reader wrote its heartbeat less than 5 s ago (the kernel's
+    /// own test for `[media] unattended`).
+    pub fn reader_up(&self) -> bool {
+        self.reader.heartbeat_ns != 0
+            && (self.now_ns.wrapping_sub(self.reader.heartbeat_ns) as i64)
+                < READER_TIMEOUT_NS as i64
+    }
+
+    /// The last reader's pid, if one ever ran.
+    pub fn reader_pid(&self) -> Option<u32> {
+        (self.reader.reader_pid != 0).then_some(self.reader.reader_pid)
     }
 }
 

@@ -4,7 +4,10 @@
 use filter_common::{OutReason, Reason};
 use filter_kernel::pins::{Elsewhere, PinRoot};
 
-use super::{json, snapshot::Snapshot};
+use super::{
+    json,
+    snapshot::{MediaSnapshot, Snapshot},
+};
 
 /// What the counters say the operator should change, one line each.
 pub fn hints(s: &Snapshot) -> Vec<String> {
@@ -17,6 +20,13 @@ pub fn hints(s: &Snapshot) -> Vec<String> {
         out.push(format!(
             "rtp_outside: {outside} packets of provider media (UDP from ports {}-{}) went to ports outside rtp_ports {}-{} and were dropped: calls have one-way audio. Set [media] rtp_ports to the RTP port range your PBX advertises in its SDP (e.g. \"10000-20000\" for Asterisk, \"16384-32768\" for FreeSWITCH)",
             r.provider_rtp.0, r.provider_rtp.1, r.rtp.0, r.rtp.1
+        ));
+    }
+    if let Some(m) = s.media.filter(|m| m.calls && !m.reader_up()) {
+        out.push(format!(
+            "calls mode without a call reader{}: no pinhole opens for new calls, and media follows [media] unattended ({}); `sipwall run` reads the calls (or `sipwall pinhole add` from a PBX integration)",
+            m.reader_pid().map_or(String::new(), |p| format!(" (the last one, pid {p}, stopped)")),
+            r.media.unattended.name()
         ));
     }
     if let Some(o) = &s.out_counters {
@@ -64,6 +74,11 @@ pub fn to_json(
                 egress_mode: r.map(|r| r.egress.mode.name().into()),
                 egress_rules: r.map(|r| compile_rules(&r.egress.rules).len()),
                 egress_dns: r.map(|r| r.egress.dns.iter().map(|n| n.to_string()).collect()),
+                media_mode: r.map(|r| r.media.mode.name().into()),
+                media_reader_up: s.media.filter(|m| m.calls).map(|m| m.reader_up()),
+                media_reader_pid: s.media.filter(|m| m.calls).and_then(|m| m.reader_pid()),
+                pinholes_active: s.media.map(|m| m.pinholes_active),
+                signalling_copies_lost: s.media.map(|m| m.stats.lost),
                 hints: hints(s),
                 policy: r.map(|r| r.summary()),
                 problems: s.problems.clone(),
@@ -128,6 +143,9 @@ pub fn to_text(
         if let Some(link) = s.link {
             out += &format!("  link: {}\n", link.describe());
         }
+        if let Some(m) = &s.media {
+            out += &format!("  {}\n", media_text(m));
+        }
         for p in &s.problems {
             out += &format!("  problem: {p}\n");
         }
@@ -157,6 +175,26 @@ pub fn to_text(
         );
     }
     out
+}
+
+/// The `media:` line: the mode, and in calls mode the reader, the live
+/// pinholes and the copies lost.
+pub fn media_text(m: &MediaSnapshot) -> String {
+    if !m.calls {
+        return "media: range (open to any source on rtp_ports)".into();
+    }
+    let pid = m
+        .reader_pid()
+        .map_or("never ran".to_string(), |p| format!("pid {p}"));
+    let reader = if m.reader_up() {
+        format!("reader up ({pid})")
+    } else {
+        format!("reader DOWN ({pid}): media follows [media] unattended")
+    };
+    format!(
+        "media: calls, {reader}, {} live pinholes, {} signalling copies lost",
+        m.pinholes_active, m.stats.lost
+    )
 }
 
 /// A capture's sampling on an interface: by which process, and whether it
