@@ -265,7 +265,7 @@ pub fn check(
     // frame by frame, into this copy's pinholes; its heartbeat keeps the
     // kernel from falling back to `unattended`.
     let mut reader = if ruleset.media.calls() {
-        let mut reader = CallReader::new(runner.media_maps()?, ruleset)?;
+        let mut reader = CallReader::new(runner.media_maps()?, ruleset, None)?;
         reader.tick()?;
         Some(reader)
     } else {

@@ -2,7 +2,7 @@
 //! the copies of signalling the programs make in calls mode, follows the
 //! calls (`sipwall_calls`) and opens and closes their pinholes; writes the
 //! heartbeat that tells the kernel a reader runs.
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
 use filter_kernel::{
@@ -13,15 +13,15 @@ use filter_policy::ruleset::Ruleset;
 use sipwall_calls::{Action, Direction, Pinhole, Remote, Segment, Settings, Tracker, Transport};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
-use super::frames::transported;
+use super::{frames::transported, media_metrics::MediaMetrics};
 
 /// Follows calls and keeps their pinholes in the kernel.
 pub struct CallReader {
     tracker: Tracker,
     maps: MediaMaps,
     idle_ns: u64,
-    /// Pinhole install latencies (seconds) not yet handed to the metrics.
-    installs: Vec<f64>,
+    /// Where `run` shows the calls and install times (`None`: a replay).
+    metrics: Option<Arc<MediaMetrics>>,
     /// Pinholes the kernel refused (both ways of a port taken).
     pub refused: u64,
 }
@@ -42,12 +42,16 @@ fn idle_ns(ruleset: &Ruleset) -> u64 {
 impl CallReader {
     /// A reader writing to `maps`, taking back the live calls a reader
     /// before it left pinned (their Call-IDs are pinned beside them).
-    pub fn new(maps: MediaMaps, ruleset: &Ruleset) -> Result<CallReader> {
+    pub fn new(
+        maps: MediaMaps,
+        ruleset: &Ruleset,
+        metrics: Option<Arc<MediaMetrics>>,
+    ) -> Result<CallReader> {
         let mut reader = CallReader {
             tracker: Tracker::new(settings(ruleset)),
             maps,
             idle_ns: idle_ns(ruleset),
-            installs: Vec::new(),
+            metrics,
             refused: 0,
         };
         reader.adopt()?;
@@ -135,8 +139,9 @@ impl CallReader {
                         self.idle_ns,
                     ) {
                         Ok(()) => {
-                            let secs = monotonic_ns().saturating_sub(sdp_time_ns) as f64 / 1e9;
-                            self.installs.push(secs);
+                            if let Some(m) = &self.metrics {
+                                m.observe_install_since(sdp_time_ns);
+                            }
                         }
                         Err(e) => {
                             self.refused += 1;
@@ -150,16 +155,14 @@ impl CallReader {
                 }
             }
         }
+        if let Some(m) = &self.metrics {
+            m.set_calls_active(self.tracker.calls_active() as u64);
+        }
     }
 
     /// Calls followed now.
     pub fn calls_active(&self) -> usize {
         self.tracker.calls_active()
-    }
-
-    /// The install latencies since the last call, in seconds.
-    pub fn take_installs(&mut self) -> Vec<f64> {
-        std::mem::take(&mut self.installs)
     }
 
     pub fn tracker(&self) -> &Tracker {
@@ -174,25 +177,17 @@ fn remote_of(remote: Remote) -> Option<std::net::IpAddr> {
     }
 }
 
-/// What the running reader shows the metrics.
-#[derive(Clone, Debug, Default)]
-pub struct ReaderFigures {
-    pub calls_active: u64,
-    /// Install latencies (seconds) since the metrics last took them.
-    pub installs: Vec<f64>,
-}
-
 /// The reader task of `sipwall run`: drains the copies of the attachment
 /// pinned in `dir` as they come, ticks once a second, and follows the
 /// policy `rules` carries. Returns only on an error.
 pub async fn serve(
     dir: &Path,
     mut rules: watch::Receiver<Ruleset>,
-    figures: std::sync::Arc<std::sync::Mutex<ReaderFigures>>,
+    metrics: Arc<MediaMetrics>,
 ) -> Result<()> {
     let ring = CopyRing::open(dir)?;
     let maps = MediaMaps::open(dir)?;
-    let mut reader = CallReader::new(maps, &rules.borrow())?;
+    let mut reader = CallReader::new(maps, &rules.borrow(), Some(metrics))?;
     reader.tick()?;
     // SAFETY: the AsyncFd owns the ring, so the fd it watches stays open
     // for as long as it is registered.
@@ -218,14 +213,6 @@ pub async fn serve(
                 let ruleset = rules.borrow().clone();
                 reader.set_ruleset(&ruleset);
             }
-        }
-        let mut f = figures.lock().unwrap_or_else(|e| e.into_inner());
-        f.calls_active = reader.calls_active() as u64;
-        f.installs.extend(reader.take_installs());
-        // Bounded, whatever the scrape interval.
-        if f.installs.len() > 100_000 {
-            let excess = f.installs.len() - 100_000;
-            f.installs.drain(..excess);
         }
     }
 }

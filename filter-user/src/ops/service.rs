@@ -31,8 +31,7 @@ use super::{
 use crate::ops::{
     admission,
     confirm::{self, Pending, State},
-    notices,
-    reader::{self, ReaderFigures},
+    media_metrics, notices, reader,
 };
 
 pub struct Service {
@@ -160,11 +159,10 @@ impl Service {
         // reload into calls mode finds it there; in range mode no copies
         // come and it only writes its heartbeat.
         let (rules_tx, rules_rx) = tokio::sync::watch::channel(ruleset.clone());
-        let figures = Arc::new(Mutex::new(ReaderFigures::default()));
         let mut reader_task = {
             let dir = root.iface_dir(&self.iface);
-            let figures = Arc::clone(&figures);
-            tokio::spawn(async move { reader::serve(&dir, rules_rx, figures).await })
+            let metrics = media_metrics::for_iface(&self.iface);
+            tokio::spawn(async move { reader::serve(&dir, rules_rx, metrics).await })
         };
         // --confirm: the token `sipwall confirm` answers, and when to give up.
         let mut pending = match (self.confirm, previous) {
