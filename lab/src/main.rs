@@ -88,12 +88,12 @@ fn run() -> Result<()> {
         lab.bpffs().display()
     );
 
-    let result = show(&lab, &exe);
+    let result = show(&lab, &exe).and_then(|()| show_calls(&lab, &exe));
     step("cleaning up: deleting the namespaces (with the veths and the XDP attachment) and the private bpffs");
     drop(lab);
     println!("  lab removed");
     match &result {
-        Ok(()) => println!("\ndemo finished: signalling only from the provider, media from anyone, every packet counted."),
+        Ok(()) => println!("\ndemo finished: signalling only from the provider; media from anyone in range mode, only for the calls that are up in calls mode; every packet counted."),
         Err(_) if lab::stop_requested() => println!("\ndemo interrupted"),
         Err(_) => {}
     }
@@ -226,18 +226,7 @@ fn show(lab: &Lab, exe: &Path) -> Result<()> {
             RTP_PACKETS,
         ),
     ];
-    let mut wrong = Vec::new();
-    for (what, got, want) in checks {
-        let ok = got == want;
-        println!(
-            "  {:<50} {got:>5} (expected {want:>3})  {}",
-            what,
-            if ok { "ok" } else { "WRONG" }
-        );
-        if !ok {
-            wrong.push(what);
-        }
-    }
+    let wrong = print_checks(&checks);
 
     step("detaching: sipwall detach");
     print_indented(&sipwall(lab, exe, &["detach", "-i", PBX_IFACE])?);
@@ -248,6 +237,214 @@ fn show(lab: &Lab, exe: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The PBX's media port in calls mode (its SDP names it), and the
+/// provider's (sipp binds it and the port two above).
+const CALLS_PBX_MEDIA: u16 = 40000;
+const CALLS_PROVIDER_MEDIA: u16 = 40010;
+/// The port the demo's own media senders use.
+const SENDER_PORT: u16 = 45000;
+
+/// The same lab in calls mode: `sipwall run` follows a provider's call and
+/// opens its pinholes; the provider's media to the call's port arrives,
+/// the outsider's is dropped as `rtp_unsolicited`.
+fn show_calls(lab: &Lab, exe: &Path) -> Result<()> {
+    step("calls mode: `sipwall run` with [media] mode = \"calls\": media only for the calls that are up");
+    let config = lab.dir().join("calls.toml");
+    std::fs::write(&config, "[media]\nmode = \"calls\"\n")
+        .with_context(|| format!("writing {}", config.display()))?;
+    println!("  {}: [media] mode = \"calls\"", config.display());
+    let log = lab.dir().join("run.stderr");
+    let mut run = KillOnDrop(
+        lab.sipwall(
+            exe,
+            &[
+                "run",
+                "-i",
+                PBX_IFACE,
+                "--mode",
+                "native",
+                "-c",
+                &config.to_string_lossy(),
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting sipwall run")?,
+    );
+    wait_until(Duration::from_secs(15), || {
+        Ok(std::fs::read_to_string(&log)?.contains("sipwall: filtering"))
+    })
+    .with_context(|| {
+        format!(
+            "sipwall run did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    })?;
+    print_indented(std::fs::read_to_string(&log)?.trim_end());
+
+    step(&format!(
+        "the PBX answers with media on port {CALLS_PBX_MEDIA}; the provider calls it and stays on the line for 4 s"
+    ));
+    let media_port = CALLS_PBX_MEDIA.to_string();
+    let _uas = Uas::start_on(
+        lab,
+        Host::Pbx,
+        IpAddr::V4(PBX),
+        Transport::Udp,
+        &["-mp", &media_port],
+    )?;
+    let provider = IpAddr::V4(PROVIDER[0]);
+    let provider_media = CALLS_PROVIDER_MEDIA.to_string();
+    let placing = sipp::start_calls(
+        lab,
+        Host::Provider,
+        provider,
+        SocketAddr::new(IpAddr::V4(PBX), sipp::SIP_PORT),
+        Transport::Udp,
+        1,
+        Duration::from_secs(4),
+        &["-mp", &provider_media],
+    )?;
+    wait_until(Duration::from_secs(3), || {
+        Ok(sipwall(lab, exe, &["pinhole", "list", "-i", PBX_IFACE])?
+            .contains(&PROVIDER[0].to_string()))
+    })
+    .context("the call's pinholes did not open")?;
+    step("the call's pinholes: sipwall pinhole list");
+    print_indented(&sipwall(lab, exe, &["pinhole", "list", "-i", PBX_IFACE])?);
+
+    let before = unsolicited(lab, exe)?;
+    let to = SocketAddr::new(IpAddr::V4(PBX), CALLS_PBX_MEDIA + 1);
+    let sink = Sink::start(traffic::udp_socket(lab, Host::Pbx, to)?)?;
+    step(&format!(
+        "the provider sends {RTP_PACKETS} RTCP packets to the call's port {}, then the outsider {RTP_PACKETS}",
+        to.port()
+    ));
+    let from_provider =
+        traffic::udp_socket(lab, Host::Provider, SocketAddr::new(provider, SENDER_PORT))?;
+    traffic::send(&from_provider, to, RTP_PACKETS, RTP_PAYLOAD)?;
+    let provider_arrived = sink.wait_for(RTP_PACKETS, Duration::from_secs(3));
+    println!(
+        "  {:<15} -> pbx: {provider_arrived}/{RTP_PACKETS} arrived   {}",
+        PROVIDER[0].to_string(),
+        if provider_arrived == RTP_PACKETS {
+            "PASSED (rtp_allowed)"
+        } else {
+            "LOST"
+        }
+    );
+    let from_outsider = traffic::udp_socket(
+        lab,
+        Host::Outsider,
+        SocketAddr::new(IpAddr::V4(OUTSIDER), SENDER_PORT),
+    )?;
+    traffic::send(&from_outsider, to, RTP_PACKETS, RTP_PAYLOAD)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let outsider_arrived = sink.received() - provider_arrived;
+    let dropped = unsolicited(lab, exe)? - before;
+    println!(
+        "  {:<15} -> pbx: {outsider_arrived}/{RTP_PACKETS} arrived   {}",
+        OUTSIDER.to_string(),
+        if outsider_arrived == 0 {
+            "DROPPED (rtp_unsolicited)"
+        } else {
+            "GOT THROUGH"
+        }
+    );
+    let calls = placing.wait()?;
+    step("the call ended (BYE): sipwall pinhole list");
+    wait_until(Duration::from_secs(2), || {
+        Ok(!sipwall(lab, exe, &["pinhole", "list", "-i", PBX_IFACE])?
+            .contains(&PROVIDER[0].to_string()))
+    })
+    .context("the call's pinholes did not close after BYE")?;
+    print_indented(&sipwall(lab, exe, &["pinhole", "list", "-i", PBX_IFACE])?);
+
+    step("checking the counters against the traffic sent");
+    let checks = [
+        ("provider call answered", calls.successful, 1),
+        ("provider media arrived", provider_arrived, RTP_PACKETS),
+        ("outsider media arrived", outsider_arrived, 0),
+        (
+            "rtp_unsolicited packets = outsider media sent",
+            dropped,
+            RTP_PACKETS,
+        ),
+    ];
+    let wrong = print_checks(&checks);
+    step("stopping sipwall run (SIGTERM): it detaches");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(run.0.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = lab::wait_child(&mut run.0, Duration::from_secs(10))?;
+    print_indented(
+        std::fs::read_to_string(&log)?
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    );
+    if !wrong.is_empty() {
+        bail!(
+            "demo: calls mode did not behave as expected: {}",
+            wrong.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// A child process killed and reaped when dropped (also on an error).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `rtp_unsolicited` counter now.
+fn unsolicited(lab: &Lab, exe: &Path) -> Result<u64> {
+    let stats: Value =
+        serde_json::from_str(&sipwall(lab, exe, &["stats", "-i", PBX_IFACE, "--json"])?)
+            .context("reading `sipwall stats --json`")?;
+    Ok(
+        stats["interfaces"][0]["counters"][Reason::RtpUnsolicited.name()]["packets"]
+            .as_u64()
+            .unwrap_or(0),
+    )
+}
+
+/// Polls `done` every 50 ms until it holds or `timeout` passes.
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        if std::time::Instant::now() > end {
+            bail!("not within {timeout:?}");
+        }
+        lab::sleep(Duration::from_millis(50))?;
+    }
+}
+
+/// Prints each (what, got, expected) with ok/WRONG; returns the wrong ones.
+fn print_checks<'a>(checks: &[(&'a str, u64, u64)]) -> Vec<&'a str> {
+    let mut wrong = Vec::new();
+    for &(what, got, want) in checks {
+        let ok = got == want;
+        println!(
+            "  {:<50} {got:>5} (expected {want:>3})  {}",
+            what,
+            if ok { "ok" } else { "WRONG" }
+        );
+        if !ok {
+            wrong.push(what);
+        }
+    }
+    wrong
 }
 
 fn step(what: &str) {
