@@ -122,6 +122,11 @@ impl Runner {
         crate::media::MediaMaps::take(&mut self.ebpf)
     }
 
+    /// The ring of signalling copies of this copy (calls mode).
+    pub fn copy_ring(&mut self) -> Result<crate::media::CopyRing> {
+        crate::media::CopyRing::take(&mut self.ebpf)
+    }
+
     /// Installs another ruleset (the atomic swap a live filter uses).
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<()> {
         self.maps.install(ruleset).map(|_| ())

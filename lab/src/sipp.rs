@@ -269,7 +269,7 @@ impl Drop for Placing {
 
 fn read_calls(dir: &Path, calls: u32, exit: Option<i32>) -> Result<Calls> {
     let stat = last_row(&dir.join("stat.csv"));
-    let counts = std::fs::read_dir(&dir)?
+    let counts = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("_counts.csv"))

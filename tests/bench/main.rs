@@ -31,6 +31,7 @@ mod capture;
 mod egress;
 mod flood;
 mod in_program;
+mod media;
 mod packet_gen;
 mod progs;
 mod receivers;
@@ -166,6 +167,9 @@ fn main() -> Result<()> {
         let capture = capture::run(args.scale)?;
         capture.print(&mut out);
         json.insert("tier1_capture".into(), capture.to_json());
+        let media = media::run(args.scale)?;
+        media.print(&mut out);
+        json.insert("tier1_media".into(), media.to_json());
     }
     if args.tiers.contains(&4) {
         let t4 = abuse::run(args.scale).context(
