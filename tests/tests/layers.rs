@@ -95,6 +95,40 @@ fn filter_policy_is_plain_rust() {
 }
 
 #[test]
+fn the_call_reader_is_pure() {
+    let calls = manifest("calls");
+    let deps = normal_dependencies(&calls);
+    let kernel_side: Vec<&String> = deps
+        .iter()
+        .filter(|d| d.starts_with("aya") || d.starts_with("filter-") || d.starts_with("tokio"))
+        .collect();
+    assert!(
+        kernel_side.is_empty(),
+        "sipwall-calls depends on {kernel_side:?}"
+    );
+    assert!(
+        !workspace().join("calls/build.rs").exists(),
+        "sipwall-calls has a build script"
+    );
+    // No I/O and no clock: time comes in with each packet.
+    let io = lines_with(
+        "calls/src",
+        &[
+            "std::fs",
+            "std::net::UdpSocket",
+            "TcpStream",
+            "Instant::now",
+            "SystemTime",
+        ],
+    );
+    assert!(
+        io.is_empty(),
+        "sipwall-calls does I/O or reads a clock:\n{}",
+        io.join("\n")
+    );
+}
+
+#[test]
 fn filter_kernel_prints_nothing() {
     let prints = lines_with(
         "filter-kernel/src",
