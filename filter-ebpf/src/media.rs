@@ -122,14 +122,25 @@ fn l3_flag(policy: &Policy) -> u32 {
 #[inline(never)]
 pub extern "C" fn sipwall_copy_in(ctx: *mut xdp_md, flags: u32) -> u32 {
     let ctx = XdpContext::new(ctx);
-    let len = (ctx.data_end() - ctx.data()) as u32;
+    // At most 64 KiB: the mask tells the verifier so.
+    let len = ((ctx.data_end() - ctx.data()) & 0xffff) as u32;
     let Some(mut entry) = reserve() else { return 0 };
     let caplen = fill(&mut entry, len, flags);
+    // Checked again here, where the helper is called, on the 64-bit value
+    // it is handed: the verifier bounds the register the helper gets, and
+    // a check of a 32-bit copy of it would not.
+    let caplen = u64::from(caplen);
+    if caplen == 0 || caplen > u64::from(COPY_MAX) {
+        finish(entry, false);
+        return 0;
+    }
+    let caplen = caplen as u32;
     let copy = entry.as_mut_ptr();
     // SAFETY: `copy` is the reserved entry, whose `data` holds COPY_MAX
-    // bytes; 1 <= caplen <= COPY_MAX (by `fill`); the helper copies from
-    // within the packet or fails.
-    let copied = unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*copy).data.as_mut_ptr().cast(), caplen) };
+    // bytes; 1 <= caplen <= COPY_MAX (checked above); the helper copies
+    // from within the packet or fails.
+    let copied =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*copy).data.as_mut_ptr().cast(), caplen) };
     finish(entry, copied == 0);
     0
 }
@@ -140,7 +151,12 @@ pub extern "C" fn sipwall_copy_in(ctx: *mut xdp_md, flags: u32) -> u32 {
 pub extern "C" fn sipwall_copy_out(skb: *mut __sk_buff, flags: u32) -> u32 {
     let ctx = TcContext::new(skb);
     let Some(mut entry) = reserve() else { return 0 };
-    let caplen = fill(&mut entry, ctx.len(), flags);
+    let caplen = u64::from(fill(&mut entry, ctx.len(), flags));
+    if caplen == 0 || caplen > u64::from(COPY_MAX) {
+        finish(entry, false);
+        return 0;
+    }
+    let caplen = caplen as u32;
     let copy = entry.as_mut_ptr();
     // SAFETY: as in `sipwall_copy_in`, with the skb's bytes.
     let copied = unsafe {
