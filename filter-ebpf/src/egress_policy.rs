@@ -10,7 +10,9 @@ use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 use crate::{
     maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
     media::admitted_out,
-    parse::{destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_TCP, IPPROTO_UDP},
+    parse::{
+        destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_TCP, IPPROTO_UDP,
+    },
     policy::allowlisted,
     rules::matches,
 };

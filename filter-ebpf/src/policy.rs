@@ -8,11 +8,11 @@ use crate::{
     bans::banned,
     clock,
     limits::over_limit,
-    media::{admitted, unattended_range},
     maps::{
         ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, RTP_RATE_CACHE, SIP_RATE, SIP_RATE_CACHE, V4_DIRECT,
         V4_HOSTS, V6_DIRECT,
     },
+    media::{admitted, unattended_range},
     parse::{dport, sport, v4_of_key, Parsed, IPPROTO_UDP},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};

@@ -5,7 +5,8 @@
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
     flow_gate_open, flow_gate_slot, flow_idle_ns, reply_slot, rule_port, FlowKey, FlowKeyV4,
-    Policy, Reason, ReplySlot, FLAG_MEDIA_CALLS, FLAG_PING, REPLY_FAMILY_V4, REPLY_FAMILY_V6, TICK_MAX_NS,
+    Policy, Reason, ReplySlot, FLAG_MEDIA_CALLS, FLAG_PING, REPLY_FAMILY_V4, REPLY_FAMILY_V6,
+    TICK_MAX_NS,
 };
 
 use crate::{

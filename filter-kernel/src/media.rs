@@ -12,9 +12,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use filter_common::media::{
-    maps as names, pinhole_slot, CallId, MediaState, MediaStats, Pinhole, CALL_ID_MAX,
-    COPY_HEADER, COPY_L3, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY, PINHOLE_EMPTY, PINHOLE_SLOTS,
-    PINHOLE_WAYS,
+    maps as names, pinhole_slot, CallId, MediaState, MediaStats, Pinhole, CALL_ID_MAX, COPY_HEADER,
+    COPY_L3, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY, PINHOLE_EMPTY, PINHOLE_SLOTS, PINHOLE_WAYS,
 };
 
 use crate::maps::monotonic_ns;
@@ -133,7 +132,10 @@ impl Mapped {
         // SAFETY: within the mapping; `kind` alone decides whether the
         // programs use the slot.
         unsafe {
-            std::ptr::write_volatile(&mut (*self.ptr.as_ptr().add(slot as usize)).kind, PINHOLE_EMPTY)
+            std::ptr::write_volatile(
+                &mut (*self.ptr.as_ptr().add(slot as usize)).kind,
+                PINHOLE_EMPTY,
+            )
         };
     }
 }
@@ -443,7 +445,10 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 impl CopyRing {
     pub fn open(dir: &Path) -> Result<CopyRing> {
         Ok(CopyRing {
-            ring: typed(pinned(dir, names::SIGNALLING_COPIES)?, names::SIGNALLING_COPIES)?,
+            ring: typed(
+                pinned(dir, names::SIGNALLING_COPIES)?,
+                names::SIGNALLING_COPIES,
+            )?,
         })
     }
 

@@ -649,7 +649,10 @@ log_denied = true
 
     #[test]
     fn media_by_call_is_read() {
-        assert_eq!(ok("[media]\nrtp_ports = \"5004\"\n").media, MediaCalls::default());
+        assert_eq!(
+            ok("[media]\nrtp_ports = \"5004\"\n").media,
+            MediaCalls::default()
+        );
         let r = ok("[media]\nmode = \"calls\"\n");
         assert_eq!(
             r.media,
@@ -941,8 +944,16 @@ dns = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\", \"192.0.2.5\"
                 3,
                 "unknown variant",
             ),
-            ("[media]\ncall_idle = \"60s\"\n", 0, "only applies with mode"),
-            ("[media]\nunattended = \"closed\"\n", 0, "only applies with mode"),
+            (
+                "[media]\ncall_idle = \"60s\"\n",
+                0,
+                "only applies with mode",
+            ),
+            (
+                "[media]\nunattended = \"closed\"\n",
+                0,
+                "only applies with mode",
+            ),
         ];
         for (text, line, says) in cases {
             let msg = err(text);
