@@ -268,3 +268,56 @@ fn words_addr(words: [u64; 2]) -> IpAddr {
     let v6 = std::net::Ipv6Addr::from(bytes);
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The liveness and heartbeat rules at their edges, away from the
+    //! kernel.
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn at(now_s: u64, heartbeat_s: u64, pinholes: Vec<Pinhole>) -> Calls {
+        Calls {
+            pinholes,
+            heartbeat_ns: heartbeat_s * S,
+            now_ns: now_s * S,
+        }
+    }
+
+    #[test]
+    fn live_is_less_than_call_idle_ago_or_ahead() {
+        let remote: IpAddr = "198.51.100.20".parse().unwrap();
+        let p = |last_s: u64| Pinhole {
+            port: 10000,
+            remote: Some(remote),
+            last_seen_ns: last_s * S,
+        };
+        let c = at(100, 100, vec![]);
+        assert!(c.live(&p(41), 60 * S));
+        assert!(!c.live(&p(40), 60 * S), "exactly call_idle ago: closed");
+        assert!(c.live(&p(105), 60 * S), "ahead of the clock: live");
+        let c = at(100, 100, vec![p(90)]);
+        assert!(c.pinhole_takes(10000, remote, 60 * S));
+        assert!(!c.pinhole_takes(10001, remote, 60 * S), "another port");
+        let other: IpAddr = "198.51.100.21".parse().unwrap();
+        assert!(!c.pinhole_takes(10000, other, 60 * S), "another remote");
+        assert!(
+            !c.pinhole_takes(10000, remote, 5 * S),
+            "idle past call_idle"
+        );
+        let any = Pinhole {
+            remote: None,
+            ..p(90)
+        };
+        assert!(at(100, 100, vec![any]).pinhole_takes(10000, other, 60 * S));
+    }
+
+    #[test]
+    fn the_reader_is_down_after_5_s_without_a_heartbeat() {
+        assert!(!at(100, 95, vec![]).reader_down(), "5 s exactly: still up");
+        assert!(at(100, 94, vec![]).reader_down());
+        assert!(at(100, 0, vec![]).reader_down(), "never");
+        assert!(!at(100, 101, vec![]).reader_down(), "ahead of the clock");
+    }
+}

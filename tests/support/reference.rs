@@ -721,4 +721,71 @@ mod tests {
             assert_eq!(classify(&frame, &rules), want, "{why}");
         }
     }
+
+    /// Calls mode: a pinhole from 203.0.113.9 on port 40000, the reader
+    /// up or down, `unattended` range or closed.
+    #[test]
+    fn calls() {
+        use crate::calls::{Calls, Pinhole};
+        use filter_policy::ruleset::{MediaCalls, MediaMode, Unattended};
+        let s = 1_000_000_000;
+        let stranger = [203, 0, 113, 9];
+        let other = [203, 0, 113, 10];
+        let rules = |unattended| Ruleset {
+            media: MediaCalls {
+                mode: MediaMode::Calls,
+                call_idle_secs: 60,
+                unattended,
+            },
+            ..Ruleset::default()
+        };
+        let calls = |heartbeat_s: u64, last_seen_s: u64| Calls {
+            pinholes: vec![Pinhole {
+                port: 40000,
+                remote: Some(IpAddr::V4(stranger.into())),
+                last_seen_ns: last_seen_s * s,
+            }],
+            heartbeat_ns: heartbeat_s * s,
+            now_ns: 1000 * s,
+        };
+        let judge = |src, dport, unattended, c: &Calls| {
+            let frame = eth(0x0800, &udp4(src, dport));
+            judge_calls(
+                &frame,
+                false,
+                &rules(unattended),
+                &mut Abuse::default(),
+                &Flows::default(),
+                c,
+            )
+            .reason
+        };
+        let (up, down) = (calls(999, 990), calls(900, 990));
+        for unattended in [Unattended::Range, Unattended::Closed] {
+            assert_eq!(judge(stranger, 40000, unattended, &up), Reason::RtpAllowed);
+            assert_eq!(judge(other, 40000, unattended, &up), Reason::RtpUnsolicited);
+            assert_eq!(
+                judge(stranger, 40001, unattended, &up),
+                Reason::RtpUnsolicited
+            );
+            let expired = calls(999, 940);
+            assert_eq!(
+                judge(stranger, 40000, unattended, &expired),
+                Reason::RtpUnsolicited
+            );
+            assert_eq!(judge(stranger, 5060, unattended, &up), Reason::SipDenied);
+        }
+        assert_eq!(
+            judge(other, 40000, Unattended::Range, &down),
+            Reason::RtpAllowed
+        );
+        assert_eq!(
+            judge(other, 40000, Unattended::Closed, &down),
+            Reason::RtpUnsolicited
+        );
+        assert_eq!(
+            judge(stranger, 40000, Unattended::Closed, &down),
+            Reason::RtpAllowed
+        );
+    }
 }
