@@ -127,6 +127,21 @@ impl Runner {
         crate::media::CopyRing::take(&mut self.ebpf)
     }
 
+    /// A second handle on this copy's array map `name`, for tests that
+    /// write slots the typed maps only fill their own way (a pinhole last
+    /// seen long ago, a stale heartbeat). Ask before [`Runner::media_maps`]
+    /// takes the media maps out of the object.
+    pub fn array_handle(&self, name: &str) -> Result<aya::maps::MapData> {
+        let Some(aya::maps::Map::Array(data)) = self.ebpf.map(name) else {
+            anyhow::bail!("the program has no array map {name} (taken already?)");
+        };
+        let id = data
+            .info()
+            .with_context(|| format!("reading map {name}'s info"))?
+            .id();
+        aya::maps::MapData::from_id(id).with_context(|| format!("opening map {name} by its id"))
+    }
+
     /// Installs another ruleset (the atomic swap a live filter uses).
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<()> {
         self.maps.install(ruleset).map(|_| ())

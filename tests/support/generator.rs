@@ -112,6 +112,9 @@ pub struct Generator {
     /// Frames the host sends (the egress program's): addresses and ports
     /// are aimed at the destination instead of the source.
     outbound: bool,
+    /// Calls mode's pinholes (local port, remote or any): half the frames
+    /// are UDP aimed at one, exactly or nearly.
+    pinholes: Vec<(u16, Option<IpAddr>)>,
 }
 
 impl Generator {
@@ -141,6 +144,7 @@ impl Generator {
             v6,
             flows: Vec::new(),
             outbound: false,
+            pinholes: Vec::new(),
         }
     }
 
@@ -191,6 +195,15 @@ impl Generator {
         self
     }
 
+    /// The same, with half the frames UDP to (or, outbound, from) one of
+    /// `pinholes`' local ports and from (to) its remote address, exactly
+    /// or with the address or the port off by one; a pinhole open to any
+    /// source gets a drawn address.
+    pub fn with_pinholes(mut self, pinholes: &[(u16, Option<IpAddr>)]) -> Generator {
+        self.pinholes = pinholes.to_vec();
+        self
+    }
+
     /// The frame for `seed`: between MIN_FRAME and MAX_FRAME bytes.
     pub fn frame(&self, seed: u64) -> Vec<u8> {
         self.build(seed).frame()
@@ -212,6 +225,9 @@ impl Generator {
         if !self.flows.is_empty() && b.rng.percent(20) {
             let flow = b.rng.pick(&self.flows);
             b.answer = Some(b.near(flow));
+        } else if !self.pinholes.is_empty() && b.rng.percent(50) {
+            let pinhole = b.rng.pick(&self.pinholes);
+            b.answer = Some(b.at_pinhole(pinhole));
         }
         b
     }
@@ -256,6 +272,47 @@ impl Build<'_> {
         }
         if (a.proto == 1 || a.proto == 58) != (flow.proto == 1 || flow.proto == 58) {
             a.proto = flow.proto;
+        }
+        a
+    }
+
+    /// UDP between `pinhole`'s port and its remote (or a drawn address),
+    /// now and then with one of them off by one.
+    fn at_pinhole(&mut self, (port, remote): (u16, Option<IpAddr>)) -> Flow {
+        let remote = match remote {
+            Some(addr) => addr,
+            None if self.rng.percent(50) => IpAddr::V4(self.v4_source()),
+            None => IpAddr::V6(self.v6_source()),
+        };
+        let g = self.g;
+        let r = &mut self.rng;
+        // The remote's port: the provider's media ports most often.
+        let remote_port = match r.weighted(&[50, 30, 10, 10]) {
+            0 => r.range(g.provider_rtp.0.into(), g.provider_rtp.1.into()) as u16,
+            1 => r.u16(),
+            2 => r.pick(&g.sig_ports),
+            _ => r.pick(&[53, 123, 443]),
+        };
+        let mut a = Flow {
+            proto: 17,
+            remote,
+            remote_port,
+            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+            local_port: port,
+        };
+        if remote.is_ipv6() {
+            a.local = "2001:db8::10".parse().expect("an address");
+        }
+        match r.weighted(&[70, 15, 10, 5]) {
+            0 => {}
+            1 => {
+                a.remote = match a.remote {
+                    IpAddr::V4(v) => IpAddr::V4(Ipv4Addr::from(u32::from(v) ^ 1)),
+                    IpAddr::V6(v) => IpAddr::V6(Ipv6Addr::from(u128::from(v) ^ 1)),
+                }
+            }
+            2 => a.local_port = port.wrapping_add(r.pick(&[1, u16::MAX])),
+            _ => a.proto = r.pick(&[6, 132]),
         }
         a
     }
@@ -625,6 +682,8 @@ impl Build<'_> {
                 };
                 (u16::from(kind) << 8, a.local_port)
             }
+            // Outgoing, from the host's port to the remote's.
+            Some(a) if self.g.outbound => (a.local_port, a.remote_port),
             Some(a) => (a.remote_port, a.local_port),
             // Outgoing: the port this host answers from, the port it
             // sends to.

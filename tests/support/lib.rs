@@ -1,4 +1,5 @@
 //! Helpers shared by sipwall's tests and benchmarks.
+pub mod calls;
 pub mod commands;
 pub mod debian;
 pub mod generator;

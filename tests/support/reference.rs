@@ -14,8 +14,10 @@ use std::{
 
 use filter_common::Reason;
 use filter_kernel::runner::Verdict;
-use filter_policy::ruleset::{Mode, RuleProto, Ruleset};
+use filter_policy::ruleset::{MediaMode, Mode, RuleProto, Ruleset, Unattended};
 use ipnet::IpNet;
+
+use crate::calls::Calls;
 
 /// The model's own table of the host's flows (strict mode's replies),
 /// filled by the test: a packet from `remote`:`remote_port` to
@@ -177,12 +179,45 @@ pub fn judge_link(
     now_ns: u64,
     flows: &Flows,
 ) -> Expected {
-    let mut env = Env {
-        rules,
-        abuse,
-        now_ns,
-        flows,
-    };
+    judge_env(
+        frame,
+        l3,
+        Env {
+            rules,
+            abuse,
+            now_ns,
+            flows,
+            calls: None,
+        },
+    )
+}
+
+/// [`judge_link`] in calls mode (`[media] mode = "calls"`): the pinholes,
+/// the reader's heartbeat and the time (`calls.now_ns`, which the abuse
+/// controls read too) as inputs.
+pub fn judge_calls(
+    frame: &[u8],
+    l3: bool,
+    rules: &Ruleset,
+    abuse: &mut Abuse,
+    flows: &Flows,
+    calls: &Calls,
+) -> Expected {
+    judge_env(
+        frame,
+        l3,
+        Env {
+            rules,
+            abuse,
+            now_ns: calls.now_ns,
+            flows,
+            calls: Some(calls),
+        },
+    )
+}
+
+fn judge_env(frame: &[u8], l3: bool, mut env: Env) -> Expected {
+    let rules = env.rules;
     let walked = if l3 {
         classify_l3(frame, &mut env)
     } else {
@@ -215,9 +250,33 @@ struct Env<'a> {
     abuse: &'a mut Abuse,
     now_ns: u64,
     flows: &'a Flows,
+    /// Calls mode's state; `None`: no pinhole, no reader ever.
+    calls: Option<&'a Calls>,
 }
 
 impl Env<'_> {
+    fn calls_mode(&self) -> bool {
+        self.rules.media.mode == MediaMode::Calls
+    }
+
+    /// Calls mode with the reader down and `unattended = "range"`: media
+    /// passes by range, as in range mode.
+    fn unattended_by_range(&self) -> bool {
+        self.rules.media.unattended == Unattended::Range
+            && self.calls.is_none_or(Calls::reader_down)
+    }
+
+    /// Whether calls mode lets UDP from `src` to the media `port` on to
+    /// rows 5/4 (the RTP check and the media limit): a live pinhole of
+    /// the port takes `src`, or media passes by range unattended.
+    fn admitted(&self, port: u16, src: IpAddr) -> bool {
+        let idle_ns = self.rules.media.call_idle_secs * 1_000_000_000;
+        self.unattended_by_range()
+            || self
+                .calls
+                .is_some_and(|c| c.pinhole_takes(port, src, idle_ns))
+    }
+
     /// `reason`, unless the source is banned: the ban comes first.
     fn unless_banned(&self, src: IpAddr, reason: Reason) -> Reason {
         if self.abuse.banned(src, self.now_ns) {
@@ -417,6 +476,12 @@ fn transport(
     // both modes; guard mode also counts UDP from the provider's media
     // ports as media, unchecked. Strict mode's rows 4-10 follow.
     if to_our_media {
+        // Rows 5u/4u: in calls mode only a live pinhole's media goes on
+        // to the RTP check and the media limit (a dropped packet takes no
+        // token).
+        if env.calls_mode() && !env.admitted(dport, src) {
+            return Ok(Reason::RtpUnsolicited);
+        }
         // RTP and RTCP: a 12-byte header at least, version 2 in the top
         // two bits of the first byte.
         let payload = &l4[8..];
@@ -434,7 +499,14 @@ fn transport(
     }
     if rules.mode == Mode::Guard {
         return Ok(if from_provider_media {
-            Reason::RtpAllowed
+            // Row 5u: a pinhole's port is in `rtp_ports`, so provider
+            // media to any other port matches none (unless media passes
+            // by range, unattended).
+            if env.calls_mode() && !env.unattended_by_range() {
+                Reason::RtpUnsolicited
+            } else {
+                Reason::RtpAllowed
+            }
         } else {
             Reason::Other
         });
@@ -648,5 +720,72 @@ mod tests {
         for (why, frame, want) in cases {
             assert_eq!(classify(&frame, &rules), want, "{why}");
         }
+    }
+
+    /// Calls mode: a pinhole from 203.0.113.9 on port 40000, the reader
+    /// up or down, `unattended` range or closed.
+    #[test]
+    fn calls() {
+        use crate::calls::{Calls, Pinhole};
+        use filter_policy::ruleset::{MediaCalls, MediaMode, Unattended};
+        let s = 1_000_000_000;
+        let stranger = [203, 0, 113, 9];
+        let other = [203, 0, 113, 10];
+        let rules = |unattended| Ruleset {
+            media: MediaCalls {
+                mode: MediaMode::Calls,
+                call_idle_secs: 60,
+                unattended,
+            },
+            ..Ruleset::default()
+        };
+        let calls = |heartbeat_s: u64, last_seen_s: u64| Calls {
+            pinholes: vec![Pinhole {
+                port: 40000,
+                remote: Some(IpAddr::V4(stranger.into())),
+                last_seen_ns: last_seen_s * s,
+            }],
+            heartbeat_ns: heartbeat_s * s,
+            now_ns: 1000 * s,
+        };
+        let judge = |src, dport, unattended, c: &Calls| {
+            let frame = eth(0x0800, &udp4(src, dport));
+            judge_calls(
+                &frame,
+                false,
+                &rules(unattended),
+                &mut Abuse::default(),
+                &Flows::default(),
+                c,
+            )
+            .reason
+        };
+        let (up, down) = (calls(999, 990), calls(900, 990));
+        for unattended in [Unattended::Range, Unattended::Closed] {
+            assert_eq!(judge(stranger, 40000, unattended, &up), Reason::RtpAllowed);
+            assert_eq!(judge(other, 40000, unattended, &up), Reason::RtpUnsolicited);
+            assert_eq!(
+                judge(stranger, 40001, unattended, &up),
+                Reason::RtpUnsolicited
+            );
+            let expired = calls(999, 940);
+            assert_eq!(
+                judge(stranger, 40000, unattended, &expired),
+                Reason::RtpUnsolicited
+            );
+            assert_eq!(judge(stranger, 5060, unattended, &up), Reason::SipDenied);
+        }
+        assert_eq!(
+            judge(other, 40000, Unattended::Range, &down),
+            Reason::RtpAllowed
+        );
+        assert_eq!(
+            judge(other, 40000, Unattended::Closed, &down),
+            Reason::RtpUnsolicited
+        );
+        assert_eq!(
+            judge(stranger, 40000, Unattended::Closed, &down),
+            Reason::RtpAllowed
+        );
     }
 }

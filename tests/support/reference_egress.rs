@@ -12,7 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::OutReason;
 use filter_kernel::runner::Verdict;
-use filter_policy::ruleset::{AllowRule, RuleProto, Ruleset};
+use filter_policy::ruleset::{AllowRule, MediaMode, RuleProto, Ruleset, Unattended};
+
+use crate::calls::Calls;
 
 /// The model's answer for one outgoing frame; `None` when the egress
 /// program judges nothing (open egress).
@@ -30,13 +32,44 @@ pub fn judge(frame: &[u8], rules: &Ruleset) -> ExpectedOut {
 /// The same for an interface without a link header (`l3`), whose frames
 /// are the IP packet.
 pub fn judge_link(frame: &[u8], l3: bool, rules: &Ruleset) -> ExpectedOut {
+    judge_with(frame, l3, rules, None, false)
+}
+
+/// [`judge_link`] in calls mode: the pinholes, the reader's heartbeat and
+/// the time as inputs.
+pub fn judge_calls(frame: &[u8], l3: bool, rules: &Ruleset, calls: &Calls) -> ExpectedOut {
+    judge_with(frame, l3, rules, Some(calls), false)
+}
+
+/// A diagnostic, not the contract: [`judge_calls`] with row 2u moved
+/// before row 3 (UDP to the provider's media ports), as its number "2u"
+/// (rather than its place in docs/policy.md's table) would have it. The
+/// egress differential test tells the disagreements this order explains
+/// from the rest.
+pub fn judge_calls_2u_before_3(
+    frame: &[u8],
+    l3: bool,
+    rules: &Ruleset,
+    calls: &Calls,
+) -> ExpectedOut {
+    judge_with(frame, l3, rules, Some(calls), true)
+}
+
+fn judge_with(
+    frame: &[u8],
+    l3: bool,
+    rules: &Ruleset,
+    calls: Option<&Calls>,
+    before_3: bool,
+) -> ExpectedOut {
     if !rules.egress.strict() {
         return ExpectedOut {
             verdict: Verdict::Pass,
             reason: None,
         };
     }
-    let reason = classify_walked(if l3 { walk_l3(frame) } else { walk(frame) }, rules);
+    let walked = if l3 { walk_l3(frame) } else { walk(frame) };
+    let reason = classify_walked(walked, rules, calls, before_3);
     let verdict = if reason.drops() && !rules.dry_run {
         Verdict::Drop
     } else {
@@ -60,15 +93,20 @@ enum Walked<'a> {
 
 /// The egress counter `frame` is recorded under (strict egress).
 pub fn classify(frame: &[u8], rules: &Ruleset) -> OutReason {
-    classify_walked(walk(frame), rules)
+    classify_walked(walk(frame), rules, None, false)
 }
 
-fn classify_walked(walked: Walked, rules: &Ruleset) -> OutReason {
+fn classify_walked(
+    walked: Walked,
+    rules: &Ruleset,
+    calls: Option<&Calls>,
+    before_3: bool,
+) -> OutReason {
     match walked {
         Walked::NonIp => OutReason::NonIp,
         Walked::Broken => OutReason::Denied,
         Walked::LaterFragment => OutReason::Fragment,
-        Walked::Ip(proto, dst, l4) => decide(proto, dst, l4, rules),
+        Walked::Ip(proto, dst, l4) => decide(proto, dst, l4, rules, calls, before_3),
     }
 }
 
@@ -239,7 +277,14 @@ fn rule_takes(rule: &AllowRule, proto: u8, port: Option<u16>, remote: IpAddr) ->
     proto_ok && port_ok && (rule.from.is_empty() || rule.from.iter().any(|n| n.contains(&remote)))
 }
 
-fn decide(proto: u8, dst: IpAddr, l4: &[u8], rules: &Ruleset) -> OutReason {
+fn decide(
+    proto: u8,
+    dst: IpAddr,
+    l4: &[u8],
+    rules: &Ruleset,
+    calls: Option<&Calls>,
+    before_3: bool,
+) -> OutReason {
     let allowlisted = rules.allow.iter().any(|n| n.contains(&dst));
     let ingress_rule = |port| rules.rules.iter().any(|r| rule_takes(r, proto, port, dst));
     let egress_rule = |port| {
@@ -260,8 +305,36 @@ fn decide(proto: u8, dst: IpAddr, l4: &[u8], rules: &Ruleset) -> OutReason {
                 OutReason::SipDenied
             };
         }
+        // Row 2u, where docs/policy.md's table puts it (after row 3,
+        // first match wins): in calls mode this host's media leaves only
+        // to a live pinhole's remote address, or from a port open to any
+        // source; while the reader is down with `unattended = "range"`,
+        // by range, counted as media.
+        let row_2u = || {
+            let calls_mode = rules.media.mode == MediaMode::Calls;
+            if !(udp && calls_mode && (rules.rtp.0..=rules.rtp.1).contains(&sport)) {
+                return None;
+            }
+            let idle_ns = rules.media.call_idle_secs * 1_000_000_000;
+            let by_range =
+                rules.media.unattended == Unattended::Range && calls.is_none_or(Calls::reader_down);
+            let pinhole = calls.is_some_and(|c| c.pinhole_takes(sport, dst, idle_ns));
+            Some(if by_range || pinhole {
+                OutReason::RtpAllowed
+            } else {
+                OutReason::Denied
+            })
+        };
+        if before_3 {
+            if let Some(reason) = row_2u() {
+                return reason;
+            }
+        }
         if udp && (rules.provider_rtp.0..=rules.provider_rtp.1).contains(&dport) {
             return OutReason::RtpAllowed;
+        }
+        if let Some(reason) = row_2u() {
+            return reason;
         }
         let answer = (rules.sig_ports.contains(&sport) && allowlisted)
             || (udp && (rules.rtp.0..=rules.rtp.1).contains(&sport))

@@ -15,7 +15,7 @@
 use filter_kernel::runner::Runner;
 use filter_policy::{
     config,
-    ruleset::{EgressMode, Mode, Ruleset},
+    ruleset::{EgressMode, MediaMode, Mode, Ruleset},
 };
 
 /// The most instructions the verifier may process for one program.
@@ -78,6 +78,22 @@ const MODES: &[ModeCase] = &[
             "[[egress.allow]]\nproto = \"tcp\"\nports = [443]\nto = [\"203.0.113.50/32\"]\n",
         ),
         selected: |r| r.mode == Mode::Strict && r.egress.mode == EgressMode::Strict,
+        programs: &[Program::Xdp, Program::Egress],
+    },
+    // Calls mode (the pinhole row, signalling copies) with strict ingress
+    // and egress: every path it adds at once.
+    ModeCase {
+        name: "calls",
+        toml: concat!(
+            "[media]\nrtp_ports = \"10000-20000\"\nmode = \"calls\"\nunattended = \"closed\"\n",
+            "[policy]\nmode = \"strict\"\n",
+            "[egress]\nmode = \"strict\"\ndns = [\"203.0.113.53\"]\n",
+        ),
+        selected: |r| {
+            r.media.mode == MediaMode::Calls
+                && r.mode == Mode::Strict
+                && r.egress.mode == EgressMode::Strict
+        },
         programs: &[Program::Xdp, Program::Egress],
     },
 ];

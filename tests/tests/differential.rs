@@ -5,7 +5,7 @@
 //! and reason must agree on every frame, exactly one counter must move by one
 //! packet and the frame's length, and no run may end in XDP_ABORTED.
 //!
-//! Runs 50,000 frames in all by default: half from a fixed seed, half from a
+//! Runs 84,000 frames in all by default: half from a fixed seed, half from a
 //! random one that is printed for replay. `SIPWALL_FUZZ_PACKETS` sets the
 //! frames per configuration and `SIPWALL_FUZZ_SEED` the random seed
 //! (`cargo xtask fuzz`). Needs root.
@@ -21,14 +21,17 @@ use filter_kernel::{
     maps::monotonic_ns,
     runner::{Outcome, Runner},
 };
-use filter_policy::ruleset::{AllowRule, Mode, RateLimit, RuleProto, Ruleset};
+use filter_policy::ruleset::{
+    AllowRule, MediaCalls, MediaMode, Mode, RateLimit, RuleProto, Ruleset, Unattended,
+};
 use sipwall_tests::{
+    calls::{pinhole_plan, Calls, KernelCalls, Reader},
     generator::{frame_seed, Generator},
     reference::{self, Abuse, Expected, Flow, Flows},
 };
 
 const FIXED_SEED: u64 = 0x5195_a11e_d1ff_0001;
-const DEFAULT_TOTAL: u64 = 50_000;
+const DEFAULT_TOTAL: u64 = 84_000;
 /// Each reason must be reached this often per configuration, so a generator
 /// that degrades (say, every frame malformed) fails the test.
 const MIN_PER_REASON: u64 = 10;
@@ -37,6 +40,14 @@ const MIN_PER_REASON: u64 = 10;
 const MAX_MODEL_STATES: usize = 4;
 /// Disagreements printed in full; the rest are only counted.
 const SHOWN: u64 = 20;
+/// In calls mode with the reader up (or `unattended = "closed"`), media
+/// through a pinhole (on to `rtp_allowed`, `rtp_invalid` or
+/// `rtp_ratelimited`) and media outside every live one
+/// (`rtp_unsolicited`) must each be reached this often per configuration.
+const MIN_CALLS: u64 = 100;
+/// How often calls mode's state is written again: live pinholes and a
+/// fresh heartbeat stay at least a few seconds from going stale.
+const CALLS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Frames worth keeping whatever the generator does: (why, frame as hex).
 /// Each runs under every configuration and must agree with the model.
@@ -165,6 +176,9 @@ struct Config {
     /// The host's flows: the model's own table, entered in the kernel's
     /// flow map too (strict configurations only).
     flows: Flows,
+    /// Calls mode: the reader's heartbeat (the pinholes follow from the
+    /// ruleset, `pinhole_plan`).
+    reader: Option<Reader>,
 }
 
 /// The host's flows in strict configurations, both families and every
@@ -213,6 +227,16 @@ impl Config {
         self.rules.sip_limit.is_some() || self.rules.rtp_limit.is_some()
     }
 
+    /// Calls mode where only pinholes pass media: the reader is up, or
+    /// `unattended = "closed"`.
+    fn pinholes_only(&self) -> bool {
+        match self.reader {
+            None => false,
+            Some(Reader::Fresh) => true,
+            Some(_) => self.rules.media.unattended == Unattended::Closed,
+        }
+    }
+
     /// The reasons this configuration can give.
     fn reachable(&self, reason: Reason) -> bool {
         match reason {
@@ -220,6 +244,7 @@ impl Config {
             Reason::SipRatelimited => self.rules.sip_limit.is_some(),
             Reason::RtpRatelimited => self.rules.rtp_limit.is_some(),
             Reason::RtpInvalid => self.rules.check_rtp,
+            Reason::RtpUnsolicited => self.pinholes_only(),
             // Guard's last row; strict mode's own rows instead.
             Reason::Other => !self.rules.strict(),
             Reason::Essential
@@ -413,7 +438,83 @@ fn configs() -> Vec<Config> {
         rules: strict.rules.clone(),
         ..abuse.clone()
     };
+    let calls = |unattended, call_idle_secs| MediaCalls {
+        mode: MediaMode::Calls,
+        call_idle_secs,
+        unattended,
+    };
+    let guard_calls = Ruleset {
+        media: calls(Unattended::Range, 60),
+        ..custom.clone()
+    };
+    let guard_calls_closed = Ruleset {
+        media: calls(Unattended::Closed, 30),
+        check_rtp: true,
+        ..custom.clone()
+    };
+    let guard_calls_dry = Ruleset {
+        dry_run: true,
+        ..guard_calls.clone()
+    };
+    let strict_calls = Ruleset {
+        media: calls(Unattended::Range, 60),
+        ..strict.clone()
+    };
+    let strict_calls_closed = Ruleset {
+        media: calls(Unattended::Closed, 3600),
+        ..strict.clone()
+    };
+    let abuse_calls = Ruleset {
+        media: calls(Unattended::Closed, 60),
+        ..abuse.clone()
+    };
     let no_bans: &[(&str, Option<i64>)] = &[];
+    let calls_configs = [
+        ("guard, calls", guard_calls.clone(), no_bans, Reader::Fresh),
+        (
+            "guard, calls, reader down (unattended range)",
+            guard_calls,
+            no_bans,
+            Reader::Stale,
+        ),
+        (
+            "guard, calls, no reader ever, unattended closed, RTP check",
+            guard_calls_closed,
+            no_bans,
+            Reader::Never,
+        ),
+        (
+            "guard, calls, dry run",
+            guard_calls_dry,
+            no_bans,
+            Reader::Fresh,
+        ),
+        (
+            "strict, calls",
+            strict_calls.clone(),
+            no_bans,
+            Reader::Fresh,
+        ),
+        (
+            "strict, calls, reader down, unattended closed",
+            strict_calls_closed,
+            no_bans,
+            Reader::Stale,
+        ),
+        (
+            "strict, calls, no reader ever (unattended range)",
+            strict_calls,
+            no_bans,
+            Reader::Never,
+        ),
+        (
+            "calls, unattended closed, bans, rate limits, RTP check",
+            abuse_calls,
+            BANS,
+            Reader::Fresh,
+        ),
+    ]
+    .map(|(name, rules, bans, reader)| (name, rules, bans, Some(reader)));
     [
         ("defaults", Ruleset::default(), no_bans),
         ("custom", custom, no_bans),
@@ -432,9 +533,12 @@ fn configs() -> Vec<Config> {
             BANS,
         ),
     ]
+    .map(|(name, rules, bans)| (name, rules, bans, None))
     .into_iter()
-    .map(|(name, rules, bans)| Config {
+    .chain(calls_configs)
+    .map(|(name, rules, bans, reader)| Config {
         name,
+        reader,
         flows: if rules.strict() {
             Flows(host_flows().into_iter().collect())
         } else {
@@ -531,6 +635,7 @@ impl Tally {
         runner: &Runner,
         (ci, config): (usize, &Config),
         model: &mut Vec<Abuse>,
+        calls: Option<&Calls>,
         origin: Origin,
         frame: &[u8],
     ) {
@@ -548,8 +653,23 @@ impl Tally {
         for state in model.iter() {
             for now_ns in [before_ns, after[0], after[1], stale] {
                 let mut next = state.clone();
-                let want =
-                    reference::judge_full(frame, &config.rules, &mut next, now_ns, &config.flows);
+                let want = match calls {
+                    Some(calls) => {
+                        let calls = Calls {
+                            now_ns,
+                            ..calls.clone()
+                        };
+                        let (rules, flows) = (&config.rules, &config.flows);
+                        reference::judge_calls(frame, false, rules, &mut next, flows, &calls)
+                    }
+                    None => reference::judge_full(
+                        frame,
+                        &config.rules,
+                        &mut next,
+                        now_ns,
+                        &config.flows,
+                    ),
+                };
                 judged.push((want, next));
             }
         }
@@ -651,22 +771,39 @@ fn kernel_program_agrees_with_the_reference_model() {
     );
 
     let mut shared = Runner::new(&configs[0].rules).expect("loading the program (needs root)");
+    let mut shared_calls = KernelCalls::new(&mut shared).expect("taking the media maps");
     let mut tally = Tally {
         reasons: vec![[0; REASON_COUNT as usize]; configs.len()],
         ..Tally::default()
     };
     let started = Instant::now();
     for (ci, config) in configs.iter().enumerate() {
-        let mut own;
-        let runner = if config.stateful() {
+        let (mut own, mut own_calls);
+        let (runner, kernel_calls) = if config.stateful() {
             own = Runner::new(&config.rules).expect("loading the program");
-            &mut own
+            own_calls = KernelCalls::new(&mut own).expect("taking the media maps");
+            (&mut own, &mut own_calls)
         } else {
             shared
                 .install(&config.rules)
                 .expect("installing the ruleset");
-            &mut shared
+            (&mut shared, &mut shared_calls)
         };
+        // Calls mode's pinholes and heartbeat, written again every
+        // CALLS_REFRESH (the model's copy with them).
+        let plan = match config.reader {
+            Some(_) => pinhole_plan(&config.rules),
+            None => Vec::new(),
+        };
+        let idle_ns = config.rules.media.call_idle_secs * 1_000_000_000;
+        let mut install_calls = || {
+            config.reader.map(|reader| {
+                kernel_calls
+                    .install(&plan, reader, idle_ns)
+                    .expect("writing the pinholes and the heartbeat")
+            })
+        };
+        let mut calls = install_calls();
         let bans = config.bans_from(monotonic_ns());
         runner.maps.set_bans(&bans).expect("writing the ban set");
         let mut abuse = vec![Abuse::with_bans(
@@ -678,7 +815,8 @@ fn kernel_program_agrees_with_the_reference_model() {
         let at = (ci, config);
         for (why, text) in REGRESSIONS {
             let frame = unhex(text);
-            tally.check(runner, at, &mut abuse, Origin::Regression(why), &frame);
+            let origin = Origin::Regression(why);
+            tally.check(runner, at, &mut abuse, calls.as_ref(), origin, &frame);
         }
         let mut probed: Vec<ipnet::IpNet> = bans.iter().map(|b| b.net).collect();
         // IPv6 packets from the IPv4-mapped form of the rules' IPv4
@@ -706,15 +844,18 @@ fn kernel_program_agrees_with_the_reference_model() {
             }
         }
         let flows: Vec<Flow> = config.flows.0.iter().copied().collect();
+        let aimed: Vec<_> = plan.iter().map(|p| (p.port, p.remote)).collect();
         let generator = Generator::new(&config.rules)
             .probing(&probed)
-            .with_flows(&flows);
+            .with_flows(&flows)
+            .with_pinholes(&aimed);
         // Each configuration draws its own stream from each seed.
         let halves = [
             (FIXED_SEED, per_config / 2),
             (seed, per_config - per_config / 2),
         ];
         let mut refreshed = Instant::now();
+        let mut calls_refreshed = Instant::now();
         for (base, count) in halves {
             let stream = base.wrapping_add(ci as u64);
             for index in 0..count {
@@ -730,9 +871,13 @@ fn kernel_program_agrees_with_the_reference_model() {
                         .expect("refreshing the flows");
                     refreshed = Instant::now();
                 }
+                if calls_refreshed.elapsed() >= CALLS_REFRESH {
+                    calls = install_calls();
+                    calls_refreshed = Instant::now();
+                }
                 let frame = generator.frame(frame_seed(stream, index));
                 let origin = Origin::Seed(stream, index);
-                tally.check(runner, at, &mut abuse, origin, &frame);
+                tally.check(runner, at, &mut abuse, calls.as_ref(), origin, &frame);
             }
         }
     }
@@ -763,6 +908,24 @@ fn kernel_program_agrees_with_the_reference_model() {
     );
     if per_config >= 2_000 {
         for (config, counts) in configs.iter().zip(&tally.reasons) {
+            if config.pinholes_only() {
+                // Here every frame on to the RTP check and the media limit
+                // went through a pinhole.
+                let through = [
+                    Reason::RtpAllowed,
+                    Reason::RtpInvalid,
+                    Reason::RtpRatelimited,
+                ]
+                .map(|r| counts[r as usize])
+                .iter()
+                .sum::<u64>();
+                let unsolicited = counts[Reason::RtpUnsolicited as usize];
+                assert!(
+                    through >= MIN_CALLS && unsolicited >= MIN_CALLS,
+                    "configuration \"{}\": {through} frames through a pinhole, {unsolicited} rtp_unsolicited: the generator no longer aims at the pinholes",
+                    config.name,
+                );
+            }
             for reason in Reason::ALL.into_iter().filter(|r| config.reachable(*r)) {
                 assert!(
                     counts[reason as usize] >= MIN_PER_REASON,

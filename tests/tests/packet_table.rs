@@ -12,8 +12,12 @@ use filter_common::{
 };
 use filter_kernel::iface::LinkHeader;
 use filter_kernel::runner::{Runner, Verdict};
-use filter_policy::{config, ruleset::Ruleset};
+use filter_policy::{
+    config,
+    ruleset::{MediaCalls, MediaMode, Mode, Ruleset, Unattended},
+};
 use ipnet::IpNet;
+use sipwall_tests::calls::{Age, KernelCalls, Planned, Reader};
 use sipwall_tests::packet::{
     Ext, Frame, Link, Net, ETHERTYPE_PPPOE_DISCOVERY, ETHERTYPE_PPPOE_SESSION, L4, PPP_IPV4,
     PPP_LCP, PROTO_ESP, PROTO_TCP, PROTO_UDP, TPID_8021AD, TPID_8021Q,
@@ -379,7 +383,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The drop reasons whose sources are recorded (`top --reason`).
-const SOURCED: [Reason; 3] = [SipDenied, Denied, RtpOutside];
+const SOURCED: [Reason; 4] = [SipDenied, Denied, RtpOutside, RtpUnsolicited];
 
 /// Every recorded source of a dropped packet: (reason, address, counter).
 fn drop_sources(runner: &Runner) -> Result<Vec<(Reason, IpAddr, Counter)>, String> {
@@ -484,8 +488,16 @@ fn default_ruleset_table() {
     sipwall_tests::skip_unless_root!();
     let table = default_table();
     // Every reason of guard mode appears, with both verdicts; the abuse
-    // controls, off by default, and strict mode have their own tables below.
-    let strict_only = [Essential, Reply, RuleAllowed, RtpOutside, Denied];
+    // controls, off by default, strict mode and calls mode have their own
+    // tables below.
+    let strict_only = [
+        Essential,
+        Reply,
+        RuleAllowed,
+        RtpOutside,
+        Denied,
+        RtpUnsolicited,
+    ];
     for reason in Reason::ALL
         .into_iter()
         .filter(|r| !ABUSE.contains(r) && !strict_only.contains(r))
@@ -1136,7 +1148,7 @@ fn strict_ruleset_table() {
     let table = strict_table();
     for reason in Reason::ALL
         .into_iter()
-        .filter(|r| *r != Other && !ABUSE.contains(r))
+        .filter(|r| *r != Other && *r != RtpUnsolicited && !ABUSE.contains(r))
     {
         assert!(
             table.iter().any(|c| c.reason == reason),
@@ -1513,4 +1525,239 @@ fn explain_agrees_with_check_on_every_frame() {
         }
     }
     assert!(compared > 200, "only {compared} frames compared");
+}
+
+// --- calls mode: media only through live pinholes (docs/policy.md, "Media by call") ---
+
+/// Pinholes' remote addresses.
+const CALLER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+const CALLER_EXPIRED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
+const CALLER_OLD: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 22);
+const CALLER_AHEAD: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 23);
+/// Next to CALLER, no pinhole.
+const CALLER_NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 24);
+
+fn caller6() -> Ipv6Addr {
+    v6("2001:db8:5::20")
+}
+
+/// The local ports of the pinholes below.
+const PORT_CALLER: u16 = 10000;
+const PORT_ANY: u16 = 10002;
+const PORT_EXPIRED: u16 = 10004;
+const PORT_V6: u16 = 10006;
+const PORT_OLD: u16 = 10008;
+const PORT_AHEAD: u16 = 10010;
+/// In `rtp_ports`, no pinhole.
+const PORT_NONE: u16 = 10500;
+/// The provider's media port (default `provider_rtp_ports`).
+const PROVIDER_MEDIA: u16 = 40000;
+
+/// The pinholes every calls table runs against: one per kind and age.
+fn calls_plan(idle_secs: i64) -> Vec<Planned> {
+    let at = |port, remote: Option<IpAddr>, age| Planned { port, remote, age };
+    vec![
+        at(PORT_CALLER, Some(CALLER.into()), Age::Opened),
+        at(PORT_ANY, None, Age::Opened),
+        at(
+            PORT_EXPIRED,
+            Some(CALLER_EXPIRED.into()),
+            Age::Seen(-idle_secs - 5),
+        ),
+        at(PORT_V6, Some(caller6().into()), Age::Opened),
+        // Live, but last seen long enough ago that a packet refreshes it.
+        at(PORT_OLD, Some(CALLER_OLD.into()), Age::Seen(15 - idle_secs)),
+        // Ahead of the clock the packet reads: live.
+        at(PORT_AHEAD, Some(CALLER_AHEAD.into()), Age::Seen(2)),
+    ]
+}
+
+/// The custom ruleset's ports (RTP 10000-10999) with the default
+/// allowlist, in calls mode.
+fn calls_ruleset(mode: Mode, unattended: Unattended) -> Ruleset {
+    Ruleset {
+        mode,
+        rtp: (10000, 10999),
+        media: MediaCalls {
+            mode: MediaMode::Calls,
+            call_idle_secs: 60,
+            unattended,
+        },
+        ..Ruleset::default()
+    }
+    .normalise()
+    .expect("calls ruleset")
+}
+
+/// A loaded program with `ruleset`, the pinholes of [`calls_plan`] and
+/// the heartbeat `reader`; strict mode's flows entered as in its table.
+fn calls_runner(ruleset: &Ruleset, reader: Reader) -> (Runner, KernelCalls) {
+    let mut r = if ruleset.strict() {
+        strict_runner(ruleset)
+    } else {
+        runner(ruleset)
+    };
+    let mut calls = KernelCalls::new(&mut r).expect("taking the media maps");
+    let idle = ruleset.media.call_idle_secs;
+    calls
+        .install(&calls_plan(idle as i64), reader, idle * 1_000_000_000)
+        .expect("writing the pinholes and the heartbeat");
+    (r, calls)
+}
+
+/// The reader up: only live pinholes pass media.
+#[rustfmt::skip]
+fn calls_table(strict: bool) -> Vec<Case> {
+    let media = rtp(160);
+    let provider_to_other = if strict {
+        // Strict mode's row 9, unchanged by calls mode.
+        case(DROP, RtpOutside, "provider media to a port outside rtp_ports: strict row 9 (rtp_outside), no pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
+    } else {
+        case(DROP, RtpUnsolicited, "provider media to a port outside rtp_ports matches no pinhole (5u)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
+    };
+    let caller_outside = if strict {
+        case(DROP, RtpOutside, "a pinhole's remote, from a provider media port, to a port outside rtp_ports", ip4(CALLER).udp(PROVIDER_MEDIA, 11000).payload(&media))
+    } else {
+        case(DROP, RtpUnsolicited, "a pinhole's remote, from a provider media port, to a port outside rtp_ports", ip4(CALLER).udp(PROVIDER_MEDIA, 11000).payload(&media))
+    };
+    vec![
+        case(PASS, RtpAllowed, "the pinhole's remote to its port", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
+        case(PASS, RtpAllowed, "the pinhole's remote from any source port", ip4(CALLER).udp(1234, PORT_CALLER).payload(&media)),
+        case(DROP, RtpUnsolicited, "another source to the pinhole's port", ip4(CALLER_NEIGHBOUR).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
+        case(DROP, RtpUnsolicited, "the pinhole's remote to the next port", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER + 1).payload(&media)),
+        case(PASS, RtpAllowed, "a port open to any source: a stranger", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_ANY).payload(&media)),
+        case(PASS, RtpAllowed, "a port open to any source: an IPv6 stranger", ip6(stranger6()).udp(PROVIDER_MEDIA, PORT_ANY).payload(&media)),
+        case(DROP, RtpUnsolicited, "an expired pinhole's remote to its port", ip4(CALLER_EXPIRED).udp(PROVIDER_MEDIA, PORT_EXPIRED).payload(&media)),
+        case(PASS, RtpAllowed, "an IPv6 pinhole's remote", ip6(caller6()).udp(PROVIDER_MEDIA, PORT_V6).payload(&media)),
+        case(DROP, RtpUnsolicited, "an IPv4 source to the IPv6 pinhole's port", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_V6).payload(&media)),
+        case(PASS, RtpAllowed, "a pinhole last seen 45 s ago (call_idle 60 s)", ip4(CALLER_OLD).udp(PROVIDER_MEDIA, PORT_OLD).payload(&media)),
+        case(PASS, RtpAllowed, "a pinhole last seen ahead of the clock", ip4(CALLER_AHEAD).udp(PROVIDER_MEDIA, PORT_AHEAD).payload(&media)),
+        case(DROP, RtpUnsolicited, "a stranger to a port of rtp_ports without a pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_NONE).payload(&media)),
+        case(DROP, RtpUnsolicited, "first port of rtp_ports, not the pinhole's remote", ip4(STRANGER).udp(PROVIDER_MEDIA, 10000).payload(&media)),
+        case(DROP, RtpUnsolicited, "last port of rtp_ports, no pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, 10999).payload(&media)),
+        provider_to_other,
+        caller_outside,
+        case(PASS, SipAllowed, "signalling is not media: the provider to 5060", ip4(PROVIDER_A).udp(5060, 5060)),
+        case(PASS, Fragment, "a non-first fragment to a pinhole's port from a stranger", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_CALLER).fragment(10, true)),
+    ]
+}
+
+/// The reader down: unattended "range" passes media by range (guard mode
+/// also provider media to any port), "closed" only live pinholes.
+#[rustfmt::skip]
+fn unattended_table(unattended: Unattended, strict: bool) -> Vec<Case> {
+    let media = rtp(160);
+    let by_range = unattended == Unattended::Range;
+    let (v, r) = if by_range { (PASS, RtpAllowed) } else { (DROP, RtpUnsolicited) };
+    let mut table = vec![
+        case(PASS, RtpAllowed, "a live pinhole's remote passes whatever the reader", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
+        case(PASS, RtpAllowed, "a port open to any source passes whatever the reader", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_ANY).payload(&media)),
+        case(v, r, "another source to a pinhole's port", ip4(CALLER_NEIGHBOUR).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
+        case(v, r, "an expired pinhole's remote", ip4(CALLER_EXPIRED).udp(PROVIDER_MEDIA, PORT_EXPIRED).payload(&media)),
+        case(v, r, "a stranger to a port without a pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_NONE).payload(&media)),
+        case(v, r, "an IPv6 stranger to a port without a pinhole", ip6(stranger6()).udp(1, PORT_NONE).payload(&media)),
+    ];
+    table.push(if strict {
+        case(DROP, RtpOutside, "provider media to a port outside rtp_ports: strict row 9", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
+    } else {
+        case(v, r, "provider media to a port outside rtp_ports (5c by range / 5u)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
+    });
+    table
+}
+
+#[test]
+fn calls_mode_guard_table() {
+    sipwall_tests::skip_unless_root!();
+    let rules = calls_ruleset(Mode::Guard, Unattended::Range);
+    let (runner, calls) = calls_runner(&rules, Reader::Fresh);
+    let before = calls.slot(PORT_OLD, 0).expect("reading the slot");
+    run_table("guard, calls", &runner, &calls_table(false), |c| c.verdict);
+    // The pinhole matched 45 s after it was last seen: its time is now.
+    let after = calls.slot(PORT_OLD, 0).expect("reading the slot");
+    assert!(
+        after.last_seen_ns >= before.last_seen_ns + 40_000_000_000,
+        "a matching packet did not refresh the pinhole: last seen {} before, {} after",
+        before.last_seen_ns,
+        after.last_seen_ns
+    );
+    // The audit stage: same counters, nothing dropped.
+    let dry = Ruleset {
+        dry_run: true,
+        ..rules
+    };
+    let (runner, _calls) = calls_runner(&dry, Reader::Fresh);
+    run_table(
+        "guard, calls, dry run",
+        &runner,
+        &calls_table(false),
+        |_| PASS,
+    );
+}
+
+#[test]
+fn calls_mode_strict_table() {
+    sipwall_tests::skip_unless_root!();
+    let rules = calls_ruleset(Mode::Strict, Unattended::Range);
+    let (runner, _calls) = calls_runner(&rules, Reader::Fresh);
+    run_table("strict, calls", &runner, &calls_table(true), |c| c.verdict);
+}
+
+#[test]
+fn calls_mode_with_the_reader_down() {
+    sipwall_tests::skip_unless_root!();
+    for mode in [Mode::Guard, Mode::Strict] {
+        for unattended in [Unattended::Range, Unattended::Closed] {
+            // A heartbeat 10 s old, and none ever: both are a reader down.
+            for reader in [Reader::Stale, Reader::Never] {
+                let rules = calls_ruleset(mode, unattended);
+                let (runner, _calls) = calls_runner(&rules, reader);
+                let label = format!("{mode:?}, unattended {unattended:?}, reader {reader:?}");
+                let table = unattended_table(unattended, mode == Mode::Strict);
+                run_table(&label, &runner, &table, |c| c.verdict);
+            }
+        }
+    }
+}
+
+#[test]
+#[rustfmt::skip]
+fn calls_mode_keeps_the_rtp_check() {
+    sipwall_tests::skip_unless_root!();
+    let rules = Ruleset {
+        check_rtp: true,
+        ..calls_ruleset(Mode::Guard, Unattended::Closed)
+    };
+    let (runner, _calls) = calls_runner(&rules, Reader::Fresh);
+    let table = vec![
+        case(PASS, RtpAllowed, "RTP through a pinhole", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&rtp(160))),
+        case(DROP, RtpInvalid, "not RTP through a pinhole: the RTP check still applies", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER).payload(b"hello")),
+        case(DROP, RtpUnsolicited, "not RTP and no pinhole: unsolicited first", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_NONE).payload(b"hello")),
+    ];
+    run_table("guard, calls, RTP check", &runner, &table, |c| c.verdict);
+}
+
+/// Range mode (the default) ignores pinholes and the reader.
+#[test]
+#[rustfmt::skip]
+fn range_mode_ignores_pinholes() {
+    sipwall_tests::skip_unless_root!();
+    let media = rtp(160);
+    let mut rules = calls_ruleset(Mode::Guard, Unattended::Closed);
+    rules.media.mode = MediaMode::Range;
+    let (runner, _calls) = calls_runner(&rules, Reader::Fresh);
+    let table = vec![
+        case(PASS, RtpAllowed, "a stranger to a port without a pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_NONE).payload(&media)),
+        case(PASS, RtpAllowed, "another source to a pinhole's port", ip4(CALLER_NEIGHBOUR).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
+        case(PASS, RtpAllowed, "an expired pinhole's remote", ip4(CALLER_EXPIRED).udp(PROVIDER_MEDIA, PORT_EXPIRED).payload(&media)),
+        case(PASS, RtpAllowed, "provider media to a port outside rtp_ports (5c)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media)),
+    ];
+    run_table("guard, range mode", &runner, &table, |c| c.verdict);
+    let mut strict = calls_ruleset(Mode::Strict, Unattended::Closed);
+    strict.media.mode = MediaMode::Range;
+    let (runner, _calls) = calls_runner(&strict, Reader::Fresh);
+    let table = vec![
+        case(PASS, RtpAllowed, "a stranger to a port without a pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_NONE).payload(&media)),
+        case(DROP, RtpOutside, "provider media to a port outside rtp_ports (row 9)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media)),
+    ];
+    run_table("strict, range mode", &runner, &table, |c| c.verdict);
 }
