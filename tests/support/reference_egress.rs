@@ -32,36 +32,16 @@ pub fn judge(frame: &[u8], rules: &Ruleset) -> ExpectedOut {
 /// The same for an interface without a link header (`l3`), whose frames
 /// are the IP packet.
 pub fn judge_link(frame: &[u8], l3: bool, rules: &Ruleset) -> ExpectedOut {
-    judge_with(frame, l3, rules, None, false)
+    judge_with(frame, l3, rules, None)
 }
 
 /// [`judge_link`] in calls mode: the pinholes, the reader's heartbeat and
 /// the time as inputs.
 pub fn judge_calls(frame: &[u8], l3: bool, rules: &Ruleset, calls: &Calls) -> ExpectedOut {
-    judge_with(frame, l3, rules, Some(calls), false)
+    judge_with(frame, l3, rules, Some(calls))
 }
 
-/// A diagnostic, not the contract: [`judge_calls`] with row 2u moved
-/// before row 3 (UDP to the provider's media ports), as its number "2u"
-/// (rather than its place in docs/policy.md's table) would have it. The
-/// egress differential test tells the disagreements this order explains
-/// from the rest.
-pub fn judge_calls_2u_before_3(
-    frame: &[u8],
-    l3: bool,
-    rules: &Ruleset,
-    calls: &Calls,
-) -> ExpectedOut {
-    judge_with(frame, l3, rules, Some(calls), true)
-}
-
-fn judge_with(
-    frame: &[u8],
-    l3: bool,
-    rules: &Ruleset,
-    calls: Option<&Calls>,
-    before_3: bool,
-) -> ExpectedOut {
+fn judge_with(frame: &[u8], l3: bool, rules: &Ruleset, calls: Option<&Calls>) -> ExpectedOut {
     if !rules.egress.strict() {
         return ExpectedOut {
             verdict: Verdict::Pass,
@@ -69,7 +49,7 @@ fn judge_with(
         };
     }
     let walked = if l3 { walk_l3(frame) } else { walk(frame) };
-    let reason = classify_walked(walked, rules, calls, before_3);
+    let reason = classify_walked(walked, rules, calls);
     let verdict = if reason.drops() && !rules.dry_run {
         Verdict::Drop
     } else {
@@ -93,20 +73,15 @@ enum Walked<'a> {
 
 /// The egress counter `frame` is recorded under (strict egress).
 pub fn classify(frame: &[u8], rules: &Ruleset) -> OutReason {
-    classify_walked(walk(frame), rules, None, false)
+    classify_walked(walk(frame), rules, None)
 }
 
-fn classify_walked(
-    walked: Walked,
-    rules: &Ruleset,
-    calls: Option<&Calls>,
-    before_3: bool,
-) -> OutReason {
+fn classify_walked(walked: Walked, rules: &Ruleset, calls: Option<&Calls>) -> OutReason {
     match walked {
         Walked::NonIp => OutReason::NonIp,
         Walked::Broken => OutReason::Denied,
         Walked::LaterFragment => OutReason::Fragment,
-        Walked::Ip(proto, dst, l4) => decide(proto, dst, l4, rules, calls, before_3),
+        Walked::Ip(proto, dst, l4) => decide(proto, dst, l4, rules, calls),
     }
 }
 
@@ -277,14 +252,7 @@ fn rule_takes(rule: &AllowRule, proto: u8, port: Option<u16>, remote: IpAddr) ->
     proto_ok && port_ok && (rule.from.is_empty() || rule.from.iter().any(|n| n.contains(&remote)))
 }
 
-fn decide(
-    proto: u8,
-    dst: IpAddr,
-    l4: &[u8],
-    rules: &Ruleset,
-    calls: Option<&Calls>,
-    before_3: bool,
-) -> OutReason {
+fn decide(proto: u8, dst: IpAddr, l4: &[u8], rules: &Ruleset, calls: Option<&Calls>) -> OutReason {
     let allowlisted = rules.allow.iter().any(|n| n.contains(&dst));
     let ingress_rule = |port| rules.rules.iter().any(|r| rule_takes(r, proto, port, dst));
     let egress_rule = |port| {
@@ -305,8 +273,8 @@ fn decide(
                 OutReason::SipDenied
             };
         }
-        // Row 2u, where docs/policy.md's table puts it (after row 3,
-        // first match wins): in calls mode this host's media leaves only
+        // Row 2u, before row 3 (docs/policy.md: the provider's media
+        // ports included): in calls mode this host's media leaves only
         // to a live pinhole's remote address, or from a port open to any
         // source; while the reader is down with `unattended = "range"`,
         // by range, counted as media.
@@ -325,16 +293,11 @@ fn decide(
                 OutReason::Denied
             })
         };
-        if before_3 {
-            if let Some(reason) = row_2u() {
-                return reason;
-            }
+        if let Some(reason) = row_2u() {
+            return reason;
         }
         if udp && (rules.provider_rtp.0..=rules.provider_rtp.1).contains(&dport) {
             return OutReason::RtpAllowed;
-        }
-        if let Some(reason) = row_2u() {
-            return reason;
         }
         let answer = (rules.sig_ports.contains(&sport) && allowlisted)
             || (udp && (rules.rtp.0..=rules.rtp.1).contains(&sport))

@@ -233,41 +233,11 @@ fn from_rtp_port(frame: &[u8], rules: &Ruleset) -> bool {
         .is_some_and(|p| (rules.rtp.0..=rules.rtp.1).contains(&p))
 }
 
-/// Whether the kernel's answer is the model's with calls mode's row 2u
-/// before row 3 (docs/policy.md's table has it after; see
-/// `reference_egress::judge_calls_2u_before_3`): such disagreements are
-/// counted apart, so that any other shows as one.
-fn row_order_explains(
-    frame: &[u8],
-    l3: bool,
-    rules: &Ruleset,
-    calls: Option<&Calls>,
-    got: &OutOutcome,
-) -> bool {
-    calls.is_some_and(|c| {
-        let other = reference_egress::judge_calls_2u_before_3(frame, l3, rules, c);
-        agrees(&other, got, frame.len())
-    })
-}
-
-/// The disagreements' verdict: those row 2u's place explains, then any
-/// other.
-fn assert_no_disagreement(disagreements: u64, by_order: u64, seed: u64) {
-    println!(
-        "  of {disagreements} disagreements, {by_order} are UDP from rtp_ports to provider_rtp_ports \
-         that the kernel judges by row 2u before row 3 (docs/policy.md's table: 3 first)"
-    );
+/// No disagreement at all between the program and the model.
+fn assert_no_disagreement(disagreements: u64, seed: u64) {
     assert_eq!(
-        disagreements - by_order,
-        0,
-        "the egress program and the reference model disagree beyond row 2u's place (see DISAGREEMENT lines; seed {seed:#x})"
-    );
-    assert_eq!(
-        by_order, 0,
-        "calls mode, strict egress: the program judges UDP from a port of rtp_ports to a port of \
-         provider_rtp_ports, to an address without a live pinhole, by row 2u (out_denied, dropped) \
-         where docs/policy.md's egress table, first match wins, puts row 3 first (out_rtp_allowed, \
-         passed); seed {seed:#x}"
+        disagreements, 0,
+        "the egress program and the reference model disagree (see DISAGREEMENT lines; seed {seed:#x})"
     );
 }
 
@@ -302,7 +272,6 @@ fn egress_program_agrees_with_the_reference_model() {
     let mut runner = Runner::new(&configs[0].1).expect("loading the program (needs root)");
     let mut kernel_calls = KernelCalls::new(&mut runner).expect("taking the media maps");
     let (mut packets, mut disagreements, mut refused) = (0u64, 0u64, 0u64);
-    let mut by_order = 0u64;
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     // Calls configurations whose media from `rtp_ports` fell short.
@@ -368,9 +337,6 @@ fn egress_program_agrees_with_the_reference_model() {
                     continue;
                 }
                 disagreements += 1;
-                if row_order_explains(&frame, false, rules, calls.as_ref(), &got) {
-                    by_order += 1;
-                }
                 let kind = format!(
                     "{} {:?} -> {} {:?}",
                     want.verdict.name(),
@@ -436,7 +402,7 @@ fn egress_program_agrees_with_the_reference_model() {
         refused * 20 < packets,
         "the kernel refused {refused} frames of {packets}: the generator's frames no longer fit a TC test run"
     );
-    assert_no_disagreement(disagreements, by_order, seed);
+    assert_no_disagreement(disagreements, seed);
     assert!(
         short.is_empty(),
         "the generator no longer aims at the pinholes: {short:?}"
@@ -452,7 +418,6 @@ fn egress_program_agrees_with_the_reference_model_on_l3_devices() {
     let seed = env_u64("SIPWALL_FUZZ_SEED").unwrap_or(FIXED_SEED);
     println!("egress differential (L3): {per_config} frames per configuration, seed {seed:#x}");
     let (mut packets, mut disagreements, mut refused) = (0u64, 0u64, 0u64);
-    let mut by_order = 0u64;
     for (ci, (name, rules, reader)) in configs().iter().enumerate() {
         if !rules.egress.strict() {
             continue;
@@ -476,9 +441,6 @@ fn egress_program_agrees_with_the_reference_model_on_l3_devices() {
             packets += 1;
             if !agrees(&want, &got, frame.len()) {
                 disagreements += 1;
-                if row_order_explains(&frame, true, rules, calls.as_ref(), &got) {
-                    by_order += 1;
-                }
                 if disagreements <= SHOWN {
                     println!(
                         "DISAGREEMENT (L3) in \"{name}\": model {want:?}, kernel {:?}: {}",
@@ -496,5 +458,5 @@ fn egress_program_agrees_with_the_reference_model_on_l3_devices() {
         refused * 20 < packets,
         "the kernel refused {refused} of {packets}"
     );
-    assert_no_disagreement(disagreements, by_order, seed);
+    assert_no_disagreement(disagreements, seed);
 }

@@ -320,6 +320,8 @@ const PORT_OLD: u16 = 10008;
 const PORT_AHEAD: u16 = 10010;
 /// In rtp_ports, no pinhole.
 const PORT_NONE: u16 = 15000;
+/// A UDP port outside rtp_ports.
+const PORT_OUTSIDE: u16 = 30000;
 
 fn calls_ruleset(mode: Mode, unattended: Unattended) -> Ruleset {
     Ruleset {
@@ -465,23 +467,21 @@ fn calls_mode_with_open_egress_drops_nothing() {
     }
 }
 
-/// Row 3 (UDP to the provider's media ports, any address) comes before
-/// row 2u in docs/policy.md's egress table, first match wins: media from
-/// a port of rtp_ports to a provider media port passes whether or not a
-/// pinhole takes the address. The program checks row 2u first and drops
-/// it as out_denied: a disagreement between the program and the docs,
-/// reported with the commit that added this test (one of the two must
-/// change; the row's number, "2u", reads like the program's order).
+/// Row 2u comes before row 3 (UDP to the provider's media ports, any
+/// address) in docs/policy.md's egress table: in calls mode, media from a
+/// port of rtp_ports leaves only to a call's remote, even to a provider
+/// media port; a port of no call still sends to the provider's media
+/// ports by row 3.
 #[test]
 #[rustfmt::skip]
-fn calls_mode_media_to_the_providers_media_ports_is_row_3() {
+fn calls_mode_media_to_the_providers_media_ports_is_row_2u_first() {
     sipwall_tests::skip_unless_root!();
     let rules = calls_ruleset(Mode::Strict, Unattended::Closed);
     let (runner, _calls) = calls_runner(&rules, Reader::Fresh);
     let table = vec![
         case(PASS, RtpAllowed, "to a pinhole's remote's media port", out4(CALLER).udp(PORT_CALLER, 40000)),
-        case(PASS, RtpAllowed, "from a pinhole's port to another address's media port", out4(STRANGER).udp(PORT_CALLER, 40000)),
-        case(PASS, RtpAllowed, "from a port without a pinhole to a provider media port", out4(STRANGER).udp(PORT_NONE, 60000)),
+        case(DROP, Denied, "from a pinhole's port to another address's media port", out4(STRANGER).udp(PORT_CALLER, 40000)),
+        case(PASS, RtpAllowed, "from a port outside rtp_ports to a provider media port", out4(STRANGER).udp(PORT_OUTSIDE, 60000)),
     ];
-    run_table("strict out, calls, row 3", &runner, &table, |c| c.verdict);
+    run_table("strict out, calls, row 2u before 3", &runner, &table, |c| c.verdict);
 }
