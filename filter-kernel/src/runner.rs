@@ -117,6 +117,11 @@ impl Runner {
         crate::capture::CaptureMaps::take(&mut self.ebpf)
     }
 
+    /// Calls mode's maps of this copy (tests open pinholes in them).
+    pub fn media_maps(&mut self) -> Result<crate::media::MediaMaps> {
+        crate::media::MediaMaps::take(&mut self.ebpf)
+    }
+
     /// Installs another ruleset (the atomic swap a live filter uses).
     pub fn install(&mut self, ruleset: &Ruleset) -> Result<()> {
         self.maps.install(ruleset).map(|_| ())
