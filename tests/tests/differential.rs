@@ -220,6 +220,9 @@ impl Config {
             Reason::SipRatelimited => self.rules.sip_limit.is_some(),
             Reason::RtpRatelimited => self.rules.rtp_limit.is_some(),
             Reason::RtpInvalid => self.rules.check_rtp,
+            // Calls mode's: no configuration here is in calls mode (its
+            // rows have their own table in packet_table.rs).
+            Reason::RtpUnsolicited => self.rules.media.calls(),
             // Guard's last row; strict mode's own rows instead.
             Reason::Other => !self.rules.strict(),
             Reason::Essential
