@@ -500,7 +500,7 @@ fn default_ruleset_table() {
     ];
     for reason in Reason::ALL
         .into_iter()
-        .filter(|r| !ABUSE.contains(r) && !strict_only.contains(r))
+        .filter(|r| !ABUSE.contains(r) && !strict_only.contains(r) && *r != RtpUnsolicited)
     {
         assert!(
             table.iter().any(|c| c.reason == reason),
@@ -1146,6 +1146,7 @@ fn strict_mode_with_abuse_controls_table() {
 fn strict_ruleset_table() {
     sipwall_tests::skip_unless_root!();
     let table = strict_table();
+    // Calls mode's rtp_unsolicited has its own table (calls_mode_tables).
     for reason in Reason::ALL
         .into_iter()
         .filter(|r| *r != Other && *r != RtpUnsolicited && !ABUSE.contains(r))
@@ -1760,4 +1761,79 @@ fn range_mode_ignores_pinholes() {
         case(DROP, RtpOutside, "provider media to a port outside rtp_ports (row 9)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media)),
     ];
     run_table("strict, range mode", &runner, &table, |c| c.verdict);
+}
+// --- calls mode (docs/policy.md, "Media by call") ---
+
+const CALLS_TOML: &str =
+    "[media]\nrtp_ports = \"10000-20000\"\nmode = \"calls\"\nunattended = \"closed\"\n";
+
+/// The source another pinhole's address is not.
+const OTHER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
+
+/// A runner with `toml`'s policy and the calls tables' pinholes: port
+/// 10000 from STRANGER, 10002 from `stranger6()`, 10004 from anyone. No
+/// reader's heartbeat, and `unattended = "closed"`: only they pass media.
+fn pinholes_runner(toml: &str) -> Runner {
+    let ruleset = config::parse(toml, "calls.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mut runner = runner(&ruleset);
+    let mut media = runner.media_maps().expect("the media maps");
+    let idle = ruleset.media.call_idle_secs * 1_000_000_000;
+    for (port, remote) in [
+        (10000, Some(IpAddr::V4(STRANGER))),
+        (10002, Some(IpAddr::V6(stranger6()))),
+        (10004, None),
+    ] {
+        media
+            .open_pinhole(port, remote, Some("table@calls"), idle)
+            .expect("opening a pinhole");
+    }
+    runner
+}
+
+#[rustfmt::skip]
+fn pinholes_table() -> Vec<Case> {
+    let sip = b"OPTIONS sip:host SIP/2.0\r\n\r\n";
+    vec![
+        // 5 / 5u: media into rtp_ports through a live pinhole, or not at all.
+        case(PASS, RtpAllowed, "media from the pinhole's address", ip4(STRANGER).udp(40000, 10000).payload(&rtp(160))),
+        case(PASS, RtpAllowed, "from the pinhole's address, any source port", ip4(STRANGER).udp(1234, 10000)),
+        case(DROP, RtpUnsolicited, "another address to the same port", ip4(OTHER).udp(40000, 10000).payload(&rtp(160))),
+        case(PASS, RtpAllowed, "IPv6 media from the pinhole's address", ip6(stranger6()).udp(50000, 10002)),
+        case(DROP, RtpUnsolicited, "IPv6 media from another address", ip6(v6("2001:db8:5::3")).udp(50000, 10002)),
+        case(DROP, RtpUnsolicited, "the IPv6 pinhole's port from its address's IPv4 neighbour", ip4(STRANGER).udp(50000, 10002)),
+        case(PASS, RtpAllowed, "a port open to any source (an offer not answered yet)", ip4(OTHER).udp(40000, 10004)),
+        case(PASS, RtpAllowed, "a port open to any source, from IPv6", ip6(v6("2001:db8:5::4")).udp(40000, 10004)),
+        case(DROP, RtpUnsolicited, "a port of rtp_ports without a pinhole", ip4(STRANGER).udp(40000, 10006)),
+        case(DROP, RtpUnsolicited, "guard mode: from provider_rtp_ports to a port outside rtp_ports", ip4(STRANGER).udp(40000, 30000)),
+        // Everything else as in range mode.
+        case(PASS, SipAllowed, "provider A, UDP 5060", ip4(PROVIDER_A).udp(5060, 5060).payload(sip)),
+        case(DROP, SipDenied, "stranger, UDP 5060", ip4(STRANGER).udp(5060, 5060).payload(sip)),
+        case(PASS, Other, "TCP into the media range", ip4(STRANGER).tcp(1, 10000)),
+        case(PASS, Other, "UDP outside both ranges", ip4(STRANGER).udp(33000, 30000)),
+    ]
+}
+
+#[rustfmt::skip]
+fn strict_pinholes_table() -> Vec<Case> {
+    vec![
+        case(PASS, RtpAllowed, "strict 4: media from the pinhole's address", ip4(STRANGER).udp(40000, 10000)),
+        case(DROP, RtpUnsolicited, "strict 4u: another address to the same port", ip4(OTHER).udp(40000, 10000)),
+        case(PASS, RtpAllowed, "strict 4: a port open to any source", ip4(OTHER).udp(1234, 10004)),
+        case(DROP, RtpUnsolicited, "strict 4u: a port of rtp_ports without a pinhole", ip4(OTHER).udp(1234, 10006)),
+        case(DROP, RtpOutside, "strict 9, unchanged: provider media outside rtp_ports", ip4(STRANGER).udp(40000, 30000)),
+    ]
+}
+
+#[test]
+fn calls_mode_tables_from_a_configuration_file() {
+    sipwall_tests::skip_unless_root!();
+    let table = pinholes_table();
+    run_table("calls", &pinholes_runner(CALLS_TOML), &table, |c| c.verdict);
+    let strict = format!("[policy]\nmode = \"strict\"\n{CALLS_TOML}");
+    run_table(
+        "strict calls",
+        &pinholes_runner(&strict),
+        &strict_pinholes_table(),
+        |c| c.verdict,
+    );
 }

@@ -133,15 +133,23 @@ fn metrics_scraped_with_curl_are_prometheus_text_equal_to_stats() {
     for line in body.lines().filter(|l| !l.is_empty()) {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             types.insert(name.to_string(), kind.to_string());
         } else if line.starts_with("# HELP ") {
             continue;
         } else {
             assert!(!line.starts_with('#'), "unknown comment {line:?}");
             let (name, _, _) = parse_sample(line);
+            // A histogram's samples are its name with a suffix.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|base| types.get(*base).is_some_and(|k| k == "histogram"))
+                })
+                .unwrap_or(&name);
             assert!(
-                types.contains_key(&name),
+                types.contains_key(family),
                 "sample before its # TYPE: {line}"
             );
         }

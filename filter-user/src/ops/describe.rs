@@ -302,6 +302,13 @@ pub fn frame(p: &Packet) -> Vec<u8> {
 /// tags, IPv4 options and IPv6 extension headers), unless it is a
 /// fragment or something else: what tells a frame's guard row 5 from 5c.
 pub fn udp_dport(frame: &[u8]) -> Option<u16> {
+    udp_ports(frame).map(|(_, dport)| dport)
+}
+
+/// The UDP source and destination ports of an Ethernet frame, as
+/// [`udp_dport`] finds them: the source port tells calls mode's egress row
+/// 2u from rows 3 and 8.
+pub fn udp_ports(frame: &[u8]) -> Option<(u16, u16)> {
     let be16 = |at: usize| Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?));
     let mut at = 12;
     for _ in 0..2 {
@@ -334,7 +341,7 @@ pub fn udp_dport(frame: &[u8]) -> Option<u16> {
         }
     }
     (proto == PROTO_UDP).then_some(())?;
-    be16(l4 + 2)
+    Some((be16(l4)?, be16(l4 + 2)?))
 }
 
 /// The Internet checksum of an IPv4 header.

@@ -139,34 +139,45 @@ pub fn explain_frame(
     })
 }
 
-/// A UDP packet's destination port, from the description or the frame.
-fn frame_ports(frame: &[u8], packet: Option<&Packet>) -> Option<u16> {
+/// A UDP packet's source and destination ports, from the description or
+/// the frame.
+fn frame_ports(frame: &[u8], packet: Option<&Packet>) -> Option<(u16, u16)> {
     if let Some(p) = packet {
-        return (p.ip_proto() == PROTO_UDP).then_some(p.dport);
+        return (p.ip_proto() == PROTO_UDP).then_some((p.sport, p.dport));
     }
-    super::describe::udp_dport(frame)
+    super::describe::udp_ports(frame)
 }
 
 /// The row of `table` that moves `counter`. Guard mode counts two rows as
 /// `rtp_allowed`: 5 (to `rtp_ports`) and 5c (from `provider_rtp_ports`),
-/// told apart by the destination port, which row 5 takes first.
+/// told apart by the destination port, which row 5 takes first. Egress
+/// counts `out_rtp_allowed` and `out_denied` in two rows each: calls mode's
+/// 2u (UDP from `rtp_ports`) and 3 or 8, told apart by the source port.
 fn choose_row(
     table: Table,
     counter: &str,
     ruleset: &Ruleset,
-    udp_dport: Option<u16>,
+    udp_ports: Option<(u16, u16)>,
 ) -> Result<&'static Row> {
     let candidates = rows::rows_for(table, counter);
+    let (lo, hi) = ruleset.rtp;
+    let in_rtp = |p: u16| lo <= p && p <= hi;
     match candidates.as_slice() {
         [one] => Ok(one),
-        [to_rtp, from_provider] => {
-            let (lo, hi) = ruleset.rtp;
-            Ok(if udp_dport.is_some_and(|p| lo <= p && p <= hi) {
-                to_rtp
+        [a, b] if table == Table::Egress => {
+            let (calls, other) = if a.id == "2u" { (a, b) } else { (b, a) };
+            let from_rtp = udp_ports.is_some_and(|(sport, _)| in_rtp(sport));
+            Ok(if ruleset.media.calls() && from_rtp {
+                calls
             } else {
-                from_provider
+                other
             })
         }
+        [to_rtp, from_provider] => Ok(if udp_ports.is_some_and(|(_, dport)| in_rtp(dport)) {
+            to_rtp
+        } else {
+            from_provider
+        }),
         _ => bail!("no row of the {} table counts {counter}", table.name()),
     }
 }

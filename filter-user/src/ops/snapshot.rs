@@ -292,3 +292,37 @@ pub fn warn_if_stale(snap: &Snapshot) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(heartbeat_ns: u64, now_ns: u64) -> MediaSnapshot {
+        MediaSnapshot {
+            calls: true,
+            reader: MediaState {
+                heartbeat_ns,
+                reader_pid: 7,
+                reserved: 0,
+            },
+            stats: MediaStats::default(),
+            pinholes_active: 0,
+            now_ns,
+        }
+    }
+
+    #[test]
+    fn the_reader_is_up_while_its_heartbeat_is_under_5_s_old() {
+        let s = 1_000_000_000;
+        assert!(media(100 * s, 101 * s).reader_up());
+        assert!(media(100 * s, 104 * s).reader_up());
+        assert!(!media(100 * s, 105 * s).reader_up());
+        assert!(!media(100 * s, 200 * s).reader_up());
+        // Never ran (or stopped cleanly): no heartbeat at all.
+        assert!(!media(0, 2 * s).reader_up());
+        assert_eq!(media(0, 2 * s).reader_pid(), Some(7));
+        let mut none = media(0, 2 * s);
+        none.reader.reader_pid = 0;
+        assert_eq!(none.reader_pid(), None);
+    }
+}

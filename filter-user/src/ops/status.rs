@@ -183,13 +183,13 @@ pub fn media_text(m: &MediaSnapshot) -> String {
     if !m.calls {
         return "media: range (open to any source on rtp_ports)".into();
     }
-    let pid = m
-        .reader_pid()
-        .map_or("never ran".to_string(), |p| format!("pid {p}"));
-    let reader = if m.reader_up() {
-        format!("reader up ({pid})")
-    } else {
-        format!("reader DOWN ({pid}): media follows [media] unattended")
+    let reader = match (m.reader_up(), m.reader_pid()) {
+        (true, Some(pid)) => format!("reader up (pid {pid})"),
+        (true, None) => "reader up".to_string(),
+        (false, Some(pid)) => {
+            format!("reader DOWN (last pid {pid}): media follows [media] unattended")
+        }
+        (false, None) => "reader DOWN (none running): media follows [media] unattended".into(),
     };
     format!(
         "media: calls, {reader}, {} live pinholes, {} signalling copies lost",
