@@ -15,6 +15,7 @@ use filter_kernel::media::{MediaMaps, PinholeEntry};
 use sipwall_lab::sipp::{start_calls, Transport, Uas, SIP_PORT};
 use sipwall_tests::{
     netns::{delta, traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
+    operate,
     service::{get, sample, write_config, Service},
     sipp::expect_answered,
     skip_unless_root,
@@ -363,6 +364,12 @@ fn unattended_follows_the_configuration_when_the_reader_is_down() {
         );
         service.kill();
         std::thread::sleep(Duration::from_millis(5500));
+        let status = operate::status_json(&lab);
+        assert_eq!(
+            status["interfaces"][0]["media_reader_up"],
+            serde_json::Value::Bool(false),
+            "{unattended}: status after the reader died: {status}"
+        );
         let before = lab.counters();
         send(
             &lab,

@@ -10,6 +10,7 @@ use std::{
 
 use filter_kernel::{
     attachment::Attachment,
+    flows::FlowTuple,
     pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
     program,
 };
@@ -127,6 +128,10 @@ pub fn run(opts: &Options) -> Vec<Check> {
         &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
     ));
     checks.push(rtp_ephemeral(ruleset.as_ref(), eph.as_ref()));
+    checks.push(calls_tls(
+        ruleset.as_ref(),
+        &filter_kernel::flows::open_flows().unwrap_or_default(),
+    ));
     checks.push(l3_iface(&scene));
     checks.push(tunnels(
         &filter_kernel::iface::all_links().unwrap_or_default(),
@@ -537,6 +542,50 @@ pub fn rtp_ephemeral(ruleset: Option<&Ruleset>, eph: Option<&Ephemeral>) -> Chec
         ),
     )
     .action(ephemeral::remedy(r.rtp, eph))
+}
+
+/// The port TLS signalling uses (SIP over TLS, RFC 3261).
+const SIP_TLS_PORT: u16 = 5061;
+
+/// Calls mode reads the calls' SDP in their signalling; TLS hides it. A
+/// warning when the host has TLS signalling connections open while in
+/// calls mode: those calls get no pinholes.
+pub fn calls_tls(ruleset: Option<&Ruleset>, flows: &[FlowTuple]) -> Check {
+    const NAME: &str = "calls_tls";
+    let Some(r) = ruleset else {
+        return Check::new(NAME, Level::Skip, "the running policy could not be read");
+    };
+    if !r.media.calls() {
+        return Check::new(
+            NAME,
+            Level::Ok,
+            "range mode: media passes by its ports, whatever carries the signalling",
+        );
+    }
+    let tls: Vec<&FlowTuple> = flows
+        .iter()
+        .filter(|f| f.proto == 6 && (f.local_port == SIP_TLS_PORT || f.remote_port == SIP_TLS_PORT))
+        .collect();
+    let Some(first) = tls.first() else {
+        return Check::new(
+            NAME,
+            Level::Ok,
+            format!("calls mode, and no TLS signalling connection (port {SIP_TLS_PORT}) is open: the call reader can read every call's SDP"),
+        );
+    };
+    Check::new(
+        NAME,
+        Level::Warn,
+        format!(
+            "calls mode, but {} TLS signalling connection(s) on port {SIP_TLS_PORT} are open (e.g. {}:{} with {}:{}): their SDP is encrypted, so the call reader opens no pinholes for those calls and their media is dropped as rtp_unsolicited",
+            tls.len(),
+            first.local,
+            first.local_port,
+            first.remote,
+            first.remote_port
+        ),
+    )
+    .action("open those calls' pinholes from the PBX (`sipwall pinhole add`, e.g. on Asterisk ARI events), move the trunk to UDP or TCP, or set [media] mode = \"range\"")
 }
 
 fn covers(allow: &[IpNet], addr: IpAddr) -> bool {
@@ -1000,6 +1049,39 @@ mod tests {
             1
         );
         assert_eq!(worst(&[c(Level::Fail), c(Level::Warn)]).exit_status(), 2);
+    }
+
+    #[test]
+    fn calls_tls_warns_only_in_calls_mode_with_tls_connections() {
+        use filter_policy::ruleset::{MediaCalls, MediaMode};
+        let tls = FlowTuple {
+            proto: 6,
+            remote: "44.229.228.186".parse().unwrap(),
+            remote_port: 5061,
+            local: "192.0.2.10".parse().unwrap(),
+            local_port: 40123,
+        };
+        let udp = FlowTuple {
+            proto: 17,
+            remote_port: 5060,
+            local_port: 5060,
+            ..tls
+        };
+        let range = Ruleset::default();
+        let calls = Ruleset {
+            media: MediaCalls {
+                mode: MediaMode::Calls,
+                ..MediaCalls::default()
+            },
+            ..Ruleset::default()
+        };
+        assert_eq!(calls_tls(None, &[tls]).level, Level::Skip);
+        assert_eq!(calls_tls(Some(&range), &[tls]).level, Level::Ok);
+        assert_eq!(calls_tls(Some(&calls), &[udp]).level, Level::Ok);
+        let warned = calls_tls(Some(&calls), &[udp, tls]);
+        assert_eq!(warned.level, Level::Warn);
+        assert!(warned.summary.contains("1 TLS signalling connection"), "{}", warned.summary);
+        assert!(warned.action.as_deref().unwrap_or("").contains("pinhole add"));
     }
 
     #[test]
