@@ -163,6 +163,8 @@ fn a_pinhole_added_by_hand_passes_its_media_and_no_other() {
     assert_eq!(iface["signalling_copies_lost"], 0, "{status}");
     let text = lab.sipwall_ok(&["status", "-i", PBX_IFACE]);
     assert!(text.contains("media: calls, reader DOWN"), "{text}");
+    // No reader and unattended = "closed": doctor fails media_reader.
+    assert_eq!(doctor_media_reader(&lab), "fail");
 
     // Open to any source, ahead of time with --for: listed as `any`.
     sipwall(
@@ -248,4 +250,20 @@ fn a_pinhole_added_by_hand_passes_its_media_and_no_other() {
     assert_eq!(iface["media_mode"], "range", "{status}");
     assert_eq!(iface["media_reader_up"], Value::Null, "{status}");
     assert_eq!(iface["pinholes_active"], 0, "{status}");
+    assert_eq!(doctor_media_reader(&lab), "skip");
+}
+
+/// The status of doctor's `media_reader` check.
+fn doctor_media_reader(lab: &TestLab) -> String {
+    let run = sipwall(lab, &["doctor", "-i", PBX_IFACE, "--json"]);
+    let doc: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{run}"));
+    let check = doc["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("doctor --json without checks\n{run}"))
+        .iter()
+        .find(|c| c["name"] == "media_reader")
+        .unwrap_or_else(|| panic!("no media_reader check\n{run}"))
+        .clone();
+    check["status"].as_str().unwrap().to_string()
 }
