@@ -16,6 +16,7 @@ use serde_json::Value;
 use sipwall_tests::{
     netns::{delta, traffic, Count, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     operate::{sipwall, status_json},
+    service::{get as http_get, sample, Service},
 };
 
 const IDLE: Duration = Duration::from_millis(400);
@@ -266,4 +267,54 @@ fn doctor_media_reader(lab: &TestLab) -> String {
         .unwrap_or_else(|| panic!("no media_reader check\n{run}"))
         .clone();
     check["status"].as_str().unwrap().to_string()
+}
+
+/// `sipwall run` in calls mode serves the media series: the mode in
+/// sipwall_policy_info, the live pinholes, the copies lost, the reader's
+/// state (whether this build's `run` has a reader or not: present, 0 or 1).
+#[test]
+fn run_serves_the_media_metrics_in_calls_mode() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let calls = config(&lab, "calls.toml", CALLS);
+    let service = Service::start(&lab, &calls);
+    let provider = PROVIDER[0].to_string();
+    sipwall(
+        &lab,
+        &[
+            "pinhole", "add", "-i", PBX_IFACE, "--port", "10010", "--from", &provider,
+        ],
+    )
+    .ok("pinhole add under run");
+    let (code, body) = http_get(&lab, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    let iface = [("iface", PBX_IFACE)];
+    assert_eq!(
+        sample(
+            &body,
+            "sipwall_policy_info",
+            &[("iface", PBX_IFACE), ("media_mode", "calls")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sipwall_pinholes_active", &iface),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sipwall_signalling_copies_lost_total", &iface),
+        Some(0.0),
+        "{body}"
+    );
+    let up = sample(&body, "sipwall_media_reader_up", &iface);
+    assert!(matches!(up, Some(v) if v == 0.0 || v == 1.0), "{body}");
+    for family in ["sipwall_calls_active", "sipwall_pinhole_install_seconds"] {
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "{family}: {body}"
+        );
+    }
+    drop(service);
 }
