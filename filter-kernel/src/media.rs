@@ -340,6 +340,18 @@ impl MediaMaps {
         Ok(out)
     }
 
+    /// How many pinholes the programs pass media through now: [`list`]'s
+    /// live ones, without a map lookup per pinhole for its packets (the
+    /// metrics read this on every scrape).
+    ///
+    /// [`list`]: MediaMaps::list
+    pub fn live_count(&self, idle_ns: u64) -> usize {
+        let now = monotonic_ns();
+        (0..PINHOLE_SLOTS)
+            .filter(|&slot| live(&self.pinholes.get(slot), now, idle_ns))
+            .count()
+    }
+
     /// Frees the slots whose pinholes the kernel no longer honours and the
     /// Call-IDs no pinhole names; returns the Call-IDs of the pinholes
     /// freed.

@@ -16,6 +16,7 @@ use serde_json::Value;
 use sipwall_tests::{
     netns::{delta, traffic, Count, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     operate::{sipwall, status_json},
+    service::{get as http_get, sample, Service},
 };
 
 const IDLE: Duration = Duration::from_millis(400);
@@ -163,6 +164,8 @@ fn a_pinhole_added_by_hand_passes_its_media_and_no_other() {
     assert_eq!(iface["signalling_copies_lost"], 0, "{status}");
     let text = lab.sipwall_ok(&["status", "-i", PBX_IFACE]);
     assert!(text.contains("media: calls, reader DOWN"), "{text}");
+    // No reader and unattended = "closed": doctor fails media_reader.
+    assert_eq!(doctor_media_reader(&lab), "fail");
 
     // Open to any source, ahead of time with --for: listed as `any`.
     sipwall(
@@ -248,4 +251,70 @@ fn a_pinhole_added_by_hand_passes_its_media_and_no_other() {
     assert_eq!(iface["media_mode"], "range", "{status}");
     assert_eq!(iface["media_reader_up"], Value::Null, "{status}");
     assert_eq!(iface["pinholes_active"], 0, "{status}");
+    assert_eq!(doctor_media_reader(&lab), "skip");
+}
+
+/// The status of doctor's `media_reader` check.
+fn doctor_media_reader(lab: &TestLab) -> String {
+    let run = sipwall(lab, &["doctor", "-i", PBX_IFACE, "--json"]);
+    let doc: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{run}"));
+    let check = doc["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("doctor --json without checks\n{run}"))
+        .iter()
+        .find(|c| c["name"] == "media_reader")
+        .unwrap_or_else(|| panic!("no media_reader check\n{run}"))
+        .clone();
+    check["status"].as_str().unwrap().to_string()
+}
+
+/// `sipwall run` in calls mode serves the media series: the mode in
+/// sipwall_policy_info, the live pinholes, the copies lost, the reader's
+/// state (whether this build's `run` has a reader or not: present, 0 or 1).
+#[test]
+fn run_serves_the_media_metrics_in_calls_mode() {
+    sipwall_tests::skip_unless_root!();
+    let lab = TestLab::new();
+    let calls = config(&lab, "calls.toml", CALLS);
+    let service = Service::start(&lab, &calls);
+    let provider = PROVIDER[0].to_string();
+    sipwall(
+        &lab,
+        &[
+            "pinhole", "add", "-i", PBX_IFACE, "--port", "10010", "--from", &provider,
+        ],
+    )
+    .ok("pinhole add under run");
+    let (code, body) = http_get(&lab, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    let iface = [("iface", PBX_IFACE)];
+    assert_eq!(
+        sample(
+            &body,
+            "sipwall_policy_info",
+            &[("iface", PBX_IFACE), ("media_mode", "calls")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sipwall_pinholes_active", &iface),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "sipwall_signalling_copies_lost_total", &iface),
+        Some(0.0),
+        "{body}"
+    );
+    let up = sample(&body, "sipwall_media_reader_up", &iface);
+    assert!(matches!(up, Some(v) if v == 0.0 || v == 1.0), "{body}");
+    for family in ["sipwall_calls_active", "sipwall_pinhole_install_seconds"] {
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "{family}: {body}"
+        );
+    }
+    drop(service);
 }

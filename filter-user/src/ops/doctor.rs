@@ -14,12 +14,15 @@ use filter_kernel::{
     pins::{is_bpffs, PinRoot, EGRESS_LINK_PIN, INFO_PIN, LINK_PIN},
     program,
 };
-use filter_policy::{config, ruleset::Ruleset, ruleset::PROVIDER_SIGNALLING};
+use filter_policy::{
+    config,
+    ruleset::{Ruleset, Unattended, PROVIDER_SIGNALLING},
+};
 
 use super::{
     ephemeral::{self, Ephemeral},
     json,
-    snapshot::Snapshot,
+    snapshot::{MediaSnapshot, Snapshot},
 };
 use filter_common::{maps as map_names, Reason};
 use ipnet::IpNet;
@@ -128,6 +131,11 @@ pub fn run(opts: &Options) -> Vec<Check> {
         &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
     ));
     checks.push(rtp_ephemeral(ruleset.as_ref(), eph.as_ref()));
+    checks.push(media_reader(
+        scene.iface_or(),
+        ruleset.as_ref(),
+        scene.snapshot.as_ref().and_then(|s| s.media.as_ref()),
+    ));
     checks.push(calls_tls(
         ruleset.as_ref(),
         &filter_kernel::flows::open_flows().unwrap_or_default(),
@@ -1080,8 +1088,16 @@ mod tests {
         assert_eq!(calls_tls(Some(&calls), &[udp]).level, Level::Ok);
         let warned = calls_tls(Some(&calls), &[udp, tls]);
         assert_eq!(warned.level, Level::Warn);
-        assert!(warned.summary.contains("1 TLS signalling connection"), "{}", warned.summary);
-        assert!(warned.action.as_deref().unwrap_or("").contains("pinhole add"));
+        assert!(
+            warned.summary.contains("1 TLS signalling connection"),
+            "{}",
+            warned.summary
+        );
+        assert!(warned
+            .action
+            .as_deref()
+            .unwrap_or("")
+            .contains("pinhole add"));
     }
 
     #[test]
@@ -1304,6 +1320,131 @@ pub fn tunnels(
     .action(
         "attach sipwall to each of them (the commands above), or take their addresses away if no SIP should arrive there",
     )
+}
+
+/// Calls mode's reader (docs/policy.md, "Media by call"): it runs, and
+/// the copies of signalling reach it.
+pub fn media_reader(
+    iface: &str,
+    ruleset: Option<&Ruleset>,
+    media: Option<&MediaSnapshot>,
+) -> Check {
+    const NAME: &str = "media_reader";
+    let (Some(r), Some(m)) = (ruleset, media) else {
+        return Check::new(
+            NAME,
+            Level::Skip,
+            "the attachment's media maps cannot be read",
+        );
+    };
+    if !r.media.calls() {
+        return Check::new(
+            NAME,
+            Level::Skip,
+            "range mode: media passes by rtp_ports, no call reader is needed",
+        );
+    }
+    if !m.reader_up() {
+        let who = m
+            .reader_pid()
+            .map_or("none has run, or the last stopped".to_string(), |p| {
+                format!("the last one was pid {p}")
+            });
+        let restart = format!(
+            "run the reader: `sipwall run -i {iface} -c FILE` (the systemd unit sipwall@{iface}), or set [media] mode = \"range\""
+        );
+        return match r.media.unattended {
+            Unattended::Closed => Check::new(
+                NAME,
+                Level::Fail,
+                format!(
+                    "calls mode without a call reader ({who}): unattended = \"closed\" passes only the pinholes still live, so new calls have no audio"
+                ),
+            ),
+            Unattended::Range => Check::new(
+                NAME,
+                Level::Warn,
+                format!(
+                    "calls mode without a call reader ({who}): unattended = \"range\" passes media by range, open to any source, and no pinhole opens"
+                ),
+            ),
+        }
+        .action(restart);
+    }
+    let pid = m
+        .reader_pid()
+        .map_or(String::new(), |p| format!(" (pid {p})"));
+    if m.stats.lost > 0 {
+        return Check::new(
+            NAME,
+            Level::Warn,
+            format!(
+                "the call reader runs{pid}, but {} copies of signalling were lost since the attach (the ring was full): their calls may have had no audio",
+                m.stats.lost
+            ),
+        )
+        .action("give the service the CPU it needs; see docs/runbook.md, SipwallSignallingCopiesLost");
+    }
+    Check::new(
+        NAME,
+        Level::Ok,
+        format!(
+            "the call reader runs{pid}: {} live pinholes, no copy of signalling lost",
+            m.pinholes_active
+        ),
+    )
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+    use filter_common::media::{MediaState, MediaStats};
+
+    fn media(up: bool, pid: u32, lost: u64) -> MediaSnapshot {
+        MediaSnapshot {
+            calls: true,
+            reader: MediaState {
+                heartbeat_ns: if up { 10_000_000_000 } else { 0 },
+                reader_pid: pid,
+                reserved: 0,
+            },
+            stats: MediaStats { copies: 10, lost },
+            pinholes_active: 4,
+            now_ns: 11_000_000_000,
+        }
+    }
+
+    fn ruleset(toml: &str) -> Ruleset {
+        config::parse(toml, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn the_reader_is_checked_in_calls_mode_only() {
+        let range = Ruleset::default();
+        let closed = ruleset("[media]\nmode = \"calls\"\nunattended = \"closed\"\n");
+        let open = ruleset("[media]\nmode = \"calls\"\n");
+        let up = media(true, 42, 0);
+        assert_eq!(
+            media_reader("eth0", Some(&range), Some(&up)).level,
+            Level::Skip
+        );
+        assert_eq!(media_reader("eth0", None, None).level, Level::Skip);
+        let ok = media_reader("eth0", Some(&open), Some(&up));
+        assert_eq!(ok.level, Level::Ok);
+        assert!(ok.summary.contains("pid 42"), "{}", ok.summary);
+        let down = media(false, 42, 0);
+        let fail = media_reader("eth0", Some(&closed), Some(&down));
+        assert_eq!(fail.level, Level::Fail);
+        assert!(fail.summary.contains("pid 42"), "{}", fail.summary);
+        assert!(fail.action.unwrap().contains("sipwall run -i eth0"));
+        assert_eq!(
+            media_reader("eth0", Some(&open), Some(&down)).level,
+            Level::Warn
+        );
+        let lost = media_reader("eth0", Some(&open), Some(&media(true, 42, 3)));
+        assert_eq!(lost.level, Level::Warn);
+        assert!(lost.summary.contains("3 copies"), "{}", lost.summary);
+    }
 }
 
 #[cfg(test)]

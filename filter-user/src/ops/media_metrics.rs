@@ -3,7 +3,14 @@
 //! endpoint of the same process. The reader takes its interface's handle
 //! with [`for_iface`] and fills it; `metrics::render` shows the
 //! `sipwall_calls_active` and `sipwall_pinhole_install_seconds` series of
-//! every interface that has one (docs/metrics.md).
+//! every interface that has one (docs/metrics.md). `run`'s scrape renders
+//! through `metrics::render`, so the reader needs nothing else:
+//!
+//! ```ignore
+//! let figures = media_metrics::for_iface(&iface);
+//! figures.set_calls_active(reader.calls_active() as u64);
+//! figures.observe_install_since(copy.ts_ns); // or observe_install(secs)
+//! ```
 use std::{
     collections::BTreeMap,
     fmt::Write as _,

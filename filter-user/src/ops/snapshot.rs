@@ -230,10 +230,7 @@ impl MediaSnapshot {
         let calls = ruleset.media.calls();
         // Range mode reads no pinhole: the scan of every slot is skipped.
         let pinholes_active = if calls {
-            maps.list(ruleset.media.call_idle_secs * 1_000_000_000)?
-                .iter()
-                .filter(|p| p.live)
-                .count()
+            maps.live_count(ruleset.media.call_idle_secs * 1_000_000_000)
         } else {
             0
         };
