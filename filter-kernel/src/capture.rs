@@ -29,7 +29,9 @@ pub struct CaptureMaps {
     ring: RingBuf<MapData>,
 }
 
-fn pinned(dir: &Path, name: &str) -> Result<Map> {
+/// The map pinned in `dir` under `name` (the capture's and calls mode's
+/// maps, opened apart from [`crate::maps::Maps`]).
+pub(crate) fn pinned(dir: &Path, name: &str) -> Result<Map> {
     let path = dir.join(name);
     let data = MapData::from_pin(&path).with_context(|| {
         format!(

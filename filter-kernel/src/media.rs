@@ -16,7 +16,7 @@ use filter_common::media::{
     COPY_L3, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY, PINHOLE_EMPTY, PINHOLE_SLOTS, PINHOLE_WAYS,
 };
 
-use crate::maps::monotonic_ns;
+use crate::{capture::pinned, maps::monotonic_ns};
 
 /// One pinhole as `pinhole list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,18 +168,6 @@ pub struct MediaMaps {
 /// The ring of signalling copies, read by the reader alone.
 pub struct CopyRing {
     ring: RingBuf<MapData>,
-}
-
-fn pinned(dir: &Path, name: &str) -> Result<Map> {
-    let path = dir.join(name);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "opening the pinned map {} (pins of an older sipwall? `sipwall detach`, then attach again)",
-            path.display()
-        )
-    })?;
-    Map::from_map_data(data)
-        .with_context(|| format!("{} is not a map sipwall knows", path.display()))
 }
 
 fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(map: Map, name: &str) -> Result<T> {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use filter_kernel::media::{MediaMaps, PinholeEntry};
-use sipwall_lab::sipp::{start_calls, Transport, Uas, SIP_PORT};
+use sipwall_lab::sipp::{start_calls, Placing, Transport, Uas, SIP_PORT};
 use sipwall_tests::{
     netns::{delta, traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
     operate,
@@ -73,6 +73,66 @@ fn wait_pinholes(
     }
 }
 
+/// Who places the calls: the provider calls the PBX, or the PBX the
+/// provider.
+#[derive(Clone, Copy)]
+enum Caller {
+    Provider,
+    Pbx,
+}
+
+/// sipp answering on one side and calling from the other, each side's SDP
+/// naming its media port: `n` calls, each held `hold` after the answer,
+/// with `extra` flags for the caller.
+fn place_calls(
+    lab: &TestLab,
+    case: &str,
+    caller: Caller,
+    transport: Transport,
+    n: u32,
+    hold: Duration,
+    extra: &[&str],
+) -> (Uas, Placing) {
+    let provider: IpAddr = PROVIDER[0].into();
+    let pbx: IpAddr = PBX.into();
+    let (pbx_port, provider_port) = (PBX_MEDIA.to_string(), PROVIDER_MEDIA.to_string());
+    let ((uas_host, uas_addr, uas_port), (uac_host, uac_addr, uac_port)) = match caller {
+        Caller::Provider => (
+            (Host::Pbx, pbx, &pbx_port),
+            (Host::Provider, provider, &provider_port),
+        ),
+        Caller::Pbx => (
+            (Host::Provider, provider, &provider_port),
+            (Host::Pbx, pbx, &pbx_port),
+        ),
+    };
+    let uas = Uas::start_on(lab, uas_host, uas_addr, transport, &["-mp", uas_port])
+        .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
+    let mut flags = vec!["-mp", uac_port.as_str()];
+    flags.extend_from_slice(extra);
+    let placing = start_calls(
+        lab,
+        uac_host,
+        uac_addr,
+        SocketAddr::new(uas_addr, SIP_PORT),
+        transport,
+        n,
+        hold,
+        &flags,
+    )
+    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
+    (uas, placing)
+}
+
+/// A call's pinholes: RTP on the port the PBX's SDP names, RTCP on the
+/// next one, both from the provider's media address only.
+fn call_pinholes() -> BTreeSet<(u16, Option<IpAddr>)> {
+    let provider: IpAddr = PROVIDER[0].into();
+    [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
+        .into_iter()
+        .collect()
+}
+
 /// Sends `n` datagrams from `host`/`src`:`sport` to the PBX's `port`.
 fn send(lab: &TestLab, host: Host, src: IpAddr, sport: u16, port: u16, n: u64) {
     let tx = lab.udp(host, src, sport);
@@ -95,32 +155,18 @@ fn inbound_call(transport: Transport) {
     let service = Service::start(&lab, &config);
     let provider: IpAddr = PROVIDER[0].into();
     let case = format!("inbound {transport:?}");
-    let _uas = Uas::start_on(
-        &lab,
-        Host::Pbx,
-        PBX.into(),
-        transport,
-        &["-mp", &PBX_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
     // Neighbour resolution before anything is counted.
     send(&lab, Host::Outsider, OUTSIDER.into(), SENDER_PORT, 10998, 1);
-    let placing = start_calls(
+    let (_uas, placing) = place_calls(
         &lab,
-        Host::Provider,
-        provider,
-        SocketAddr::new(PBX.into(), SIP_PORT),
+        &case,
+        Caller::Provider,
         transport,
         1,
         Duration::from_secs(4),
-        &["-mp", &PROVIDER_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
-    // RTP on the port the PBX's SDP names, RTCP on the next one, both
-    // from the provider's media address only.
-    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
-        .into_iter()
-        .collect();
+        &[],
+    );
+    let want = call_pinholes();
     wait_pinholes(&lab, Duration::from_secs(3), &case, |p| *p == want);
     // The metrics say so too.
     let (code, body) = get(&lab, "/metrics");
@@ -214,29 +260,17 @@ fn outbound_call(transport: Transport) {
     let case = format!("outbound {transport:?}");
     // The provider answers (after a second's delay in sipp's uas? no: at
     // once), so the offer window is short; the answer narrows it.
-    let _uas = Uas::start_on(
-        &lab,
-        Host::Provider,
-        provider,
-        transport,
-        &["-mp", &PROVIDER_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
     send(&lab, Host::Outsider, OUTSIDER.into(), SENDER_PORT, 10998, 1);
-    let placing = start_calls(
+    let (_uas, placing) = place_calls(
         &lab,
-        Host::Pbx,
-        PBX.into(),
-        SocketAddr::new(provider, SIP_PORT),
+        &case,
+        Caller::Pbx,
         transport,
         1,
         Duration::from_secs(4),
-        &["-mp", &PBX_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
-    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
-        .into_iter()
-        .collect();
+        &[],
+    );
+    let want = call_pinholes();
     wait_pinholes(&lab, Duration::from_secs(3), &case, |p| *p == want);
     let before = lab.counters();
     send(
@@ -287,28 +321,16 @@ fn a_call_survives_the_reader_being_killed_and_its_bye_closes_it_after_a_restart
     let service = Service::start(&lab, &config);
     let provider: IpAddr = PROVIDER[0].into();
     let case = "restart";
-    let _uas = Uas::start_on(
+    let (_uas, placing) = place_calls(
         &lab,
-        Host::Pbx,
-        PBX.into(),
-        Transport::Udp,
-        &["-mp", &PBX_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
-    let placing = start_calls(
-        &lab,
-        Host::Provider,
-        provider,
-        SocketAddr::new(PBX.into(), SIP_PORT),
+        case,
+        Caller::Provider,
         Transport::Udp,
         1,
         Duration::from_secs(6),
-        &["-mp", &PROVIDER_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
-    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
-        .into_iter()
-        .collect();
+        &[],
+    );
+    let want = call_pinholes();
     wait_pinholes(&lab, Duration::from_secs(3), case, |p| *p == want);
     service.kill();
     let before = lab.counters();
@@ -415,31 +437,19 @@ fn five_hundred_calls_lose_no_media() {
     let _service = Service::start(&lab, &config);
     let provider: IpAddr = PROVIDER[0].into();
     let case = "500 calls";
-    let _uas = Uas::start_on(
-        &lab,
-        Host::Pbx,
-        PBX.into(),
-        Transport::Udp,
-        &["-mp", &PBX_MEDIA.to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAS: {e:#}"));
     let sink = traffic::Sink::start(lab.udp(Host::Pbx, PBX.into(), PBX_MEDIA + 1))
         .unwrap_or_else(|e| panic!("{e:#}"));
     let before = lab.counters();
-    let placing = start_calls(
+    let (_uas, placing) = place_calls(
         &lab,
-        Host::Provider,
-        provider,
-        SocketAddr::new(PBX.into(), SIP_PORT),
+        case,
+        Caller::Provider,
         Transport::Udp,
         500,
         Duration::from_secs(1),
-        &["-mp", &PROVIDER_MEDIA.to_string(), "-l", "20", "-r", "50"],
-    )
-    .unwrap_or_else(|e| panic!("{case}: starting the UAC: {e:#}"));
-    let want: BTreeSet<_> = [(PBX_MEDIA, Some(provider)), (PBX_MEDIA + 1, Some(provider))]
-        .into_iter()
-        .collect();
+        &["-l", "20", "-r", "50"],
+    );
+    let want = call_pinholes();
     wait_pinholes(&lab, Duration::from_secs(3), case, |p| *p == want);
     let stream = traffic::Stream::start(
         lab.udp(Host::Provider, provider, SENDER_PORT),
