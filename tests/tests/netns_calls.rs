@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_kernel::media::{MediaMaps, PinholeEntry};
 use sipwall_lab::sipp::{start_calls, Placing, Transport, Uas, SIP_PORT};
 use sipwall_tests::{
     netns::{delta, traffic, Host, TestLab, OUTSIDER, PBX, PBX_IFACE, PROVIDER},
@@ -39,15 +38,26 @@ fn calls_config(lab: &TestLab, extra: &str) -> PathBuf {
     path
 }
 
-/// The pinholes the kernel holds now, as (port, remote) pairs; `None`
-/// stands for "any source".
+/// The live pinholes `sipwall pinhole list --json` shows now, as (port,
+/// remote) pairs; `None` stands for "any source". Each one the call
+/// reader opened names its call.
 fn pinholes(lab: &TestLab) -> BTreeSet<(u16, Option<IpAddr>)> {
-    let maps = MediaMaps::open(&lab.pin_dir(PBX_IFACE)).expect("opening the media maps");
-    maps.list(60_000_000_000)
-        .expect("listing pinholes")
-        .into_iter()
-        .filter(|e: &PinholeEntry| e.live)
-        .map(|e| (e.port, e.remote))
+    let text = lab.sipwall_ok(&["pinhole", "list", "-i", PBX_IFACE, "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("pinhole list --json is not JSON ({e}): {text}"));
+    list.as_array()
+        .unwrap_or_else(|| panic!("pinhole list --json is not an array: {text}"))
+        .iter()
+        .filter(|p| p["live"] == true)
+        .map(|p| {
+            assert!(
+                p["call_id"].is_string(),
+                "a pinhole without its call: {text}"
+            );
+            let port = p["port"].as_u64().expect("a port") as u16;
+            let remote = p["remote"].as_str().map(|r| r.parse().expect("an address"));
+            (port, remote)
+        })
         .collect()
 }
 
@@ -363,12 +373,10 @@ fn unattended_follows_the_configuration_when_the_reader_is_down() {
         let service = Service::start(&lab, &config);
         send(&lab, Host::Outsider, OUTSIDER.into(), SENDER_PORT, 10998, 1);
         // A pinhole the operator opened (as a PBX integration would).
-        {
-            let mut maps =
-                MediaMaps::open(&lab.pin_dir(PBX_IFACE)).expect("opening the media maps");
-            maps.open_pinhole(10500, Some(PROVIDER[0].into()), None, 60_000_000_000)
-                .expect("opening a pinhole");
-        }
+        let provider = PROVIDER[0].to_string();
+        lab.sipwall_ok(&[
+            "pinhole", "add", "-i", PBX_IFACE, "--port", "10500", "--from", &provider,
+        ]);
         let before = lab.counters();
         send(
             &lab,
