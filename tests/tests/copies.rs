@@ -52,12 +52,18 @@ fn what_is_copied_and_what_is_not() {
     }
     runner.run_out(&sent).expect("running a frame out");
     let copies: Vec<_> = std::iter::from_fn(|| ring.next_copy()).collect();
-    assert_eq!(copies.len(), 3, "the allowed packet, the answer and the host's: {copies:?}");
+    assert_eq!(
+        copies.len(),
+        3,
+        "the allowed packet, the answer and the host's: {copies:?}"
+    );
     assert_eq!(copies[0].data, allowed);
     assert_eq!(copies[1].data, answer);
     assert_eq!(copies[2].data, sent);
     assert!(!copies[0].outbound && !copies[1].outbound && copies[2].outbound);
-    assert!(copies.iter().all(|c| c.len as usize == c.data.len() && c.ts_ns > 0));
+    assert!(copies
+        .iter()
+        .all(|c| c.len as usize == c.data.len() && c.ts_ns > 0));
     let stats = maps.stats().expect("the copy counts");
     assert_eq!((stats.copies, stats.lost), (3, 0));
 
