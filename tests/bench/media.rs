@@ -27,7 +27,7 @@ const PROVIDER: Ipv4Addr = Ipv4Addr::new(44, 229, 228, 186);
 const STRANGER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const RTP_PORT: u16 = 10_000;
 /// Calls-mode RTP through a live pinhole may cost this much more than
-/// range mode's (issue 25).
+/// range mode's.
 const CALLS_TARGET_NS: f64 = 10.0;
 /// p99 of the pinhole install time, in seconds.
 const INSTALL_P99_TARGET: f64 = 0.001;

@@ -9,7 +9,7 @@ use anyhow::{ensure, Context as _, Result};
 use aya::{programs::Xdp, Ebpf};
 use serde_json::{json, Value};
 
-/// sipwall's program before the hot path of issue 9: the object built
+/// sipwall's program before its fast paths: the object built
 /// from main at commit e6b8add, measured once with `bench --before OBJ`
 /// (kernel 6.18, x86-64 JIT).
 pub const BEFORE_MAIN_E6B8ADD: Sizes = Sizes {
