@@ -31,13 +31,33 @@ fn main() -> Result<()> {
     ] {
         println!("cargo:rerun-if-changed={}", dir.display());
     }
-    build_ebpf().context(
-        "building the XDP program (run `cargo xtask setup` if bpf-linker or rust-src is missing)",
-    )
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    const HINT: &str =
+        "building the XDP program (run `cargo xtask setup` if bpf-linker or rust-src is missing)";
+    build_ebpf(&out_dir, &["--bins"], "ebpf-target", "").context(HINT)?;
+    // The bench's cut of the program, without calls mode's code, to time
+    // range mode against (tests/bench/media.rs). The bench is a release
+    // build; other builds get an empty file and skip that row.
+    let range_only = out_dir.join("sipwall-xdp-range-only");
+    if env::var("PROFILE").as_deref() == Ok("release") {
+        build_ebpf(
+            &out_dir,
+            &["--bin", "sipwall-xdp", "--no-default-features"],
+            "ebpf-target-range-only",
+            "-range-only",
+        )
+        .context(HINT)?;
+    } else {
+        std::fs::write(&range_only, b"")
+            .with_context(|| format!("writing {}", range_only.display()))?;
+    }
+    Ok(())
 }
 
-fn build_ebpf() -> Result<()> {
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+/// Builds filter-ebpf's binaries (`select`: cargo's target selection and
+/// features) in `out_dir/target_dir`, copied to `out_dir` as their name
+/// followed by `suffix`.
+fn build_ebpf(out_dir: &Path, select: &[&str], target_dir: &str, suffix: &str) -> Result<()> {
     let target = match env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() {
         Ok("little") => "bpfel-unknown-none",
         Ok("big") => "bpfeb-unknown-none",
@@ -60,8 +80,9 @@ fn build_ebpf() -> Result<()> {
         Command::new("cargo")
     };
     // Separate from OUT_DIR's artifacts, and from the outer build's lock.
-    let target_dir = out_dir.join("ebpf-target");
-    cmd.args(["build", "--package", PACKAGE, "--bins", "--release"])
+    let target_dir = out_dir.join(target_dir);
+    cmd.args(["build", "--package", PACKAGE, "--release"])
+        .args(select)
         .args(["--message-format=json", "--target", target])
         .args(["-Z", "build-std=core"])
         .arg("--target-dir")
@@ -140,7 +161,7 @@ fn build_ebpf() -> Result<()> {
         println!("cargo:warning={line}");
     }
     for (name, exe) in executables {
-        let dst = out_dir.join(&name);
+        let dst = out_dir.join(format!("{name}{suffix}"));
         std::fs::copy(&exe, &dst)
             .with_context(|| format!("copying {} to {}", exe.display(), dst.display()))?;
     }

@@ -3,13 +3,13 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{rule_port, EgressPolicy, OutReason, Policy, FLAG_MEDIA_CALLS, FLAG_PING};
+use filter_common::{rule_port, EgressPolicy, OutReason, Policy, FLAG_PING};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
 use crate::{
     maps::{EGRESS_POLICY, EGRESS_SCRATCH, POLICY},
-    media::admitted_out,
+    media::{self, admitted_out},
     parse::{
         destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_TCP, IPPROTO_UDP,
     },
@@ -315,7 +315,7 @@ fn decide(
         }
         let udp = proto == IPPROTO_UDP as u32;
         // Calls mode: this host's media leaves only to its calls.
-        if udp && policy.flags & FLAG_MEDIA_CALLS != 0 && policy.is_rtp_port(sport) {
+        if udp && media::calls_mode(policy) && policy.is_rtp_port(sport) {
             return if admitted_out(sport, dst, policy) {
                 OutReason::RtpAllowed
             } else {

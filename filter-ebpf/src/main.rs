@@ -26,7 +26,7 @@ use aya_ebpf::{
 use filter_common::{
     Counter, DropKey, OutReason, Policy, Reason, SourceKey, DENIED_BLOCK_SLOTS,
     DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS, DENIED_HEAVY_PACKETS, EGRESS_STRICT, FLAG_DRY_RUN,
-    FLAG_L3, FLAG_LOG_DENIED, FLAG_MEDIA_CALLS, FLAG_STRICT, LOG_RATE_PER_SEC,
+    FLAG_L3, FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
@@ -121,7 +121,7 @@ pub fn sipwall_egress(ctx: TcContext) -> i32 {
     };
     let learn = policy.flags & FLAG_STRICT != 0;
     let enforce = egress.flags & EGRESS_STRICT != 0;
-    let calls = policy.flags & FLAG_MEDIA_CALLS != 0;
+    let calls = media::calls_mode(policy);
     if !learn && !enforce && !calls {
         return TC_ACT_UNSPEC;
     }
@@ -215,7 +215,7 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         // copy's branches once more for every reason.
         Reason::SipAllowed => {
             count(ctx, policy, Reason::SipAllowed, bytes);
-            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+            if media::calls_mode(policy) {
                 media::copy_in(ctx, policy);
             }
         }
@@ -223,7 +223,7 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         Reason::Fragment => count(ctx, policy, Reason::Fragment, bytes),
         Reason::Other => {
             count(ctx, policy, Reason::Other, bytes);
-            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+            if media::calls_mode(policy) {
                 media::copy_from_peer(ctx, policy, parsed);
             }
         }
@@ -231,7 +231,7 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         Reason::Essential => count(ctx, policy, Reason::Essential, bytes),
         Reason::Reply => {
             count(ctx, policy, Reason::Reply, bytes);
-            if policy.flags & FLAG_MEDIA_CALLS != 0 {
+            if media::calls_mode(policy) {
                 media::copy_from_peer(ctx, policy, parsed);
             }
         }

@@ -1,7 +1,7 @@
 //! Calls mode (docs/policy.md, "Media by call"): the pinhole row both
 //! programs ask, the reader's heartbeat, and the copies of signalling for
-//! the reader. Nothing here runs in range mode: every caller tests
-//! `FLAG_MEDIA_CALLS` first.
+//! the reader. Nothing here runs in range mode: every caller asks
+//! [`calls_mode`] first.
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md},
     helpers::{
@@ -16,7 +16,7 @@ use filter_common::{
         pinhole_slot, SignallingCopy, COPY_L3, COPY_MAX, COPY_OUT, PINHOLE_ADDR, PINHOLE_ANY,
         PINHOLE_REFRESH_NS, READER_TIMEOUT_NS,
     },
-    Policy, FLAG_L3, FLAG_UNATTENDED_CLOSED,
+    Policy, FLAG_L3, FLAG_MEDIA_CALLS, FLAG_UNATTENDED_CLOSED,
 };
 
 use crate::{
@@ -27,6 +27,14 @@ use crate::{
     parse::{sport, Parsed, IPPROTO_TCP, IPPROTO_UDP},
     policy::allowlisted,
 };
+
+/// Whether the policy is in calls mode. Always false in a build without
+/// the `calls` feature: the bench's cut of the program, which times range
+/// mode against a program with none of calls mode's code.
+#[inline(always)]
+pub fn calls_mode(policy: &Policy) -> bool {
+    cfg!(feature = "calls") && policy.flags & FLAG_MEDIA_CALLS != 0
+}
 
 /// Whether UDP from `remote` (as the parser holds a source) to the local
 /// `port` may pass in calls mode: it matches a live pinhole, or the

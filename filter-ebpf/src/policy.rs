@@ -1,7 +1,7 @@
 //! The decision table of docs/policy.md: what a parsed packet is counted as.
 use filter_common::{
     host_buckets, Policy, Reason, DIRECT_FULL, DIRECT_NONE, DIRECT_PARTIAL, DIRECT_WORDS,
-    FLAG_CHECK_RTP, FLAG_MEDIA_CALLS, HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
+    FLAG_CHECK_RTP, HOST_BUCKET_SLOTS, INLINE_PREFIXES, V4_HOST_SLOTS,
 };
 
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
         ALLOW_V6_0, ALLOW_V6_1, RTP_RATE, RTP_RATE_CACHE, SIP_RATE, SIP_RATE_CACHE, V4_DIRECT,
         V4_HOSTS, V6_DIRECT,
     },
-    media::{admitted, unattended_range},
+    media::{self, admitted, unattended_range},
     parse::{dport, sport, v4_of_key, Parsed, IPPROTO_UDP},
 };
 use aya_ebpf::maps::{lpm_trie::Key, Array};
@@ -54,7 +54,7 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
             } else if proto != IPPROTO_UDP {
                 Reason::Other
             } else if policy.is_rtp_port(dport) {
-                if policy.flags & FLAG_MEDIA_CALLS != 0 && !admitted(dport, src, policy) {
+                if media::calls_mode(policy) && !admitted(dport, src, policy) {
                     Reason::RtpUnsolicited
                 } else {
                     media(src, rtp_like, policy, bytes)
@@ -63,11 +63,11 @@ pub fn decide(parsed: &Parsed, policy: &Policy, generation: u32, bytes: u64) -> 
                 // Media by its source port only: counted as media, but the
                 // RTP check and the media limit guard `rtp_ports` (the
                 // ephemeral ports of other UDP fall in 40000-60000 too).
-                // In calls mode media goes to pinholes, all in `rtp_ports`.
-                if policy.flags & FLAG_MEDIA_CALLS != 0
-                    && !unattended_range(policy, clock::now_ns())
-                {
-                    Reason::RtpUnsolicited
+                // In calls mode media goes to pinholes, all in `rtp_ports`:
+                // this is not media (row 5v), and guard mode does not police
+                // it (a VPN client's ephemeral port falls here too).
+                if media::calls_mode(policy) && !unattended_range(policy, clock::now_ns()) {
+                    Reason::Other
                 } else {
                     Reason::RtpAllowed
                 }

@@ -5,13 +5,12 @@
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use filter_common::{
     flow_gate_open, flow_gate_slot, flow_idle_ns, reply_slot, rule_port, FlowKey, FlowKeyV4,
-    Policy, Reason, ReplySlot, FLAG_MEDIA_CALLS, FLAG_PING, REPLY_FAMILY_V4, REPLY_FAMILY_V6,
-    TICK_MAX_NS,
+    Policy, Reason, ReplySlot, FLAG_PING, REPLY_FAMILY_V4, REPLY_FAMILY_V6, TICK_MAX_NS,
 };
 
 use crate::{
     maps::{FLOWS_V4, FLOWS_V6, FLOW_GATE, REPLY_CACHE},
-    media::admitted,
+    media::{self, admitted},
     parse::{
         destination, dport, icmp_id, sport, v4_address, Packet, Parsed, ICMP_FULL, ICMP_HEAD,
         IPPROTO_UDP,
@@ -54,7 +53,7 @@ pub fn decide(
             }
             let udp = proto == IPPROTO_UDP;
             if udp && policy.is_rtp_port(dport) {
-                if policy.flags & FLAG_MEDIA_CALLS != 0 && !admitted(dport, src, policy) {
+                if media::calls_mode(policy) && !admitted(dport, src, policy) {
                     return Reason::RtpUnsolicited;
                 }
                 return media(src, rtp_like, policy, bytes);

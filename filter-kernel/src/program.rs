@@ -19,6 +19,12 @@ pub static PROGRAM_OBJECT: &[u8] =
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-bench-xdp"));
 
+/// The same program built without calls mode's code (filter-ebpf's
+/// `calls` feature off), for the bench to time range mode against. Empty
+/// in all but release builds.
+pub static RANGE_ONLY_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipwall-xdp-range-only"));
+
 /// Name of the XDP function in the object.
 pub const PROGRAM_NAME: &str = "sipwall";
 /// Name of the TC egress function (strict mode's flow learning).
@@ -51,6 +57,12 @@ pub fn object_map_names() -> Result<Vec<String>> {
 /// `pin_dir`, every map of the object is taken from `pin_dir/NAME` or
 /// created and pinned there.
 pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
+    load_object(PROGRAM_OBJECT, pin_dir)
+}
+
+/// [`load`] for another build of the program (the bench's
+/// [`RANGE_ONLY_OBJECT`]).
+pub fn load_object(object: &[u8], pin_dir: Option<&Path>) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     let names = match pin_dir {
         Some(_) => object_map_names()?,
@@ -61,7 +73,7 @@ pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
             loader.map_pin_path(name, dir.join(name));
         }
     }
-    let mut ebpf = loader.load(PROGRAM_OBJECT).with_context(|| match pin_dir {
+    let mut ebpf = loader.load(object).with_context(|| match pin_dir {
         Some(dir) => format!(
             "loading the XDP program with the maps pinned in {} (pins from an incompatible sipwall version? `sipwall detach` removes them)",
             dir.display()

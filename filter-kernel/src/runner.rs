@@ -93,7 +93,21 @@ impl Runner {
     /// The same for frames that start with `link` (an L3 device's begin
     /// with the IP header).
     pub fn on_link(ruleset: &Ruleset, link: LinkHeader) -> Result<Runner> {
-        let mut ebpf = program::load(None)?;
+        Runner::of_object(program::PROGRAM_OBJECT, ruleset, link)
+    }
+
+    /// The program built without calls mode's code (the bench's
+    /// reference for range mode); only release builds embed it.
+    pub fn range_only(ruleset: &Ruleset) -> Result<Runner> {
+        anyhow::ensure!(
+            !program::RANGE_ONLY_OBJECT.is_empty(),
+            "the program without calls mode is built only in release builds"
+        );
+        Runner::of_object(program::RANGE_ONLY_OBJECT, ruleset, LinkHeader::Ethernet)
+    }
+
+    fn of_object(object: &[u8], ruleset: &Ruleset, link: LinkHeader) -> Result<Runner> {
+        let mut ebpf = program::load_object(object, None)?;
         let mut maps = Maps::take(&mut ebpf)?;
         maps.set_link(link);
         maps.install(ruleset)?;

@@ -96,7 +96,8 @@ pub const ROWS: &[Row] = &[
     row(Guard, "5a", "rtp_invalid", "UDP to a port of [media] rtp_ports, not RTP/RTCP", CHECK_RTP),
     row(Guard, "5b", "rtp_ratelimited", "UDP to a port of [media] rtp_ports, over [media] rate_limit", RTP_LIMIT),
     row(Guard, "5c", "rtp_allowed", "UDP from a port of [media] provider_rtp_ports", PROVIDER_RTP),
-    row(Guard, "5u", "rtp_unsolicited", "calls mode: UDP to [media] rtp_ports or from provider_rtp_ports that matches no live pinhole", MEDIA_MODE),
+    row(Guard, "5u", "rtp_unsolicited", "calls mode: UDP to [media] rtp_ports that matches no live pinhole", MEDIA_MODE),
+    row(Guard, "5v", "other", "calls mode: UDP from [media] provider_rtp_ports to a port outside rtp_ports: not media, passed as other traffic", MEDIA_MODE),
     row(Guard, "6", "fragment", "a non-first IP fragment", None),
     row(Guard, "7", "other", "anything else: guard mode passes it", Some("[policy] mode")),
 

@@ -29,6 +29,9 @@ const RTP_PORT: u16 = 10_000;
 /// Calls-mode RTP through a live pinhole may cost this much more than
 /// range mode's.
 const CALLS_TARGET_NS: f64 = 10.0;
+/// Range mode may cost this much more than in the program built without
+/// calls mode's code.
+const RANGE_TARGET_NS: f64 = 1.0;
 /// p99 of the pinhole install time, in seconds.
 const INSTALL_P99_TARGET: f64 = 0.001;
 /// Calls whose install time is measured.
@@ -51,8 +54,25 @@ impl Row {
     }
 }
 
+/// One class in range mode, through the program with calls mode's code
+/// and through the same program built without it.
+struct RangeRow {
+    class: &'static str,
+    without: Vec<f64>,
+    with: Vec<f64>,
+}
+
+impl RangeRow {
+    fn over(&self) -> f64 {
+        median(&differences(&self.with, &self.without))
+    }
+}
+
 pub struct MediaTier1 {
     rows: Vec<Row>,
+    /// Range mode against the program without calls mode (empty when this
+    /// build embeds no such program: a debug build).
+    range_rows: Vec<RangeRow>,
     /// Install times in seconds, sorted.
     installs: Vec<f64>,
 }
@@ -141,8 +161,95 @@ pub fn run(scale: Scale) -> Result<MediaTier1> {
         pass.reason(),
         unsolicited.reason()
     );
+    let range_rows = range_unchanged(&range_rules, scale)?;
     let installs = install_times(&calls_rules)?;
-    Ok(MediaTier1 { rows, installs })
+    Ok(MediaTier1 {
+        rows,
+        range_rows,
+        installs,
+    })
+}
+
+/// Range mode through the program and through its build without calls
+/// mode's code (filter-ebpf's `calls` feature off): what calls mode costs
+/// a deployment that does not use it. The two are timed back to back in
+/// each sample, in alternating order.
+fn range_unchanged(rules: &Ruleset, scale: Scale) -> Result<Vec<RangeRow>> {
+    let without = match Runner::range_only(rules) {
+        Ok(r) => r,
+        Err(e) => {
+            progress(format!(
+                "tier 1 media by call: range mode unchanged: skipped ({e:#})"
+            ));
+            return Ok(Vec::new());
+        }
+    };
+    let with = Runner::new(rules)?;
+    let sip = b"OPTIONS sip:h SIP/2.0\r\n\r\n";
+    let classes: [(&'static str, Vec<u8>); 5] = [
+        (
+            "RTP",
+            Frame::ipv4(STRANGER, HOST)
+                .udp(40_000, RTP_PORT)
+                .payload(&[0x80; 172])
+                .build(),
+        ),
+        (
+            "SIP allowed, UDP",
+            Frame::ipv4(PROVIDER, HOST)
+                .udp(5060, 5060)
+                .payload(sip)
+                .build(),
+        ),
+        (
+            "SIP denied, UDP",
+            Frame::ipv4(STRANGER, HOST)
+                .udp(5060, 5060)
+                .payload(sip)
+                .build(),
+        ),
+        (
+            "first fragment, SIP allowed",
+            Frame::ipv4(PROVIDER, HOST)
+                .udp(5060, 5060)
+                .payload(sip)
+                .fragment(0, true)
+                .build(),
+        ),
+        (
+            "other (SSH)",
+            Frame::ipv4(STRANGER, HOST).tcp(50_000, 22).build(),
+        ),
+    ];
+    let mut rows: Vec<RangeRow> = classes
+        .iter()
+        .map(|(class, _)| RangeRow {
+            class,
+            without: Vec::new(),
+            with: Vec::new(),
+        })
+        .collect();
+    for sample in 0..scale.samples {
+        for (row, (_, frame)) in rows.iter_mut().zip(&classes) {
+            if sample % 2 == 0 {
+                row.without.push(without.time(frame, scale.repeat)?.1);
+                row.with.push(with.time(frame, scale.repeat)?.1);
+            } else {
+                row.with.push(with.time(frame, scale.repeat)?.1);
+                row.without.push(without.time(frame, scale.repeat)?.1);
+            }
+        }
+    }
+    for (class, frame) in &classes {
+        let (a, b) = (without.run(frame)?, with.run(frame)?);
+        ensure!(
+            a.reason() == b.reason() && a.verdict == b.verdict,
+            "{class}: the program without calls mode judged {:?}, the program {:?}",
+            a.reason(),
+            b.reason()
+        );
+    }
+    Ok(rows)
 }
 
 /// `INSTALL_CALLS` calls, each an INVITE from the provider (copied by the
@@ -280,6 +387,36 @@ impl MediaTier1 {
             &["packet", "range", "calls", "calls - range", "target"],
             &rows,
         );
+        if !self.range_rows.is_empty() {
+            out.line("\nTier 1, media by call: range mode through the program against its build without calls mode's code (ns per packet, medians of each sample's difference)");
+            let rows: Vec<Vec<String>> = self
+                .range_rows
+                .iter()
+                .map(|r| {
+                    let over = r.over();
+                    vec![
+                        r.class.into(),
+                        format!("{:.1}", median(&r.without)),
+                        format!("{:.1}", median(&r.with)),
+                        format!("{over:+.1}"),
+                        format!(
+                            "<= +{RANGE_TARGET_NS:.0}: {}",
+                            verdict(over <= RANGE_TARGET_NS)
+                        ),
+                    ]
+                })
+                .collect();
+            out.table(
+                &[
+                    "packet (range mode)",
+                    "without calls",
+                    "with calls",
+                    "difference",
+                    "target",
+                ],
+                &rows,
+            );
+        }
         let (p50, p99) = (
             percentile(&self.installs, 0.5),
             percentile(&self.installs, 0.99),
@@ -301,6 +438,13 @@ impl MediaTier1 {
                 "calls_ns": median(&r.calls),
                 "calls_over_range_ns": r.over(),
                 "target_ns": r.target,
+            })).collect::<Vec<_>>(),
+            "range_unchanged": self.range_rows.iter().map(|r| json!({
+                "class": r.class,
+                "without_calls_ns": median(&r.without),
+                "with_calls_ns": median(&r.with),
+                "difference_ns": r.over(),
+                "target_ns": RANGE_TARGET_NS,
             })).collect::<Vec<_>>(),
             "install_seconds": {
                 "calls": self.installs.len(),

@@ -499,11 +499,12 @@ fn transport(
     }
     if rules.mode == Mode::Guard {
         return Ok(if from_provider_media {
-            // Row 5u: a pinhole's port is in `rtp_ports`, so provider
-            // media to any other port matches none (unless media passes
+            // Row 5v: a pinhole's port is in `rtp_ports`, so UDP from the
+            // provider's media ports to any other port is no call's media;
+            // guard mode passes it as other traffic (unless media passes
             // by range, unattended).
             if env.calls_mode() && !env.unattended_by_range() {
-                Reason::RtpUnsolicited
+                Reason::Other
             } else {
                 Reason::RtpAllowed
             }

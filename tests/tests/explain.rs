@@ -132,6 +132,7 @@ const CASES: &[Case] = &[
     (Table::Guard, "5a", "rtp_invalid", CHECK_RTP, "udp 203.0.113.9:1234 > 192.0.2.10:41000 payload 0"),
     (Table::Guard, "5c", "rtp_allowed", "", "udp 203.0.113.9:41000 > 192.0.2.10:1234"),
     (Table::Guard, "5u", "rtp_unsolicited", CALLS, "udp 203.0.113.9:1234 > 192.0.2.10:41000"),
+    (Table::Guard, "5v", "other", CALLS, "udp 203.0.113.9:41000 > 192.0.2.10:1234"),
     (Table::Guard, "6", "fragment", "", "udp 203.0.113.9:5060 > 192.0.2.10:5060 fragment"),
     (Table::Guard, "7", "other", "", "tcp 203.0.113.9:33000 > 192.0.2.10:22"),
     (Table::Guard, "7", "other", "", "icmp 2001:db8::9 > 2001:db8::10"),

@@ -1614,12 +1614,13 @@ fn calls_table(strict: bool) -> Vec<Case> {
         // Strict mode's row 9, unchanged by calls mode.
         case(DROP, RtpOutside, "provider media to a port outside rtp_ports: strict row 9 (rtp_outside), no pinhole", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
     } else {
-        case(DROP, RtpUnsolicited, "provider media to a port outside rtp_ports matches no pinhole (5u)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
+        // 5v: no call's media goes there (every pinhole is in rtp_ports).
+        case(PASS, Other, "provider media to a port outside rtp_ports is not media (5v)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
     };
     let caller_outside = if strict {
         case(DROP, RtpOutside, "a pinhole's remote, from a provider media port, to a port outside rtp_ports", ip4(CALLER).udp(PROVIDER_MEDIA, 11000).payload(&media))
     } else {
-        case(DROP, RtpUnsolicited, "a pinhole's remote, from a provider media port, to a port outside rtp_ports", ip4(CALLER).udp(PROVIDER_MEDIA, 11000).payload(&media))
+        case(PASS, Other, "a pinhole's remote, from a provider media port, to a port outside rtp_ports (5v)", ip4(CALLER).udp(PROVIDER_MEDIA, 11000).payload(&media))
     };
     vec![
         case(PASS, RtpAllowed, "the pinhole's remote to its port", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
@@ -1650,6 +1651,8 @@ fn unattended_table(unattended: Unattended, strict: bool) -> Vec<Case> {
     let media = rtp(160);
     let by_range = unattended == Unattended::Range;
     let (v, r) = if by_range { (PASS, RtpAllowed) } else { (DROP, RtpUnsolicited) };
+    // Row 5c's traffic: media by range, or (5v) other traffic.
+    let (v5c, r5c) = if by_range { (PASS, RtpAllowed) } else { (PASS, Other) };
     let mut table = vec![
         case(PASS, RtpAllowed, "a live pinhole's remote passes whatever the reader", ip4(CALLER).udp(PROVIDER_MEDIA, PORT_CALLER).payload(&media)),
         case(PASS, RtpAllowed, "a port open to any source passes whatever the reader", ip4(STRANGER).udp(PROVIDER_MEDIA, PORT_ANY).payload(&media)),
@@ -1661,7 +1664,7 @@ fn unattended_table(unattended: Unattended, strict: bool) -> Vec<Case> {
     table.push(if strict {
         case(DROP, RtpOutside, "provider media to a port outside rtp_ports: strict row 9", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
     } else {
-        case(v, r, "provider media to a port outside rtp_ports (5c by range / 5u)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
+        case(v5c, r5c, "provider media to a port outside rtp_ports (5c by range / 5v)", ip4(STRANGER).udp(PROVIDER_MEDIA, 5000).payload(&media))
     });
     table
 }
@@ -1804,7 +1807,8 @@ fn pinholes_table() -> Vec<Case> {
         case(PASS, RtpAllowed, "a port open to any source (an offer not answered yet)", ip4(OTHER).udp(40000, 10004)),
         case(PASS, RtpAllowed, "a port open to any source, from IPv6", ip6(v6("2001:db8:5::4")).udp(40000, 10004)),
         case(DROP, RtpUnsolicited, "a port of rtp_ports without a pinhole", ip4(STRANGER).udp(40000, 10006)),
-        case(DROP, RtpUnsolicited, "guard mode: from provider_rtp_ports to a port outside rtp_ports", ip4(STRANGER).udp(40000, 30000)),
+        // 5v: not media (a VPN client's ephemeral port, say): other traffic.
+        case(PASS, Other, "guard mode: from provider_rtp_ports to a port outside rtp_ports", ip4(STRANGER).udp(40000, 30000)),
         // Everything else as in range mode.
         case(PASS, SipAllowed, "provider A, UDP 5060", ip4(PROVIDER_A).udp(5060, 5060).payload(sip)),
         case(DROP, SipDenied, "stranger, UDP 5060", ip4(STRANGER).udp(5060, 5060).payload(sip)),

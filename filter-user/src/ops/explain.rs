@@ -152,7 +152,8 @@ fn frame_ports(frame: &[u8], packet: Option<&Packet>) -> Option<(u16, u16)> {
 /// `rtp_allowed`: 5 (to `rtp_ports`) and 5c (from `provider_rtp_ports`),
 /// told apart by the destination port, which row 5 takes first. Egress
 /// counts `out_rtp_allowed` and `out_denied` in two rows each: calls mode's
-/// 2u (UDP from `rtp_ports`) and 3 or 8, told apart by the source port.
+/// 2u (UDP from `rtp_ports`) and 3 or 8, told apart by the source port;
+/// guard mode counts `other` in calls mode's 5v and in 7.
 fn choose_row(
     table: Table,
     counter: &str,
@@ -171,6 +172,16 @@ fn choose_row(
                 calls
             } else {
                 other
+            })
+        }
+        // Calls mode's 5v (UDP from `provider_rtp_ports`, not media) and 7.
+        [not_media, anything] if counter == "other" => {
+            let (plo, phi) = ruleset.provider_rtp;
+            let from_provider = udp_ports.is_some_and(|(sport, _)| plo <= sport && sport <= phi);
+            Ok(if ruleset.media.calls() && from_provider {
+                not_media
+            } else {
+                anything
             })
         }
         [to_rtp, from_provider] => Ok(if udp_ports.is_some_and(|(_, dport)| in_rtp(dport)) {
