@@ -190,10 +190,18 @@ impl Tracker {
             }
             // UDP, or TCP without a sequence number (taken as one datagram).
             _ => {
+                // RFC 3261 7.5: CRLFs before the start line are ignored.
+                let lead = seg
+                    .payload
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                let message = &seg.payload[lead..];
                 if seg.payload.len() > self.settings.max_message_bytes {
                     self.stats.oversized += 1;
-                } else if !is_keepalive(seg.payload) {
-                    self.message(seg, seg.payload, &mut actions);
+                } else if !message.is_empty() {
+                    // (Empty: a CRLF keep-alive, RFC 5626, or nothing.)
+                    self.message(seg, message, &mut actions);
                 }
             }
         }
@@ -427,9 +435,4 @@ impl Tracker {
             }
         }
     }
-}
-
-/// A CRLF keep-alive (RFC 5626) or an empty datagram.
-fn is_keepalive(payload: &[u8]) -> bool {
-    payload.iter().all(|&b| b == b'\r' || b == b'\n')
 }

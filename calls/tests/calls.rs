@@ -644,3 +644,25 @@ fn adopted_call_keeps_its_pinholes_until_bye() {
     assert!(h.open().is_empty());
     assert_eq!(h.tracker.calls_active(), 0);
 }
+
+/// RFC 3261 7.5: CRLFs before the start line of a datagram are ignored,
+/// so the INVITE behind them is read and its call followed.
+#[test]
+fn leading_crlf_before_start_line() {
+    let mut h = Harness::new();
+    let call = Call::new("crlf@203.0.113.5", PEER, HOST);
+    let invite = call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, "")));
+    h.inbound(&format!("\r\n\r\n{invite}"));
+    let a = h.outbound(&format!(
+        "\r\n{}",
+        call.response(200, "OK", 1, "INVITE", Some(&sdp(OUR_IP, 10000, "")))
+    ));
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)])
+    );
+    assert_eq!(h.tracker.stats().parse_errors, 0);
+    // A bare keep-alive is still nothing.
+    assert!(h.inbound("\r\n\r\n").is_empty());
+    assert_eq!(h.tracker.stats().messages, 2);
+}
