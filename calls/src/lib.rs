@@ -306,7 +306,9 @@ impl Tracker {
             // Not a dialog we follow (OPTIONS, REGISTER, a stray BYE...).
             return;
         };
-        if !d.tags_fit(msg.from_tag.as_deref(), msg.to_tag.as_deref()) {
+        let in_dialog =
+            matches!(msg.kind, Kind::Request(m) if m != Method::Invite && m != Method::Cancel);
+        if !d.tags_fit(msg.from_tag.as_deref(), msg.to_tag.as_deref(), in_dialog) {
             self.stats.tag_mismatches += 1;
             return;
         }

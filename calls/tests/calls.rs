@@ -666,3 +666,49 @@ fn leading_crlf_before_start_line() {
     assert!(h.inbound("\r\n\r\n").is_empty());
     assert_eq!(h.tracker.stats().messages, 2);
 }
+
+/// In a confirmed dialog a BYE must carry both tags: one without the
+/// callee's To tag is not this dialog's and closes nothing.
+#[test]
+fn bye_without_to_tag_in_confirmed_dialog_ignored() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "notag", 10000);
+    assert!(h.inbound(&call.request("BYE", 2, false, None)).is_empty());
+    assert_eq!(h.open().len(), 2);
+    assert_eq!(h.tracker.stats().tag_mismatches, 1);
+    // The real BYE, with both tags, still ends it.
+    assert_eq!(
+        closed(&h.inbound(&call.request("BYE", 3, true, None))).len(),
+        2
+    );
+    assert!(h.open().is_empty());
+}
+
+/// A CANCEL or a retransmitted initial INVITE carries no To tag and is
+/// still the dialog's: neither counts as a mismatch.
+#[test]
+fn initial_transaction_without_to_tag_still_fits() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "retrans", 10000);
+    h.inbound(&call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    assert_eq!(h.tracker.stats().tag_mismatches, 0);
+    assert_eq!(h.open().len(), 2);
+}
+
+/// `c=IN IP6 ::ffff:a.b.c.d` is refused as unusable: the kernel holds IPv4
+/// remotes in that form, so it would open the IPv4 address instead.
+#[test]
+fn ipv4_mapped_ipv6_connection_refused() {
+    let mut h = Harness::new();
+    let call = Call::new("mapped", HOST, PEER);
+    h.outbound(&call.request("INVITE", 1, false, Some(&sdp(OUR_IP, 10000, ""))));
+    h.inbound(&call.response(
+        200,
+        "OK",
+        1,
+        "INVITE",
+        Some(&sdp("::ffff:198.51.100.20", 4000, "")),
+    ));
+    assert!(h.open().is_empty(), "{:?}", h.open());
+    assert!(h.tracker.stats().refused_unusable_address > 0);
+}
