@@ -180,13 +180,9 @@ impl Tracker {
         match (seg.transport, seg.tcp_seq) {
             (Transport::Tcp, Some(seq)) => {
                 let key = (seg.src, seg.dst, seg.direction);
-                let framed = self.streams.feed(key, seq, seg.payload);
+                let framed = self.streams.feed(key, seq, seg.payload, seg.time_ns);
                 self.stats.streams_evicted = self.streams.evicted;
-                self.stats.oversized += framed.oversized;
-                self.stats.parse_errors += framed.parse_errors;
-                for m in framed.messages {
-                    self.message(seg, &m, &mut actions);
-                }
+                self.framed(seg, framed, &mut actions);
             }
             // UDP, or TCP without a sequence number (taken as one datagram).
             _ => {
@@ -208,9 +204,22 @@ impl Tracker {
         actions
     }
 
-    /// Expires offer windows and INVITEs that never got a response.
+    /// Expires offer windows and INVITEs that never got a response, and
+    /// gives up TCP gaps that waited too long for their bytes.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Action> {
         let mut actions = Vec::new();
+        for ((src, dst, direction), framed) in self.streams.expire(now_ns) {
+            let seg = Segment {
+                time_ns: now_ns,
+                direction,
+                transport: Transport::Tcp,
+                src,
+                dst,
+                tcp_seq: None,
+                payload: &[],
+            };
+            self.framed(&seg, framed, &mut actions);
+        }
         for (call_id, forget) in self.dialogs.due(now_ns) {
             if forget {
                 self.drop_dialog(&call_id, &mut actions);
@@ -277,6 +286,15 @@ impl Tracker {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The messages (and the refusals) TCP framing gave for `seg`'s stream.
+    fn framed(&mut self, seg: &Segment, framed: tcp::Framed, actions: &mut Vec<Action>) {
+        self.stats.oversized += framed.oversized;
+        self.stats.parse_errors += framed.parse_errors;
+        for m in framed.messages {
+            self.message(seg, &m, actions);
+        }
     }
 
     /// One whole SIP message from a believed peer.

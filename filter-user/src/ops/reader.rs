@@ -88,7 +88,8 @@ impl CallReader {
             return;
         };
         // A copy cut at the ring's limit holds only the start of its
-        // payload: a TCP stream sees a gap after it and resynchronises.
+        // payload: a TCP stream sees a gap after it, holds what follows
+        // for a second or so, then resynchronises.
         let segment = Segment {
             time_ns: copy.ts_ns,
             direction: if copy.outbound {
