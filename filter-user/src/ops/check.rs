@@ -422,39 +422,29 @@ fn count_reasons<F: CounterFamily>(
 }
 
 pub fn to_text(results: &[Checked]) -> String {
-    let mut out = String::from("  #  verdict  reason        bytes\n");
+    // As wide as the longest name that can appear, so that every row's
+    // bytes line up whatever the capture holds.
+    let width = Reason::MEMBERS
+        .iter()
+        .map(|r| r.name())
+        .chain(OutReason::MEMBERS.iter().map(|r| r.name()))
+        .chain(["reason", "outbound", "inbound"])
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let row = |index: usize, verdict: &str, reason: &str, len: usize| {
+        format!("{index:>3}  {verdict:<7}  {reason:<width$} {len:>6}\n")
+    };
+    let mut out = format!(
+        "{:>3}  {:<7}  {:<width$} {:>6}\n",
+        "#", "verdict", "reason", "bytes"
+    );
     for c in results {
         match &c.result {
-            Judged::Ran(v, r) => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<12} {:>6}\n",
-                    c.index,
-                    v.name(),
-                    r.name(),
-                    c.len
-                )
-            }
-            Judged::RanOut(v, r) => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<16} {:>6}\n",
-                    c.index,
-                    v.name(),
-                    r.name(),
-                    c.len
-                )
-            }
-            Judged::Outbound => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<12} {:>6}\n",
-                    c.index, "-", "outbound", c.len
-                )
-            }
-            Judged::Inbound => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<12} {:>6}\n",
-                    c.index, "-", "inbound", c.len
-                )
-            }
+            Judged::Ran(v, r) => out += &row(c.index, &v.name(), r.name(), c.len),
+            Judged::RanOut(v, r) => out += &row(c.index, &v.name(), r.name(), c.len),
+            Judged::Outbound => out += &row(c.index, "-", "outbound", c.len),
+            Judged::Inbound => out += &row(c.index, "-", "inbound", c.len),
             Judged::NotRun(e) => out += &format!("{:>3}  error    {e}\n", c.index),
         }
         if let Some(wire) = c.truncated_from {
