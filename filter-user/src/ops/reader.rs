@@ -114,8 +114,15 @@ impl CallReader {
     /// Once a second: the heartbeat, the offer windows and abandoned
     /// INVITEs the tracker lets go, and the calls whose media went idle.
     pub fn tick(&mut self) -> Result<()> {
+        self.tick_at(monotonic_ns())
+    }
+
+    /// [`CallReader::tick`] with the tracker's clock at `now_ns` (a
+    /// replay's capture time). The heartbeat and the idle sweep stay on
+    /// the kernel's clock: the kernel reads them by its own.
+    pub fn tick_at(&mut self, now_ns: u64) -> Result<()> {
         self.maps.heartbeat()?;
-        let actions = self.tracker.tick(monotonic_ns());
+        let actions = self.tracker.tick(now_ns);
         self.apply(actions);
         for call_id in self.maps.sweep(self.idle_ns)? {
             let actions = self.tracker.close_call(&call_id);
@@ -159,6 +166,11 @@ impl CallReader {
         if let Some(m) = &self.metrics {
             m.set_calls_active(self.tracker.calls_active() as u64);
         }
+    }
+
+    /// Writes the heartbeat alone (a replay between its ticks).
+    pub fn heartbeat(&mut self) -> Result<()> {
+        self.maps.heartbeat()
     }
 
     /// Calls followed now.
