@@ -248,14 +248,17 @@ impl Tracker {
     /// (found pinned, with its Call-ID): its BYE, CANCEL or idle media
     /// closes them, and a re-INVITE replaces them, as for any call. Its
     /// tags are unknown, so any message of its Call-ID is taken as its.
-    pub fn adopt(&mut self, call_id: &str, pinholes: &[Pinhole]) {
+    /// Returns the closes of a call evicted to make room: they must reach
+    /// the kernel like any other, or its pinholes outlive it.
+    #[must_use]
+    pub fn adopt(&mut self, call_id: &str, pinholes: &[Pinhole]) -> Vec<Action> {
+        let mut actions = Vec::new();
         if self.dialogs.get_mut(call_id).is_some() {
-            return;
+            return actions;
         }
-        let mut ignored = Vec::new();
         if let Some((old_id, old)) = self.dialogs.evict_if_full() {
             self.stats.dialogs_evicted += 1;
-            self.release_all(&old_id, old, &mut ignored);
+            self.release_all(&old_id, old, &mut actions);
         }
         // Already open in the kernel: held, without an action.
         for &p in pinholes {
@@ -268,6 +271,7 @@ impl Tracker {
             ..Dialog::default()
         };
         self.dialogs.insert(call_id, d);
+        actions
     }
 
     /// What should be open now, each pinhole once with a call that wants it.

@@ -629,7 +629,7 @@ fn adopted_call_keeps_its_pinholes_until_bye() {
     let mut h = Harness::new();
     let call = Call::new("adopted@203.0.113.5", PEER, HOST);
     let held = [ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)];
-    h.tracker.adopt("adopted@203.0.113.5", &held);
+    assert!(h.tracker.adopt("adopted@203.0.113.5", &held).is_empty());
     assert_eq!(h.tracker.calls_active(), 1);
     assert_eq!(h.open(), set(&held));
     // An OPTIONS-like in-dialog request without SDP (a session refresh):
@@ -711,4 +711,26 @@ fn ipv4_mapped_ipv6_connection_refused() {
     ));
     assert!(h.open().is_empty(), "{:?}", h.open());
     assert!(h.tracker.stats().refused_unusable_address > 0);
+}
+
+/// More calls taken over than the table holds: the one evicted to make
+/// room has its pinholes closed by actions, not dropped silently.
+#[test]
+fn adopting_past_the_cap_closes_the_evicted_call() {
+    let mut h = Harness::with(Settings {
+        max_dialogs: 2,
+        ..settings()
+    });
+    let held = |port| [ph(port, PEER_MEDIA), ph(port + 1, PEER_MEDIA)];
+    assert!(h.tracker.adopt("a", &held(10000)).is_empty());
+    assert!(h.tracker.adopt("b", &held(10002)).is_empty());
+    let a = h.tracker.adopt("c", &held(10004));
+    assert_eq!(closed(&a), set(&held(10000)));
+    assert!(a
+        .iter()
+        .all(|x| matches!(x, Action::Close { call_id, .. } if call_id == "a")));
+    assert_eq!(h.tracker.calls_active(), 2);
+    let mut want = set(&held(10002));
+    want.extend(held(10004));
+    assert_eq!(h.open(), want);
 }

@@ -71,7 +71,8 @@ impl CallReader {
             });
         }
         for (call_id, pinholes) in &calls {
-            self.tracker.adopt(call_id, pinholes);
+            let actions = self.tracker.adopt(call_id, pinholes);
+            self.apply(actions);
         }
         Ok(calls.len())
     }
