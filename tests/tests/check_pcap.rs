@@ -17,7 +17,8 @@ use pcap_file::{
     pcap::{PcapHeader, PcapPacket, PcapWriter},
     pcapng::{
         blocks::{
-            enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
+            enhanced_packet::EnhancedPacketBlock,
+            interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
         },
         PcapNgWriter,
     },
@@ -1212,4 +1213,62 @@ fn calls_mode_evicted_call_closes_in_a_long_replay() {
         reasons[4 + FLOOD..],
         ["rtp_unsolicited", "sip_allowed", "rtp_unsolicited"]
     );
+}
+
+/// pcapng times are counted in the interface's `if_tsresol` units
+/// (microseconds when absent), which pcap-file leaves to its user: the
+/// offer window closes 32 s into the capture either way.
+#[test]
+fn calls_mode_pcapng_times_follow_if_tsresol() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let frames = [
+        sip_from_host(sip_with_sdp(
+            &format!("INVITE sip:p@{PROVIDER_A} SIP/2.0"),
+            "window-ng@192.0.2.10",
+            "1 INVITE",
+            "ht",
+            "",
+            HOST,
+            10040,
+        )),
+        rtp_to_host(STRANGER, 10040),
+        rtp_to_host(STRANGER, 10040),
+    ];
+    let secs = [0u64, 20, 40];
+    // (if_tsresol, units per second)
+    for (resol, per_second) in [(None, 1_000_000u64), (Some(9u8), 1_000_000_000)] {
+        let pcap = dir.join("window.pcapng");
+        let file = File::create(&pcap).unwrap();
+        let mut w = PcapNgWriter::new(file).expect("pcapng section");
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0xffff,
+            options: resol
+                .map(InterfaceDescriptionOption::IfTsResol)
+                .into_iter()
+                .collect(),
+        })
+        .expect("pcapng interface");
+        for (f, s) in frames.iter().zip(secs) {
+            // pcap-file writes the count of units it is given as nanoseconds.
+            let units = (1_700_000_000 + s) * per_second;
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(units),
+                original_len: f.len() as u32,
+                data: Cow::Borrowed(f),
+                options: vec![],
+            })
+            .expect("pcapng packet");
+        }
+        drop(w);
+        let config =
+            "[media]\nmode = \"calls\"\nrtp_ports = \"10000-10999\"\ncall_idle = \"600s\"\n";
+        assert_eq!(
+            replay_reasons(&dir, config, &pcap),
+            ["outbound", "rtp_allowed", "rtp_unsolicited"],
+            "if_tsresol {resol:?}"
+        );
+    }
 }
