@@ -166,14 +166,50 @@ impl Tracker {
         }
     }
 
-    /// Takes one signalling packet; never panics, whatever the bytes.
-    pub fn feed(&mut self, seg: &Segment) -> Vec<Action> {
+    /// Takes one signalling packet whose copy was cut short: `missing`
+    /// more bytes of its payload went on the wire. Over TCP they are taken
+    /// as lost at once, the stream resynchronising after them, rather than
+    /// waited for as a gap; a cut UDP datagram is not read (a parse error).
+    pub fn feed_cut(&mut self, seg: &Segment, missing: usize) -> Vec<Action> {
+        if missing == 0 {
+            return self.feed(seg);
+        }
+        let (Transport::Tcp, Some(seq)) = (seg.transport, seg.tcp_seq) else {
+            if self.believed(seg) {
+                self.stats.parse_errors += 1;
+            }
+            return Vec::new();
+        };
+        let mut actions = self.feed(seg);
+        if self.believed_quietly(seg) {
+            let end = seq.wrapping_add(seg.payload.len().saturating_add(missing) as u32);
+            let key = (seg.src, seg.dst, seg.direction);
+            let framed = self.streams.lost_until(key, end, seg.time_ns);
+            self.framed(seg, framed, &mut actions);
+        }
+        actions
+    }
+
+    /// Whether the segment's peer is allowlisted; counts it if not.
+    fn believed(&mut self, seg: &Segment) -> bool {
+        let ok = self.believed_quietly(seg);
+        if !ok {
+            self.stats.refused_not_allowlisted += 1;
+        }
+        ok
+    }
+
+    fn believed_quietly(&self, seg: &Segment) -> bool {
         let peer = match seg.direction {
             Direction::Inbound => seg.src.ip(),
             Direction::Outbound => seg.dst.ip(),
         };
-        if !self.settings.allowlist.iter().any(|n| n.contains(&peer)) {
-            self.stats.refused_not_allowlisted += 1;
+        self.settings.allowlist.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Takes one signalling packet; never panics, whatever the bytes.
+    pub fn feed(&mut self, seg: &Segment) -> Vec<Action> {
+        if !self.believed(seg) {
             return Vec::new();
         }
         let mut actions = Vec::new();

@@ -145,19 +145,21 @@ impl Streams {
             return out;
         }
         take_in(s, seq, payload, max, &mut out);
-        // Held segments the new bytes reached.
-        let before = s.held.len();
-        while let Some(i) = s
-            .held
-            .iter()
-            .position(|(q, _)| q.wrapping_sub(s.next_seq) as i32 <= 0)
-        {
-            let (q, bytes) = s.held.swap_remove(i);
-            s.held_bytes -= bytes.len();
-            take_in(s, q, &bytes, max, &mut out);
-        }
-        if s.held.len() < before && !s.held.is_empty() {
-            s.held_since = now;
+        fill_held(s, max, now, &mut out);
+        out
+    }
+
+    /// The stream's bytes before `end` are lost (the copy of their segment
+    /// was cut): resynchronise after them at once rather than wait.
+    pub fn lost_until(&mut self, key: StreamKey, end: u32, now: u64) -> Framed {
+        let mut out = Framed::default();
+        let max = self.max_message;
+        let Some(s) = self.map.get_mut(&key) else {
+            return out;
+        };
+        if end.wrapping_sub(s.next_seq) as i32 > 0 {
+            take_in(s, end, &[], max, &mut out);
+            fill_held(s, max, now, &mut out);
         }
         out
     }
@@ -175,6 +177,23 @@ impl Streams {
                 (*key, out)
             })
             .collect()
+    }
+}
+
+/// Takes in the held segments the stream's bytes now reach.
+fn fill_held(s: &mut Stream, max: usize, now: u64, out: &mut Framed) {
+    let before = s.held.len();
+    while let Some(i) = s
+        .held
+        .iter()
+        .position(|(q, _)| q.wrapping_sub(s.next_seq) as i32 <= 0)
+    {
+        let (q, bytes) = s.held.swap_remove(i);
+        s.held_bytes -= bytes.len();
+        take_in(s, q, &bytes, max, out);
+    }
+    if s.held.len() < before && !s.held.is_empty() {
+        s.held_since = now;
     }
 }
 

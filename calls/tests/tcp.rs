@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use sipwall_calls::{Direction, Settings};
+use sipwall_calls::{Direction, Segment, Settings, Transport};
 
 const OUR_IP: &str = "192.0.2.10";
 
@@ -268,4 +268,53 @@ fn streams_capped() {
         assert!(h.tracker.streams_active() <= 4);
     }
     assert_eq!(h.tracker.stats().streams_evicted, 16);
+}
+
+/// A segment whose copy was cut (the ring keeps 4 KiB of a packet): the
+/// bytes it lacks are taken as lost at once, so the next message is read
+/// as it arrives instead of waiting for a gap that never fills.
+#[test]
+fn cut_copy_resyncs_at_once() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (_, t1) = invite("tcp-cut1");
+    let (c2, t2) = invite("tcp-cut2");
+    let b1 = t1.as_bytes();
+    let kept = 300;
+    h.now += SEC / 10;
+    let seg = Segment {
+        time_ns: h.now,
+        direction: Direction::Inbound,
+        transport: Transport::Tcp,
+        src: peer,
+        dst: host,
+        tcp_seq: Some(9000),
+        payload: &b1[..kept],
+    };
+    let a = h.tracker.feed_cut(&seg, b1.len() - kept);
+    assert!(a.is_empty());
+    // The next segment starts right after the cut one's real end.
+    h.tcp(
+        Direction::Inbound,
+        peer,
+        host,
+        9000 + b1.len() as u32,
+        t2.as_bytes(),
+    );
+    assert_eq!(h.tracker.stats().messages, 1, "read without waiting");
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(answer(&mut h, &c2, 10000), 2);
+    // A cut UDP datagram is not read.
+    let (_, t3) = invite("udp-cut");
+    let seg = Segment {
+        transport: Transport::Udp,
+        tcp_seq: None,
+        src: PEER.parse().unwrap(),
+        payload: &t3.as_bytes()[..200],
+        ..seg
+    };
+    let errors = h.tracker.stats().parse_errors;
+    assert!(h.tracker.feed_cut(&seg, 100).is_empty());
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(h.tracker.stats().parse_errors, errors + 1);
 }

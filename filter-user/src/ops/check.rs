@@ -357,9 +357,13 @@ impl Replay {
     /// address every frame is run out with `--direction out`: the copies
     /// are then taken as the peer's, as before, so that no pinhole opens
     /// on a guess (CALLS_NOTE).
-    fn take_copies(&mut self, local_known: bool) {
+    fn take_copies(&mut self, captured: &Frame, local_known: bool) {
+        // The program saw the bytes captured; what the snap length cut
+        // is missing from its copy as from one the ring cut.
+        let cut = captured.orig_len.saturating_sub(captured.data.len()) as u32;
         while let Some(mut copy) = self.ring.next_copy() {
             copy.ts_ns = self.now_ns;
+            copy.len = copy.len.saturating_add(cut);
             copy.outbound &= local_known;
             self.reader.take(&copy);
         }
@@ -447,7 +451,7 @@ pub fn check(
                 match &result {
                     // What the program passed and copied, as live.
                     Judged::Ran(..) | Judged::RanOut(..) | Judged::NotRun(_) => {
-                        replay.take_copies(!local.addrs.is_empty())
+                        replay.take_copies(captured, !local.addrs.is_empty())
                     }
                     // No program ran it: the other side's, taken as is.
                     Judged::Outbound => replay.take_unrun(captured, true),

@@ -13,7 +13,10 @@ use filter_policy::ruleset::Ruleset;
 use sipwall_calls::{Action, Direction, Pinhole, Remote, Segment, Settings, Tracker, Transport};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
-use super::{frames::transported, media_metrics::MediaMetrics};
+use super::{
+    frames::{transported, transported_cut},
+    media_metrics::MediaMetrics,
+};
 
 /// Follows calls and keeps their pinholes in the kernel.
 pub struct CallReader {
@@ -85,12 +88,19 @@ impl CallReader {
 
     /// One copy: fed to the tracker, its actions applied.
     pub fn take(&mut self, copy: &Copied) {
-        let Some(t) = transported(&copy.data, copy.l3) else {
+        // A copy cut at the ring's limit holds only the start of its
+        // packet: over TCP the start is read and the rest taken as lost
+        // (the stream resynchronises after it); a cut datagram is counted
+        // as a parse error, not read.
+        let missing = (copy.len as usize).saturating_sub(copy.data.len());
+        let t = if missing > 0 {
+            transported_cut(&copy.data, copy.l3)
+        } else {
+            transported(&copy.data, copy.l3)
+        };
+        let Some(t) = t else {
             return;
         };
-        // A copy cut at the ring's limit holds only the start of its
-        // payload: a TCP stream sees a gap after it, holds what follows
-        // for a second or so, then resynchronises.
         let segment = Segment {
             time_ns: copy.ts_ns,
             direction: if copy.outbound {
@@ -108,7 +118,7 @@ impl CallReader {
             tcp_seq: t.tcp_seq,
             payload: t.payload,
         };
-        let actions = self.tracker.feed(&segment);
+        let actions = self.tracker.feed_cut(&segment, missing);
         self.apply(actions);
     }
 
