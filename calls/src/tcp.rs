@@ -89,6 +89,13 @@ impl Streams {
 
     /// Takes in one segment and returns the messages it completed.
     pub fn feed(&mut self, key: StreamKey, seq: u32, payload: &[u8], now: u64) -> Framed {
+        let mut out = Framed::default();
+        if payload.is_empty() {
+            // A SYN, bare ACK or FIN says nothing about the bytes, and a
+            // SYN's sequence number is one before the first byte's: a
+            // stream starts at its first data.
+            return out;
+        }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         if !self.map.contains_key(&key) {
@@ -111,15 +118,10 @@ impl Streams {
             s.stamp = stamp;
         }
         self.lru.insert(stamp, key);
-        let mut out = Framed::default();
         let Some(s) = self.map.get_mut(&key) else {
             return out;
         };
         let max = self.max_message;
-        if payload.is_empty() {
-            // A bare ACK or FIN says nothing about the bytes.
-            return out;
-        }
         if !s.held.is_empty() && now.saturating_sub(s.held_since) >= GAP_WAIT_NS {
             give_up_gap(s, max, &mut out);
         }

@@ -318,3 +318,17 @@ fn cut_copy_resyncs_at_once() {
     assert_eq!(h.tracker.calls_active(), 1);
     assert_eq!(h.tracker.stats().parse_errors, errors + 1);
 }
+
+/// A connection seen from its SYN (no payload, one sequence number before
+/// the first byte): the first message is read at once, not held as if a
+/// byte were missing before it.
+#[test]
+fn stream_seen_from_its_syn() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (c, t) = invite("tcp-syn");
+    h.tcp(Direction::Inbound, peer, host, 4_000_000, b"");
+    h.tcp(Direction::Inbound, peer, host, 4_000_001, t.as_bytes());
+    assert_eq!(h.tracker.stats().messages, 1);
+    assert_eq!(answer(&mut h, &c, 10000), 2);
+}
