@@ -46,8 +46,11 @@ pub(crate) struct Dialog {
 
 impl Dialog {
     /// Whether a message's tags fit this dialog (a different dialog, or a
-    /// forged message, sharing the Call-ID does not).
-    pub fn tags_fit(&self, from: Option<&str>, to: Option<&str>) -> bool {
+    /// forged message, sharing the Call-ID does not). Once the dialog is
+    /// confirmed, a request within it (`in_dialog`: BYE, UPDATE, ...) must
+    /// carry both tags; only the initial INVITE's transaction (its
+    /// retransmissions, CANCEL, a late 100) may lack the callee's.
+    pub fn tags_fit(&self, from: Option<&str>, to: Option<&str>, in_dialog: bool) -> bool {
         let Some(caller) = self.caller_tag.as_deref() else {
             return true;
         };
@@ -60,6 +63,7 @@ impl Dialog {
         };
         match (self.confirmed, self.callee_tag.as_deref(), other) {
             (true, Some(callee), Some(o)) => o == callee,
+            (true, Some(_), None) => !in_dialog,
             _ => true,
         }
     }

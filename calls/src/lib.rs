@@ -166,43 +166,96 @@ impl Tracker {
         }
     }
 
-    /// Takes one signalling packet; never panics, whatever the bytes.
-    pub fn feed(&mut self, seg: &Segment) -> Vec<Action> {
+    /// Takes one signalling packet whose copy was cut short: `missing`
+    /// more bytes of its payload went on the wire. Over TCP they are taken
+    /// as lost at once, the stream resynchronising after them, rather than
+    /// waited for as a gap; a cut UDP datagram is not read (a parse error).
+    pub fn feed_cut(&mut self, seg: &Segment, missing: usize) -> Vec<Action> {
+        if missing == 0 {
+            return self.feed(seg);
+        }
+        let (Transport::Tcp, Some(seq)) = (seg.transport, seg.tcp_seq) else {
+            if self.believed(seg) {
+                self.stats.parse_errors += 1;
+            }
+            return Vec::new();
+        };
+        let mut actions = self.feed(seg);
+        if self.believed_quietly(seg) {
+            let end = seq.wrapping_add(seg.payload.len().saturating_add(missing) as u32);
+            let key = (seg.src, seg.dst, seg.direction);
+            let framed = self.streams.lost_until(key, end, seg.time_ns);
+            self.framed(seg, framed, &mut actions);
+        }
+        actions
+    }
+
+    /// Whether the segment's peer is allowlisted; counts it if not.
+    fn believed(&mut self, seg: &Segment) -> bool {
+        let ok = self.believed_quietly(seg);
+        if !ok {
+            self.stats.refused_not_allowlisted += 1;
+        }
+        ok
+    }
+
+    fn believed_quietly(&self, seg: &Segment) -> bool {
         let peer = match seg.direction {
             Direction::Inbound => seg.src.ip(),
             Direction::Outbound => seg.dst.ip(),
         };
-        if !self.settings.allowlist.iter().any(|n| n.contains(&peer)) {
-            self.stats.refused_not_allowlisted += 1;
+        self.settings.allowlist.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Takes one signalling packet; never panics, whatever the bytes.
+    pub fn feed(&mut self, seg: &Segment) -> Vec<Action> {
+        if !self.believed(seg) {
             return Vec::new();
         }
         let mut actions = Vec::new();
         match (seg.transport, seg.tcp_seq) {
             (Transport::Tcp, Some(seq)) => {
                 let key = (seg.src, seg.dst, seg.direction);
-                let framed = self.streams.feed(key, seq, seg.payload);
+                let framed = self.streams.feed(key, seq, seg.payload, seg.time_ns);
                 self.stats.streams_evicted = self.streams.evicted;
-                self.stats.oversized += framed.oversized;
-                self.stats.parse_errors += framed.parse_errors;
-                for m in framed.messages {
-                    self.message(seg, &m, &mut actions);
-                }
+                self.framed(seg, framed, &mut actions);
             }
             // UDP, or TCP without a sequence number (taken as one datagram).
             _ => {
+                // RFC 3261 7.5: CRLFs before the start line are ignored.
+                let lead = seg
+                    .payload
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                let message = &seg.payload[lead..];
                 if seg.payload.len() > self.settings.max_message_bytes {
                     self.stats.oversized += 1;
-                } else if !is_keepalive(seg.payload) {
-                    self.message(seg, seg.payload, &mut actions);
+                } else if !message.is_empty() {
+                    // (Empty: a CRLF keep-alive, RFC 5626, or nothing.)
+                    self.message(seg, message, &mut actions);
                 }
             }
         }
         actions
     }
 
-    /// Expires offer windows and INVITEs that never got a response.
+    /// Expires offer windows and INVITEs that never got a response, and
+    /// gives up TCP gaps that waited too long for their bytes.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Action> {
         let mut actions = Vec::new();
+        for ((src, dst, direction), framed) in self.streams.expire(now_ns) {
+            let seg = Segment {
+                time_ns: now_ns,
+                direction,
+                transport: Transport::Tcp,
+                src,
+                dst,
+                tcp_seq: None,
+                payload: &[],
+            };
+            self.framed(&seg, framed, &mut actions);
+        }
         for (call_id, forget) in self.dialogs.due(now_ns) {
             if forget {
                 self.drop_dialog(&call_id, &mut actions);
@@ -231,14 +284,17 @@ impl Tracker {
     /// (found pinned, with its Call-ID): its BYE, CANCEL or idle media
     /// closes them, and a re-INVITE replaces them, as for any call. Its
     /// tags are unknown, so any message of its Call-ID is taken as its.
-    pub fn adopt(&mut self, call_id: &str, pinholes: &[Pinhole]) {
+    /// Returns the closes of a call evicted to make room: they must reach
+    /// the kernel like any other, or its pinholes outlive it.
+    #[must_use]
+    pub fn adopt(&mut self, call_id: &str, pinholes: &[Pinhole]) -> Vec<Action> {
+        let mut actions = Vec::new();
         if self.dialogs.get_mut(call_id).is_some() {
-            return;
+            return actions;
         }
-        let mut ignored = Vec::new();
         if let Some((old_id, old)) = self.dialogs.evict_if_full() {
             self.stats.dialogs_evicted += 1;
-            self.release_all(&old_id, old, &mut ignored);
+            self.release_all(&old_id, old, &mut actions);
         }
         // Already open in the kernel: held, without an action.
         for &p in pinholes {
@@ -251,6 +307,7 @@ impl Tracker {
             ..Dialog::default()
         };
         self.dialogs.insert(call_id, d);
+        actions
     }
 
     /// What should be open now, each pinhole once with a call that wants it.
@@ -269,6 +326,15 @@ impl Tracker {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The messages (and the refusals) TCP framing gave for `seg`'s stream.
+    fn framed(&mut self, seg: &Segment, framed: tcp::Framed, actions: &mut Vec<Action>) {
+        self.stats.oversized += framed.oversized;
+        self.stats.parse_errors += framed.parse_errors;
+        for m in framed.messages {
+            self.message(seg, &m, actions);
+        }
     }
 
     /// One whole SIP message from a believed peer.
@@ -298,7 +364,9 @@ impl Tracker {
             // Not a dialog we follow (OPTIONS, REGISTER, a stray BYE...).
             return;
         };
-        if !d.tags_fit(msg.from_tag.as_deref(), msg.to_tag.as_deref()) {
+        let in_dialog =
+            matches!(msg.kind, Kind::Request(m) if m != Method::Invite && m != Method::Cancel);
+        if !d.tags_fit(msg.from_tag.as_deref(), msg.to_tag.as_deref(), in_dialog) {
             self.stats.tag_mismatches += 1;
             return;
         }
@@ -427,9 +495,4 @@ impl Tracker {
             }
         }
     }
-}
-
-/// A CRLF keep-alive (RFC 5626) or an empty datagram.
-fn is_keepalive(payload: &[u8]) -> bool {
-    payload.iter().all(|&b| b == b'\r' || b == b'\n')
 }

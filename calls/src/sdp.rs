@@ -99,12 +99,16 @@ fn conn_addr(c: &sdp_types::Connection) -> Addr {
 }
 
 /// Whether media from this address may be let in: a unicast IP literal that
-/// is not the unspecified "hold" address, loopback or broadcast.
+/// is not the unspecified "hold" address, loopback or broadcast, nor an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`): no media arrives from one
+/// on the wire, and the kernel's pinholes keep IPv4 remotes in that very
+/// form, so it would open the IPv4 address the SDP did not name.
 pub(crate) fn usable(addr: Addr) -> Option<IpAddr> {
     let Addr::Ip(ip) = addr else { return None };
     let bad = ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
-        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+        || matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
     (!bad).then_some(ip)
 }

@@ -33,6 +33,13 @@ struct Stream {
     scanned: usize,
     /// The length of the message at the front of `buf`, once its head is read.
     total: Option<usize>,
+    /// Segments that arrived ahead of `next_seq` (a gap before them), kept
+    /// until the gap fills: `(sequence number, payload)`, in arrival order.
+    held: Vec<(u32, Vec<u8>)>,
+    /// Bytes in `held`.
+    held_bytes: usize,
+    /// When the oldest held segment arrived.
+    held_since: u64,
     stamp: u64,
 }
 
@@ -44,6 +51,15 @@ impl Stream {
         self.total = None;
     }
 }
+
+/// Most out-of-order segments kept per stream, and their bytes in all: a
+/// reordered segment or two is common, more means a copy is lost.
+pub(crate) const HELD_SEGMENTS: usize = 8;
+pub(crate) const HELD_BYTES: usize = 64 * 1024;
+/// How long a gap may stay open before the segments after it are taken
+/// as they are (resynchronising): TCP retransmits a lost segment within
+/// about a second (RTO), and a copy the ring lost or cut is never resent.
+pub(crate) const GAP_WAIT_NS: u64 = 1_000_000_000;
 
 /// All reassembly buffers, capped in number (LRU) and in size per buffer.
 pub(crate) struct Streams {
@@ -72,7 +88,14 @@ impl Streams {
     }
 
     /// Takes in one segment and returns the messages it completed.
-    pub fn feed(&mut self, key: StreamKey, seq: u32, payload: &[u8]) -> Framed {
+    pub fn feed(&mut self, key: StreamKey, seq: u32, payload: &[u8], now: u64) -> Framed {
+        let mut out = Framed::default();
+        if payload.is_empty() {
+            // A SYN, bare ACK or FIN says nothing about the bytes, and a
+            // SYN's sequence number is one before the first byte's: a
+            // stream starts at its first data.
+            return out;
+        }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         if !self.map.contains_key(&key) {
@@ -96,40 +119,133 @@ impl Streams {
         }
         self.lru.insert(stamp, key);
         let Some(s) = self.map.get_mut(&key) else {
-            return Framed::default();
+            return out;
         };
-
-        // Place the payload against what was already taken in.
-        let end = seq.wrapping_add(payload.len() as u32);
+        let max = self.max_message;
+        if !s.held.is_empty() && now.saturating_sub(s.held_since) >= GAP_WAIT_NS {
+            give_up_gap(s, max, &mut out);
+        }
         let ahead = seq.wrapping_sub(s.next_seq) as i32;
-        let payload = if ahead < 0 {
-            // A retransmission or overlap: keep only the new bytes.
-            let old = ahead.unsigned_abs() as usize;
-            if old >= payload.len() {
-                return Framed::default();
+        if ahead > 0 {
+            // Ahead of a gap: keep it for when the gap fills, within bounds.
+            let reach = ahead as usize + payload.len();
+            if reach <= HELD_BYTES
+                && s.held.len() < HELD_SEGMENTS
+                && s.held_bytes + payload.len() <= HELD_BYTES
+            {
+                if s.held.is_empty() {
+                    s.held_since = now;
+                }
+                s.held_bytes += payload.len();
+                s.held.push((seq, payload.to_vec()));
+                return out;
             }
-            &payload[old..]
-        } else {
-            if ahead > 0 {
-                // Bytes were lost: what is buffered cannot be completed.
-                s.consume(usize::MAX);
-                s.skip = 0;
-                s.syncing = true;
-            }
-            payload
-        };
-        s.next_seq = end;
-
-        let payload = if s.skip > 0 {
-            let n = s.skip.min(payload.len());
-            s.skip -= n;
-            &payload[n..]
-        } else {
-            payload
-        };
-        s.buf.extend_from_slice(payload);
-        frame(s, self.max_message)
+            // No room: the gap is taken as lost.
+            s.held_bytes += payload.len();
+            s.held.push((seq, payload.to_vec()));
+            give_up_gap(s, max, &mut out);
+            return out;
+        }
+        take_in(s, seq, payload, max, &mut out);
+        fill_held(s, max, now, &mut out);
+        out
     }
+
+    /// The stream's bytes before `end` are lost (the copy of their segment
+    /// was cut): resynchronise after them at once rather than wait.
+    pub fn lost_until(&mut self, key: StreamKey, end: u32, now: u64) -> Framed {
+        let mut out = Framed::default();
+        let max = self.max_message;
+        let Some(s) = self.map.get_mut(&key) else {
+            return out;
+        };
+        if end.wrapping_sub(s.next_seq) as i32 > 0 {
+            take_in(s, end, &[], max, &mut out);
+            fill_held(s, max, now, &mut out);
+        }
+        out
+    }
+
+    /// Gives up the gaps of streams that waited `GAP_WAIT_NS` for them:
+    /// the messages the held segments complete, by stream.
+    pub fn expire(&mut self, now: u64) -> Vec<(StreamKey, Framed)> {
+        let max = self.max_message;
+        self.map
+            .iter_mut()
+            .filter(|(_, s)| !s.held.is_empty() && now.saturating_sub(s.held_since) >= GAP_WAIT_NS)
+            .map(|(key, s)| {
+                let mut out = Framed::default();
+                give_up_gap(s, max, &mut out);
+                (*key, out)
+            })
+            .collect()
+    }
+}
+
+/// Takes in the held segments the stream's bytes now reach.
+fn fill_held(s: &mut Stream, max: usize, now: u64, out: &mut Framed) {
+    let before = s.held.len();
+    while let Some(i) = s
+        .held
+        .iter()
+        .position(|(q, _)| q.wrapping_sub(s.next_seq) as i32 <= 0)
+    {
+        let (q, bytes) = s.held.swap_remove(i);
+        s.held_bytes -= bytes.len();
+        take_in(s, q, &bytes, max, out);
+    }
+    if s.held.len() < before && !s.held.is_empty() {
+        s.held_since = now;
+    }
+}
+
+/// Takes the held segments in sequence order, each gap before one lost
+/// (resynchronising there).
+fn give_up_gap(s: &mut Stream, max: usize, out: &mut Framed) {
+    let mut held = std::mem::take(&mut s.held);
+    s.held_bytes = 0;
+    let base = s.next_seq;
+    held.sort_by_key(|(q, _)| q.wrapping_sub(base) as i32);
+    for (q, bytes) in held {
+        take_in(s, q, &bytes, max, out);
+    }
+}
+
+/// Takes in one segment in order, or after a gap it gives up (bytes lost:
+/// what is buffered cannot be completed); frames what it completes.
+fn take_in(s: &mut Stream, seq: u32, payload: &[u8], max: usize, out: &mut Framed) {
+    // Place the payload against what was already taken in.
+    let end = seq.wrapping_add(payload.len() as u32);
+    let ahead = seq.wrapping_sub(s.next_seq) as i32;
+    let payload = if ahead < 0 {
+        // A retransmission or overlap: keep only the new bytes.
+        let old = ahead.unsigned_abs() as usize;
+        if old >= payload.len() {
+            return;
+        }
+        &payload[old..]
+    } else {
+        if ahead > 0 {
+            s.consume(usize::MAX);
+            s.skip = 0;
+            s.syncing = true;
+        }
+        payload
+    };
+    s.next_seq = end;
+
+    let payload = if s.skip > 0 {
+        let n = s.skip.min(payload.len());
+        s.skip -= n;
+        &payload[n..]
+    } else {
+        payload
+    };
+    s.buf.extend_from_slice(payload);
+    let framed = frame(s, max);
+    out.messages.extend(framed.messages);
+    out.oversized += framed.oversized;
+    out.parse_errors += framed.parse_errors;
 }
 
 /// Cuts whole messages off the front of the buffer.

@@ -629,7 +629,7 @@ fn adopted_call_keeps_its_pinholes_until_bye() {
     let mut h = Harness::new();
     let call = Call::new("adopted@203.0.113.5", PEER, HOST);
     let held = [ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)];
-    h.tracker.adopt("adopted@203.0.113.5", &held);
+    assert!(h.tracker.adopt("adopted@203.0.113.5", &held).is_empty());
     assert_eq!(h.tracker.calls_active(), 1);
     assert_eq!(h.open(), set(&held));
     // An OPTIONS-like in-dialog request without SDP (a session refresh):
@@ -643,4 +643,94 @@ fn adopted_call_keeps_its_pinholes_until_bye() {
     assert_eq!(closed(&a), set(&held));
     assert!(h.open().is_empty());
     assert_eq!(h.tracker.calls_active(), 0);
+}
+
+/// RFC 3261 7.5: CRLFs before the start line of a datagram are ignored,
+/// so the INVITE behind them is read and its call followed.
+#[test]
+fn leading_crlf_before_start_line() {
+    let mut h = Harness::new();
+    let call = Call::new("crlf@203.0.113.5", PEER, HOST);
+    let invite = call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, "")));
+    h.inbound(&format!("\r\n\r\n{invite}"));
+    let a = h.outbound(&format!(
+        "\r\n{}",
+        call.response(200, "OK", 1, "INVITE", Some(&sdp(OUR_IP, 10000, "")))
+    ));
+    assert_eq!(
+        opened(&a),
+        set(&[ph(10000, PEER_MEDIA), ph(10001, PEER_MEDIA)])
+    );
+    assert_eq!(h.tracker.stats().parse_errors, 0);
+    // A bare keep-alive is still nothing.
+    assert!(h.inbound("\r\n\r\n").is_empty());
+    assert_eq!(h.tracker.stats().messages, 2);
+}
+
+/// In a confirmed dialog a BYE must carry both tags: one without the
+/// callee's To tag is not this dialog's and closes nothing.
+#[test]
+fn bye_without_to_tag_in_confirmed_dialog_ignored() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "notag", 10000);
+    assert!(h.inbound(&call.request("BYE", 2, false, None)).is_empty());
+    assert_eq!(h.open().len(), 2);
+    assert_eq!(h.tracker.stats().tag_mismatches, 1);
+    // The real BYE, with both tags, still ends it.
+    assert_eq!(
+        closed(&h.inbound(&call.request("BYE", 3, true, None))).len(),
+        2
+    );
+    assert!(h.open().is_empty());
+}
+
+/// A CANCEL or a retransmitted initial INVITE carries no To tag and is
+/// still the dialog's: neither counts as a mismatch.
+#[test]
+fn initial_transaction_without_to_tag_still_fits() {
+    let mut h = Harness::new();
+    let call = established_inbound(&mut h, "retrans", 10000);
+    h.inbound(&call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    assert_eq!(h.tracker.stats().tag_mismatches, 0);
+    assert_eq!(h.open().len(), 2);
+}
+
+/// `c=IN IP6 ::ffff:a.b.c.d` is refused as unusable: the kernel holds IPv4
+/// remotes in that form, so it would open the IPv4 address instead.
+#[test]
+fn ipv4_mapped_ipv6_connection_refused() {
+    let mut h = Harness::new();
+    let call = Call::new("mapped", HOST, PEER);
+    h.outbound(&call.request("INVITE", 1, false, Some(&sdp(OUR_IP, 10000, ""))));
+    h.inbound(&call.response(
+        200,
+        "OK",
+        1,
+        "INVITE",
+        Some(&sdp("::ffff:198.51.100.20", 4000, "")),
+    ));
+    assert!(h.open().is_empty(), "{:?}", h.open());
+    assert!(h.tracker.stats().refused_unusable_address > 0);
+}
+
+/// More calls taken over than the table holds: the one evicted to make
+/// room has its pinholes closed by actions, not dropped silently.
+#[test]
+fn adopting_past_the_cap_closes_the_evicted_call() {
+    let mut h = Harness::with(Settings {
+        max_dialogs: 2,
+        ..settings()
+    });
+    let held = |port| [ph(port, PEER_MEDIA), ph(port + 1, PEER_MEDIA)];
+    assert!(h.tracker.adopt("a", &held(10000)).is_empty());
+    assert!(h.tracker.adopt("b", &held(10002)).is_empty());
+    let a = h.tracker.adopt("c", &held(10004));
+    assert_eq!(closed(&a), set(&held(10000)));
+    assert!(a
+        .iter()
+        .all(|x| matches!(x, Action::Close { call_id, .. } if call_id == "a")));
+    assert_eq!(h.tracker.calls_active(), 2);
+    let mut want = set(&held(10002));
+    want.extend(held(10004));
+    assert_eq!(h.open(), want);
 }

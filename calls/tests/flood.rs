@@ -69,3 +69,51 @@ fn distinct_call_ids_stay_capped() {
     assert_eq!(t.open_pinholes().len(), 2000);
     assert_eq!(open, 2000);
 }
+
+/// An answered call pushed out of a small dialog table by a flood of
+/// INVITEs from the allowlisted peer: its pinholes close by an action when
+/// it is evicted, what the tracker lists always equals what its actions
+/// opened, and its late BYE changes nothing.
+#[test]
+fn evicted_call_closes_its_pinholes() {
+    let mut h = Harness::with(Settings {
+        max_dialogs: 100,
+        ..settings()
+    });
+    let call = Call::new("kept@203.0.113.5", PEER, HOST);
+    h.inbound(&call.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, ""))));
+    h.outbound(&call.response(200, "OK", 1, "INVITE", Some(&sdp("192.0.2.10", 10000, ""))));
+    h.inbound(&call.request("ACK", 1, true, None));
+    let model = |log: &[Action]| {
+        let mut open = std::collections::BTreeSet::new();
+        for a in log {
+            match a {
+                Action::Open { pinhole, .. } => assert!(open.insert(*pinhole)),
+                Action::Close { pinhole, .. } => assert!(open.remove(pinhole)),
+            }
+        }
+        open
+    };
+    let ours: std::collections::BTreeSet<_> = h.open();
+    assert_eq!(ours.len(), 2);
+    for n in 0..150 {
+        let flood = Call::new(&format!("flood-{n}@203.0.113.5"), PEER, HOST);
+        h.inbound(&flood.request("INVITE", 1, false, Some(&sdp(PEER_MEDIA, 30000, ""))));
+        assert_eq!(h.open(), model(&h.log));
+    }
+    assert!(h.tracker.calls_active() <= 100);
+    assert!(h.tracker.stats().dialogs_evicted >= 51);
+    let closed: std::collections::BTreeSet<_> = h
+        .log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close { pinhole, call_id } if call_id == "kept@203.0.113.5" => Some(*pinhole),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, ours, "the eviction closed the call's pinholes");
+    assert!(h.open().is_empty());
+    assert!(h.inbound(&call.request("BYE", 2, true, None)).is_empty());
+    assert!(h.open().is_empty());
+    assert_eq!(h.open(), model(&h.log));
+}

@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use sipwall_calls::{Direction, Settings};
+use sipwall_calls::{Direction, Segment, Settings, Transport};
 
 const OUR_IP: &str = "192.0.2.10";
 
@@ -97,6 +97,9 @@ fn retransmitted_segment_is_dropped() {
     assert_eq!(h.tracker.calls_active(), 2);
 }
 
+/// Bytes that never come: the segment after the gap waits for them, then
+/// (a tick `GAP_WAIT` later) is taken as it is, resynchronising at the
+/// next message.
 #[test]
 fn gap_then_resync() {
     let mut h = Harness::new();
@@ -109,9 +112,98 @@ fn gap_then_resync() {
     let mut rest = b1[80..].to_vec();
     rest.extend_from_slice(t2.as_bytes());
     h.tcp(Direction::Inbound, peer, host, 5080, &rest);
+    assert_eq!(h.tracker.stats().messages, 0, "waiting for the gap");
+    assert!(h.tick(h.now + SEC / 2).is_empty());
+    assert_eq!(h.tracker.stats().messages, 0, "still waiting");
+    h.tick(h.now + SEC);
     assert_eq!(h.tracker.calls_active(), 1, "only the whole second message");
     assert_eq!(h.tracker.stats().messages, 1);
     assert_eq!(answer(&mut h, &c2, 10000), 2);
+}
+
+/// The next segment of a stream after the wait gives the gap up too.
+#[test]
+fn gap_given_up_by_a_later_segment() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (_, t1) = invite("tcp-w1");
+    let (_, t2) = invite("tcp-w2");
+    let (_, t3) = invite("tcp-w3");
+    let b1 = t1.as_bytes();
+    h.tcp(Direction::Inbound, peer, host, 5000, &b1[..60]);
+    let mut rest = b1[80..].to_vec();
+    rest.extend_from_slice(t2.as_bytes());
+    let next = 5080 + rest.len() as u32;
+    h.tcp(Direction::Inbound, peer, host, 5080, &rest);
+    h.now += 2 * SEC;
+    h.tcp(Direction::Inbound, peer, host, next, t3.as_bytes());
+    assert_eq!(h.tracker.stats().messages, 2);
+    assert_eq!(h.tracker.calls_active(), 2);
+}
+
+/// An INVITE in three segments arriving 1, 3, 2: the third is held until
+/// the second fills the gap, and the INVITE is read whole.
+#[test]
+fn out_of_order_segments_filled_in() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (call, text) = invite("tcp-ooo");
+    let b = text.as_bytes();
+    let (c1, c2) = (100, b.len() - 40);
+    let base = u32::MAX - 120; // across the sequence wrap
+    let at = |n: usize| base.wrapping_add(n as u32);
+    h.tcp(Direction::Inbound, peer, host, at(0), &b[..c1]);
+    h.tcp(Direction::Inbound, peer, host, at(c2), &b[c2..]);
+    // The held segment again (a retransmission), and one overlapping it.
+    h.tcp(Direction::Inbound, peer, host, at(c2), &b[c2..]);
+    h.tcp(Direction::Inbound, peer, host, at(c2 - 10), &b[c2 - 10..]);
+    assert_eq!(h.tracker.stats().messages, 0, "not whole yet");
+    // The gap fills, overlapping the held bytes on both sides.
+    h.tcp(
+        Direction::Inbound,
+        peer,
+        host,
+        at(c1 - 5),
+        &b[c1 - 5..c2 + 5],
+    );
+    let s = h.tracker.stats();
+    assert_eq!(s.messages, 1);
+    assert_eq!(s.parse_errors, 0);
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(answer(&mut h, &call, 10000), 2);
+    // Nothing is held any more: the next message is read at once.
+    let (_, t2) = invite("tcp-ooo-2");
+    h.tcp(Direction::Inbound, peer, host, at(b.len()), t2.as_bytes());
+    assert_eq!(h.tracker.calls_active(), 2);
+}
+
+/// More than 8 segments after a gap: the cap is hit, the gap is taken as
+/// lost at once and the stream resynchronises (no waiting, bounded memory).
+#[test]
+fn held_segments_capped() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (_, t1) = invite("tcp-c1");
+    let (c2, t2) = invite("tcp-c2");
+    let b1 = t1.as_bytes();
+    h.tcp(Direction::Inbound, peer, host, 5000, &b1[..60]);
+    let mut rest = b1[80..].to_vec();
+    rest.extend_from_slice(t2.as_bytes());
+    let piece = rest.len().div_ceil(9);
+    let mut seq = 5080u32;
+    for (n, chunk) in rest.chunks(piece).enumerate() {
+        assert_eq!(h.tracker.stats().messages, 0, "held, segment {n}");
+        h.tcp(Direction::Inbound, peer, host, seq, chunk);
+        seq += chunk.len() as u32;
+    }
+    assert_eq!(rest.chunks(piece).count(), 9);
+    assert_eq!(h.tracker.stats().messages, 1);
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(answer(&mut h, &c2, 10000), 2);
+    // One segment further ahead than the bytes cap is not held either.
+    let (_, t3) = invite("tcp-c3");
+    h.tcp(Direction::Inbound, peer, host, seq + 70_000, t3.as_bytes());
+    assert_eq!(h.tracker.calls_active(), 2);
 }
 
 #[test]
@@ -176,4 +268,67 @@ fn streams_capped() {
         assert!(h.tracker.streams_active() <= 4);
     }
     assert_eq!(h.tracker.stats().streams_evicted, 16);
+}
+
+/// A segment whose copy was cut (the ring keeps 4 KiB of a packet): the
+/// bytes it lacks are taken as lost at once, so the next message is read
+/// as it arrives instead of waiting for a gap that never fills.
+#[test]
+fn cut_copy_resyncs_at_once() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (_, t1) = invite("tcp-cut1");
+    let (c2, t2) = invite("tcp-cut2");
+    let b1 = t1.as_bytes();
+    let kept = 300;
+    h.now += SEC / 10;
+    let seg = Segment {
+        time_ns: h.now,
+        direction: Direction::Inbound,
+        transport: Transport::Tcp,
+        src: peer,
+        dst: host,
+        tcp_seq: Some(9000),
+        payload: &b1[..kept],
+    };
+    let a = h.tracker.feed_cut(&seg, b1.len() - kept);
+    assert!(a.is_empty());
+    // The next segment starts right after the cut one's real end.
+    h.tcp(
+        Direction::Inbound,
+        peer,
+        host,
+        9000 + b1.len() as u32,
+        t2.as_bytes(),
+    );
+    assert_eq!(h.tracker.stats().messages, 1, "read without waiting");
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(answer(&mut h, &c2, 10000), 2);
+    // A cut UDP datagram is not read.
+    let (_, t3) = invite("udp-cut");
+    let seg = Segment {
+        transport: Transport::Udp,
+        tcp_seq: None,
+        src: PEER.parse().unwrap(),
+        payload: &t3.as_bytes()[..200],
+        ..seg
+    };
+    let errors = h.tracker.stats().parse_errors;
+    assert!(h.tracker.feed_cut(&seg, 100).is_empty());
+    assert_eq!(h.tracker.calls_active(), 1);
+    assert_eq!(h.tracker.stats().parse_errors, errors + 1);
+}
+
+/// A connection seen from its SYN (no payload, one sequence number before
+/// the first byte): the first message is read at once, not held as if a
+/// byte were missing before it.
+#[test]
+fn stream_seen_from_its_syn() {
+    let mut h = Harness::new();
+    let (peer, host) = addrs();
+    let (c, t) = invite("tcp-syn");
+    h.tcp(Direction::Inbound, peer, host, 4_000_000, b"");
+    h.tcp(Direction::Inbound, peer, host, 4_000_001, t.as_bytes());
+    assert_eq!(h.tracker.stats().messages, 1);
+    assert_eq!(answer(&mut h, &c, 10000), 2);
 }

@@ -17,7 +17,8 @@ use pcap_file::{
     pcap::{PcapHeader, PcapPacket, PcapWriter},
     pcapng::{
         blocks::{
-            enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
+            enhanced_packet::EnhancedPacketBlock,
+            interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
         },
         PcapNgWriter,
     },
@@ -983,4 +984,291 @@ fn calls_mode_replays_the_calls_in_the_capture() {
         "{}",
         run.stdout
     );
+}
+
+/// A pcap whose frames carry the capture times given.
+fn write_pcap_timed(path: &Path, frames: &[(Duration, Vec<u8>)]) {
+    let file = File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut w = PcapWriter::new(file).expect("pcap header");
+    for (ts, f) in frames {
+        w.write_packet(&PcapPacket::new(*ts, f.len() as u32, f))
+            .expect("pcap packet");
+    }
+}
+
+fn sip_to_host(payload: Vec<u8>) -> Vec<u8> {
+    Frame::ipv4(PROVIDER_A, HOST)
+        .udp(5060, 5060)
+        .payload(&payload)
+        .build()
+}
+
+fn sip_from_host(payload: Vec<u8>) -> Vec<u8> {
+    Frame::ipv4(HOST, PROVIDER_A)
+        .udp(5060, 5060)
+        .payload(&payload)
+        .build()
+}
+
+fn rtp_to_host(src: Ipv4Addr, port: u16) -> Vec<u8> {
+    Frame::ipv4(src, HOST)
+        .udp(40000, port)
+        .payload(&[0x80; 172])
+        .build()
+}
+
+/// `check --pcap --local HOST --json` with `config`: each packet's reason.
+fn replay_reasons(dir: &TempDir, config: &str, pcap: &Path) -> Vec<String> {
+    let path = dir.join("replay.toml");
+    std::fs::write(&path, config).unwrap();
+    let run = sipwall(&[
+        "check",
+        "--pcap",
+        path_str(pcap),
+        "-c",
+        path_str(&path),
+        "--local",
+        &HOST.to_string(),
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let json: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    json["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .map(|p| p["reason"].as_str().unwrap_or("null").to_string())
+        .collect()
+}
+
+/// The reader runs on the capture's clock: this host's offer opens its
+/// port to any source for 32 s of capture time, not of replay time.
+#[test]
+fn calls_mode_offer_window_follows_capture_time() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let call = "window-1@192.0.2.10";
+    let at = |secs: u64| Duration::from_secs(1_700_000_000 + secs);
+    let frames = vec![
+        (
+            at(0),
+            sip_from_host(sip_with_sdp(
+                &format!("INVITE sip:p@{PROVIDER_A} SIP/2.0"),
+                call,
+                "1 INVITE",
+                "ht",
+                "",
+                HOST,
+                10040,
+            )),
+        ),
+        (at(1), rtp_to_host(STRANGER, 10040)),
+        (at(20), rtp_to_host(STRANGER, 10040)),
+        // 40 s after the offer: its window closed at 32 s.
+        (at(40), rtp_to_host(STRANGER, 10040)),
+    ];
+    let pcap = dir.join("window.pcap");
+    write_pcap_timed(&pcap, &frames);
+    let config = "[media]\nmode = \"calls\"\nrtp_ports = \"10000-10999\"\ncall_idle = \"600s\"\n";
+    assert_eq!(
+        replay_reasons(&dir, config, &pcap),
+        ["outbound", "rtp_allowed", "rtp_allowed", "rtp_unsolicited"]
+    );
+}
+
+/// Signalling the program drops never reaches the reader, as live (where
+/// only what passes is copied): an allowlisted peer's INVITE over its
+/// signalling rate limit opens nothing, though this host's answer is seen.
+#[test]
+fn calls_mode_reader_sees_only_passed_signalling() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let call = "limited-1@44.229.228.186";
+    let invite = sip_with_sdp(
+        &format!("INVITE sip:h@{HOST} SIP/2.0"),
+        call,
+        "1 INVITE",
+        "pt",
+        "",
+        PROVIDER_A,
+        40000,
+    );
+    let frames: Vec<Vec<u8>> = vec![
+        // Takes the one packet the limit lets through.
+        sip_to_host(sip(
+            &format!("OPTIONS sip:h@{HOST} SIP/2.0"),
+            "ping-1",
+            "1 OPTIONS",
+            "po",
+            "",
+            "",
+        )),
+        sip_to_host(invite),
+        sip_from_host(sip_with_sdp(
+            "SIP/2.0 200 OK",
+            call,
+            "1 INVITE",
+            "pt",
+            "ht",
+            HOST,
+            10020,
+        )),
+        rtp_to_host(PROVIDER_A, 10020),
+    ];
+    let pcap = dir.join("limited.pcap");
+    write_pcap(&pcap, &frames, DataLink::ETHERNET);
+    let config = "[signalling]\nrate_limit = \"1/s\"\nburst = 1\n\n[media]\nmode = \"calls\"\nrtp_ports = \"10000-10999\"\n";
+    assert_eq!(
+        replay_reasons(&dir, config, &pcap),
+        [
+            "sip_allowed",
+            "sip_ratelimited",
+            "outbound",
+            "rtp_unsolicited"
+        ]
+    );
+}
+
+/// An answered call pushed out of the dialog table (65,536 calls) by a
+/// flood of INVITEs from the allowlisted peer: its media no longer passes
+/// after the flood, nor after its BYE. The replay of the flood takes
+/// longer than the kernel's reader timeout (5 s): the reader's heartbeat
+/// must keep up, or the kernel falls back to `unattended = "range"` and
+/// passes every call's media by range.
+#[test]
+fn calls_mode_evicted_call_closes_in_a_long_replay() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let call = "evicted-1@44.229.228.186";
+    let mut frames: Vec<Vec<u8>> = vec![
+        sip_to_host(sip_with_sdp(
+            &format!("INVITE sip:h@{HOST} SIP/2.0"),
+            call,
+            "1 INVITE",
+            "pt",
+            "",
+            PROVIDER_A,
+            40000,
+        )),
+        sip_from_host(sip_with_sdp(
+            "SIP/2.0 200 OK",
+            call,
+            "1 INVITE",
+            "pt",
+            "ht",
+            HOST,
+            10020,
+        )),
+        sip_to_host(sip(
+            &format!("ACK sip:h@{HOST} SIP/2.0"),
+            call,
+            "1 ACK",
+            "pt",
+            "ht",
+            "",
+        )),
+        rtp_to_host(PROVIDER_A, 10020),
+    ];
+    const FLOOD: usize = 66_000;
+    for n in 0..FLOOD {
+        frames.push(sip_to_host(sip(
+            &format!("INVITE sip:h@{HOST} SIP/2.0"),
+            &format!("flood-{n}"),
+            "1 INVITE",
+            &format!("f{n}"),
+            "",
+            "",
+        )));
+    }
+    frames.push(rtp_to_host(PROVIDER_A, 10020));
+    frames.push(sip_to_host(sip(
+        &format!("BYE sip:h@{HOST} SIP/2.0"),
+        call,
+        "2 BYE",
+        "pt",
+        "ht",
+        "",
+    )));
+    frames.push(rtp_to_host(PROVIDER_A, 10020));
+    // All within one second of capture time: no unanswered INVITE times
+    // out, and no capture second passes to tick the reader in the replay.
+    let timed: Vec<(Duration, Vec<u8>)> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (
+                Duration::from_micros(1_700_000_000_000_000 + 10 * i as u64),
+                f,
+            )
+        })
+        .collect();
+    let pcap = dir.join("flood.pcap");
+    write_pcap_timed(&pcap, &timed);
+    let config = "[media]\nmode = \"calls\"\nrtp_ports = \"10000-10999\"\n";
+    let reasons = replay_reasons(&dir, config, &pcap);
+    assert_eq!(reasons.len(), FLOOD + 7);
+    assert_eq!(reasons[3], "rtp_allowed");
+    assert!(reasons[4..4 + FLOOD].iter().all(|r| r == "sip_allowed"));
+    assert_eq!(
+        reasons[4 + FLOOD..],
+        ["rtp_unsolicited", "sip_allowed", "rtp_unsolicited"]
+    );
+}
+
+/// pcapng times are counted in the interface's `if_tsresol` units
+/// (microseconds when absent), which pcap-file leaves to its user: the
+/// offer window closes 32 s into the capture either way.
+#[test]
+fn calls_mode_pcapng_times_follow_if_tsresol() {
+    sipwall_tests::skip_unless_root!();
+    let dir = TempDir::new();
+    let frames = [
+        sip_from_host(sip_with_sdp(
+            &format!("INVITE sip:p@{PROVIDER_A} SIP/2.0"),
+            "window-ng@192.0.2.10",
+            "1 INVITE",
+            "ht",
+            "",
+            HOST,
+            10040,
+        )),
+        rtp_to_host(STRANGER, 10040),
+        rtp_to_host(STRANGER, 10040),
+    ];
+    let secs = [0u64, 20, 40];
+    // (if_tsresol, units per second)
+    for (resol, per_second) in [(None, 1_000_000u64), (Some(9u8), 1_000_000_000)] {
+        let pcap = dir.join("window.pcapng");
+        let file = File::create(&pcap).unwrap();
+        let mut w = PcapNgWriter::new(file).expect("pcapng section");
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0xffff,
+            options: resol
+                .map(InterfaceDescriptionOption::IfTsResol)
+                .into_iter()
+                .collect(),
+        })
+        .expect("pcapng interface");
+        for (f, s) in frames.iter().zip(secs) {
+            // pcap-file writes the count of units it is given as nanoseconds.
+            let units = (1_700_000_000 + s) * per_second;
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(units),
+                original_len: f.len() as u32,
+                data: Cow::Borrowed(f),
+                options: vec![],
+            })
+            .expect("pcapng packet");
+        }
+        drop(w);
+        let config =
+            "[media]\nmode = \"calls\"\nrtp_ports = \"10000-10999\"\ncall_idle = \"600s\"\n";
+        assert_eq!(
+            replay_reasons(&dir, config, &pcap),
+            ["outbound", "rtp_allowed", "rtp_unsolicited"],
+            "if_tsresol {resol:?}"
+        );
+    }
 }

@@ -1481,6 +1481,7 @@ fn explain_agrees_with_check_on_every_frame() {
             .map(|f| replay::Frame {
                 data: f.clone(),
                 orig_len: f.len(),
+                ts_ns: None,
             })
             .collect();
         let checked = replay::check(&captured, &ruleset, &Local::default(), Direction::In)

@@ -132,6 +132,7 @@ fn checked() -> Vec<Checked> {
         one(4, Judged::Outbound),
         one(5, Judged::Inbound),
         one(6, Judged::NotRun("too short".into())),
+        one(7, Judged::Ran(Verdict::Drop, Reason::RtpUnsolicited)),
     ]
 }
 
@@ -236,7 +237,23 @@ fn top_json() {
 
 #[test]
 fn check_table_and_json() {
-    golden!("check.txt", &check::to_text(&checked()));
+    let text = check::to_text(&checked());
+    golden!("check.txt", &text);
+    // Every judged row's bytes end where the header's do, the longest
+    // reason (`rtp_unsolicited`) included.
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines[0].find("bytes").unwrap() + "bytes".len();
+    for line in lines[1..].iter().take_while(|l| !l.is_empty()) {
+        if line.contains("error") {
+            continue;
+        }
+        let number_end = line[..end].trim_end().len();
+        assert_eq!(number_end, end, "misaligned: {line:?}\n{text}");
+        assert!(
+            line[end..].is_empty() || line[end..].starts_with("  "),
+            "{line:?}"
+        );
+    }
     golden!("check.json", &printed!(&check::to_json(&checked(), None)));
     golden!(
         "check-note.json",

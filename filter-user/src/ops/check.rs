@@ -11,12 +11,16 @@ use crate::{
 };
 use anyhow::{Context as _, Result};
 use filter_common::{CounterFamily, OutReason, Reason};
-use filter_kernel::{maps::monotonic_ns, media::Copied};
+use filter_kernel::{
+    maps::monotonic_ns,
+    media::{Copied, CopyRing},
+};
 use pcap_file::{
     pcap::PcapReader,
-    pcapng::{Block, PcapNgReader},
-    DataLink,
+    pcapng::{blocks::interface_description::InterfaceDescriptionOption, Block, PcapNgReader},
+    DataLink, TsResolution,
 };
+use std::time::{Duration, Instant};
 
 /// One frame of a capture: the bytes captured, and the frame's length on
 /// the wire (more than the bytes when the capture's snap length cut it).
@@ -24,6 +28,9 @@ use pcap_file::{
 pub struct Frame {
     pub data: Vec<u8>,
     pub orig_len: usize,
+    /// When it was captured, in nanoseconds since the epoch (`None`: a
+    /// pcapng simple packet, which carries no time).
+    pub ts_ns: Option<u128>,
 }
 
 impl Frame {
@@ -172,6 +179,10 @@ pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
         let mut reader =
             PcapReader::new(file).map_err(|e| bad(format!("not a valid pcap file: {e}")))?;
         let link = reader.header().datalink;
+        let frac_ns: u128 = match reader.header().ts_resolution {
+            TsResolution::MicroSecond => 1_000,
+            TsResolution::NanoSecond => 1,
+        };
         if link != DataLink::ETHERNET {
             return Err(bad(format!(
                 "link type {link:?} is not supported: only Ethernet captures can be replayed"
@@ -187,13 +198,18 @@ pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
             })?;
             frames.push(Frame {
                 orig_len: packet.orig_len as usize,
+                ts_ns: Some(
+                    u128::from(packet.ts_sec) * 1_000_000_000
+                        + u128::from(packet.ts_frac) * frac_ns,
+                ),
                 data: packet.data.into_owned(),
             });
         }
     } else if magic == PCAPNG_MAGIC {
         let mut reader =
             PcapNgReader::new(file).map_err(|e| bad(format!("not a valid pcapng file: {e}")))?;
-        let mut links: Vec<DataLink> = Vec::new();
+        // Each interface's link type and timestamp unit (ns per unit).
+        let mut links: Vec<(DataLink, u128)> = Vec::new();
         while let Some(block) = reader.next_block() {
             let block = block.map_err(|e| {
                 bad(format!(
@@ -203,19 +219,30 @@ pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
             })?;
             match block {
                 Block::SectionHeader(_) => links.clear(),
-                Block::InterfaceDescription(idb) => links.push(idb.linktype),
+                Block::InterfaceDescription(idb) => {
+                    let resol = idb.options.iter().find_map(|o| match o {
+                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                        _ => None,
+                    });
+                    links.push((idb.linktype, ns_per_unit(resol)));
+                }
                 Block::EnhancedPacket(epb) => {
                     let link = links.get(epb.interface_id as usize).copied();
-                    ensure_ethernet(link, frames.len()).map_err(bad)?;
+                    ensure_ethernet(link.map(|l| l.0), frames.len()).map_err(bad)?;
+                    // pcap-file reads the raw count of the interface's
+                    // units as nanoseconds; scale it by the real unit.
+                    let unit = link.map_or(1_000, |l| l.1);
                     frames.push(Frame {
                         orig_len: epb.original_len as usize,
+                        ts_ns: Some(epb.timestamp.as_nanos().saturating_mul(unit)),
                         data: epb.data.into_owned(),
                     });
                 }
                 Block::SimplePacket(spb) => {
-                    ensure_ethernet(links.first().copied(), frames.len()).map_err(bad)?;
+                    ensure_ethernet(links.first().map(|l| l.0), frames.len()).map_err(bad)?;
                     frames.push(Frame {
                         orig_len: spb.original_len as usize,
+                        ts_ns: None,
                         data: spb.data.into_owned(),
                     });
                 }
@@ -226,6 +253,23 @@ pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
         return Err(bad("not a pcap or pcapng file (unknown magic number)".into()).into());
     }
     Ok(frames)
+}
+
+/// Nanoseconds per timestamp unit of a pcapng interface's `if_tsresol`:
+/// 10^-n s, or 2^-n s with the high bit set; microseconds when absent.
+/// Units finer than a nanosecond count as one (a replay needs no finer).
+fn ns_per_unit(tsresol: Option<u8>) -> u128 {
+    let Some(r) = tsresol else { return 1_000 };
+    let n = u32::from(r & 0x7f);
+    let per_second = if r & 0x80 == 0 {
+        10u128.checked_pow(n)
+    } else {
+        2u128.checked_pow(n)
+    };
+    match per_second {
+        Some(p) if p != 0 => (1_000_000_000 / p).max(1),
+        _ => 1,
+    }
 }
 
 fn ensure_ethernet(link: Option<DataLink>, index: usize) -> Result<(), String> {
@@ -251,6 +295,93 @@ pub enum Direction {
 /// Why `--direction out` refuses a configuration whose egress is open.
 pub const OPEN_EGRESS_NOTE: &str = "--direction out: egress is open in this configuration ([egress] mode = \"open\", the default): the egress program judges nothing. Replay with the strict egress configuration you mean to roll out (dry_run = true is fine)";
 
+/// Calls mode's side of a replay: the reader, fed the copies the program
+/// makes as it runs the frames (as `run`'s is), on the capture's clock.
+struct Replay {
+    reader: CallReader,
+    ring: CopyRing,
+    /// The kernel-clock time the capture's first frame is mapped to.
+    base_ns: u64,
+    first_ts: Option<u128>,
+    /// The capture time of the latest frame, mapped (never going back).
+    now_ns: u64,
+    /// When the tracker is next ticked, in capture time.
+    next_tick_ns: u64,
+    /// When the heartbeat was last written, on the wall clock.
+    heartbeat: Instant,
+}
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+impl Replay {
+    fn new(runner: &mut Runner, ruleset: &Ruleset) -> Result<Replay> {
+        let mut reader = CallReader::new(runner.media_maps()?, ruleset, None)?;
+        let ring = runner.copy_ring()?;
+        let base_ns = monotonic_ns();
+        reader.tick_at(base_ns)?;
+        Ok(Replay {
+            reader,
+            ring,
+            base_ns,
+            first_ts: None,
+            now_ns: base_ns,
+            next_tick_ns: base_ns + SECOND_NS,
+            heartbeat: Instant::now(),
+        })
+    }
+
+    /// Moves the reader's clock to the frame's capture time: the tracker
+    /// is ticked whenever a capture second has passed (its offer windows
+    /// and unanswered INVITEs expire as they would have live); the
+    /// heartbeat follows the wall clock, which is the kernel's, so that a
+    /// replay longer than the reader timeout is not taken as unattended.
+    fn advance(&mut self, ts: Option<u128>) -> Result<()> {
+        if let Some(ts) = ts {
+            let first = *self.first_ts.get_or_insert(ts);
+            let since = u64::try_from(ts.saturating_sub(first)).unwrap_or(u64::MAX);
+            self.now_ns = self.now_ns.max(self.base_ns.saturating_add(since));
+        }
+        if self.now_ns >= self.next_tick_ns {
+            self.reader.tick_at(self.now_ns)?;
+            self.next_tick_ns = self.now_ns.saturating_add(SECOND_NS);
+            self.heartbeat = Instant::now();
+        } else if self.heartbeat.elapsed() >= Duration::from_secs(1) {
+            self.reader.heartbeat()?;
+            self.heartbeat = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Feeds the reader the copies the program made of the frame just run
+    /// (it copies only signalling it passes, as live). Without a local
+    /// address every frame is run out with `--direction out`: the copies
+    /// are then taken as the peer's, as before, so that no pinhole opens
+    /// on a guess (CALLS_NOTE).
+    fn take_copies(&mut self, captured: &Frame, local_known: bool) {
+        // The program saw the bytes captured; what the snap length cut
+        // is missing from its copy as from one the ring cut.
+        let cut = captured.orig_len.saturating_sub(captured.data.len()) as u32;
+        while let Some(mut copy) = self.ring.next_copy() {
+            copy.ts_ns = self.now_ns;
+            copy.len = copy.len.saturating_add(cut);
+            copy.outbound &= local_known;
+            self.reader.take(&copy);
+        }
+    }
+
+    /// Feeds the reader a frame no program ran: one this host sent, with
+    /// `--direction in` (the egress program copies what the host sends).
+    fn take_unrun(&mut self, captured: &Frame, outbound: bool) {
+        self.reader.take(&Copied {
+            ts_ns: self.now_ns,
+            len: captured.orig_len as u32,
+            outbound,
+            l3: false,
+            data: captured.data.clone(),
+        });
+    }
+}
+
 /// Runs every frame through the program loaded with `ruleset`: inbound,
 /// all but those `local` sent; outbound, those `local` sent (every frame
 /// when no local address is given).
@@ -262,12 +393,9 @@ pub fn check(
 ) -> Result<Vec<Checked>> {
     let mut runner = Runner::new(ruleset)?;
     // Calls mode: the reader follows the capture's calls as `run`'s would,
-    // frame by frame, into this copy's pinholes; its heartbeat keeps the
-    // kernel from falling back to `unattended`.
-    let mut reader = if ruleset.media.calls() {
-        let mut reader = CallReader::new(runner.media_maps()?, ruleset, None)?;
-        reader.tick()?;
-        Some(reader)
+    // frame by frame, into this copy's pinholes.
+    let mut replay = if ruleset.media.calls() {
+        Some(Replay::new(&mut runner, ruleset)?)
     } else {
         None
     };
@@ -277,14 +405,8 @@ pub fn check(
         .map(|(index, captured)| {
             let frame = captured.data.as_slice();
             let sent = local.sent(frame);
-            if let Some(reader) = reader.as_mut() {
-                reader.take(&Copied {
-                    ts_ns: monotonic_ns(),
-                    len: captured.orig_len as u32,
-                    outbound: sent,
-                    l3: false,
-                    data: frame.to_vec(),
-                });
+            if let Some(replay) = replay.as_mut() {
+                replay.advance(captured.ts_ns)?;
             }
             let result = if direction == Direction::In && sent {
                 Judged::Outbound
@@ -325,6 +447,17 @@ pub fn check(
                     }
                 }
             };
+            if let Some(replay) = replay.as_mut() {
+                match &result {
+                    // What the program passed and copied, as live.
+                    Judged::Ran(..) | Judged::RanOut(..) | Judged::NotRun(_) => {
+                        replay.take_copies(captured, !local.addrs.is_empty())
+                    }
+                    // No program ran it: the other side's, taken as is.
+                    Judged::Outbound => replay.take_unrun(captured, true),
+                    Judged::Inbound => replay.take_unrun(captured, false),
+                }
+            }
             Ok(Checked {
                 index,
                 len: frame.len(),
@@ -422,39 +555,29 @@ fn count_reasons<F: CounterFamily>(
 }
 
 pub fn to_text(results: &[Checked]) -> String {
-    let mut out = String::from("  #  verdict  reason        bytes\n");
+    // As wide as the longest name that can appear, so that every row's
+    // bytes line up whatever the capture holds.
+    let width = Reason::MEMBERS
+        .iter()
+        .map(|r| r.name())
+        .chain(OutReason::MEMBERS.iter().map(|r| r.name()))
+        .chain(["reason", "outbound", "inbound"])
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let row = |index: usize, verdict: &str, reason: &str, len: usize| {
+        format!("{index:>3}  {verdict:<7}  {reason:<width$} {len:>6}\n")
+    };
+    let mut out = format!(
+        "{:>3}  {:<7}  {:<width$} {:>6}\n",
+        "#", "verdict", "reason", "bytes"
+    );
     for c in results {
         match &c.result {
-            Judged::Ran(v, r) => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<12} {:>6}\n",
-                    c.index,
-                    v.name(),
-                    r.name(),
-                    c.len
-                )
-            }
-            Judged::RanOut(v, r) => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<16} {:>6}\n",
-                    c.index,
-                    v.name(),
-                    r.name(),
-                    c.len
-                )
-            }
-            Judged::Outbound => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<12} {:>6}\n",
-                    c.index, "-", "outbound", c.len
-                )
-            }
-            Judged::Inbound => {
-                out += &format!(
-                    "{:>3}  {:<7}  {:<12} {:>6}\n",
-                    c.index, "-", "inbound", c.len
-                )
-            }
+            Judged::Ran(v, r) => out += &row(c.index, &v.name(), r.name(), c.len),
+            Judged::RanOut(v, r) => out += &row(c.index, &v.name(), r.name(), c.len),
+            Judged::Outbound => out += &row(c.index, "-", "outbound", c.len),
+            Judged::Inbound => out += &row(c.index, "-", "inbound", c.len),
             Judged::NotRun(e) => out += &format!("{:>3}  error    {e}\n", c.index),
         }
         if let Some(wire) = c.truncated_from {

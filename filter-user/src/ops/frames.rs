@@ -5,7 +5,7 @@
 //! `etherparse`.
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TransportSlice};
 
 /// The transport facts of one frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,43 @@ pub fn transported(frame: &[u8], l3: bool) -> Option<Transported<'_>> {
             v6.header().destination_addr().into(),
         ),
         NetSlice::Arp(_) => return None,
+    };
+    match sliced.transport? {
+        TransportSlice::Udp(udp) => Some(Transported {
+            tcp: false,
+            src: SocketAddr::new(src, udp.source_port()),
+            dst: SocketAddr::new(dst, udp.destination_port()),
+            tcp_seq: None,
+            payload: udp.payload(),
+        }),
+        TransportSlice::Tcp(tcp) => Some(Transported {
+            tcp: true,
+            src: SocketAddr::new(src, tcp.source_port()),
+            dst: SocketAddr::new(dst, tcp.destination_port()),
+            tcp_seq: Some(tcp.sequence_number()),
+            payload: tcp.payload(),
+        }),
+        _ => None,
+    }
+}
+
+/// [`transported`] for a frame cut short (a copy at the ring's limit):
+/// its headers and the start of its payload; `None` when cut before the
+/// transport header.
+pub fn transported_cut(frame: &[u8], l3: bool) -> Option<Transported<'_>> {
+    let ip = if l3 { frame } else { after_link(frame)? };
+    // Lax: the IP header's length says more than the copy holds.
+    let sliced = LaxSlicedPacket::from_ip(ip).ok()?;
+    let (src, dst): (IpAddr, IpAddr) = match sliced.net.as_ref()? {
+        LaxNetSlice::Ipv4(v4) => (
+            v4.header().source_addr().into(),
+            v4.header().destination_addr().into(),
+        ),
+        LaxNetSlice::Ipv6(v6) => (
+            v6.header().source_addr().into(),
+            v6.header().destination_addr().into(),
+        ),
+        LaxNetSlice::Arp(_) => return None,
     };
     match sliced.transport? {
         TransportSlice::Udp(udp) => Some(Transported {
@@ -129,5 +166,27 @@ mod tests {
         let mut arp = plain.clone();
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(transported(&arp, false).is_none());
+    }
+
+    #[test]
+    fn reads_the_start_of_a_cut_segment() {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([44, 229, 228, 186], [192, 0, 2, 1], 64)
+            .tcp(5060, 40000, 777, 1000);
+        let mut whole = Vec::new();
+        b.write(&mut whole, &[b'x'; 200]).unwrap();
+        let cut = &whole[..whole.len() - 150];
+        assert!(transported(cut, false).is_none(), "strict: cut is refused");
+        let t = transported_cut(cut, false).unwrap();
+        assert_eq!(t.tcp_seq, Some(777));
+        assert_eq!(t.payload, &[b'x'; 50]);
+        assert_eq!(t.dst, "192.0.2.1:40000".parse().unwrap());
+        // A cut UDP datagram, likewise (the tracker will not read it).
+        let udp = udp_frame(&[b'y'; 200]);
+        let t = transported_cut(&udp[..udp.len() - 150], false).unwrap();
+        assert!(!t.tcp);
+        assert_eq!(t.payload, &[b'y'; 50]);
+        // Cut inside the TCP header: nothing.
+        assert!(transported_cut(&whole[..14 + 20 + 10], false).is_none());
     }
 }

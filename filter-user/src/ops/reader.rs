@@ -13,7 +13,10 @@ use filter_policy::ruleset::Ruleset;
 use sipwall_calls::{Action, Direction, Pinhole, Remote, Segment, Settings, Tracker, Transport};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
-use super::{frames::transported, media_metrics::MediaMetrics};
+use super::{
+    frames::{transported, transported_cut},
+    media_metrics::MediaMetrics,
+};
 
 /// Follows calls and keeps their pinholes in the kernel.
 pub struct CallReader {
@@ -71,7 +74,8 @@ impl CallReader {
             });
         }
         for (call_id, pinholes) in &calls {
-            self.tracker.adopt(call_id, pinholes);
+            let actions = self.tracker.adopt(call_id, pinholes);
+            self.apply(actions);
         }
         Ok(calls.len())
     }
@@ -84,11 +88,19 @@ impl CallReader {
 
     /// One copy: fed to the tracker, its actions applied.
     pub fn take(&mut self, copy: &Copied) {
-        let Some(t) = transported(&copy.data, copy.l3) else {
+        // A copy cut at the ring's limit holds only the start of its
+        // packet: over TCP the start is read and the rest taken as lost
+        // (the stream resynchronises after it); a cut datagram is counted
+        // as a parse error, not read.
+        let missing = (copy.len as usize).saturating_sub(copy.data.len());
+        let t = if missing > 0 {
+            transported_cut(&copy.data, copy.l3)
+        } else {
+            transported(&copy.data, copy.l3)
+        };
+        let Some(t) = t else {
             return;
         };
-        // A copy cut at the ring's limit holds only the start of its
-        // payload: a TCP stream sees a gap after it and resynchronises.
         let segment = Segment {
             time_ns: copy.ts_ns,
             direction: if copy.outbound {
@@ -106,15 +118,22 @@ impl CallReader {
             tcp_seq: t.tcp_seq,
             payload: t.payload,
         };
-        let actions = self.tracker.feed(&segment);
+        let actions = self.tracker.feed_cut(&segment, missing);
         self.apply(actions);
     }
 
     /// Once a second: the heartbeat, the offer windows and abandoned
     /// INVITEs the tracker lets go, and the calls whose media went idle.
     pub fn tick(&mut self) -> Result<()> {
+        self.tick_at(monotonic_ns())
+    }
+
+    /// [`CallReader::tick`] with the tracker's clock at `now_ns` (a
+    /// replay's capture time). The heartbeat and the idle sweep stay on
+    /// the kernel's clock: the kernel reads them by its own.
+    pub fn tick_at(&mut self, now_ns: u64) -> Result<()> {
         self.maps.heartbeat()?;
-        let actions = self.tracker.tick(monotonic_ns());
+        let actions = self.tracker.tick(now_ns);
         self.apply(actions);
         for call_id in self.maps.sweep(self.idle_ns)? {
             let actions = self.tracker.close_call(&call_id);
@@ -158,6 +177,11 @@ impl CallReader {
         if let Some(m) = &self.metrics {
             m.set_calls_active(self.tracker.calls_active() as u64);
         }
+    }
+
+    /// Writes the heartbeat alone (a replay between its ticks).
+    pub fn heartbeat(&mut self) -> Result<()> {
+        self.maps.heartbeat()
     }
 
     /// Calls followed now.
