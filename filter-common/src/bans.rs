@@ -39,6 +39,40 @@ pub const BAN_HOST_WORDS: u32 = 1 << 18;
 /// Words of the whole ban gate map: IPv4 half, IPv6 half, host bitmap.
 pub const BAN_GATE_LEN: u32 = 2 * BAN_GATE_WORDS + BAN_HOST_WORDS;
 
+/// The single banned IPv4 addresses again, as the program looks them up:
+/// an array of buckets of one cache line each, [`BAN_SLOT_WAYS`] (address,
+/// expiry) pairs, every address in one of two buckets ([`ban_buckets_v4`]).
+/// Two array reads and a few compares, where the hash `BAN_HOSTS_V4` costs
+/// a hash of the key and a walk of its chain (about 5 ns a banned packet,
+/// more with 100,000 bans). The hash stays the record (`ban list`), and
+/// the answer when an address found no room here: then the overflow
+/// bucket's first word is set, and a miss here asks the hash.
+pub const BAN_SLOT_BUCKETS: u32 = 1 << 16;
+pub const BAN_SLOT_WAYS: usize = 4;
+/// Entries of the slot array: the buckets, then the overflow bucket.
+pub const BAN_SLOT_LEN: u32 = BAN_SLOT_BUCKETS + 1;
+/// A bucket: word `2i` the address's tag ([`ban_slot_tag`]; 0 empty), word
+/// `2i + 1` its `BanEntry::effective_ns`.
+pub type BanBucket = [u64; 2 * BAN_SLOT_WAYS];
+
+/// The two buckets an IPv4 address (its 4 bytes in packet order, read as
+/// a native u32, as the program holds it) may sit in.
+#[inline(always)]
+pub fn ban_buckets_v4(addr: u32) -> (u32, u32) {
+    let shift = 32 - BAN_SLOT_BUCKETS.trailing_zeros();
+    (
+        addr.wrapping_mul(0x9e37_79b9) >> shift,
+        (addr ^ 0x5bd1_e995).wrapping_mul(0x85eb_ca6b) >> shift,
+    )
+}
+
+/// An address's tag in its slot: never 0, so that 0.0.0.0 is not an
+/// empty slot.
+#[inline(always)]
+pub fn ban_slot_tag(addr: u32) -> u64 {
+    u64::from(addr) | 1 << 32
+}
+
 /// The word (index into the whole gate map) and bit of an IPv4 address
 /// (host byte order) in the gate's host bitmap.
 #[inline(always)]

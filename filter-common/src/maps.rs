@@ -52,6 +52,10 @@ pub const BAN_HOSTS_V6: &str = "BAN_HOSTS_V6";
 /// ([`crate::BAN_GATE_WORDS`] each), then its host bitmap
 /// ([`crate::BAN_HOST_WORDS`]), memory-mappable.
 pub const BAN_GATE: &str = "BAN_GATE";
+/// Array of [`crate::BanBucket`]: the single banned IPv4 addresses in
+/// buckets the program reads in one cache line
+/// ([`crate::BAN_SLOT_BUCKETS`]), memory-mappable.
+pub const BAN_SLOTS_V4: &str = "BAN_SLOTS_V4";
 /// LRU hash of [`crate::FlowKeyV4`] → [`crate::FlowSeen`]: the host's
 /// own IPv4 flows, learnt by the TC egress program (strict mode's
 /// replies).
@@ -84,7 +88,7 @@ pub const EGRESS_POLICY: &str = "EGRESS_POLICY";
 pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
 /// Every map of the program, each pinned under its name.
-pub const ALL: [&str; 42] = [
+pub const ALL: [&str; 43] = [
     COUNTERS,
     ACTIVE,
     POLICY,
@@ -107,6 +111,7 @@ pub const ALL: [&str; 42] = [
     BAN_HOSTS_V4,
     BAN_HOSTS_V6,
     BAN_GATE,
+    BAN_SLOTS_V4,
     FLOWS_V4,
     FLOWS_V6,
     REPLY_CACHE,

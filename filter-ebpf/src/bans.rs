@@ -3,20 +3,21 @@
 //! One word of the gate answers "no" for every source outside the /24s a
 //! ban touches, whatever the size of the set; one bit of its host bitmap
 //! answers "no" for a neighbour of a banned address. Behind a set bit,
-//! single banned addresses are one hash lookup, shorter prefixes a trie
-//! lookup. Both checks stay in this function's caller: a call costs a
+//! a single banned IPv4 address is found in one of two buckets of an
+//! array (`filter_common::BAN_SLOT_BUCKETS`), an IPv6 one by a hash
+//! lookup, shorter prefixes by a trie lookup. Both checks stay in this function's caller: a call costs a
 //! return, which this CPU's mitigations make dear. Expiry is a comparison
 //! with the kernel's coarse clock, so a ban ends on time (to a tick) with
 //! nothing in userspace running.
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use filter_common::{
-    ban_host_bit_v4, ban_host_bit_v6, BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS,
-    BAN_PERMANENT,
+    ban_buckets_v4, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry, BAN_GATE_HOSTS,
+    BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT, BAN_SLOT_BUCKETS, BAN_SLOT_WAYS,
 };
 
 use crate::{
     clock,
-    maps::{BAN_GATE, BAN_HOSTS_V4, BAN_HOSTS_V6, BAN_V4, BAN_V6},
+    maps::{BAN_GATE, BAN_HOSTS_V4, BAN_HOSTS_V6, BAN_SLOTS_V4, BAN_V4, BAN_V6},
     parse::v4_of_key,
 };
 
@@ -38,8 +39,59 @@ pub fn banned(v6: bool, src: [u64; 2]) -> bool {
             return false;
         }
         let gate = hosts_filtered(gate, ban_host_bit_v4(addr));
+        if gate == 0 {
+            return false;
+        }
         // The address's 4 bytes in packet order (see `parse::v4_key`).
-        gate != 0 && banned_v4(gate, (src[1] >> 32) as u32)
+        let key = (src[1] >> 32) as u32;
+        // A single banned address, the common ban, is looked up here, in
+        // its two buckets: a call to the rare path would cost its return.
+        if gate & BAN_GATE_HOSTS != 0 {
+            match host_slot_v4(key) {
+                Some(effective_ns) => return live_until(effective_ns),
+                None if overflowed() => {
+                    if let Some(entry) = BAN_HOSTS_V4.get_ptr(key) {
+                        // SAFETY: a value of the map, valid during this
+                        // program run; userspace replaces entries whole.
+                        return live(unsafe { &*entry });
+                    }
+                }
+                None => {}
+            }
+        }
+        gate & BAN_GATE_PREFIXES != 0 && banned_v4_prefix(key)
+    }
+}
+
+/// The expiry of a single banned IPv4 address (`addr` in packet order)
+/// from its slot, if it has one.
+#[inline(always)]
+fn host_slot_v4(addr: u32) -> Option<u64> {
+    let (first, second) = ban_buckets_v4(addr);
+    let tag = ban_slot_tag(addr);
+    in_bucket(first, tag).or_else(|| in_bucket(second, tag))
+}
+
+// An index loop bounded by a constant: the form the verifier follows.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn in_bucket(bucket: u32, tag: u64) -> Option<u64> {
+    let b = BAN_SLOTS_V4.get(bucket)?;
+    for i in 0..BAN_SLOT_WAYS {
+        if b[2 * i] == tag {
+            return Some(b[2 * i + 1]);
+        }
+    }
+    None
+}
+
+/// Whether some single IPv4 ban found no slot (then a miss in the slots
+/// asks the hash), or the ban set is being rewritten.
+#[inline(always)]
+fn overflowed() -> bool {
+    match BAN_SLOTS_V4.get(BAN_SLOT_BUCKETS) {
+        Some(b) => b[0] != 0,
+        None => true,
     }
 }
 
@@ -79,19 +131,10 @@ struct V6Key {
     data: [u32; 4],
 }
 
-/// The rare path, behind a set gate bit; the address comes in registers.
+/// The rare path: a /24 some shorter ban prefix covers; the address
+/// comes in a register.
 #[inline(never)]
-fn banned_v4(gate: u64, addr: u32) -> bool {
-    if gate & BAN_GATE_HOSTS != 0 {
-        if let Some(entry) = BAN_HOSTS_V4.get_ptr(addr) {
-            // SAFETY: a value of the map, valid during this program run;
-            // userspace replaces entries whole.
-            return live(unsafe { &*entry });
-        }
-    }
-    if gate & BAN_GATE_PREFIXES == 0 {
-        return false;
-    }
+fn banned_v4_prefix(addr: u32) -> bool {
     let key = V4Key {
         prefix_len: 32,
         data: addr,
@@ -134,8 +177,13 @@ fn in_trie<K>(trie: &LpmTrie<K, BanEntry>, key: &Key<K>) -> bool {
 /// Whether a ban entry (the most specific matching one) has not ended.
 #[inline(always)]
 fn live(entry: &BanEntry) -> bool {
-    if entry.effective_ns == BAN_PERMANENT {
+    live_until(entry.effective_ns)
+}
+
+#[inline(always)]
+fn live_until(effective_ns: u64) -> bool {
+    if effective_ns == BAN_PERMANENT {
         return true;
     }
-    clock::now_ns() < entry.effective_ns
+    clock::now_ns() < effective_ns
 }

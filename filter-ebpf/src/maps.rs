@@ -131,6 +131,13 @@ pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
 #[map]
 pub static BAN_GATE: Array<u64> = Array::with_max_entries(BAN_GATE_LEN, BPF_F_MMAPABLE);
 
+/// The single banned IPv4 addresses in buckets of one cache line
+/// (`filter_common::BAN_SLOT_BUCKETS`), then the overflow bucket: what
+/// the program looks a banned-looking IPv4 source up in first.
+#[map]
+pub static BAN_SLOTS_V4: Array<filter_common::BanBucket> =
+    Array::with_max_entries(filter_common::BAN_SLOT_LEN, BPF_F_MMAPABLE);
+
 /// Each CPU's copy of the coarse clock, by jiffy (see `clock.rs`).
 #[map]
 pub static CLOCK: PerCpuArray<CoarseClock> = PerCpuArray::with_max_entries(1, 0);

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use filter_common::{
-    ban_host_bit_v4, ban_host_bit_v6, BanEntry, BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS,
-    BAN_PERMANENT,
+    ban_buckets_v4, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry, BAN_GATE_HOSTS,
+    BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT, BAN_SLOT_BUCKETS, BAN_SLOT_WAYS,
 };
 use ipnet::IpNet;
 
@@ -104,6 +104,63 @@ pub fn gate_union(a: &BTreeMap<u32, u64>, b: &BTreeMap<u32, u64>) -> BTreeMap<u3
     out
 }
 
+/// u64 words of one bucket of `BAN_SLOTS_V4`.
+pub const BUCKET_WORDS: u32 = 2 * BAN_SLOT_WAYS as u32;
+/// The word of `BAN_SLOTS_V4` that says some address found no slot (the
+/// overflow bucket's first).
+pub const OVERFLOW_WORD: u32 = BAN_SLOT_BUCKETS * BUCKET_WORDS;
+
+/// The slot array of the single banned IPv4 addresses among `bans`, as
+/// its words that are not zero (by index; the overflow word left out),
+/// and whether some address found no room: each goes into the first of
+/// its two buckets with a free slot, in address order, so the same set
+/// always gives the same array.
+pub fn slots_v4(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
+    let mut hosts: Vec<(std::net::Ipv4Addr, u64)> = bans
+        .iter()
+        .zip(entries(bans))
+        .filter_map(|(b, e)| match b.net {
+            IpNet::V4(n) if n.prefix_len() == 32 => Some((n.addr(), e.effective_ns)),
+            _ => None,
+        })
+        .collect();
+    hosts.sort();
+    let mut used: HashMap<u32, usize> = HashMap::new();
+    let mut words = BTreeMap::new();
+    let mut overflow = false;
+    for (addr, effective_ns) in hosts {
+        // The program's view: the 4 bytes in packet order, as a native u32.
+        let key = u32::from_ne_bytes(addr.octets());
+        let (first, second) = ban_buckets_v4(key);
+        let Some(bucket) = [first, second]
+            .into_iter()
+            .find(|b| used.get(b).copied().unwrap_or(0) < BAN_SLOT_WAYS)
+        else {
+            overflow = true;
+            continue;
+        };
+        let way = used.entry(bucket).or_insert(0);
+        let at = bucket * BUCKET_WORDS + 2 * *way as u32;
+        *way += 1;
+        words.insert(at, ban_slot_tag(key));
+        words.insert(at + 1, effective_ns);
+    }
+    (words, overflow)
+}
+
+/// The slot words to write to go from `from` (as read, the overflow word
+/// among them) to `to`, expiries before tags: an address never shows
+/// with another's expiry for longer than its own tag takes to follow.
+/// The overflow word is left to the caller.
+pub fn slot_changes(from: &BTreeMap<u32, u64>, to: &BTreeMap<u32, u64>) -> Vec<(u32, u64)> {
+    let mut changes: Vec<(u32, u64)> = gate_changes(from, to)
+        .into_iter()
+        .filter(|&(i, _)| i != OVERFLOW_WORD)
+        .collect();
+    changes.sort_by_key(|&(i, _)| (i % 2 == 0, i));
+    changes
+}
+
 /// Where a single address's bit is in the gate's host bitmap.
 fn host_bit(net: &IpNet) -> (u32, u32) {
     match net {
@@ -119,6 +176,7 @@ fn host_bit(net: &IpNet) -> (u32, u32) {
 mod tests {
     use super::*;
     use filter_common::BAN_GATE_LEN;
+    use std::net::Ipv4Addr;
 
     fn ban(net: &str, expires_ns: u64) -> Ban {
         Ban {
@@ -208,5 +266,83 @@ mod tests {
         for last in 2..=255 {
             assert_ne!(v6(last), (word6, bit6), "{last}");
         }
+    }
+
+    /// Every single IPv4 ban has a slot in one of its two buckets, with
+    /// its effective expiry; prefixes and IPv6 addresses have none; a
+    /// bucket's fifth address overflows.
+    #[test]
+    fn single_ipv4_bans_in_their_buckets() {
+        let bans: Vec<Ban> = (0..100_000u32)
+            .map(|i| Ban {
+                net: IpNet::from(ipnet::Ipv4Net::from(Ipv4Addr::from(0x0a00_0000 + i * 7))),
+                expires_ns: 1000 + u64::from(i),
+            })
+            .chain([ban("10.0.0.0/8", 5000), ban("2001:db8::1/128", 9)])
+            .collect();
+        let (words, overflow) = slots_v4(&bans);
+        assert!(!overflow);
+        assert_eq!(words.len(), 2 * 100_000);
+        for i in [0u32, 1, 4242, 99_999] {
+            let addr = Ipv4Addr::from(0x0a00_0000 + i * 7);
+            let key = u32::from_ne_bytes(addr.octets());
+            let (first, second) = ban_buckets_v4(key);
+            let found: Vec<u64> = [first, second]
+                .iter()
+                .flat_map(|b| (0..BAN_SLOT_WAYS as u32).map(move |w| b * BUCKET_WORDS + 2 * w))
+                .filter(|at| words.get(at) == Some(&ban_slot_tag(key)))
+                .map(|at| words[&(at + 1)])
+                .collect();
+            // The later of its own expiry and the /8's covering it.
+            assert_eq!(found, vec![(1000 + u64::from(i)).max(5000)], "{addr}");
+        }
+        assert!(words.keys().all(|&i| i < OVERFLOW_WORD));
+
+        // An address whose two buckets are full has no room: four others
+        // fill its first bucket, four more its second, all before it in
+        // address order.
+        let buckets = |a: u32| ban_buckets_v4(u32::from_ne_bytes(Ipv4Addr::from(a).octets()));
+        let last = (0..=u32::MAX)
+            .rev()
+            .find(|&a| buckets(a).0 == 0 && buckets(a).1 != 0)
+            .unwrap();
+        let second = buckets(last).1;
+        let fill = |bucket: u32| (0..last).filter(move |&a| buckets(a).0 == bucket).take(4);
+        let full: Vec<Ban> = fill(0)
+            .chain(fill(second))
+            .chain([last])
+            .map(|a| Ban {
+                net: IpNet::from(ipnet::Ipv4Net::from(Ipv4Addr::from(a))),
+                expires_ns: BAN_PERMANENT,
+            })
+            .collect();
+        assert_eq!(full.len(), 9);
+        let (words, overflow) = slots_v4(&full);
+        assert!(overflow);
+        assert_eq!(words.len(), 2 * 8);
+    }
+
+    /// A change writes only what differs, expiries before tags, and never
+    /// the overflow word.
+    #[test]
+    fn slot_changes_write_expiries_first() {
+        let a = [ban("192.0.2.1/32", 10), ban("192.0.2.2/32", 20)];
+        let b = [ban("192.0.2.2/32", 30), ban("192.0.2.3/32", 40)];
+        let (mut from, _) = slots_v4(&a);
+        from.insert(OVERFLOW_WORD, 1);
+        let (to, _) = slots_v4(&b);
+        let changes = slot_changes(&from, &to);
+        assert!(!changes.iter().any(|&(i, _)| i == OVERFLOW_WORD));
+        let first_tag = changes.iter().position(|&(i, _)| i % 2 == 0);
+        let last_expiry = changes.iter().rposition(|&(i, _)| i % 2 == 1);
+        if let (Some(t), Some(e)) = (first_tag, last_expiry) {
+            assert!(e < t, "{changes:?}");
+        }
+        let mut applied = from.clone();
+        for (i, v) in changes {
+            applied.insert(i, v);
+        }
+        applied.retain(|&i, v| *v != 0 && i != OVERFLOW_WORD);
+        assert_eq!(applied, to);
     }
 }

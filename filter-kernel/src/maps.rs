@@ -23,7 +23,7 @@
 //! before any of it changes, so whatever an interrupted install leaves
 //! behind is compared against or rewritten whole, never trusted.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
@@ -39,8 +39,8 @@ use aya::{
 use filter_common::{
     maps as names, AttachInfo, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey,
     EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason,
-    ReplySlot, SourceKey, BAN_GATE_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT, FLOW_GATE_ALWAYS,
-    INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    ReplySlot, SourceKey, BAN_GATE_LEN, BAN_SLOT_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT,
+    FLOW_GATE_ALWAYS, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
@@ -79,6 +79,7 @@ pub struct Maps {
     ban_hosts_v6: HashMap<MapData, [u8; 16], BanEntry>,
     /// The ban gate, written through a memory mapping.
     ban_gate: MapData,
+    ban_slots_v4: MapData,
     /// The host's flows (strict mode's replies), IPv4 and IPv6.
     flows_v4: HashMap<MapData, FlowKeyV4, FlowSeen>,
     flows_v6: HashMap<MapData, FlowKey, FlowSeen>,
@@ -202,6 +203,7 @@ impl Maps {
             ban_hosts_v4: typed(one(names::BAN_HOSTS_V4)?, names::BAN_HOSTS_V4)?,
             ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
             ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
+            ban_slots_v4: array_data(one(names::BAN_SLOTS_V4)?, names::BAN_SLOTS_V4)?,
             flows_v4: typed(one(names::FLOWS_V4)?, names::FLOWS_V4)?,
             flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
             reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
@@ -796,6 +798,12 @@ impl Maps {
         let old_gate = bans::gate(&old_list);
         let new_gate = bans::gate(new);
         let both = bans::gate_union(&old_gate, &new_gate);
+        // While the slots are rewritten an address may be between two of
+        // them: the overflow word sends every miss on to the hash, which
+        // holds each ban of the old or the new set throughout.
+        let slots_len = BAN_SLOT_LEN * bans::BUCKET_WORDS;
+        write_words(&self.ban_slots_v4, slots_len, &[(bans::OVERFLOW_WORD, 1)])
+            .context("writing the ban slots")?;
         write_words(
             &self.ban_gate,
             BAN_GATE_LEN,
@@ -808,6 +816,14 @@ impl Maps {
                     .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
             }
         }
+        let (slots, overflow) = bans::slots_v4(new);
+        let current = read_words(&self.ban_slots_v4, slots_len)?;
+        write_words(
+            &self.ban_slots_v4,
+            slots_len,
+            &bans::slot_changes(&current, &slots),
+        )
+        .context("writing the ban slots")?;
         for net in old.keys().filter(|n| !staying.contains(n)) {
             self.remove_ban(*net)
                 .with_context(|| format!("removing {net} from the ban set"))?;
@@ -818,6 +834,12 @@ impl Maps {
             &bans::gate_changes(&both, &new_gate),
         )
         .context("writing the ban gate")?;
+        write_words(
+            &self.ban_slots_v4,
+            slots_len,
+            &[(bans::OVERFLOW_WORD, u64::from(overflow))],
+        )
+        .context("writing the ban slots")?;
         Ok(())
     }
 
@@ -867,6 +889,38 @@ fn source_addr(addr: [u8; 16]) -> IpAddr {
 fn ban_net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
     IpNet::new(addr, prefix_len as u8)
         .with_context(|| format!("bad prefix {addr}/{prefix_len} in the ban map"))
+}
+
+/// The words of a memory-mappable BPF array of `len` u64 that are not
+/// zero, by index.
+fn read_words(map: &MapData, len: u32) -> Result<BTreeMap<u32, u64>> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let bytes = len as usize * 8;
+    // SAFETY: a fresh shared read-only mapping of the whole array; the
+    // kernel refuses a length beyond the map.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mapping the array");
+    }
+    let base = ptr.cast::<u64>();
+    let words = (0..len)
+        // SAFETY: `i` is below the array's length, within the mapping; a
+        // word is read whole, with one volatile access of its width.
+        .map(|i| (i, unsafe { base.add(i as usize).read_volatile() }))
+        .filter(|&(_, w)| w != 0)
+        .collect();
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(ptr, bytes) };
+    Ok(words)
 }
 
 /// Writes `words` (index, value) into a memory-mappable BPF array of `len`

@@ -900,6 +900,60 @@ fn a_ban_expires_by_itself_in_the_kernel() {
     );
 }
 
+/// Single IPv4 bans live in buckets of an array (`BAN_SLOTS_V4`), each
+/// address in one of two: an address whose two buckets are full is still
+/// banned (the hash behind them answers), and a smaller set written after
+/// it leaves the removed addresses free and the rest banned.
+#[test]
+fn single_bans_beyond_their_buckets_still_drop() {
+    sipwall_tests::skip_unless_root!();
+    use filter_common::{ban_buckets_v4, BAN_PERMANENT};
+    use filter_kernel::bans::Ban;
+    let buckets = |a: u32| ban_buckets_v4(u32::from_ne_bytes(Ipv4Addr::from(a).octets()));
+    // Four addresses fill bucket 0, four more the second bucket of the
+    // last one, which comes after them all in address order: no room.
+    let last = (0..=u32::MAX)
+        .rev()
+        .find(|&a| buckets(a).0 == 0 && buckets(a).1 != 0)
+        .unwrap();
+    let fill = |bucket: u32| (0..last).filter(move |&a| buckets(a).0 == bucket).take(4);
+    let addrs: Vec<Ipv4Addr> = fill(0)
+        .chain(fill(buckets(last).1))
+        .chain([last])
+        .map(Ipv4Addr::from)
+        .collect();
+    let bans = |addrs: &[Ipv4Addr]| -> Vec<Ban> {
+        addrs
+            .iter()
+            .map(|a| Ban {
+                net: format!("{a}/32").parse().unwrap(),
+                expires_ns: BAN_PERMANENT,
+            })
+            .collect()
+    };
+    let mut runner = runner(&Ruleset::default());
+    runner.maps.set_bans(&bans(&addrs)).unwrap();
+    for a in &addrs {
+        check(
+            &runner,
+            &case(DROP, Banned, "banned", ip4(*a).tcp(33000, 22)),
+            DROP,
+        )
+        .unwrap();
+    }
+    // Keep the first and the last: the others pass again, these two drop.
+    let kept = [addrs[0], addrs[8]];
+    runner.maps.set_bans(&bans(&kept)).unwrap();
+    for a in &addrs {
+        let c = if kept.contains(a) {
+            case(DROP, Banned, "still banned", ip4(*a).tcp(33000, 22))
+        } else {
+            case(PASS, Other, "no longer banned", ip4(*a).tcp(33000, 22))
+        };
+        check(&runner, &c, c.verdict).unwrap();
+    }
+}
+
 /// A flood of spoofed sources that send one packet each is counted whole,
 /// but does not fill the map of denied sources: a source pushed out of its
 /// per-CPU cache slot after a single packet is forgotten (an LRU insert per
