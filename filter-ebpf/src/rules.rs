@@ -25,11 +25,13 @@ pub fn matches<const N: usize>(
             break;
         }
         let r = &entries[i];
-        if rule_takes(r.proto, proto, v6)
+        // The address first: it tells most entries apart (the resolvers
+        // share their port and protocols), so a miss costs two compares.
+        if addr[1] & r.mask[1] == r.net[1]
+            && addr[0] & r.mask[0] == r.net[0]
+            && rule_takes(r.proto, proto, v6)
             && port >= r.port_first
             && port <= r.port_last
-            && addr[0] & r.mask[0] == r.net[0]
-            && addr[1] & r.mask[1] == r.net[1]
         {
             return true;
         }
