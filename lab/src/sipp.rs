@@ -1,5 +1,7 @@
 //! Real SIP peers: sipp's built-in `uas` scenario answers on the PBX, its
-//! built-in `uac` scenario places calls (INVITE, ACK, BYE) from a lab host.
+//! built-in `uac` scenario places calls (INVITE, ACK, BYE) from a lab host;
+//! either takes a scenario file of its own instead (`-sf FILE` among the
+//! extra flags).
 use std::{
     collections::HashMap,
     fs::File,
@@ -77,6 +79,16 @@ fn log(dir: &Path) -> String {
         .join("\n")
 }
 
+/// `-sn BUILTIN`, unless `extra` loads a scenario file (`-sf FILE`): sipp
+/// takes one scenario only.
+fn scenario<'a>(builtin: &'a str, extra: &[&str]) -> Vec<&'a str> {
+    if extra.contains(&"-sf") {
+        Vec::new()
+    } else {
+        vec!["-sn", builtin]
+    }
+}
+
 fn spawn(lab: &Lab, host: Host, dir: &Path, args: &[&str]) -> Result<Child> {
     let sipp = find()?;
     lab.command(host, &sipp)
@@ -100,7 +112,8 @@ impl Uas {
     }
 
     /// sipp answering on `host` at `addr`:5060, with `extra` flags (e.g.
-    /// `-mp PORT`: the media port its SDP answer names).
+    /// `-mp PORT`: the media port its SDP answer names; `-sf FILE`: a
+    /// scenario of its own instead of the built-in `uas`).
     pub fn start_on(
         lab: &Lab,
         host: Host,
@@ -110,17 +123,8 @@ impl Uas {
     ) -> Result<Uas> {
         let dir = run_dir(lab, &format!("uas-{}-{}", host.name(), transport.name()))?;
         let (addr, port) = (addr.to_string(), SIP_PORT.to_string());
-        let mut args = vec![
-            "-sn",
-            "uas",
-            "-i",
-            &addr,
-            "-p",
-            &port,
-            "-t",
-            transport.flag(),
-            "-nostdin",
-        ];
+        let mut args = scenario("uas", extra);
+        args.extend(["-i", &addr, "-p", &port, "-t", transport.flag(), "-nostdin"]);
         args.extend_from_slice(extra);
         let mut uas = Uas {
             child: spawn(lab, host, &dir, &args)?,
@@ -186,7 +190,8 @@ pub struct Placing {
 
 /// Starts placing `calls` calls from `host`/`src` to `to`, each held for
 /// `hold` after the answer (sipp's `-d`), with `extra` flags (e.g. `-mp
-/// PORT`, `-l CONCURRENT`), and returns at once.
+/// PORT`, `-l CONCURRENT`, `-sf FILE` for a scenario of its own instead of
+/// the built-in `uac`), and returns at once.
 #[allow(clippy::too_many_arguments)]
 pub fn start_calls(
     lab: &Lab,
@@ -211,9 +216,8 @@ pub fn start_calls(
         ANSWER_TIMEOUT_MS.to_string(),
         format!("{}s", budget.as_secs()),
     );
-    let mut args = vec![
-        "-sn",
-        "uac",
+    let mut args = scenario("uac", extra);
+    args.extend([
         &to,
         "-d",
         &hold_ms,
@@ -241,7 +245,7 @@ pub fn start_calls(
         "-trace_counts",
         "-fd",
         "1",
-    ];
+    ]);
     args.extend_from_slice(extra);
     Ok(Placing {
         child: spawn(lab, host, &dir, &args)?,

@@ -192,3 +192,119 @@ impl Drop for Stream {
         }
     }
 }
+
+/// A background receiver on many sockets at once (one for each port of a
+/// media range, say), counting datagrams by the local port they came to.
+pub struct PortSink {
+    ports: Vec<u16>,
+    counts: Arc<Vec<AtomicU64>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl PortSink {
+    pub fn start(socks: Vec<UdpSocket>) -> Result<PortSink> {
+        use std::os::fd::AsRawFd as _;
+        let ports = socks
+            .iter()
+            .map(|s| Ok(s.local_addr()?.port()))
+            .collect::<Result<Vec<u16>>>()?;
+        for s in &socks {
+            s.set_nonblocking(true)?;
+        }
+        let counts: Arc<Vec<AtomicU64>> =
+            Arc::new(socks.iter().map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (counts, stop) = (counts.clone(), stop.clone());
+            move || -> Result<()> {
+                let mut fds: Vec<libc::pollfd> = socks
+                    .iter()
+                    .map(|s| libc::pollfd {
+                        fd: s.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    })
+                    .collect();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: `fds` is a valid array of pollfd of that
+                    // length, whose descriptors `socks` keeps open.
+                    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 50) };
+                    if ready < 0 {
+                        let e = std::io::Error::last_os_error();
+                        if e.kind() == ErrorKind::Interrupted {
+                            continue;
+                        }
+                        return Err(e).context("poll");
+                    }
+                    for (i, fd) in fds.iter_mut().enumerate() {
+                        if fd.revents == 0 {
+                            continue;
+                        }
+                        fd.revents = 0;
+                        loop {
+                            match socks[i].recv_from(&mut buf) {
+                                Ok(_) => {
+                                    counts[i].fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                                Err(e) => return Err(e).context("receiving"),
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+        });
+        Ok(PortSink {
+            ports,
+            counts,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Datagrams received so far, by local port.
+    pub fn by_port(&self) -> std::collections::BTreeMap<u16, u64> {
+        self.ports
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(&p, c)| (p, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn received(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Waits until `n` datagrams arrived in all or `timeout` passed;
+    /// returns the count.
+    pub fn wait_for(&self, n: u64, timeout: Duration) -> u64 {
+        let end = Instant::now() + timeout;
+        while self.received() < n && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.received()
+    }
+
+    /// Stops receiving; fails if the receiver did.
+    pub fn stop(mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(p)) => std::panic::resume_unwind(p),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PortSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
