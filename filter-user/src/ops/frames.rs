@@ -43,23 +43,7 @@ pub fn transported(frame: &[u8], l3: bool) -> Option<Transported<'_>> {
         ),
         NetSlice::Arp(_) => return None,
     };
-    match sliced.transport? {
-        TransportSlice::Udp(udp) => Some(Transported {
-            tcp: false,
-            src: SocketAddr::new(src, udp.source_port()),
-            dst: SocketAddr::new(dst, udp.destination_port()),
-            tcp_seq: None,
-            payload: udp.payload(),
-        }),
-        TransportSlice::Tcp(tcp) => Some(Transported {
-            tcp: true,
-            src: SocketAddr::new(src, tcp.source_port()),
-            dst: SocketAddr::new(dst, tcp.destination_port()),
-            tcp_seq: Some(tcp.sequence_number()),
-            payload: tcp.payload(),
-        }),
-        _ => None,
-    }
+    with_ports(src, dst, sliced.transport?)
 }
 
 /// [`transported`] for a frame cut short (a copy at the ring's limit):
@@ -80,7 +64,12 @@ pub fn transported_cut(frame: &[u8], l3: bool) -> Option<Transported<'_>> {
         ),
         LaxNetSlice::Arp(_) => return None,
     };
-    match sliced.transport? {
+    with_ports(src, dst, sliced.transport?)
+}
+
+/// The UDP or TCP part of a packet between `src` and `dst`.
+fn with_ports(src: IpAddr, dst: IpAddr, transport: TransportSlice<'_>) -> Option<Transported<'_>> {
+    match transport {
         TransportSlice::Udp(udp) => Some(Transported {
             tcp: false,
             src: SocketAddr::new(src, udp.source_port()),
