@@ -221,19 +221,21 @@ fn record(ctx: &XdpContext, policy: &Policy, parsed: &Parsed, reason: Reason) ->
         }
         Reason::RtpAllowed => count(ctx, policy, Reason::RtpAllowed, bytes),
         Reason::Fragment => count(ctx, policy, Reason::Fragment, bytes),
+        // The copy's test comes before the count: the parser's fields it
+        // reads need not live across the count (in range mode too).
         Reason::Other => {
-            count(ctx, policy, Reason::Other, bytes);
             if media::calls_mode(policy) {
                 media::copy_from_peer(ctx, policy, parsed);
             }
+            count(ctx, policy, Reason::Other, bytes);
         }
         Reason::NonIp => count(ctx, policy, Reason::NonIp, bytes),
         Reason::Essential => count(ctx, policy, Reason::Essential, bytes),
         Reason::Reply => {
-            count(ctx, policy, Reason::Reply, bytes);
             if media::calls_mode(policy) {
                 media::copy_from_peer(ctx, policy, parsed);
             }
+            count(ctx, policy, Reason::Reply, bytes);
         }
         Reason::RuleAllowed => count(ctx, policy, Reason::RuleAllowed, bytes),
         Reason::RtpOutside => {
