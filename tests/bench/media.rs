@@ -18,7 +18,7 @@ use sipwall_tests::packet::Frame;
 
 use crate::{
     progress,
-    report::{differences, median, verdict, Report},
+    report::{differences, median, middle_mean, verdict, Report},
     Scale,
 };
 
@@ -63,8 +63,10 @@ struct RangeRow {
 }
 
 impl RangeRow {
+    /// The mean of the middle half of each sample's own difference: the
+    /// target is one ns, the kernel's figures whole ns.
     fn over(&self) -> f64 {
-        median(&differences(&self.with, &self.without))
+        middle_mean(&differences(&self.with, &self.without))
     }
 }
 
@@ -230,7 +232,7 @@ fn range_unchanged(rules: &Ruleset, scale: Scale) -> Result<Vec<RangeRow>> {
         })
         .collect();
     // Three times the samples of other rows: the kernel reports whole ns,
-    // and the target is one of them.
+    // the target is one, and the difference is a mean of the samples'.
     for sample in 0..3 * scale.samples {
         for (row, (_, frame)) in rows.iter_mut().zip(&classes) {
             if sample % 2 == 0 {
@@ -390,7 +392,7 @@ impl MediaTier1 {
             &rows,
         );
         if !self.range_rows.is_empty() {
-            out.line("\nTier 1, media by call: range mode through the program against its build without calls mode's code (ns per packet, medians of each sample's difference)");
+            out.line("\nTier 1, media by call: range mode through the program against its build without calls mode's code (ns per packet, medians; difference: the mean of the middle half of each sample's own difference, finer than whole ns)");
             let rows: Vec<Vec<String>> = self
                 .range_rows
                 .iter()
