@@ -5,8 +5,9 @@
 //! answers "no" for a neighbour of a banned address. Behind a set bit,
 //! a single banned IPv4 address is found in one of two buckets of an
 //! array (`filter_common::BAN_SLOT_BUCKETS`), an IPv6 one by a hash
-//! lookup, shorter prefixes by a trie lookup. Both checks stay in this function's caller: a call costs a
-//! return, which this CPU's mitigations make dear. Expiry is a comparison
+//! lookup, shorter prefixes by a trie lookup. The gate's checks and the
+//! buckets' stay in this function's caller: a call costs a return, which
+//! the AMD CPUs' mitigations make dear. Expiry is a comparison
 //! with the kernel's coarse clock, so a ban ends on time (to a tick) with
 //! nothing in userspace running.
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};

@@ -113,7 +113,8 @@ pub static BAN_V4: LpmTrie<[u8; 4], BanEntry> = LpmTrie::with_max_entries(BAN_MA
 pub static BAN_V6: LpmTrie<[u8; 16], BanEntry> = LpmTrie::with_max_entries(BAN_MAX, 0);
 
 /// Banned IPv4 addresses (/32), keyed by the address as the packet holds
-/// it: one hash lookup whatever the size of the set. Allocated as filled.
+/// it: the record of them (`ban list`), which the program asks only for
+/// an address `BAN_SLOTS_V4` had no room for. Allocated as filled.
 #[map]
 pub static BAN_HOSTS_V4: HashMap<u32, BanEntry> =
     HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
