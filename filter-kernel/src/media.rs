@@ -163,6 +163,24 @@ pub struct MediaMaps {
     state: Array<MapData, MediaState>,
     stats: PerCpuArray<MapData, MediaStats>,
     call_ids: HashMap<MapData, u32, CallId>,
+    /// The pin directory, opened to lock out the other writers of the
+    /// pinholes (the reader of `run`, `pinhole add`/`del`) while one picks
+    /// a way and writes it; `None` for private maps, which have one.
+    writers: Option<std::fs::File>,
+}
+
+/// Holds the pinholes' writer lock (an exclusive `flock` of the pin
+/// directory, by its descriptor in `MediaMaps::writers`, which outlives
+/// the guard) until dropped.
+struct WriterLock(Option<RawFd>);
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0 {
+            // SAFETY: flock on the pin directory's open descriptor.
+            unsafe { libc::flock(fd, libc::LOCK_UN) };
+        }
+    }
 }
 
 /// The ring of signalling copies, read by the reader alone.
@@ -177,7 +195,25 @@ fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(map: Map, name: &str) -> 
 impl MediaMaps {
     /// Opens the media maps of the attachment pinned in `dir`.
     pub fn open(dir: &Path) -> Result<MediaMaps> {
-        MediaMaps::build(|name| pinned(dir, name))
+        let mut maps = MediaMaps::build(|name| pinned(dir, name))?;
+        maps.writers = Some(
+            std::fs::File::open(dir)
+                .with_context(|| format!("opening {} to lock its pinholes", dir.display()))?,
+        );
+        Ok(maps)
+    }
+
+    /// Waits for the other writers of the pinholes (see `writers`).
+    fn lock_writers(&self) -> Result<WriterLock> {
+        let fd = self.writers.as_ref().map(|dir| dir.as_raw_fd());
+        if let Some(fd) = fd {
+            // SAFETY: flock on an open descriptor of the pin directory.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("locking the pinholes against other writers");
+            }
+        }
+        Ok(WriterLock(fd))
     }
 
     /// Takes the media maps out of a loaded object.
@@ -199,6 +235,7 @@ impl MediaMaps {
             state: typed(get(names::MEDIA_STATE)?, names::MEDIA_STATE)?,
             stats: typed(get(names::MEDIA_STATS)?, names::MEDIA_STATS)?,
             call_ids: typed(get(names::CALL_IDS)?, names::CALL_IDS)?,
+            writers: None,
         })
     }
 
@@ -232,6 +269,9 @@ impl MediaMaps {
     ) -> Result<()> {
         let now = monotonic_ns();
         let last_seen_ns = now.wrapping_add(life_ns).wrapping_sub(idle_ns);
+        // From reading the ways to writing one: another writer could pick
+        // the same free way in between.
+        let _lock = self.lock_writers()?;
         let (kind, words) = match remote {
             Some(addr) => (PINHOLE_ADDR, remote_words(addr)),
             None => (PINHOLE_ANY, [0; 2]),
@@ -289,6 +329,9 @@ impl MediaMaps {
             Some(addr) => (PINHOLE_ADDR, remote_words(addr)),
             None => (PINHOLE_ANY, [0; 2]),
         };
+        // Without the lock (it cannot fail on an open directory), closing
+        // is still right: only a pinhole of this very remote is cleared.
+        let _lock = self.lock_writers().ok();
         let mut found = false;
         for w in 0..PINHOLE_WAYS {
             let slot = pinhole_slot(port, w);
@@ -344,6 +387,9 @@ impl MediaMaps {
     /// Call-IDs no pinhole names; returns the Call-IDs of the pinholes
     /// freed.
     pub fn sweep(&mut self, idle_ns: u64) -> Result<Vec<String>> {
+        // A slot found expired here may be taken by `pinhole add` before
+        // it is cleared: hold the other writers off.
+        let _lock = self.lock_writers()?;
         let now = monotonic_ns();
         let mut expired = Vec::new();
         let mut in_use = std::collections::HashSet::new();

@@ -318,3 +318,54 @@ fn run_serves_the_media_metrics_in_calls_mode() {
     }
     drop(service);
 }
+
+/// The pinholes have several writers (the reader of `run`, `pinhole
+/// add`/`del`), each picking a free way of a port and writing it: a writer
+/// holds the pin directory's lock from the pick to the write, so that two
+/// cannot take the same way. Held here by hand, it keeps an add waiting;
+/// released, the add goes through, and the other writer's pinhole on the
+/// same port is still there.
+#[test]
+fn pinhole_writers_take_turns() {
+    sipwall_tests::skip_unless_root!();
+    use std::os::fd::AsRawFd as _;
+    let lab = TestLab::new();
+    let calls = config(&lab, "calls.toml", CALLS);
+    lab.attach(&["-c", calls.to_str().unwrap()]);
+    let dir = lab.pin_dir(PBX_IFACE);
+    let idle = 60_000_000_000;
+    let mut first = filter_kernel::media::MediaMaps::open(&dir).unwrap();
+    first
+        .open_pinhole(10020, Some(IpAddr::V4(PROVIDER[0])), None, idle)
+        .unwrap();
+
+    let held = std::fs::File::open(&dir).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let second_dir = dir.clone();
+    let adder = std::thread::spawn(move || {
+        let mut second = filter_kernel::media::MediaMaps::open(&second_dir).unwrap();
+        let result = second.open_pinhole(10020, Some(IpAddr::V4(PROVIDER[1])), None, idle);
+        tx.send(result.is_ok()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "an add went through while another writer held the lock"
+    );
+    // SAFETY: as above.
+    unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_UN) };
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+    adder.join().unwrap();
+
+    let remotes: Vec<String> = pinholes(&lab)
+        .iter()
+        .filter(|p| p["port"] == 10020)
+        .map(|p| p["remote"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut want = vec![PROVIDER[0].to_string(), PROVIDER[1].to_string()];
+    want.sort();
+    let mut got = remotes;
+    got.sort();
+    assert_eq!(got, want, "both writers' pinholes on the port");
+}
