@@ -891,43 +891,81 @@ fn ban_net(addr: IpAddr, prefix_len: u32) -> Result<IpNet> {
         .with_context(|| format!("bad prefix {addr}/{prefix_len} in the ban map"))
 }
 
+/// A shared mapping of a memory-mappable BPF array of u64 words, unmapped
+/// when dropped.
+struct Words {
+    base: *mut u64,
+    len: u32,
+}
+
+impl Words {
+    /// Maps the whole array (`len` words), writable or not.
+    fn map(map: &MapData, len: u32, writable: bool) -> Result<Words> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of the whole array; the kernel
+        // refuses a length beyond the map.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize * 8,
+                prot,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mapping the array");
+        }
+        Ok(Words {
+            base: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Word `i`, read whole (the programs write it concurrently).
+    fn get(&self, i: u32) -> u64 {
+        assert!(i < self.len);
+        // SAFETY: `i` is within the mapping; one volatile access of the
+        // word's own width.
+        unsafe { self.base.add(i as usize).read_volatile() }
+    }
+
+    /// Writes word `i` whole (a packet reads it old or new). The mapping
+    /// must be writable.
+    fn set(&self, i: u32, value: u64) {
+        assert!(i < self.len);
+        // SAFETY: as in `get`.
+        unsafe { self.base.add(i as usize).write_volatile(value) };
+    }
+}
+
+impl Drop for Words {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, no longer used.
+        unsafe { libc::munmap(self.base.cast(), self.len as usize * 8) };
+    }
+}
+
 /// The words of a memory-mappable BPF array of `len` u64 that are not
 /// zero, by index.
 fn read_words(map: &MapData, len: u32) -> Result<BTreeMap<u32, u64>> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    let bytes = len as usize * 8;
-    // SAFETY: a fresh shared read-only mapping of the whole array; the
-    // kernel refuses a length beyond the map.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            map.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error()).context("mapping the array");
-    }
-    let base = ptr.cast::<u64>();
-    let words = (0..len)
-        // SAFETY: `i` is below the array's length, within the mapping; a
-        // word is read whole, with one volatile access of its width.
-        .map(|i| (i, unsafe { base.add(i as usize).read_volatile() }))
+    let words = Words::map(map, len, false)?;
+    Ok((0..len)
+        .map(|i| (i, words.get(i)))
         .filter(|&(_, w)| w != 0)
-        .collect();
-    // SAFETY: the mapping made above, no longer used.
-    unsafe { libc::munmap(ptr, bytes) };
-    Ok(words)
+        .collect())
 }
 
 /// Writes `words` (index, value) into a memory-mappable BPF array of `len`
 /// u64 through a mapping of it, one aligned word store each (a packet
 /// reads a word whole, old or new); only the pages written are touched.
 fn write_words(map: &MapData, len: u32, words: &[(u32, u64)]) -> Result<()> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
     if words.is_empty() {
         return Ok(());
     }
@@ -935,31 +973,10 @@ fn write_words(map: &MapData, len: u32, words: &[(u32, u64)]) -> Result<()> {
         words.iter().all(|&(i, _)| i < len),
         "a word beyond the array's {len}"
     );
-    let bytes = len as usize * 8;
-    // SAFETY: a fresh shared mapping of the whole array; the kernel refuses
-    // a length beyond the map.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            map.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error()).context("mapping the array");
-    }
-    let base = ptr.cast::<u64>();
+    let mapped = Words::map(map, len, true)?;
     for &(i, v) in words {
-        // SAFETY: `i` is below the array's length (checked above), within
-        // the mapping; the program reads the word concurrently, so it is
-        // written with one volatile access of its own width.
-        unsafe { base.add(i as usize).write_volatile(v) };
+        mapped.set(i, v);
     }
-    // SAFETY: the mapping made above, no longer used.
-    unsafe { libc::munmap(ptr, bytes) };
     Ok(())
 }
 
