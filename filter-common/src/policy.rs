@@ -249,6 +249,9 @@ pub struct EgressPolicy {
     /// `[egress] dns`: UDP and TCP to port 53 of each resolver.
     pub dns: [StrictRule; MAX_DNS_ENTRIES],
     /// The ports `rules` and `dns` cover, coarsely (see [`RulePorts`]).
+    /// The egress program reads `rule_ports` only: it tests DNS's port
+    /// itself (`dns_ports` stays in the record, whose layout the pins
+    /// keep).
     pub rule_ports: RulePorts,
     pub dns_ports: RulePorts,
 }

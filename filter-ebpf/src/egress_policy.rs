@@ -14,10 +14,12 @@ use crate::{
         destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_TCP, IPPROTO_UDP,
     },
     policy::allowlisted,
-    rules::matches,
+    rules::{covers, matches},
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
+/// `[egress] dns`'s port: its entries are UDP and TCP to it.
+const DNS_PORT: u16 = 53;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// What the egress program needs of an outgoing packet, as plain scalars
@@ -336,9 +338,11 @@ fn decide(
         {
             return OutReason::Reply;
         }
-        // DNS to the configured resolvers; the DHCP client, v4 and v6.
-        if (rule_port(&egress.dns_ports, dport)
-            && matches(&egress.dns, egress.dns_count, v6, proto, dport, dst))
+        // DNS (UDP or TCP to port 53) to the configured resolvers; the
+        // DHCP client, v4 and v6.
+        if (dport == DNS_PORT
+            && (udp || proto == IPPROTO_TCP as u32)
+            && covers(&egress.dns, egress.dns_count, v6, dst))
             || (udp && ((sport == 68 && dport == 67) || (sport == 546 && dport == 547)))
         {
             return OutReason::Essential;

@@ -1,7 +1,7 @@
 //! The rule entries both programs match (`[[strict.allow]]`,
 //! `[[egress.allow]]`, the egress resolvers), compiled by userspace into
 //! `filter_common::StrictRule`s.
-use filter_common::{rule_takes, StrictRule};
+use filter_common::{rule_takes, StrictRule, RULE_V4, RULE_V6};
 
 /// Whether one of the first `count` entries matches: protocol, port (0 for
 /// protocols without ports) and the remote address (`addr & mask == net`,
@@ -32,6 +32,38 @@ pub fn matches<const N: usize>(
             && rule_takes(r.proto, proto, v6)
             && port >= r.port_first
             && port <= r.port_last
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `addr` lies in the prefix of one of the first `count` entries
+/// that take the packet's family, whatever their protocol and ports: the
+/// resolvers' walk, whose caller tests DNS's protocol and port itself. A
+/// resolver's UDP and TCP entries share its prefix, so the walk stops at
+/// the first of them: half the entries of [`matches`], which would walk on
+/// past a TCP entry to a UDP query's.
+// An index loop bounded by a constant: the form the verifier follows.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+pub fn covers<const N: usize>(
+    entries: &[StrictRule; N],
+    count: u32,
+    v6: bool,
+    addr: [u64; 2],
+) -> bool {
+    let family = if v6 { RULE_V6 } else { RULE_V4 };
+    let n = count as usize;
+    for i in 0..N {
+        if i >= n {
+            break;
+        }
+        let r = &entries[i];
+        if addr[1] & r.mask[1] == r.net[1]
+            && addr[0] & r.mask[0] == r.net[0]
+            && r.proto & family != 0
         {
             return true;
         }

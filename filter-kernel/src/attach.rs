@@ -63,12 +63,32 @@ pub fn attach(
     mode: Option<XdpMode>,
     keep_allowlist: bool,
 ) -> Result<Attached> {
+    attach_object(
+        program::PROGRAM_OBJECT,
+        root,
+        iface,
+        ruleset,
+        mode,
+        keep_allowlist,
+    )
+}
+
+/// [`attach`] with another build of the program's object (the bench's
+/// `--candidate`): it must have the maps this build pins.
+pub fn attach_object(
+    object: &[u8],
+    root: &PinRoot,
+    iface: &str,
+    ruleset: &Ruleset,
+    mode: Option<XdpMode>,
+    keep_allowlist: bool,
+) -> Result<Attached> {
     // Before the lock: adopting takes it itself.
     root.adopt_legacy();
     let _lock = root.lock()?;
     let mut plan = plan(root, iface, mode, keep_allowlist)?;
     let guard = NewPinsGuard::new(&plan);
-    let (mut ebpf, maps) = install(&plan, ruleset)?;
+    let (mut ebpf, maps) = install(object, &plan, ruleset)?;
     let (mode, link) = link(&mut plan, &mut ebpf, mode)?;
     let program_id = link.info().context("reading the XDP link")?.program_id();
     if let Err(e) = link_egress(&mut ebpf, &plan.iface, &plan.dir) {
@@ -202,10 +222,10 @@ fn plan(root: &PinRoot, iface: &str, mode: Option<XdpMode>, keep_allowlist: bool
 /// Loads the program with its maps pinned in the plan's folder and makes
 /// `ruleset` (or, when the plan keeps it, the live allowlist with the rest
 /// of `ruleset`) the active generation.
-fn install(plan: &Plan, ruleset: &Ruleset) -> Result<(Ebpf, Maps)> {
+fn install(object: &[u8], plan: &Plan, ruleset: &Ruleset) -> Result<(Ebpf, Maps)> {
     std::fs::create_dir_all(&plan.dir)
         .with_context(|| format!("creating {}", plan.dir.display()))?;
-    let mut ebpf = program::load(Some(&plan.dir))?;
+    let mut ebpf = program::load_object(object, Some(&plan.dir))?;
     let mut maps = Maps::take(&mut ebpf)?;
     let mut ruleset = ruleset.clone();
     if plan.keep_allowlist {

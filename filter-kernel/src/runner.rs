@@ -106,6 +106,12 @@ impl Runner {
         Runner::of_object(program::RANGE_ONLY_OBJECT, ruleset, LinkHeader::Ethernet)
     }
 
+    /// Another build of the program's object (the bench's `--candidate`),
+    /// for Ethernet frames.
+    pub fn with_object(object: &[u8], ruleset: &Ruleset) -> Result<Runner> {
+        Runner::of_object(object, ruleset, LinkHeader::Ethernet)
+    }
+
     fn of_object(object: &[u8], ruleset: &Ruleset, link: LinkHeader) -> Result<Runner> {
         let mut ebpf = program::load_object(object, None)?;
         let mut maps = Maps::take(&mut ebpf)?;

@@ -70,6 +70,9 @@ struct Row {
     strict: f64,
     /// Median of each sample's own strict - open.
     over: f64,
+    /// `--candidate`'s build in strict egress, minus this build: the
+    /// median of each sample's own difference.
+    candidate: Option<f64>,
 }
 
 pub struct EgressTier1 {
@@ -87,7 +90,9 @@ fn timed(runner: &Runner, frame: &[u8], action: i32, repeat: u32) -> Result<f64>
     Ok(ns)
 }
 
-pub fn run(scale: Scale) -> Result<EgressTier1> {
+/// `candidate`: another build of the XDP object, timed beside this one in
+/// every sample.
+pub fn run(scale: Scale, candidate: Option<&[u8]>) -> Result<EgressTier1> {
     progress("tier 1 egress: strict egress per outbound packet against open egress");
     let strict_rules = config::parse(CONFIG, "bench egress").map_err(|e| anyhow::anyhow!("{e}"))?;
     let open_rules = Ruleset {
@@ -101,14 +106,22 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
     let open = Runner::new(&open_rules)?;
     let strict = Runner::new(&strict_rules)?;
     let both = Runner::new(&both_rules)?;
+    let candidates = match candidate {
+        Some(object) => Some((
+            Runner::with_object(object, &strict_rules)?,
+            Runner::with_object(object, &both_rules)?,
+        )),
+        None => None,
+    };
     let rtp = Frame::ipv4(HOST, STRANGER)
         .udp(10000, 40000)
         .payload(&[0x80; 172])
         .build();
-    let classes: Vec<(&'static str, &Runner, Vec<u8>, OutReason)> = vec![
+    // Each row's runner: strict egress alone, or with strict ingress.
+    let classes: Vec<(&'static str, bool, Vec<u8>, OutReason)> = vec![
         (
             "out_sip_allowed (INVITE to the provider)",
-            &strict,
+            false,
             Frame::ipv4(HOST, PROVIDER)
                 .udp(5060, 5060)
                 .payload(&[b'x'; 900])
@@ -117,7 +130,7 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
         ),
         (
             "out_sip_denied (SIP elsewhere)",
-            &strict,
+            false,
             Frame::ipv4(HOST, STRANGER)
                 .udp(5060, 5060)
                 .payload(&[b'x'; 900])
@@ -126,13 +139,13 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
         ),
         (
             "out_rtp_allowed (RTP, 172 bytes)",
-            &strict,
+            false,
             rtp.clone(),
             OutReason::RtpAllowed,
         ),
         (
             "out_reply (SSH answer: inbound rule turned around)",
-            &strict,
+            false,
             Frame::ipv4(HOST, Ipv4Addr::new(198, 51, 100, 7))
                 .tcp(22, 50000)
                 .build(),
@@ -140,7 +153,7 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
         ),
         (
             "out_essential (DNS to the second resolver)",
-            &strict,
+            false,
             Frame::ipv4(HOST, Ipv4Addr::new(203, 0, 113, 54))
                 .udp(33333, 53)
                 .payload(&DNS_QUERY)
@@ -149,25 +162,29 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
         ),
         (
             "out_rule_allowed (HTTPS, the last rule)",
-            &strict,
+            false,
             Frame::ipv4(HOST, WEB).tcp(40000, 443).build(),
             OutReason::RuleAllowed,
         ),
         (
             "out_denied (every table walked)",
-            &strict,
+            false,
             Frame::ipv4(HOST, STRANGER).tcp(40000, 8443).build(),
             OutReason::Denied,
         ),
         (
             "out_rtp_allowed, strict ingress too (learns the flow)",
-            &both,
+            true,
             rtp,
             OutReason::RtpAllowed,
         ),
     ];
     let mut rows = Vec::new();
-    for (class, runner, frame, reason) in classes {
+    for (class, learning, frame, reason) in classes {
+        let runner = if learning { &both } else { &strict };
+        let candidate = candidates
+            .as_ref()
+            .map(|(strict, both)| if learning { both } else { strict });
         let got = runner.run_out(&frame)?;
         ensure!(
             got.reason() == Some(reason),
@@ -175,17 +192,21 @@ pub fn run(scale: Scale) -> Result<EgressTier1> {
             got.moved
         );
         let action = if reason.drops() { 2 } else { -1 };
-        let (mut o, mut s) = (Vec::new(), Vec::new());
+        let (mut o, mut s, mut c) = (Vec::new(), Vec::new(), Vec::new());
         // Interleaved: the VM's fast and slow phases hit both alike.
         for _ in 0..scale.samples * scale.rounds {
             o.push(timed(&open, &frame, -1, scale.repeat)?);
             s.push(timed(runner, &frame, action, scale.repeat)?);
+            if let Some(candidate) = candidate {
+                c.push(timed(candidate, &frame, action, scale.repeat)?);
+            }
         }
         rows.push(Row {
             class,
             open: median(&o),
             strict: median(&s),
             over: median(&differences(&s, &o)),
+            candidate: candidate.map(|_| median(&differences(&c, &s))),
         });
     }
     let verified_insns = {
@@ -206,25 +227,28 @@ impl EgressTier1 {
             .rows
             .iter()
             .map(|r| {
-                vec![
+                let mut row = vec![
                     r.class.into(),
                     format!("{:.1}", r.open),
                     format!("{:.1}", r.strict),
                     format!("{:+.1}", r.over),
                     format!("<= +{TARGET_NS} ns: {}", verdict(r.over <= TARGET_NS)),
-                ]
+                ];
+                row.extend(r.candidate.map(|c| format!("{c:+.1}")));
+                row
             })
             .collect();
-        out.table(
-            &[
-                "outbound packet",
-                "open",
-                "strict",
-                "strict - open",
-                "target",
-            ],
-            &rows,
-        );
+        let mut header = vec![
+            "outbound packet",
+            "open",
+            "strict",
+            "strict - open",
+            "target",
+        ];
+        if self.rows.iter().any(|r| r.candidate.is_some()) {
+            header.push("candidate - strict");
+        }
+        out.table(&header, &rows);
         out.line(format!(
             "(the TC egress program: {} instructions processed by the verifier; complexity gate < {COMPLEXITY_GATE}: {})",
             self.verified_insns,
@@ -236,7 +260,7 @@ impl EgressTier1 {
         json!({
             "rows": self.rows.iter().map(|r| json!({
                 "class": r.class, "open_ns": r.open, "strict_ns": r.strict,
-                "over_open_ns": r.over,
+                "over_open_ns": r.over, "candidate_over_strict_ns": r.candidate,
             })).collect::<Vec<_>>(),
             "target_over_open_ns": TARGET_NS,
             "verified_insns": self.verified_insns,

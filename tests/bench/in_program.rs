@@ -35,18 +35,28 @@ const RECEIVERS: [Receiver; 4] = [
 pub struct InProgram {
     /// ns inside the program per packet, per round, by `RECEIVERS` index.
     ns: Vec<Vec<f64>>,
+    /// The same for `--candidate`'s build, when given.
+    candidate: Vec<f64>,
     /// XDP_DROP's whole path per packet in tier 2 (the kernel's clock of
     /// the run, statistics off).
     drop_path_ns: f64,
 }
 
-pub fn run(bed: &Testbed, scale: Scale, tier2: &Tier2) -> Result<InProgram> {
+/// `tier2`: tier 2's rates (the flood's length follows XDP_DROP's), when
+/// that table ran. `candidate`: another build of the XDP object, timed in
+/// every round beside this one.
+pub fn run(
+    bed: &Testbed,
+    scale: Scale,
+    tier2: Option<&Tier2>,
+    candidate: Option<&[u8]>,
+) -> Result<InProgram> {
     let mix = Mix::Flood;
     let frame = mix.frame(bed);
     // About `scale.seconds` of frames at the rate XDP_DROP reached in
     // tier 2 with this generator (4-7 Mpps with live frames, a tenth of
     // that through AF_PACKET).
-    let drop_mpps = tier2.mpps(mix, Receiver::XdpDrop);
+    let drop_mpps = tier2.map_or(f64::NAN, |t| t.mpps(mix, Receiver::XdpDrop));
     let rate = if drop_mpps.is_finite() {
         drop_mpps
     } else {
@@ -54,13 +64,31 @@ pub fn run(bed: &Testbed, scale: Scale, tier2: &Tier2) -> Result<InProgram> {
     };
     let count = (scale.seconds * rate * 1e6).clamp(1e5, 5e6) as u32;
     let rounds = scale.rounds;
-    let mut ns = vec![Vec::new(); RECEIVERS.len()];
+    // The receivers in turn, the candidate last; `None` is the candidate.
+    let timed: Vec<Option<Receiver>> = RECEIVERS
+        .iter()
+        .copied()
+        .map(Some)
+        .chain(candidate.map(|_| None))
+        .collect();
+    let mut ns = vec![Vec::new(); timed.len()];
     for round in 0..rounds {
-        for i in 0..RECEIVERS.len() {
-            let ri = (i + round) % RECEIVERS.len();
-            let r = RECEIVERS[ri];
+        for i in 0..timed.len() {
+            let ti = (i + round) % timed.len();
             check_stop()?;
-            let installed = receivers::install(bed, r)?;
+            let (r, installed) = match (timed[ti], candidate) {
+                (Some(r), _) => (r, receivers::install(bed, r)?),
+                (None, Some(object)) => (
+                    Receiver::SipwallNative,
+                    receivers::install_candidate(bed, object)?,
+                ),
+                (None, None) => unreachable!("a candidate is timed only when given"),
+            };
+            let name = if timed[ti].is_some() {
+                r.name()
+            } else {
+                "sipwall candidate"
+            };
             measure(bed, &installed, r, mix, &frame, WARMUP)?;
             let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
             let info = || -> Result<_> {
@@ -75,22 +103,26 @@ pub fn run(bed: &Testbed, scale: Scale, tier2: &Tier2) -> Result<InProgram> {
             let runs = after.run_count() - before.run_count();
             ensure!(
                 runs >= u64::from(count),
-                "{}: the kernel counted {runs} runs for {count} frames",
-                r.name()
+                "{name}: the kernel counted {runs} runs for {count} frames"
             );
             let per_run = (after.run_time() - before.run_time()).as_nanos() as f64 / runs as f64;
             progress(format!(
-                "tier 2, time inside the program, round {}/{rounds}: {:<30} {per_run:.1} ns per packet",
+                "tier 2, time inside the program, round {}/{rounds}: {name:<30} {per_run:.1} ns per packet",
                 round + 1,
-                r.name()
             ));
-            ns[ri].push(per_run);
+            ns[ti].push(per_run);
             installed.remove(bed)?;
         }
     }
+    let candidate = if candidate.is_some() {
+        ns.pop().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Ok(InProgram {
         ns,
-        drop_path_ns: 1e3 / tier2.mpps(mix, Receiver::XdpDrop),
+        candidate,
+        drop_path_ns: 1e3 / drop_mpps,
     })
 }
 
@@ -150,11 +182,20 @@ impl InProgram {
             "sipwall native over the reference + per-source counts: {over:+.1} ns (median of each round's own difference); target <= +{SOURCES_TARGET_NS} ns: {}",
             verdict(over <= SOURCES_TARGET_NS)
         ));
-        out.line(format!(
-            "(over XDP_DROP: the median of each round's own difference; the statistics' own clock reads, most of XDP_DROP's figure, are in every figure alike; XDP_DROP's whole path takes {:.0} ns per packet in tier 2, so a flood rate of 0.95x XDP_DROP's leaves a filter {:.1} ns per packet over XDP_DROP)",
-            self.drop_path_ns,
-            self.budget_ns()
-        ));
+        if !self.candidate.is_empty() {
+            out.line(format!(
+                "the candidate build over this one: {:+.1} ns (median of each round's own difference); over the reference + per-source counts: {:+.1} ns",
+                median(&differences(&self.candidate, self.samples(Receiver::SipwallNative))),
+                median(&differences(&self.candidate, self.samples(Receiver::ReferenceSources))),
+            ));
+        }
+        if self.drop_path_ns.is_finite() {
+            out.line(format!(
+                "(over XDP_DROP: the median of each round's own difference; the statistics' own clock reads, most of XDP_DROP's figure, are in every figure alike; XDP_DROP's whole path takes {:.0} ns per packet in tier 2, so a flood rate of 0.95x XDP_DROP's leaves a filter {:.1} ns per packet over XDP_DROP)",
+                self.drop_path_ns,
+                self.budget_ns()
+            ));
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -176,8 +217,9 @@ impl InProgram {
             "mix": Mix::Flood.key(),
             "unit": "ns inside the XDP program per packet, from the kernel's run-time statistics (BPF_ENABLE_STATS), median of rounds",
             "receivers": receivers,
-            "xdp_drop_path_ns": self.drop_path_ns,
-            "budget_for_0_95_ns": self.budget_ns(),
+            "xdp_drop_path_ns": self.drop_path_ns.is_finite().then_some(self.drop_path_ns),
+            "budget_for_0_95_ns": self.drop_path_ns.is_finite().then(|| self.budget_ns()),
+            "candidate_samples_ns": (!self.candidate.is_empty()).then_some(&self.candidate),
             "over_reference_sources_ns": self.over_sources(),
             "target_over_reference_sources_ns": SOURCES_TARGET_NS,
         })

@@ -20,8 +20,12 @@
 //! test: nothing fails on time, but counters that disagree with the packets
 //! sent abort the run, since the figure would be meaningless.
 //!
-//! Usage: `bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT]
-//! [--af-packet]` (`--before`: another build of the XDP object, whose size
+//! Usage: `bench [--tiers 1,2,3,4] [--tables main,flood,...] [--quick] [--json PATH]
+//! [--before OBJECT] [--candidate OBJECT] [--af-packet]` (`--tables`: only
+//! these of tiers 1 and 2's tables, see [`TABLES`]; `--candidate`: another
+//! build of the XDP object, timed beside this one in tier 1's strict egress
+//! table and tier 2's time inside the program, interleaved: the bench's
+//! A/B of a change; `--before`: another build of the XDP object, whose size
 //! figures tier 1 reports as "before" instead of the recorded ones;
 //! `--af-packet`: tiers 2 and 3 send through AF_PACKET, as they do by
 //! themselves where the kernel refuses XDP live frames).
@@ -88,8 +92,25 @@ pub fn progress(msg: impl std::fmt::Display) {
     eprintln!("bench: {msg}");
 }
 
+/// Tiers 1 and 2's tables, by the names `--tables` takes, in the order
+/// they run (`rates` and `in-program` are tier 2's).
+const TABLES: [&str; 8] = [
+    "main",
+    "flood",
+    "strict",
+    "egress",
+    "capture",
+    "media",
+    "rates",
+    "in-program",
+];
+
 struct Args {
     tiers: Vec<u8>,
+    /// Tiers 1 and 2's tables to run (all by default).
+    tables: Vec<String>,
+    /// `--candidate`'s object.
+    candidate: Option<Vec<u8>>,
     scale: Scale,
     json: PathBuf,
     before: Option<PathBuf>,
@@ -99,6 +120,8 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         tiers: vec![1, 2, 3, 4],
+        tables: TABLES.iter().map(|t| t.to_string()).collect(),
+        candidate: None,
         scale: FULL,
         // The workspace's target/, whatever CARGO_TARGET_DIR says.
         json: Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -119,12 +142,28 @@ fn parse_args() -> Result<Args> {
                     .map(|t| t.trim().parse().with_context(|| format!("bad tier {t:?}")))
                     .collect::<Result<_>>()?;
             }
+            "--tables" => {
+                let list = it
+                    .next()
+                    .context("--tables needs a list such as egress,flood")?;
+                args.tables = list.split(',').map(|t| t.trim().to_string()).collect();
+                if let Some(bad) = args.tables.iter().find(|t| !TABLES.contains(&t.as_str())) {
+                    bail!("unknown table {bad:?}: one of {}", TABLES.join(", "));
+                }
+            }
             "--json" => args.json = it.next().context("--json needs a path")?.into(),
             "--af-packet" => args.af_packet = true,
+            "--candidate" => {
+                let path = it.next().context("--candidate needs an object")?;
+                args.candidate = Some(
+                    std::fs::read(&path).with_context(|| format!("reading --candidate {path}"))?,
+                );
+            }
             "--before" => args.before = Some(it.next().context("--before needs an object")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--tiers 1,2,3,4] [--quick] [--json PATH] [--before OBJECT] [--af-packet]"
+                    "usage: bench [--tiers 1,2,3,4] [--tables {}] [--quick] [--json PATH] [--before OBJECT] [--candidate OBJECT] [--af-packet]",
+                    TABLES.join(",")
                 );
                 std::process::exit(0);
             }
@@ -149,24 +188,36 @@ fn main() -> Result<()> {
     ));
     let mut json = serde_json::Map::new();
     json.insert("environment".into(), env);
-    if args.tiers.contains(&1) {
+    let wanted = |name: &str| args.tables.iter().any(|t| t == name);
+    let table = |name: &str| args.tiers.contains(&1) && wanted(name);
+    if table("main") {
         let t1 = tier1::run(args.scale, args.before.as_deref()).context(
             "tier 1 loads XDP programs, which needs CAP_BPF and CAP_NET_ADMIN: run the bench as root",
         )?;
         t1.print(&mut out);
         json.insert("tier1".into(), t1.to_json());
+    }
+    if table("flood") {
         let flood = flood::run(args.scale)?;
         flood.print(&mut out);
         json.insert("tier1_flood".into(), flood.to_json());
+    }
+    if table("strict") {
         let strict = strict::run(args.scale)?;
         strict.print(&mut out);
         json.insert("tier1_strict".into(), strict.to_json());
-        let egress = egress::run(args.scale)?;
+    }
+    if table("egress") {
+        let egress = egress::run(args.scale, args.candidate.as_deref())?;
         egress.print(&mut out);
         json.insert("tier1_egress".into(), egress.to_json());
+    }
+    if table("capture") {
         let capture = capture::run(args.scale)?;
         capture.print(&mut out);
         json.insert("tier1_capture".into(), capture.to_json());
+    }
+    if table("media") {
         let media = media::run(args.scale)?;
         media.print(&mut out);
         json.insert("tier1_media".into(), media.to_json());
@@ -195,12 +246,25 @@ fn main() -> Result<()> {
             match bench_lab.generator() {
                 Ok(how) => {
                     progress(format!("tier 2: frames from {how}"));
-                    let t2 = tier2::run(&bench_lab, args.scale, how)?;
-                    t2.print(&mut out);
-                    json.insert("tier2".into(), t2.to_json());
-                    let inside = in_program::run(&bench_lab, args.scale, &t2)?;
-                    inside.print(&mut out);
-                    json.insert("tier2_in_program".into(), inside.to_json());
+                    let t2 = if wanted("rates") {
+                        Some(tier2::run(&bench_lab, args.scale, how)?)
+                    } else {
+                        None
+                    };
+                    if let Some(t2) = &t2 {
+                        t2.print(&mut out);
+                        json.insert("tier2".into(), t2.to_json());
+                    }
+                    if wanted("in-program") {
+                        let inside = in_program::run(
+                            &bench_lab,
+                            args.scale,
+                            t2.as_ref(),
+                            args.candidate.as_deref(),
+                        )?;
+                        inside.print(&mut out);
+                        json.insert("tier2_in_program".into(), inside.to_json());
+                    }
                 }
                 Err(why) => {
                     let msg = format!("tier 2 skipped: {why}");

@@ -207,6 +207,23 @@ pub fn install(bed: &Testbed, r: Receiver) -> Result<Installed> {
     }
 }
 
+/// Another build of sipwall's XDP object (the bench's `--candidate`) in
+/// native mode with the default policy, as [`Receiver::SipwallNative`].
+pub fn install_candidate(bed: &Testbed, object: &[u8]) -> Result<Installed> {
+    let root = PinRoot::new(&bed.bpffs());
+    let attached = bed.lab.in_ns(Host::Pbx, || {
+        attach::attach_object(
+            object,
+            &root,
+            PBX_IFACE,
+            &Ruleset::default(),
+            Some(filter_common::XdpMode::Native),
+            false,
+        )
+    })??;
+    Ok(Installed::Sipwall(Box::new(attached)))
+}
+
 impl Installed {
     pub fn snapshot(&self, bed: &Testbed) -> Result<Snapshot> {
         let mut s = Snapshot {

@@ -138,6 +138,8 @@ fn table() -> Vec<Case> {
         case(PASS, Essential, "IPv6 DNS to the IPv6 resolver", out6("2001:db8:53::53").udp(33335, 53)),
         case(DROP, Denied, "DNS to another server", out4(STRANGER).udp(33333, 53)),
         case(DROP, Denied, "the resolver on another port", out4(RESOLVER).udp(33333, 853)),
+        case(DROP, Denied, "SCTP to the resolver's port 53", out4(RESOLVER).sctp(33333, 53)),
+        case(DROP, Denied, "IPv6 to the IPv4 resolver's mapped address: a resolver is of its own family", out6("::ffff:203.0.113.53").udp(33333, 53)),
         case(PASS, Essential, "DHCP client", Frame::ipv4(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST).udp(68, 67)),
         case(PASS, Essential, "DHCPv6 client", out6("ff02::1:2").udp(546, 547)),
         case(DROP, Denied, "DHCP the wrong way round", Frame::ipv4(HOST, Ipv4Addr::BROADCAST).udp(67, 68)),
