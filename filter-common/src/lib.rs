@@ -54,7 +54,7 @@ assert_pod_size!(
 assert_pod_size!(StrictRule, 40);
 assert_pod_size!(
     EgressPolicy,
-    16 + MAX_EGRESS_RULES * 40 + MAX_DNS_ENTRIES * 40 + 2 * RULE_PORT_WORDS * 8
+    16 + MAX_EGRESS_RULES * 40 + MAX_DNS_ENTRIES * 40 + RULE_BLOCKS * 4
 );
 assert_pod_size!(FlowKey, 40);
 assert_pod_size!(FlowKeyV4, 16);
@@ -193,5 +193,39 @@ mod tests {
         let all = rule_ports(&[entry(0, 65535)]);
         assert!((0..=65535u16).all(|p| rule_port(&all, p)));
         assert!(!rule_port(&rule_ports(&[]), 22));
+    }
+
+    #[test]
+    fn rule_index_names_every_entry_that_may_take_a_port() {
+        let entry = |first: u16, last: u16| StrictRule {
+            proto: 6,
+            port_first: first,
+            port_last: last,
+            net: [0; 2],
+            mask: [0; 2],
+        };
+        let entries = [
+            entry(80, 80),
+            entry(443, 443),
+            entry(8000, 8100),
+            entry(0, 65535),
+        ];
+        let index = rule_index(&entries);
+        for (i, e) in entries.iter().enumerate() {
+            for port in e.port_first..=e.port_last {
+                assert!(
+                    rule_candidates(&index, port) & (1 << i) != 0,
+                    "entry {i}, port {port}"
+                );
+            }
+        }
+        // Only the entry for every port, and the block's neighbours.
+        assert_eq!(rule_candidates(&index, 40000), 0b1000);
+        assert_eq!(rule_candidates(&index, 443), 0b1010);
+        assert_eq!(rule_candidates(&index, 65), 0b1001);
+        assert_eq!(rule_candidates(&rule_index(&[]), 22), 0);
+        // Entries past the 32 a word holds are not indexed.
+        let many = [entry(22, 22); 40];
+        assert_eq!(rule_candidates(&rule_index(&many), 22), u32::MAX);
     }
 }

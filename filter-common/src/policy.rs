@@ -92,6 +92,34 @@ pub fn rule_ports(entries: &[StrictRule]) -> RulePorts {
     bits
 }
 
+/// 64-port blocks of the port space: the words of a [`RuleIndex`].
+pub const RULE_BLOCKS: usize = 65536 / 64;
+
+/// Which of a table's (up to 32) [`StrictRule`]s may take each port, by
+/// blocks of 64: bit `i` of word `port >> 6` is set when entry `i`'s port
+/// range reaches into that block. The program walks only those entries, so
+/// a table's entries for other ports cost a packet a shift each, not a
+/// compare of their prefix; a zero word skips the walk. Written beside the
+/// entries by [`rule_index`], in the same record.
+pub type RuleIndex = [u32; RULE_BLOCKS];
+
+/// The [`RuleIndex`] of `entries` (at most 32: more are not indexed).
+pub fn rule_index(entries: &[StrictRule]) -> RuleIndex {
+    let mut index = [0; RULE_BLOCKS];
+    for (i, e) in entries.iter().enumerate().take(32) {
+        for block in (e.port_first >> 6)..=(e.port_last >> 6) {
+            index[usize::from(block)] |= 1 << i;
+        }
+    }
+    index
+}
+
+/// The entries of `index` that may take `port`.
+#[inline(always)]
+pub fn rule_candidates(index: &RuleIndex, port: u16) -> u32 {
+    index[usize::from(port >> 6)]
+}
+
 /// Whether `bits` (a [`RulePorts`]) may hold `port`.
 #[inline(always)]
 pub fn rule_port(bits: &RulePorts, port: u16) -> bool {
@@ -248,12 +276,9 @@ pub struct EgressPolicy {
     pub rules: [StrictRule; MAX_EGRESS_RULES],
     /// `[egress] dns`: UDP and TCP to port 53 of each resolver.
     pub dns: [StrictRule; MAX_DNS_ENTRIES],
-    /// The ports `rules` and `dns` cover, coarsely (see [`RulePorts`]).
-    /// The egress program reads `rule_ports` only: it tests DNS's port
-    /// itself (`dns_ports` stays in the record, whose layout the pins
-    /// keep).
-    pub rule_ports: RulePorts,
-    pub dns_ports: RulePorts,
+    /// Which of `rules` may take each destination port (see [`RuleIndex`]).
+    /// The resolvers need none: the program tests DNS's port itself.
+    pub rule_index: RuleIndex,
 }
 
 impl EgressPolicy {
@@ -272,8 +297,7 @@ impl EgressPolicy {
             reserved: 0,
             rules: [NONE; MAX_EGRESS_RULES],
             dns: [NONE; MAX_DNS_ENTRIES],
-            rule_ports: [0; RULE_PORT_WORDS],
-            dns_ports: [0; RULE_PORT_WORDS],
+            rule_index: [0; RULE_BLOCKS],
         }
     }
 }

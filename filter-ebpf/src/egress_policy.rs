@@ -3,7 +3,7 @@
 //! media to its media ports), answers to what ingress lets in, what a host
 //! needs to keep working, and the operator's `[[egress.allow]]` rules.
 //! First match wins; the caller counts and drops.
-use filter_common::{rule_port, EgressPolicy, OutReason, Policy, FLAG_PING};
+use filter_common::{rule_candidates, rule_port, EgressPolicy, OutReason, Policy, FLAG_PING};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 
@@ -14,7 +14,7 @@ use crate::{
         destination, dport, parse, sport, Packet, Parsed, ICMP_HEAD, IPPROTO_TCP, IPPROTO_UDP,
     },
     policy::allowlisted,
-    rules::{covers, matches},
+    rules::{covers, matches, matches_among},
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -347,9 +347,14 @@ fn decide(
         {
             return OutReason::Essential;
         }
-        if rule_port(&egress.rule_ports, dport)
-            && matches(&egress.rules, egress.rule_count, v6, proto, dport, dst)
-        {
+        if matches_among(
+            &egress.rules,
+            rule_candidates(&egress.rule_index, dport),
+            v6,
+            proto,
+            dport,
+            dst,
+        ) {
             return OutReason::RuleAllowed;
         }
         return OutReason::Denied;

@@ -39,6 +39,42 @@ pub fn matches<const N: usize>(
     false
 }
 
+/// [`matches`] over the entries of `candidates` (bit `i` for entry `i`,
+/// from `filter_common::rule_candidates`): an entry for other ports costs a
+/// shift, not a compare of its prefix, and the walk ends past the last
+/// candidate.
+// An index loop bounded by a constant: the form the verifier follows.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+pub fn matches_among<const N: usize>(
+    entries: &[StrictRule; N],
+    candidates: u32,
+    v6: bool,
+    proto: u32,
+    port: u16,
+    addr: [u64; 2],
+) -> bool {
+    for i in 0..N {
+        let left = candidates >> i;
+        if left == 0 {
+            break;
+        }
+        if left & 1 == 0 {
+            continue;
+        }
+        let r = &entries[i];
+        if addr[1] & r.mask[1] == r.net[1]
+            && addr[0] & r.mask[0] == r.net[0]
+            && rule_takes(r.proto, proto, v6)
+            && port >= r.port_first
+            && port <= r.port_last
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether `addr` lies in the prefix of one of the first `count` entries
 /// that take the packet's family, whatever their protocol and ports: the
 /// resolvers' walk, whose caller tests DNS's protocol and port itself. A

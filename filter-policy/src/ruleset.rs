@@ -3,10 +3,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{
-    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, rule_ports, EgressPolicy, Policy, StrictRule,
-    EGRESS_STRICT, FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_MEDIA_CALLS, FLAG_PING,
-    FLAG_STRICT, FLAG_UNATTENDED_CLOSED, MAX_DNS_ENTRIES, MAX_EGRESS_RULES, MAX_STRICT_RULES,
-    RULE_ANY_PROTO, RULE_PROTO_MASK, RULE_V4, RULE_V6,
+    maps::ALLOW_V4_MAX, maps::ALLOW_V6_MAX, rule_index, rule_ports, EgressPolicy, Policy,
+    StrictRule, EGRESS_STRICT, FLAG_CHECK_RTP, FLAG_DRY_RUN, FLAG_LOG_DENIED, FLAG_MEDIA_CALLS,
+    FLAG_PING, FLAG_STRICT, FLAG_UNATTENDED_CLOSED, MAX_DNS_ENTRIES, MAX_EGRESS_RULES,
+    MAX_STRICT_RULES, RULE_ANY_PROTO, RULE_PROTO_MASK, RULE_V4, RULE_V6,
 };
 use ipnet::{IpNet, Ipv6Net};
 
@@ -284,13 +284,12 @@ impl Egress {
         for (slot, entry) in p.rules.iter_mut().zip(rules) {
             *slot = entry;
         }
-        p.rule_ports = rule_ports(&p.rules[..p.rule_count as usize]);
+        p.rule_index = rule_index(&p.rules[..p.rule_count as usize]);
         let dns = compile_rules(&self.dns_rules());
         p.dns_count = dns.len().min(MAX_DNS_ENTRIES) as u32;
         for (slot, entry) in p.dns.iter_mut().zip(dns) {
             *slot = entry;
         }
-        p.dns_ports = rule_ports(&p.dns[..p.dns_count as usize]);
         p
     }
 
