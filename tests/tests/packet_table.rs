@@ -1001,6 +1001,85 @@ fn single_packet_sources_pushed_out_of_the_cache_are_not_remembered() {
     );
 }
 
+/// IPv4 sources have a cache of their own (16-byte slots, their packets
+/// in 24 bits): a source of two packets is listed with both, pushed-out
+/// single-packet sources are not remembered, and a source whose packets
+/// fill their 24 bits loses none of them.
+#[test]
+fn ipv4_sources_are_counted_in_their_own_cache() {
+    sipwall_tests::skip_unless_root!();
+    // One CPU, so that one per-CPU cache sees every packet.
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity get valid pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pinning the test to CPU 0"
+        );
+    }
+    let runner = Runner::new(&Ruleset::default()).unwrap();
+    let sip_from = |src: Ipv4Addr| ip4(src).udp(5060, 5060).build();
+    let keeper = Ipv4Addr::new(192, 0, 2, 77);
+    for _ in 0..2 {
+        assert_eq!(runner.run(&sip_from(keeper)).unwrap().verdict, DROP);
+    }
+    let mut singles_sent = 0u64;
+    for net in [[192, 0, 2], [198, 51, 100], [203, 0, 113]] {
+        for host in 0..=255u8 {
+            let src = Ipv4Addr::new(net[0], net[1], net[2], host);
+            if src != keeper {
+                assert_eq!(runner.run(&sip_from(src)).unwrap().verdict, DROP);
+                singles_sent += 1;
+            }
+        }
+    }
+    let heavy = Ipv4Addr::new(198, 51, 100, 200);
+    let heavy_frame = sip_from(heavy);
+    let heavy_sent = filter_common::DENIED_V4_MAX_PACKETS + 5;
+    let (action, _) = runner
+        .time(&heavy_frame, u32::try_from(heavy_sent).unwrap())
+        .unwrap();
+    assert_eq!(action, 1, "XDP_DROP");
+    let counted = runner.maps.counters().unwrap()[SipDenied as usize].packets;
+    assert_eq!(
+        counted,
+        2 + singles_sent + heavy_sent,
+        "every packet is counted"
+    );
+    let denied = runner.maps.denied_sources().unwrap();
+    let listed = |a: Ipv4Addr| {
+        denied
+            .iter()
+            .find(|(s, _)| *s == IpAddr::V4(a))
+            .map(|(_, c)| *c)
+    };
+    assert_eq!(
+        listed(keeper).map(|c| c.packets),
+        Some(2),
+        "the source that sent two"
+    );
+    let heavy_count = listed(heavy).expect("the heavy source is listed");
+    // Its single packet before the flood may have been pushed out unlisted.
+    assert!(
+        heavy_count.packets == heavy_sent || heavy_count.packets == heavy_sent + 1,
+        "the heavy source: {} packets listed of {heavy_sent} sent",
+        heavy_count.packets
+    );
+    assert_eq!(
+        heavy_count.bytes,
+        heavy_count.packets * heavy_frame.len() as u64,
+        "and their bytes"
+    );
+    let singles = denied.iter().filter(|(_, c)| c.packets == 1).count();
+    assert!(
+        singles <= filter_common::DENIED_V4_SLOTS as usize,
+        "{singles} one-packet sources remembered: more than the cache holds"
+    );
+}
+
 // --- strict mode (docs/policy.md, "Strict mode") ---
 
 const STRICT_TOML: &str = r#"
