@@ -65,9 +65,6 @@ assert_pod_size!(DeniedSlot, 16 + 8 + 8 + 8);
 assert_pod_size!(DeniedBlock, DENIED_BLOCK_SLOTS as usize * 40);
 const _: () = assert!(DENIED_CACHE_SLOTS.is_multiple_of(DENIED_BLOCK_SLOTS));
 const _: () = assert!(core::mem::size_of::<DeniedBlock>() <= 32 * 1024);
-assert_pod_size!(DeniedSlotV4, 16);
-assert_pod_size!(DeniedCacheV4, DENIED_V4_SLOTS as usize * 16);
-const _: () = assert!(core::mem::size_of::<DeniedCacheV4>() <= 32 * 1024);
 assert_pod_size!(LogBucket, 16);
 assert_pod_size!(RateState, 24);
 assert_pod_size!(RateSlot, 40);
@@ -96,10 +93,6 @@ mod pod {
     unsafe impl aya::Pod for super::DeniedSlot {}
     // SAFETY: as above (an array of `DeniedSlot`).
     unsafe impl aya::Pod for super::DeniedBlock {}
-    // SAFETY: repr(C) of two u64: no padding, any bits valid.
-    unsafe impl aya::Pod for super::DeniedSlotV4 {}
-    // SAFETY: as above (an array of `DeniedSlotV4`).
-    unsafe impl aya::Pod for super::DeniedCacheV4 {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::HostSlot {}
     // SAFETY: as above.

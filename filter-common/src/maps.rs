@@ -28,9 +28,6 @@ pub const V6_DIRECT: &str = "V6_DIRECT";
 pub const V4_HOSTS: &str = "V4_HOSTS";
 /// Per-CPU array of [`crate::DeniedBlock`].
 pub const DENIED_CACHE: &str = "DENIED_CACHE";
-/// Per-CPU array of one [`crate::DeniedCacheV4`]: the same cache for
-/// IPv4 sources.
-pub const DENIED_CACHE_V4: &str = "DENIED_CACHE_V4";
 /// Per-CPU array of one [`crate::CoarseClock`].
 pub const CLOCK: &str = "CLOCK";
 /// Per-CPU array of one [`crate::InsertBudget`].
@@ -91,7 +88,7 @@ pub const EGRESS_POLICY: &str = "EGRESS_POLICY";
 pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
 /// Every map of the program, each pinned under its name.
-pub const ALL: [&str; 44] = [
+pub const ALL: [&str; 43] = [
     COUNTERS,
     ACTIVE,
     POLICY,
@@ -102,7 +99,6 @@ pub const ALL: [&str; 44] = [
     DENIED,
     LOG_BUCKET,
     DENIED_CACHE,
-    DENIED_CACHE_V4,
     V4_DIRECT,
     V4_HOSTS,
     V6_DIRECT,

@@ -24,19 +24,17 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use filter_common::{
-    denied_v4_id, denied_v4_parts, denied_v4_slot, denied_v4_tag, Counter, DropKey, OutReason,
-    Policy, Reason, SourceKey, DENIED_BLOCK_SLOTS, DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS,
-    DENIED_HEAVY_PACKETS, DENIED_V4_FULL, DENIED_V4_ID_MASK, DENIED_V4_MAX_PACKETS,
-    DENIED_V4_PACKET, DENIED_V4_SLOTS, EGRESS_STRICT, FLAG_DRY_RUN, FLAG_L3, FLAG_LOG_DENIED,
-    FLAG_STRICT, LOG_RATE_PER_SEC,
+    Counter, DropKey, OutReason, Policy, Reason, SourceKey, DENIED_BLOCK_SLOTS,
+    DENIED_BUDGET_PER_TICK, DENIED_CACHE_SLOTS, DENIED_HEAVY_PACKETS, EGRESS_STRICT, FLAG_DRY_RUN,
+    FLAG_L3, FLAG_LOG_DENIED, FLAG_STRICT, LOG_RATE_PER_SEC,
 };
 
 use crate::{
     maps::{
-        ACTIVE, COUNTERS, DENIED, DENIED_BUDGET, DENIED_CACHE, DENIED_CACHE_V4, EGRESS_POLICY,
-        EGRESS_SCRATCH, LOG_BUCKET, OUT_COUNTERS, POLICY,
+        ACTIVE, COUNTERS, DENIED, DENIED_BUDGET, DENIED_CACHE, EGRESS_POLICY, EGRESS_SCRATCH,
+        LOG_BUCKET, OUT_COUNTERS, POLICY,
     },
-    parse::{v4_key, Packet, Parsed},
+    parse::{Packet, Parsed},
 };
 
 // `#[xdp]` wraps this function in the program's entry point; inlined, it
@@ -340,10 +338,6 @@ fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]>
     // goes there within the CPU's budget per tick, and one of many always,
     // taking from the budget only for a new entry (see
     // `filter_common::DENIED_BUDGET_PER_TICK`).
-    if key[0] == 0 && key[1] as u32 == 0xffff_0000 {
-        count_source_v4((key[1] >> 32) as u32, reason as u32, bytes);
-        return Some(key);
-    }
     let folded = key[0] ^ key[1] ^ (reason as u64);
     let hash = ((folded as u32) ^ ((folded >> 32) as u32)).wrapping_mul(0x9e37_79b9);
     let slot = hash >> (32 - DENIED_CACHE_SLOTS.trailing_zeros());
@@ -361,7 +355,11 @@ fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]>
                 s.packets += 1;
                 s.bytes += bytes;
             } else {
-                flush_denied(*addr, s.reason, s.packets, s.bytes);
+                if s.packets >= DENIED_HEAVY_PACKETS {
+                    add_denied(*addr, s.reason, s.packets, s.bytes, false);
+                } else if s.packets > 1 && take_budget() {
+                    add_denied(*addr, s.reason, s.packets, s.bytes, true);
+                }
                 *addr = key;
                 s.reason = reason as u32;
                 s.packets = 1;
@@ -371,53 +369,6 @@ fn count_source(reason: Reason, parsed: &Parsed, bytes: u64) -> Option<[u64; 2]>
         None => add_denied(key, reason as u32, 1, bytes, false),
     }
     Some(key)
-}
-
-/// [`count_source`] for an IPv4 source (`addr` in packet order), in its
-/// 16-byte slot of `DENIED_CACHE_V4`.
-#[inline(always)]
-fn count_source_v4(addr: u32, reason: u32, bytes: u64) {
-    let slot = denied_v4_slot(addr, reason);
-    let id = denied_v4_id(addr, reason);
-    match DENIED_CACHE_V4.get_ptr_mut(0) {
-        Some(cache) => {
-            // SAFETY: this CPU's cache, no other CPU writes it; the slot is
-            // below DENIED_V4_SLOTS (`denied_v4_slot`).
-            let s = unsafe { &mut (*cache).slots[(slot % DENIED_V4_SLOTS) as usize] };
-            let tag = s.tag;
-            // The source's own slot with room for a packet: a flood's path.
-            if tag & DENIED_V4_ID_MASK == id && (DENIED_V4_PACKET..DENIED_V4_FULL).contains(&tag) {
-                s.tag = tag + DENIED_V4_PACKET;
-                s.bytes += bytes;
-            } else if tag & DENIED_V4_ID_MASK == id && tag >= DENIED_V4_FULL {
-                // Its packets fill their 24 bits: they go to DENIED (once
-                // in 16 million packets, outside the budget), and the
-                // slot counts on from this one.
-                add_denied(v4_key(addr), reason, DENIED_V4_MAX_PACKETS, s.bytes, true);
-                s.tag = denied_v4_tag(addr, reason, 1);
-                s.bytes = bytes;
-            } else {
-                let (old, old_reason, packets) = denied_v4_parts(tag);
-                flush_denied(v4_key(old), old_reason, packets, s.bytes);
-                s.tag = denied_v4_tag(addr, reason, 1);
-                s.bytes = bytes;
-            }
-        }
-        None => add_denied(v4_key(addr), reason, 1, bytes, false),
-    }
-}
-
-/// A source's counts leaving its cache slot: written to `DENIED` if it
-/// sent many, or more than one within this CPU's budget of writes (see
-/// `filter_common::DENIED_BUDGET_PER_TICK`); a source of one packet is not
-/// (in a spoofed flood nearly every source is such).
-#[inline(always)]
-fn flush_denied(addr: [u64; 2], reason: u32, packets: u64, bytes: u64) {
-    if packets >= DENIED_HEAVY_PACKETS {
-        add_denied(addr, reason, packets, bytes, false);
-    } else if packets > 1 && take_budget() {
-        add_denied(addr, reason, packets, bytes, true);
-    }
 }
 
 #[inline(always)]

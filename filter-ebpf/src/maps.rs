@@ -8,9 +8,9 @@ use aya_ebpf::{
 };
 use filter_common::{
     maps::{ALLOW_V4_MAX, ALLOW_V6_MAX, BAN_MAX, DENIED_MAX, FLOWS_MAX, RATE_MAX},
-    BanEntry, CoarseClock, Counter, DeniedBlock, DeniedCacheV4, DropKey, EgressPolicy, FlowKey,
-    FlowKeyV4, FlowSeen, HostSlot, InsertBudget, LogBucket, Policy, RateSlot, RateState, ReplySlot,
-    SourceKey, BAN_GATE_LEN, DENIED_CACHE_BLOCKS, DIRECT_WORDS, FLOW_GATE_SLOTS, OUT_REASON_COUNT,
+    BanEntry, CoarseClock, Counter, DeniedBlock, DropKey, EgressPolicy, FlowKey, FlowKeyV4,
+    FlowSeen, HostSlot, InsertBudget, LogBucket, Policy, RateSlot, RateState, ReplySlot, SourceKey,
+    BAN_GATE_LEN, DENIED_CACHE_BLOCKS, DIRECT_WORDS, FLOW_GATE_SLOTS, OUT_REASON_COUNT,
     RATE_CACHE_SLOTS, REASON_COUNT, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 
@@ -76,11 +76,6 @@ pub static LOG_BUCKET: PerCpuArray<LogBucket> = PerCpuArray::with_max_entries(1,
 #[map]
 pub static DENIED_CACHE: PerCpuArray<DeniedBlock> =
     PerCpuArray::with_max_entries(DENIED_CACHE_BLOCKS, 0);
-
-/// The same cache for IPv4 sources, in 16-byte slots (see
-/// `filter_common::DeniedSlotV4`): IPv6 sources use `DENIED_CACHE`.
-#[map]
-pub static DENIED_CACHE_V4: PerCpuArray<DeniedCacheV4> = PerCpuArray::with_max_entries(1, 0);
 
 /// Each CPU's budget of new sources for `DENIED` in the current tick
 /// (see `filter_common::DENIED_INSERTS_PER_TICK`).

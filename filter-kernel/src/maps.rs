@@ -37,10 +37,10 @@ use aya::{
     Ebpf,
 };
 use filter_common::{
-    denied_v4_parts, maps as names, AttachInfo, BanEntry, Counter, CounterFamily, DeniedBlock,
-    DeniedCacheV4, DropKey, EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, OutReason, Policy,
-    RateSlot, RateState, Reason, ReplySlot, SourceKey, BAN_GATE_LEN, BAN_SLOT_LEN, DIRECT_WORDS,
-    FLAG_L3, FLAG_STRICT, FLOW_GATE_ALWAYS, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    maps as names, AttachInfo, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey,
+    EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason,
+    ReplySlot, SourceKey, BAN_GATE_LEN, BAN_SLOT_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT,
+    FLOW_GATE_ALWAYS, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
@@ -64,7 +64,6 @@ pub struct Maps {
     allow_v6: [Trie<16>; 2],
     denied: PerCpuHashMap<MapData, DropKey, Counter>,
     denied_cache: PerCpuArray<MapData, DeniedBlock>,
-    denied_cache_v4: PerCpuArray<MapData, DeniedCacheV4>,
     /// The direct table, written through a memory mapping.
     v4_direct: MapData,
     /// The host slots, written the same way.
@@ -192,7 +191,6 @@ impl Maps {
             ],
             denied: typed(one(names::DENIED)?, names::DENIED)?,
             denied_cache: typed(one(names::DENIED_CACHE)?, names::DENIED_CACHE)?,
-            denied_cache_v4: typed(one(names::DENIED_CACHE_V4)?, names::DENIED_CACHE_V4)?,
             v4_direct: array_data(one(names::V4_DIRECT)?, names::V4_DIRECT)?,
             v4_hosts: array_data(one(names::V4_HOSTS)?, names::V4_HOSTS)?,
             v6_direct: array_data(one(names::V6_DIRECT)?, names::V6_DIRECT)?,
@@ -656,7 +654,7 @@ impl Maps {
             return self.ratelimited_sources(reason);
         }
         let wanted = reason as u32;
-        // The LRU map and the per-CPU caches in front of it (a source's
+        // The LRU map and the per-CPU cache in front of it (a source's
         // counts may be in both), summed by address.
         let mut sums: std::collections::HashMap<[u8; 16], Counter> = Default::default();
         let mut add = |addr: [u8; 16], c: &Counter| {
@@ -684,24 +682,6 @@ impl Maps {
                     s.addr,
                     &Counter {
                         packets: s.packets,
-                        bytes: s.bytes,
-                    },
-                );
-            }
-        }
-        let per_cpu = self
-            .denied_cache_v4
-            .get(&0, 0)
-            .context("reading the denied IPv4 sources' cache")?;
-        for s in per_cpu.iter().flat_map(|c| c.slots.iter()) {
-            let (addr, reason, packets) = denied_v4_parts(s.tag);
-            if packets != 0 && reason == wanted {
-                add(
-                    std::net::Ipv4Addr::from(addr.to_ne_bytes())
-                        .to_ipv6_mapped()
-                        .octets(),
-                    &Counter {
-                        packets,
                         bytes: s.bytes,
                     },
                 );
