@@ -21,7 +21,7 @@ use crate::{
     progress,
     report::{differences, median, verdict, Report},
     size::{self, COMPLEXITY_GATE},
-    Scale,
+    Scale, LOADS,
 };
 
 const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -103,14 +103,23 @@ pub fn run(scale: Scale, candidate: Option<&[u8]>) -> Result<EgressTier1> {
         mode: Mode::Strict,
         ..strict_rules.clone()
     };
-    let open = Runner::new(&open_rules)?;
-    let strict = Runner::new(&strict_rules)?;
-    let both = Runner::new(&both_rules)?;
+    // Every program loaded `LOADS` times, the samples taking the copies in
+    // turn (see `LOADS`).
+    let loads = |rules: &Ruleset| -> Result<Vec<Runner>> {
+        (0..LOADS).map(|_| Runner::new(rules)).collect()
+    };
+    let open = loads(&open_rules)?;
+    let strict = loads(&strict_rules)?;
+    let both = loads(&both_rules)?;
     let candidates = match candidate {
-        Some(object) => Some((
-            Runner::with_object(object, &strict_rules)?,
-            Runner::with_object(object, &both_rules)?,
-        )),
+        Some(object) => {
+            let loads = |rules: &Ruleset| -> Result<Vec<Runner>> {
+                (0..LOADS)
+                    .map(|_| Runner::with_object(object, rules))
+                    .collect()
+            };
+            Some((loads(&strict_rules)?, loads(&both_rules)?))
+        }
         None => None,
     };
     let rtp = Frame::ipv4(HOST, STRANGER)
@@ -181,11 +190,11 @@ pub fn run(scale: Scale, candidate: Option<&[u8]>) -> Result<EgressTier1> {
     ];
     let mut rows = Vec::new();
     for (class, learning, frame, reason) in classes {
-        let runner = if learning { &both } else { &strict };
+        let runners = if learning { &both } else { &strict };
         let candidate = candidates
             .as_ref()
             .map(|(strict, both)| if learning { both } else { strict });
-        let got = runner.run_out(&frame)?;
+        let got = runners[0].run_out(&frame)?;
         ensure!(
             got.reason() == Some(reason),
             "{class}: counted {:?}",
@@ -194,11 +203,12 @@ pub fn run(scale: Scale, candidate: Option<&[u8]>) -> Result<EgressTier1> {
         let action = if reason.drops() { 2 } else { -1 };
         let (mut o, mut s, mut c) = (Vec::new(), Vec::new(), Vec::new());
         // Interleaved: the VM's fast and slow phases hit both alike.
-        for _ in 0..scale.samples * scale.rounds {
-            o.push(timed(&open, &frame, -1, scale.repeat)?);
-            s.push(timed(runner, &frame, action, scale.repeat)?);
+        for sample in 0..scale.samples * scale.rounds {
+            let copy = sample % LOADS;
+            o.push(timed(&open[copy], &frame, -1, scale.repeat)?);
+            s.push(timed(&runners[copy], &frame, action, scale.repeat)?);
             if let Some(candidate) = candidate {
-                c.push(timed(candidate, &frame, action, scale.repeat)?);
+                c.push(timed(&candidate[copy], &frame, action, scale.repeat)?);
             }
         }
         rows.push(Row {

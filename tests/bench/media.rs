@@ -19,7 +19,7 @@ use sipwall_tests::packet::Frame;
 use crate::{
     progress,
     report::{differences, median, middle_mean, verdict, Report},
-    Scale,
+    Scale, LOADS,
 };
 
 const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -177,16 +177,23 @@ pub fn run(scale: Scale) -> Result<MediaTier1> {
 /// a deployment that does not use it. The two are timed back to back in
 /// each sample, in alternating order.
 fn range_unchanged(rules: &Ruleset, scale: Scale) -> Result<Vec<RangeRow>> {
-    let without = match Runner::range_only(rules) {
-        Ok(r) => r,
-        Err(e) => {
-            progress(format!(
-                "tier 1 media by call: range mode unchanged: skipped ({e:#})"
-            ));
-            return Ok(Vec::new());
+    // Each build loaded `LOADS` times, the samples taking the copies in
+    // turn (see `LOADS`).
+    let mut without = Vec::new();
+    for _ in 0..LOADS {
+        match Runner::range_only(rules) {
+            Ok(r) => without.push(r),
+            Err(e) => {
+                progress(format!(
+                    "tier 1 media by call: range mode unchanged: skipped ({e:#})"
+                ));
+                return Ok(Vec::new());
+            }
         }
-    };
-    let with = Runner::new(rules)?;
+    }
+    let with = (0..LOADS)
+        .map(|_| Runner::new(rules))
+        .collect::<Result<Vec<_>>>()?;
     let sip = b"OPTIONS sip:h SIP/2.0\r\n\r\n";
     let classes: [(&'static str, Vec<u8>); 5] = [
         (
@@ -234,8 +241,9 @@ fn range_unchanged(rules: &Ruleset, scale: Scale) -> Result<Vec<RangeRow>> {
     // Three times the samples of other rows: the kernel reports whole ns,
     // the target is one, and the difference is a mean of the samples'.
     for sample in 0..3 * scale.samples {
+        let (without, with) = (&without[sample % LOADS], &with[sample % LOADS]);
         for (row, (_, frame)) in rows.iter_mut().zip(&classes) {
-            if sample % 2 == 0 {
+            if sample / LOADS % 2 == 0 {
                 row.without.push(without.time(frame, scale.repeat)?.1);
                 row.with.push(with.time(frame, scale.repeat)?.1);
             } else {
@@ -245,7 +253,7 @@ fn range_unchanged(rules: &Ruleset, scale: Scale) -> Result<Vec<RangeRow>> {
         }
     }
     for (class, frame) in &classes {
-        let (a, b) = (without.run(frame)?, with.run(frame)?);
+        let (a, b) = (without[0].run(frame)?, with[0].run(frame)?);
         ensure!(
             a.reason() == b.reason() && a.verdict == b.verdict,
             "{class}: the program without calls mode judged {:?}, the program {:?}",
