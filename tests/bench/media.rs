@@ -243,7 +243,7 @@ fn range_unchanged(rules: &Ruleset, scale: Scale) -> Result<Vec<RangeRow>> {
     for sample in 0..3 * scale.samples {
         let (without, with) = (&without[sample % LOADS], &with[sample % LOADS]);
         for (row, (_, frame)) in rows.iter_mut().zip(&classes) {
-            if sample / LOADS % 2 == 0 {
+            if (sample / LOADS).is_multiple_of(2) {
                 row.without.push(without.time(frame, scale.repeat)?.1);
                 row.with.push(with.time(frame, scale.repeat)?.1);
             } else {
