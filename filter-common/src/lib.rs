@@ -170,17 +170,21 @@ mod tests {
         assert!(v6.gate_slot() < FLOW_GATE_SLOTS);
     }
 
-    /// Every port an entry covers has its bit; the bitmap may say yes to
-    /// more ports, never no to one of them.
-    #[test]
-    fn rule_port_bits_cover_every_ruled_port() {
-        let entry = |first: u16, last: u16| StrictRule {
+    /// A TCP entry for any source on ports `first..=last`.
+    fn entry(first: u16, last: u16) -> StrictRule {
+        StrictRule {
             proto: 6,
             port_first: first,
             port_last: last,
             net: [0; 2],
             mask: [0; 2],
-        };
+        }
+    }
+
+    /// Every port an entry covers has its bit; the bitmap may say yes to
+    /// more ports, never no to one of them.
+    #[test]
+    fn rule_port_bits_cover_every_ruled_port() {
         let entries = [entry(22, 22), entry(8000, 8100), entry(65535, 65535)];
         let bits = rule_ports(&entries);
         for e in &entries {
@@ -195,15 +199,9 @@ mod tests {
         assert!(!rule_port(&rule_ports(&[]), 22));
     }
 
+    /// Every entry that may take a port has its bit in the port's word.
     #[test]
     fn rule_index_names_every_entry_that_may_take_a_port() {
-        let entry = |first: u16, last: u16| StrictRule {
-            proto: 6,
-            port_first: first,
-            port_last: last,
-            net: [0; 2],
-            mask: [0; 2],
-        };
         let entries = [
             entry(80, 80),
             entry(443, 443),
