@@ -55,6 +55,36 @@ pub const BAN_SLOT_LEN: u32 = BAN_SLOT_BUCKETS + 1;
 /// `2i + 1` its `BanEntry::effective_ns`.
 pub type BanBucket = [u64; 2 * BAN_SLOT_WAYS];
 
+/// The single banned IPv6 addresses again, as [`BAN_SLOT_BUCKETS`] holds
+/// the IPv4 ones: buckets of one cache line, each of [`BAN_SLOT_WAYS_V6`]
+/// ways of four words (the address as the program holds it, two native
+/// words of its bytes in packet order; its `BanEntry::effective_ns`, never
+/// 0 in a used way; a zero word), every address in one of two buckets
+/// ([`ban_buckets_v6`]). The hash `BAN_HOSTS_V6` stays the record and the
+/// answer for an address that found no room (the overflow bucket's first
+/// word set), as for IPv4.
+pub const BAN_SLOT_BUCKETS_V6: u32 = 1 << 16;
+pub const BAN_SLOT_WAYS_V6: usize = 2;
+/// Entries of the IPv6 slot array: the buckets, then the overflow bucket.
+pub const BAN_SLOT_LEN_V6: u32 = BAN_SLOT_BUCKETS_V6 + 1;
+/// A bucket of the IPv6 slot array: way `i` at words `4i..4i + 4`.
+pub type BanBucketV6 = [u64; 4 * BAN_SLOT_WAYS_V6];
+
+/// The two buckets an IPv6 address (its 16 bytes in packet order, read as
+/// two native u64 words, as the program holds it) may sit in.
+#[inline(always)]
+pub fn ban_buckets_v6(w0: u64, w1: u64) -> (u32, u32) {
+    // A full 64-bit mix (MurmurHash3's finalizer): addresses that differ
+    // in a few low bits, as a prefix's hosts do, land far apart, and the
+    // two buckets come from different bits of it.
+    let mut h = w0 ^ w1.rotate_left(32);
+    h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    let bits = BAN_SLOT_BUCKETS_V6.trailing_zeros();
+    ((h >> (64 - bits)) as u32, (h as u32) >> (32 - bits))
+}
+
 /// The two buckets an IPv4 address (its 4 bytes in packet order, read as
 /// a native u32, as the program holds it) may sit in.
 #[inline(always)]

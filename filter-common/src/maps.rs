@@ -56,6 +56,10 @@ pub const BAN_GATE: &str = "BAN_GATE";
 /// buckets the program reads in one cache line
 /// ([`crate::BAN_SLOT_BUCKETS`]), memory-mappable.
 pub const BAN_SLOTS_V4: &str = "BAN_SLOTS_V4";
+/// Array of [`crate::BanBucketV6`]: the single banned IPv6 addresses in
+/// buckets the program reads in one cache line
+/// ([`crate::BAN_SLOT_BUCKETS_V6`]), memory-mappable.
+pub const BAN_SLOTS_V6: &str = "BAN_SLOTS_V6";
 /// LRU hash of [`crate::FlowKeyV4`] → [`crate::FlowSeen`]: the host's
 /// own IPv4 flows, learnt by the TC egress program (strict mode's
 /// replies).
@@ -88,7 +92,7 @@ pub const EGRESS_POLICY: &str = "EGRESS_POLICY";
 pub const EGRESS_SCRATCH: &str = "EGRESS_SCRATCH";
 
 /// Every map of the program, each pinned under its name.
-pub const ALL: [&str; 43] = [
+pub const ALL: [&str; 44] = [
     COUNTERS,
     ACTIVE,
     POLICY,
@@ -112,6 +116,7 @@ pub const ALL: [&str; 43] = [
     BAN_HOSTS_V6,
     BAN_GATE,
     BAN_SLOTS_V4,
+    BAN_SLOTS_V6,
     FLOWS_V4,
     FLOWS_V6,
     REPLY_CACHE,

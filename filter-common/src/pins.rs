@@ -39,8 +39,9 @@ pub const ATTACH_MAGIC: u32 = 0x5349_5057; // "SIPW"
 /// flows it learnt (`LEARNT_CACHE`). 14: media by call (`media::maps`,
 /// `Policy::media_idle_ns`). 15: the single IPv4 bans' slot array
 /// (`BAN_SLOTS_V4`). 16: [`EgressPolicy`] indexes its rules by port
-/// (`rule_index`) in place of the ports bitmaps.
-pub const PIN_LAYOUT_VERSION: u32 = 16;
+/// (`rule_index`) in place of the ports bitmaps. 17: the single IPv6 bans'
+/// slot array (`BAN_SLOTS_V6`).
+pub const PIN_LAYOUT_VERSION: u32 = 17;
 
 /// How the XDP program is attached to its interface. Kept in [`AttachInfo`]
 /// as its `u32` value (map values hold no enums).

@@ -3,22 +3,24 @@
 //! One word of the gate answers "no" for every source outside the /24s a
 //! ban touches, whatever the size of the set; one bit of its host bitmap
 //! answers "no" for a neighbour of a banned address. Behind a set bit,
-//! a single banned IPv4 address is found in one of two buckets of an
-//! array (`filter_common::BAN_SLOT_BUCKETS`), an IPv6 one by a hash
-//! lookup, shorter prefixes by a trie lookup. The gate's checks and the
+//! a single banned address is found in one of two buckets of an array
+//! (`filter_common::BAN_SLOT_BUCKETS`, `BAN_SLOT_BUCKETS_V6`), or by a
+//! hash lookup when it found no room there; shorter prefixes by a trie
+//! lookup. The gate's checks and the
 //! buckets' stay in this function's caller: a call costs a return, which
 //! the AMD CPUs' mitigations make dear. Expiry is a comparison
 //! with the kernel's coarse clock, so a ban ends on time (to a tick) with
 //! nothing in userspace running.
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use filter_common::{
-    ban_buckets_v4, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry, BAN_GATE_HOSTS,
-    BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT, BAN_SLOT_BUCKETS, BAN_SLOT_WAYS,
+    ban_buckets_v4, ban_buckets_v6, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry,
+    BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT, BAN_SLOT_BUCKETS,
+    BAN_SLOT_BUCKETS_V6, BAN_SLOT_WAYS, BAN_SLOT_WAYS_V6,
 };
 
 use crate::{
     clock,
-    maps::{BAN_GATE, BAN_HOSTS_V4, BAN_HOSTS_V6, BAN_SLOTS_V4, BAN_V4, BAN_V6},
+    maps::{BAN_GATE, BAN_HOSTS_V4, BAN_HOSTS_V6, BAN_SLOTS_V4, BAN_SLOTS_V6, BAN_V4, BAN_V6},
     parse::v4_of_key,
 };
 
@@ -31,7 +33,16 @@ pub fn banned(v6: bool, src: [u64; 2]) -> bool {
         if gate == 0 {
             return false;
         }
-        let gate = hosts_filtered(gate, ban_host_bit_v6(hi, lo));
+        let mut gate = hosts_filtered(gate, ban_host_bit_v6(hi, lo));
+        // A single banned address in its two buckets, as for IPv4; the
+        // hash behind them only when some address found no room.
+        if gate & BAN_GATE_HOSTS != 0 {
+            match host_slot_v6(src[0], src[1]) {
+                Some(effective_ns) => return live_until(effective_ns),
+                None if overflowed_v6() => {}
+                None => gate &= !BAN_GATE_HOSTS,
+            }
+        }
         gate != 0 && banned_v6(gate, src[0], src[1])
     } else {
         let addr = v4_of_key(src);
@@ -84,6 +95,38 @@ fn in_bucket(bucket: u32, tag: u64) -> Option<u64> {
         }
     }
     None
+}
+
+/// The expiry of a single banned IPv6 address (the parser's two words)
+/// from its slot, if it has one.
+#[inline(always)]
+fn host_slot_v6(w0: u64, w1: u64) -> Option<u64> {
+    let (first, second) = ban_buckets_v6(w0, w1);
+    in_bucket_v6(first, w0, w1).or_else(|| in_bucket_v6(second, w0, w1))
+}
+
+// An index loop bounded by a constant: the form the verifier follows.
+#[inline(always)]
+fn in_bucket_v6(bucket: u32, w0: u64, w1: u64) -> Option<u64> {
+    let b = BAN_SLOTS_V6.get(bucket)?;
+    for i in 0..BAN_SLOT_WAYS_V6 {
+        // A used way's expiry is never 0: an empty way (all zeros) is not
+        // taken for the address `::`.
+        if b[4 * i] == w0 && b[4 * i + 1] == w1 && b[4 * i + 2] != 0 {
+            return Some(b[4 * i + 2]);
+        }
+    }
+    None
+}
+
+/// Whether some single IPv6 ban found no slot, or the ban set is being
+/// rewritten: then a miss in the slots asks the hash.
+#[inline(always)]
+fn overflowed_v6() -> bool {
+    match BAN_SLOTS_V6.get(BAN_SLOT_BUCKETS_V6) {
+        Some(b) => b[0] != 0,
+        None => true,
+    }
 }
 
 /// Whether some single IPv4 ban found no slot (then a miss in the slots
@@ -146,6 +189,8 @@ fn banned_v4_prefix(addr: u32) -> bool {
     in_trie(&BAN_V4, key)
 }
 
+/// The rare path of an IPv6 source: the host hash (when the slots had no
+/// room for some address) and the prefix trie, as `gate` says.
 #[inline(never)]
 fn banned_v6(gate: u64, w0: u64, w1: u64) -> bool {
     if gate & BAN_GATE_HOSTS != 0 {

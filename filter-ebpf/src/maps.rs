@@ -119,7 +119,8 @@ pub static BAN_V6: LpmTrie<[u8; 16], BanEntry> = LpmTrie::with_max_entries(BAN_M
 pub static BAN_HOSTS_V4: HashMap<u32, BanEntry> =
     HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
 
-/// Banned IPv6 addresses (/128), keyed by the parser's two words.
+/// Banned IPv6 addresses (/128), keyed by the parser's two words: the
+/// record, asked only for an address `BAN_SLOTS_V6` had no room for.
 #[map]
 pub static BAN_HOSTS_V6: HashMap<[u64; 2], BanEntry> =
     HashMap::with_max_entries(BAN_MAX, BPF_F_NO_PREALLOC);
@@ -138,6 +139,12 @@ pub static BAN_GATE: Array<u64> = Array::with_max_entries(BAN_GATE_LEN, BPF_F_MM
 #[map]
 pub static BAN_SLOTS_V4: Array<filter_common::BanBucket> =
     Array::with_max_entries(filter_common::BAN_SLOT_LEN, BPF_F_MMAPABLE);
+
+/// The same for the single banned IPv6 addresses
+/// (`filter_common::BAN_SLOT_BUCKETS_V6`), then the overflow bucket.
+#[map]
+pub static BAN_SLOTS_V6: Array<filter_common::BanBucketV6> =
+    Array::with_max_entries(filter_common::BAN_SLOT_LEN_V6, BPF_F_MMAPABLE);
 
 /// Each CPU's copy of the coarse clock, by jiffy (see `clock.rs`).
 #[map]

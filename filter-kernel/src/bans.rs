@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use filter_common::{
-    ban_buckets_v4, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry, BAN_GATE_HOSTS,
-    BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT, BAN_SLOT_BUCKETS, BAN_SLOT_WAYS,
+    ban_buckets_v4, ban_buckets_v6, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry,
+    BAN_GATE_HOSTS, BAN_GATE_PREFIXES, BAN_GATE_WORDS, BAN_PERMANENT, BAN_SLOT_BUCKETS,
+    BAN_SLOT_BUCKETS_V6, BAN_SLOT_WAYS, BAN_SLOT_WAYS_V6,
 };
 use ipnet::IpNet;
 
@@ -109,55 +110,122 @@ pub const BUCKET_WORDS: u32 = 2 * BAN_SLOT_WAYS as u32;
 /// The word of `BAN_SLOTS_V4` that says some address found no slot (the
 /// overflow bucket's first).
 pub const OVERFLOW_WORD: u32 = BAN_SLOT_BUCKETS * BUCKET_WORDS;
+/// u64 words of one bucket of `BAN_SLOTS_V6`, and of one of its ways
+/// (the address's two words, its expiry, a zero word).
+pub const BUCKET_WORDS_V6: u32 = 4 * BAN_SLOT_WAYS_V6 as u32;
+const WAY_WORDS_V6: u32 = 4;
+/// The word of `BAN_SLOTS_V6` that says some address found no slot.
+pub const OVERFLOW_WORD_V6: u32 = BAN_SLOT_BUCKETS_V6 * BUCKET_WORDS_V6;
 
-/// The slot array of the single banned IPv4 addresses among `bans`, as
-/// its words that are not zero (by index; the overflow word left out),
-/// and whether some address found no room: each goes into the first of
-/// its two buckets with a free slot, in address order, so the same set
-/// always gives the same array.
-pub fn slots_v4(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
-    let mut hosts: Vec<(std::net::Ipv4Addr, u64)> = bans
-        .iter()
-        .zip(entries(bans))
-        .filter_map(|(b, e)| match b.net {
-            IpNet::V4(n) if n.prefix_len() == 32 => Some((n.addr(), e.effective_ns)),
-            _ => None,
-        })
-        .collect();
-    hosts.sort();
+/// Each single address (`key`, with its effective expiry; `hosts` in
+/// address order) in the first of its two buckets with a free way, so that
+/// the same set always gives the same array: (bucket, way, key, expiry) of
+/// each placed, and whether some address found no room.
+fn place<K: Copy>(
+    hosts: Vec<(K, u64)>,
+    buckets: impl Fn(K) -> (u32, u32),
+    ways: usize,
+) -> (Vec<(u32, u32, K, u64)>, bool) {
     let mut used: HashMap<u32, usize> = HashMap::new();
-    let mut words = BTreeMap::new();
+    let mut placed = Vec::with_capacity(hosts.len());
     let mut overflow = false;
-    for (addr, effective_ns) in hosts {
-        // The program's view: the 4 bytes in packet order, as a native u32.
-        let key = u32::from_ne_bytes(addr.octets());
-        let (first, second) = ban_buckets_v4(key);
+    for (key, effective_ns) in hosts {
+        let (first, second) = buckets(key);
         let Some(bucket) = [first, second]
             .into_iter()
-            .find(|b| used.get(b).copied().unwrap_or(0) < BAN_SLOT_WAYS)
+            .find(|b| used.get(b).copied().unwrap_or(0) < ways)
         else {
             overflow = true;
             continue;
         };
         let way = used.entry(bucket).or_insert(0);
-        let at = bucket * BUCKET_WORDS + 2 * *way as u32;
+        placed.push((bucket, *way as u32, key, effective_ns));
         *way += 1;
+    }
+    (placed, overflow)
+}
+
+/// The single addresses of one family among `bans` (those `key` takes),
+/// in address order, with their effective expiries.
+fn hosts_of<K>(bans: &[Ban], key: impl Fn(&IpNet) -> Option<K>) -> Vec<(K, u64)> {
+    let mut hosts: Vec<(IpNet, K, u64)> = bans
+        .iter()
+        .zip(entries(bans))
+        .filter(|(b, _)| is_host(&b.net))
+        .filter_map(|(b, e)| key(&b.net).map(|k| (b.net, k, e.effective_ns)))
+        .collect();
+    hosts.sort_by_key(|&(net, _, _)| net);
+    hosts.into_iter().map(|(_, k, e)| (k, e)).collect()
+}
+
+/// The slot array of the single banned IPv4 addresses among `bans`, as
+/// its words that are not zero (by index; the overflow word left out),
+/// and whether some address found no room.
+pub fn slots_v4(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
+    // The program's view: the 4 bytes in packet order, as a native u32.
+    let hosts = hosts_of(bans, |net| match net {
+        IpNet::V4(n) => Some(u32::from_ne_bytes(n.addr().octets())),
+        IpNet::V6(_) => None,
+    });
+    let (placed, overflow) = place(hosts, ban_buckets_v4, BAN_SLOT_WAYS);
+    let mut words = BTreeMap::new();
+    for (bucket, way, key, effective_ns) in placed {
+        let at = bucket * BUCKET_WORDS + 2 * way;
         words.insert(at, ban_slot_tag(key));
         words.insert(at + 1, effective_ns);
     }
     (words, overflow)
 }
 
+/// The same for the single banned IPv6 addresses, in `BAN_SLOTS_V6`.
+pub fn slots_v6(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
+    // The program's view: the 16 bytes in packet order, as two native
+    // u64 words.
+    let hosts = hosts_of(bans, |net| match net {
+        IpNet::V6(n) => {
+            let o = n.addr().octets();
+            let word = |i: usize| u64::from_ne_bytes(o[i..i + 8].try_into().expect("8 bytes"));
+            Some((word(0), word(8)))
+        }
+        IpNet::V4(_) => None,
+    });
+    let (placed, overflow) = place(hosts, |(w0, w1)| ban_buckets_v6(w0, w1), BAN_SLOT_WAYS_V6);
+    let mut words = BTreeMap::new();
+    for (bucket, way, (w0, w1), effective_ns) in placed {
+        let at = bucket * BUCKET_WORDS_V6 + WAY_WORDS_V6 * way;
+        for (i, w) in [w0, w1, effective_ns].into_iter().enumerate() {
+            if w != 0 {
+                words.insert(at + i as u32, w);
+            }
+        }
+    }
+    (words, overflow)
+}
+
 /// The slot words to write to go from `from` (as read, the overflow word
-/// among them) to `to`, expiries before tags: an address never shows
-/// with another's expiry for longer than its own tag takes to follow.
+/// among them) to `to`, expiries before addresses: an address never shows
+/// with another's expiry for longer than its own words take to follow.
 /// The overflow word is left to the caller.
 pub fn slot_changes(from: &BTreeMap<u32, u64>, to: &BTreeMap<u32, u64>) -> Vec<(u32, u64)> {
+    changes_expiries_first(from, to, OVERFLOW_WORD, |i| i % 2 == 1)
+}
+
+/// [`slot_changes`] for `BAN_SLOTS_V6`.
+pub fn slot_changes_v6(from: &BTreeMap<u32, u64>, to: &BTreeMap<u32, u64>) -> Vec<(u32, u64)> {
+    changes_expiries_first(from, to, OVERFLOW_WORD_V6, |i| i % WAY_WORDS_V6 == 2)
+}
+
+fn changes_expiries_first(
+    from: &BTreeMap<u32, u64>,
+    to: &BTreeMap<u32, u64>,
+    overflow_word: u32,
+    is_expiry: impl Fn(u32) -> bool,
+) -> Vec<(u32, u64)> {
     let mut changes: Vec<(u32, u64)> = gate_changes(from, to)
         .into_iter()
-        .filter(|&(i, _)| i != OVERFLOW_WORD)
+        .filter(|&(i, _)| i != overflow_word)
         .collect();
-    changes.sort_by_key(|&(i, _)| (i % 2 == 0, i));
+    changes.sort_by_key(|&(i, _)| (!is_expiry(i), i));
     changes
 }
 
@@ -176,7 +244,7 @@ fn host_bit(net: &IpNet) -> (u32, u32) {
 mod tests {
     use super::*;
     use filter_common::BAN_GATE_LEN;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn ban(net: &str, expires_ns: u64) -> Ban {
         Ban {
@@ -320,6 +388,97 @@ mod tests {
         let (words, overflow) = slots_v4(&full);
         assert!(overflow);
         assert_eq!(words.len(), 2 * 8);
+    }
+
+    /// Every single IPv6 ban has a way in one of its two buckets, with its
+    /// effective expiry; IPv4 addresses and prefixes have none; a bucket's
+    /// third address overflows.
+    #[test]
+    fn single_ipv6_bans_in_their_buckets() {
+        let addr =
+            |i: u32| Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 7, (i >> 16) as u16, i as u16);
+        let bans: Vec<Ban> = (0..10_000u32)
+            .map(|i| Ban {
+                net: IpNet::from(ipnet::Ipv6Net::from(addr(i))),
+                expires_ns: 1000 + u64::from(i),
+            })
+            .chain([ban("2001:db8:8000::/48", 5000), ban("192.0.2.1/32", 9)])
+            .collect();
+        let (words, overflow) = slots_v6(&bans);
+        assert!(!overflow);
+        let words_of = |a: Ipv6Addr| {
+            let o = a.octets();
+            (
+                u64::from_ne_bytes(o[..8].try_into().unwrap()),
+                u64::from_ne_bytes(o[8..].try_into().unwrap()),
+            )
+        };
+        for i in [0u32, 1, 4242, 9_999] {
+            let (w0, w1) = words_of(addr(i));
+            let (first, second) = ban_buckets_v6(w0, w1);
+            let found: Vec<u64> = [first, second]
+                .iter()
+                .flat_map(|b| {
+                    (0..BAN_SLOT_WAYS_V6 as u32).map(move |w| b * BUCKET_WORDS_V6 + 4 * w)
+                })
+                .filter(|at| words.get(at) == Some(&w0) && words.get(&(at + 1)) == Some(&w1))
+                .map(|at| words[&(at + 2)])
+                .collect();
+            // The later of its own expiry and the /48's covering it.
+            assert_eq!(found, vec![(1000 + u64::from(i)).max(5000)], "{}", addr(i));
+        }
+        assert!(words.keys().all(|&i| i < OVERFLOW_WORD_V6));
+
+        // An address whose two buckets are full has no room: two others
+        // fill its first bucket, two more its second, all before it in
+        // address order.
+        let buckets = |i: u32| {
+            let (w0, w1) = words_of(addr(i));
+            ban_buckets_v6(w0, w1)
+        };
+        let last = (0..=u32::MAX)
+            .rev()
+            .find(|&i| buckets(i).0 == 0 && buckets(i).1 != 0)
+            .unwrap();
+        let second = buckets(last).1;
+        let fill = |bucket: u32| (0..last).filter(move |&i| buckets(i).0 == bucket).take(2);
+        let full: Vec<Ban> = fill(0)
+            .chain(fill(second))
+            .chain([last])
+            .map(|i| Ban {
+                net: IpNet::from(ipnet::Ipv6Net::from(addr(i))),
+                expires_ns: BAN_PERMANENT,
+            })
+            .collect();
+        assert_eq!(full.len(), 5);
+        let (words, overflow) = slots_v6(&full);
+        assert!(overflow);
+        assert_eq!(words.len(), 3 * 4, "two ways of three words, twice");
+    }
+
+    /// The IPv6 slots' changes write expiries before addresses, and never
+    /// the overflow word.
+    #[test]
+    fn slot_changes_v6_write_expiries_first() {
+        let a = [ban("2001:db8::1/128", 10), ban("2001:db8::2/128", 20)];
+        let b = [ban("2001:db8::2/128", 30), ban("2001:db8::3/128", 40)];
+        let (mut from, _) = slots_v6(&a);
+        from.insert(OVERFLOW_WORD_V6, 1);
+        let (to, _) = slots_v6(&b);
+        let changes = slot_changes_v6(&from, &to);
+        assert!(!changes.is_empty());
+        assert!(!changes.iter().any(|&(i, _)| i == OVERFLOW_WORD_V6));
+        let first_address = changes.iter().position(|&(i, _)| i % 4 != 2);
+        let last_expiry = changes.iter().rposition(|&(i, _)| i % 4 == 2);
+        if let (Some(t), Some(e)) = (first_address, last_expiry) {
+            assert!(e < t, "{changes:?}");
+        }
+        let mut applied = from.clone();
+        for (i, v) in changes {
+            applied.insert(i, v);
+        }
+        applied.retain(|&i, v| *v != 0 && i != OVERFLOW_WORD_V6);
+        assert_eq!(applied, to);
     }
 
     /// A change writes only what differs, expiries before tags, and never

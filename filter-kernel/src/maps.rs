@@ -39,8 +39,8 @@ use aya::{
 use filter_common::{
     maps as names, AttachInfo, BanEntry, Counter, CounterFamily, DeniedBlock, DropKey,
     EgressPolicy, FlowKey, FlowKeyV4, FlowSeen, OutReason, Policy, RateSlot, RateState, Reason,
-    ReplySlot, SourceKey, BAN_GATE_LEN, BAN_SLOT_LEN, DIRECT_WORDS, FLAG_L3, FLAG_STRICT,
-    FLOW_GATE_ALWAYS, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
+    ReplySlot, SourceKey, BAN_GATE_LEN, BAN_SLOT_LEN, BAN_SLOT_LEN_V6, DIRECT_WORDS, FLAG_L3,
+    FLAG_STRICT, FLOW_GATE_ALWAYS, INLINE_NONE, REPLY_CACHE_SLOTS, V4_HOST_SLOTS,
 };
 use filter_policy::ruleset::Ruleset;
 use ipnet::IpNet;
@@ -80,6 +80,7 @@ pub struct Maps {
     /// The ban gate, written through a memory mapping.
     ban_gate: MapData,
     ban_slots_v4: MapData,
+    ban_slots_v6: MapData,
     /// The host's flows (strict mode's replies), IPv4 and IPv6.
     flows_v4: HashMap<MapData, FlowKeyV4, FlowSeen>,
     flows_v6: HashMap<MapData, FlowKey, FlowSeen>,
@@ -204,6 +205,7 @@ impl Maps {
             ban_hosts_v6: typed(one(names::BAN_HOSTS_V6)?, names::BAN_HOSTS_V6)?,
             ban_gate: array_data(one(names::BAN_GATE)?, names::BAN_GATE)?,
             ban_slots_v4: array_data(one(names::BAN_SLOTS_V4)?, names::BAN_SLOTS_V4)?,
+            ban_slots_v6: array_data(one(names::BAN_SLOTS_V6)?, names::BAN_SLOTS_V6)?,
             flows_v4: typed(one(names::FLOWS_V4)?, names::FLOWS_V4)?,
             flows_v6: typed(one(names::FLOWS_V6)?, names::FLOWS_V6)?,
             reply_cache: typed(one(names::REPLY_CACHE)?, names::REPLY_CACHE)?,
@@ -799,11 +801,18 @@ impl Maps {
         let new_gate = bans::gate(new);
         let both = bans::gate_union(&old_gate, &new_gate);
         // While the slots are rewritten an address may be between two of
-        // them: the overflow word sends every miss on to the hash, which
-        // holds each ban of the old or the new set throughout.
+        // them: the overflow words send every miss on to the hashes, which
+        // hold each ban of the old or the new set throughout.
         let slots_len = BAN_SLOT_LEN * bans::BUCKET_WORDS;
+        let slots_len_v6 = BAN_SLOT_LEN_V6 * bans::BUCKET_WORDS_V6;
         write_words(&self.ban_slots_v4, slots_len, &[(bans::OVERFLOW_WORD, 1)])
             .context("writing the ban slots")?;
+        write_words(
+            &self.ban_slots_v6,
+            slots_len_v6,
+            &[(bans::OVERFLOW_WORD_V6, 1)],
+        )
+        .context("writing the IPv6 ban slots")?;
         write_words(
             &self.ban_gate,
             BAN_GATE_LEN,
@@ -824,6 +833,14 @@ impl Maps {
             &bans::slot_changes(&current, &slots),
         )
         .context("writing the ban slots")?;
+        let (slots_v6, overflow_v6) = bans::slots_v6(new);
+        let current = read_words(&self.ban_slots_v6, slots_len_v6)?;
+        write_words(
+            &self.ban_slots_v6,
+            slots_len_v6,
+            &bans::slot_changes_v6(&current, &slots_v6),
+        )
+        .context("writing the IPv6 ban slots")?;
         for net in old.keys().filter(|n| !staying.contains(n)) {
             self.remove_ban(*net)
                 .with_context(|| format!("removing {net} from the ban set"))?;
@@ -840,6 +857,12 @@ impl Maps {
             &[(bans::OVERFLOW_WORD, u64::from(overflow))],
         )
         .context("writing the ban slots")?;
+        write_words(
+            &self.ban_slots_v6,
+            slots_len_v6,
+            &[(bans::OVERFLOW_WORD_V6, u64::from(overflow_v6))],
+        )
+        .context("writing the IPv6 ban slots")?;
         Ok(())
     }
 

@@ -4,10 +4,10 @@
 //! drop anything), and the ban set empty versus 1 and 100,000 entries, for
 //! a source outside every banned /24 (the gate answers), a neighbour of a
 //! ban in its /24 (the trie answers, the packet passes) and a banned source
-//! (dropped). Samples of all configurations are interleaved; medians are
+//! (dropped); and for IPv6, a source that is not banned and a banned one. Samples of all configurations are interleaved; medians are
 //! reported. Every frame is run once first and must get the reason its row
 //! is named after.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{ensure, Result};
 use filter_common::{Reason, BAN_PERMANENT};
@@ -15,7 +15,7 @@ use filter_kernel::{bans::Ban, runner::Runner};
 use filter_policy::ruleset::{RateLimit, Ruleset};
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use sipwall_lab::{OUTSIDER, PBX, PROVIDER};
+use sipwall_lab::{OUTSIDER, OUTSIDER6, PBX, PBX6, PROVIDER};
 use sipwall_tests::{generator::Rng, packet::Frame};
 
 use crate::{
@@ -33,6 +33,8 @@ pub const BAN_SIZES: [usize; 2] = [1, 100_000];
 /// The banned source, and a neighbour in its /24 that is not banned.
 const BANNED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
 const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 67);
+/// The banned IPv6 source.
+const BANNED6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0, 0, 0, 0x66);
 
 /// One configuration of the program: a ruleset and a ban set.
 struct Setup {
@@ -60,7 +62,9 @@ pub struct Tier4 {
 }
 
 /// `n` /32 bans spread over the IPv4 space outside the ranges the rows
-/// send from, plus the banned source itself.
+/// send from, the banned source among them, and as many /128 bans in
+/// 2001:db8:8000::/33 (away from the lab's IPv6 hosts), the banned IPv6
+/// source among them.
 fn ban_set(n: usize) -> Vec<Ban> {
     let mut rng = Rng::new(0xba5e_ba11);
     let avoid: [IpNet; 3] =
@@ -73,6 +77,12 @@ fn ban_set(n: usize) -> Vec<Ban> {
             continue;
         }
         nets.insert(IpNet::new(addr, 32).unwrap());
+    }
+    nets.insert(IpNet::new(IpAddr::V6(BANNED6), 128).unwrap());
+    while nets.len() < 2 * n {
+        let low = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+        let addr = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 0, 0, 0)) | low >> 33;
+        nets.insert(IpNet::new(IpAddr::V6(Ipv6Addr::from(addr)), 128).unwrap());
     }
     nets.into_iter()
         .map(|net| Ban {
@@ -125,10 +135,16 @@ pub fn run(scale: Scale) -> Result<Tier4> {
         .collect::<Result<_>>()?;
     let (idle, limits, check, one, many) = (0, 1, 2, 3, 4);
 
+    let mut payload = vec![0x80, 0x08, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
+    payload.extend([0xd5; 160]);
     let rtp = |src: Ipv4Addr| {
-        let mut payload = vec![0x80, 0x08, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
-        payload.extend([0xd5; 160]);
         Frame::ipv4(src, PBX)
+            .udp(40002, 40000)
+            .payload(&payload)
+            .build()
+    };
+    let rtp6 = |src: Ipv6Addr| {
+        Frame::ipv6(src, PBX6)
             .udp(40002, 40000)
             .payload(&payload)
             .build()
@@ -189,6 +205,20 @@ pub fn run(scale: Scale) -> Result<Tier4> {
             setup,
             idle,
             &rtp(BANNED),
+            Reason::Banned,
+        ));
+        rows.push(row(
+            &(format!("IPv6 RTP from a source not banned, {n} bans")),
+            setup,
+            idle,
+            &rtp6(OUTSIDER6),
+            Reason::RtpAllowed,
+        ));
+        rows.push(row(
+            &(format!("IPv6 RTP from a banned source (dropped), {n} bans")),
+            setup,
+            idle,
+            &rtp6(BANNED6),
             Reason::Banned,
         ));
     }
@@ -267,7 +297,7 @@ impl Tier4 {
         };
         for (n, secs) in &self.writes {
             out.line(format!(
-                "writing {n} bans into an empty set: {:.0} ms",
+                "writing {n} IPv4 and {n} IPv6 bans into an empty set: {:.0} ms",
                 secs * 1e3
             ));
         }

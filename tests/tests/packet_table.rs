@@ -954,6 +954,76 @@ fn single_bans_beyond_their_buckets_still_drop() {
     }
 }
 
+/// Single IPv6 bans live in buckets of their own array (`BAN_SLOTS_V6`),
+/// two addresses a bucket, each address in one of two: an address whose
+/// two buckets are full is still banned (the hash behind them answers), a
+/// smaller set written after it leaves the removed addresses free and the
+/// rest banned, and a source next to them that is not banned passes.
+#[test]
+fn single_ipv6_bans_beyond_their_buckets_still_drop() {
+    sipwall_tests::skip_unless_root!();
+    use filter_common::{ban_buckets_v6, BAN_PERMANENT};
+    use filter_kernel::bans::Ban;
+    let addr = |i: u32| Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 0, (i >> 16) as u16, i as u16);
+    let buckets = |i: u32| {
+        let o = addr(i).octets();
+        ban_buckets_v6(
+            u64::from_ne_bytes(o[..8].try_into().unwrap()),
+            u64::from_ne_bytes(o[8..].try_into().unwrap()),
+        )
+    };
+    // Two addresses fill the first bucket of the last one, two more its
+    // second, all before it in address order: no room for it.
+    let last = (1u32 << 22..)
+        .find(|&i| buckets(i).0 != buckets(i).1)
+        .unwrap();
+    let (first, second) = buckets(last);
+    let fill = |bucket: u32| (0..last).filter(move |&i| buckets(i).0 == bucket).take(2);
+    let addrs: Vec<Ipv6Addr> = fill(first)
+        .chain(fill(second))
+        .chain([last])
+        .map(addr)
+        .collect();
+    assert_eq!(addrs.len(), 5);
+    let bans = |addrs: &[Ipv6Addr]| -> Vec<Ban> {
+        addrs
+            .iter()
+            .map(|a| Ban {
+                net: format!("{a}/128").parse().unwrap(),
+                expires_ns: BAN_PERMANENT,
+            })
+            .collect()
+    };
+    let mut runner = runner(&Ruleset::default());
+    runner.maps.set_bans(&bans(&addrs)).unwrap();
+    for a in &addrs {
+        check(
+            &runner,
+            &case(DROP, Banned, "banned", ip6(*a).tcp(33000, 22)),
+            DROP,
+        )
+        .unwrap();
+    }
+    let neighbour = case(
+        PASS,
+        Other,
+        "not banned",
+        ip6(addr(last + 1)).tcp(33000, 22),
+    );
+    check(&runner, &neighbour, PASS).unwrap();
+    // Keep the first and the last: the others pass again, these two drop.
+    let kept = [addrs[0], addrs[4]];
+    runner.maps.set_bans(&bans(&kept)).unwrap();
+    for a in &addrs {
+        let c = if kept.contains(a) {
+            case(DROP, Banned, "still banned", ip6(*a).tcp(33000, 22))
+        } else {
+            case(PASS, Other, "no longer banned", ip6(*a).tcp(33000, 22))
+        };
+        check(&runner, &c, c.verdict).unwrap();
+    }
+}
+
 /// A flood of spoofed sources that send one packet each is counted whole,
 /// but does not fill the map of denied sources: a source pushed out of its
 /// per-CPU cache slot after a single packet is forgotten (an LRU insert per
