@@ -900,6 +900,40 @@ fn a_ban_expires_by_itself_in_the_kernel() {
     );
 }
 
+/// Bans each of `addrs` (single addresses, for good) and checks that each
+/// drops; then makes the ban set `kept` alone and checks that the others
+/// pass again and `kept` still drop.
+fn ban_then_keep(runner: &mut Runner, addrs: &[IpAddr], kept: &[IpAddr]) {
+    use filter_common::BAN_PERMANENT;
+    use filter_kernel::bans::Ban;
+    let bans = |addrs: &[IpAddr]| -> Vec<Ban> {
+        addrs
+            .iter()
+            .map(|&a| Ban {
+                net: IpNet::from(a),
+                expires_ns: BAN_PERMANENT,
+            })
+            .collect()
+    };
+    let ssh = |a: IpAddr| match a {
+        IpAddr::V4(a) => ip4(a).tcp(33000, 22),
+        IpAddr::V6(a) => ip6(a).tcp(33000, 22),
+    };
+    runner.maps.set_bans(&bans(addrs)).unwrap();
+    for &a in addrs {
+        check(runner, &case(DROP, Banned, "banned", ssh(a)), DROP).unwrap();
+    }
+    runner.maps.set_bans(&bans(kept)).unwrap();
+    for &a in addrs {
+        let c = if kept.contains(&a) {
+            case(DROP, Banned, "still banned", ssh(a))
+        } else {
+            case(PASS, Other, "no longer banned", ssh(a))
+        };
+        check(runner, &c, c.verdict).unwrap();
+    }
+}
+
 /// Single IPv4 bans live in buckets of an array (`BAN_SLOTS_V4`), each
 /// address in one of two: an address whose two buckets are full is still
 /// banned (the hash behind them answers), and a smaller set written after
@@ -907,8 +941,7 @@ fn a_ban_expires_by_itself_in_the_kernel() {
 #[test]
 fn single_bans_beyond_their_buckets_still_drop() {
     sipwall_tests::skip_unless_root!();
-    use filter_common::{ban_buckets_v4, BAN_PERMANENT};
-    use filter_kernel::bans::Ban;
+    use filter_common::ban_buckets_v4;
     let buckets = |a: u32| ban_buckets_v4(u32::from_ne_bytes(Ipv4Addr::from(a).octets()));
     // Four addresses fill bucket 0, four more the second bucket of the
     // last one, which comes after them all in address order: no room.
@@ -917,41 +950,17 @@ fn single_bans_beyond_their_buckets_still_drop() {
         .find(|&a| buckets(a).0 == 0 && buckets(a).1 != 0)
         .unwrap();
     let fill = |bucket: u32| (0..last).filter(move |&a| buckets(a).0 == bucket).take(4);
-    let addrs: Vec<Ipv4Addr> = fill(0)
+    let addrs: Vec<IpAddr> = fill(0)
         .chain(fill(buckets(last).1))
         .chain([last])
-        .map(Ipv4Addr::from)
+        .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
         .collect();
-    let bans = |addrs: &[Ipv4Addr]| -> Vec<Ban> {
-        addrs
-            .iter()
-            .map(|a| Ban {
-                net: format!("{a}/32").parse().unwrap(),
-                expires_ns: BAN_PERMANENT,
-            })
-            .collect()
-    };
-    let mut runner = runner(&Ruleset::default());
-    runner.maps.set_bans(&bans(&addrs)).unwrap();
-    for a in &addrs {
-        check(
-            &runner,
-            &case(DROP, Banned, "banned", ip4(*a).tcp(33000, 22)),
-            DROP,
-        )
-        .unwrap();
-    }
     // Keep the first and the last: the others pass again, these two drop.
-    let kept = [addrs[0], addrs[8]];
-    runner.maps.set_bans(&bans(&kept)).unwrap();
-    for a in &addrs {
-        let c = if kept.contains(a) {
-            case(DROP, Banned, "still banned", ip4(*a).tcp(33000, 22))
-        } else {
-            case(PASS, Other, "no longer banned", ip4(*a).tcp(33000, 22))
-        };
-        check(&runner, &c, c.verdict).unwrap();
-    }
+    ban_then_keep(
+        &mut runner(&Ruleset::default()),
+        &addrs,
+        &[addrs[0], addrs[8]],
+    );
 }
 
 /// Single IPv6 bans live in buckets of their own array (`BAN_SLOTS_V6`),
@@ -962,8 +971,7 @@ fn single_bans_beyond_their_buckets_still_drop() {
 #[test]
 fn single_ipv6_bans_beyond_their_buckets_still_drop() {
     sipwall_tests::skip_unless_root!();
-    use filter_common::{ban_buckets_v6, BAN_PERMANENT};
-    use filter_kernel::bans::Ban;
+    use filter_common::ban_buckets_v6;
     let addr = |i: u32| Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 0, (i >> 16) as u16, i as u16);
     let buckets = |i: u32| {
         let o = addr(i).octets();
@@ -979,31 +987,15 @@ fn single_ipv6_bans_beyond_their_buckets_still_drop() {
         .unwrap();
     let (first, second) = buckets(last);
     let fill = |bucket: u32| (0..last).filter(move |&i| buckets(i).0 == bucket).take(2);
-    let addrs: Vec<Ipv6Addr> = fill(first)
+    let addrs: Vec<IpAddr> = fill(first)
         .chain(fill(second))
         .chain([last])
-        .map(addr)
+        .map(|i| IpAddr::V6(addr(i)))
         .collect();
     assert_eq!(addrs.len(), 5);
-    let bans = |addrs: &[Ipv6Addr]| -> Vec<Ban> {
-        addrs
-            .iter()
-            .map(|a| Ban {
-                net: format!("{a}/128").parse().unwrap(),
-                expires_ns: BAN_PERMANENT,
-            })
-            .collect()
-    };
+    // Keep the first and the last: the others pass again, these two drop.
     let mut runner = runner(&Ruleset::default());
-    runner.maps.set_bans(&bans(&addrs)).unwrap();
-    for a in &addrs {
-        check(
-            &runner,
-            &case(DROP, Banned, "banned", ip6(*a).tcp(33000, 22)),
-            DROP,
-        )
-        .unwrap();
-    }
+    ban_then_keep(&mut runner, &addrs, &[addrs[0], addrs[4]]);
     let neighbour = case(
         PASS,
         Other,
@@ -1011,17 +1003,6 @@ fn single_ipv6_bans_beyond_their_buckets_still_drop() {
         ip6(addr(last + 1)).tcp(33000, 22),
     );
     check(&runner, &neighbour, PASS).unwrap();
-    // Keep the first and the last: the others pass again, these two drop.
-    let kept = [addrs[0], addrs[4]];
-    runner.maps.set_bans(&bans(&kept)).unwrap();
-    for a in &addrs {
-        let c = if kept.contains(a) {
-            case(DROP, Banned, "still banned", ip6(*a).tcp(33000, 22))
-        } else {
-            case(PASS, Other, "no longer banned", ip6(*a).tcp(33000, 22))
-        };
-        check(&runner, &c, c.verdict).unwrap();
-    }
 }
 
 /// A flood of spoofed sources that send one packet each is counted whole,
