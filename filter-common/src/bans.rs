@@ -52,7 +52,8 @@ pub const BAN_SLOT_WAYS: usize = 4;
 /// Entries of the slot array: the buckets, then the overflow bucket.
 pub const BAN_SLOT_LEN: u32 = BAN_SLOT_BUCKETS + 1;
 /// A bucket: word `2i` the address's tag ([`ban_slot_tag`]; 0 empty), word
-/// `2i + 1` its `BanEntry::effective_ns`.
+/// `2i + 1` its `BanEntry::effective_ns` (0 while the way is rewritten:
+/// the program takes it for a miss).
 pub type BanBucket = [u64; 2 * BAN_SLOT_WAYS];
 
 /// The single banned IPv6 addresses again, as [`BAN_SLOT_BUCKETS`] holds

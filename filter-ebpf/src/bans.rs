@@ -90,7 +90,9 @@ fn host_slot_v4(addr: u32) -> Option<u64> {
 fn in_bucket(bucket: u32, tag: u64) -> Option<u64> {
     let b = BAN_SLOTS_V4.get(bucket)?;
     for i in 0..BAN_SLOT_WAYS {
-        if b[2 * i] == tag {
+        // Expiry 0 is a way being rewritten: a miss, which the overflow
+        // word, set meanwhile, sends on to the hash.
+        if b[2 * i] == tag && b[2 * i + 1] != 0 {
             return Some(b[2 * i + 1]);
         }
     }
@@ -111,7 +113,8 @@ fn in_bucket_v6(bucket: u32, w0: u64, w1: u64) -> Option<u64> {
     let b = BAN_SLOTS_V6.get(bucket)?;
     for i in 0..BAN_SLOT_WAYS_V6 {
         // A used way's expiry is never 0: an empty way (all zeros) is not
-        // taken for the address `::`.
+        // taken for the address `::`, nor a way being rewritten for its
+        // old address.
         if b[4 * i] == w0 && b[4 * i + 1] == w1 && b[4 * i + 2] != 0 {
             return Some(b[4 * i + 2]);
         }

@@ -2,7 +2,7 @@
 //! `BAN_GATE_WORDS` and `BAN_HOST_WORDS`): the value each trie entry holds
 //! and the gate bits.
 //! Pure computations; `maps.rs` writes them.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use filter_common::{
     ban_buckets_v4, ban_buckets_v6, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry,
@@ -203,30 +203,69 @@ pub fn slots_v6(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
 }
 
 /// The slot words to write to go from `from` (as read, the overflow word
-/// among them) to `to`, expiries before addresses: an address never shows
-/// with another's expiry for longer than its own words take to follow.
-/// The overflow word is left to the caller.
+/// among them) to `to`, in three steps, so that a packet never takes one
+/// address's way for another's (the program takes a way whose expiry is
+/// 0 for empty, and asks the hash while the overflow word is set):
+/// 1. every way whose address changes gets expiry 0;
+/// 2. the address words change;
+/// 3. the expiries take their new values.
+///
+/// A way whose address stays changes its expiry in one word. The overflow
+/// word is left to the caller.
 pub fn slot_changes(from: &BTreeMap<u32, u64>, to: &BTreeMap<u32, u64>) -> Vec<(u32, u64)> {
-    changes_expiries_first(from, to, OVERFLOW_WORD, |i| i % 2 == 1)
+    slot_writes(from, to, OVERFLOW_WORD, 2, 1)
 }
 
 /// [`slot_changes`] for `BAN_SLOTS_V6`.
 pub fn slot_changes_v6(from: &BTreeMap<u32, u64>, to: &BTreeMap<u32, u64>) -> Vec<(u32, u64)> {
-    changes_expiries_first(from, to, OVERFLOW_WORD_V6, |i| i % WAY_WORDS_V6 == 2)
+    slot_writes(from, to, OVERFLOW_WORD_V6, WAY_WORDS_V6, 2)
 }
 
-fn changes_expiries_first(
+/// [`slot_changes`] for an array of ways of `way_words` words, word
+/// `expiry_word` of each its expiry.
+fn slot_writes(
     from: &BTreeMap<u32, u64>,
     to: &BTreeMap<u32, u64>,
     overflow_word: u32,
-    is_expiry: impl Fn(u32) -> bool,
+    way_words: u32,
+    expiry_word: u32,
 ) -> Vec<(u32, u64)> {
-    let mut changes: Vec<(u32, u64)> = gate_changes(from, to)
+    let value = |m: &BTreeMap<u32, u64>, i: u32| m.get(&i).copied().unwrap_or(0);
+    let changes: Vec<(u32, u64)> = gate_changes(from, to)
         .into_iter()
         .filter(|&(i, _)| i != overflow_word)
         .collect();
-    changes.sort_by_key(|&(i, _)| (!is_expiry(i), i));
-    changes
+    let is_expiry = |i: u32| i % way_words == expiry_word;
+    let expiry_of = |i: u32| i - i % way_words + expiry_word;
+    // The ways whose address changes, by their expiry word.
+    let moved: BTreeSet<u32> = changes
+        .iter()
+        .filter(|&&(i, _)| !is_expiry(i))
+        .map(|&(i, _)| expiry_of(i))
+        .collect();
+    let mut writes: Vec<(u32, u64)> = moved
+        .iter()
+        .filter(|&&e| value(from, e) != 0)
+        .map(|&e| (e, 0))
+        .collect();
+    writes.extend(changes.iter().filter(|&&(i, _)| !is_expiry(i)));
+    let expiries: BTreeSet<u32> = changes
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|&i| is_expiry(i))
+        .chain(moved.iter().copied())
+        .collect();
+    for e in expiries {
+        let now = if moved.contains(&e) {
+            0
+        } else {
+            value(from, e)
+        };
+        if now != value(to, e) {
+            writes.push((e, value(to, e)));
+        }
+    }
+    writes
 }
 
 /// Where a single address's bit is in the gate's host bitmap.
@@ -456,52 +495,103 @@ mod tests {
         assert_eq!(words.len(), 3 * 4, "two ways of three words, twice");
     }
 
-    /// The IPv6 slots' changes write expiries before addresses, and never
-    /// the overflow word.
-    #[test]
-    fn slot_changes_v6_write_expiries_first() {
-        let a = [ban("2001:db8::1/128", 10), ban("2001:db8::2/128", 20)];
-        let b = [ban("2001:db8::2/128", 30), ban("2001:db8::3/128", 40)];
-        let (mut from, _) = slots_v6(&a);
-        from.insert(OVERFLOW_WORD_V6, 1);
-        let (to, _) = slots_v6(&b);
-        let changes = slot_changes_v6(&from, &to);
-        assert!(!changes.is_empty());
-        assert!(!changes.iter().any(|&(i, _)| i == OVERFLOW_WORD_V6));
-        let first_address = changes.iter().position(|&(i, _)| i % 4 != 2);
-        let last_expiry = changes.iter().rposition(|&(i, _)| i % 4 == 2);
-        if let (Some(t), Some(e)) = (first_address, last_expiry) {
-            assert!(e < t, "{changes:?}");
+    /// Applies `writes` to `from` one at a time and checks, after each,
+    /// that every way with a non-zero expiry holds all its words as in
+    /// `from` or all as in `to` (a packet finds an address with its own
+    /// expiry, or nothing), that the overflow word is never written, and
+    /// that the end is `to`.
+    fn check_writes(
+        from: &BTreeMap<u32, u64>,
+        to: &BTreeMap<u32, u64>,
+        writes: &[(u32, u64)],
+        overflow_word: u32,
+        way_words: u32,
+        expiry_word: u32,
+    ) {
+        let value = |m: &BTreeMap<u32, u64>, i: u32| m.get(&i).copied().unwrap_or(0);
+        let way = |m: &BTreeMap<u32, u64>, w: u32| -> Vec<u64> {
+            (0..way_words)
+                .map(|k| value(m, w * way_words + k))
+                .collect()
+        };
+        assert!(writes.iter().all(|&(i, _)| i != overflow_word));
+        let mut now = from.clone();
+        for &(i, v) in writes {
+            now.insert(i, v);
+            let w = i / way_words;
+            if value(&now, w * way_words + expiry_word) != 0 {
+                let seen = way(&now, w);
+                assert!(
+                    seen == way(from, w) || seen == way(to, w),
+                    "way {w} reads {seen:?} after writing word {i}: {writes:?}"
+                );
+            }
         }
-        let mut applied = from.clone();
-        for (i, v) in changes {
-            applied.insert(i, v);
-        }
-        applied.retain(|&i, v| *v != 0 && i != OVERFLOW_WORD_V6);
-        assert_eq!(applied, to);
+        now.retain(|&i, v| *v != 0 && i != overflow_word);
+        let mut want = to.clone();
+        want.retain(|_, v| *v != 0);
+        assert_eq!(now, want);
     }
 
-    /// A change writes only what differs, expiries before tags, and never
-    /// the overflow word.
+    /// An address moving to another way, an address leaving, one arriving
+    /// and an expiry changing, in one change of the IPv4 slots; then the
+    /// same for real sets.
     #[test]
-    fn slot_changes_write_expiries_first() {
+    fn slot_changes_never_show_an_address_with_another_expiry() {
+        // Ways 0-3 of bucket 0: (tag, expiry).
+        let words = |ways: &[(u32, u64, u64)]| -> BTreeMap<u32, u64> {
+            ways.iter()
+                .flat_map(|&(w, tag, e)| [(2 * w, tag), (2 * w + 1, e)])
+                .collect()
+        };
+        let from = words(&[(0, 0xa, 10), (1, 0xb, 20), (2, 0xc, 30)]);
+        let to = words(&[(0, 0xb, 20), (2, 0xc, 35), (3, 0xd, 40)]);
+        let writes = slot_changes(&from, &to);
+        check_writes(&from, &to, &writes, OVERFLOW_WORD, 2, 1);
+        // Way 2 keeps its address: its expiry is one write.
+        assert_eq!(writes.iter().filter(|&&(i, _)| i / 2 == 2).count(), 1);
+
         let a = [ban("192.0.2.1/32", 10), ban("192.0.2.2/32", 20)];
         let b = [ban("192.0.2.2/32", 30), ban("192.0.2.3/32", 40)];
         let (mut from, _) = slots_v4(&a);
         from.insert(OVERFLOW_WORD, 1);
         let (to, _) = slots_v4(&b);
-        let changes = slot_changes(&from, &to);
-        assert!(!changes.iter().any(|&(i, _)| i == OVERFLOW_WORD));
-        let first_tag = changes.iter().position(|&(i, _)| i % 2 == 0);
-        let last_expiry = changes.iter().rposition(|&(i, _)| i % 2 == 1);
-        if let (Some(t), Some(e)) = (first_tag, last_expiry) {
-            assert!(e < t, "{changes:?}");
-        }
-        let mut applied = from.clone();
-        for (i, v) in changes {
-            applied.insert(i, v);
-        }
-        applied.retain(|&i, v| *v != 0 && i != OVERFLOW_WORD);
-        assert_eq!(applied, to);
+        check_writes(&from, &to, &slot_changes(&from, &to), OVERFLOW_WORD, 2, 1);
+    }
+
+    /// The same for the IPv6 slots, whose addresses take two words.
+    #[test]
+    fn slot_changes_v6_never_show_an_address_with_another_expiry() {
+        // Ways 0-1 of buckets 0 and 1: (w0, w1, expiry).
+        let words = |ways: &[(u32, u64, u64, u64)]| -> BTreeMap<u32, u64> {
+            ways.iter()
+                .flat_map(|&(w, w0, w1, e)| [(4 * w, w0), (4 * w + 1, w1), (4 * w + 2, e)])
+                .filter(|&(_, v)| v != 0)
+                .collect()
+        };
+        let from = words(&[(0, 1, 2, 10), (1, 3, 4, 20), (2, 5, 0, 30)]);
+        let to = words(&[(0, 3, 4, 20), (2, 5, 0, 35), (3, 6, 7, 40)]);
+        check_writes(
+            &from,
+            &to,
+            &slot_changes_v6(&from, &to),
+            OVERFLOW_WORD_V6,
+            4,
+            2,
+        );
+
+        let a = [ban("2001:db8::1/128", 10), ban("2001:db8::2/128", 20)];
+        let b = [ban("2001:db8::2/128", 30), ban("2001:db8::3/128", 40)];
+        let (mut from, _) = slots_v6(&a);
+        from.insert(OVERFLOW_WORD_V6, 1);
+        let (to, _) = slots_v6(&b);
+        check_writes(
+            &from,
+            &to,
+            &slot_changes_v6(&from, &to),
+            OVERFLOW_WORD_V6,
+            4,
+            2,
+        );
     }
 }

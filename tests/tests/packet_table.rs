@@ -782,6 +782,9 @@ fn install_bans(runner: &mut Runner) {
             ban("192.0.2.0/28", now + hour),
             ban("192.0.2.5/32", now - ago),
             ban("2001:db8:bad::/48", now + hour),
+            ban("2001:db8:bad::5/128", now - ago),
+            ban("2001:db8:c0de::7/128", now + hour),
+            ban("2001:db8:c0de::/128", now + hour),
         ])
         .expect("writing the ban set");
 }
@@ -803,12 +806,16 @@ fn abuse_table() -> Vec<Case> {
         case(DROP, Banned, "own /32 ban expired, the live /28 around it still bans", ip4(COVERED).udp(50000, 40000).payload(&rtp(20))),
         case(DROP, Banned, "banned IPv6 /48", ip6(stranger6()).udp(5060, 5060)),
         case(DROP, Banned, "banned IPv6 /48 behind extension headers", common_chain(ip6(stranger6())).tcp(1, 22)),
+        case(DROP, Banned, "banned IPv6 /128 (its bucket)", ip6(v6("2001:db8:c0de::7")).tcp(1, 22)),
+        case(DROP, Banned, "banned IPv6 /128 whose second word is 0", ip6(v6("2001:db8:c0de::")).udp(5060, 5060)),
+        case(DROP, Banned, "own /128 ban expired, the live /48 around it still bans", ip6(v6("2001:db8:bad::5")).tcp(1, 22)),
         case(DROP, Malformed, "malformed from a banned source stays malformed", ip4(BANNED).udp(5060, 5060).cut_to(14 + 20 + 6)),
         case(PASS, NonIp, "ARP from a banned address is not IP", Frame::arp(BANNED, HOST)),
         case(DROP, SipDenied, "neighbour of a banned /32 (same /24): not banned", ip4(BANNED_NEIGHBOUR).udp(5060, 5060)),
         case(DROP, SipDenied, "expired ban: back to the other rules", ip4(EXPIRED).udp(5060, 5060)),
         case(PASS, Other, "192.0.2.16, just outside the banned /28", ip4(Ipv4Addr::new(192, 0, 2, 16)).tcp(1, 22)),
         case(PASS, Other, "IPv6 next to the banned /48", ip6(v6("2001:db8:bae::9")).tcp(1, 22)),
+        case(PASS, Other, "IPv6 next to a banned /128: not banned", ip6(v6("2001:db8:c0de::8")).tcp(1, 22)),
         // --- sip_ratelimited: two at once, then one a second, per source ---
         case(PASS, SipAllowed, "provider A, first packet", ip4(PROVIDER_A).udp(5060, 5060)),
         case(PASS, SipAllowed, "provider A, second packet: the burst", ip4(PROVIDER_A).tcp(1, 5061)),
@@ -901,9 +908,10 @@ fn a_ban_expires_by_itself_in_the_kernel() {
 }
 
 /// Bans each of `addrs` (single addresses, for good) and checks that each
-/// drops; then makes the ban set `kept` alone and checks that the others
-/// pass again and `kept` still drop.
-fn ban_then_keep(runner: &mut Runner, addrs: &[IpAddr], kept: &[IpAddr]) {
+/// drops, and runs `also` (further checks under that set); then makes the
+/// ban set `kept` alone and checks that the others pass again, `kept`
+/// still drop, and runs `also` again.
+fn ban_then_keep(runner: &mut Runner, addrs: &[IpAddr], kept: &[IpAddr], also: impl Fn(&Runner)) {
     use filter_common::BAN_PERMANENT;
     use filter_kernel::bans::Ban;
     let bans = |addrs: &[IpAddr]| -> Vec<Ban> {
@@ -923,6 +931,7 @@ fn ban_then_keep(runner: &mut Runner, addrs: &[IpAddr], kept: &[IpAddr]) {
     for &a in addrs {
         check(runner, &case(DROP, Banned, "banned", ssh(a)), DROP).unwrap();
     }
+    also(runner);
     runner.maps.set_bans(&bans(kept)).unwrap();
     for &a in addrs {
         let c = if kept.contains(&a) {
@@ -932,6 +941,7 @@ fn ban_then_keep(runner: &mut Runner, addrs: &[IpAddr], kept: &[IpAddr]) {
         };
         check(runner, &c, c.verdict).unwrap();
     }
+    also(runner);
 }
 
 /// Single IPv4 bans live in buckets of an array (`BAN_SLOTS_V4`), each
@@ -960,6 +970,7 @@ fn single_bans_beyond_their_buckets_still_drop() {
         &mut runner(&Ruleset::default()),
         &addrs,
         &[addrs[0], addrs[8]],
+        |_| {},
     );
 }
 
@@ -971,7 +982,7 @@ fn single_bans_beyond_their_buckets_still_drop() {
 #[test]
 fn single_ipv6_bans_beyond_their_buckets_still_drop() {
     sipwall_tests::skip_unless_root!();
-    use filter_common::ban_buckets_v6;
+    use filter_common::{ban_buckets_v6, ban_host_bit_v6};
     let addr = |i: u32| Ipv6Addr::new(0x2001, 0xdb8, 0x8000, 0, 0, 0, (i >> 16) as u16, i as u16);
     let buckets = |i: u32| {
         let o = addr(i).octets();
@@ -993,16 +1004,33 @@ fn single_ipv6_bans_beyond_their_buckets_still_drop() {
         .map(|i| IpAddr::V6(addr(i)))
         .collect();
     assert_eq!(addrs.len(), 5);
+    // A source that is not banned but shares the last one's bit in the
+    // gate's host bitmap: it gets past the gate to the buckets (and, while
+    // some address has no room, to the hash), and passes.
+    let bit = |a: Ipv6Addr| {
+        let v = u128::from(a);
+        ban_host_bit_v6((v >> 64) as u64, v as u64)
+    };
+    let neighbour = (0..1u32 << 24)
+        .map(|j| addr(j << 8 | (last & 255)))
+        .find(|&a| bit(a) == bit(addr(last)) && !addrs.contains(&IpAddr::V6(a)))
+        .unwrap();
+    let passes = |runner: &Runner| {
+        let c = case(
+            PASS,
+            Other,
+            "not banned, its host bit set",
+            ip6(neighbour).tcp(33000, 22),
+        );
+        check(runner, &c, PASS).unwrap();
+    };
     // Keep the first and the last: the others pass again, these two drop.
-    let mut runner = runner(&Ruleset::default());
-    ban_then_keep(&mut runner, &addrs, &[addrs[0], addrs[4]]);
-    let neighbour = case(
-        PASS,
-        Other,
-        "not banned",
-        ip6(addr(last + 1)).tcp(33000, 22),
+    ban_then_keep(
+        &mut runner(&Ruleset::default()),
+        &addrs,
+        &[addrs[0], addrs[4]],
+        passes,
     );
-    check(&runner, &neighbour, PASS).unwrap();
 }
 
 /// A flood of spoofed sources that send one packet each is counted whole,
