@@ -6,11 +6,10 @@
 //! a single banned address is found in one of two buckets of an array
 //! (`filter_common::BAN_SLOT_BUCKETS`, `BAN_SLOT_BUCKETS_V6`), or by a
 //! hash lookup when it found no room there; shorter prefixes by a trie
-//! lookup. The gate's checks and the
-//! buckets' stay in this function's caller: a call costs a return, which
-//! the AMD CPUs' mitigations make dear. Expiry is a comparison
-//! with the kernel's coarse clock, so a ban ends on time (to a tick) with
-//! nothing in userspace running.
+//! lookup. The gate's checks and the buckets' stay in this function's
+//! caller: a call costs a return, which the AMD CPUs' mitigations make
+//! dear. Expiry is a comparison with the kernel's coarse clock, so a ban
+//! ends on time (to a tick) with nothing in userspace running.
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use filter_common::{
     ban_buckets_v4, ban_buckets_v6, ban_host_bit_v4, ban_host_bit_v6, ban_slot_tag, BanEntry,
