@@ -146,11 +146,16 @@ fn place<K: Copy>(
 }
 
 /// The single addresses of one family among `bans` (those `key` takes),
-/// in address order, with their effective expiries.
-fn hosts_of<K>(bans: &[Ban], key: impl Fn(&IpNet) -> Option<K>) -> Vec<(K, u64)> {
+/// in address order, with their effective expiries (`entries`, as
+/// [`entries`] gives them for `bans`).
+fn hosts_of<K>(
+    bans: &[Ban],
+    entries: &[BanEntry],
+    key: impl Fn(&IpNet) -> Option<K>,
+) -> Vec<(K, u64)> {
     let mut hosts: Vec<(IpNet, K, u64)> = bans
         .iter()
-        .zip(entries(bans))
+        .zip(entries)
         .filter(|(b, _)| is_host(&b.net))
         .filter_map(|(b, e)| key(&b.net).map(|k| (b.net, k, e.effective_ns)))
         .collect();
@@ -160,10 +165,11 @@ fn hosts_of<K>(bans: &[Ban], key: impl Fn(&IpNet) -> Option<K>) -> Vec<(K, u64)>
 
 /// The slot array of the single banned IPv4 addresses among `bans`, as
 /// its words that are not zero (by index; the overflow word left out),
-/// and whether some address found no room.
-pub fn slots_v4(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
+/// and whether some address found no room. `entries` are [`entries`] of
+/// `bans`.
+pub fn slots_v4(bans: &[Ban], entries: &[BanEntry]) -> (BTreeMap<u32, u64>, bool) {
     // The program's view: the 4 bytes in packet order, as a native u32.
-    let hosts = hosts_of(bans, |net| match net {
+    let hosts = hosts_of(bans, entries, |net| match net {
         IpNet::V4(n) => Some(u32::from_ne_bytes(n.addr().octets())),
         IpNet::V6(_) => None,
     });
@@ -178,10 +184,10 @@ pub fn slots_v4(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
 }
 
 /// The same for the single banned IPv6 addresses, in `BAN_SLOTS_V6`.
-pub fn slots_v6(bans: &[Ban]) -> (BTreeMap<u32, u64>, bool) {
+pub fn slots_v6(bans: &[Ban], entries: &[BanEntry]) -> (BTreeMap<u32, u64>, bool) {
     // The program's view: the 16 bytes in packet order, as two native
     // u64 words.
-    let hosts = hosts_of(bans, |net| match net {
+    let hosts = hosts_of(bans, entries, |net| match net {
         IpNet::V6(n) => {
             let o = n.addr().octets();
             let word = |i: usize| u64::from_ne_bytes(o[i..i + 8].try_into().expect("8 bytes"));
@@ -387,7 +393,7 @@ mod tests {
             })
             .chain([ban("10.0.0.0/8", 5000), ban("2001:db8::1/128", 9)])
             .collect();
-        let (words, overflow) = slots_v4(&bans);
+        let (words, overflow) = slots_v4(&bans, &entries(&bans));
         assert!(!overflow);
         assert_eq!(words.len(), 2 * 100_000);
         for i in [0u32, 1, 4242, 99_999] {
@@ -424,7 +430,7 @@ mod tests {
             })
             .collect();
         assert_eq!(full.len(), 9);
-        let (words, overflow) = slots_v4(&full);
+        let (words, overflow) = slots_v4(&full, &entries(&full));
         assert!(overflow);
         assert_eq!(words.len(), 2 * 8);
     }
@@ -443,7 +449,7 @@ mod tests {
             })
             .chain([ban("2001:db8:8000::/48", 5000), ban("192.0.2.1/32", 9)])
             .collect();
-        let (words, overflow) = slots_v6(&bans);
+        let (words, overflow) = slots_v6(&bans, &entries(&bans));
         assert!(!overflow);
         let words_of = |a: Ipv6Addr| {
             let o = a.octets();
@@ -490,7 +496,7 @@ mod tests {
             })
             .collect();
         assert_eq!(full.len(), 5);
-        let (words, overflow) = slots_v6(&full);
+        let (words, overflow) = slots_v6(&full, &entries(&full));
         assert!(overflow);
         assert_eq!(words.len(), 3 * 4, "two ways of three words, twice");
     }
@@ -553,9 +559,9 @@ mod tests {
 
         let a = [ban("192.0.2.1/32", 10), ban("192.0.2.2/32", 20)];
         let b = [ban("192.0.2.2/32", 30), ban("192.0.2.3/32", 40)];
-        let (mut from, _) = slots_v4(&a);
+        let (mut from, _) = slots_v4(&a, &entries(&a));
         from.insert(OVERFLOW_WORD, 1);
-        let (to, _) = slots_v4(&b);
+        let (to, _) = slots_v4(&b, &entries(&b));
         check_writes(&from, &to, &slot_changes(&from, &to), OVERFLOW_WORD, 2, 1);
     }
 
@@ -582,9 +588,9 @@ mod tests {
 
         let a = [ban("2001:db8::1/128", 10), ban("2001:db8::2/128", 20)];
         let b = [ban("2001:db8::2/128", 30), ban("2001:db8::3/128", 40)];
-        let (mut from, _) = slots_v6(&a);
+        let (mut from, _) = slots_v6(&a, &entries(&a));
         from.insert(OVERFLOW_WORD_V6, 1);
-        let (to, _) = slots_v6(&b);
+        let (to, _) = slots_v6(&b, &entries(&b));
         check_writes(
             &from,
             &to,

@@ -803,42 +803,33 @@ impl Maps {
         // While the slots are rewritten an address may be between two of
         // them: the overflow words send every miss on to the hashes, which
         // hold each ban of the old or the new set throughout.
-        let slots_len = BAN_SLOT_LEN * bans::BUCKET_WORDS;
-        let slots_len_v6 = BAN_SLOT_LEN_V6 * bans::BUCKET_WORDS_V6;
-        write_words(&self.ban_slots_v4, slots_len, &[(bans::OVERFLOW_WORD, 1)])
-            .context("writing the ban slots")?;
-        write_words(
-            &self.ban_slots_v6,
-            slots_len_v6,
-            &[(bans::OVERFLOW_WORD_V6, 1)],
-        )
-        .context("writing the IPv6 ban slots")?;
+        self.set_slots_overflow([true, true])?;
         write_words(
             &self.ban_gate,
             BAN_GATE_LEN,
             &bans::gate_changes(&old_gate, &both),
         )
         .context("writing the ban gate")?;
-        for (ban, entry) in new.iter().zip(bans::entries(new)) {
-            if old.get(&ban.net) != Some(&entry) {
-                self.write_ban(ban.net, entry)
+        let entries = bans::entries(new);
+        for (ban, entry) in new.iter().zip(&entries) {
+            if old.get(&ban.net) != Some(entry) {
+                self.write_ban(ban.net, *entry)
                     .with_context(|| format!("adding {} to the ban set (is it full?)", ban.net))?;
             }
         }
-        let (slots, overflow) = bans::slots_v4(new);
-        let current = read_words(&self.ban_slots_v4, slots_len)?;
+        let (slots_v4, overflow_v4) = bans::slots_v4(new, &entries);
+        let (slots_v6, overflow_v6) = bans::slots_v6(new, &entries);
+        let [(v4, v4_len), (v6, v6_len)] = self.slot_arrays();
         write_words(
-            &self.ban_slots_v4,
-            slots_len,
-            &bans::slot_changes(&current, &slots),
+            v4,
+            v4_len,
+            &bans::slot_changes(&read_words(v4, v4_len)?, &slots_v4),
         )
-        .context("writing the ban slots")?;
-        let (slots_v6, overflow_v6) = bans::slots_v6(new);
-        let current = read_words(&self.ban_slots_v6, slots_len_v6)?;
+        .context("writing the IPv4 ban slots")?;
         write_words(
-            &self.ban_slots_v6,
-            slots_len_v6,
-            &bans::slot_changes_v6(&current, &slots_v6),
+            v6,
+            v6_len,
+            &bans::slot_changes_v6(&read_words(v6, v6_len)?, &slots_v6),
         )
         .context("writing the IPv6 ban slots")?;
         for net in old.keys().filter(|n| !staying.contains(n)) {
@@ -851,18 +842,25 @@ impl Maps {
             &bans::gate_changes(&both, &new_gate),
         )
         .context("writing the ban gate")?;
-        write_words(
-            &self.ban_slots_v4,
-            slots_len,
-            &[(bans::OVERFLOW_WORD, u64::from(overflow))],
-        )
-        .context("writing the ban slots")?;
-        write_words(
-            &self.ban_slots_v6,
-            slots_len_v6,
-            &[(bans::OVERFLOW_WORD_V6, u64::from(overflow_v6))],
-        )
-        .context("writing the IPv6 ban slots")?;
+        self.set_slots_overflow([overflow_v4, overflow_v6])?;
+        Ok(())
+    }
+
+    /// The ban slot arrays, IPv4 then IPv6, with their lengths in words.
+    fn slot_arrays(&self) -> [(&MapData, u32); 2] {
+        [
+            (&self.ban_slots_v4, BAN_SLOT_LEN * bans::BUCKET_WORDS),
+            (&self.ban_slots_v6, BAN_SLOT_LEN_V6 * bans::BUCKET_WORDS_V6),
+        ]
+    }
+
+    /// Sets or clears each slot array's overflow word (IPv4, IPv6): set,
+    /// a miss in the slots asks the hash.
+    fn set_slots_overflow(&self, overflow: [bool; 2]) -> Result<()> {
+        let words = [bans::OVERFLOW_WORD, bans::OVERFLOW_WORD_V6];
+        for (((map, len), word), on) in self.slot_arrays().into_iter().zip(words).zip(overflow) {
+            write_words(map, len, &[(word, u64::from(on))]).context("writing the ban slots")?;
+        }
         Ok(())
     }
 
